@@ -1,0 +1,123 @@
+"""The exception tree of batcher; every class knows the exit code it ends a run with.
+
+    BatcherError                      exit 2 unless a subclass says otherwise
+    ├── UsageError                    2  nothing was sent
+    │   ├── ConfigError               2  a bad config key or value (names the key path)
+    │   ├── InputError                2  the input file cannot be read or has no id column
+    │   └── StateLockedError          2  another run holds the state directory
+    ├── ApiError                      an answer (or no answer) that is not a usable 201
+    │   ├── TransientError            retried with backoff
+    │   │   ├── RateLimitedError      429 (burst)
+    │   │   ├── ServerError           5xx
+    │   │   ├── TransportError        timeout, refused or dropped connection
+    │   │   └── MalformedAnswerError  201 whose body cannot be read
+    │   ├── RejectedError             400/422: not retried, the batch's rows are `failed`
+    │   └── FatalApiError             3  the whole run stops
+    │       ├── AuthError             401
+    │       ├── ForbiddenError        403
+    │       └── DailyQuotaError       429 with X-RateLimit-Daily-Remaining: 0
+    └── StopRun                       3  the run stopped early on its own account
+        ├── Interrupted               SIGINT/SIGTERM
+        └── TooManyFailuresError      too many batches failed in a row
+
+Messages never contain the bearer token: only statuses, the API's own messages and names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+
+class BatcherError(Exception):
+    exit_code = 2
+
+
+class UsageError(BatcherError):
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A config key or value is wrong; the message starts with its key path."""
+
+
+class InputError(UsageError):
+    """The input file cannot be used; the message names the file."""
+
+
+class StateLockedError(UsageError):
+    """Another batcher process is using the same state directory."""
+
+
+class ApiError(BatcherError):
+    """An answer from the API other than a usable 201, or no answer at all."""
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.headers: Mapping[str, str] = MappingProxyType(dict(headers or {}))
+        self.retry_after_s = retry_after_s
+        # HTTP attempts made before this error settled things; set by the retrying policy.
+        self.attempts = 1
+
+
+class TransientError(ApiError):
+    """Worth another attempt: the request may succeed if sent again later."""
+
+
+class RateLimitedError(TransientError):
+    pass
+
+
+class ServerError(TransientError):
+    pass
+
+
+class TransportError(TransientError):
+    pass
+
+
+class MalformedAnswerError(TransientError):
+    pass
+
+
+class RejectedError(ApiError):
+    """The API refused the request itself (400/422); sending it again cannot help."""
+
+
+class FatalApiError(ApiError):
+    exit_code = 3
+
+
+class AuthError(FatalApiError):
+    pass
+
+
+class ForbiddenError(FatalApiError):
+    pass
+
+
+class DailyQuotaError(FatalApiError):
+    pass
+
+
+class StopRun(BatcherError):
+    exit_code = 3
+
+
+class Interrupted(StopRun):
+    pass
+
+
+class TooManyFailuresError(StopRun):
+    pass

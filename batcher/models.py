@@ -1,0 +1,129 @@
+"""The values that flow through batcher: frozen, typed, free of I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    ADD = "add"
+    REMOVE = "remove"
+
+
+class Status(StrEnum):
+    SUCCESS = "success"
+    ERROR = "error"
+    INVALID = "invalid"
+    DUPLICATE = "duplicate"
+    FAILED = "failed"
+    PENDING = "pending"
+
+
+# A row in one of these states is never sent again, not even by a resumed run.
+FINAL_STATUSES = frozenset({Status.SUCCESS, Status.ERROR, Status.INVALID, Status.DUPLICATE})
+
+# The API takes at most this many contacts and tags per request (OpenAPI maxItems).
+MAX_CONTACTS_PER_REQUEST = 500
+MAX_TAGS_PER_REQUEST = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One input data row, normalised by loading.
+
+    `status` is INVALID (with `message` saying why) when the row can never be sent, else None;
+    duplicates are found later, across the whole input, by the ledger.
+    `extra` holds the input's other columns as text, in the order of `InputColumns.extra`.
+    """
+
+    row: int
+    contact_id: str
+    location_id: str
+    action: str
+    tags: tuple[str, ...]
+    remove_all: bool
+    status: Status | None = None
+    message: str = ""
+    extra: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Rows that can share requests: same location, action, tag set and remove-all flag."""
+
+    location_id: str
+    action: Action
+    tags: tuple[str, ...]
+    remove_all: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One request's worth: at most 500 contacts and at most 50 tags.
+
+    `part` numbers the 50-tag slices of a group whose tag set is longer than 50.
+    `rows[i]` is the input row number of `contact_ids[i]`.
+    """
+
+    location_id: str
+    action: Action
+    tags: tuple[str, ...]
+    remove_all: bool
+    part: int
+    rows: tuple[int, ...]
+    contact_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ContactOutcome:
+    """What became of one contact of a batch: the API's per-contact answer, or why none came."""
+
+    status: Status
+    message: str
+    old_tags: tuple[str, ...] | None = None
+    tags_added: tuple[str, ...] | None = None
+    tags_removed: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitInfo:
+    """The X-RateLimit-* headers of one answer; None where a header was absent or unreadable."""
+
+    max: int | None = None
+    remaining: int | None = None
+    interval_ms: int | None = None
+    daily_limit: int | None = None
+    daily_remaining: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """The settled result of one batch: one outcome per contact, aligned with `batch.rows`."""
+
+    batch: Batch
+    outcomes: tuple[ContactOutcome, ...]
+    http_status: int | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReportLine:
+    """One line of the report: what was asked for one input row and what became of it.
+
+    `extra` holds the input's own cells, in the order of the input's header.
+    """
+
+    row: int
+    contact_id: str
+    location_id: str
+    action: str
+    tags: tuple[str, ...]
+    status: Status
+    message: str
+    old_tags: tuple[str, ...] | None = None
+    tags_added: tuple[str, ...] | None = None
+    tags_removed: tuple[str, ...] | None = None
+    http_status: int | None = None
+    attempts: int | None = None
+    extra: tuple[str, ...] = ()
