@@ -225,7 +225,7 @@ def load_settings(
         values[name][key] = _coerce(path, kind, value, from_text=False)
 
     settings = Settings(
-        **{name: sections[name](**values[name]) for name in sections}  # type: ignore[arg-type]
+        **{name: sections[name](**values[name]) for name in sections}
     )
     _check(settings)
     return settings

@@ -1,0 +1,482 @@
+"""The run's state in one SQLite file: every input row once, each request's outcomes, the lock.
+
+The ledger is the spine of a run (DESIGN.md): loading writes each row here once; planning reads
+the rows still to do; each batch's per-contact outcomes are written in one transaction as they
+arrive; the report is read back from here. A process killed at any instant therefore loses no
+row: a batch is either recorded whole or will be sent again by the next run of the same command.
+
+Layout of `state.dir`:
+    lock                          held (flock) by the one batcher process using the directory
+    run-<key>.sqlite              the run of one input content + operation, finished or not
+    run-<key>.<created>.sqlite    an earlier finished run of the same key, kept for the record
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from itertools import groupby
+from pathlib import Path
+from typing import IO, Any, NamedTuple, Self
+
+from batcher.errors import StateLockedError, UsageError
+from batcher.models import (
+    Action,
+    BatchOutcome,
+    Group,
+    ReportLine,
+    Row,
+    Status,
+)
+from batcher.planning import group_of, tag_parts
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE groups (
+    id INTEGER PRIMARY KEY,
+    location_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    tags TEXT NOT NULL,            -- JSON array, canonical order
+    remove_all INTEGER NOT NULL,
+    parts INTEGER NOT NULL         -- requests per member: one per 50-tag slice
+);
+CREATE TABLE rows (
+    row INTEGER PRIMARY KEY,       -- 1-based data row of the input
+    contact_id TEXT NOT NULL,
+    location_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    tags TEXT NOT NULL,            -- JSON array, as the row asked
+    group_id INTEGER,              -- NULL when the row is invalid
+    pre_status TEXT,               -- 'invalid' or 'duplicate': settled before sending
+    pre_message TEXT NOT NULL,
+    extra TEXT NOT NULL            -- JSON array: the input's own cells
+);
+CREATE TABLE results (             -- one per (row, part) that a request settled
+    row INTEGER NOT NULL,
+    part INTEGER NOT NULL,
+    status TEXT NOT NULL,          -- success, error or failed
+    message TEXT NOT NULL,
+    old_tags TEXT,
+    tags_added TEXT,
+    tags_removed TEXT,
+    http_status INTEGER,
+    attempts INTEGER NOT NULL,
+    PRIMARY KEY (row, part)
+) WITHOUT ROWID;
+"""
+
+# Built after loading: bulk inserts into an unindexed table are several times faster.
+INDEXES = """
+CREATE INDEX rows_by_group ON rows (group_id, row) WHERE group_id IS NOT NULL;
+CREATE INDEX rows_by_contact ON rows (group_id, contact_id, row) WHERE group_id IS NOT NULL;
+"""
+
+# A later row of the same group and contact as an earlier valid row is a duplicate of the first.
+MARK_DUPLICATES = """
+UPDATE rows SET
+    pre_status = 'duplicate',
+    pre_message = 'duplicate of row ' || (
+        SELECT MIN(first.row) FROM rows AS first
+        WHERE first.group_id = rows.group_id AND first.contact_id = rows.contact_id
+    )
+WHERE group_id IS NOT NULL AND EXISTS (
+    SELECT 1 FROM rows AS first
+    WHERE first.group_id = rows.group_id AND first.contact_id = rows.contact_id
+      AND first.row < rows.row
+)
+"""
+
+# Rows of a group still owing a settled answer for one part; keyset-paginated by row number.
+MEMBERS_PAGE = """
+SELECT r.row, r.contact_id FROM rows AS r
+WHERE r.group_id = :group AND r.pre_status IS NULL AND r.row > :after
+  AND NOT EXISTS (
+    SELECT 1 FROM results AS s
+    WHERE s.row = r.row AND s.part = :part AND s.status IN ('success', 'error')
+  )
+ORDER BY r.row LIMIT :limit
+"""
+
+COUNT_WORK = """
+SELECT r.group_id, COUNT(*) FROM rows AS r
+WHERE r.pre_status IS NULL
+  AND r.group_id IN (SELECT id FROM groups WHERE parts > :part)
+  AND NOT EXISTS (
+    SELECT 1 FROM results AS s
+    WHERE s.row = r.row AND s.part = :part AND s.status IN ('success', 'error')
+  )
+GROUP BY r.group_id
+"""
+
+REPORT_ROWS = """
+SELECT r.row, r.contact_id, r.location_id, r.action, r.tags, r.pre_status, r.pre_message,
+       r.extra, g.parts, s.part, s.status, s.message, s.old_tags, s.tags_added, s.tags_removed,
+       s.http_status, s.attempts
+FROM rows AS r
+LEFT JOIN groups AS g ON g.id = r.group_id
+LEFT JOIN results AS s ON s.row = r.row
+ORDER BY r.row, s.part
+"""
+
+PAGE_ROWS = 5_000
+
+
+def _dump(values: Sequence[str] | None) -> str | None:
+    return None if values is None else json.dumps(list(values), ensure_ascii=False)
+
+
+def _load(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(json.loads(text))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One (group, part) with rows still to send."""
+
+    group_id: int
+    group: Group
+    part: int
+    members: int
+
+
+class StateLock:
+    """An exclusive flock on `state.dir/lock`, released when the process ends, however it ends."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "lock"
+        self._fh: IO[str] | None = None
+
+    def acquire(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = self.path.open("a+", encoding="ascii")
+        except OSError as exc:
+            raise UsageError(
+                f"{self.path.parent}: cannot use state directory ({exc.strerror}); "
+                "set state.dir to a writable directory"
+            ) from None
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise StateLockedError(
+                f"{self.path.parent}: another batcher run (pid {holder}) is using this state "
+                "directory; wait for it to finish or set another state.dir"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+class Ledger:
+    """One run's SQLite state. Use `Ledger.open(...)` as a context manager."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path, lock: StateLock, *, resumed: bool):
+        self._db = db
+        self.path = path
+        self._lock = lock
+        self.resumed = resumed
+
+    @classmethod
+    def open(cls, state_dir: Path, run_key: str, *, fresh: bool = False) -> Self:
+        """Continue the unfinished run of `run_key`, or start a new one.
+
+        A finished run, or any run when `fresh`, is kept under a dated name and a new one starts;
+        a run killed while loading is discarded (nothing of it was sent).
+        """
+        lock = StateLock(state_dir)
+        lock.acquire()
+        try:
+            path = state_dir / f"run-{run_key}.sqlite"
+            resumed = False
+            if path.exists():
+                state, created = cls._peek(path)
+                if state == "loading":
+                    cls._remove(path)
+                elif state == "finished" or fresh:
+                    stamp = created.replace(":", "").replace("-", "")
+                    for suffix in ("", "-wal", "-shm"):
+                        old = Path(f"{path}{suffix}")
+                        if old.exists():
+                            old.rename(state_dir / f"run-{run_key}.{stamp}.sqlite{suffix}")
+                else:
+                    resumed = True
+            db = cls._connect(path)
+            if not resumed:
+                db.executescript(SCHEMA)
+                with db:
+                    db.executemany(
+                        "INSERT INTO meta VALUES (?, ?)",
+                        [
+                            ("state", "loading"),
+                            ("created", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
+                        ],
+                    )
+            return cls(db, path, lock, resumed=resumed)
+        except BaseException:
+            lock.release()
+            raise
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, isolation_level=None)
+        # WAL + NORMAL: a committed transaction survives the process being killed (only a power
+        # cut may lose the last ones), at a fraction of FULL's fsync cost per batch.
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        return db
+
+    @classmethod
+    def _peek(cls, path: Path) -> tuple[str, str]:
+        db = sqlite3.connect(path)
+        try:
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError:
+            meta = {}
+        finally:
+            db.close()
+        return meta.get("state", "loading"), meta.get("created", "unknown")
+
+    @staticmethod
+    def _remove(path: Path) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{path}{suffix}").unlink()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+        self._lock.release()
+
+    # -- meta ------------------------------------------------------------------------------
+
+    def _meta(self, key: str) -> str | None:
+        found = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if found is None else str(found[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The input's header, as loaded."""
+        return tuple(json.loads(self._meta("columns") or "[]"))
+
+    def finish(self) -> None:
+        """Mark the run finished: the same command will start a new run, not continue this one."""
+        with self._db:
+            self._set_meta("state", "finished")
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load(self, columns: Sequence[str], chunks: Iterable[list[Row]]) -> int:
+        """Write every input row once, then mark duplicates. Returns the number of rows."""
+        groups: dict[Group, int] = {}
+        count = 0
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            for chunk in chunks:
+                records = []
+                for row in chunk:
+                    group = group_of(row)
+                    group_id = None
+                    if group is not None:
+                        group_id = groups.get(group)
+                        if group_id is None:
+                            group_id = groups[group] = len(groups) + 1
+                            db.execute(
+                                "INSERT INTO groups VALUES (?, ?, ?, ?, ?, ?)",
+                                (
+                                    group_id,
+                                    group.location_id,
+                                    group.action.value,
+                                    _dump(group.tags),
+                                    int(group.remove_all),
+                                    len(tag_parts(group)),
+                                ),
+                            )
+                    records.append(
+                        (
+                            row.row,
+                            row.contact_id,
+                            row.location_id,
+                            row.action,
+                            _dump(row.tags),
+                            group_id,
+                            row.status.value if row.status is not None else None,
+                            row.message,
+                            _dump(row.extra),
+                        )
+                    )
+                db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", records)
+                count += len(records)
+            for statement in INDEXES.strip().split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(MARK_DUPLICATES)
+            self._set_meta("columns", json.dumps(list(columns), ensure_ascii=False))
+            self._set_meta("state", "ready")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return count
+
+    # -- planning --------------------------------------------------------------------------
+
+    def work(self) -> list[WorkItem]:
+        """Every (group, part) with rows still owing a settled answer, in group order."""
+        groups = {
+            gid: (Group(loc, Action(action), tuple(json.loads(tags)), bool(remove_all)), parts)
+            for gid, loc, action, tags, remove_all, parts in self._db.execute(
+                "SELECT id, location_id, action, tags, remove_all, parts FROM groups"
+            )
+        }
+        max_parts = max((parts for _, parts in groups.values()), default=0)
+        items = []
+        for part in range(max_parts):
+            for gid, members in self._db.execute(COUNT_WORK, {"part": part}):
+                items.append(WorkItem(gid, groups[gid][0], part, members))
+        items.sort(key=lambda item: (item.group_id, item.part))
+        return items
+
+    def members(self, item: WorkItem) -> Iterator[tuple[int, str]]:
+        """`(row, contact_id)` still owing an answer for `item`, in row order, a page at a time.
+
+        Paging (rather than one long cursor) lets outcomes be written between pages safely.
+        """
+        after = 0
+        while True:
+            page: list[tuple[int, str]] = self._db.execute(
+                MEMBERS_PAGE,
+                {"group": item.group_id, "part": item.part, "after": after, "limit": PAGE_ROWS},
+            ).fetchall()
+            yield from page
+            if len(page) < PAGE_ROWS:
+                return
+            after = page[-1][0]
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def record(self, outcome: BatchOutcome) -> None:
+        """Write one batch's per-contact outcomes in one transaction."""
+        batch = outcome.batch
+        records = [
+            (
+                row,
+                batch.part,
+                result.status.value,
+                result.message,
+                _dump(result.old_tags),
+                _dump(result.tags_added),
+                _dump(result.tags_removed),
+                outcome.http_status,
+                outcome.attempts,
+            )
+            for row, result in zip(batch.rows, outcome.outcomes, strict=True)
+        ]
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", records
+            )
+
+    # -- report ----------------------------------------------------------------------------
+
+    def lines(self, pending_message: str) -> Iterator[ReportLine]:
+        """One ReportLine per input row, in input order, parts merged."""
+        cursor = self._db.execute(REPORT_ROWS)
+        for _, records in groupby(cursor, key=lambda record: record[0]):
+            yield _merge(list(records), pending_message)
+
+
+class _Result(NamedTuple):
+    part: int
+    status: Status
+    message: str
+    old_tags: tuple[str, ...] | None
+    tags_added: tuple[str, ...] | None
+    tags_removed: tuple[str, ...] | None
+    http_status: int | None
+    attempts: int
+
+
+def _merge(records: list[Any], pending_message: str) -> ReportLine:
+    """Fold one row's results (one per part sent) into its report line.
+
+    SPEC: a row sent in several requests is `success` only if every part succeeded; its
+    tags_added/tags_removed are the unions and old_tags comes from the first answer.
+    """
+    row, contact_id, location_id, action, tags, pre_status, pre_message, extra, parts = records[0][
+        :9
+    ]
+    line = ReportLine(
+        row=row,
+        contact_id=contact_id,
+        location_id=location_id,
+        action=action,
+        tags=tuple(json.loads(tags)),
+        status=Status.PENDING,
+        message=pending_message,
+        extra=tuple(json.loads(extra)),
+    )
+    if pre_status is not None:
+        return replace(line, status=Status(pre_status), message=pre_message)
+    results = [
+        _Result(part, Status(status), message, _load(old), _load(added), _load(removed), http, n)
+        for *_, part, status, message, old, added, removed, http, n in records
+        if part is not None
+    ]
+    if not results:
+        return line
+    failed = [r for r in results if r.status is Status.FAILED]
+    errors = [r for r in results if r.status is Status.ERROR]
+    # The request that settled the row: the failed one if any, else the last one answered.
+    settling = failed[0] if failed else results[-1]
+    if failed:
+        status, message = Status.FAILED, failed[0].message
+    elif len(results) < parts:
+        status, message = Status.PENDING, pending_message
+    elif errors:
+        status, message = Status.ERROR, errors[0].message
+    else:
+        status, message = Status.SUCCESS, results[0].message
+    return replace(
+        line,
+        status=status,
+        message=message,
+        old_tags=results[0].old_tags,
+        tags_added=_union(r.tags_added for r in results),
+        tags_removed=_union(r.tags_removed for r in results),
+        http_status=settling.http_status,
+        attempts=settling.attempts,
+    )
+
+
+def _union(lists: Iterable[tuple[str, ...] | None]) -> tuple[str, ...] | None:
+    """Tags of every answer in first-seen order; None when no answer carried the list."""
+    present = [tags for tags in lists if tags is not None]
+    if not present:
+        return None
+    return tuple(dict.fromkeys(tag for tags in present for tag in tags))

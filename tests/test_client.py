@@ -1,0 +1,561 @@
+"""The client makes exactly the documented request and turns every answer into ours."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import socket
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import jsonschema
+import pytest
+from aioresponses import CallbackResult, aioresponses
+from yarl import URL
+
+from batcher.client import (
+    NO_ENTRY_MESSAGE,
+    BulkTagsClient,
+    parse_rate_limit,
+    parse_retry_after,
+)
+from batcher.errors import (
+    ApiError,
+    AuthError,
+    DailyQuotaError,
+    ForbiddenError,
+    MalformedAnswerError,
+    RateLimitedError,
+    RejectedError,
+    ServerError,
+    TransportError,
+)
+from batcher.models import Action, Batch, ContactOutcome, RateLimitInfo, Status
+
+BASE = "https://services.leadconnectorhq.com"
+ADD_URL = f"{BASE}/contacts/bulk/tags/update/add"
+REMOVE_URL = f"{BASE}/contacts/bulk/tags/update/remove"
+TOKEN = "pit-7f3c2a9e-5b1d-4c8e-a6f0-SECRETSECRET"
+LOCATION = "asdrwHvLUxlfw5SqKVCN"
+IDS = ("qFSqySFkVvNzOSqgGqFi", "3ualbhnV7j3n3a9r2moD", "Zx9aB8cD7eF6gH5iJ4kL")
+
+# /work/shared/reference when the repository is /work/main.
+OPENAPI = Path(__file__).resolve().parents[2] / "shared" / "reference" / "bulk-tags.openapi.json"
+
+
+def make_batch(
+    *,
+    action: Action = Action.ADD,
+    tags: tuple[str, ...] = ("vip", "Année-2024"),
+    remove_all: bool = False,
+    ids: tuple[str, ...] = IDS,
+) -> Batch:
+    return Batch(
+        location_id=LOCATION,
+        action=action,
+        tags=tags,
+        remove_all=remove_all,
+        part=0,
+        rows=tuple(range(1, len(ids) + 1)),
+        contact_ids=ids,
+    )
+
+
+def success(contact_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "contactId": contact_id,
+        "message": "Tags updated",
+        "type": "success",
+        "oldTags": ["old"],
+        "tagsAdded": ["vip"],
+        "tagsRemoved": [],
+        **extra,
+    }
+
+
+def error(contact_id: str, message: str) -> dict[str, Any]:
+    return {"contactId": contact_id, "message": message, "type": "error"}
+
+
+def created(*entries: dict[str, Any], **summary: Any) -> dict[str, Any]:
+    return {"succeded": True, "errorCount": 0, "responses": list(entries), **summary}
+
+
+def sent(mocked: aioresponses, url: str = ADD_URL) -> list[Any]:
+    return mocked.requests[("POST", URL(url))]
+
+
+def sent_body(mocked: aioresponses, url: str = ADD_URL) -> dict[str, Any]:
+    (call,) = sent(mocked, url)
+    data = call.kwargs["data"]
+    assert isinstance(data, bytes), "the body is serialised once and sent as bytes"
+    body: dict[str, Any] = json.loads(data)
+    return body
+
+
+def inline_refs(node: Any, components: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return inline_refs(components[node["$ref"].rsplit("/", 1)[-1]], components)
+        return {key: inline_refs(value, components) for key, value in node.items()}
+    if isinstance(node, list):
+        return [inline_refs(item, components) for item in node]
+    return node
+
+
+@pytest.fixture(scope="module")
+def update_tags_schema() -> dict[str, Any]:
+    if not OPENAPI.is_file():
+        pytest.skip(f"the shared API reference is not checked out at {OPENAPI}")
+    spec = json.loads(OPENAPI.read_text(encoding="utf-8"))
+    schemas = spec["components"]["schemas"]
+    schema: dict[str, Any] = inline_refs(schemas["UpdateTagsDTO"], schemas)
+    return schema
+
+
+class CompatResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 does not pass the `stream_writer` that aiohttp 3.14 requires
+    (pnuckowski/aioresponses#289, open); a response that was never streamed needs only its
+    `output_size`."""
+
+    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        super().__init__(method, url, **kwargs)
+
+
+@pytest.fixture
+def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
+    if "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).parameters:
+        monkeypatch.setattr("aioresponses.core.ClientResponse", CompatResponse)
+    with aioresponses() as mock:
+        yield mock
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[BulkTagsClient]:
+    async with BulkTagsClient(base_url=BASE + "/", token=TOKEN) as bulk:
+        yield bulk
+
+
+# --- the request -------------------------------------------------------------------------------
+
+
+async def test_the_request_is_the_documented_post_with_every_header(
+    mocked: aioresponses, client: BulkTagsClient, update_tags_schema: dict[str, Any]
+) -> None:
+    mocked.post(ADD_URL, status=201, payload=created(*(success(i) for i in IDS)))
+
+    await client.send(make_batch())
+
+    (call,) = sent(mocked)
+    headers = call.kwargs["headers"]
+    assert headers["Authorization"] == f"Bearer {TOKEN}"
+    assert headers["Version"] == "2021-07-28"
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Accept"] == "application/json"
+    assert call.kwargs["allow_redirects"] is False
+    body = sent_body(mocked)
+    assert body == {"contacts": list(IDS), "tags": ["vip", "Année-2024"], "locationId": LOCATION}
+    jsonschema.validate(body, update_tags_schema)
+
+
+async def test_remove_all_sends_a_json_true_and_empty_tags(
+    mocked: aioresponses, client: BulkTagsClient, update_tags_schema: dict[str, Any]
+) -> None:
+    mocked.post(REMOVE_URL, status=201, payload=created(*(success(i) for i in IDS)))
+
+    await client.send(make_batch(action=Action.REMOVE, tags=(), remove_all=True))
+
+    body = sent_body(mocked, REMOVE_URL)
+    assert body["removeAllTags"] is True
+    assert body["tags"] == []
+    jsonschema.validate(body, update_tags_schema)
+
+
+async def test_a_plain_remove_carries_no_remove_all_flag(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    mocked.post(REMOVE_URL, status=201, payload=created(*(success(i) for i in IDS)))
+
+    await client.send(make_batch(action=Action.REMOVE))
+
+    assert "removeAllTags" not in sent_body(mocked, REMOVE_URL)
+
+
+async def test_the_version_header_follows_the_setting(mocked: aioresponses) -> None:
+    mocked.post(ADD_URL, status=201, payload=created(*(success(i) for i in IDS)))
+
+    async with BulkTagsClient(base_url=BASE, token=TOKEN, version="v3") as client:
+        await client.send(make_batch())
+
+    (call,) = sent(mocked)
+    assert call.kwargs["headers"]["Version"] == "v3"
+
+
+async def test_send_outside_the_context_manager_is_a_programming_error() -> None:
+    with pytest.raises(RuntimeError, match="async with"):
+        await BulkTagsClient(base_url=BASE, token=TOKEN).send(make_batch())
+
+
+# --- usable 201s -------------------------------------------------------------------------------
+
+
+async def test_outcomes_are_matched_by_contact_id_whatever_the_answer_order(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    first, second, third = IDS
+    mocked.post(
+        ADD_URL,
+        status=201,
+        payload=created(
+            error(third, "contact is deleted"),
+            success(first, oldTags=["a", "b"], tagsAdded=["vip"], tagsRemoved=[]),
+            error(second, "contact does not belong to account"),
+            succeded=False,
+            errorCount=2,
+        ),
+        headers={
+            "X-RateLimit-Max": "100",
+            "X-RateLimit-Remaining": "97",
+            "X-RateLimit-Interval-Milliseconds": "10000",
+            "X-RateLimit-Limit-Daily": "200000",
+            "X-RateLimit-Daily-Remaining": "199000",
+        },
+    )
+
+    answer = await client.send(make_batch())
+
+    assert answer.outcomes == (
+        ContactOutcome(Status.SUCCESS, "Tags updated", ("a", "b"), ("vip",), ()),
+        ContactOutcome(Status.ERROR, "contact does not belong to account"),
+        ContactOutcome(Status.ERROR, "contact is deleted"),
+    )
+    assert answer.http_status == 201
+    assert answer.rate == RateLimitInfo(100, 97, 10_000, 200_000, 199_000)
+    assert (answer.succeeded, answer.error_count) == (False, 2)
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [
+        pytest.param({"succeded": True, "errorCount": 0}, id="v2 misspelt succeded"),
+        pytest.param({"succeeded": True, "succeded": True, "errorCount": 0}, id="v3 succeeded"),
+        pytest.param({"succeeded": True, "errorCount": 0}, id="only succeeded"),
+    ],
+)
+async def test_both_spellings_of_the_success_flag_are_read(
+    mocked: aioresponses, client: BulkTagsClient, summary: dict[str, Any]
+) -> None:
+    body = {"responses": [success(i) for i in IDS], **summary}
+    mocked.post(ADD_URL, status=201, payload=body)
+
+    answer = await client.send(make_batch())
+
+    assert answer.succeeded is True
+    assert [o.status for o in answer.outcomes] == [Status.SUCCESS] * 3
+
+
+async def test_a_contact_without_an_entry_is_failed(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    mocked.post(ADD_URL, status=201, payload=created(success(IDS[0]), success(IDS[2])))
+
+    answer = await client.send(make_batch())
+
+    assert answer.outcomes[1] == ContactOutcome(Status.FAILED, NO_ENTRY_MESSAGE)
+    assert [o.status for o in answer.outcomes] == [Status.SUCCESS, Status.FAILED, Status.SUCCESS]
+
+
+async def test_an_entry_of_unknown_type_is_failed_not_guessed(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    odd = {"contactId": IDS[0], "message": "queued", "type": "pending"}
+    mocked.post(ADD_URL, status=201, payload=created(odd))
+
+    answer = await client.send(make_batch(ids=IDS[:1]))
+
+    assert answer.outcomes[0].status is Status.FAILED
+    assert "queued" in answer.outcomes[0].message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param("<html>Bad Gateway</html>", id="not JSON"),
+        pytest.param(json.dumps({"succeded": True, "errorCount": 0}), id="no responses"),
+        pytest.param(json.dumps([success(IDS[0])]), id="a list"),
+        pytest.param(json.dumps({"responses": "none"}), id="responses not a list"),
+    ],
+)
+async def test_an_unreadable_201_is_a_malformed_answer(
+    mocked: aioresponses, client: BulkTagsClient, body: str
+) -> None:
+    mocked.post(ADD_URL, status=201, body=body)
+
+    with pytest.raises(MalformedAnswerError) as caught:
+        await client.send(make_batch())
+
+    assert caught.value.status == 201
+
+
+# --- every other answer ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "kind", "message"),
+    [
+        pytest.param(
+            400,
+            {"statusCode": 400, "message": "locationId is required"},
+            {},
+            RejectedError,
+            "HTTP 400: locationId is required",
+            id="400",
+        ),
+        pytest.param(
+            422,
+            {
+                "statusCode": 422,
+                "message": ["contacts must be an array", "tags must contain no more than 50"],
+                "error": "Unprocessable Entity",
+            },
+            {},
+            RejectedError,
+            "HTTP 422: contacts must be an array; tags must contain no more than 50",
+            id="422 list",
+        ),
+        pytest.param(
+            404,
+            {"statusCode": 404, "message": "Not Found"},
+            {},
+            RejectedError,
+            "HTTP 404: Not Found",
+            id="404",
+        ),
+        pytest.param(
+            401,
+            {"statusCode": 401, "message": "Invalid token: access token is invalid"},
+            {},
+            AuthError,
+            "HTTP 401: Invalid token: access token is invalid",
+            id="401",
+        ),
+        pytest.param(
+            403,
+            {"statusCode": 403, "message": "The token does not have access to this location."},
+            {},
+            ForbiddenError,
+            "HTTP 403: The token does not have access to this location.",
+            id="403",
+        ),
+        pytest.param(
+            429,
+            {"message": "Too many requests"},
+            {"X-RateLimit-Daily-Remaining": "0", "X-RateLimit-Limit-Daily": "200000"},
+            DailyQuotaError,
+            "HTTP 429: Too many requests",
+            id="429 daily",
+        ),
+        pytest.param(
+            429,
+            {"message": "Too many requests"},
+            {"X-RateLimit-Remaining": "0", "X-RateLimit-Daily-Remaining": "150000"},
+            RateLimitedError,
+            "HTTP 429: Too many requests",
+            id="429 burst",
+        ),
+        pytest.param(
+            503, "<html>down</html>", {}, ServerError, "HTTP 503 Service Unavailable", id="503 html"
+        ),
+        pytest.param(
+            500,
+            {"statusCode": 500, "message": "Internal server error"},
+            {},
+            ServerError,
+            "HTTP 500: Internal server error",
+            id="500",
+        ),
+        pytest.param(200, {}, {}, MalformedAnswerError, "HTTP 200: unexpected status", id="200"),
+    ],
+)
+async def test_each_answer_class_becomes_its_typed_error(
+    mocked: aioresponses,
+    client: BulkTagsClient,
+    status: int,
+    body: dict[str, Any] | str,
+    headers: dict[str, str],
+    kind: type[ApiError],
+    message: str,
+) -> None:
+    if isinstance(body, str):
+        mocked.post(ADD_URL, status=status, body=body, headers=headers, content_type="text/html")
+    else:
+        mocked.post(ADD_URL, status=status, payload=body, headers=headers)
+
+    with pytest.raises(ApiError) as caught:
+        await client.send(make_batch())
+
+    assert type(caught.value) is kind
+    assert caught.value.status == status
+    assert str(caught.value).startswith(message)
+    assert caught.value.message == str(caught.value)
+    for name, value in headers.items():
+        assert caught.value.headers[name] == value
+    assert caught.value.retry_after_s is None
+
+
+async def test_retry_after_in_seconds_is_carried(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    mocked.post(ADD_URL, status=429, payload={"message": "slow down"}, headers={"Retry-After": "7"})
+
+    with pytest.raises(RateLimitedError) as caught:
+        await client.send(make_batch())
+
+    assert caught.value.retry_after_s == 7.0
+
+
+async def test_retry_after_as_a_date_is_measured_from_the_answers_own_date(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    mocked.post(
+        ADD_URL,
+        status=503,
+        body="",
+        headers={
+            "Date": "Wed, 21 Oct 2015 07:28:00 GMT",
+            "Retry-After": "Wed, 21 Oct 2015 07:28:42 GMT",
+        },
+    )
+
+    with pytest.raises(ServerError) as caught:
+        await client.send(make_batch())
+
+    assert caught.value.retry_after_s == 42.0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("120", 120.0),
+        (" 3 ", 3.0),
+        ("-5", 0.0),
+        ("Wed, 21 Oct 2015 07:29:00 GMT", 60.0),
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),
+        ("soon", None),
+        ("nan", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_parses_seconds_and_http_dates(value: str | None, expected: float) -> None:
+    now = datetime(2015, 10, 21, 7, 28, tzinfo=UTC)
+    assert parse_retry_after(value, now=now) == expected
+
+
+def test_rate_limit_headers_are_read_in_any_case_and_unreadable_ones_are_none() -> None:
+    info = parse_rate_limit(
+        {"x-ratelimit-max": "100", "X-RATELIMIT-REMAINING": "oops", "X-RateLimit-Limit-Daily": "-1"}
+    )
+    assert info == RateLimitInfo(max=100)
+
+
+async def test_a_redirect_is_not_followed(mocked: aioresponses, client: BulkTagsClient) -> None:
+    elsewhere = "https://elsewhere.example/steal"
+    mocked.post(ADD_URL, status=307, headers={"Location": elsewhere})
+    mocked.post(elsewhere, status=201, payload=created(*(success(i) for i in IDS)))
+
+    with pytest.raises(RejectedError) as caught:
+        await client.send(make_batch())
+
+    assert caught.value.status == 307
+    assert "redirect not followed" in str(caught.value)
+    assert elsewhere in str(caught.value)
+    assert ("POST", URL(elsewhere)) not in mocked.requests
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        pytest.param(TimeoutError(), id="timeout"),
+        pytest.param(aiohttp.ServerTimeoutError("read timed out"), id="aiohttp timeout"),
+        pytest.param(aiohttp.ServerDisconnectedError(), id="dropped"),
+        pytest.param(aiohttp.ClientConnectionError("Connection refused"), id="refused"),
+        pytest.param(aiohttp.ClientPayloadError("truncated"), id="truncated body"),
+    ],
+)
+async def test_no_answer_is_a_transport_error(
+    mocked: aioresponses, client: BulkTagsClient, exc: Exception
+) -> None:
+    mocked.post(ADD_URL, exception=exc)
+
+    with pytest.raises(TransportError) as caught:
+        await client.send(make_batch())
+
+    assert caught.value.status is None
+    assert caught.value.__cause__ is exc
+
+
+async def test_a_refused_connection_is_a_transport_error() -> None:
+    # A real refusal on loopback: bind a free port, close it, then connect to it.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    async with BulkTagsClient(base_url=f"http://127.0.0.1:{port}", token=TOKEN) as client:
+        with pytest.raises(TransportError) as caught:
+            await client.send(make_batch())
+
+    assert isinstance(caught.value.__cause__, aiohttp.ClientConnectionError)
+
+
+# --- the token never leaks ---------------------------------------------------------------------
+
+
+def echo_token(url: URL, **kwargs: Any) -> CallbackResult:
+    """A server that echoes the Authorization header back in its error message."""
+    return CallbackResult(
+        status=401,
+        payload={"statusCode": 401, "message": f"bad token {kwargs['headers']['Authorization']}"},
+    )
+
+
+LEAKS: list[Any] = [
+    pytest.param({"callback": echo_token}, id="401 echoing the token"),
+    pytest.param({"status": 403, "payload": {"message": f"no access for {TOKEN}"}}, id="403"),
+    pytest.param({"status": 422, "payload": {"message": [TOKEN, "bad"]}}, id="422"),
+    pytest.param({"status": 400, "payload": {"message": "bad"}}, id="400"),
+    pytest.param({"status": 429, "payload": {}}, id="429"),
+    pytest.param(
+        {"status": 429, "payload": {}, "headers": {"X-RateLimit-Daily-Remaining": "0"}},
+        id="429 daily",
+    ),
+    pytest.param({"status": 502, "body": f"proxy saw {TOKEN}"}, id="502"),
+    pytest.param(
+        {"status": 302, "headers": {"Location": f"https://x.example/?t={TOKEN}"}}, id="302"
+    ),
+    pytest.param({"status": 201, "body": "not json"}, id="malformed 201"),
+    pytest.param({"exception": TimeoutError()}, id="timeout"),
+    pytest.param(
+        {"exception": aiohttp.ClientConnectionError(f"refused; Bearer {TOKEN}")}, id="transport"
+    ),
+]
+
+
+@pytest.mark.parametrize("answer", LEAKS)
+async def test_the_token_is_never_in_an_error(
+    mocked: aioresponses, client: BulkTagsClient, answer: dict[str, Any]
+) -> None:
+    mocked.post(ADD_URL, **answer)
+
+    with pytest.raises(ApiError) as caught:
+        await client.send(make_batch())
+
+    assert TOKEN not in str(caught.value)
+    assert TOKEN not in repr(caught.value)
+    assert TOKEN not in caught.value.message
+    assert TOKEN not in repr(client)
