@@ -34,7 +34,7 @@ class Row:
 
     `status` is INVALID (with `message` saying why) when the row can never be sent, else None;
     duplicates are found later, across the whole input, by the ledger.
-    `extra` holds the input's other columns as text, in the order of `InputColumns.extra`.
+    `extra` holds all of the input's cells for the row as text, in the order of its header.
     """
 
     row: int
