@@ -1,0 +1,135 @@
+"""Settings: defaults, TOML, environment and options, in that order of precedence."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from batcher.config import Settings, load_settings, read_token
+from batcher.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "batcher.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_are_the_spec_values() -> None:
+    settings = load_settings(Path(ROOT / "config.example.toml"), environ={})
+    assert settings.api.base_url == "https://services.leadconnectorhq.com"
+    assert settings.api.version == "2021-07-28"
+    assert settings.api.token_env == "BATCHER_TOKEN"
+    assert settings.api.timeout_s == 30.0
+    assert settings.batch.size == 500
+    assert settings.limits == type(settings.limits)(8, 100, 10_000)
+    assert settings.retry.attempts == 6
+    assert settings.state.dir == ".batcher"
+
+
+def test_the_example_file_documents_every_key_with_its_default() -> None:
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    defaults = Settings()
+    for section in dataclasses.fields(defaults):
+        assert f"[{section.name}]" in text
+        for key in dataclasses.fields(getattr(defaults, section.name)):
+            assert f"\n{key.name} = " in text, f"{section.name}.{key.name} is not in the example"
+    assert load_settings(ROOT / "config.example.toml", environ={}) == defaults
+
+
+def test_no_file_and_no_environment_gives_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(environ={}) == Settings()
+
+
+def test_batcher_toml_in_the_working_directory_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "[limits]\nconcurrency = 3\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(environ={}).limits.concurrency == 3
+
+
+def test_option_beats_environment_beats_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[api]\nbase_url = "http://file"\nlocation_id = "fromFile"\n')
+    env = {"BATCHER_API_BASE_URL": "http://env", "BATCHER_API_LOCATION_ID": "fromEnv"}
+    settings = load_settings(path, environ=env, overrides={"api.base_url": "http://option"})
+    assert settings.api.base_url == "http://option"
+    assert settings.api.location_id == "fromEnv"
+
+
+def test_none_overrides_are_ignored(tmp_path: Path) -> None:
+    path = write(tmp_path, '[api]\nbase_url = "http://file"\n')
+    assert load_settings(path, environ={}, overrides={"api.base_url": None}).api.base_url == (
+        "http://file"
+    )
+
+
+def test_environment_text_is_converted_to_the_key_type() -> None:
+    env = {"BATCHER_RETRY_ATTEMPTS": " 9 ", "BATCHER_API_TIMEOUT_S": "2.5"}
+    settings = load_settings(Path(ROOT / "config.example.toml"), environ=env)
+    assert settings.retry.attempts == 9
+    assert settings.api.timeout_s == 2.5
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("[api]\nbase_url = 5\n", {}, "api.base_url: expected str, got 5"),
+        ("[limits]\nconcurency = 3\n", {}, "limits.concurency: unknown key"),
+        ("[limit]\n", {}, "limit: unknown section"),
+        ("[batch]\nsize = 501\n", {}, "batch.size: must be between 1 and 500"),
+        ("[batch]\nsize = true\n", {}, "batch.size: expected int, got True"),
+        ("[limits]\nconcurrency = 0\n", {}, "limits.concurrency: must be at least 1"),
+        ('[api]\nversion = "2020"\n', {}, 'api.version: must be "2021-07-28" or "v3"'),
+        ('[api]\nbase_url = "ftp://x"\n', {}, "api.base_url: must start with http"),
+        ('[input]\nid_pattern = "("\n', {}, "input.id_pattern: not a valid regular expression"),
+        ('[input]\nencoding = "klingon"\n', {}, "input.encoding: unknown encoding 'klingon'"),
+        ("", {"BATCHER_LIMITS_CONCURRENCY": "many"}, "limits.concurrency (from $BATCHER_"),
+        ("[retry]\nmax_backoff_s = 0.5\n", {}, "retry.max_backoff_s: must be >="),
+        ("api = 3\n", {}, "api: expected a [api] table"),
+    ],
+)
+def test_a_wrong_key_or_value_names_its_path(
+    tmp_path: Path, text: str, env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text), environ=env)
+    assert message in str(caught.value)
+    assert caught.value.exit_code == 2
+
+
+def test_a_file_that_is_not_toml_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "this is not = = toml")
+    with pytest.raises(ConfigError, match="batcher.toml: not valid TOML"):
+        load_settings(path, environ={})
+
+
+def test_a_missing_config_file_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nope.toml: config file not found"):
+        load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_the_sandbox_section_is_left_to_the_sandbox(tmp_path: Path) -> None:
+    path = write(tmp_path, "[sandbox]\nport = 8765\n")
+    assert load_settings(path, environ={}) == Settings()
+
+
+def test_the_token_comes_from_the_named_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, '[api]\ntoken_env = "MY_TOKEN"\n')
+    settings = load_settings(path, environ={})
+    assert read_token(settings, {"MY_TOKEN": " secret "}) == "secret"
+
+
+def test_a_missing_token_names_the_variable_and_never_a_value(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, ""), environ={})
+    with pytest.raises(ConfigError) as caught:
+        read_token(settings, {"OTHER": "secret-value"})
+    assert "BATCHER_TOKEN is not set" in str(caught.value)
+    assert "secret-value" not in str(caught.value)
