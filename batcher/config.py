@@ -147,7 +147,9 @@ def _check(settings: Settings) -> None:
         "api.base_url",
         "must start with http:// or https://",
     )
-    need(settings.api.version in ("2021-07-28", "v3"), "api.version", 'must be "2021-07-28" or "v3"')
+    need(
+        settings.api.version in ("2021-07-28", "v3"), "api.version", 'must be "2021-07-28" or "v3"'
+    )
     need(bool(settings.api.token_env), "api.token_env", "must name an environment variable")
     need(bool(settings.state.dir), "state.dir", "must not be empty")
     try:
