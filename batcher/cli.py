@@ -43,6 +43,10 @@ def _fail(exc: BaseException, code: int) -> None:
     sys.exit(code)
 
 
+def _notify(message: str) -> None:
+    click.echo(f"batcher: {message}", err=True)
+
+
 def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options shared by `run` and `plan` (SPEC "Commands")."""
     options = [
@@ -201,7 +205,7 @@ def run(quiet: bool, **options: Any) -> None:
     try:
         settings, job = _build(**options)
         with _progress(quiet) as progress:
-            result = asyncio.run(execute(settings, job, on_progress=progress))
+            result = asyncio.run(execute(settings, job, on_progress=progress, notify=_notify))
     except BatcherError as exc:
         _fail(exc, exc.exit_code)
         return

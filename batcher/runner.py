@@ -147,13 +147,16 @@ def _batches(ledger: Ledger, work: list[WorkItem], size: int) -> Iterator[Batch]
 
 
 @contextlib.asynccontextmanager
-async def _signals_stop(stop: asyncio.Event, result: RunResult) -> AsyncIterator[None]:
+async def _signals_stop(
+    stop: asyncio.Event, result: RunResult, notify: Callable[[str], None]
+) -> AsyncIterator[None]:
     """SIGINT/SIGTERM: take no new batch, let those in flight finish (SPEC, "Runs and resuming")."""
     loop = asyncio.get_running_loop()
 
     def interrupted(name: str) -> None:
         if result.stopped is None:
             result.stopped = Interrupted(f"interrupted by {name}")
+            notify(f"{name} received: finishing the requests in flight, then writing the report")
         stop.set()
 
     installed = []
@@ -172,14 +175,22 @@ Progress = Callable[[int, int], None]
 """Called with (requests settled, requests planned) as batches settle."""
 
 
+def _ignore(message: str) -> None:
+    """The default `notify`: a library caller that passes none hears nothing."""
+
+
 async def execute(
     settings: Settings,
     job: Job,
     *,
     dry_run: bool = False,
     on_progress: Progress | None = None,
+    notify: Callable[[str], None] = _ignore,
 ) -> RunResult:
-    """Run (or, with `dry_run`, only plan) one job. Usage errors raise before anything is sent."""
+    """Run (or, with `dry_run`, only plan) one job. Usage errors raise before anything is sent.
+
+    `notify` receives one-line notices for the user while the run goes on (a signal received).
+    """
     report_path = None if dry_run else (job.report_path or default_report_path(job.input_path))
     if report_path is not None:
         check_report_path(report_path)
@@ -197,7 +208,7 @@ async def execute(
         started = time.monotonic()
         if not dry_run:
             batches = _batches(ledger, work, settings.batch.size)
-            await _send(settings, job, token, batches, ledger, result, on_progress)
+            await _send(settings, job, token, batches, ledger, result, on_progress, notify)
         result.seconds = time.monotonic() - started
         lines = _counted(ledger.lines(_pending_message(result, dry_run)), result.counts)
         if report_path is None:
@@ -231,6 +242,7 @@ async def _send(
     ledger: Ledger,
     result: RunResult,
     on_progress: Progress | None,
+    notify: Callable[[str], None],
 ) -> None:
     stop = asyncio.Event()
     consecutive_failures = 0
@@ -270,7 +282,7 @@ async def _send(
         )
         pacer = Pacer(settings.limits.requests_per_interval, settings.limits.interval_ms / 1000)
         sender = _Sender(client, pacer, settings, result)
-        await stack.enter_async_context(_signals_stop(stop, result))
+        await stack.enter_async_context(_signals_stop(stop, result, notify))
         try:
             await run_pool(
                 batches, sender, on_done, concurrency=settings.limits.concurrency, stop=stop

@@ -107,12 +107,12 @@ def test_a_wrong_key_or_value_names_its_path(
 
 def test_a_file_that_is_not_toml_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "this is not = = toml")
-    with pytest.raises(ConfigError, match="batcher.toml: not valid TOML"):
+    with pytest.raises(ConfigError, match=r"batcher\.toml: not valid TOML"):
         load_settings(path, environ={})
 
 
 def test_a_missing_config_file_names_the_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.toml: config file not found"):
+    with pytest.raises(ConfigError, match=r"nope\.toml: config file not found"):
         load_settings(tmp_path / "nope.toml", environ={})
 
 

@@ -1,0 +1,247 @@
+"""The emulator's HTTP side: the endpoint's handler, the Sandbox context manager, serve().
+
+A request goes through the checks in the real service's order, and the first that fails answers:
+1 token (401), 2 rate limits (429; counted from here on), 3 Version header (400), 4 `{type}` and
+5 body (422), 6 location access (403), 7 injected faults, 8 the update itself (201). Every answer of
+the endpoint carries the five X-RateLimit-* headers. `GET /_sandbox/stats` is the bookkeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from types import TracebackType
+
+from aiohttp import web
+
+from batcher.sandbox.config import SandboxConfig
+from batcher.sandbox.faults import Fate, Fault, FaultPlan
+from batcher.sandbox.ratelimit import RateLimiter
+from batcher.sandbox.stats import AppliedRequest, SandboxStats
+from batcher.sandbox.universe import Universe
+from batcher.sandbox.validation import parse_update, version_problem
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+UPDATE_PATH = "/contacts/bulk/tags/update/{type}"
+STATS_PATH = "/_sandbox/stats"
+
+# Bodies as documented in API-NOTES.md ("Response", "Rate limits") and the task's 403 wording.
+_UNAUTHORIZED = {
+    "statusCode": 401,
+    "message": "Invalid token: access token is invalid",
+    "error": "Unauthorized",
+}
+_FORBIDDEN = {"statusCode": 403, "message": "The token does not have access to this location."}
+_TOO_MANY = {"statusCode": 429, "message": "Too Many Requests"}
+
+
+def _dumps(payload: object) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _loads(raw: bytes) -> object:
+    """The parsed body, or None when it is not JSON (then validation answers 422)."""
+    try:
+        return json.loads(raw)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
+        return None
+
+
+class _Endpoint:
+    """The bulk tags endpoint: one handler over the sandbox's state."""
+
+    def __init__(
+        self,
+        config: SandboxConfig,
+        universe: Universe,
+        stats: SandboxStats,
+        clock: Clock,
+        wall_clock: Clock,
+        sleep: Sleep,
+    ) -> None:
+        self.config = config
+        self.universe = universe
+        self.stats = stats
+        self.limiter = RateLimiter(config.rate, clock, wall_clock)
+        self.plan = FaultPlan(config.faults)
+        self.stopping = asyncio.Event()  # set at shutdown: releases the "slow" requests
+        self._sleep = sleep
+        self._authorization = f"Bearer {config.token}"
+        # Requests whose locationId cannot be read are counted against the token itself.
+        self._token_bucket = f"token:{config.token}"
+
+    async def update_tags(self, request: web.Request) -> web.StreamResponse:
+        fate = self.plan.draw()  # before the first await: draws follow the arrival order
+        self.stats.total_requests += 1
+        body = _loads(await request.read())
+        location = body.get("locationId") if isinstance(body, dict) else None
+        bucket = location if isinstance(location, str) else self._token_bucket
+
+        if request.headers.get("Authorization") != self._authorization:
+            return await self._answer(fate, 401, _UNAUTHORIZED, self.limiter.peek(bucket).headers)
+
+        verdict = self.limiter.admit(bucket)
+        self.stats.note_window(bucket, verdict.window_count)
+        headers = verdict.headers
+        if not verdict.allowed:
+            if self.limiter.config.retry_after:
+                headers["Retry-After"] = str(verdict.retry_after_s)
+            return await self._answer(fate, 429, _TOO_MANY, headers)
+
+        version = request.headers.get("Version")
+        problem = version_problem(version)
+        if problem is not None:
+            return await self._answer(fate, 400, {"statusCode": 400, "message": problem}, headers)
+
+        update = parse_update(request.match_info["type"], body)
+        if isinstance(update, list):
+            unprocessable = {"statusCode": 422, "message": update, "error": "Unprocessable Entity"}
+            return await self._answer(fate, 422, unprocessable, headers)
+
+        if update.location_id not in self.config.locations:
+            return await self._answer(fate, 403, _FORBIDDEN, headers)
+
+        fate = self.plan.settle(fate)
+        if fate.fault is not Fault.NONE:
+            self.stats.faults[fate.fault.value] += 1
+        if fate.fault in (Fault.ERROR, Fault.FAIL_FIRST):
+            status = fate.error_status
+            failure = {"statusCode": status, "message": HTTPStatus(status).phrase}
+            return await self._answer(fate, status, failure, headers)
+        if fate.fault is Fault.SLOW:
+            await self.stopping.wait()  # longer than any client's timeout
+            return self._drop(request)
+        if fate.fault is Fault.DROP_BEFORE:
+            await self._sleep(fate.latency_s)
+            return self._drop(request)
+
+        entries, errors = self.universe.apply(update, self.stats.changes)
+        if self.config.record_requests:
+            assert version is not None  # checked above
+            self.stats.applied.append(AppliedRequest(version, update))
+        if fate.fault is Fault.DROP_AFTER:
+            await self._sleep(fate.latency_s)
+            return self._drop(request)
+
+        # "succeded" is the API's spelling; v3 adds "succeeded" beside it (API-NOTES.md).
+        result: dict[str, object] = {"succeded": errors == 0}
+        if version == "v3":
+            result["succeeded"] = errors == 0
+        result["errorCount"] = errors
+        result["responses"] = entries
+        raw = _dumps(result)
+        if fate.fault is Fault.MALFORMED:
+            raw = raw[: len(raw) // 2]
+        return await self._answer(fate, 201, raw, headers)
+
+    async def report_stats(self, request: web.Request) -> web.Response:
+        return web.Response(body=_dumps(self.stats.to_json()), content_type="application/json")
+
+    async def _answer(
+        self, fate: Fate, status: int, payload: object, headers: dict[str, str]
+    ) -> web.Response:
+        await self._sleep(fate.latency_s)
+        self.stats.by_status[status] += 1
+        raw = payload if isinstance(payload, bytes) else _dumps(payload)
+        return web.Response(
+            status=status, body=raw, headers=headers, content_type="application/json"
+        )
+
+    @staticmethod
+    def _drop(request: web.Request) -> web.Response:
+        """Close the connection with no answer: the client sees the server disconnect.
+
+        The returned response is never sent: aiohttp finds the transport closing and gives up.
+        """
+        if request.transport is not None:
+            request.transport.close()
+        return web.Response(status=500)
+
+
+class Sandbox:
+    """The emulator on loopback, as an async context manager.
+
+    `clock` (monotonic seconds) drives the rate window, `wall_clock` (epoch seconds) the daily
+    quota's UTC day, and `sleep` the injected latency: tests pass fakes and never really wait.
+    """
+
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.config = config or SandboxConfig()
+        strict = self.config.strict_unknown
+        fixture = self.config.fixture
+        self.universe = (
+            Universe.from_fixture(fixture, strict_unknown=strict)
+            if fixture is not None
+            else Universe(strict_unknown=strict)
+        )
+        self.stats = SandboxStats()
+        self._endpoint = _Endpoint(self.config, self.universe, self.stats, clock, wall_clock, sleep)
+        self._runner: web.AppRunner | None = None
+        self.url = ""  # "http://127.0.0.1:PORT" once started
+
+    @property
+    def token(self) -> str:
+        return self.config.token
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post(UPDATE_PATH, self._endpoint.update_tags)
+        app.router.add_get(STATS_PATH, self._endpoint.report_stats)
+        # No access log: a benchmark sends thousands of requests. The shutdown timeout only
+        # bounds a handler stuck in the injected `sleep`; slow requests are released by stop().
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.host, self.config.port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        port = runner.addresses[0][1]
+        self.url = f"http://{self.config.host}:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is None:
+            return
+        self._endpoint.stopping.set()
+        runner, self._runner = self._runner, None
+        await runner.cleanup()
+
+    async def __aenter__(self) -> Sandbox:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def serve(
+    config: SandboxConfig,
+    announce: Callable[[str], None],
+    *,
+    clock: Clock = time.monotonic,
+    wall_clock: Clock = time.time,
+    sleep: Sleep = asyncio.sleep,
+) -> None:
+    """Serve until cancelled (Ctrl-C in `batcher sandbox`); `announce(url)` once listening."""
+    async with Sandbox(config, clock=clock, wall_clock=wall_clock, sleep=sleep) as sandbox:
+        announce(sandbox.url)
+        await asyncio.Event().wait()

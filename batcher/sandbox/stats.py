@@ -1,0 +1,57 @@
+"""What the sandbox saw, for tests and benchmarks to assert on (Python, or GET /_sandbox/stats)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from batcher.sandbox.universe import TagUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedRequest:
+    """A request whose change was applied: answered 201 (well-formed or not) or dropped after."""
+
+    version: str
+    update: TagUpdate
+
+
+@dataclass
+class SandboxStats:
+    """Counters, updated in place while the sandbox runs."""
+
+    total_requests: int = 0
+    by_status: Counter[int] = field(default_factory=Counter)
+    # Injected faults by kind (faults.Fault values); drops and slow answers have no status.
+    faults: Counter[str] = field(default_factory=Counter)
+    # In arrival order; empty when the config says record_requests = false.
+    applied: list[AppliedRequest] = field(default_factory=list)
+    # Per contact: how many updates actually changed its tags (a retried add changes nothing).
+    changes: Counter[str] = field(default_factory=Counter)
+    # Per rate-limit bucket: the most requests ever counted in one window (never above max).
+    max_window: dict[str, int] = field(default_factory=dict)
+
+    def note_window(self, key: str, count: int) -> None:
+        if count > self.max_window.get(key, 0):
+            self.max_window[key] = count
+
+    def to_json(self) -> dict[str, object]:
+        """The JSON of GET /_sandbox/stats (`changes` lists every changed contact: can be big)."""
+        return {
+            "total_requests": self.total_requests,
+            "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
+            "faults": dict(sorted(self.faults.items())),
+            "max_window": self.max_window,
+            "applied": [
+                {
+                    "type": r.update.type,
+                    "locationId": r.update.location_id,
+                    "contacts": r.update.contacts,
+                    "tags": r.update.tags,
+                    "removeAllTags": r.update.remove_all_tags,
+                    "version": r.version,
+                }
+                for r in self.applied
+            ],
+            "changes": self.changes,
+        }

@@ -1,0 +1,67 @@
+"""End-to-end fixtures: a contact file, settings for a fast run, the sandbox on loopback."""
+
+from __future__ import annotations
+
+import csv
+import random
+import string
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batcher.config import BatchSettings, LimitSettings, RetrySettings, Settings, StateSettings
+from batcher.sandbox import DEFAULT_LOCATION, FaultConfig, Sandbox, SandboxConfig
+
+LOCATION = DEFAULT_LOCATION
+
+
+def contact_ids(count: int, seed: int = 1) -> list[str]:
+    rng = random.Random(seed)
+    alphabet = string.ascii_letters + string.digits
+    return ["".join(rng.choices(alphabet, k=20)) for _ in range(count)]
+
+
+def write_csv(path: Path, ids: list[str], **columns: list[str]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["contact_id", "email", *columns])
+        for i, contact in enumerate(ids):
+            writer.writerow([contact, f"person{i}@example.com", *(v[i] for v in columns.values())])
+    return path
+
+
+def fast_settings(tmp_path: Path, base_url: str, **sections: Any) -> Settings:
+    """Small batches (many requests from few rows) and zero backoff (no real waiting)."""
+    defaults: dict[str, Any] = {
+        "batch": BatchSettings(size=10),
+        "limits": LimitSettings(concurrency=4, requests_per_interval=1000, interval_ms=1000),
+        "retry": RetrySettings(attempts=8, initial_backoff_s=0.0, max_backoff_s=0.0),
+        "state": StateSettings(dir=str(tmp_path / "state")),
+    }
+    defaults.update(sections)
+    settings = Settings(**defaults)
+    api = settings.api.__class__(base_url=base_url, location_id=LOCATION, timeout_s=10.0)
+    return Settings(**{**defaults, "api": api})
+
+
+SandboxFactory = Callable[..., AbstractAsyncContextManager[Sandbox]]
+
+
+@pytest.fixture
+def make_sandbox(monkeypatch: pytest.MonkeyPatch) -> SandboxFactory:
+    """`async with make_sandbox(faults=...) as sb:` — unthrottled unless `rate` is given; the
+    runner finds the sandbox's token in BATCHER_TOKEN as it would a real one."""
+
+    @asynccontextmanager
+    async def factory(**config: Any) -> AsyncIterator[Sandbox]:
+        config.setdefault("rate", None)
+        if isinstance(config.get("faults"), dict):
+            config["faults"] = FaultConfig(**config["faults"])
+        async with Sandbox(SandboxConfig(**config)) as sandbox:
+            monkeypatch.setenv("BATCHER_TOKEN", sandbox.token)
+            yield sandbox
+
+    return factory

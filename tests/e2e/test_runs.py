@@ -1,0 +1,260 @@
+"""Whole runs through the runner against the sandbox on loopback."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from batcher.config import LimitSettings, RetrySettings
+from batcher.errors import AuthError, DailyQuotaError, ForbiddenError, TooManyFailuresError
+from batcher.loading import InputOptions
+from batcher.models import Status
+from batcher.runner import Job, execute
+from batcher.sandbox import RateConfig
+
+from .conftest import LOCATION, SandboxFactory, contact_ids, fast_settings, write_csv
+
+ADD_VIP = InputOptions(action="add", tags=("vip",), default_location_id=LOCATION)
+
+
+def read_report(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def statuses(path: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for line in read_report(path):
+        counts[line["status"]] = counts.get(line["status"], 0) + 1
+    return counts
+
+
+def job(tmp_path: Path, source: Path, options: InputOptions = ADD_VIP, **kw: Any) -> Job:
+    return Job(input_path=source, input=options, report_path=tmp_path / "report.csv", **kw)
+
+
+async def test_every_row_is_sent_once_and_reported_once(
+    tmp_path: Path, make_sandbox: SandboxFactory, update_tags_schema: Any
+) -> None:
+    ids = contact_ids(95)
+    source = write_csv(tmp_path / "in.csv", [*ids, ids[3], "short"])
+    async with make_sandbox() as sandbox:
+        result = await execute(fast_settings(tmp_path, sandbox.url), job(tmp_path, source))
+
+    assert result.exit_code == 0
+    assert result.requests == 10  # 95 contacts in batches of 10
+    lines = read_report(tmp_path / "report.csv")
+    assert [line["row"] for line in lines] == [str(n) for n in range(1, 98)]
+    assert statuses(tmp_path / "report.csv") == {"success": 95, "duplicate": 1, "invalid": 1}
+    assert lines[95]["message"] == "duplicate of row 4"
+    assert lines[0]["tags_added"] == '["vip"]'
+    assert lines[0]["http_status"] == "201"
+    assert lines[0]["attempts"] == "1"
+    sent = [c for request in sandbox.stats.applied for c in request.update.contacts]
+    assert sorted(sent) == sorted(ids)
+    for request in sandbox.stats.applied:
+        body = {
+            "contacts": request.update.contacts,
+            "tags": request.update.tags,
+            "locationId": request.update.location_id,
+        }
+        update_tags_schema.validate(body)
+    assert set(sandbox.stats.by_status) == {201}
+
+
+async def test_a_fault_mix_ends_with_every_row_final_and_each_change_applied_once(
+    tmp_path: Path, make_sandbox: SandboxFactory
+) -> None:
+    ids = contact_ids(400)
+    source = write_csv(tmp_path / "in.csv", ids)
+    faults = {
+        "error_rate": 0.2,
+        "drop_before": 0.1,
+        "drop_after": 0.1,
+        "malformed": 0.05,
+        "fail_first": 2,
+        "seed": 7,
+    }
+    settings = fast_settings(
+        tmp_path, "", retry=RetrySettings(attempts=15, initial_backoff_s=0.0, max_backoff_s=0.0)
+    )
+    async with make_sandbox(faults=faults) as sandbox:
+        settings = fast_settings(tmp_path, sandbox.url, retry=settings.retry)
+        result = await execute(settings, job(tmp_path, source))
+
+    assert result.exit_code == 0, result.stopped
+    assert statuses(tmp_path / "report.csv") == {"success": 400}
+    assert result.retries > 0
+    assert set(sandbox.stats.faults) == {
+        "error",
+        "fail_first",
+        "drop_before",
+        "drop_after",
+        "malformed",
+    }
+    # A retried add changes nothing: every contact changed exactly once, however often sent.
+    assert dict(sandbox.stats.changes) == dict.fromkeys(ids, 1)
+
+
+async def test_a_refused_token_stops_the_run_with_every_row_pending(
+    tmp_path: Path, make_sandbox: SandboxFactory, monkeypatch: Any
+) -> None:
+    source = write_csv(tmp_path / "in.csv", contact_ids(30))
+    async with make_sandbox() as sandbox:
+        monkeypatch.setenv("BATCHER_TOKEN", "not-the-sandbox-token")
+        result = await execute(fast_settings(tmp_path, sandbox.url), job(tmp_path, source))
+
+    assert isinstance(result.stopped, AuthError)
+    assert result.exit_code == 3
+    lines = read_report(tmp_path / "report.csv")
+    assert {line["status"] for line in lines} == {"pending"}
+    assert "HTTP 401" in lines[0]["message"]
+    assert "run the same command again" in lines[0]["message"]
+    assert "not-the-sandbox-token" not in (tmp_path / "report.csv").read_text(encoding="utf-8")
+
+
+async def test_a_location_the_token_may_not_use_stops_the_run(
+    tmp_path: Path, make_sandbox: SandboxFactory
+) -> None:
+    source = write_csv(tmp_path / "in.csv", contact_ids(5))
+    options = InputOptions(action="add", tags=("vip",), location_id="otherLocation0000002")
+    async with make_sandbox() as sandbox:
+        result = await execute(fast_settings(tmp_path, sandbox.url), job(tmp_path, source, options))
+    assert isinstance(result.stopped, ForbiddenError)
+    assert result.exit_code == 3
+
+
+async def test_an_exhausted_daily_quota_stops_the_run(
+    tmp_path: Path, make_sandbox: SandboxFactory
+) -> None:
+    source = write_csv(tmp_path / "in.csv", contact_ids(50))
+    settings_limits = LimitSettings(concurrency=1, requests_per_interval=1000, interval_ms=1000)
+    async with make_sandbox(rate=RateConfig(max=1000, interval_ms=1000, daily=3)) as sandbox:
+        settings = fast_settings(tmp_path, sandbox.url, limits=settings_limits)
+        result = await execute(settings, job(tmp_path, source))
+    assert isinstance(result.stopped, DailyQuotaError)
+    assert statuses(tmp_path / "report.csv") == {"success": 30, "pending": 20}
+
+
+async def test_too_many_failures_in_a_row_stop_the_run(
+    tmp_path: Path, make_sandbox: SandboxFactory
+) -> None:
+    source = write_csv(tmp_path / "in.csv", contact_ids(100))
+    retry = RetrySettings(
+        attempts=2, initial_backoff_s=0.0, max_backoff_s=0.0, max_consecutive_failures=3
+    )
+    limits = LimitSettings(concurrency=1, requests_per_interval=1000, interval_ms=1000)
+    async with make_sandbox(faults={"error_rate": 1.0}) as sandbox:
+        settings = fast_settings(tmp_path, sandbox.url, retry=retry, limits=limits)
+        result = await execute(settings, job(tmp_path, source))
+    assert isinstance(result.stopped, TooManyFailuresError)
+    assert result.exit_code == 3
+    assert statuses(tmp_path / "report.csv") == {"failed": 30, "pending": 70}
+    failed = read_report(tmp_path / "report.csv")[0]
+    assert failed["attempts"] == "2"
+    assert failed["http_status"].startswith("5")
+
+
+async def test_a_rerun_sends_only_the_failed_rows_then_a_finished_run_starts_anew(
+    tmp_path: Path, make_sandbox: SandboxFactory
+) -> None:
+    ids = contact_ids(200)
+    source = write_csv(tmp_path / "in.csv", ids)
+    retry = RetrySettings(attempts=1, initial_backoff_s=0.0, max_backoff_s=0.0)
+    async with make_sandbox(faults={"error_rate": 0.5, "seed": 3}) as sandbox:
+        first = await execute(
+            fast_settings(tmp_path, sandbox.url, retry=retry), job(tmp_path, source)
+        )
+    assert first.exit_code == 1
+    failed = {
+        line["contact_id"]
+        for line in read_report(tmp_path / "report.csv")
+        if line["status"] == "failed"
+    }
+    assert 0 < len(failed) < 200
+
+    async with make_sandbox() as sandbox:
+        second = await execute(fast_settings(tmp_path, sandbox.url), job(tmp_path, source))
+        resent = {c for request in sandbox.stats.applied for c in request.update.contacts}
+    assert second.resumed
+    assert second.exit_code == 0
+    assert resent == failed
+    assert statuses(tmp_path / "report.csv") == {"success": 200}
+
+    async with make_sandbox() as sandbox:
+        third = await execute(fast_settings(tmp_path, sandbox.url), job(tmp_path, source))
+        assert len(sandbox.stats.applied) == 20
+    assert not third.resumed
+    assert len(list((tmp_path / "state").glob("run-*.sqlite"))) == 2
+
+
+async def test_a_row_with_more_than_50_tags_is_sent_in_parts_and_merged(
+    tmp_path: Path, make_sandbox: SandboxFactory
+) -> None:
+    tags = [f"t{n:03}" for n in range(120)]
+    ids = contact_ids(3)
+    source = write_csv(tmp_path / "in.csv", ids, tags=[",".join(tags)] * 3)
+    options = InputOptions(action="add", default_location_id=LOCATION)
+    async with make_sandbox() as sandbox:
+        result = await execute(fast_settings(tmp_path, sandbox.url), job(tmp_path, source, options))
+        sizes = [len(request.update.tags) for request in sandbox.stats.applied]
+    assert result.exit_code == 0
+    assert sorted(sizes) == [20, 50, 50]
+    line = read_report(tmp_path / "report.csv")[0]
+    assert line["status"] == "success"
+    assert json.loads(line["tags_added"]) == sorted(tags)
+    assert json.loads(line["old_tags"]) == []
+
+
+async def test_remove_all_tags_sends_an_empty_tag_list_and_a_boolean(
+    tmp_path: Path, make_sandbox: SandboxFactory
+) -> None:
+    ids = contact_ids(4)
+    source = write_csv(tmp_path / "in.csv", ids)
+    add = InputOptions(action="add", tags=("a", "b"), default_location_id=LOCATION)
+    remove_all = InputOptions(action="remove", remove_all=True, default_location_id=LOCATION)
+    async with make_sandbox() as sandbox:
+        await execute(fast_settings(tmp_path, sandbox.url), job(tmp_path, source, add))
+        result = await execute(
+            fast_settings(tmp_path, sandbox.url), job(tmp_path, source, remove_all)
+        )
+        last = sandbox.stats.applied[-1].update
+    assert result.exit_code == 0
+    assert last.remove_all_tags is True
+    assert last.tags == []
+    line = read_report(tmp_path / "report.csv")[0]
+    assert json.loads(line["tags_removed"]) == ["a", "b"]
+    assert line["tags"] == "[]"
+
+
+async def test_the_client_never_trips_the_servers_rate_limit(
+    tmp_path: Path, make_sandbox: SandboxFactory
+) -> None:
+    """The pacer counts a request until an interval after its answer, so even at the server's
+    exact limit no 429 comes back."""
+    source = write_csv(tmp_path / "in.csv", contact_ids(120))
+    limits = LimitSettings(concurrency=4, requests_per_interval=4, interval_ms=100)
+    async with make_sandbox(rate=RateConfig(max=4, interval_ms=100)) as sandbox:
+        settings = fast_settings(tmp_path, sandbox.url, limits=limits)
+        result = await execute(settings, job(tmp_path, source))
+        assert sandbox.stats.by_status == {201: 12}
+        assert max(sandbox.stats.max_window.values()) <= 4
+    assert result.rate_limited == 0
+    assert statuses(tmp_path / "report.csv") == {"success": 120}
+
+
+async def test_plan_sends_nothing_and_counts_requests(
+    tmp_path: Path, make_sandbox: SandboxFactory
+) -> None:
+    ids = contact_ids(25)
+    source = write_csv(tmp_path / "in.csv", [*ids, ids[0], ""])
+    async with make_sandbox() as sandbox:
+        result = await execute(
+            fast_settings(tmp_path, sandbox.url), job(tmp_path, source), dry_run=True
+        )
+        assert sandbox.stats.total_requests == 0
+    assert result.plan.requests == 3
+    assert result.counts == {Status.PENDING: 25, Status.DUPLICATE: 1, Status.INVALID: 1}
+    assert not (tmp_path / "report.csv").exists()
