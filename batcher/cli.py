@@ -184,8 +184,7 @@ def _progress(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
 
 
 def _counts(result: RunResult) -> list[str]:
-    width = max(len(s.value) for s in STATUS_ORDER)
-    return [f"  {s.value:<{width}}  {result.counts[s]:>9,}" for s in STATUS_ORDER]
+    return [f"  {s.value:<9}  {result.counts[s]:>9,}" for s in STATUS_ORDER]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -244,12 +243,18 @@ def plan(quiet: bool, **options: Any) -> None:
     total = sum(result.counts.values())
     limits = settings.limits
     seconds = result.plan.seconds_at(limits.requests_per_interval, limits.interval_ms / 1000)
-    click.echo(f"batcher: plan for {job.input_path}: {total:,} rows")
-    for line in _counts(result):
-        click.echo(line.replace(Status.PENDING.value, "to send", 1))
+    resumed = " (an unfinished run: rows already settled are not sent again)"
     click.echo(
-        f"  {result.plan.groups:,} groups, {result.plan.requests:,} requests, at least "
-        f"{seconds:,.0f} s at {limits.requests_per_interval} requests per "
+        f"batcher: plan for {job.input_path}: {total:,} rows{resumed if result.resumed else ''}"
+    )
+    for status in STATUS_ORDER:
+        if result.counts[status]:
+            name = "to send" if status is Status.PENDING else status.value
+            click.echo(f"  {name:<9}  {result.counts[status]:>9,}")
+    groups = result.plan.groups
+    click.echo(
+        f"  {result.plan.requests:,} requests in {groups:,} group{'s' if groups != 1 else ''}; "
+        f"at least {seconds:,.0f} s at {limits.requests_per_interval} requests per "
         f"{limits.interval_ms / 1000:g} s"
     )
 

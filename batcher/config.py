@@ -226,9 +226,7 @@ def load_settings(
         kind = _key_types(sections[name])[key]
         values[name][key] = _coerce(path, kind, value, from_text=False)
 
-    settings = Settings(
-        **{name: sections[name](**values[name]) for name in sections}
-    )
+    settings = Settings(**{name: sections[name](**values[name]) for name in sections})
     _check(settings)
     return settings
 

@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -187,30 +188,50 @@ class StateLock:
 class Ledger:
     """One run's SQLite state. Use `Ledger.open(...)` as a context manager."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path, lock: StateLock, *, resumed: bool):
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        path: Path,
+        lock: StateLock,
+        *,
+        resumed: bool,
+        scratch: tempfile.TemporaryDirectory[str] | None = None,
+    ):
         self._db = db
         self.path = path
         self._lock = lock
         self.resumed = resumed
+        self._scratch = scratch
 
     @classmethod
-    def open(cls, state_dir: Path, run_key: str, *, fresh: bool = False) -> Self:
+    def open(
+        cls, state_dir: Path, run_key: str, *, fresh: bool = False, scratch: bool = False
+    ) -> Self:
         """Continue the unfinished run of `run_key`, or start a new one.
 
         A finished run, or any run when `fresh`, is kept under a dated name and a new one starts;
-        a run killed while loading is discarded (nothing of it was sent).
+        a run killed while loading is discarded (nothing of it was sent). With `scratch` (a plan)
+        nothing is changed in `state_dir`: a run that would start anew lives in a temporary file.
         """
         lock = StateLock(state_dir)
         lock.acquire()
         try:
             path = state_dir / f"run-{run_key}.sqlite"
             resumed = False
-            if path.exists():
-                state, created = cls._peek(path)
+            scratch_dir = None
+            state, created = cls._peek(path) if path.exists() else ("absent", "")
+            if scratch and (fresh or state != "ready"):
+                scratch_dir = tempfile.TemporaryDirectory(prefix="batcher-plan-")
+                path = Path(scratch_dir.name) / path.name
+            elif path.exists():
                 if state == "loading":
                     cls._remove(path)
                 elif state == "finished" or fresh:
                     stamp = created.replace(":", "").replace("-", "")
+                    # Runs created in the same second must not overwrite each other's record.
+                    base, n = stamp, 1
+                    while (state_dir / f"run-{run_key}.{stamp}.sqlite").exists():
+                        stamp, n = f"{base}-{n}", n + 1
                     for suffix in ("", "-wal", "-shm"):
                         old = Path(f"{path}{suffix}")
                         if old.exists():
@@ -228,7 +249,7 @@ class Ledger:
                             ("created", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
                         ],
                     )
-            return cls(db, path, lock, resumed=resumed)
+            return cls(db, path, lock, resumed=resumed, scratch=scratch_dir)
         except BaseException:
             lock.release()
             raise
@@ -267,6 +288,8 @@ class Ledger:
 
     def close(self) -> None:
         self._db.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
         self._lock.release()
 
     # -- meta ------------------------------------------------------------------------------

@@ -197,7 +197,8 @@ async def execute(
     table = open_input(job.input_path, job.input)
     token = None if (dry_run or job.sandbox is not None) else read_token(settings)
     result = RunResult(report_path=report_path)
-    with Ledger.open(Path(settings.state.dir), run_key(table, job), fresh=job.fresh) as ledger:
+    state_dir = Path(settings.state.dir)
+    with Ledger.open(state_dir, run_key(table, job), fresh=job.fresh, scratch=dry_run) as ledger:
         result.resumed = ledger.resumed
         if not ledger.resumed:
             ledger.load(table.columns, table.chunks())
