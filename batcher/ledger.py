@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
 from pathlib import Path
@@ -128,12 +129,29 @@ ORDER BY r.row, s.part
 PAGE_ROWS = 5_000
 
 
-def _dump(values: Sequence[str] | None) -> str | None:
-    return None if values is None else json.dumps(list(values), ensure_ascii=False)
+# Tag lists repeat across rows (every row of a group asks the same tags, most answers look
+# alike): each distinct list is encoded and decoded once, not once per row.
+@functools.lru_cache(maxsize=4096)
+def _dump(values: tuple[str, ...] | None) -> str | None:
+    return None if values is None else json.dumps(values, ensure_ascii=False)
 
 
+@functools.lru_cache(maxsize=4096)
 def _load(text: str | None) -> tuple[str, ...] | None:
     return None if text is None else tuple(json.loads(text))
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One explicit transaction: the connection is in autocommit mode (isolation_level=None),
+    where `with db:` would commit each statement of an executemany on its own."""
+    db.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +259,7 @@ class Ledger:
             db = cls._connect(path)
             if not resumed:
                 db.executescript(SCHEMA)
-                with db:
+                with _transaction(db):
                     db.executemany(
                         "INSERT INTO meta VALUES (?, ?)",
                         [
@@ -287,10 +305,12 @@ class Ledger:
         self.close()
 
     def close(self) -> None:
-        self._db.close()
-        if self._scratch is not None:
-            self._scratch.cleanup()
-        self._lock.release()
+        try:
+            self._db.close()
+            if self._scratch is not None:
+                self._scratch.cleanup()
+        finally:
+            self._lock.release()
 
     # -- meta ------------------------------------------------------------------------------
 
@@ -308,7 +328,7 @@ class Ledger:
 
     def finish(self) -> None:
         """Mark the run finished: the same command will start a new run, not continue this one."""
-        with self._db:
+        with _transaction(self._db):
             self._set_meta("state", "finished")
 
     # -- loading ---------------------------------------------------------------------------
@@ -318,41 +338,22 @@ class Ledger:
         groups: dict[Group, int] = {}
         count = 0
         db = self._db
-        db.execute("BEGIN")
-        try:
+        with _transaction(db):
             for chunk in chunks:
-                records = []
-                for row in chunk:
-                    group = group_of(row)
-                    group_id = None
-                    if group is not None:
-                        group_id = groups.get(group)
-                        if group_id is None:
-                            group_id = groups[group] = len(groups) + 1
-                            db.execute(
-                                "INSERT INTO groups VALUES (?, ?, ?, ?, ?, ?)",
-                                (
-                                    group_id,
-                                    group.location_id,
-                                    group.action.value,
-                                    _dump(group.tags),
-                                    int(group.remove_all),
-                                    len(tag_parts(group)),
-                                ),
-                            )
-                    records.append(
-                        (
-                            row.row,
-                            row.contact_id,
-                            row.location_id,
-                            row.action,
-                            _dump(row.tags),
-                            group_id,
-                            row.status.value if row.status is not None else None,
-                            row.message,
-                            _dump(row.extra),
-                        )
+                records = [
+                    (
+                        row.row,
+                        row.contact_id,
+                        row.location_id,
+                        row.action,
+                        _dump(row.tags),
+                        self._group_id(groups, group_of(row)),
+                        row.status.value if row.status is not None else None,
+                        row.message,
+                        json.dumps(row.extra, ensure_ascii=False),
                     )
+                    for row in chunk
+                ]
                 db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", records)
                 count += len(records)
             for statement in INDEXES.strip().split(";"):
@@ -361,11 +362,27 @@ class Ledger:
             db.execute(MARK_DUPLICATES)
             self._set_meta("columns", json.dumps(list(columns), ensure_ascii=False))
             self._set_meta("state", "ready")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return count
+
+    def _group_id(self, known: dict[Group, int], group: Group | None) -> int | None:
+        """The id of `group`, written to the groups table the first time it is seen."""
+        if group is None:
+            return None
+        group_id = known.get(group)
+        if group_id is None:
+            group_id = known[group] = len(known) + 1
+            self._db.execute(
+                "INSERT INTO groups VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    group_id,
+                    group.location_id,
+                    group.action.value,
+                    _dump(group.tags),
+                    int(group.remove_all),
+                    len(tag_parts(group)),
+                ),
+            )
+        return group_id
 
     # -- planning --------------------------------------------------------------------------
 
@@ -420,7 +437,7 @@ class Ledger:
             )
             for row, result in zip(batch.rows, outcome.outcomes, strict=True)
         ]
-        with self._db:
+        with _transaction(self._db):
             self._db.executemany(
                 "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", records
             )
@@ -454,25 +471,23 @@ def _merge(records: list[Any], pending_message: str) -> ReportLine:
     row, contact_id, location_id, action, tags, pre_status, pre_message, extra, parts = records[0][
         :9
     ]
-    line = ReportLine(
-        row=row,
-        contact_id=contact_id,
-        location_id=location_id,
-        action=action,
-        tags=tuple(json.loads(tags)),
-        status=Status.PENDING,
-        message=pending_message,
-        extra=tuple(json.loads(extra)),
-    )
+    asked = {
+        "row": row,
+        "contact_id": contact_id,
+        "location_id": location_id,
+        "action": action,
+        "tags": _load(tags) or (),
+        "extra": tuple(json.loads(extra)),
+    }
     if pre_status is not None:
-        return replace(line, status=Status(pre_status), message=pre_message)
+        return ReportLine(**asked, status=Status(pre_status), message=pre_message)
     results = [
         _Result(part, Status(status), message, _load(old), _load(added), _load(removed), http, n)
         for *_, part, status, message, old, added, removed, http, n in records
         if part is not None
     ]
     if not results:
-        return line
+        return ReportLine(**asked, status=Status.PENDING, message=pending_message)
     failed = [r for r in results if r.status is Status.FAILED]
     errors = [r for r in results if r.status is Status.ERROR]
     # The request that settled the row: the failed one if any, else the last one answered.
@@ -485,13 +500,16 @@ def _merge(records: list[Any], pending_message: str) -> ReportLine:
         status, message = Status.ERROR, errors[0].message
     else:
         status, message = Status.SUCCESS, results[0].message
-    return replace(
-        line,
+    single = len(results) == 1
+    return ReportLine(
+        **asked,
         status=status,
         message=message,
         old_tags=results[0].old_tags,
-        tags_added=_union(r.tags_added for r in results),
-        tags_removed=_union(r.tags_removed for r in results),
+        tags_added=results[0].tags_added if single else _union(r.tags_added for r in results),
+        tags_removed=(
+            results[0].tags_removed if single else _union(r.tags_removed for r in results)
+        ),
         http_status=settling.http_status,
         attempts=settling.attempts,
     )

@@ -31,6 +31,7 @@ Contract: SPEC.md, section "Report". Decisions taken here:
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -78,7 +79,7 @@ _NUMBER_FIELDS = frozenset({"row", "http_status", "attempts"})
 _PREFIX = "input_"
 
 # One line's values in RESULT_FIELDS order then the input's cells: str, int, list or None.
-_Value = str | int | list[str] | None
+_Value = str | int | tuple[str, ...] | None
 
 
 def report_columns(input_columns: Sequence[str]) -> tuple[str, ...]:
@@ -142,23 +143,21 @@ def _values(lines: Iterable[ReportLine], n_extra: int) -> Iterable[list[_Value]]
             line.contact_id,
             line.location_id,
             line.action,
-            list(line.tags),
+            line.tags,
             str(line.status),
             line.message,
-            _list(line.old_tags),
-            _list(line.tags_added),
-            _list(line.tags_removed),
+            line.old_tags,
+            line.tags_added,
+            line.tags_removed,
             line.http_status,
             line.attempts,
             *line.extra,
         ]
 
 
-def _list(tags: tuple[str, ...] | None) -> list[str] | None:
-    return None if tags is None else list(tags)
-
-
-def _json_array(tags: list[str]) -> str:
+# Most rows carry the same few tag lists: encode each distinct one once.
+@functools.lru_cache(maxsize=4096)
+def _json_array(tags: tuple[str, ...]) -> str:
     return json.dumps(tags, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -166,7 +165,7 @@ def _cell_text(value: _Value) -> str:
     """A value as spreadsheet text: lists as a JSON array, None as empty."""
     if value is None:
         return ""
-    if isinstance(value, list):
+    if isinstance(value, tuple):
         return _json_array(value)
     return str(value)
 

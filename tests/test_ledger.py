@@ -1,0 +1,649 @@
+"""The run's SQLite ledger: every row once, duplicates, work to do, merged outcomes, resume."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime, tzinfo
+from pathlib import Path
+
+import pytest
+
+from batcher import ledger as ledger_module
+from batcher.errors import StateLockedError, UsageError
+from batcher.ledger import Ledger, WorkItem
+from batcher.models import (
+    Action,
+    Batch,
+    BatchOutcome,
+    ContactOutcome,
+    Group,
+    ReportLine,
+    Row,
+    Status,
+)
+
+COLUMNS = ("Contact Id", "email", "tags")
+PENDING = "not sent: test stopped"
+KEY = "k1"
+
+
+def _cid(n: int) -> str:
+    return f"C{n:019d}"
+
+
+def _row(
+    n: int,
+    *,
+    contact: int | None = None,
+    location: str = "LOC1",
+    action: str = "add",
+    tags: tuple[str, ...] = ("vip",),
+    remove_all: bool = False,
+    invalid: str = "",
+) -> Row:
+    return Row(
+        row=n,
+        contact_id=_cid(n if contact is None else contact),
+        location_id=location,
+        action=action,
+        tags=tags,
+        remove_all=remove_all,
+        status=Status.INVALID if invalid else None,
+        message=invalid,
+        extra=(f"r{n}@example.com", ",".join(tags)),
+    )
+
+
+def _tags(count: int) -> tuple[str, ...]:
+    return tuple(f"t{i:03d}" for i in range(count))
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def ledger(state_dir: Path) -> Iterator[Ledger]:
+    with Ledger.open(state_dir, KEY) as opened:
+        yield opened
+
+
+def _lines(ledger: Ledger) -> list[ReportLine]:
+    return list(ledger.lines(PENDING))
+
+
+def _by_row(ledger: Ledger) -> dict[int, ReportLine]:
+    return {line.row: line for line in _lines(ledger)}
+
+
+def _members(ledger: Ledger) -> dict[tuple[int, int], list[tuple[int, str]]]:
+    return {(item.group_id, item.part): list(ledger.members(item)) for item in ledger.work()}
+
+
+def _batch(ledger: Ledger, rows: list[int], part: int = 0) -> Batch:
+    """The batch of `part` holding `rows` (all of one group), as planning would cut it."""
+    lines = _by_row(ledger)
+    first = lines[rows[0]]
+    tags = tuple(sorted(first.tags))[part * 50 : part * 50 + 50]
+    return Batch(
+        location_id=first.location_id,
+        action=Action(first.action),
+        tags=tags,
+        remove_all=False,
+        part=part,
+        rows=tuple(rows),
+        contact_ids=tuple(lines[n].contact_id for n in rows),
+    )
+
+
+def _record(
+    ledger: Ledger,
+    rows: list[int],
+    outcome: ContactOutcome,
+    *,
+    part: int = 0,
+    http_status: int | None = 201,
+    attempts: int = 1,
+) -> None:
+    batch = _batch(ledger, rows, part)
+    ledger.record(BatchOutcome(batch, (outcome,) * len(rows), http_status, attempts))
+
+
+OK = ContactOutcome(Status.SUCCESS, "Tags added", ("old",), ("vip",), ())
+NOT_FOUND = ContactOutcome(Status.ERROR, "Contact not found")
+LOST = ContactOutcome(Status.FAILED, "HTTP 503 Service Unavailable (after 6 attempts)")
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+def test_load_keeps_every_row_in_input_order_with_its_cells(ledger: Ledger) -> None:
+    """After load, lines() gives one pending line per row, in input order, with tags and extra."""
+    rows = [_row(1, tags=("b", "a")), _row(2, invalid="contact id is empty"), _row(3)]
+    assert ledger.load(COLUMNS, [rows[:2], rows[2:]]) == 3
+    assert ledger.columns == COLUMNS
+    assert _lines(ledger) == [
+        ReportLine(
+            row=1,
+            contact_id=_cid(1),
+            location_id="LOC1",
+            action="add",
+            tags=("b", "a"),
+            status=Status.PENDING,
+            message=PENDING,
+            extra=("r1@example.com", "b,a"),
+        ),
+        ReportLine(
+            row=2,
+            contact_id=_cid(2),
+            location_id="LOC1",
+            action="add",
+            tags=("vip",),
+            status=Status.INVALID,
+            message="contact id is empty",
+            extra=("r2@example.com", "vip"),
+        ),
+        ReportLine(
+            row=3,
+            contact_id=_cid(3),
+            location_id="LOC1",
+            action="add",
+            tags=("vip",),
+            status=Status.PENDING,
+            message=PENDING,
+            extra=("r3@example.com", "vip"),
+        ),
+    ]
+
+
+def test_load_keeps_unicode_cells_and_tags(ledger: Ledger) -> None:
+    """Tags and cells outside ASCII come back exactly as loaded."""
+    row = Row(1, _cid(1), "LOC1", "add", ("café ✓", "a,b"), False, extra=("Zoë", "=1+1"))
+    ledger.load(["Contact Id", "naam"], [[row]])
+    (line,) = _lines(ledger)
+    assert (line.tags, line.extra) == (("café ✓", "a,b"), ("Zoë", "=1+1"))
+
+
+def test_load_of_no_rows_gives_no_lines_and_no_work(ledger: Ledger) -> None:
+    """An input with a header but no rows loads zero rows and leaves nothing to do."""
+    assert ledger.load(COLUMNS, []) == 0
+    assert _lines(ledger) == []
+    assert ledger.work() == []
+
+
+def test_repeat_of_a_valid_row_is_a_duplicate_naming_the_first(ledger: Ledger) -> None:
+    """A row repeating an earlier row's location, contact, action and tag set (any order) is a
+    duplicate of the first such row; another tag set, action or location is not."""
+    ledger.load(
+        COLUMNS,
+        [
+            [
+                _row(1, contact=1, tags=("a", "b")),
+                _row(2, contact=1, tags=("b", "a")),
+                _row(3, contact=1, tags=("a", "b")),
+                _row(4, contact=1, tags=("a",)),
+                _row(5, contact=1, tags=("a", "b"), action="remove"),
+                _row(6, contact=1, tags=("a", "b"), location="LOC2"),
+                _row(7, contact=2, tags=("a", "b")),
+                _row(8, contact=1, tags=("A", "b")),
+            ]
+        ],
+    )
+    assert [(line.status, line.message) for line in _lines(ledger)] == [
+        (Status.PENDING, PENDING),
+        (Status.DUPLICATE, "duplicate of row 1"),
+        (Status.DUPLICATE, "duplicate of row 1"),
+        (Status.PENDING, PENDING),
+        (Status.PENDING, PENDING),
+        (Status.PENDING, PENDING),
+        (Status.PENDING, PENDING),
+        (Status.PENDING, PENDING),
+    ]
+
+
+def test_duplicates_across_load_chunks_are_found(ledger: Ledger) -> None:
+    """A repeat in a later chunk is still a duplicate of the row in an earlier chunk."""
+    ledger.load(COLUMNS, [[_row(1, contact=9)], [_row(2)], [_row(3, contact=9)]])
+    assert _by_row(ledger)[3].message == "duplicate of row 1"
+
+
+def test_repeated_remove_all_row_is_a_duplicate(ledger: Ledger) -> None:
+    """Two remove-all rows for one contact and location are the same operation."""
+    ledger.load(
+        COLUMNS,
+        [
+            [
+                _row(1, contact=5, action="remove", tags=(), remove_all=True),
+                _row(2, contact=5, action="remove", tags=(), remove_all=True),
+            ]
+        ],
+    )
+    assert _by_row(ledger)[2].message == "duplicate of row 1"
+
+
+def test_repeated_invalid_row_stays_invalid(ledger: Ledger) -> None:
+    """An invalid row repeated keeps status invalid and its own message, not duplicate."""
+    ledger.load(
+        COLUMNS,
+        [[_row(1, contact=3, invalid="bad action 'tag'"), _row(2, contact=3, invalid="bad id")]],
+    )
+    assert [(line.status, line.message) for line in _lines(ledger)] == [
+        (Status.INVALID, "bad action 'tag'"),
+        (Status.INVALID, "bad id"),
+    ]
+
+
+def test_valid_row_after_an_invalid_one_of_the_same_contact_is_sent(ledger: Ledger) -> None:
+    """Only an earlier valid row makes a row a duplicate."""
+    ledger.load(COLUMNS, [[_row(1, contact=3, invalid="bad id"), _row(2, contact=3)]])
+    assert _by_row(ledger)[2].status is Status.PENDING
+    assert list(_members(ledger).values()) == [[(2, _cid(3))]]
+
+
+# -- work and members -------------------------------------------------------------------------
+
+
+def test_work_lists_each_group_with_its_rows_to_send(ledger: Ledger) -> None:
+    """work() has one item per group with its member count; members() lists exactly the rows to
+    send (not invalid, not duplicate), in row order."""
+    ledger.load(
+        COLUMNS,
+        [
+            [
+                _row(1, tags=("a",)),
+                _row(2, tags=("b",)),
+                _row(3, tags=("a",)),
+                _row(4, contact=1, tags=("a",)),
+                _row(5, tags=("a",), invalid="bad id"),
+                _row(6, tags=("b",), location="LOC2"),
+            ]
+        ],
+    )
+    work = ledger.work()
+    assert work == [
+        WorkItem(1, Group("LOC1", Action.ADD, ("a",), False), 0, 2),
+        WorkItem(2, Group("LOC1", Action.ADD, ("b",), False), 0, 1),
+        WorkItem(3, Group("LOC2", Action.ADD, ("b",), False), 0, 1),
+    ]
+    assert [list(ledger.members(item)) for item in work] == [
+        [(1, _cid(1)), (3, _cid(3))],
+        [(2, _cid(2))],
+        [(6, _cid(6))],
+    ]
+
+
+def test_work_of_a_long_tag_set_has_one_item_per_part(ledger: Ledger) -> None:
+    """A 120-tag group (tags in any order) is three work items, parts 0..2, each with all rows."""
+    ledger.load(COLUMNS, [[_row(1, tags=_tags(120)), _row(2, tags=tuple(reversed(_tags(120))))]])
+    work = ledger.work()
+    assert [(item.group_id, item.part, item.members) for item in work] == [
+        (1, 0, 2),
+        (1, 1, 2),
+        (1, 2, 2),
+    ]
+    assert work[0].group.tags == _tags(120)
+    assert all(list(ledger.members(item)) == [(1, _cid(1)), (2, _cid(2))] for item in work)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 7])
+def test_members_pages_through_every_row_once(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    """members() returns every member exactly once, in order, whatever the page size."""
+    monkeypatch.setattr(ledger_module, "PAGE_ROWS", 2)
+    rows = [_row(n) for n in range(1, count + 1)]
+    rows.insert(1, _row(100, contact=1))  # a duplicate between pages must not appear
+    ledger.load(COLUMNS, [rows])
+    (item,) = ledger.work()
+    assert item.members == count
+    assert list(ledger.members(item)) == [(n, _cid(n)) for n in range(1, count + 1)]
+
+
+def test_members_may_be_recorded_between_pages(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recording outcomes of one page while paging neither skips nor repeats a member."""
+    monkeypatch.setattr(ledger_module, "PAGE_ROWS", 2)
+    ledger.load(COLUMNS, [[_row(n) for n in range(1, 8)]])
+    (item,) = ledger.work()
+    seen = []
+    for row, _ in ledger.members(item):
+        seen.append(row)
+        _record(ledger, [row], OK if row % 2 else LOST)
+    assert seen == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_work_after_recording_excludes_settled_rows_but_keeps_failed_ones(ledger: Ledger) -> None:
+    """Rows answered success or error are not sent again; failed and unsent rows are."""
+    ledger.load(COLUMNS, [[_row(n) for n in range(1, 6)]])
+    _record(ledger, [1], OK)
+    _record(ledger, [2], NOT_FOUND)
+    _record(ledger, [3], LOST, http_status=503, attempts=6)
+    (item,) = ledger.work()
+    assert item.members == 3
+    assert list(ledger.members(item)) == [(3, _cid(3)), (4, _cid(4)), (5, _cid(5))]
+
+
+def test_work_is_empty_when_everything_is_settled(ledger: Ledger) -> None:
+    """Once every row has an answer there is no work item left."""
+    ledger.load(COLUMNS, [[_row(1), _row(2)]])
+    _record(ledger, [1, 2], OK)
+    assert ledger.work() == []
+
+
+def test_work_of_a_multi_part_row_lists_only_parts_still_owed(ledger: Ledger) -> None:
+    """A row whose part 0 succeeded and part 1 failed is owed part 1 only."""
+    ledger.load(COLUMNS, [[_row(1, tags=_tags(60))]])
+    _record(ledger, [1], OK, part=0)
+    _record(ledger, [1], LOST, part=1)
+    assert [(item.part, item.members) for item in ledger.work()] == [(1, 1)]
+
+
+# -- outcomes in the report -------------------------------------------------------------------
+
+
+def test_recorded_outcomes_show_in_the_lines(ledger: Ledger) -> None:
+    """Each row's line carries its status, message, tag lists, http status and attempts."""
+    ledger.load(COLUMNS, [[_row(n) for n in range(1, 5)]])
+    _record(ledger, [1], OK, attempts=2)
+    _record(ledger, [2], NOT_FOUND)
+    _record(ledger, [3], LOST, http_status=503, attempts=6)
+    lines = _by_row(ledger)
+    assert lines[1] == ReportLine(
+        row=1,
+        contact_id=_cid(1),
+        location_id="LOC1",
+        action="add",
+        tags=("vip",),
+        status=Status.SUCCESS,
+        message="Tags added",
+        old_tags=("old",),
+        tags_added=("vip",),
+        tags_removed=(),
+        http_status=201,
+        attempts=2,
+        extra=("r1@example.com", "vip"),
+    )
+    assert (lines[2].status, lines[2].message, lines[2].old_tags, lines[2].tags_added) == (
+        Status.ERROR,
+        "Contact not found",
+        None,
+        None,
+    )
+    assert (lines[2].http_status, lines[2].attempts) == (201, 1)
+    assert (lines[3].status, lines[3].message, lines[3].http_status, lines[3].attempts) == (
+        Status.FAILED,
+        "HTTP 503 Service Unavailable (after 6 attempts)",
+        503,
+        6,
+    )
+
+
+def test_rows_never_recorded_are_pending_with_the_given_message(ledger: Ledger) -> None:
+    """A row no request settled is pending, with the caller's message and no http fields."""
+    ledger.load(COLUMNS, [[_row(1), _row(2)]])
+    _record(ledger, [1], OK)
+    line = _by_row(ledger)[2]
+    assert (line.status, line.message) == (Status.PENDING, PENDING)
+    assert (line.old_tags, line.tags_added, line.http_status, line.attempts) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert [line.message for line in ledger.lines("would be sent")] == [
+        "Tags added",
+        "would be sent",
+    ]
+
+
+def test_a_request_with_no_http_answer_records_failed_without_status(ledger: Ledger) -> None:
+    """A batch lost to the network is failed with an empty http status."""
+    ledger.load(COLUMNS, [[_row(1)]])
+    _record(ledger, [1], LOST, http_status=None, attempts=6)
+    line = _by_row(ledger)[1]
+    assert (line.status, line.http_status, line.attempts) == (Status.FAILED, None, 6)
+
+
+def test_failed_row_recorded_later_as_success_is_success(ledger: Ledger) -> None:
+    """A retried row's later answer replaces its failure (resume)."""
+    ledger.load(COLUMNS, [[_row(1)]])
+    _record(ledger, [1], LOST, http_status=502, attempts=6)
+    _record(ledger, [1], OK, attempts=1)
+    line = _by_row(ledger)[1]
+    assert (line.status, line.message, line.http_status, line.attempts) == (
+        Status.SUCCESS,
+        "Tags added",
+        201,
+        1,
+    )
+
+
+def test_duplicate_keeps_its_status_after_the_first_row_is_answered(ledger: Ledger) -> None:
+    """A duplicate stays a duplicate in the report whatever became of the row it repeats."""
+    ledger.load(COLUMNS, [[_row(1, contact=1), _row(2, contact=1)]])
+    _record(ledger, [1], OK)
+    assert [line.status for line in _lines(ledger)] == [Status.SUCCESS, Status.DUPLICATE]
+
+
+# -- rows sent in several parts ---------------------------------------------------------------
+
+
+def _part(n: int, *, old: tuple[str, ...], added: tuple[str, ...]) -> ContactOutcome:
+    return ContactOutcome(Status.SUCCESS, f"part {n} ok", old, added, ())
+
+
+def test_multi_part_row_is_pending_until_every_part_answered(ledger: Ledger) -> None:
+    """A 60-tag row answered only for part 0 is still pending."""
+    ledger.load(COLUMNS, [[_row(1, tags=_tags(60))]])
+    _record(ledger, [1], _part(0, old=("x",), added=_tags(50)), part=0)
+    line = _by_row(ledger)[1]
+    assert (line.status, line.message) == (Status.PENDING, PENDING)
+
+
+def test_multi_part_row_succeeds_when_every_part_succeeded(ledger: Ledger) -> None:
+    """Every part succeeded: success, tags_added is the union in order, old_tags from part 0."""
+    ledger.load(COLUMNS, [[_row(1, tags=_tags(60))]])
+    # Part 1 answers first: the merge must still take old_tags from part 0.
+    _record(ledger, [1], _part(1, old=("x", "t000"), added=("t050", "t059")), part=1, attempts=3)
+    _record(ledger, [1], _part(0, old=("x",), added=("t000", "t049")), part=0, attempts=2)
+    line = _by_row(ledger)[1]
+    assert line.status is Status.SUCCESS
+    assert line.old_tags == ("x",)
+    assert line.tags_added == ("t000", "t049", "t050", "t059")
+    assert line.tags_removed == ()
+    assert line.message == "part 0 ok"
+
+
+def test_multi_part_tags_removed_are_the_union_without_repeats(ledger: Ledger) -> None:
+    """tags_removed of a multi-part row is every part's list merged, each tag once."""
+    ledger.load(COLUMNS, [[_row(1, action="remove", tags=_tags(60))]])
+    first = ContactOutcome(Status.SUCCESS, "ok", ("t000", "t055"), (), ("t000", "shared"))
+    second = ContactOutcome(Status.SUCCESS, "ok", ("t055",), (), ("shared", "t055"))
+    _record(ledger, [1], first, part=0)
+    _record(ledger, [1], second, part=1)
+    line = _by_row(ledger)[1]
+    assert line.tags_removed == ("t000", "shared", "t055")
+    assert line.tags_added == ()
+
+
+def test_multi_part_row_with_a_failed_part_is_failed(ledger: Ledger) -> None:
+    """A part that failed makes the row failed, with that part's message, status and attempts."""
+    ledger.load(COLUMNS, [[_row(1, tags=_tags(60))]])
+    _record(ledger, [1], _part(0, old=("x",), added=("t000",)), part=0, attempts=1)
+    _record(ledger, [1], LOST, part=1, http_status=503, attempts=6)
+    line = _by_row(ledger)[1]
+    assert (line.status, line.message, line.http_status, line.attempts) == (
+        Status.FAILED,
+        "HTTP 503 Service Unavailable (after 6 attempts)",
+        503,
+        6,
+    )
+    assert line.tags_added == ("t000",)
+
+
+def test_multi_part_row_with_an_error_part_is_error(ledger: Ledger) -> None:
+    """A part the API answered with an error makes the (fully answered) row an error."""
+    ledger.load(COLUMNS, [[_row(1, tags=_tags(60))]])
+    _record(ledger, [1], _part(0, old=("x",), added=("t000",)), part=0)
+    _record(ledger, [1], NOT_FOUND, part=1)
+    line = _by_row(ledger)[1]
+    assert (line.status, line.message) == (Status.ERROR, "Contact not found")
+
+
+def test_multi_part_failed_part_retried_to_success_makes_the_row_success(ledger: Ledger) -> None:
+    """Resuming: a failed part answered later turns the whole row into success."""
+    ledger.load(COLUMNS, [[_row(1, tags=_tags(60))]])
+    _record(ledger, [1], _part(0, old=("x",), added=("t000",)), part=0)
+    _record(ledger, [1], LOST, part=1, http_status=500, attempts=6)
+    _record(ledger, [1], _part(1, old=("x", "t000"), added=("t050",)), part=1, attempts=2)
+    line = _by_row(ledger)[1]
+    assert (line.status, line.old_tags, line.tags_added) == (
+        Status.SUCCESS,
+        ("x",),
+        ("t000", "t050"),
+    )
+    assert ledger.work() == []
+
+
+# -- opening, resuming, locking ---------------------------------------------------------------
+
+
+def test_reopening_an_unfinished_run_resumes_it(state_dir: Path) -> None:
+    """Opening the same key again continues the run: resumed, rows and outcomes kept."""
+    with Ledger.open(state_dir, KEY) as first:
+        assert first.resumed is False
+        first.load(COLUMNS, [[_row(1), _row(2)]])
+        _record(first, [1], OK)
+    with Ledger.open(state_dir, KEY) as again:
+        assert again.resumed is True
+        assert again.columns == COLUMNS
+        assert [line.status for line in _lines(again)] == [Status.SUCCESS, Status.PENDING]
+        assert [list(again.members(item)) for item in again.work()] == [[(2, _cid(2))]]
+
+
+def test_another_key_is_another_run(state_dir: Path) -> None:
+    """A different run key (other input or operation) does not see this run's rows."""
+    with Ledger.open(state_dir, KEY) as first:
+        first.load(COLUMNS, [[_row(1)]])
+    with Ledger.open(state_dir, "k2") as other:
+        assert other.resumed is False
+        assert _lines(other) == []
+
+
+def _archived(state_dir: Path) -> list[str]:
+    return sorted(p.name for p in state_dir.glob(f"run-{KEY}.*.sqlite"))
+
+
+def test_finished_run_is_kept_under_a_dated_name_and_a_new_one_starts(state_dir: Path) -> None:
+    """After finish(), the same key starts a new, empty run; the old file keeps its rows."""
+    with Ledger.open(state_dir, KEY) as first:
+        first.load(COLUMNS, [[_row(1)]])
+        _record(first, [1], OK)
+        first.finish()
+    with Ledger.open(state_dir, KEY) as second:
+        assert second.resumed is False
+        assert _lines(second) == []
+        second.load(COLUMNS, [[_row(1), _row(2)]])
+        assert [line.status for line in _lines(second)] == [Status.PENDING, Status.PENDING]
+    (archived,) = _archived(state_dir)
+    assert re.fullmatch(rf"run-{KEY}\.\d{{8}}T\d{{6}}Z\.sqlite", archived)
+    # The archived file still holds the old run's row and its outcome.
+    with contextlib.closing(sqlite3.connect(state_dir / archived)) as db:
+        assert db.execute("SELECT row, status FROM results").fetchall() == [(1, "success")]
+
+
+class _FrozenDatetime(datetime):
+    """Every run is created in the same second."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> _FrozenDatetime:
+        return cls(2026, 1, 2, 3, 4, 5, tzinfo=tz)
+
+
+def test_runs_created_in_the_same_second_are_all_kept(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two finished runs with the same creation stamp are archived under two names, none lost."""
+    monkeypatch.setattr(ledger_module, "datetime", _FrozenDatetime)
+    for rows in (1, 2):
+        with Ledger.open(state_dir, KEY) as run:
+            assert run.resumed is False
+            run.load(COLUMNS, [[_row(n) for n in range(1, rows + 1)]])
+            run.finish()
+    Ledger.open(state_dir, KEY).close()
+    archived = _archived(state_dir)
+    assert len(archived) == 2
+    assert f"run-{KEY}.20260102T030405Z.sqlite" in archived
+    counts = []
+    for name in archived:
+        with contextlib.closing(sqlite3.connect(state_dir / name)) as db:
+            counts.append(db.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
+    assert sorted(counts) == [1, 2]
+
+
+def test_fresh_starts_a_new_run_and_keeps_the_unfinished_one(state_dir: Path) -> None:
+    """fresh=True starts a new run even though the old one is unfinished, and keeps the old file."""
+    with Ledger.open(state_dir, KEY) as first:
+        first.load(COLUMNS, [[_row(1)]])
+    with Ledger.open(state_dir, KEY, fresh=True) as second:
+        assert second.resumed is False
+        assert _lines(second) == []
+    assert len(_archived(state_dir)) == 1
+
+
+def test_run_killed_while_loading_is_discarded_and_restarted(state_dir: Path) -> None:
+    """A run that never finished loading is thrown away, not resumed nor archived."""
+    Ledger.open(state_dir, KEY).close()  # opened, never loaded: state 'loading'
+    with Ledger.open(state_dir, KEY) as again:
+        assert again.resumed is False
+        assert again.load(COLUMNS, [[_row(1)]]) == 1
+        assert len(_lines(again)) == 1
+    assert _archived(state_dir) == []
+
+
+def test_second_open_of_a_busy_state_dir_is_refused(state_dir: Path) -> None:
+    """While one ledger holds the state directory, another open (even in this process) raises
+    StateLockedError naming the directory and the holder's pid."""
+    with Ledger.open(state_dir, KEY):
+        with pytest.raises(StateLockedError) as refused:
+            Ledger.open(state_dir, "another-key")
+        assert str(state_dir) in str(refused.value)
+        assert f"pid {os.getpid()}" in str(refused.value)
+        assert refused.value.exit_code == 2
+    with Ledger.open(state_dir, KEY) as after:  # released on close
+        assert after.resumed is False
+
+
+def test_a_refused_open_leaves_the_holder_able_to_continue(state_dir: Path) -> None:
+    """A refused second open neither releases the first one's lock nor touches its run."""
+    with Ledger.open(state_dir, KEY) as holder:
+        holder.load(COLUMNS, [[_row(1)]])
+        with pytest.raises(StateLockedError):
+            Ledger.open(state_dir, KEY)
+        with pytest.raises(StateLockedError):
+            Ledger.open(state_dir, KEY)
+        _record(holder, [1], OK)
+        assert [line.status for line in _lines(holder)] == [Status.SUCCESS]
+
+
+def test_unusable_state_dir_is_a_usage_error(tmp_path: Path) -> None:
+    """A state directory that cannot be created raises UsageError naming it."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    state_dir = blocker / "state"
+    with pytest.raises(UsageError, match=re.escape(str(state_dir))):
+        Ledger.open(state_dir, KEY)
+
+
+def test_state_dir_is_created_when_missing(tmp_path: Path) -> None:
+    """A missing state directory (and its parents) is created."""
+    state_dir = tmp_path / "deep" / "er" / ".batcher"
+    with Ledger.open(state_dir, KEY):
+        pass
+    assert (state_dir / f"run-{KEY}.sqlite").is_file()
