@@ -13,12 +13,12 @@ import json
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from batcher.client import Answer, BulkTagsClient
-from batcher.config import Settings, read_token
+from batcher.config import RetrySettings, Settings, read_token
 from batcher.errors import (
     ApiError,
     BatcherError,
@@ -95,20 +95,26 @@ def run_key(table: InputTable, job: Job) -> str:
     return digest.hexdigest()[:20]
 
 
-class _Sender:
-    """Sends one batch with pacing and retries; turns a lost batch into `failed` outcomes."""
+class BatchSender:
+    """Sends one batch with pacing and retries; turns a lost batch into `failed` outcomes.
+
+    Counts requests, retries and 429s into `result` for the summary. `sleep` is the retry
+    policy's (tests pass a fake one and never wait).
+    """
 
     def __init__(
         self,
         client: BulkTagsClient,
         pacer: Pacer,
-        settings: Settings,
+        retry: RetrySettings,
         result: RunResult,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._client = client
         self._pacer = pacer
         self._result = result
-        self._policy = RetryPolicy(settings.retry, on_retry=self._count_retry)
+        self._policy = RetryPolicy(retry, sleep=sleep, on_retry=self._count_retry)
 
     def _count_retry(self, error: ApiError, wait_s: float) -> None:
         self._result.retries += 1
@@ -282,7 +288,7 @@ async def _send(
             )
         )
         pacer = Pacer(settings.limits.requests_per_interval, settings.limits.interval_ms / 1000)
-        sender = _Sender(client, pacer, settings, result)
+        sender = BatchSender(client, pacer, settings.retry, result)
         await stack.enter_async_context(_signals_stop(stop, result, notify))
         try:
             await run_pool(

@@ -1,13 +1,19 @@
-"""Fixtures shared by every test module: the OpenAPI excerpt's schemas."""
+"""Fixtures shared by every test module: the OpenAPI excerpt's schemas, aioresponses."""
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import pytest
+from aioresponses import aioresponses
 from jsonschema import Draft7Validator
+from yarl import URL
 
 # The reference lives in ../shared beside the repository (as on every machine and in CI).
 OPENAPI = Path(__file__).resolve().parents[2] / "shared" / "reference" / "bulk-tags.openapi.json"
@@ -38,3 +44,21 @@ def openapi_schemas() -> dict[str, Any]:
 def update_tags_schema(openapi_schemas: dict[str, Any]) -> Draft7Validator:
     """The request body schema, UpdateTagsDTO, as a validator."""
     return Draft7Validator(inline_refs(openapi_schemas["UpdateTagsDTO"], openapi_schemas))
+
+
+class CompatResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 does not pass the `stream_writer` that aiohttp 3.14 requires
+    (pnuckowski/aioresponses#289, open); a response that was never streamed needs only its
+    `output_size`."""
+
+    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        super().__init__(method, url, **kwargs)
+
+
+@pytest.fixture
+def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
+    if "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).parameters:
+        monkeypatch.setattr("aioresponses.core.ClientResponse", CompatResponse)
+    with aioresponses() as mock:
+        yield mock
