@@ -40,8 +40,6 @@ TOKEN = "pit-7f3c2a9e-5b1d-4c8e-a6f0-SECRETSECRET"
 LOCATION = "asdrwHvLUxlfw5SqKVCN"
 IDS = ("qFSqySFkVvNzOSqgGqFi", "3ualbhnV7j3n3a9r2moD", "Zx9aB8cD7eF6gH5iJ4kL")
 
-# /work/shared/reference when the repository is /work/main.
-
 
 def make_batch(
     *,

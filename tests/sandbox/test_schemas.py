@@ -17,7 +17,7 @@ from batcher.sandbox import RateConfig, Sandbox
 from .conftest import SandboxFactory
 from .helpers import CONTACT, OTHER_CONTACT, body, post
 
-OPENAPI = Path(__file__).resolve().parents[3] / "shared" / "reference" / "bulk-tags.openapi.json"
+OPENAPI = Path(__file__).resolve().parents[1] / "reference" / "bulk-tags.openapi.json"
 
 
 def _document() -> dict[str, Any]:
