@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from batcher import __version__
 from batcher.config import DEFAULT_CONFIG_FILE, Settings, load_settings
-from batcher.errors import BatcherError, ConfigError, UsageError
+from batcher.errors import BatcherError, ConfigError, Interrupted, UsageError
 from batcher.loading import InputOptions, parse_tags
 from batcher.models import Status
 from batcher.runner import Job, RunResult, execute
@@ -208,6 +208,10 @@ def run(quiet: bool, **options: Any) -> None:
     except BatcherError as exc:
         _fail(exc, exc.exit_code)
         return
+    except KeyboardInterrupt:
+        # Outside the sending phase (loading, report): nothing in flight; what is saved is kept.
+        _fail(Interrupted("interrupted; run the same command again to resume"), 3)
+        return
     total = sum(result.counts.values())
     verb = "stopped" if result.stopped is not None else "finished"
     click.echo(
@@ -239,6 +243,9 @@ def plan(quiet: bool, **options: Any) -> None:
         result = asyncio.run(execute(settings, job, dry_run=True))
     except BatcherError as exc:
         _fail(exc, exc.exit_code)
+        return
+    except KeyboardInterrupt:
+        _fail(Interrupted("interrupted"), 3)
         return
     total = sum(result.counts.values())
     limits = settings.limits

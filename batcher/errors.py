@@ -18,7 +18,8 @@
     │       └── DailyQuotaError       429 with X-RateLimit-Daily-Remaining: 0
     └── StopRun                       3  the run stopped early on its own account
         ├── Interrupted               SIGINT/SIGTERM
-        └── TooManyFailuresError      too many batches failed in a row
+        ├── TooManyFailuresError      too many batches failed in a row
+        └── StateError                the run's state or report cannot be written (disk full…)
 
 Messages never contain the bearer token: only statuses, the API's own messages and names.
 """
@@ -121,3 +122,7 @@ class Interrupted(StopRun):
 
 class TooManyFailuresError(StopRun):
     pass
+
+
+class StateError(StopRun):
+    """The run's state file or report cannot be written; what was recorded is kept."""

@@ -27,7 +27,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import IO, Any, NamedTuple, Self
 
-from batcher.errors import StateLockedError, UsageError
+from batcher.errors import StateError, StateLockedError, UsageError
 from batcher.models import (
     Action,
     BatchOutcome,
@@ -437,10 +437,15 @@ class Ledger:
             )
             for row, result in zip(batch.rows, outcome.outcomes, strict=True)
         ]
-        with _transaction(self._db):
-            self._db.executemany(
-                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", records
-            )
+        try:
+            with _transaction(self._db):
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", records
+                )
+        except sqlite3.Error as exc:
+            # The batch was sent but cannot be recorded: stop, so that no more work is lost; a
+            # rerun sends this batch again (adding or removing a tag twice changes nothing).
+            raise StateError(f"{self.path}: cannot record outcomes ({exc})") from exc
 
     # -- report ----------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """N workers pulling work items from an iterator; knows nothing of HTTP (DESIGN.md, aiometer).
 
 Items are pulled lazily, one per free worker, so a plan of a million rows is never materialised:
-the iterator is the backpressure. A `StopRun` or `FatalApiError` from any item, or the `stop`
-event being set from outside (a signal), stops new items from being taken; items already in
-flight finish and are handed to `on_done`, then the first such error is raised.
+the iterator is the backpressure. A `StopRun` or `FatalApiError` from any item (or from
+`on_done`), or the `stop` event being set from outside (a signal), stops new items from being
+taken; items already in flight finish and are handed to `on_done`, then the first such error is
+raised.
 """
 
 from __future__ import annotations
@@ -40,12 +41,11 @@ async def run_pool(
             except StopIteration:
                 return
             try:
-                result = await work(item)
+                on_done(item, await work(item))
             except (StopRun, FatalApiError) as exc:
                 stopped_by.append(exc)
                 stopping.set()
                 return
-            on_done(item, result)
 
     async with asyncio.TaskGroup() as group:
         for _ in range(concurrency):

@@ -25,6 +25,7 @@ from batcher.errors import (
     FatalApiError,
     Interrupted,
     RateLimitedError,
+    StateError,
     StopRun,
     TooManyFailuresError,
 )
@@ -222,7 +223,11 @@ async def execute(
             for _ in lines:
                 pass
         else:
-            write_report(report_path, ledger.columns, lines)
+            try:
+                write_report(report_path, ledger.columns, lines)
+            except OSError as exc:
+                # Every outcome is in the ledger: the next run of the command writes the report.
+                raise StateError(f"{report_path}: cannot write the report ({exc})") from exc
         if not dry_run and result.exit_code == 0:
             ledger.finish()
     return result

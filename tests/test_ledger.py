@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from batcher import ledger as ledger_module
-from batcher.errors import StateLockedError, UsageError
+from batcher.errors import StateError, StateLockedError, UsageError
 from batcher.ledger import Ledger, WorkItem
 from batcher.models import (
     Action,
@@ -647,3 +647,13 @@ def test_state_dir_is_created_when_missing(tmp_path: Path) -> None:
     with Ledger.open(state_dir, KEY):
         pass
     assert (state_dir / f"run-{KEY}.sqlite").is_file()
+
+
+def test_a_write_that_fails_stops_the_run_with_a_state_error(ledger: Ledger) -> None:
+    """A ledger that cannot record (disk full, file gone) raises StateError (exit 3)."""
+    ledger.load(COLUMNS, [[_row(1)]])
+    batch = _batch(ledger, [1])
+    ledger._db.execute("DROP TABLE results")  # any sqlite failure on the write will do
+    with pytest.raises(StateError, match="cannot record outcomes") as raised:
+        ledger.record(BatchOutcome(batch, (OK,), 201, 1))
+    assert raised.value.exit_code == 3

@@ -17,6 +17,7 @@ from batcher.errors import (
     DailyQuotaError,
     FatalApiError,
     Interrupted,
+    StateError,
     StopRun,
     TooManyFailuresError,
 )
@@ -294,3 +295,20 @@ async def test_exception_from_on_done_propagates() -> None:
     with pytest.raises(ExceptionGroup) as raised:
         await run_pool(range(3), work, on_done, concurrency=1)
     assert raised.group_contains(OSError, match="disk full")
+
+
+async def test_a_stopping_error_from_on_done_stops_the_pool_like_one_from_work() -> None:
+    """The ledger failing to record (StateError) stops new items and is raised, not wrapped."""
+    started: list[int] = []
+
+    async def work(item: int) -> int:
+        started.append(item)
+        return item
+
+    def on_done(item: int, _: int) -> None:
+        if item == 1:
+            raise StateError("state.sqlite: cannot record outcomes (disk full)")
+
+    with pytest.raises(StateError, match="disk full"):
+        await run_pool(range(10), work, on_done, concurrency=1)
+    assert started == [0, 1]

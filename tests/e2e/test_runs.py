@@ -7,8 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from batcher.config import LimitSettings, RetrySettings
-from batcher.errors import AuthError, DailyQuotaError, ForbiddenError, TooManyFailuresError
+from batcher.errors import (
+    AuthError,
+    DailyQuotaError,
+    ForbiddenError,
+    StateError,
+    TooManyFailuresError,
+)
 from batcher.loading import InputOptions
 from batcher.models import Status
 from batcher.runner import Job, execute
@@ -258,3 +266,26 @@ async def test_plan_sends_nothing_and_counts_requests(
     assert result.plan.requests == 3
     assert result.counts == {Status.PENDING: 25, Status.DUPLICATE: 1, Status.INVALID: 1}
     assert not (tmp_path / "report.csv").exists()
+
+
+async def test_a_report_that_cannot_be_written_stops_with_exit_3_and_keeps_the_outcomes(
+    tmp_path: Path, make_sandbox: SandboxFactory, monkeypatch: Any
+) -> None:
+    """The outcomes stay in the ledger: the next run sends nothing and writes the report."""
+    source = write_csv(tmp_path / "in.csv", contact_ids(20))
+
+    def disk_full(*args: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    async with make_sandbox() as sandbox:
+        settings = fast_settings(tmp_path, sandbox.url)
+        monkeypatch.setattr("batcher.runner.write_report", disk_full)
+        with pytest.raises(StateError, match="No space left") as raised:
+            await execute(settings, job(tmp_path, source))
+        assert raised.value.exit_code == 3
+        monkeypatch.undo()
+        monkeypatch.setenv("BATCHER_TOKEN", sandbox.token)
+        result = await execute(settings, job(tmp_path, source))
+        assert len(sandbox.stats.applied) == 2  # the first run's two requests, none since
+    assert result.resumed
+    assert statuses(tmp_path / "report.csv") == {"success": 20}
