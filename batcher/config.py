@@ -87,26 +87,21 @@ def _key_types(section_type: type[Any]) -> dict[str, type[Any]]:
 
 
 def _coerce(path: str, kind: type[Any], value: object, *, from_text: bool) -> object:
-    """Turn a TOML value (or environment text) into the key's type, or name the key and the fix."""
-    if kind is str:
-        if isinstance(value, str):
-            return value
-    elif kind is int:
+    """Turn a TOML value (or environment text) into the key's type, or name the key and the fix.
+
+    TOML values must have the key's type (an int is accepted where a float is due); environment
+    text is parsed. A bool is never taken for a number.
+    """
+    if kind is str and isinstance(value, str):
+        return value
+    if kind in (int, float):
         if from_text and isinstance(value, str):
             try:
-                return int(value.strip())
+                return kind(value.strip())
             except ValueError:
                 pass
-        elif isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif kind is float:
-        if from_text and isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+        elif isinstance(value, int if kind is int else int | float) and not isinstance(value, bool):
+            return kind(value)
     raise ConfigError(f"{path}: expected {kind.__name__}, got {value!r}")
 
 

@@ -64,6 +64,12 @@ def test_option_beats_environment_beats_file(tmp_path: Path) -> None:
     assert settings.api.location_id == "fromEnv"
 
 
+def test_a_whole_number_is_taken_where_seconds_are_due(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "[api]\ntimeout_s = 5\n"), environ={})
+    assert settings.api.timeout_s == 5.0
+    assert isinstance(settings.api.timeout_s, float)
+
+
 def test_none_overrides_are_ignored(tmp_path: Path) -> None:
     path = write(tmp_path, '[api]\nbase_url = "http://file"\n')
     assert load_settings(path, environ={}, overrides={"api.base_url": None}).api.base_url == (
@@ -86,6 +92,8 @@ def test_environment_text_is_converted_to_the_key_type() -> None:
         ("[limit]\n", {}, "limit: unknown section"),
         ("[batch]\nsize = 501\n", {}, "batch.size: must be between 1 and 500"),
         ("[batch]\nsize = true\n", {}, "batch.size: expected int, got True"),
+        ("[batch]\nsize = 2.5\n", {}, "batch.size: expected int, got 2.5"),
+        ("", {"BATCHER_BATCH_SIZE": "2.5"}, "batch.size (from $BATCHER_BATCH_SIZE): expected int"),
         ("[limits]\nconcurrency = 0\n", {}, "limits.concurrency: must be at least 1"),
         ('[api]\nversion = "2020"\n', {}, 'api.version: must be "2021-07-28" or "v3"'),
         ('[api]\nbase_url = "ftp://x"\n', {}, "api.base_url: must start with http"),
