@@ -24,7 +24,6 @@ from batcher.errors import (
     BatcherError,
     FatalApiError,
     Interrupted,
-    RateLimitedError,
     StateError,
     StopRun,
     TooManyFailuresError,
@@ -84,14 +83,19 @@ def default_report_path(input_path: Path) -> Path:
     return Path(f"{name}-report.csv")
 
 
-def run_key(table: InputTable, job: Job) -> str:
-    """A run is the input's content plus the operation asked: same both → same run."""
+def run_key(table: InputTable, job: Job, target: str) -> str:
+    """A run is the input's content, the operation asked and where it goes: same all → same run.
+
+    The target (API base URL, or the sandbox) is part of it so that rows settled against the
+    sandbox are never taken as settled against the real service.
+    """
     digest = hashlib.sha256()
     with table.path.open("rb") as fh:
         while block := fh.read(1 << 20):
             digest.update(block)
     operation = asdict(job.input)
     operation.pop("chunk_rows", None)
+    operation["target"] = target
     digest.update(json.dumps(operation, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:20]
 
@@ -125,8 +129,9 @@ class BatchSender:
         try:
             async with self._pacer.slot(batch.location_id):
                 answer = await self._client.send(batch)
-        except RateLimitedError:
-            self._result.rate_limited += 1
+        except ApiError as exc:
+            if exc.status == 429:  # the burst limit, or the daily quota
+                self._result.rate_limited += 1
             raise
         self._pacer.observe(batch.location_id, answer.rate)
         return answer
@@ -205,7 +210,9 @@ async def execute(
     token = None if (dry_run or job.sandbox is not None) else read_token(settings)
     result = RunResult(report_path=report_path)
     state_dir = Path(settings.state.dir)
-    with Ledger.open(state_dir, run_key(table, job), fresh=job.fresh, scratch=dry_run) as ledger:
+    target = "sandbox" if job.sandbox is not None else settings.api.base_url.rstrip("/")
+    key = run_key(table, job, target)
+    with Ledger.open(state_dir, key, fresh=job.fresh, scratch=dry_run) as ledger:
         result.resumed = ledger.resumed
         if not ledger.resumed:
             ledger.load(table.columns, table.chunks())

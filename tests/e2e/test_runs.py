@@ -289,3 +289,20 @@ async def test_a_report_that_cannot_be_written_stops_with_exit_3_and_keeps_the_o
         assert len(sandbox.stats.applied) == 2  # the first run's two requests, none since
     assert result.resumed
     assert statuses(tmp_path / "report.csv") == {"success": 20}
+
+
+async def test_an_unfinished_run_is_not_continued_against_another_api(
+    tmp_path: Path, make_sandbox: SandboxFactory
+) -> None:
+    """Rows settled against one base URL are sent again to another (a new run, not a resume)."""
+    ids = contact_ids(40)
+    source = write_csv(tmp_path / "in.csv", ids)
+    retry = RetrySettings(attempts=1, initial_backoff_s=0.0, max_backoff_s=0.0)
+    async with make_sandbox(faults={"error_rate": 0.5, "seed": 3}) as first:
+        settings = fast_settings(tmp_path, first.url, retry=retry)
+        assert (await execute(settings, job(tmp_path, source))).exit_code == 1
+    async with make_sandbox() as second:
+        result = await execute(fast_settings(tmp_path, second.url), job(tmp_path, source))
+        sent = {c for request in second.stats.applied for c in request.update.contacts}
+    assert not result.resumed
+    assert sent == set(ids)
