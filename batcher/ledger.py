@@ -141,6 +141,48 @@ def _load(text: str | None) -> tuple[str, ...] | None:
     return None if text is None else tuple(json.loads(text))
 
 
+# One encoder for the per-row cells: json.dumps would build a new one per call.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
+class _GroupIds:
+    """Group ids while loading, written to the groups table the first time a group is seen.
+
+    Rows asking the same thing usually share one tags tuple, so the row's own fields are looked
+    up first and the canonical Group (sorted tags) is built only for a new combination.
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._by_fields: dict[tuple[str, str, tuple[str, ...], bool], int] = {}
+        self._by_group: dict[Group, int] = {}
+
+    def of(self, row: Row) -> int | None:
+        if row.status is not None:
+            return None
+        fields = (row.location_id, row.action, row.tags, row.remove_all)
+        group_id = self._by_fields.get(fields)
+        if group_id is None:
+            group = group_of(row)
+            assert group is not None  # the row is valid
+            group_id = self._by_group.get(group)
+            if group_id is None:
+                group_id = self._by_group[group] = len(self._by_group) + 1
+                self._db.execute(
+                    "INSERT INTO groups VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        group_id,
+                        group.location_id,
+                        group.action.value,
+                        _dump(group.tags),
+                        int(group.remove_all),
+                        len(tag_parts(group)),
+                    ),
+                )
+            self._by_fields[fields] = group_id
+        return group_id
+
+
 @contextlib.contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     """One explicit transaction: the connection is in autocommit mode (isolation_level=None),
@@ -335,7 +377,7 @@ class Ledger:
 
     def load(self, columns: Sequence[str], chunks: Iterable[list[Row]]) -> int:
         """Write every input row once, then mark duplicates. Returns the number of rows."""
-        groups: dict[Group, int] = {}
+        groups = _GroupIds(self._db)
         count = 0
         db = self._db
         with _transaction(db):
@@ -347,10 +389,10 @@ class Ledger:
                         row.location_id,
                         row.action,
                         _dump(row.tags),
-                        self._group_id(groups, group_of(row)),
+                        groups.of(row),
                         row.status.value if row.status is not None else None,
                         row.message,
-                        json.dumps(row.extra, ensure_ascii=False),
+                        _encode(row.extra),
                     )
                     for row in chunk
                 ]
@@ -360,29 +402,9 @@ class Ledger:
                 if statement.strip():
                     db.execute(statement)
             db.execute(MARK_DUPLICATES)
-            self._set_meta("columns", json.dumps(list(columns), ensure_ascii=False))
+            self._set_meta("columns", _encode(tuple(columns)))
             self._set_meta("state", "ready")
         return count
-
-    def _group_id(self, known: dict[Group, int], group: Group | None) -> int | None:
-        """The id of `group`, written to the groups table the first time it is seen."""
-        if group is None:
-            return None
-        group_id = known.get(group)
-        if group_id is None:
-            group_id = known[group] = len(known) + 1
-            self._db.execute(
-                "INSERT INTO groups VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    group_id,
-                    group.location_id,
-                    group.action.value,
-                    _dump(group.tags),
-                    int(group.remove_all),
-                    len(tag_parts(group)),
-                ),
-            )
-        return group_id
 
     # -- planning --------------------------------------------------------------------------
 
@@ -473,26 +495,24 @@ def _merge(records: list[Any], pending_message: str) -> ReportLine:
     SPEC: a row sent in several requests is `success` only if every part succeeded; its
     tags_added/tags_removed are the unions and old_tags comes from the first answer.
     """
-    row, contact_id, location_id, action, tags, pre_status, pre_message, extra, parts = records[0][
-        :9
-    ]
-    asked = {
-        "row": row,
-        "contact_id": contact_id,
-        "location_id": location_id,
-        "action": action,
-        "tags": _load(tags) or (),
-        "extra": tuple(json.loads(extra)),
-    }
+    first = records[0]
+    row, contact_id, location_id, action, tags, pre_status, pre_message, extra, parts = first[:9]
+    asked = (row, contact_id, location_id, action, _load(tags) or ())
+    cells = tuple(json.loads(extra))
     if pre_status is not None:
-        return ReportLine(**asked, status=Status(pre_status), message=pre_message)
+        return ReportLine(*asked, Status(pre_status), pre_message, extra=cells)
+    if first[9] is None:  # never answered
+        return ReportLine(*asked, Status.PENDING, pending_message, extra=cells)
+    if parts == 1:  # the common case: one request settled the row
+        _, status, message, old, added, removed, http, attempts = first[9:]
+        return ReportLine(
+            *asked, Status(status), message, _load(old), _load(added), _load(removed),
+            http, attempts, cells,
+        )  # fmt: skip
     results = [
         _Result(part, Status(status), message, _load(old), _load(added), _load(removed), http, n)
         for *_, part, status, message, old, added, removed, http, n in records
-        if part is not None
     ]
-    if not results:
-        return ReportLine(**asked, status=Status.PENDING, message=pending_message)
     failed = [r for r in results if r.status is Status.FAILED]
     errors = [r for r in results if r.status is Status.ERROR]
     # The request that settled the row: the failed one if any, else the last one answered.
@@ -505,18 +525,16 @@ def _merge(records: list[Any], pending_message: str) -> ReportLine:
         status, message = Status.ERROR, errors[0].message
     else:
         status, message = Status.SUCCESS, results[0].message
-    single = len(results) == 1
     return ReportLine(
-        **asked,
+        *asked,
         status=status,
         message=message,
         old_tags=results[0].old_tags,
-        tags_added=results[0].tags_added if single else _union(r.tags_added for r in results),
-        tags_removed=(
-            results[0].tags_removed if single else _union(r.tags_removed for r in results)
-        ),
+        tags_added=_union(r.tags_added for r in results),
+        tags_removed=_union(r.tags_removed for r in results),
         http_status=settling.http_status,
         attempts=settling.attempts,
+        extra=cells,
     )
 
 

@@ -175,6 +175,12 @@ def _inert(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
+def _csv_cell(value: _Value) -> str:
+    """One CSV cell (the hot path: one call per cell). Only text can look like a formula: the
+    JSON arrays start with `[` and numbers are unsigned."""
+    return _inert(value) if isinstance(value, str) else _cell_text(value)
+
+
 def _write_csv(
     tmp: Path, path: Path, columns: tuple[str, ...], rows: Iterable[list[_Value]]
 ) -> int:
@@ -183,7 +189,7 @@ def _write_csv(
         out = csv.writer(f, quoting=csv.QUOTE_MINIMAL)
         out.writerow([_inert(name) for name in columns])
         for values in rows:
-            out.writerow([_inert(_cell_text(value)) for value in values])
+            out.writerow([_csv_cell(value) for value in values])
             count += 1
     return count
 
