@@ -123,7 +123,7 @@ class _Endpoint:
         entries, errors = self.universe.apply(update, self.stats.changes)
         if self.config.record_requests:
             assert version is not None  # checked above
-            self.stats.applied.append(AppliedRequest(version, update))
+            self.stats.applied.append(AppliedRequest(version, update, body))
         if fate.fault is Fault.DROP_AFTER:
             await self._sleep(fate.latency_s)
             return self._drop(request)

@@ -14,6 +14,8 @@ class AppliedRequest:
 
     version: str
     update: TagUpdate
+    # The JSON body as the client sent it (parsed), for checks against the published schema.
+    body: object
 
 
 @dataclass

@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import random
 import string
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft7Validator
 
 from batcher.config import BatchSettings, LimitSettings, RetrySettings, Settings, StateSettings
 from batcher.sandbox import DEFAULT_LOCATION, FaultConfig, Sandbox, SandboxConfig
@@ -50,8 +51,21 @@ def fast_settings(tmp_path: Path, base_url: str, **sections: Any) -> Settings:
 SandboxFactory = Callable[..., AbstractAsyncContextManager[Sandbox]]
 
 
+@pytest.fixture(autouse=True)
+def sandboxes(update_tags_schema: Draft7Validator) -> Iterator[list[Sandbox]]:
+    """Every sandbox an end-to-end test starts; afterwards, every request body batcher sent
+    to one of them must validate against the OpenAPI excerpt's UpdateTagsDTO."""
+    started: list[Sandbox] = []
+    yield started
+    for sandbox in started:
+        for request in sandbox.stats.applied:
+            update_tags_schema.validate(request.body)
+            assert isinstance(request.body, dict)
+            assert isinstance(request.body.get("removeAllTags", False), bool)
+
+
 @pytest.fixture
-def make_sandbox(monkeypatch: pytest.MonkeyPatch) -> SandboxFactory:
+def make_sandbox(monkeypatch: pytest.MonkeyPatch, sandboxes: list[Sandbox]) -> SandboxFactory:
     """`async with make_sandbox(faults=...) as sb:` — unthrottled unless `rate` is given; the
     runner finds the sandbox's token in BATCHER_TOKEN as it would a real one."""
 
@@ -61,6 +75,7 @@ def make_sandbox(monkeypatch: pytest.MonkeyPatch) -> SandboxFactory:
         if isinstance(config.get("faults"), dict):
             config["faults"] = FaultConfig(**config["faults"])
         async with Sandbox(SandboxConfig(**config)) as sandbox:
+            sandboxes.append(sandbox)
             monkeypatch.setenv("BATCHER_TOKEN", sandbox.token)
             yield sandbox
 

@@ -46,10 +46,11 @@ class Gate:
 
 
 @pytest.fixture
-async def gated() -> AsyncIterator[tuple[Sandbox, Gate]]:
+async def gated(sandboxes: list[Sandbox]) -> AsyncIterator[tuple[Sandbox, Gate]]:
     gate = Gate(open_for=3)
     config = SandboxConfig(token=SECRET, rate=None)
     async with Sandbox(config, sleep=gate) as sandbox:
+        sandboxes.append(sandbox)
         yield sandbox, gate
         gate.open()
 

@@ -31,7 +31,9 @@ async def test_python_stats_count_statuses_requests_and_changes(
     assert stats.changes == {CONTACT: 2, FRESH: 1}
     assert stats.max_window == {LOCATION: 4}
     assert stats.applied[1] == AppliedRequest(
-        "v3", TagUpdate("add", LOCATION, [CONTACT], ["a"], False)
+        "v3",
+        TagUpdate("add", LOCATION, [CONTACT], ["a"], False),
+        {"contacts": [CONTACT], "tags": ["a"], "locationId": LOCATION},
     )
     assert [r.update.type for r in stats.applied] == ["add", "add", "remove"]
 
