@@ -193,13 +193,15 @@ class BulkTagsClient:
         else:
             detail = f"unexpected status (the API answers {HTTPStatus.CREATED.value})"
         message = f"HTTP {status}: {detail}" if detail else f"HTTP {status} {reason}".rstrip()
-        return _error_class(status, parse_rate_limit(headers))(
+        rate = parse_rate_limit(headers)
+        return _error_class(status, rate)(
             self._scrub(message),
             status=status,
             headers=headers,
             retry_after_s=parse_retry_after(
                 _header(headers, "retry-after"), now=_http_date(_header(headers, "date"))
             ),
+            rate=rate,
         )
 
     def _scrub(self, text: str) -> str:

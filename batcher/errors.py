@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from batcher.models import RateLimitInfo
+
 
 class BatcherError(Exception):
     exit_code = 2
@@ -62,12 +64,15 @@ class ApiError(BatcherError):
         status: int | None = None,
         headers: Mapping[str, str] | None = None,
         retry_after_s: float | None = None,
+        rate: RateLimitInfo | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.headers: Mapping[str, str] = MappingProxyType(dict(headers or {}))
         self.retry_after_s = retry_after_s
+        # The answer's X-RateLimit-* headers, read by the client (empty when there was none).
+        self.rate = rate or RateLimitInfo()
         # HTTP attempts made before this error settled things; set by the retrying policy.
         self.attempts = 1
 

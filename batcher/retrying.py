@@ -75,9 +75,9 @@ class _ServerHintedWait(wait_base):
             return backoff
         if error.retry_after_s is not None:
             return min(max(error.retry_after_s, 0.0), MAX_SERVER_WAIT_S)
-        interval_s = _interval_s(error) if error.status == 429 else None
-        if interval_s is not None:
-            return min(max(backoff, interval_s), MAX_SERVER_WAIT_S)
+        interval_ms = error.rate.interval_ms if error.status == 429 else None
+        if interval_ms:
+            return min(max(backoff, interval_ms / 1000), MAX_SERVER_WAIT_S)
         return backoff
 
 
@@ -137,18 +137,6 @@ def _error_of(retry_state: RetryCallState) -> ApiError | None:
     outcome = retry_state.outcome
     error = outcome.exception() if outcome is not None and outcome.failed else None
     return error if isinstance(error, ApiError) else None
-
-
-def _interval_s(error: ApiError) -> float | None:
-    """`X-RateLimit-Interval-Milliseconds` in seconds; header names are case-insensitive."""
-    for name, value in error.headers.items():
-        if name.lower() == "x-ratelimit-interval-milliseconds":
-            try:
-                milliseconds = int(value.strip())
-            except ValueError:
-                return None
-            return milliseconds / 1000 if milliseconds > 0 else None
-    return None
 
 
 __all__ = ["MAX_SERVER_WAIT_S", "RetryPolicy"]

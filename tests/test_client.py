@@ -375,6 +375,18 @@ async def test_retry_after_in_seconds_is_carried(
     assert caught.value.retry_after_s == 7.0
 
 
+async def test_an_error_carries_the_rate_limit_headers_it_came_with(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    headers = {"x-ratelimit-interval-milliseconds": "10000", "X-RateLimit-Remaining": "0"}
+    mocked.post(ADD_URL, status=429, payload={"message": "slow down"}, headers=headers)
+
+    with pytest.raises(RateLimitedError) as caught:
+        await client.send(make_batch())
+
+    assert caught.value.rate == RateLimitInfo(remaining=0, interval_ms=10_000)
+
+
 async def test_retry_after_as_a_date_is_measured_from_the_answers_own_date(
     mocked: aioresponses, client: BulkTagsClient
 ) -> None:
