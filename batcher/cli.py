@@ -312,4 +312,5 @@ def sandbox(
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        _fail(exc, 2)
+        where = f"{config.host}:{config.port}"
+        _fail(OSError(f"cannot listen on {where} ({exc.strerror}); choose another --port"), 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -182,3 +183,14 @@ async def test_batcher_sandbox_serves_the_seed_example(tmp_path: Path) -> None:
         process.send_signal(signal.SIGINT)
         await process.communicate()
     assert process.returncode == 0
+
+
+def test_a_port_in_use_is_one_line_naming_the_fix(cli: CliRunner) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli.invoke(main, ["sandbox", "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert "choose another --port" in result.output
