@@ -61,15 +61,13 @@ _RATE_HEADERS = {
 class Answer:
     """One usable 201: the per-contact outcomes, aligned with `batch.contact_ids`.
 
-    `succeeded` and `error_count` are the API's own summary (`succeded`/`succeeded`,
-    `errorCount`), kept for logs; the per-contact `outcomes` are what counts.
+    The API's own summary (`succeded`/`succeeded`, `errorCount`) is not kept: the per-contact
+    entries say everything it says, row by row.
     """
 
     outcomes: tuple[ContactOutcome, ...]
     http_status: int
     rate: RateLimitInfo
-    succeeded: bool | None = None
-    error_count: int | None = None
 
 
 def parse_rate_limit(headers: Mapping[str, str]) -> RateLimitInfo:
@@ -257,16 +255,7 @@ def _parse_created(batch: Batch, raw: bytes, headers: Mapping[str, str]) -> Answ
         if isinstance(entry, dict) and isinstance(entry.get("contactId"), str):
             entries.setdefault(entry["contactId"], entry)
     outcomes = tuple(_outcome(entries.get(contact_id)) for contact_id in batch.contact_ids)
-
-    flag = data.get("succeeded", data.get("succeded"))  # v3 spelling first, then the original
-    count = data.get("errorCount")
-    return Answer(
-        outcomes=outcomes,
-        http_status=201,
-        rate=parse_rate_limit(headers),
-        succeeded=flag if isinstance(flag, bool) else None,
-        error_count=int(count) if isinstance(count, int | float) else None,
-    )
+    return Answer(outcomes=outcomes, http_status=201, rate=parse_rate_limit(headers))
 
 
 def _outcome(entry: Mapping[str, Any] | None) -> ContactOutcome:

@@ -20,9 +20,6 @@ class Status(StrEnum):
     PENDING = "pending"
 
 
-# A row in one of these states is never sent again, not even by a resumed run.
-FINAL_STATUSES = frozenset({Status.SUCCESS, Status.ERROR, Status.INVALID, Status.DUPLICATE})
-
 # The API takes at most this many contacts and tags per request (OpenAPI maxItems).
 MAX_CONTACTS_PER_REQUEST = 500
 MAX_TAGS_PER_REQUEST = 50

@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 from jsonschema import Draft7Validator
 
-from batcher.config import BatchSettings, LimitSettings, RetrySettings, Settings, StateSettings
+from batcher.config import (
+    ApiSettings,
+    BatchSettings,
+    LimitSettings,
+    RetrySettings,
+    Settings,
+    StateSettings,
+)
 from batcher.sandbox import DEFAULT_LOCATION, FaultConfig, Sandbox, SandboxConfig
 
 LOCATION = DEFAULT_LOCATION
@@ -37,15 +44,13 @@ def write_csv(path: Path, ids: list[str], **columns: list[str]) -> Path:
 def fast_settings(tmp_path: Path, base_url: str, **sections: Any) -> Settings:
     """Small batches (many requests from few rows) and zero backoff (no real waiting)."""
     defaults: dict[str, Any] = {
+        "api": ApiSettings(base_url=base_url, location_id=LOCATION, timeout_s=10.0),
         "batch": BatchSettings(size=10),
         "limits": LimitSettings(concurrency=4, requests_per_interval=1000, interval_ms=1000),
         "retry": RetrySettings(attempts=8, initial_backoff_s=0.0, max_backoff_s=0.0),
         "state": StateSettings(dir=str(tmp_path / "state")),
     }
-    defaults.update(sections)
-    settings = Settings(**defaults)
-    api = settings.api.__class__(base_url=base_url, location_id=LOCATION, timeout_s=10.0)
-    return Settings(**{**defaults, "api": api})
+    return Settings(**{**defaults, **sections})
 
 
 SandboxFactory = Callable[..., AbstractAsyncContextManager[Sandbox]]

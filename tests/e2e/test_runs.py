@@ -78,11 +78,9 @@ async def test_a_fault_mix_ends_with_every_row_final_and_each_change_applied_onc
         "fail_first": 2,
         "seed": 7,
     }
-    settings = fast_settings(
-        tmp_path, "", retry=RetrySettings(attempts=15, initial_backoff_s=0.0, max_backoff_s=0.0)
-    )
+    retry = RetrySettings(attempts=15, initial_backoff_s=0.0, max_backoff_s=0.0)
     async with make_sandbox(faults=faults) as sandbox:
-        settings = fast_settings(tmp_path, sandbox.url, retry=settings.retry)
+        settings = fast_settings(tmp_path, sandbox.url, retry=retry)
         result = await execute(settings, job(tmp_path, source))
 
     assert result.exit_code == 0, result.stopped
