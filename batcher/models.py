@@ -32,6 +32,8 @@ class Row:
     `status` is INVALID (with `message` saying why) when the row can never be sent, else None;
     duplicates are found later, across the whole input, by the ledger.
     `extra` holds all of the input's cells for the row as text, in the order of its header.
+    `line` is where a person finds the row: its first physical line in a CSV file (the header's
+    line counted, 1-based), or its row number in an Excel sheet.
     """
 
     row: int
@@ -43,6 +45,7 @@ class Row:
     status: Status | None = None
     message: str = ""
     extra: tuple[str, ...] = ()
+    line: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +111,8 @@ class BatchOutcome:
 class ReportLine:
     """One line of the report: what was asked for one input row and what became of it.
 
-    `extra` holds the input's own cells, in the order of the input's header.
+    `extra` holds the input's own cells, in the order of the input's header; `line` is the row's
+    line in the file (or row in the sheet), as in `Row.line`.
     """
 
     row: int
@@ -124,3 +128,4 @@ class ReportLine:
     http_status: int | None = None
     attempts: int | None = None
     extra: tuple[str, ...] = ()
+    line: int = 0
