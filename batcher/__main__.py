@@ -1,3 +1,3 @@
-from batcher.cli import main
+from batcher.launch import main
 
 main()

@@ -1,32 +1,38 @@
-"""The command line: parse options, call the runner, map errors to exit codes (SPEC "Commands").
+"""The command line: parse options, call the library, print one line per problem (SPEC "Commands").
 
-Thin on purpose (DESIGN.md): everything a command does is in the library; this module only turns
-options into a Job, draws progress on stderr when it is a terminal, and prints the summary.
+Thin on purpose (DESIGN.md): what a command does is in the library (`batcher.jobs` builds the
+Job with the defaults every face shares, `batcher.runner.execute` runs it); this module turns
+options into calls, asks for confirmation on a terminal, draws progress on stderr when it is a
+terminal, prints the summary, and maps every error to one line and SPEC's exit code.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import contextlib
+import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from batcher import __version__
-from batcher.config import DEFAULT_CONFIG_FILE, Settings, load_settings
-from batcher.errors import BatcherError, ConfigError, Interrupted, UsageError
-from batcher.loading import InputOptions, parse_tags
+from batcher.config import Settings, load_settings
+from batcher.crash import write_crash_file
+from batcher.errors import Aborted, BatcherError
+from batcher.jobs import build_job
 from batcher.models import Status
-from batcher.runner import Job, RunResult, execute
-from batcher.sandbox import SandboxConfig, config_from_options, load_config, serve
-
-SANDBOX_FIXTURE_NAME = "sandbox-fixture.json"
+from batcher.runner import Preview, RunResult, execute
+from batcher.sandbox import config_from_options, serve
+from batcher.secrets import Scrubber
+from batcher.sending import is_permanent
+from batcher.stopping import Stop, signals_stop
 
 STATUS_ORDER = (
     Status.SUCCESS,
@@ -38,13 +44,23 @@ STATUS_ORDER = (
 )
 
 
-def _fail(exc: BaseException, code: int) -> None:
-    click.echo(f"batcher: error: {exc}", err=True)
+def _echo(text: str, *, err: bool = False) -> None:
+    """Print one line; a closed pipe (`| head -1`) is not an error of ours."""
+    try:
+        click.echo(text, err=err)
+    except BrokenPipeError:
+        # Point the stream at /dev/null so that the interpreter's final flush is quiet too.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), (sys.stderr if err else sys.stdout).fileno())
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    _echo(f"batcher: error: {message}", err=True)
     sys.exit(code)
 
 
 def _notify(message: str) -> None:
-    click.echo(f"batcher: {message}", err=True)
+    _echo(f"batcher: {message}", err=True)
 
 
 def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -62,7 +78,10 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Choice(["add", "remove"], case_sensitive=False),
             help="The operation for every row (else the file's action column).",
         ),
-        click.option("--tags", help='The tags for every row, e.g. "vip,newsletter".'),
+        click.option(
+            "--tags",
+            help='The tags for every row, e.g. "vip,newsletter" or a JSON list \'["a,b","c"]\'.',
+        ),
         click.option(
             "--remove-all-tags",
             is_flag=True,
@@ -88,76 +107,16 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
             is_flag=True,
             help="Start a new run even if an unfinished run of this input exists.",
         ),
+        click.option(
+            "--allow-empty",
+            is_flag=True,
+            help="A file with a header and no rows is 'nothing to do' (exit 0), not an error.",
+        ),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
-
-
-def _build(
-    *,
-    input_path: Path,
-    config_file: Path | None,
-    action: str | None,
-    tags: str | None,
-    remove_all_tags: bool,
-    location_id: str | None,
-    id_column: str | None,
-    sheet: str | None,
-    base_url: str | None,
-    report_path: Path | None,
-    sandbox: bool,
-    fresh: bool,
-) -> tuple[Settings, Job]:
-    settings = load_settings(config_file, overrides={"api.base_url": base_url})
-    if remove_all_tags:
-        if action == "add":
-            raise UsageError("--remove-all-tags goes with --action remove, not add")
-        if tags is not None:
-            raise UsageError("--remove-all-tags sends no tags: drop --tags")
-        action = "remove"
-    default_location = settings.api.location_id
-    sandbox_config = _sandbox_config(config_file, input_path) if sandbox else None
-    if sandbox_config is not None and not default_location:
-        default_location = min(sandbox_config.locations)
-    options = InputOptions(
-        id_column=id_column,
-        sheet=sheet,
-        action=action.lower() if action else None,
-        tags=parse_tags(tags) if tags is not None else None,
-        remove_all=remove_all_tags,
-        location_id=location_id,
-        default_location_id=default_location,
-        id_pattern=settings.input.id_pattern,
-        encoding=settings.input.encoding,
-    )
-    job = Job(
-        input_path=input_path,
-        input=options,
-        report_path=report_path,
-        fresh=fresh,
-        sandbox=sandbox_config,
-    )
-    return settings, job
-
-
-def _sandbox_config(config_file: Path | None, input_path: Path) -> SandboxConfig:
-    """The embedded emulator: the config's [sandbox] table, and the input's fixture if any.
-
-    A `sandbox-fixture.json` beside the input (as in samples/) gives the contacts their state, so
-    the demo shows every kind of outcome; without one every well-formed id exists, untagged.
-    """
-    if config_file is None and Path(DEFAULT_CONFIG_FILE).is_file():
-        config_file = Path(DEFAULT_CONFIG_FILE)
-    try:
-        config = load_config(config_file) if config_file is not None else SandboxConfig()
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    fixture = input_path.parent / SANDBOX_FIXTURE_NAME
-    if config.fixture is None and fixture.is_file():
-        config = dataclasses.replace(config, fixture=fixture)
-    return config
 
 
 @contextmanager
@@ -183,8 +142,64 @@ def _progress(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
         yield update
 
 
-def _counts(result: RunResult) -> list[str]:
-    return [f"  {s.value:<9}  {result.counts[s]:>9,}" for s in STATUS_ORDER]
+def _confirm(yes: bool) -> Callable[[Preview], bool] | None:
+    """Ask before sending, on a terminal only; `--yes`, cron and pipes are never asked."""
+    if yes or not sys.stdin.isatty():
+        return None
+
+    def ask(preview: Preview) -> bool:
+        _echo(
+            f"batcher: about to {preview.operation}: {preview.rows:,} rows in "
+            f"{preview.requests:,} requests over {preview.locations:,} "
+            f"location{'s' if preview.locations != 1 else ''}, to {preview.target} "
+            f"(at least {_duration(preview.least_seconds)} at the rate limit)",
+            err=True,
+        )
+        return click.confirm("Send?", default=False, err=True)
+
+    return ask
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+
+
+def _scrubber(settings: Settings | None) -> Scrubber:
+    name = settings.api.token_env if settings is not None else "BATCHER_TOKEN"
+    return Scrubber(os.environ.get(name))
+
+
+@contextmanager
+def _one_line_errors(settings: Callable[[], Settings | None]) -> Iterator[None]:
+    """Every way a command can fail ends in one line and SPEC's exit code, never a traceback.
+
+    An unexpected error also leaves its traceback (token scrubbed) in a crash file under the
+    state directory, named in the line.
+    """
+    try:
+        yield
+    except BatcherError as exc:
+        _fail(_scrubber(settings()).scrub(str(exc)), exc.exit_code)
+    except Aborted as exc:
+        _fail(f"{exc}; what was saved is kept: run the same command again to resume", 3)
+    except KeyboardInterrupt:
+        _fail("interrupted; what was saved is kept: run the same command again to resume", 3)
+    except Exception as exc:
+        current = settings()
+        scrubber = _scrubber(current)
+        state_dir = Path(current.state.dir if current is not None else ".batcher")
+        crash = write_crash_file(state_dir, exc, scrubber)
+        where = f"details in {crash}" if crash is not None else "no crash file could be written"
+        _fail(
+            scrubber.scrub(
+                f"internal error ({type(exc).__name__}: {exc}); {where}; what was saved is "
+                "kept: run the same command again to resume, and please report this"
+            ),
+            3,
+        )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -193,44 +208,99 @@ def main() -> None:
     """Apply tag changes to large contact lists through the bulk contact-tags API."""
 
 
+def _run_job(options: dict[str, Any], *, dry_run: bool, quiet: bool, yes: bool) -> RunResult:
+    holder: list[Settings] = []
+    with _one_line_errors(lambda: holder[0] if holder else None):
+        config_file = options.pop("config_file")
+        base_url = options.pop("base_url")
+        settings = load_settings(config_file, overrides={"api.base_url": base_url}, warn=_notify)
+        holder.append(settings)
+        job = build_job(settings, config_file=config_file, **options)
+        stop = Stop()
+        with signals_stop(stop), _progress(quiet or dry_run) as progress:
+            return asyncio.run(
+                execute(
+                    settings,
+                    job,
+                    dry_run=dry_run,
+                    on_progress=progress,
+                    notify=_notify,
+                    confirm=None if dry_run else _confirm(yes),
+                    stop=stop,
+                )
+            )
+    raise AssertionError("unreachable: _one_line_errors exits")  # pragma: no cover
+
+
 @main.command()
 @_job_options
-def run(quiet: bool, **options: Any) -> None:
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation before sending.")
+def run(quiet: bool, yes: bool, **options: Any) -> None:
     """Send the tag operations in INPUT and write the report.
 
     Exit status: 0 all rows settled, 1 some rows failed (run again to retry them),
     2 usage/config/input error (nothing sent), 3 stopped early (run again to resume).
     """
-    try:
-        settings, job = _build(**options)
-        with _progress(quiet) as progress:
-            result = asyncio.run(execute(settings, job, on_progress=progress, notify=_notify))
-    except BatcherError as exc:
-        _fail(exc, exc.exit_code)
-        return
-    except KeyboardInterrupt:
-        # Outside the sending phase (loading, report): nothing in flight; what is saved is kept.
-        _fail(Interrupted("interrupted; run the same command again to resume"), 3)
-        return
+    result = _run_job(options, dry_run=False, quiet=quiet, yes=yes)
+    _summary(result)
+    sys.exit(result.exit_code)
+
+
+def _summary(result: RunResult) -> None:
+    """The summary on stdout: when, what, where, then rows by status and the top reasons."""
     total = sum(result.counts.values())
     verb = "stopped" if result.stopped is not None else "finished"
-    click.echo(
-        f"batcher: run {verb} in {result.seconds:.1f} s: {total:,} rows, "
-        f"report {result.report_path}"
+    _echo(
+        f"batcher: run {verb} in {result.seconds:.1f} s, started "
+        f"{result.started:%Y-%m-%d %H:%M:%S} UTC"
         + (" (continued an unfinished run)" if result.resumed else "")
     )
-    for line in _counts(result):
-        click.echo(line)
-    click.echo(
+    target = result.target + (f" (token from {result.token_source})" if result.token_source else "")
+    for name, value in (
+        ("input", f"{result.input_path} ({total:,} rows)"),
+        ("operation", result.operation),
+        ("target", target),
+        ("locations", f"{result.locations:,}"),
+        ("report", str(result.report_path)),
+    ):
+        _echo(f"  {name:<10} {value}")
+    for status in STATUS_ORDER:
+        _echo(f"  {status.value:<9}  {result.counts[status]:>9,}")
+    _echo(
         f"  requests {result.requests:,} (retries {result.retries:,}, 429s {result.rate_limited:,})"
     )
-    if result.stopped is not None:
-        click.echo(
-            f"batcher: stopped: {result.stopped}; run the same command again to resume", err=True
+    if result.reasons:
+        _echo("  top reasons:")
+        for status, message, count in result.reasons:
+            _echo(f"    {status.value:<7} {count:>9,}  {message}")
+    for other in result.others[:3]:
+        failed = other.counts.get("failed", 0)
+        pending = other.counts.get("pending", 0)
+        _echo(
+            f"batcher: warning: an unfinished run of another input is in the state directory: "
+            f"{other.input} ({other.operation}; {failed:,} failed, {pending:,} pending rows "
+            f"when it stopped); run its command again to finish it",
+            err=True,
         )
+    if result.stopped is not None:
+        _echo(f"batcher: stopped: {result.stopped}", err=True)
     elif result.counts[Status.FAILED]:
-        click.echo("batcher: some rows failed; run the same command again to retry them", err=True)
-    sys.exit(result.exit_code)
+        permanent = all(is_permanent(message) for _, message, _ in result.reasons)
+        _echo(
+            "batcher: some rows failed; "
+            + (
+                "the API refused them: fix those rows in the input (see the report's message)"
+                if permanent
+                else "run the same command again to retry them"
+            ),
+            err=True,
+        )
+    elif result.counts[Status.PENDING]:
+        _echo(
+            "batcher: some rows are pending (they wait for an earlier row of the same contact); "
+            "run the same command again to send them",
+            err=True,
+        )
 
 
 @main.command()
@@ -238,32 +308,28 @@ def run(quiet: bool, **options: Any) -> None:
 def plan(quiet: bool, **options: Any) -> None:
     """Read and check INPUT and show what `run` would send; send nothing."""
     options.pop("report_path")
-    try:
-        settings, job = _build(report_path=None, **options)
-        result = asyncio.run(execute(settings, job, dry_run=True))
-    except BatcherError as exc:
-        _fail(exc, exc.exit_code)
-        return
-    except KeyboardInterrupt:
-        _fail(Interrupted("interrupted"), 3)
-        return
+    result = _run_job({**options, "report_path": None}, dry_run=True, quiet=True, yes=True)
     total = sum(result.counts.values())
-    limits = settings.limits
-    seconds = result.plan.seconds_at(limits.requests_per_interval, limits.interval_ms / 1000)
     resumed = " (an unfinished run: rows already settled are not sent again)"
-    click.echo(
-        f"batcher: plan for {job.input_path}: {total:,} rows{resumed if result.resumed else ''}"
+    _echo(
+        f"batcher: plan for {result.input_path}: {total:,} rows{resumed if result.resumed else ''}"
     )
     for status in STATUS_ORDER:
         if result.counts[status]:
             name = "to send" if status is Status.PENDING else status.value
-            click.echo(f"  {name:<9}  {result.counts[status]:>9,}")
+            _echo(f"  {name:<9}  {result.counts[status]:>9,}")
     groups = result.plan.groups
-    click.echo(
-        f"  {result.plan.requests:,} requests in {groups:,} group{'s' if groups != 1 else ''}; "
-        f"at least {seconds:,.0f} s at {limits.requests_per_interval} requests per "
-        f"{limits.interval_ms / 1000:g} s"
+    rounds = f" in {result.rounds} rounds" if result.rounds > 1 else ""
+    _echo(
+        f"  {result.plan.requests:,} requests in {groups:,} group{'s' if groups != 1 else ''}"
+        f"{rounds} over {result.locations:,} location{'s' if result.locations != 1 else ''}; "
+        f"at least {_duration(result.least_seconds)} at the rate limit"
     )
+    if result.rounds > 1:
+        _echo(
+            "  (rounds: some contacts have several rows; each contact's rows are applied in "
+            "input order, a round at a time)"
+        )
 
 
 @main.command()
@@ -300,17 +366,19 @@ def sandbox(
             fixture=fixture,
         )
     except ValueError as exc:
-        _fail(exc, 2)
-        return
+        _fail(str(exc), 2)
 
     def announce(url: str) -> None:
-        click.echo(f"batcher sandbox listening on {url} (Ctrl-C to stop)", err=True)
-        click.echo(url)
+        _echo(f"batcher sandbox listening on {url} (Ctrl-C to stop)", err=True)
+        _echo(url)
 
+    # Ctrl-C is how the sandbox is stopped: a plain KeyboardInterrupt, caught right here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         asyncio.run(serve(config, announce))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
         where = f"{config.host}:{config.port}"
-        _fail(OSError(f"cannot listen on {where} ({exc.strerror}); choose another --port"), 2)
+        _fail(f"cannot listen on {where} ({exc.strerror}); choose another --port", 2)

@@ -8,16 +8,21 @@ environment variable that holds it is (`api.token_env`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import ipaddress
+import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit
 
-from batcher.errors import ConfigError
+from batcher.errors import ConfigError, UsageError
+from batcher.files import check_trusted
 from batcher.models import MAX_CONTACTS_PER_REQUEST
 
 DEFAULT_CONFIG_FILE = "batcher.toml"
@@ -30,6 +35,9 @@ class ApiSettings:
     token_env: str = "BATCHER_TOKEN"
     location_id: str = ""
     timeout_s: float = 30.0
+    # The token travels in a header: over plain HTTP anyone on the path reads it. Loopback (the
+    # sandbox) is exempt; anything else needs https unless this is set on purpose.
+    allow_insecure: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,11 @@ class LimitSettings:
     concurrency: int = 8
     requests_per_interval: int = 100
     interval_ms: int = 10_000
+    # The API's daily budget per location (API-NOTES.md, "Rate limits"), until
+    # X-RateLimit-Limit-Daily says otherwise; `daily_reserve` requests are left for the CRM's
+    # other integrations.
+    daily_requests: int = 200_000
+    daily_reserve: int = 0
 
 
 @dataclass(frozen=True)
@@ -57,13 +70,18 @@ class RetrySettings:
 @dataclass(frozen=True)
 class InputSettings:
     id_pattern: str = r"^[A-Za-z0-9]{20}$"
-    # Empty: UTF-8 (with or without BOM), falling back to cp1252 where a file is not UTF-8.
+    # Empty: UTF-8 (with or without BOM), or cp1252 for a file with no UTF-8 in it at all.
     encoding: str = ""
+    # HighLevel documents no limit; a longer "tag" is nearly always a wrong cell (a note pasted
+    # into the tags column), and the rows carrying one are `invalid` rather than sent.
+    max_tag_length: int = 255
 
 
 @dataclass(frozen=True)
 class StateSettings:
     dir: str = ".batcher"
+    # Finished runs' state files older than this many days are deleted when a run starts.
+    keep_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -94,15 +112,35 @@ def _coerce(path: str, kind: type[Any], value: object, *, from_text: bool) -> ob
     """
     if kind is str and isinstance(value, str):
         return value
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if from_text and isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise ConfigError(f"{path}: expected true or false, got {value!r}")
     if kind in (int, float):
+        number: object = None
         if from_text and isinstance(value, str):
-            try:
-                return kind(value.strip())
-            except ValueError:
-                pass
+            with contextlib.suppress(ValueError):
+                number = kind(value.strip())
         elif isinstance(value, int if kind is int else int | float) and not isinstance(value, bool):
-            return kind(value)
+            number = kind(value)
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
+        if number is not None:
+            return number
     raise ConfigError(f"{path}: expected {kind.__name__}, got {value!r}")
+
+
+def is_loopback(url: str) -> bool:
+    """Whether `url`'s host is this machine: 127.0.0.0/8, ::1 or localhost."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check(settings: Settings) -> None:
@@ -136,12 +174,28 @@ def _check(settings: Settings) -> None:
         "retry.max_consecutive_failures",
         "must be at least 1",
     )
-    need(settings.api.timeout_s > 0, "api.timeout_s", "must be greater than 0")
+    need(0 < settings.api.timeout_s <= 3600, "api.timeout_s", "must be between 0 and 3600 seconds")
     need(
         settings.api.base_url.startswith(("http://", "https://")),
         "api.base_url",
         "must start with http:// or https://",
     )
+    need(
+        settings.api.base_url.startswith("https://")
+        or is_loopback(settings.api.base_url)
+        or settings.api.allow_insecure,
+        "api.base_url",
+        f"{settings.api.base_url} is plain http to another machine: the token would travel in "
+        "clear; use https (or set api.allow_insecure = true if you really mean it)",
+    )
+    need(settings.limits.daily_requests >= 1, "limits.daily_requests", "must be at least 1")
+    need(
+        0 <= settings.limits.daily_reserve < settings.limits.daily_requests,
+        "limits.daily_reserve",
+        "must be at least 0 and below limits.daily_requests",
+    )
+    need(settings.input.max_tag_length >= 1, "input.max_tag_length", "must be at least 1")
+    need(settings.state.keep_days >= 0, "state.keep_days", "must be at least 0")
     need(
         settings.api.version in ("2021-07-28", "v3"), "api.version", 'must be "2021-07-28" or "v3"'
     )
@@ -161,15 +215,38 @@ def _check(settings: Settings) -> None:
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
+    """The TOML document of `path`: UTF-8, a BOM tolerated (Windows editors write one)."""
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start + 1}, line {line}); save it as UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def config_path(config_file: Path | None) -> Path | None:
+    """The file settings come from: the one given, else `./batcher.toml` if present."""
+    if config_file is not None:
+        return config_file
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def _ignore(message: str) -> None:
+    """The default `warn`: a library caller that passes none hears nothing."""
 
 
 def load_settings(
@@ -177,19 +254,25 @@ def load_settings(
     *,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, object] | None = None,
+    warn: Callable[[str], None] = _ignore,
 ) -> Settings:
     """Build the one Settings object of a run.
 
     `config_file` None means `./batcher.toml` if it exists. `overrides` maps key paths such as
     "api.base_url" to values from command-line options (None values are ignored).
     Sections other than batcher's own (e.g. `[sandbox]`) are left to their readers.
+    A config file that others may write is refused (it decides where the token goes);
+    `warn` hears about one that its group may write.
     """
     env = os.environ if environ is None else environ
-    if config_file is None:
-        default = Path(DEFAULT_CONFIG_FILE)
-        data = read_config_file(default) if default.is_file() else {}
-    else:
-        data = read_config_file(config_file)
+    source = config_path(config_file)
+    data: dict[str, Any] = {}
+    if source is not None:
+        try:
+            check_trusted(source, "config file", warn)
+        except UsageError as exc:
+            raise ConfigError(str(exc)) from None
+        data = read_config_file(source)
 
     sections = _section_types()
     values: dict[str, dict[str, object]] = {name: {} for name in sections}
@@ -238,4 +321,4 @@ def read_token(settings: Settings, environ: Mapping[str, str] | None = None) -> 
     return token
 
 
-__all__ = ["Settings", "load_settings", "read_token"]
+__all__ = ["Settings", "config_path", "is_loopback", "load_settings", "read_token"]

@@ -4,6 +4,7 @@
     ├── UsageError                    2  nothing was sent
     │   ├── ConfigError               2  a bad config key or value (names the key path)
     │   ├── InputError                2  the input file cannot be read or has no id column
+    │   ├── NothingToSendError        2  every row invalid, or no rows (without --allow-empty)
     │   └── StateLockedError          2  another run holds the state directory
     ├── ApiError                      an answer (or no answer) that is not a usable 201
     │   ├── TransientError            retried with backoff
@@ -20,6 +21,8 @@
         ├── Interrupted               SIGINT/SIGTERM
         ├── TooManyFailuresError      too many batches failed in a row
         └── StateError                the run's state or report cannot be written (disk full…)
+
+    Aborted (a KeyboardInterrupt)     3  a second signal: stop at once, nothing more is written
 
 Messages never contain the bearer token: only statuses, the API's own messages and names.
 """
@@ -46,6 +49,10 @@ class ConfigError(UsageError):
 
 class InputError(UsageError):
     """The input file cannot be used; the message names the file."""
+
+
+class NothingToSendError(UsageError):
+    """The input asks for nothing that can be sent: no rows, or every row invalid."""
 
 
 class StateLockedError(UsageError):
@@ -131,3 +138,10 @@ class TooManyFailuresError(StopRun):
 
 class StateError(StopRun):
     """The run's state file or report cannot be written; what was recorded is kept."""
+
+
+class Aborted(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM: leave at once. A KeyboardInterrupt so that it cuts through
+    asyncio and task groups the way Ctrl-C does; what was recorded stays recorded."""
+
+    exit_code = 3

@@ -20,14 +20,16 @@ import json
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
 from pathlib import Path
-from typing import IO, Any, NamedTuple, Self
+from typing import Any, NamedTuple, ParamSpec, Self, TypeVar
 
 from batcher.errors import StateError, StateLockedError, UsageError
+from batcher.files import check_trusted, open_private, private_dir
 from batcher.models import (
     Action,
     BatchOutcome,
@@ -50,11 +52,14 @@ CREATE TABLE groups (
 );
 CREATE TABLE rows (
     row INTEGER PRIMARY KEY,       -- 1-based data row of the input
+    line INTEGER NOT NULL,         -- where a person finds it: line in the file, row in the sheet
     contact_id TEXT NOT NULL,
     location_id TEXT NOT NULL,
     action TEXT NOT NULL,
     tags TEXT NOT NULL,            -- JSON array, as the row asked
     group_id INTEGER,              -- NULL when the row is invalid
+    round INTEGER,                 -- k: the contact's k-th operation (NULL: never sent)
+    wait_row INTEGER,              -- the contact's previous operation, which must settle first
     pre_status TEXT,               -- 'invalid' or 'duplicate': settled before sending
     pre_message TEXT NOT NULL,
     extra TEXT NOT NULL            -- JSON array: the input's own cells
@@ -75,50 +80,93 @@ CREATE TABLE results (             -- one per (row, part) that a request settled
 
 # Built after loading: bulk inserts into an unindexed table are several times faster.
 INDEXES = """
-CREATE INDEX rows_by_group ON rows (group_id, row) WHERE group_id IS NOT NULL;
-CREATE INDEX rows_by_contact ON rows (group_id, contact_id, row) WHERE group_id IS NOT NULL;
+CREATE INDEX rows_by_group ON rows (group_id, round, row) WHERE group_id IS NOT NULL;
 """
 
-# A later row of the same group and contact as an earlier valid row is a duplicate of the first.
-MARK_DUPLICATES = """
+# Input order per contact (SPEC "Input"). Only contacts (a location's contact id) with more than
+# one valid row need any of this; for them, in row order: a row asking exactly what the
+# contact's previous row asked (same group) is a duplicate of the row that carries it, and every
+# other row is the contact's next operation: round k+1, waiting for the row of round k.
+ORDER_CONTACTS = """
+CREATE TEMP TABLE touches AS
+SELECT r.row, r.location_id, r.contact_id, r.group_id,
+       r.group_id IS LAG(r.group_id) OVER contact AS repeats
+FROM rows AS r
+JOIN (
+    SELECT location_id, contact_id FROM rows WHERE group_id IS NOT NULL
+    GROUP BY location_id, contact_id HAVING COUNT(*) > 1
+) AS multi USING (location_id, contact_id)
+WHERE r.group_id IS NOT NULL
+WINDOW contact AS (PARTITION BY r.location_id, r.contact_id ORDER BY r.row);
+
+CREATE TEMP TABLE sequence AS
+SELECT row, ROW_NUMBER() OVER contact AS round, LAG(row) OVER contact AS wait_row
+FROM touches WHERE NOT repeats
+WINDOW contact AS (PARTITION BY location_id, contact_id ORDER BY row);
+
+UPDATE rows SET round = sequence.round, wait_row = sequence.wait_row
+FROM sequence WHERE rows.row = sequence.row;
+
 UPDATE rows SET
+    round = NULL,
     pre_status = 'duplicate',
     pre_message = 'duplicate of row ' || (
-        SELECT MIN(first.row) FROM rows AS first
-        WHERE first.group_id = rows.group_id AND first.contact_id = rows.contact_id
+        SELECT MAX(t.row) FROM touches AS t
+        WHERE t.location_id = rows.location_id AND t.contact_id = rows.contact_id
+          AND t.row < rows.row AND NOT t.repeats
     )
-WHERE group_id IS NOT NULL AND EXISTS (
-    SELECT 1 FROM rows AS first
-    WHERE first.group_id = rows.group_id AND first.contact_id = rows.contact_id
-      AND first.row < rows.row
-)
+WHERE row IN (SELECT row FROM touches WHERE repeats);
+
+DROP TABLE touches;
+DROP TABLE sequence;
 """
 
-# Rows of a group still owing a settled answer for one part; keyset-paginated by row number.
-MEMBERS_PAGE = """
-SELECT r.row, r.contact_id FROM rows AS r
-WHERE r.group_id = :group AND r.pre_status IS NULL AND r.row > :after
-  AND NOT EXISTS (
+# A row is settled when every part of it has a final answer (success or error).
+_SETTLED = """(
+    SELECT COUNT(*) FROM results AS s
+    WHERE s.row = {row} AND s.status IN ('success', 'error')
+) >= (SELECT g.parts FROM rows AS w JOIN groups AS g ON g.id = w.group_id WHERE w.row = {row})"""
+
+# Still owing an answer for `:part`, and free to go: the contact's previous row has settled.
+_OWED = f"""
+r.pre_status IS NULL
+AND NOT EXISTS (
     SELECT 1 FROM results AS s
     WHERE s.row = r.row AND s.part = :part AND s.status IN ('success', 'error')
-  )
+)
+AND (r.wait_row IS NULL OR {_SETTLED.format(row="r.wait_row")})
+"""
+
+# Rows of a group and round still to send for one part; keyset-paginated by row number.
+MEMBERS_PAGE = f"""
+SELECT r.row, r.contact_id FROM rows AS r
+WHERE r.group_id = :group AND r.round = :round AND r.row > :after AND {_OWED}
 ORDER BY r.row LIMIT :limit
 """
 
-COUNT_WORK = """
-SELECT r.group_id, COUNT(*) FROM rows AS r
-WHERE r.pre_status IS NULL
-  AND r.group_id IN (SELECT id FROM groups WHERE parts > :part)
+# What is still owed per (round, group) for one part: free to go now, or (for a plan) at all.
+COUNT_READY = f"""
+SELECT r.round, r.group_id, COUNT(*) FROM rows AS r
+WHERE r.group_id IN (SELECT id FROM groups WHERE parts > :part) AND r.round = :round AND {_OWED}
+GROUP BY r.round, r.group_id
+"""
+COUNT_OWED = """
+SELECT r.round, r.group_id, COUNT(*) FROM rows AS r
+WHERE r.group_id IN (SELECT id FROM groups WHERE parts > :part) AND r.pre_status IS NULL
   AND NOT EXISTS (
     SELECT 1 FROM results AS s
     WHERE s.row = r.row AND s.part = :part AND s.status IN ('success', 'error')
   )
-GROUP BY r.group_id
+GROUP BY r.round, r.group_id
 """
 
 REPORT_ROWS = """
 SELECT r.row, r.contact_id, r.location_id, r.action, r.tags, r.pre_status, r.pre_message,
-       r.extra, g.parts, s.part, s.status, s.message, s.old_tags, s.tags_added, s.tags_removed,
+       r.extra, g.parts, r.line,
+       CASE WHEN r.wait_row IS NOT NULL AND EXISTS (
+                SELECT 1 FROM results AS f WHERE f.row = r.wait_row AND f.status = 'failed'
+            ) THEN r.wait_row END,
+       s.part, s.status, s.message, s.old_tags, s.tags_added, s.tags_removed,
        s.http_status, s.attempts
 FROM rows AS r
 LEFT JOIN groups AS g ON g.id = r.group_id
@@ -127,6 +175,9 @@ ORDER BY r.row, s.part
 """
 
 PAGE_ROWS = 5_000
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 # Tag lists repeat across rows (every row of a group asks the same tags, most answers look
@@ -198,51 +249,104 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
 
 @dataclass(frozen=True, slots=True)
 class WorkItem:
-    """One (group, part) with rows still to send."""
+    """One (round, group, part) with rows still to send."""
 
     group_id: int
     group: Group
     part: int
     members: int
+    round: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """What the state directory knows of one run, without opening it for writing."""
+
+    path: Path
+    state: str  # loading, ready or finished
+    created: str
+    input: str
+    operation: str
+    target: str
+    counts: dict[str, int]
+
+
+def _state_errors(method: Callable[P, T]) -> Callable[P, T]:
+    """Turn SQLite and OS errors of a Ledger method into a StateError naming the file (exit 3).
+
+    Whatever goes wrong with the state file (disk full, a read-only folder, a file changed
+    under us), the user gets one line naming it; what was recorded before stays recorded.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(*args, **kwargs)
+        except (sqlite3.Error, OSError) as exc:
+            where = getattr(args[0], "path", "the state file")
+            raise StateError(f"{where}: cannot use the run's state file ({_reason(exc)})") from exc
+
+    return wrapper
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
 class StateLock:
-    """An exclusive flock on `state.dir/lock`, released when the process ends, however it ends."""
+    """An exclusive flock on `state.dir/lock`, released when the process ends, however it ends.
+
+    The lock file is opened owner-only and never through a symlink (a planted link would make
+    us write our pid into its target).
+    """
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / "lock"
-        self._fh: IO[str] | None = None
+        self._fd: int | None = None
 
     def acquire(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fh = self.path.open("a+", encoding="ascii")
+            private_dir(self.path.parent)
+            fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             raise UsageError(
-                f"{self.path.parent}: cannot use state directory ({exc.strerror}); "
-                "set state.dir to a writable directory"
+                f"{self.path}: cannot use the state directory's lock ({_reason(exc)}); "
+                "set state.dir to a folder of your own"
             ) from None
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "another process"
+            os.close(fd)
             raise StateLockedError(
                 f"{self.path.parent}: another batcher run (pid {holder}) is using this state "
                 "directory; wait for it to finish or set another state.dir"
             ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._fh = fh
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode("ascii"))
+        self._fd = fd
 
     def release(self) -> None:
-        if self._fh is not None:
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def prepare_state_dir(state_dir: Path, warn: Callable[[str], None]) -> None:
+    """Create the state directory owner-only, or check that an existing one is the user's own."""
+    try:
+        private_dir(state_dir)
+    except OSError as exc:
+        raise UsageError(
+            f"{state_dir}: cannot create the state directory ({_reason(exc)}); "
+            "set state.dir to a writable folder"
+        ) from None
+    check_trusted(state_dir, "state directory", warn)
+
+
+def _ignore(message: str) -> None:
+    """The default `notify`: a library caller that passes none hears nothing."""
 
 
 class Ledger:
@@ -265,57 +369,93 @@ class Ledger:
 
     @classmethod
     def open(
-        cls, state_dir: Path, run_key: str, *, fresh: bool = False, scratch: bool = False
+        cls,
+        state_dir: Path,
+        run_key: str,
+        *,
+        fresh: bool = False,
+        scratch: bool = False,
+        notify: Callable[[str], None] = _ignore,
+        about: dict[str, str] | None = None,
     ) -> Self:
         """Continue the unfinished run of `run_key`, or start a new one.
 
         A finished run, or any run when `fresh`, is kept under a dated name and a new one starts;
-        a run killed while loading is discarded (nothing of it was sent). With `scratch` (a plan)
+        a run killed while loading is discarded (nothing of it was sent); a state file that
+        cannot be read is set aside under a new name and `notify` says so. With `scratch` (a plan)
         nothing is changed in `state_dir`: a run that would start anew lives in a temporary file.
+        `about` (input, operation, target) is kept in a new run's meta for `batcher status`.
         """
+        prepare_state_dir(state_dir, notify)
         lock = StateLock(state_dir)
         lock.acquire()
+        path = state_dir / f"run-{run_key}.sqlite"
         try:
-            path = state_dir / f"run-{run_key}.sqlite"
-            resumed = False
-            scratch_dir = None
-            state, created = cls._peek(path) if path.exists() else ("absent", "")
-            if scratch and (fresh or state != "ready"):
-                scratch_dir = tempfile.TemporaryDirectory(prefix="batcher-plan-")
-                path = Path(scratch_dir.name) / path.name
-            elif path.exists():
-                if state == "loading":
-                    cls._remove(path)
-                elif state == "finished" or fresh:
-                    stamp = created.replace(":", "").replace("-", "")
-                    # Runs created in the same second must not overwrite each other's record.
-                    base, n = stamp, 1
-                    while (state_dir / f"run-{run_key}.{stamp}.sqlite").exists():
-                        stamp, n = f"{base}-{n}", n + 1
-                    for suffix in ("", "-wal", "-shm"):
-                        old = Path(f"{path}{suffix}")
-                        if old.exists():
-                            old.rename(state_dir / f"run-{run_key}.{stamp}.sqlite{suffix}")
-                else:
-                    resumed = True
-            db = cls._connect(path)
-            if not resumed:
-                db.executescript(SCHEMA)
-                with _transaction(db):
-                    db.executemany(
-                        "INSERT INTO meta VALUES (?, ?)",
-                        [
-                            ("state", "loading"),
-                            ("created", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
-                        ],
-                    )
-            return cls(db, path, lock, resumed=resumed, scratch=scratch_dir)
+            return cls._open_locked(state_dir, path, lock, fresh, scratch, notify, about or {})
+        except (sqlite3.Error, OSError) as exc:
+            lock.release()
+            raise StateError(f"{path}: cannot use the run's state file ({_reason(exc)})") from exc
         except BaseException:
             lock.release()
             raise
 
+    @classmethod
+    def _open_locked(
+        cls,
+        state_dir: Path,
+        path: Path,
+        lock: StateLock,
+        fresh: bool,
+        scratch: bool,
+        notify: Callable[[str], None],
+        about: dict[str, str],
+    ) -> Self:
+        resumed = False
+        scratch_dir = None
+        state, created = ("absent", "")
+        if path.exists():
+            try:
+                state, created = cls._peek(path)
+            except sqlite3.DatabaseError as exc:
+                if scratch:
+                    state = "unreadable"
+                else:
+                    aside = _set_aside(path, "unreadable")
+                    notify(
+                        f"{path}: the state file cannot be read ({exc}); set aside as "
+                        f"{aside.name}, and a new run starts (rows it had settled are sent again, "
+                        "which changes nothing for tags already applied)"
+                    )
+                    state = "absent"
+        if scratch and (fresh or state != "ready"):
+            scratch_dir = tempfile.TemporaryDirectory(prefix="batcher-plan-")
+            path = Path(scratch_dir.name) / path.name
+        elif state == "loading":
+            cls._remove(path)
+        elif state == "finished" or (fresh and state == "ready"):
+            _set_aside(path, created.replace(":", "").replace("-", ""))
+        elif state == "ready":
+            resumed = True
+        db = cls._connect(path, create=not resumed)
+        if not resumed:
+            db.executescript(SCHEMA)
+            with _transaction(db):
+                db.executemany(
+                    "INSERT INTO meta VALUES (?, ?)",
+                    [
+                        ("state", "loading"),
+                        ("created", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
+                        *about.items(),
+                    ],
+                )
+        return cls(db, path, lock, resumed=resumed, scratch=scratch_dir)
+
     @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
+    def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
+        if create:
+            # Owner-only from the first byte (it holds the input's emails and phones); SQLite
+            # gives its -wal and -shm files the same permissions as the database file.
+            os.close(open_private(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC))
         db = sqlite3.connect(path, isolation_level=None)
         # WAL + NORMAL: a committed transaction survives the process being killed (only a power
         # cut may lose the last ones), at a fraction of FULL's fsync cost per batch.
@@ -325,11 +465,10 @@ class Ledger:
 
     @classmethod
     def _peek(cls, path: Path) -> tuple[str, str]:
-        db = sqlite3.connect(path)
+        """The run's state and creation time; DatabaseError when the file is not a run's state."""
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError:
-            meta = {}
         finally:
             db.close()
         return meta.get("state", "loading"), meta.get("created", "unknown")
@@ -348,7 +487,8 @@ class Ledger:
 
     def close(self) -> None:
         try:
-            self._db.close()
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
             if self._scratch is not None:
                 self._scratch.cleanup()
         finally:
@@ -364,81 +504,137 @@ class Ledger:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     @property
+    @_state_errors
     def columns(self) -> tuple[str, ...]:
         """The input's header, as loaded."""
         return tuple(json.loads(self._meta("columns") or "[]"))
 
-    def finish(self) -> None:
-        """Mark the run finished: the same command will start a new run, not continue this one."""
+    @_state_errors
+    def save_counts(self, counts: Mapping[str, int], *, finished: bool) -> None:
+        """Keep the rows by status (for `batcher status` and other runs' summaries); with
+        `finished`, mark the run finished: the same command will start a new run, not continue
+        this one."""
         with _transaction(self._db):
-            self._set_meta("state", "finished")
+            self._set_meta("counts", json.dumps(dict(counts), sort_keys=True))
+            if finished:
+                self._set_meta("state", "finished")
+
+    def finish(self) -> None:
+        """Mark the run finished (see `save_counts`)."""
+        self.save_counts({}, finished=True)
 
     # -- loading ---------------------------------------------------------------------------
 
+    @_state_errors
     def load(self, columns: Sequence[str], chunks: Iterable[list[Row]]) -> int:
-        """Write every input row once, then mark duplicates. Returns the number of rows."""
+        """Write every input row once, then order each contact's rows. Returns the row count."""
         groups = _GroupIds(self._db)
         count = 0
         db = self._db
         with _transaction(db):
             for chunk in chunks:
-                records = [
-                    (
-                        row.row,
-                        row.contact_id,
-                        row.location_id,
-                        row.action,
-                        _dump(row.tags),
-                        groups.of(row),
-                        row.status.value if row.status is not None else None,
-                        row.message,
-                        _encode(row.extra),
+                records = []
+                for row in chunk:
+                    group_id = groups.of(row)
+                    records.append(
+                        (
+                            row.row,
+                            row.line or row.row,
+                            row.contact_id,
+                            row.location_id,
+                            row.action,
+                            _dump(row.tags),
+                            group_id,
+                            None if group_id is None else 1,
+                            None,
+                            row.status.value if row.status is not None else None,
+                            row.message,
+                            _encode(row.extra),
+                        )
                     )
-                    for row in chunk
-                ]
-                db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", records)
+                db.executemany(
+                    "INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", records
+                )
                 count += len(records)
-            for statement in INDEXES.strip().split(";"):
+            db.execute(INDEXES.strip().rstrip(";"))
+            for statement in ORDER_CONTACTS.strip().split(";"):
                 if statement.strip():
                     db.execute(statement)
-            db.execute(MARK_DUPLICATES)
             self._set_meta("columns", _encode(tuple(columns)))
             self._set_meta("state", "ready")
         return count
 
+    @_state_errors
+    def row_count(self) -> int:
+        """The number of input rows: the report's lines."""
+        return int(self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
+
     # -- planning --------------------------------------------------------------------------
 
-    def work(self) -> list[WorkItem]:
-        """Every (group, part) with rows still owing a settled answer, in group order."""
-        groups = {
+    def _groups(self) -> dict[int, tuple[Group, int]]:
+        return {
             gid: (Group(loc, Action(action), tuple(json.loads(tags)), bool(remove_all)), parts)
             for gid, loc, action, tags, remove_all, parts in self._db.execute(
                 "SELECT id, location_id, action, tags, remove_all, parts FROM groups"
             )
         }
+
+    def _items(self, query: str, round_: int | None) -> list[WorkItem]:
+        groups = self._groups()
         max_parts = max((parts for _, parts in groups.values()), default=0)
         items = []
         for part in range(max_parts):
-            for gid, members in self._db.execute(COUNT_WORK, {"part": part}):
-                items.append(WorkItem(gid, groups[gid][0], part, members))
-        items.sort(key=lambda item: (item.group_id, item.part))
+            for round_k, gid, members in self._db.execute(query, {"part": part, "round": round_}):
+                items.append(WorkItem(gid, groups[gid][0], part, members, round_k))
+        items.sort(key=lambda item: (item.round, item.group_id, item.part))
         return items
 
-    def members(self, item: WorkItem) -> Iterator[tuple[int, str]]:
-        """`(row, contact_id)` still owing an answer for `item`, in row order, a page at a time.
+    @_state_errors
+    def work(self) -> list[WorkItem]:
+        """Every (round, group, part) with rows still owing a settled answer: what a plan shows.
 
-        Paging (rather than one long cursor) lets outcomes be written between pages safely.
+        Counts assume that each row's earlier rows (of the same contact) will succeed.
         """
+        return self._items(COUNT_OWED, None)
+
+    @_state_errors
+    def ready_work(self, round_: int) -> list[WorkItem]:
+        """The (group, part) items of `round_` whose rows may be sent now: each contact's
+        previous row (round - 1) has settled. Rows still waiting are left for a later run."""
+        return self._items(COUNT_READY, round_)
+
+    @_state_errors
+    def rounds(self) -> int:
+        """The highest round of any row still to send (0 when nothing is)."""
+        found = self._db.execute(
+            "SELECT MAX(round) FROM rows WHERE group_id IS NOT NULL AND pre_status IS NULL"
+        ).fetchone()
+        return int(found[0] or 0)
+
+    def members(self, item: WorkItem) -> Iterator[tuple[int, str]]:
+        """`(row, contact_id)` still owing an answer for `item` and free to go, in row order,
+        a page at a time. Paging (rather than one long cursor) lets outcomes be written between
+        pages safely."""
         after = 0
         while True:
-            page: list[tuple[int, str]] = self._db.execute(
-                MEMBERS_PAGE,
-                {"group": item.group_id, "part": item.part, "after": after, "limit": PAGE_ROWS},
-            ).fetchall()
+            page = self._page(item, after)
             yield from page
             if len(page) < PAGE_ROWS:
                 return
             after = page[-1][0]
+
+    @_state_errors
+    def _page(self, item: WorkItem, after: int) -> list[tuple[int, str]]:
+        return self._db.execute(
+            MEMBERS_PAGE,
+            {
+                "group": item.group_id,
+                "part": item.part,
+                "round": item.round,
+                "after": after,
+                "limit": PAGE_ROWS,
+            },
+        ).fetchall()
 
     # -- outcomes --------------------------------------------------------------------------
 
@@ -464,7 +660,7 @@ class Ledger:
                 self._db.executemany(
                     "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", records
                 )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ValueError) as exc:
             # The batch was sent but cannot be recorded: stop, so that no more work is lost; a
             # rerun sends this batch again (adding or removing a tag twice changes nothing).
             raise StateError(f"{self.path}: cannot record outcomes ({exc})") from exc
@@ -473,9 +669,74 @@ class Ledger:
 
     def lines(self, pending_message: str) -> Iterator[ReportLine]:
         """One ReportLine per input row, in input order, parts merged."""
-        cursor = self._db.execute(REPORT_ROWS)
-        for _, records in groupby(cursor, key=lambda record: record[0]):
-            yield _merge(list(records), pending_message)
+        try:
+            cursor = self._db.execute(REPORT_ROWS)
+            for _, records in groupby(cursor, key=lambda record: record[0]):
+                yield _merge(list(records), pending_message)
+        except sqlite3.Error as exc:
+            raise StateError(f"{self.path}: cannot read the run's state ({exc})") from exc
+
+
+def _set_aside(path: Path, label: str) -> Path:
+    """Rename a state file (and its -wal/-shm) to `run-<key>.<label>[-n].sqlite`; return it."""
+    stem = path.name.removesuffix(".sqlite")
+    base, n, target = label, 1, path.with_name(f"{stem}.{label}.sqlite")
+    # Runs set aside in the same second must not overwrite each other's record.
+    while target.exists():
+        target, n = path.with_name(f"{stem}.{base}-{n}.sqlite"), n + 1
+    for suffix in ("-wal", "-shm", ""):  # the database last: a crash leaves it findable
+        old = Path(f"{path}{suffix}")
+        if old.exists():
+            old.rename(Path(f"{target}{suffix}"))
+    return target
+
+
+def runs_in(state_dir: Path) -> list[RunInfo]:
+    """Every run whose state is in `state_dir`, oldest first; unreadable files are skipped.
+
+    Read-only: works while another process holds the directory's lock.
+    """
+    infos = []
+    for path in sorted(state_dir.glob("run-*.sqlite")):
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            finally:
+                db.close()
+        except sqlite3.Error:
+            continue
+        counts = json.loads(meta.get("counts", "{}"))
+        infos.append(
+            RunInfo(
+                path=path,
+                state=meta.get("state", "loading"),
+                created=meta.get("created", ""),
+                input=meta.get("input", ""),
+                operation=meta.get("operation", ""),
+                target=meta.get("target", ""),
+                counts={str(k): int(v) for k, v in counts.items()},
+            )
+        )
+    infos.sort(key=lambda info: info.created)
+    return infos
+
+
+def prune_finished(state_dir: Path, keep_days: int, *, now: float | None = None) -> list[Path]:
+    """Delete finished runs' state files last written more than `keep_days` days ago."""
+    horizon = (time.time() if now is None else now) - keep_days * 86_400
+    removed = []
+    for info in runs_in(state_dir):
+        if info.state != "finished":
+            continue
+        try:
+            if info.path.stat().st_mtime >= horizon:
+                continue
+        except OSError:
+            continue
+        Ledger._remove(info.path)
+        removed.append(info.path)
+    return removed
 
 
 class _Result(NamedTuple):
@@ -493,21 +754,29 @@ def _merge(records: list[Any], pending_message: str) -> ReportLine:
     """Fold one row's results (one per part sent) into its report line.
 
     SPEC: a row sent in several requests is `success` only if every part succeeded; its
-    tags_added/tags_removed are the unions and old_tags comes from the first answer.
+    tags_added/tags_removed are the unions and old_tags comes from the first answer. A row held
+    back because the contact's previous row has not settled is `pending`, naming that row.
     """
     first = records[0]
     row, contact_id, location_id, action, tags, pre_status, pre_message, extra, parts = first[:9]
+    line, waits_for = first[9:11]
     asked = (row, contact_id, location_id, action, _load(tags) or ())
     cells = tuple(json.loads(extra))
     if pre_status is not None:
-        return ReportLine(*asked, Status(pre_status), pre_message, extra=cells)
-    if first[9] is None:  # never answered
-        return ReportLine(*asked, Status.PENDING, pending_message, extra=cells)
+        return ReportLine(*asked, Status(pre_status), pre_message, extra=cells, line=line)
+    if first[11] is None:  # never answered
+        message = pending_message
+        if waits_for is not None:
+            message = (
+                f"not sent: waits for row {waits_for} (the same contact's previous change), "
+                "which failed; running the same command again retries both, in order"
+            )
+        return ReportLine(*asked, Status.PENDING, message, extra=cells, line=line)
     if parts == 1:  # the common case: one request settled the row
-        _, status, message, old, added, removed, http, attempts = first[9:]
+        _, status, message, old, added, removed, http, attempts = first[11:]
         return ReportLine(
             *asked, Status(status), message, _load(old), _load(added), _load(removed),
-            http, attempts, cells,
+            http, attempts, cells, line,
         )  # fmt: skip
     results = [
         _Result(part, Status(status), message, _load(old), _load(added), _load(removed), http, n)
@@ -535,6 +804,7 @@ def _merge(records: list[Any], pending_message: str) -> ReportLine:
         http_status=settling.http_status,
         attempts=settling.attempts,
         extra=cells,
+        line=line,
     )
 
 

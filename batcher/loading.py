@@ -121,6 +121,7 @@ class InputTable:
     # excluded, blank lines possibly included); a new iterator reads the file from the start.
     _read: Callable[[int], _Columns] = field(repr=False, compare=False)
     _chunk_rows: int = field(default=50_000, repr=False, compare=False)
+    has_rows: bool = True
 
     def chunks(self) -> Iterator[list[Row]]:
         """Yield the file's rows in input order, about `chunk_rows` at a time.

@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
+from batcher.errors import Interrupted
 from batcher.models import RateLimitInfo
 
 
@@ -60,6 +61,7 @@ class Pacer:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        stop: asyncio.Event | None = None,
     ) -> None:
         if max_requests < 1:
             raise ValueError("max_requests must be at least 1")
@@ -69,6 +71,8 @@ class Pacer:
         self._interval_s = interval_s
         self._clock = clock
         self._sleep = sleep
+        # Set when the run stops: a wait for a slot ends at once with Interrupted.
+        self._stop = stop or asyncio.Event()
         self._locations: dict[str, _Location] = {}
 
     def slot(self, location_id: str) -> AbstractAsyncContextManager[None]:
@@ -120,7 +124,19 @@ class Pacer:
                 # Every slot is in flight: nothing can age out before one of them completes.
                 # No await between the check above and clear(): no release can be missed.
                 state.released.clear()
-                await state.released.wait()
+                await _first_of(state.released, self._stop)
+                if self._stop.is_set():
+                    raise Interrupted("stopped while waiting for a request slot")
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    """Wait until any of `events` is set."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 __all__ = ["Pacer"]

@@ -1,10 +1,13 @@
 """N workers pulling work items from an iterator; knows nothing of HTTP (DESIGN.md, aiometer).
 
 Items are pulled lazily, one per free worker, so a plan of a million rows is never materialised:
-the iterator is the backpressure. A `StopRun` or `FatalApiError` from any item (or from
-`on_done`), or the `stop` event being set from outside (a signal), stops new items from being
-taken; items already in flight finish and are handed to `on_done`, then the first such error is
-raised.
+the iterator is the backpressure. The `stop` event being set from outside (a signal), or a
+`StopRun`/`FatalApiError` from any item or from `on_done`, stops new items from being taken;
+items already in flight finish and are handed to `on_done`, then the first such error is raised.
+
+Any other exception (a bug, a disk error in `on_done`) also stops the pool the same way and is
+raised as itself after the other workers finished their items: never an ExceptionGroup, so the
+caller sees one error it can explain in one line.
 """
 
 from __future__ import annotations
@@ -32,23 +35,32 @@ async def run_pool(
         raise ValueError("concurrency must be at least 1")
     stopping = stop if stop is not None else asyncio.Event()
     source = iter(items)
-    stopped_by: list[BaseException] = []
+    errors: list[BaseException] = []
 
     async def worker() -> None:
-        while not stopping.is_set():
+        while not stopping.is_set() and not errors:
             try:
                 item = next(source)
             except StopIteration:
                 return
+            except Exception as exc:  # the iterator itself failed (the ledger, say)
+                errors.append(exc)
+                return
             try:
                 on_done(item, await work(item))
-            except (StopRun, FatalApiError) as exc:
-                stopped_by.append(exc)
-                stopping.set()
+            except Exception as exc:  # StopRun and FatalApiError included
+                errors.append(exc)
                 return
 
-    async with asyncio.TaskGroup() as group:
-        for _ in range(concurrency):
-            group.create_task(worker())
-    if stopped_by:
-        raise stopped_by[0]
+    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+    if errors:
+        # A run-ending error explains itself better than whatever it caused elsewhere.
+        ending = [e for e in errors if isinstance(e, StopRun | FatalApiError)]
+        raise (ending or errors)[0]

@@ -1,54 +1,64 @@
-"""One run, wired: load → plan → send → report. The CLI parses; this composes; modules do.
+"""One run, wired: load → plan → send → report. The faces parse; this composes; modules do.
 
-`execute()` is the library entry point: it takes settings and a `Job`, and returns a `RunResult`
-whatever happens after the input has been accepted (a stopped run still writes its report).
+`execute()` is the library entry point: it takes settings and a `Job` (see `batcher.jobs`), and
+returns a `RunResult` whatever happens after the input has been accepted (a stopped run still
+writes its report). Usage errors raise before anything is sent.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import hashlib
 import json
-import signal
+import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from batcher.client import Answer, BulkTagsClient
-from batcher.config import RetrySettings, Settings, read_token
+from batcher.client import BulkTagsClient
+from batcher.config import Settings, read_token
 from batcher.errors import (
-    ApiError,
     BatcherError,
     FatalApiError,
-    Interrupted,
+    NothingToSendError,
     StateError,
     StopRun,
-    TooManyFailuresError,
+    UsageError,
 )
-from batcher.ledger import Ledger, WorkItem
-from batcher.loading import InputOptions, InputTable, open_input
-from batcher.models import Batch, BatchOutcome, ContactOutcome, ReportLine, Status
+from batcher.jobs import Job, default_report_path
+from batcher.ledger import Ledger, RunInfo, WorkItem, prune_finished, runs_in
+from batcher.loading import InputTable, open_input
+from batcher.models import Batch, BatchOutcome, ReportLine, Status
 from batcher.pacing import Pacer
 from batcher.planning import PlanStats, count_requests, cut
 from batcher.pool import run_pool
 from batcher.report import check_report_path, write_report
-from batcher.retrying import RetryPolicy
-from batcher.sandbox import Sandbox, SandboxConfig
+from batcher.sandbox import Sandbox
+from batcher.sending import BatchSender, Counters, FailureBreaker
+from batcher.stopping import Stop, interruptible_sleep
+
+__all__ = ["Job", "Preview", "RunResult", "execute"]
+
+# The reasons the summary lists for `failed`/`error` rows, and how many distinct ones it tracks.
+TOP_REASONS = 3
+_REASONS_TRACKED = 1000
 
 
 @dataclass(frozen=True)
-class Job:
-    """What one `batcher run`/`plan` was asked to do."""
+class Preview:
+    """What a run is about to send: for the confirmation asked on a terminal."""
 
-    input_path: Path
-    input: InputOptions
-    report_path: Path | None = None
-    fresh: bool = False
-    # Set for `--sandbox`: the emulator to start on loopback and send to instead of the API.
-    sandbox: SandboxConfig | None = None
+    operation: str
+    rows: int
+    requests: int
+    locations: int
+    target: str
+    least_seconds: float
 
 
 @dataclass
@@ -56,14 +66,26 @@ class RunResult:
     """What happened: for the summary, the exit code and tests."""
 
     report_path: Path | None
+    input_path: Path | None = None
+    operation: str = ""
+    target: str = ""
+    token_source: str = ""
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
     counts: Counter[Status] = field(default_factory=Counter)
     plan: PlanStats = field(default_factory=lambda: PlanStats(groups=0, requests=0))
+    rounds: int = 0
+    locations: int = 0
+    least_seconds: float = 0.0
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
     seconds: float = 0.0
     resumed: bool = False
     stopped: BatcherError | None = None
+    # The most common messages of `failed` and `error` rows, most frequent first.
+    reasons: list[tuple[Status, str, int]] = field(default_factory=list)
+    # Unfinished runs of other inputs in the same state directory.
+    others: list[RunInfo] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -73,14 +95,6 @@ class RunResult:
         if self.counts[Status.FAILED] or self.counts[Status.PENDING]:
             return 1
         return 0
-
-
-def default_report_path(input_path: Path) -> Path:
-    """`<input name without extensions>-report.csv` in the working directory."""
-    name = input_path.name
-    for suffix in (".gz", ".csv", ".xlsx", ".xlsm"):
-        name = name.removesuffix(suffix)
-    return Path(f"{name}-report.csv")
 
 
 def run_key(table: InputTable, job: Job, target: str) -> str:
@@ -100,87 +114,34 @@ def run_key(table: InputTable, job: Job, target: str) -> str:
     return digest.hexdigest()[:20]
 
 
-class BatchSender:
-    """Sends one batch with pacing and retries; turns a lost batch into `failed` outcomes.
-
-    Counts requests, retries and 429s into `result` for the summary. `sleep` is the retry
-    policy's (tests pass a fake one and never wait).
-    """
-
-    def __init__(
-        self,
-        client: BulkTagsClient,
-        pacer: Pacer,
-        retry: RetrySettings,
-        result: RunResult,
-        *,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self._client = client
-        self._pacer = pacer
-        self._result = result
-        self._policy = RetryPolicy(retry, sleep=sleep, on_retry=self._count_retry)
-
-    def _count_retry(self, error: ApiError, wait_s: float) -> None:
-        self._result.retries += 1
-
-    async def _attempt(self, batch: Batch) -> Answer:
-        self._result.requests += 1
-        try:
-            async with self._pacer.slot(batch.location_id):
-                answer = await self._client.send(batch)
-        except ApiError as exc:
-            if exc.status == 429:  # the burst limit, or the daily quota
-                self._result.rate_limited += 1
-            raise
-        self._pacer.observe(batch.location_id, answer.rate)
-        return answer
-
-    async def __call__(self, batch: Batch) -> BatchOutcome:
-        try:
-            answer, attempts = await self._policy.call(lambda: self._attempt(batch))
-        except FatalApiError:
-            raise
-        except ApiError as exc:
-            # Rejected (400/422) or retries exhausted: no per-contact answer for these rows.
-            lost = ContactOutcome(Status.FAILED, _failure_message(exc))
-            return BatchOutcome(batch, (lost,) * len(batch.rows), exc.status, exc.attempts)
-        return BatchOutcome(batch, answer.outcomes, answer.http_status, attempts)
-
-
-def _failure_message(exc: ApiError) -> str:
-    tries = "1 attempt" if exc.attempts == 1 else f"{exc.attempts} attempts"
-    return f"{exc.message} (after {tries})"
+def describe_operation(job: Job, table: InputTable) -> str:
+    """The operation in words, for the summary and the confirmation."""
+    options = job.input
+    if options.remove_all:
+        what = "remove all tags"
+    else:
+        action = options.action or f"the {table.action_column} column's action"
+        tags = (
+            json.dumps(list(options.tags), ensure_ascii=False)
+            if options.tags is not None
+            else f"the {table.tags_column} column's tags"
+        )
+        what = f"{action} {tags}"
+    where = (
+        f"location {options.location_id}"
+        if options.location_id is not None
+        else (
+            f"the {table.location_column} column's location"
+            if table.location_column is not None
+            else f"location {options.default_location_id or '(none)'}"
+        )
+    )
+    return f"{what} at {where}"
 
 
 def _batches(ledger: Ledger, work: list[WorkItem], size: int) -> Iterator[Batch]:
     for item in work:
         yield from cut(item.group, item.part, ledger.members(item), size)
-
-
-@contextlib.asynccontextmanager
-async def _signals_stop(
-    stop: asyncio.Event, result: RunResult, notify: Callable[[str], None]
-) -> AsyncIterator[None]:
-    """SIGINT/SIGTERM: take no new batch, let those in flight finish (SPEC, "Runs and resuming")."""
-    loop = asyncio.get_running_loop()
-
-    def interrupted(name: str) -> None:
-        if result.stopped is None:
-            result.stopped = Interrupted(f"interrupted by {name}")
-            notify(f"{name} received: finishing the requests in flight, then writing the report")
-        stop.set()
-
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, interrupted, sig.name)
-            installed.append(sig)
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 Progress = Callable[[int, int], None]
@@ -198,91 +159,179 @@ async def execute(
     dry_run: bool = False,
     on_progress: Progress | None = None,
     notify: Callable[[str], None] = _ignore,
+    confirm: Callable[[Preview], bool] | None = None,
+    stop: Stop | None = None,
 ) -> RunResult:
-    """Run (or, with `dry_run`, only plan) one job. Usage errors raise before anything is sent.
+    """Run (or, with `dry_run`, only plan) one job.
 
-    `notify` receives one-line notices for the user while the run goes on (a signal received).
+    `notify` receives one-line notices for the user while the run goes on; `confirm` (if given)
+    sees what is about to be sent and may decline (UsageError, nothing sent); `stop` lets the
+    caller (a signal handler, the web page) ask for a graceful stop at any time.
     """
+    started = time.monotonic()
+    stop = stop or Stop()
     report_path = None if dry_run else (job.report_path or default_report_path(job.input_path))
     if report_path is not None:
         check_report_path(report_path)
+        if _same_file(report_path, job.input_path):
+            raise UsageError(
+                f"{report_path}: the report would replace the input file; give --report "
+                "another path"
+            )
     table = open_input(job.input_path, job.input)
+    if not table.has_rows and not job.allow_empty:
+        raise NothingToSendError(
+            f"{job.input_path}: no data rows (only a header); nothing to do. Give --allow-empty "
+            "if an empty file is normal (e.g. a quiet night's export)"
+        )
     token = None if (dry_run or job.sandbox is not None) else read_token(settings)
-    result = RunResult(report_path=report_path)
-    state_dir = Path(settings.state.dir)
     target = "sandbox" if job.sandbox is not None else settings.api.base_url.rstrip("/")
+    result = RunResult(
+        report_path=report_path,
+        input_path=job.input_path,
+        operation=describe_operation(job, table),
+        target="the embedded sandbox" if job.sandbox is not None else _host(target),
+        token_source="" if job.sandbox is not None else f"${settings.api.token_env}",
+    )
+    if not dry_run:
+        notify(f"{result.operation}: sending to {_target_line(result)}")
+    state_dir = Path(settings.state.dir)
+    about = {
+        "input": str(job.input_path.resolve()),
+        "operation": result.operation,
+        "target": target,
+        "report": str(report_path.resolve()) if report_path is not None else "",
+    }
     key = run_key(table, job, target)
-    with Ledger.open(state_dir, key, fresh=job.fresh, scratch=dry_run) as ledger:
+    with Ledger.open(
+        state_dir, key, fresh=job.fresh, scratch=dry_run, notify=notify, about=about
+    ) as ledger:
         result.resumed = ledger.resumed
+        if not dry_run:
+            _tidy_state_dir(state_dir, ledger, settings, result)
         if not ledger.resumed:
             ledger.load(table.columns, table.chunks())
         work = ledger.work()
-        result.plan = count_requests(
-            ((item.group, item.part, item.members) for item in work), settings.batch.size
-        )
-        started = time.monotonic()
+        _plan(result, work, settings)
+        if report_path is not None:
+            check_report_path(report_path, rows=ledger.row_count())
+        if not work and not ledger.resumed and table.has_rows:
+            _refuse_all_invalid(ledger, job, report_path)
+        if not dry_run and work and not stop.requested:
+            preview = Preview(
+                result.operation,
+                sum(item.members for item in work if item.part == 0),
+                result.plan.requests,
+                result.locations,
+                _target_line(result),
+                result.least_seconds,
+            )
+            if confirm is not None and not confirm(preview):
+                raise UsageError("not confirmed: nothing was sent")
+            await _send(settings, job, token, ledger, result, stop, on_progress)
+        if stop.requested and result.stopped is None and not dry_run:
+            result.stopped = stop.error()
+        _report(ledger, report_path, result, dry_run)
         if not dry_run:
-            batches = _batches(ledger, work, settings.batch.size)
-            await _send(settings, job, token, batches, ledger, result, on_progress, notify)
-        result.seconds = time.monotonic() - started
-        lines = _counted(ledger.lines(_pending_message(result, dry_run)), result.counts)
-        if report_path is None:
-            for _ in lines:
-                pass
-        else:
-            try:
-                write_report(report_path, ledger.columns, lines)
-            except OSError as exc:
-                # Every outcome is in the ledger: the next run of the command writes the report.
-                raise StateError(f"{report_path}: cannot write the report ({exc})") from exc
-        if not dry_run and result.exit_code == 0:
-            ledger.finish()
+            ledger.save_counts(
+                {status.value: n for status, n in result.counts.items()},
+                finished=result.exit_code == 0,
+            )
+    result.seconds = time.monotonic() - started
     return result
 
 
-def _pending_message(result: RunResult, dry_run: bool) -> str:
-    if dry_run:
-        return "would be sent"
-    reason = str(result.stopped) if result.stopped is not None else "the run ended early"
-    return f"not sent: {reason}; run the same command again to send it"
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
 
 
-def _counted(lines: Iterator[ReportLine], counts: Counter[Status]) -> Iterator[ReportLine]:
-    for line in lines:
-        counts[line.status] += 1
-        yield line
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc or url
+
+
+def _target_line(result: RunResult) -> str:
+    if not result.token_source:
+        return result.target
+    return f"{result.target} with the token from {result.token_source}"
+
+
+def _tidy_state_dir(state_dir: Path, ledger: Ledger, settings: Settings, result: RunResult) -> None:
+    """Forget finished runs older than state.keep_days; note unfinished runs of other inputs."""
+    prune_finished(state_dir, settings.state.keep_days)
+    result.others = [
+        info
+        for info in runs_in(state_dir)
+        if info.state == "ready" and info.path.resolve() != ledger.path.resolve()
+    ]
+
+
+def _plan(result: RunResult, work: list[WorkItem], settings: Settings) -> None:
+    """Requests, rounds, locations and the least time at the limit (the busiest location's)."""
+    size = settings.batch.size
+    result.plan = count_requests(((item.group, item.part, item.members) for item in work), size)
+    result.rounds = max((item.round for item in work), default=0)
+    per_location: Counter[str] = Counter()
+    for item in work:
+        per_location[item.group.location_id] += -(-item.members // size)
+    result.locations = len(per_location)
+    busiest = max(per_location.values(), default=0)
+    limits = settings.limits
+    result.least_seconds = PlanStats(groups=1, requests=busiest).seconds_at(
+        limits.requests_per_interval, limits.interval_ms / 1000
+    )
+
+
+_QUOTED = re.compile(r'"[^"]*"')
+
+
+def _refuse_all_invalid(ledger: Ledger, job: Job, report_path: Path | None) -> None:
+    """Every row is invalid: nothing would be sent, which is never what the user meant (exit 2).
+
+    The report is written first, so that each row's reason can be looked up.
+    """
+    reasons: Counter[str] = Counter()
+    total = 0
+    for line in ledger.lines("not sent"):
+        total += 1
+        for problem in line.message.split("; "):
+            reasons[_QUOTED.sub('"…"', problem)] += 1
+    if report_path is not None:
+        _write(report_path, ledger, ledger.lines("not sent"))
+    top = "; ".join(f"{reason} ({n:,} rows)" for reason, n in reasons.most_common(TOP_REASONS))
+    where = f" (each row's reason is in {report_path})" if report_path is not None else ""
+    raise NothingToSendError(
+        f"{job.input_path}: all {total:,} rows are invalid, nothing to send: {top}{where}"
+    )
 
 
 async def _send(
     settings: Settings,
     job: Job,
     token: str | None,
-    batches: Iterator[Batch],
     ledger: Ledger,
     result: RunResult,
+    stop: Stop,
     on_progress: Progress | None,
-    notify: Callable[[str], None],
 ) -> None:
-    stop = asyncio.Event()
-    consecutive_failures = 0
+    """Send every round: a contact's k-th change only after its (k-1)-th has settled."""
+    stop_event = stop.event()
+    breaker = FailureBreaker(settings.retry.max_consecutive_failures)
+    counters = Counters()
     settled = 0
 
-    def on_done(batch: Batch, outcome: BatchOutcome) -> None:
-        nonlocal consecutive_failures, settled
+    def on_done(batch: Batch, outcome: BatchOutcome | None) -> None:
+        nonlocal settled
+        if outcome is None:  # stopped before an answer came: the rows stay pending
+            return
         ledger.record(outcome)
         settled += 1
         if on_progress is not None:
             on_progress(settled, result.plan.requests)
-        lost = outcome.http_status != 201 and all(
-            o.status is Status.FAILED for o in outcome.outcomes
-        )
-        consecutive_failures = consecutive_failures + 1 if lost else 0
-        limit = settings.retry.max_consecutive_failures
-        if consecutive_failures >= limit and result.stopped is None:
-            result.stopped = TooManyFailuresError(
-                f"{limit} requests in a row failed (last: {outcome.outcomes[0].message})"
-            )
-            stop.set()
+        breaker.observe(outcome)
 
     async with contextlib.AsyncExitStack() as stack:
         base_url = settings.api.base_url
@@ -299,13 +348,77 @@ async def _send(
                 max_connections=settings.limits.concurrency,
             )
         )
-        pacer = Pacer(settings.limits.requests_per_interval, settings.limits.interval_ms / 1000)
-        sender = BatchSender(client, pacer, settings.retry, result)
-        await stack.enter_async_context(_signals_stop(stop, result, notify))
+        sleep = functools.partial(interruptible_sleep, stop)
+        pacer = Pacer(
+            settings.limits.requests_per_interval,
+            settings.limits.interval_ms / 1000,
+            sleep=sleep,
+            stop=stop_event,
+        )
+        sender = BatchSender(
+            client,
+            pacer,
+            settings.retry,
+            counters,
+            token_source=result.token_source or "the sandbox",
+            sleep=sleep,
+        )
         try:
-            await run_pool(
-                batches, sender, on_done, concurrency=settings.limits.concurrency, stop=stop
-            )
+            for round_ in range(1, ledger.rounds() + 1):
+                if stop.requested:
+                    break
+                batches = _batches(ledger, ledger.ready_work(round_), settings.batch.size)
+                await run_pool(
+                    batches,
+                    sender,
+                    on_done,
+                    concurrency=settings.limits.concurrency,
+                    stop=stop_event,
+                )
         except (StopRun, FatalApiError) as exc:
-            if result.stopped is None:
-                result.stopped = exc
+            result.stopped = exc
+        finally:
+            result.requests += counters.requests
+            result.retries += counters.retries
+            result.rate_limited += counters.rate_limited
+
+
+def _report(ledger: Ledger, report_path: Path | None, result: RunResult, dry_run: bool) -> None:
+    """Render the report (or, for a plan, only count) and gather the summary's reasons."""
+    reasons: Counter[tuple[Status, str]] = Counter()
+    message = _pending_message(result, dry_run)
+
+    def counted(lines: Iterator[ReportLine]) -> Iterator[ReportLine]:
+        for line in lines:
+            result.counts[line.status] += 1
+            if line.status in (Status.FAILED, Status.ERROR):
+                key = (line.status, line.message)
+                if key in reasons or len(reasons) < _REASONS_TRACKED:
+                    reasons[key] += 1
+            yield line
+
+    lines = counted(ledger.lines(message))
+    if report_path is None:
+        for _ in lines:
+            pass
+    else:
+        _write(report_path, ledger, lines)
+    result.reasons = [(status, text, n) for (status, text), n in reasons.most_common(TOP_REASONS)]
+
+
+def _write(report_path: Path, ledger: Ledger, lines: Iterator[ReportLine]) -> None:
+    try:
+        write_report(report_path, ledger.columns, lines)
+    except OSError as exc:
+        # Every outcome is in the ledger: the next run of the command writes the report.
+        raise StateError(
+            f"{report_path}: cannot write the report ({exc.strerror or exc}); every outcome is "
+            "saved: run the same command again to write it"
+        ) from exc
+
+
+def _pending_message(result: RunResult, dry_run: bool) -> str:
+    if dry_run:
+        return "would be sent"
+    reason = str(result.stopped) if result.stopped is not None else "the run ended early"
+    return f"not sent: {reason}; run the same command again to send it"

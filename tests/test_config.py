@@ -57,10 +57,10 @@ def test_batcher_toml_in_the_working_directory_is_read(
 
 
 def test_option_beats_environment_beats_file(tmp_path: Path) -> None:
-    path = write(tmp_path, '[api]\nbase_url = "http://file"\nlocation_id = "fromFile"\n')
-    env = {"BATCHER_API_BASE_URL": "http://env", "BATCHER_API_LOCATION_ID": "fromEnv"}
-    settings = load_settings(path, environ=env, overrides={"api.base_url": "http://option"})
-    assert settings.api.base_url == "http://option"
+    path = write(tmp_path, '[api]\nbase_url = "https://file"\nlocation_id = "fromFile"\n')
+    env = {"BATCHER_API_BASE_URL": "https://env", "BATCHER_API_LOCATION_ID": "fromEnv"}
+    settings = load_settings(path, environ=env, overrides={"api.base_url": "https://option"})
+    assert settings.api.base_url == "https://option"
     assert settings.api.location_id == "fromEnv"
 
 
@@ -71,9 +71,9 @@ def test_a_whole_number_is_taken_where_seconds_are_due(tmp_path: Path) -> None:
 
 
 def test_none_overrides_are_ignored(tmp_path: Path) -> None:
-    path = write(tmp_path, '[api]\nbase_url = "http://file"\n')
+    path = write(tmp_path, '[api]\nbase_url = "https://file"\n')
     assert load_settings(path, environ={}, overrides={"api.base_url": None}).api.base_url == (
-        "http://file"
+        "https://file"
     )
 
 

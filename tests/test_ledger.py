@@ -55,6 +55,7 @@ def _row(
         status=Status.INVALID if invalid else None,
         message=invalid,
         extra=(f"r{n}@example.com", ",".join(tags)),
+        line=n + 1,
     )
 
 
@@ -137,6 +138,7 @@ def test_load_keeps_every_row_in_input_order_with_its_cells(ledger: Ledger) -> N
             status=Status.PENDING,
             message=PENDING,
             extra=("r1@example.com", "b,a"),
+            line=2,
         ),
         ReportLine(
             row=2,
@@ -147,6 +149,7 @@ def test_load_keeps_every_row_in_input_order_with_its_cells(ledger: Ledger) -> N
             status=Status.INVALID,
             message="contact id is empty",
             extra=("r2@example.com", "vip"),
+            line=3,
         ),
         ReportLine(
             row=3,
@@ -157,6 +160,7 @@ def test_load_keeps_every_row_in_input_order_with_its_cells(ledger: Ledger) -> N
             status=Status.PENDING,
             message=PENDING,
             extra=("r3@example.com", "vip"),
+            line=4,
         ),
     ]
 
@@ -177,8 +181,9 @@ def test_load_of_no_rows_gives_no_lines_and_no_work(ledger: Ledger) -> None:
 
 
 def test_repeat_of_a_valid_row_is_a_duplicate_naming_the_first(ledger: Ledger) -> None:
-    """A row repeating an earlier row's location, contact, action and tag set (any order) is a
-    duplicate of the first such row; another tag set, action or location is not."""
+    """A row repeating the same contact's previous row (location, action and tag set in any
+    order) is a duplicate of the row that carries it; another tag set, action or location is
+    not."""
     ledger.load(
         COLUMNS,
         [
@@ -204,6 +209,57 @@ def test_repeat_of_a_valid_row_is_a_duplicate_naming_the_first(ledger: Ledger) -
         (Status.PENDING, PENDING),
         (Status.PENDING, PENDING),
     ]
+
+
+def test_a_repeat_after_another_change_of_the_contact_is_not_a_duplicate(ledger: Ledger) -> None:
+    """add vip, remove vip, add vip: the third row changes the contact again, so it is sent."""
+    ledger.load(
+        COLUMNS,
+        [[_row(1, contact=1), _row(2, contact=1, action="remove"), _row(3, contact=1)]],
+    )
+    assert [line.status for line in _lines(ledger)] == [Status.PENDING] * 3
+    assert [(item.round, item.members) for item in ledger.work()] == [(1, 1), (2, 1), (3, 1)]
+
+
+def test_each_contact_s_k_th_change_goes_in_round_k(ledger: Ledger) -> None:
+    """Rounds follow each contact's own order; contacts touched once are all in round 1, and a
+    group spans rounds only where its contacts need it."""
+    ledger.load(
+        COLUMNS,
+        [
+            [
+                _row(1, contact=1, tags=("a",)),
+                _row(2, contact=2, tags=("a",)),
+                _row(3, contact=1, tags=("a",), action="remove"),
+                _row(4, contact=3, tags=("a",), action="remove"),
+                _row(5, contact=2, tags=("a",)),  # duplicate of row 2
+            ]
+        ],
+    )
+    work = ledger.work()
+    assert [(item.round, item.group.action, item.members) for item in work] == [
+        (1, Action.ADD, 2),
+        (1, Action.REMOVE, 1),
+        (2, Action.REMOVE, 1),
+    ]
+    assert ledger.rounds() == 2
+    assert _by_row(ledger)[5].message == "duplicate of row 2"
+
+
+def test_a_later_change_waits_until_the_earlier_one_has_settled(ledger: Ledger) -> None:
+    """Round 2's row is not free to go until round 1's row has a final answer; a failed earlier
+    row holds it back, pending, with a message naming the row it waits for."""
+    ledger.load(COLUMNS, [[_row(1, contact=1), _row(2, contact=1, action="remove")]])
+    (second,) = [item for item in ledger.work() if item.round == 2]
+    assert ledger.ready_work(2) == []
+    _record(ledger, [1], LOST, http_status=503, attempts=6)
+    assert ledger.ready_work(2) == []
+    held = _by_row(ledger)[2]
+    assert held.status is Status.PENDING
+    assert "waits for row 1" in held.message
+    _record(ledger, [1], NOT_FOUND)
+    assert ledger.ready_work(2) == [second]
+    assert list(ledger.members(second)) == [(2, _cid(1))]
 
 
 def test_duplicates_across_load_chunks_are_found(ledger: Ledger) -> None:
@@ -368,6 +424,7 @@ def test_recorded_outcomes_show_in_the_lines(ledger: Ledger) -> None:
         http_status=201,
         attempts=2,
         extra=("r1@example.com", "vip"),
+        line=2,
     )
     assert (lines[2].status, lines[2].message, lines[2].old_tags, lines[2].tags_added) == (
         Status.ERROR,

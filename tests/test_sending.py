@@ -14,7 +14,7 @@ from batcher.config import RetrySettings
 from batcher.errors import AuthError, DailyQuotaError
 from batcher.models import Action, Batch, Status
 from batcher.pacing import Pacer
-from batcher.runner import BatchSender, RunResult
+from batcher.sending import BatchSender, Counters
 
 BASE = "https://api.example.test"
 URL = f"{BASE}/contacts/bulk/tags/update/add"
@@ -46,8 +46,10 @@ async def client() -> AsyncIterator[BulkTagsClient]:
         yield bulk
 
 
-def sender(client: BulkTagsClient, sleeps: Sleeps, result: RunResult) -> BatchSender:
-    return BatchSender(client, Pacer(100, 10.0), RETRY, result, sleep=sleeps)
+def sender(client: BulkTagsClient, sleeps: Sleeps, result: Counters) -> BatchSender:
+    return BatchSender(
+        client, Pacer(100, 10.0), RETRY, result, token_source="$BATCHER_TOKEN", sleep=sleeps
+    )
 
 
 async def test_5xx_then_201_is_one_success_after_three_attempts(
@@ -56,7 +58,7 @@ async def test_5xx_then_201_is_one_success_after_three_attempts(
     mocked.post(URL, status=503, payload={"statusCode": 503, "message": "Service Unavailable"})
     mocked.post(URL, status=502, body="bad gateway")
     mocked.post(URL, status=201, payload=created())
-    sleeps, result = Sleeps(), RunResult(report_path=None)
+    sleeps, result = Sleeps(), Counters()
 
     outcome = await sender(client, sleeps, result)(BATCH)
 
@@ -71,7 +73,7 @@ async def test_retry_after_is_honoured_and_the_429_counted(
 ) -> None:
     mocked.post(URL, status=429, headers={"Retry-After": "7"}, payload={"message": "Too Many"})
     mocked.post(URL, status=201, payload=created())
-    sleeps, result = Sleeps(), RunResult(report_path=None)
+    sleeps, result = Sleeps(), Counters()
 
     outcome = await sender(client, sleeps, result)(BATCH)
 
@@ -88,7 +90,7 @@ async def test_a_401_stops_at_once_without_a_retry(
         status=401,
         payload={"statusCode": 401, "message": "Invalid token: access token is invalid"},
     )
-    sleeps, result = Sleeps(), RunResult(report_path=None)
+    sleeps, result = Sleeps(), Counters()
 
     with pytest.raises(AuthError) as caught:
         await sender(client, sleeps, result)(BATCH)
@@ -103,21 +105,23 @@ async def test_an_exhausted_daily_quota_stops_the_run(
 ) -> None:
     mocked.post(URL, status=429, headers={"X-RateLimit-Daily-Remaining": "0"}, payload={})
     with pytest.raises(DailyQuotaError):
-        await sender(client, Sleeps(), RunResult(report_path=None))(BATCH)
+        await sender(client, Sleeps(), Counters())(BATCH)
 
 
-async def test_a_422_is_not_retried_and_fails_the_batch_with_the_apis_message(
+async def test_a_422_is_not_retried_and_its_rows_say_a_retry_cannot_help(
     mocked: aioresponses, client: BulkTagsClient
 ) -> None:
     message = ["removeAllTags must be a boolean value"]
     mocked.post(URL, status=422, payload={"statusCode": 422, "message": message})
     sleeps = Sleeps()
 
-    outcome = await sender(client, sleeps, RunResult(report_path=None))(BATCH)
+    outcome = await sender(client, sleeps, Counters())(BATCH)
 
     assert {o.status for o in outcome.outcomes} == {Status.FAILED}
     assert outcome.outcomes[0].message == (
-        "HTTP 422: removeAllTags must be a boolean value (after 1 attempt)"
+        "the API refused the request: HTTP 422: removeAllTags must be a boolean value "
+        "(after 1 attempt); sending it again will not help: fix the row (its id, tags or "
+        "location) in the input"
     )
     assert (outcome.http_status, outcome.attempts) == (422, 1)
     assert sleeps.waits == []
@@ -130,10 +134,12 @@ async def test_retries_exhausted_fail_the_batch_with_the_last_status(
         mocked.post(URL, status=500, payload={"statusCode": 500, "message": "Internal"})
     sleeps = Sleeps()
 
-    outcome = await sender(client, sleeps, RunResult(report_path=None))(BATCH)
+    outcome = await sender(client, sleeps, Counters())(BATCH)
 
     assert {o.status for o in outcome.outcomes} == {Status.FAILED}
-    assert outcome.outcomes[0].message == "HTTP 500: Internal (after 4 attempts)"
+    assert outcome.outcomes[0].message == (
+        "HTTP 500: Internal (after 4 attempts); running the same command again retries it"
+    )
     assert (outcome.http_status, outcome.attempts) == (500, 4)
     assert len(sleeps.waits) == 3
 
@@ -142,7 +148,7 @@ async def test_the_request_on_the_wire_is_exactly_the_documented_one(
     mocked: aioresponses, client: BulkTagsClient
 ) -> None:
     mocked.post(URL, status=201, payload=created())
-    await sender(client, Sleeps(), RunResult(report_path=None))(BATCH)
+    await sender(client, Sleeps(), Counters())(BATCH)
     ((method, url), calls) = next(iter(mocked.requests.items()))
     assert (method, str(url)) == ("POST", URL)
     call = calls[0]

@@ -1,0 +1,54 @@
+"""Files and folders batcher trusts or creates: only the user's own, never through a symlink.
+
+A config file names where the token goes and a state directory holds the input's emails and
+phones, so, as ssh does with its own files, batcher refuses one that anyone may write or that
+belongs to another user (root aside: system-wide files are root's), and warns about one that the
+group may write. What batcher creates for itself (the state directory, its SQLite files, the
+lock) is owner-only.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+from batcher.errors import UsageError
+
+__all__ = ["check_trusted", "open_private", "private_dir"]
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def check_trusted(path: Path, what: str, warn: Callable[[str], None]) -> None:
+    """Refuse (UsageError) a file or folder that others may change; warn if the group may.
+
+    `what` names it for the message ("config file", "state directory").
+    """
+    try:
+        info = path.stat()
+    except OSError:
+        return  # a missing path is reported by whoever opens it
+    fix = f"chmod go-w {path}" if stat.S_ISDIR(info.st_mode) else f"chmod 600 {path}"
+    if info.st_uid not in (os.getuid(), 0):
+        raise UsageError(
+            f"{path}: {what} belongs to another user (uid {info.st_uid}); batcher only trusts "
+            "its own files: use one you own"
+        )
+    if info.st_mode & stat.S_IWOTH:
+        raise UsageError(f"{path}: {what} is writable by anyone; fix it with `{fix}`")
+    if info.st_mode & stat.S_IWGRP:
+        warn(f"{path}: {what} is writable by its group; consider `{fix}`")
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` (and parents) owner-only if missing; an existing one is left as it is."""
+    if not path.is_dir():
+        path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+
+
+def open_private(path: Path, flags: int) -> int:
+    """`os.open` for a file of batcher's own: owner-only when created, never via a symlink."""
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE_MODE)

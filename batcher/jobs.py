@@ -1,0 +1,112 @@
+"""What one run is asked to do, with the defaults and checks every face of batcher shares.
+
+The CLI, the web page and a Python caller all build their `Job` with `build_job`, so that an
+option means the same everywhere: `--remove-all-tags` implies remove, `--sandbox` loads the
+fixture beside the input, the report goes to `<input name>-report.csv` in the working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from batcher.config import Settings, config_path
+from batcher.errors import ConfigError, UsageError
+from batcher.loading import InputOptions, parse_tags
+from batcher.sandbox import DEFAULT_LOCATION, SandboxConfig, load_config
+
+__all__ = ["SANDBOX_FIXTURE_NAME", "Job", "build_job", "default_report_path", "sandbox_config"]
+
+SANDBOX_FIXTURE_NAME = "sandbox-fixture.json"
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one `batcher run`/`plan` was asked to do.
+
+    `allow_empty`: a file with a header and no rows is "nothing to do" (exit 0), not an error.
+    `sandbox`: the emulator to start on loopback and send to instead of the API.
+    """
+
+    input_path: Path
+    input: InputOptions
+    report_path: Path | None = None
+    fresh: bool = False
+    sandbox: SandboxConfig | None = None
+    allow_empty: bool = False
+
+
+def default_report_path(input_path: Path) -> Path:
+    """`<input name without extensions>-report.csv` in the working directory."""
+    name = input_path.name
+    for suffix in (".gz", ".csv", ".tsv", ".txt", ".xlsx", ".xlsm"):
+        name = name.removesuffix(suffix)
+    return Path(f"{name}-report.csv")
+
+
+def sandbox_config(config_file: Path | None, input_path: Path) -> SandboxConfig:
+    """The embedded emulator: the config's [sandbox] table, and the input's fixture if any.
+
+    A `sandbox-fixture.json` beside the input (as in samples/) gives the contacts their state, so
+    the demo shows every kind of outcome; without one every well-formed id exists, untagged.
+    """
+    source = config_path(config_file)
+    try:
+        config = load_config(source) if source is not None else SandboxConfig()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    fixture = input_path.parent / SANDBOX_FIXTURE_NAME
+    if config.fixture is None and fixture.is_file():
+        config = dataclasses.replace(config, fixture=fixture)
+    return config
+
+
+def build_job(
+    settings: Settings,
+    input_path: Path,
+    *,
+    config_file: Path | None = None,
+    action: str | None = None,
+    tags: str | None = None,
+    remove_all_tags: bool = False,
+    location_id: str | None = None,
+    id_column: str | None = None,
+    sheet: str | None = None,
+    report_path: Path | None = None,
+    sandbox: bool = False,
+    fresh: bool = False,
+    allow_empty: bool = False,
+) -> Job:
+    """A Job from option values as a user gives them (None: not given)."""
+    if remove_all_tags:
+        if action is not None and action.lower() == "add":
+            raise UsageError("--remove-all-tags goes with --action remove, not add")
+        if tags is not None:
+            raise UsageError("--remove-all-tags sends no tags: drop --tags")
+        action = "remove"
+    default_location = settings.api.location_id
+    config = sandbox_config(config_file, input_path) if sandbox else None
+    if config is not None and not default_location:
+        default_location = (
+            DEFAULT_LOCATION if DEFAULT_LOCATION in config.locations else min(config.locations)
+        )
+    options = InputOptions(
+        id_column=id_column,
+        sheet=sheet,
+        action=action.lower() if action else None,
+        tags=parse_tags(tags) if tags is not None else None,
+        remove_all=remove_all_tags,
+        location_id=location_id,
+        default_location_id=default_location,
+        id_pattern=settings.input.id_pattern,
+        encoding=settings.input.encoding,
+    )
+    return Job(
+        input_path=input_path,
+        input=options,
+        report_path=report_path,
+        fresh=fresh,
+        sandbox=config,
+        allow_empty=allow_empty,
+    )

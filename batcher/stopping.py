@@ -1,0 +1,99 @@
+"""Stopping a run: a graceful stop that every wait obeys, and the signals that ask for one.
+
+SPEC "Stopping": on SIGINT/SIGTERM no new request starts, every wait (pacing, backoff,
+Retry-After) ends at once, the requests in flight finish, the report is written with the rest
+`pending`, exit 3. A second signal exits at once. The web page's stop button and a library
+caller ask for the same graceful stop through `Stop.request`.
+
+`Stop` is safe to call from a signal handler or another thread: the event it sets lives in the
+run's event loop and is set through `call_soon_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from types import FrameType
+
+from batcher.errors import Aborted, Interrupted
+
+__all__ = ["Stop", "interruptible_sleep", "signals_stop"]
+
+
+class Stop:
+    """A request to stop, and an event that coroutines of the run can wait on."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.reason is not None
+
+    def request(self, reason: str) -> None:
+        """Ask the run to stop gracefully (the first reason given is kept)."""
+        if self.reason is None:
+            self.reason = reason
+        loop, event = self._loop, self._event
+        if loop is not None and event is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(event.set)
+
+    def event(self) -> asyncio.Event:
+        """The event of the running loop, set once a stop is requested (call inside the loop)."""
+        loop = asyncio.get_running_loop()
+        if self._event is None or self._loop is not loop:
+            self._loop, self._event = loop, asyncio.Event()
+            if self.requested:
+                self._event.set()
+        return self._event
+
+    def error(self) -> Interrupted:
+        return Interrupted(self.reason or "stopped")
+
+
+async def interruptible_sleep(stop: Stop, seconds: float) -> None:
+    """Sleep `seconds`, or raise Interrupted as soon as a stop is requested."""
+    event = stop.event()
+    if event.is_set():
+        raise stop.error()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout=max(seconds, 0.0))
+    if event.is_set():
+        raise stop.error()
+
+
+@contextlib.contextmanager
+def signals_stop(stop: Stop) -> Iterator[None]:
+    """SIGINT/SIGTERM: the first asks `stop` for a graceful stop, the second aborts at once.
+
+    Installed with `signal.signal` (not the loop's handlers) so that a signal also lands while
+    the process is busy outside the event loop: loading a file or writing the report. The notice
+    is written with one `os.write`, which is safe inside a signal handler.
+    """
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if stop.requested:
+            raise Aborted(f"{name} received again: stopped at once")
+        stop.request(f"interrupted by {name}")
+        del frame
+        with contextlib.suppress(OSError):
+            os.write(
+                2,
+                f"batcher: {name} received: finishing what is in flight, then writing the "
+                f"report ({name} again to stop at once)\n".encode(),
+            )
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
