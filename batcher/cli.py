@@ -142,9 +142,14 @@ def _progress(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
         yield update
 
 
+def _interactive() -> bool:
+    """Whether someone at a terminal can answer a question (never for cron or a pipe)."""
+    return sys.stdin.isatty()
+
+
 def _confirm(yes: bool) -> Callable[[Preview], bool] | None:
     """Ask before sending, on a terminal only; `--yes`, cron and pipes are never asked."""
-    if yes or not sys.stdin.isatty():
+    if yes or not _interactive():
         return None
 
     def ask(preview: Preview) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,73 @@ def test_a_missing_token_names_the_variable_and_never_a_value(tmp_path: Path) ->
         read_token(settings, {"OTHER": "secret-value"})
     assert "BATCHER_TOKEN is not set" in str(caught.value)
     assert "secret-value" not in str(caught.value)
+
+
+def test_a_config_file_with_a_bom_is_read(tmp_path: Path) -> None:
+    """Windows editors save UTF-8 with a BOM: that is still the same TOML."""
+    path = tmp_path / "batcher.toml"
+    path.write_bytes(b"\xef\xbb\xbf[limits]\nconcurrency = 3\n")
+    assert load_settings(path, environ={}).limits.concurrency == 3
+
+
+def test_a_config_file_that_is_not_utf8_names_the_line_and_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "batcher.toml"
+    path.write_bytes(b'[api]\nlocation_id = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 25, line 2\); save it as UTF-8"):
+        load_settings(path, environ={})
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
+def test_a_number_that_is_not_finite_is_refused(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"api\.timeout_s: expected a finite number"):
+        load_settings(write(tmp_path, f"[api]\ntimeout_s = {value}\n"), environ={})
+
+
+def test_plain_http_to_another_machine_is_refused_unless_allowed(tmp_path: Path) -> None:
+    """The token would travel in clear: https, loopback, or an explicit allow_insecure."""
+    with pytest.raises(ConfigError, match=r"api.base_url: http://crm.example.com is plain http"):
+        load_settings(environ={}, overrides={"api.base_url": "http://crm.example.com"})
+    for url in ("http://127.0.0.1:8765", "http://localhost:1", "http://[::1]:2", "https://x.y"):
+        assert load_settings(environ={}, overrides={"api.base_url": url}).api.base_url == url
+    allowed = load_settings(
+        write(tmp_path, 'api.allow_insecure = true\napi.base_url = "http://crm.example.com"\n'),
+        environ={},
+    )
+    assert allowed.api.allow_insecure is True
+
+
+def test_a_boolean_key_reads_true_or_false_from_the_environment() -> None:
+    env = {"BATCHER_API_ALLOW_INSECURE": "True"}
+    assert load_settings(environ=env).api.allow_insecure is True
+    with pytest.raises(ConfigError, match="expected true or false"):
+        load_settings(environ={"BATCHER_API_ALLOW_INSECURE": "yes"})
+
+
+def test_a_world_writable_config_file_is_refused(tmp_path: Path) -> None:
+    """Anyone could point the token elsewhere through it (as ssh refuses such files)."""
+    path = write(tmp_path, "[limits]\nconcurrency = 3\n")
+    path.chmod(0o666)
+    with pytest.raises(ConfigError, match=r"writable by anyone; fix it with `chmod 600"):
+        load_settings(path, environ={})
+
+
+def test_a_group_writable_config_file_is_read_with_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, "[limits]\nconcurrency = 3\n")
+    path.chmod(0o664)
+    warnings: list[str] = []
+    assert load_settings(path, environ={}, warn=warnings.append).limits.concurrency == 3
+    assert warnings == [
+        f"{path}: config file is writable by its group; consider `chmod 600 {path}`"
+    ]
+
+
+def test_a_config_file_of_another_user_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "[limits]\nconcurrency = 3\n")
+    if os.geteuid() == 0:
+        os.chown(path, 4242, 4242)  # root's own files are trusted: give it to someone else
+    else:
+        monkeypatch.setattr("batcher.files.os.getuid", lambda: os.getuid() + 4242)
+    with pytest.raises(ConfigError, match="belongs to another user"):
+        load_settings(path, environ={})

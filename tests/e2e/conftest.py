@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import random
 import string
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -85,3 +87,36 @@ def make_sandbox(monkeypatch: pytest.MonkeyPatch, sandboxes: list[Sandbox]) -> S
             yield sandbox
 
     return factory
+
+
+class ThreadedSandbox:
+    """A sandbox serving from its own thread and event loop, for tests that drive the CLI
+    synchronously (click's CliRunner) and then look at what the sandbox saw."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.sandbox: Sandbox | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> Sandbox:
+        self._thread.start()
+        self.sandbox = Sandbox(self.config)
+        asyncio.run_coroutine_threadsafe(self.sandbox.start(), self._loop).result()
+        return self.sandbox
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.sandbox is not None
+        asyncio.run_coroutine_threadsafe(self.sandbox.stop(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch, sandboxes: list[Sandbox]) -> Iterator[Sandbox]:
+    """An unthrottled sandbox in a thread, its token in BATCHER_TOKEN."""
+    with ThreadedSandbox(SandboxConfig(rate=None)) as sandbox:
+        sandboxes.append(sandbox)
+        monkeypatch.setenv("BATCHER_TOKEN", sandbox.token)
+        yield sandbox
