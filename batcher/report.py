@@ -14,17 +14,30 @@ Contract: SPEC.md, section "Report". Decisions taken here:
 - CSV: UTF-8 *without* BOM (scripts and ``csv``/pandas readers take it as is; Excel users import
   it via Data > From Text/CSV, or use ``.xlsx``), comma, minimal quoting, CRLF line ends (the
   ``csv`` module's default, RFC 4180), a header row.
-- Formula safety (OWASP "CSV Injection"): in CSV, every text cell, header included, whose first
-  character is ``= + - @``, a tab or a carriage return gets a leading ``'``. In XLSX every text cell
-  is written as a string cell (``write_string``, and the workbook never converts strings to
-  formulas, numbers or URLs): a spreadsheet only runs a cell that holds a formula, never a string
-  cell, so the text is left exactly as it is. JSONL is data for programs and is left unchanged.
-- XLSX: constant-memory mode (rows are streamed to disk), bold frozen header; ``row``,
-  ``http_status`` and ``attempts`` are numbers. A sheet holds at most 1,048,575 data rows; a
-  longer report stops with UsageError (the runner can check first: ``check_report_path(path,
-  rows=n)``). Excel caps a cell at 32,767 characters; xlsxwriter truncates longer text.
-- Atomic: the report is written to ``<name>.tmp`` beside it, flushed to disk, then renamed over
-  ``path``. On any error the temporary file is removed and an older report is left untouched.
+- Formula safety (OWASP "CSV Injection"): in CSV, a text cell, header included, gets a leading
+  ``'`` when it starts with a *trigger* (``= + - @``, tab, CR, LF, NUL, or their fullwidth forms
+  U+FF1D, U+FF0B, U+FF0D, U+FF20, which East Asian input methods type and spreadsheets take as
+  the ASCII operators), or with *blanks* followed by a trigger (a spreadsheet trims them before it
+  looks for a formula). Blanks are the characters ``str.isspace`` calls whitespace (space, NBSP
+  U+00A0, the ideographic space U+3000, U+2000..U+200A, U+202F, U+205F, U+1680, U+0085,
+  U+2028/U+2029, VT, FF, U+001C..U+001F) and the invisible U+200B..U+200D, U+2060 and U+FEFF; a
+  tab, CR or LF among the blanks is a trigger itself. Other cells are left exactly as they are,
+  and a cell is only looked at further when its first character is a trigger or a blank (one set
+  lookup: a report writes millions of cells). In XLSX every text cell is written as a string cell
+  (``write_string``, and the workbook never converts strings to formulas, numbers or URLs): a
+  spreadsheet only runs a cell that holds a formula, never a string cell, so the text is left
+  exactly as it is. JSONL is data for programs and is left unchanged.
+- XLSX: constant-memory mode (rows are streamed to disk), bold frozen header; ``row``, ``line``,
+  ``http_status`` and ``attempts`` are numbers. A sheet holds at most 1,048,575 data rows and
+  16,384 columns; a longer or wider report stops with UsageError, and the runner checks first:
+  ``check_report_path(path, rows=n, columns=k)``. Excel caps a cell at 32,767 characters;
+  xlsxwriter truncates longer text.
+- Created safely, replaced atomically: the report is written to a new file with a random name
+  beside it (``.<name>.<random>.tmp``), created with ``O_CREAT | O_EXCL`` (never an existing file,
+  never through a symlink someone planted) and mode 0o666 so that the umask (and a default ACL)
+  applies as to any new file; it is flushed to disk, then renamed over ``path`` (a symlink at
+  ``path`` is replaced, not written through). On any error the temporary file is removed and an
+  older report is left untouched; only a killed process can leave a ``.<name>.*.tmp`` behind.
 - Streaming: lines are written as they come; memory does not grow with the number of lines.
 """
 
@@ -32,11 +45,13 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import json
 import os
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import xlsxwriter
 
@@ -46,6 +61,7 @@ from batcher.models import ReportLine
 __all__ = [
     "FORMATS",
     "RESULT_FIELDS",
+    "XLSX_MAX_COLUMNS",
     "XLSX_MAX_DATA_ROWS",
     "check_report_path",
     "report_columns",
@@ -54,6 +70,7 @@ __all__ = [
 
 RESULT_FIELDS: tuple[str, ...] = (
     "row",
+    "line",
     "contact_id",
     "location_id",
     "action",
@@ -69,13 +86,27 @@ RESULT_FIELDS: tuple[str, ...] = (
 
 FORMATS: tuple[str, ...] = (".csv", ".jsonl", ".xlsx")
 
-# Excel's sheet is 1,048,576 rows (Excel specifications and limits); one is the header.
+# Excel's sheet is 1,048,576 rows by 16,384 columns (Excel specifications and limits); one row
+# is the header.
 XLSX_MAX_DATA_ROWS = 1_048_575
+XLSX_MAX_COLUMNS = 16_384
 
-# OWASP "CSV Injection": cells starting with these are run as formulas by spreadsheets.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# OWASP "CSV Injection": cells starting with these are run as formulas by spreadsheets, the
+# fullwidth forms too (an IME types them; spreadsheets take them as the ASCII operators).
+_TRIGGERS = frozenset("=+-@\t\r\n\x00\uff1d\uff0b\uff0d\uff20")
+# Trimmed by spreadsheets before they look for a formula: the characters `str.isspace` calls
+# whitespace (Unicode White_Space and the ASCII separators; a test checks the list is whole) and
+# the invisible zero-width ones. A trigger behind them is a trigger still.
+_BLANKS = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680"
+    "\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+    "\u200b\u200c\u200d\u2060\ufeff"
+)
+# A cell is only inspected further when its first character is one of these.
+_SUSPECT_FIRST = _TRIGGERS | frozenset(_BLANKS)
 
-_NUMBER_FIELDS = frozenset({"row", "http_status", "attempts"})
+_NUMBER_FIELDS = frozenset({"row", "line", "http_status", "attempts"})
 _PREFIX = "input_"
 
 # One line's values in RESULT_FIELDS order then the input's cells: str, int, list or None.
@@ -97,10 +128,11 @@ def report_columns(input_columns: Sequence[str]) -> tuple[str, ...]:
     return RESULT_FIELDS + tuple(renamed)
 
 
-def check_report_path(path: Path, *, rows: int | None = None) -> None:
+def check_report_path(path: Path, *, rows: int | None = None, columns: int | None = None) -> None:
     """Refuse, before anything is sent, a report path that write_report could not write.
 
-    `rows`, when known, is the number of report lines; it is checked against the XLSX limit.
+    `rows`, when known, is the number of report lines, and `columns` the number of the *input's*
+    columns (the result fields are added here); both are checked against the XLSX limits.
     """
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
@@ -114,22 +146,61 @@ def check_report_path(path: Path, *, rows: int | None = None) -> None:
         raise UsageError(f"{path}: the report's directory {path.parent} does not exist")
     if suffix == ".xlsx" and rows is not None and rows > XLSX_MAX_DATA_ROWS:
         raise _too_many_rows(path)
+    if (
+        suffix == ".xlsx"
+        and columns is not None
+        and len(RESULT_FIELDS) + columns > XLSX_MAX_COLUMNS
+    ):
+        raise UsageError(
+            f"{path}: {len(RESULT_FIELDS) + columns:,} columns ({len(RESULT_FIELDS)} result fields "
+            f"and {columns:,} input columns) do not fit in an XLSX sheet, which holds at most "
+            f"{XLSX_MAX_COLUMNS:,}; use --report with .csv or .jsonl"
+        )
 
 
 def write_report(path: Path, input_columns: Sequence[str], lines: Iterable[ReportLine]) -> int:
     """Write `lines` to `path` (format by extension), atomically; return the number written."""
-    check_report_path(path)
+    check_report_path(path, columns=len(input_columns))
     columns = report_columns(input_columns)
     writer = _WRITERS[path.suffix.lower()]
-    tmp = path.with_name(path.name + ".tmp")
+    fd, tmp = _create_temporary(path)
     try:
-        count = writer(tmp, path, columns, _values(lines, len(input_columns)))
-        _fsync(tmp)
+        with open(fd, "wb") as f:
+            count = writer(f, path, columns, _values(lines, len(input_columns)))
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename publishes it
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return count
+
+
+# Flags for a file that is ours alone: O_EXCL fails on any existing name, a symlink included.
+_CREATE_FLAGS = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new, empty file beside `path` with a random name: its descriptor and its path.
+
+    Like `tempfile.mkstemp`, but with mode 0o666 so that the kernel applies the umask (and a
+    directory's default ACL) as for any new file; reading the umask would mean setting it, for
+    the whole process, for a moment.
+    """
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, _CREATE_FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue  # 48 random bits taken: another writer's, or planted; draw again
+    raise FileExistsError(f"{path.parent}: no free temporary name for the report")
 
 
 def _values(lines: Iterable[ReportLine], n_extra: int) -> Iterable[list[_Value]]:
@@ -140,6 +211,7 @@ def _values(lines: Iterable[ReportLine], n_extra: int) -> Iterable[list[_Value]]
             )
         yield [
             line.row,
+            line.line,
             line.contact_id,
             line.location_id,
             line.action,
@@ -172,7 +244,14 @@ def _cell_text(value: _Value) -> str:
 
 def _inert(text: str) -> str:
     """Make a CSV cell that a spreadsheet would run as a formula into plain text."""
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    if text[:1] not in _SUSPECT_FIRST:
+        return text  # the hot path: almost every cell
+    if text[0] in _TRIGGERS:
+        return "'" + text
+    rest = text.lstrip(_BLANKS)
+    if rest[:1] in _TRIGGERS or any(ch in _TRIGGERS for ch in text[: len(text) - len(rest)]):
+        return "'" + text
+    return text
 
 
 def _csv_cell(value: _Value) -> str:
@@ -182,32 +261,40 @@ def _csv_cell(value: _Value) -> str:
 
 
 def _write_csv(
-    tmp: Path, path: Path, columns: tuple[str, ...], rows: Iterable[list[_Value]]
+    file: IO[bytes], path: Path, columns: tuple[str, ...], rows: Iterable[list[_Value]]
 ) -> int:
     count = 0
-    with tmp.open("w", encoding="utf-8", newline="") as f:
+    f = io.TextIOWrapper(file, encoding="utf-8", newline="")
+    try:
         out = csv.writer(f, quoting=csv.QUOTE_MINIMAL)
         out.writerow([_inert(name) for name in columns])
         for values in rows:
             out.writerow([_csv_cell(value) for value in values])
             count += 1
+        f.flush()
+    finally:
+        f.detach()  # the caller owns, syncs and closes the file
     return count
 
 
 def _write_jsonl(
-    tmp: Path, path: Path, columns: tuple[str, ...], rows: Iterable[list[_Value]]
+    file: IO[bytes], path: Path, columns: tuple[str, ...], rows: Iterable[list[_Value]]
 ) -> int:
     count = 0
-    with tmp.open("w", encoding="utf-8", newline="\n") as f:
+    f = io.TextIOWrapper(file, encoding="utf-8", newline="\n")
+    try:
         for values in rows:
             record = dict(zip(columns, values, strict=True))
             f.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
             count += 1
+        f.flush()
+    finally:
+        f.detach()
     return count
 
 
 def _write_xlsx(
-    tmp: Path, path: Path, columns: tuple[str, ...], rows: Iterable[list[_Value]]
+    file: IO[bytes], path: Path, columns: tuple[str, ...], rows: Iterable[list[_Value]]
 ) -> int:
     options: dict[str, Any] = {
         "constant_memory": True,  # rows are flushed as written: 1M rows in bounded memory
@@ -216,7 +303,7 @@ def _write_xlsx(
         "strings_to_urls": False,  # ...nor a link (and Excel's 65,530-URL limit)
     }
     number_columns = [name in _NUMBER_FIELDS for name in columns[: len(RESULT_FIELDS)]]
-    workbook = xlsxwriter.Workbook(str(tmp), options)
+    workbook = xlsxwriter.Workbook(file, options)  # the zip is written into `file` at close
     count = 0
     try:
         sheet = workbook.add_worksheet("report")
@@ -247,14 +334,5 @@ def _too_many_rows(path: Path) -> UsageError:
     )
 
 
-def _fsync(path: Path) -> None:
-    """Flush the file to disk, so that the rename never publishes a half-written report."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-_Writer = Callable[[Path, Path, tuple[str, ...], Iterable[list[_Value]]], int]
+_Writer = Callable[[IO[bytes], Path, tuple[str, ...], Iterable[list[_Value]]], int]
 _WRITERS: dict[str, _Writer] = {".csv": _write_csv, ".jsonl": _write_jsonl, ".xlsx": _write_xlsx}

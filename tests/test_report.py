@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import os
+import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +35,7 @@ SUCCESS = ReportLine(
     http_status=201,
     attempts=1,
     extra=("ann@example.com", "active", "old"),
+    line=2,
 )
 ERROR = ReportLine(
     row=2,
@@ -43,6 +48,7 @@ ERROR = ReportLine(
     http_status=201,
     attempts=2,
     extra=("=1+1", "-5", "@SUM(A1)"),
+    line=3,
 )
 INVALID = ReportLine(
     row=3,
@@ -53,6 +59,7 @@ INVALID = ReportLine(
     status=Status.INVALID,
     message="empty contact id",
     extra=("", "\rx", "\tx"),
+    line=5,
 )
 FAILED = ReportLine(
     row=4,
@@ -65,11 +72,12 @@ FAILED = ReportLine(
     http_status=503,
     attempts=6,
     extra=("b@example.com", "", ""),
+    line=7,
 )
 LINES = (SUCCESS, ERROR, INVALID, FAILED)
 
 HEADER = (
-    "row,contact_id,location_id,action,tags,status,message,old_tags,tags_added,tags_removed,"
+    "row,line,contact_id,location_id,action,tags,status,message,old_tags,tags_added,tags_removed,"
     "http_status,attempts,email,input_status,input_Tags"
 )
 
@@ -84,7 +92,15 @@ def simple_line(row: int) -> ReportLine:
         status=Status.PENDING,
         message="",
         extra=(f"e{row}", "", ""),
+        line=row + 1,
     )
+
+
+def only_note(path: Path) -> str:
+    """The `note` cell of a CSV report of one line, read back with the csv module."""
+    with path.open(encoding="utf-8", newline="") as f:
+        [record] = csv.DictReader(f)
+    return record["note"]
 
 
 # --- columns -------------------------------------------------------------------------------------
@@ -127,12 +143,13 @@ def test_csv_is_exact(tmp_path: Path) -> None:
     assert write_report(path, INPUT_COLUMNS, iter(LINES)) == 4
     assert path.read_bytes().decode("utf-8") == (
         HEADER + "\r\n"
-        '1,C0000000000000000001,LOC1,add,"[""vip"",""new""]",success,Tags added,"[""old""]",'
+        '1,2,C0000000000000000001,LOC1,add,"[""vip"",""new""]",success,Tags added,"[""old""]",'
         '"[""vip"",""new""]",[],201,1,ann@example.com,active,old\r\n'
-        '2,C0000000000000000002,LOC1,add,"[""a,b"",""café ✓""]",error,Contact not found,,,,201,2,'
+        '2,3,C0000000000000000002,LOC1,add,"[""a,b"",""café ✓""]",error,Contact not found,,,,'
+        "201,2,"
         "'=1+1,'-5,'@SUM(A1)\r\n"
-        "3,,LOC1,add,[],invalid,empty contact id,,,,,,,\"'\rx\",'\tx\r\n"
-        '4,C0000000000000000004,LOC1,remove,"[""vip""]",failed,'
+        "3,5,,LOC1,add,[],invalid,empty contact id,,,,,,,\"'\rx\",'\tx\r\n"
+        '4,7,C0000000000000000004,LOC1,remove,"[""vip""]",failed,'
         "'=cmd|' /C calc'!A0,,,,503,6,"
         "b@example.com,,\r\n"
     )
@@ -148,6 +165,61 @@ def test_csv_header_cells_are_made_inert_too(tmp_path: Path) -> None:
     path = tmp_path / "report.csv"
     write_report(path, ["=HYPERLINK(1)"], [])
     assert path.read_bytes().decode("utf-8") == HEADER.split(",email")[0] + ",'=HYPERLINK(1)\r\n"
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "=1+1",
+        "+1",
+        "-1",
+        "@SUM(A1)",
+        "\tx",
+        "\rx",
+        "\nx",
+        "\x00x",
+        "\uff1dSUM(A1)",  # fullwidth = + - @
+        "\uff0b1",
+        "\uff0d1",
+        "\uff20SUM(A1)",
+        " =1+1",
+        "\xa0=1+1",  # NBSP
+        "\u3000=1+1",  # ideographic space
+        "\u2003@x",  # em space
+        "\u200b=1+1",  # zero-width space
+        "\ufeff=1+1",  # a byte order mark
+        "\n=1+1",
+        "  \t x",  # a tab among the blanks
+        " \r\n x",
+        " \x00",
+        " \uff1d1",
+    ],
+)
+def test_a_cell_a_spreadsheet_would_run_gets_a_leading_quote(tmp_path: Path, cell: str) -> None:
+    path = tmp_path / "report.csv"
+    write_report(path, ["note"], [dataclasses.replace(SUCCESS, extra=(cell,))])
+    assert only_note(path) == "'" + cell
+
+
+@pytest.mark.parametrize(
+    "cell",
+    ["", " ", "\xa0\u3000", "plain", " plain", "\xa0a=b", "a=b", "'=already", "1-2", "[1]", "£5"],
+)
+def test_a_safe_cell_is_written_unchanged(tmp_path: Path, cell: str) -> None:
+    path = tmp_path / "report.csv"
+    write_report(path, ["note"], [dataclasses.replace(SUCCESS, extra=(cell,))])
+    assert only_note(path) == cell
+
+
+def test_a_header_behind_blanks_is_made_inert_too(tmp_path: Path) -> None:
+    path = tmp_path / "report.csv"
+    write_report(path, ["\xa0=HYPERLINK(1)"], [])
+    assert path.read_bytes().decode("utf-8").endswith(",'\xa0=HYPERLINK(1)\r\n")
+
+
+def test_the_blanks_are_every_character_python_calls_whitespace() -> None:
+    whitespace = {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
+    assert whitespace <= set(report._BLANKS)
 
 
 def test_csv_of_no_lines_is_the_header_alone(tmp_path: Path) -> None:
@@ -167,6 +239,7 @@ def test_jsonl_has_one_object_per_line_with_arrays_nulls_and_numbers(tmp_path: P
     records = [json.loads(line) for line in text.splitlines()]
     assert records[0] == {
         "row": 1,
+        "line": 2,
         "contact_id": "C0000000000000000001",
         "location_id": "LOC1",
         "action": "add",
@@ -208,23 +281,23 @@ def test_xlsx_reads_back_with_string_cells_numbers_and_no_formula(tmp_path: Path
 
     values = [[c.value for c in row] for row in rows[1:]]
     assert values[0] == [
-        1, "C0000000000000000001", "LOC1", "add", '["vip","new"]', "success", "Tags added",
+        1, 2, "C0000000000000000001", "LOC1", "add", '["vip","new"]', "success", "Tags added",
         '["old"]', '["vip","new"]', "[]", 201, 1, "ann@example.com", "active", "old",
     ]  # fmt: skip
-    assert values[1][4] == '["a,b","café ✓"]'
-    assert values[1][7:10] == [None, None, None]
-    assert values[1][12:] == ["=1+1", "-5", "@SUM(A1)"]  # left as they are: string cells
-    assert values[2][10:12] == [None, None]
-    assert values[3][6] == "=cmd|' /C calc'!A0"
+    assert values[1][5] == '["a,b","café ✓"]'
+    assert values[1][8:11] == [None, None, None]
+    assert values[1][13:] == ["=1+1", "-5", "@SUM(A1)"]  # left as they are: string cells
+    assert values[2][11:13] == [None, None]
+    assert values[3][7] == "=cmd|' /C calc'!A0"
 
-    formula_cell = rows[2][12]
+    formula_cell = rows[2][13]
     assert formula_cell.value == "=1+1"
     assert formula_cell.data_type == "s"
-    assert rows[2][13].data_type == "s"  # "-5" stays text, not a number
-    assert rows[1][0].data_type == "n"
-    assert rows[1][10].data_type == "n"
+    assert rows[2][14].data_type == "s"  # "-5" stays text, not a number
+    for number in (0, 1, 11, 12):  # row, line, http_status, attempts
+        assert rows[1][number].data_type == "n"
     for row in rows[1:]:
-        for cell in row[1:10] + row[12:]:
+        for cell in row[2:11] + row[13:]:
             assert cell.value is None or cell.data_type == "s"
 
 
@@ -297,11 +370,62 @@ def test_a_failed_write_leaves_an_older_report_untouched(tmp_path: Path) -> None
     assert [p.name for p in tmp_path.iterdir()] == ["r.csv"]
 
 
-def test_a_stale_temporary_file_from_a_crash_is_replaced(tmp_path: Path) -> None:
-    (tmp_path / "r.jsonl.tmp").write_text("half a report", encoding="utf-8")
+def test_a_file_named_like_an_old_temporary_file_is_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "r.jsonl.tmp").write_text("someone else's", encoding="utf-8")
     write_report(tmp_path / "r.jsonl", INPUT_COLUMNS, [SUCCESS])
-    assert [p.name for p in tmp_path.iterdir()] == ["r.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl", "r.jsonl.tmp"]
+    assert (tmp_path / "r.jsonl.tmp").read_text(encoding="utf-8") == "someone else's"
     assert (tmp_path / "r.jsonl").read_text(encoding="utf-8").count("\n") == 1
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".xlsx"])
+def test_a_symlink_planted_as_the_temporary_file_is_not_written_through(
+    tmp_path: Path, suffix: str
+) -> None:
+    target = tmp_path / "victim.txt"
+    target.write_text("precious", encoding="utf-8")
+    (tmp_path / f"report{suffix}.tmp").symlink_to(target)
+    write_report(tmp_path / f"report{suffix}", INPUT_COLUMNS, LINES)
+    assert target.read_text(encoding="utf-8") == "precious"
+    assert (tmp_path / f"report{suffix}").is_file()
+    assert not (tmp_path / f"report{suffix}").is_symlink()
+
+
+def test_a_symlink_at_the_report_path_is_replaced_by_the_report(tmp_path: Path) -> None:
+    target = tmp_path / "victim.txt"
+    target.write_text("precious", encoding="utf-8")
+    path = tmp_path / "report.csv"
+    path.symlink_to(target)
+    write_report(path, INPUT_COLUMNS, LINES)
+    assert target.read_text(encoding="utf-8") == "precious"
+    assert not path.is_symlink()
+    assert path.read_text(encoding="utf-8").startswith("row,line,")
+
+
+def test_the_temporary_file_is_a_new_hidden_file_beside_the_report(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def lines() -> Iterator[ReportLine]:
+        seen.extend(p.name for p in tmp_path.iterdir())
+        yield SUCCESS
+
+    write_report(tmp_path / "r.csv", INPUT_COLUMNS, lines())
+    assert len(seen) == 1
+    assert seen[0].startswith(".r.csv.")
+    assert seen[0].endswith(".tmp")
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_the_reports_permissions_follow_the_umask(
+    tmp_path: Path, umask: int, mode: int, suffix: str
+) -> None:
+    previous = os.umask(umask)
+    try:
+        write_report(tmp_path / f"r{suffix}", INPUT_COLUMNS, [SUCCESS])
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / f"r{suffix}").stat().st_mode) == mode
 
 
 def test_a_line_whose_input_cells_do_not_match_the_columns_is_a_bug(tmp_path: Path) -> None:
@@ -345,6 +469,29 @@ def test_the_row_count_can_be_checked_against_the_xlsx_limit_before_sending(
     check_report_path(tmp_path / "r.csv", rows=5_000_000)
     with pytest.raises(UsageError, match="1,048,575 rows do not fit"):
         check_report_path(tmp_path / "r.xlsx", rows=1_048_576)
+
+
+def test_an_xlsx_report_wider_than_a_sheet_is_refused_before_sending(tmp_path: Path) -> None:
+    fitting = report.XLSX_MAX_COLUMNS - len(RESULT_FIELDS)
+    check_report_path(tmp_path / "r.xlsx", columns=fitting)
+    check_report_path(tmp_path / "r.csv", columns=fitting + 1)
+    with pytest.raises(UsageError) as refused:
+        check_report_path(tmp_path / "r.xlsx", columns=fitting + 1)
+    assert str(refused.value) == (
+        f"{tmp_path / 'r.xlsx'}: 16,385 columns (13 result fields and 16,372 input columns) do "
+        "not fit in an XLSX sheet, which holds at most 16,384; use --report with .csv or .jsonl"
+    )
+
+
+def test_writing_a_too_wide_xlsx_report_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    columns = [f"c{n}" for n in range(report.XLSX_MAX_COLUMNS)]
+    with pytest.raises(UsageError, match="do not fit in an XLSX sheet"):
+        write_report(tmp_path / "r.xlsx", columns, [])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_xlsx_column_limit_is_excels() -> None:
+    assert report.XLSX_MAX_COLUMNS == 16_384
 
 
 def test_csv_lists_read_back_exactly_with_the_csv_and_json_modules(tmp_path: Path) -> None:

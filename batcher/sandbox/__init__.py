@@ -4,16 +4,22 @@ It is the judge, not a friend of the client: it imports nothing from `batcher` o
 package and follows only the reference (shared/reference/). `Sandbox` runs it on loopback inside a
 program; `serve` runs it until cancelled (the `batcher sandbox` command); `config_from_options`
 and `load_config` build its SandboxConfig from CLI option strings and TOML.
+
+Out of the box it accepts two locations: DEFAULT_LOCATION (`SandboxConfig.default_location`, for
+rows that name none) and EXAMPLE_LOCATION, the one in the API documentation's own example. It
+only listens on loopback unless `allow_public` is set, and then warns (`warn`, `public_warning`).
 """
 
-from batcher.sandbox.app import Sandbox, serve
+from batcher.sandbox.app import Sandbox, public_warning, serve
 from batcher.sandbox.config import (
     DEFAULT_LOCATION,
     DEFAULT_TOKEN,
+    EXAMPLE_LOCATION,
     FaultConfig,
     RateConfig,
     SandboxConfig,
     config_from_options,
+    is_loopback,
     load_config,
     parse_faults,
     parse_rate,
@@ -25,6 +31,7 @@ from batcher.sandbox.universe import TagUpdate, Universe
 __all__ = [
     "DEFAULT_LOCATION",
     "DEFAULT_TOKEN",
+    "EXAMPLE_LOCATION",
     "AppliedRequest",
     "Fault",
     "FaultConfig",
@@ -35,8 +42,10 @@ __all__ = [
     "TagUpdate",
     "Universe",
     "config_from_options",
+    "is_loopback",
     "load_config",
     "parse_faults",
     "parse_rate",
+    "public_warning",
     "serve",
 ]

@@ -4,12 +4,17 @@ A request goes through the checks in the real service's order, and the first tha
 1 token (401), 2 rate limits (429; counted from here on), 3 Version header (400), 4 `{type}` and
 5 body (422), 6 location access (403), 7 injected faults, 8 the update itself (201). Every answer of
 the endpoint carries the five X-RateLimit-* headers. `GET /_sandbox/stats` is the bookkeeping.
+
+A sandbox listens on loopback unless its config says `allow_public`; then, once listening, it
+hands one warning line to `warn` (by default the `batcher.sandbox` logger, which Python prints
+on stderr when nothing else is set up).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -26,6 +31,9 @@ from batcher.sandbox.validation import parse_update, version_problem
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+Warn = Callable[[str], None]
+
+_logger = logging.getLogger("batcher.sandbox")
 
 UPDATE_PATH = "/contacts/bulk/tags/update/{type}"
 STATS_PATH = "/_sandbox/stats"
@@ -163,11 +171,33 @@ class _Endpoint:
         return web.Response(status=500)
 
 
+def _log_warning(text: str) -> None:
+    _logger.warning("%s", text)
+
+
+def public_warning(host: str, port: int) -> str:
+    """The line a sandbox listening beyond loopback hands to `warn`."""
+    return (
+        f"warning: the sandbox listens on {host} port {port}, not only on loopback "
+        "(allow_public): anyone who can reach this machine can send it requests"
+    )
+
+
+def _url_host(host: str) -> str:
+    """The host part of the URL to reach a sandbox bound to `host` from this machine."""
+    if host in ("", "0.0.0.0"):  # every IPv4 interface: loopback is one of them
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
 class Sandbox:
     """The emulator on loopback, as an async context manager.
 
     `clock` (monotonic seconds) drives the rate window, `wall_clock` (epoch seconds) the daily
     quota's UTC day, and `sleep` the injected latency: tests pass fakes and never really wait.
+    `warn` receives the line said when the config makes it listen beyond loopback.
     """
 
     def __init__(
@@ -177,8 +207,10 @@ class Sandbox:
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
+        warn: Warn = _log_warning,
     ) -> None:
         self.config = config or SandboxConfig()
+        self._warn = warn
         strict = self.config.strict_unknown
         fixture = self.config.fixture
         self.universe = (
@@ -211,7 +243,9 @@ class Sandbox:
             raise
         self._runner = runner
         port = runner.addresses[0][1]
-        self.url = f"http://{self.config.host}:{port}"
+        self.url = f"http://{_url_host(self.config.host)}:{port}"
+        if self.config.is_public:
+            self._warn(public_warning(self.config.host, port))
 
     async def stop(self) -> None:
         if self._runner is None:
@@ -240,8 +274,13 @@ async def serve(
     clock: Clock = time.monotonic,
     wall_clock: Clock = time.time,
     sleep: Sleep = asyncio.sleep,
+    warn: Warn = _log_warning,
 ) -> None:
-    """Serve until cancelled (Ctrl-C in `batcher sandbox`); `announce(url)` once listening."""
-    async with Sandbox(config, clock=clock, wall_clock=wall_clock, sleep=sleep) as sandbox:
+    """Serve until cancelled (Ctrl-C in `batcher sandbox`); `announce(url)` once listening.
+
+    A config that allows a public host hands its warning line to `warn` before the announcement.
+    """
+    sandbox = Sandbox(config, clock=clock, wall_clock=wall_clock, sleep=sleep, warn=warn)
+    async with sandbox:
         announce(sandbox.url)
         await asyncio.Event().wait()

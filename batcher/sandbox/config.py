@@ -4,10 +4,11 @@ The three sources meet in one set of converters so that a key means the same eve
 value is refused with the same one-line `ValueError` naming the option or TOML key. TOML shape::
 
     [sandbox]
-    host = "127.0.0.1"
+    host = "127.0.0.1"               # anything but loopback needs allow_public = true
+    allow_public = false
     port = 8765                      # 0: an ephemeral port
     token = "sandbox-token"
-    locations = ["sandboxLocation00001"]
+    locations = ["sandboxLocation00001", "asdrwHvLUxlfw5SqKVCN"]
     fixture = "sandbox-fixture.json"   # relative to the TOML file
     strict_unknown = false
     record_requests = true
@@ -38,6 +39,7 @@ Option strings: `--rate "100/10000"`, `"100/10000,daily=200000,retry_after=true"
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,6 +48,9 @@ from typing import Any, TypeVar, get_type_hints
 
 DEFAULT_TOKEN = "sandbox-token"
 DEFAULT_LOCATION = "sandboxLocation00001"
+# The location id of the API documentation's own example (bulk-tags-endpoint.seed.txt), so that
+# the first curl a newcomer copies from it works as written.
+EXAMPLE_LOCATION = "asdrwHvLUxlfw5SqKVCN"
 
 # What "off" shows in the X-RateLimit-* headers: limits no client run will ever reach.
 UNTHROTTLED_MAX = 1_000_000_000
@@ -103,11 +108,29 @@ class FaultConfig:
             raise ValueError(f"latency_ms must be MIN-MAX with 0 <= MIN <= MAX, got {low}-{high}")
 
 
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and the loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # any other name may resolve to anything
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
-    """Everything one sandbox needs. `rate=None` is unthrottled (benchmarks)."""
+    """Everything one sandbox needs. `rate=None` is unthrottled (benchmarks).
+
+    `host` must be a loopback address unless `allow_public` is set: the sandbox accepts a token
+    that is printed in the docs, and changes no real contact, so nobody else should reach it.
+    """
 
     host: str = "127.0.0.1"
+    allow_public: bool = False
     port: int = 0
     token: str = DEFAULT_TOKEN
     locations: frozenset[str] = frozenset({DEFAULT_LOCATION})
@@ -125,6 +148,22 @@ class SandboxConfig:
             raise ValueError(f"port must be between 0 and 65535, got {self.port}")
         if not self.token:
             raise ValueError("token must not be empty")
+        if not self.allow_public and not is_loopback(self.host):
+            raise ValueError(
+                f"sandbox.host {self.host!r} is not a loopback address (127.0.0.0/8, ::1, "
+                "localhost): other machines could reach the sandbox; set sandbox.allow_public "
+                "= true (batcher sandbox --public) to listen there anyway"
+            )
+
+    @property
+    def default_location(self) -> str:
+        """The location for rows that name none: DEFAULT_LOCATION if served, else the first."""
+        return DEFAULT_LOCATION if DEFAULT_LOCATION in self.locations else min(self.locations)
+
+    @property
+    def is_public(self) -> bool:
+        """True when the sandbox listens beyond loopback (then it warns when it starts)."""
+        return not is_loopback(self.host)
 
 
 _C = TypeVar("_C")
@@ -190,7 +229,10 @@ def _replace(base: _C, items: Mapping[str, object], where: str, *, from_text: bo
     try:
         return dataclasses.replace(base, **changes)  # type: ignore[type-var]
     except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
+        message = str(exc)  # a message that names its key in full is left as it is
+        if not message.startswith(f"{where}."):
+            message = f"{where}: {message}"
+        raise ValueError(message) from None
 
 
 def _pairs(text: str, where: str) -> dict[str, str]:
@@ -238,8 +280,12 @@ def _rate_from_toml(value: object, where: str) -> RateConfig | None:
     raise ValueError(f"{where} must be a table or a string like '100/10000' or 'off'")
 
 
-def load_config(path: Path) -> SandboxConfig:
-    """The `[sandbox]` table of a TOML file (defaults if absent); `fixture` is file-relative."""
+def load_config(path: Path, *, allow_public: bool | None = None) -> SandboxConfig:
+    """The `[sandbox]` table of a TOML file (defaults if absent); `fixture` is file-relative.
+
+    `allow_public`, when not None, overrides the file's (the `--public` option): it must be known
+    before the file's `host` is checked.
+    """
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -260,6 +306,8 @@ def load_config(path: Path) -> SandboxConfig:
     }
     if "rate" in table:
         changes["rate"] = _rate_from_toml(table.pop("rate"), "sandbox.rate")
+    if allow_public is not None:
+        table["allow_public"] = allow_public
     config = _replace(SandboxConfig(), table, "sandbox", from_text=False)
     if config.fixture is not None:
         changes["fixture"] = path.parent / config.fixture
@@ -274,9 +322,16 @@ def config_from_options(
     rate: str | None = None,
     faults: str | None = None,
     fixture: Path | None = None,
+    public: bool | None = None,
 ) -> SandboxConfig:
-    """What `batcher sandbox` builds: options (None = not given) over the file over defaults."""
-    config = load_config(config_file) if config_file is not None else SandboxConfig()
+    """What `batcher sandbox` builds: options (None = not given) over the file over defaults.
+
+    `public` is `--public`: sets `allow_public`, which a non-loopback `sandbox.host` needs.
+    """
+    if config_file is not None:
+        config = load_config(config_file, allow_public=public)
+    else:
+        config = SandboxConfig(allow_public=bool(public))
     changes: dict[str, Any] = {}
     if port is not None:
         changes["port"] = port

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from batcher.sandbox import (
+    DEFAULT_LOCATION,
+    EXAMPLE_LOCATION,
     FaultConfig,
     RateConfig,
     SandboxConfig,
     config_from_options,
+    is_loopback,
     load_config,
     parse_faults,
     parse_rate,
 )
+
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 
 
 def test_rate_strings() -> None:
@@ -199,3 +205,90 @@ def test_options_without_a_file_use_the_defaults() -> None:
 def test_bad_options_are_refused(options: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         config_from_options(**options)  # type: ignore[arg-type]
+
+
+# --- locations -----------------------------------------------------------------------------------
+
+
+def test_the_example_location_is_the_one_in_the_documentations_own_example() -> None:
+    seed = (REFERENCE / "bulk-tags-endpoint.seed.txt").read_text(encoding="utf-8")
+    assert f'"locationId": "{EXAMPLE_LOCATION}"' in seed
+    assert f'default:"{EXAMPLE_LOCATION}"' in seed
+
+
+def test_the_default_location_is_the_sandboxs_own_when_it_is_served() -> None:
+    both = SandboxConfig(locations=frozenset({EXAMPLE_LOCATION, DEFAULT_LOCATION}))
+    assert both.default_location == DEFAULT_LOCATION
+    assert SandboxConfig().default_location == DEFAULT_LOCATION
+
+
+def test_without_the_sandboxs_own_location_the_default_is_the_first_in_order() -> None:
+    config = SandboxConfig(locations=frozenset({"zLocation", EXAMPLE_LOCATION}))
+    assert config.default_location == EXAMPLE_LOCATION
+
+
+# --- where it listens ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "127.255.255.254", "::1", "localhost"])
+def test_a_loopback_host_needs_no_option(host: str) -> None:
+    config = SandboxConfig(host=host)
+    assert config.host == host
+    assert not config.is_public
+
+
+@pytest.mark.parametrize(
+    "host", ["0.0.0.0", "::", "192.168.1.10", "10.0.0.1", "example.com", "my-laptop", ""]
+)
+def test_a_host_beyond_loopback_is_refused_without_allow_public(host: str) -> None:
+    message = (
+        f"sandbox.host {host!r} is not a loopback address (127.0.0.0/8, ::1, localhost): other "
+        "machines could reach the sandbox; set sandbox.allow_public = true "
+        "(batcher sandbox --public) to listen there anyway"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        SandboxConfig(host=host)
+
+
+def test_a_host_beyond_loopback_is_allowed_with_allow_public() -> None:
+    config = SandboxConfig(host="0.0.0.0", allow_public=True)
+    assert config.is_public
+
+
+def test_an_ipv4_mapped_loopback_address_is_loopback() -> None:
+    assert is_loopback("::ffff:127.0.0.1")
+    assert not is_loopback("::ffff:10.0.0.1")
+
+
+def test_a_public_host_in_toml_is_refused_naming_the_key_and_the_fix(tmp_path: Path) -> None:
+    path = _toml(tmp_path, '[sandbox]\nhost = "0.0.0.0"\n')
+    with pytest.raises(ValueError, match=r"^sandbox\.host '0\.0\.0\.0' is not a loopback") as no:
+        load_config(path)
+    assert "allow_public = true" in str(no.value)
+
+
+def test_a_public_host_in_toml_is_allowed_with_allow_public(tmp_path: Path) -> None:
+    path = _toml(tmp_path, '[sandbox]\nhost = "0.0.0.0"\nallow_public = true\n')
+    assert load_config(path) == SandboxConfig(host="0.0.0.0", allow_public=True)
+
+
+def test_the_options_keep_the_files_allow_public(tmp_path: Path) -> None:
+    path = _toml(tmp_path, '[sandbox]\nhost = "0.0.0.0"\nallow_public = true\n')
+    assert config_from_options(config_file=path, port=8765).allow_public
+
+
+def test_the_public_option_allows_the_files_public_host(tmp_path: Path) -> None:
+    path = _toml(tmp_path, '[sandbox]\nhost = "0.0.0.0"\n')
+    config = config_from_options(config_file=path, public=True)
+    assert (config.host, config.allow_public) == ("0.0.0.0", True)
+
+
+def test_public_false_overrides_the_files_allow_public(tmp_path: Path) -> None:
+    path = _toml(tmp_path, '[sandbox]\nhost = "0.0.0.0"\nallow_public = true\n')
+    with pytest.raises(ValueError, match=r"^sandbox\.host '0\.0\.0\.0' is not a loopback"):
+        config_from_options(config_file=path, public=False)
+
+
+def test_public_true_sets_allow_public() -> None:
+    assert config_from_options(public=True).allow_public
+    assert not config_from_options().allow_public

@@ -7,7 +7,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from batcher.sandbox import Sandbox
+from batcher.sandbox import EXAMPLE_LOCATION, Sandbox
 
 from .conftest import SandboxFactory
 from .helpers import CONTACT, LOCATION, OTHER_CONTACT, body, post
@@ -31,7 +31,7 @@ SEED_CURL_BODY = b"""{
 async def test_the_seed_curl_example_with_a_json_boolean_is_accepted(
     make_sandbox: SandboxFactory, session: aiohttp.ClientSession
 ) -> None:
-    async with make_sandbox(locations=frozenset({"asdrwHvLUxlfw5SqKVCN"})) as sandbox:
+    async with make_sandbox(locations=frozenset({EXAMPLE_LOCATION})) as sandbox:
         fixed = SEED_CURL_BODY.replace(b'"false"', b"false")
         answer = await post(session, sandbox, None, type_="remove", raw=fixed)
     assert answer.status == 201
@@ -47,7 +47,7 @@ async def test_the_seed_curl_example_with_a_json_boolean_is_accepted(
 async def test_the_seed_curl_example_as_published_is_a_422(
     make_sandbox: SandboxFactory, session: aiohttp.ClientSession
 ) -> None:
-    async with make_sandbox(locations=frozenset({"asdrwHvLUxlfw5SqKVCN"})) as sandbox:
+    async with make_sandbox(locations=frozenset({EXAMPLE_LOCATION})) as sandbox:
         answer = await post(session, sandbox, None, type_="remove", raw=SEED_CURL_BODY)
     assert answer.status == 422
     assert answer.body["message"] == ["removeAllTags must be a boolean value"]
