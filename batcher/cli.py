@@ -352,6 +352,12 @@ def plan(quiet: bool, **options: Any) -> None:
     type=click.Path(path_type=Path),
     help="TOML file with a [sandbox] table.",
 )
+@click.option(
+    "--public",
+    is_flag=True,
+    default=None,
+    help="Allow a [sandbox] host that is not loopback (other machines can reach it).",
+)
 def sandbox(
     port: int | None,
     token: str | None,
@@ -359,6 +365,7 @@ def sandbox(
     faults: str | None,
     fixture: Path | None,
     config_file: Path | None,
+    public: bool | None,
 ) -> None:
     """Serve the local emulator of the bulk contact-tags API until interrupted."""
     try:
@@ -369,6 +376,7 @@ def sandbox(
             rate=rate,
             faults=faults,
             fixture=fixture,
+            public=public,
         )
     except ValueError as exc:
         _fail(str(exc), 2)
@@ -381,7 +389,7 @@ def sandbox(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
-        asyncio.run(serve(config, announce))
+        asyncio.run(serve(config, announce, warn=_notify))
     except KeyboardInterrupt:
         pass
     except OSError as exc:

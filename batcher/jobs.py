@@ -14,7 +14,7 @@ from pathlib import Path
 from batcher.config import Settings, config_path
 from batcher.errors import ConfigError, UsageError
 from batcher.loading import InputOptions, parse_tags
-from batcher.sandbox import DEFAULT_LOCATION, SandboxConfig, load_config
+from batcher.sandbox import SandboxConfig, load_config
 
 __all__ = ["SANDBOX_FIXTURE_NAME", "Job", "build_job", "default_report_path", "sandbox_config"]
 
@@ -88,9 +88,7 @@ def build_job(
     default_location = settings.api.location_id
     config = sandbox_config(config_file, input_path) if sandbox else None
     if config is not None and not default_location:
-        default_location = (
-            DEFAULT_LOCATION if DEFAULT_LOCATION in config.locations else min(config.locations)
-        )
+        default_location = config.default_location
     options = InputOptions(
         id_column=id_column,
         sheet=sheet,

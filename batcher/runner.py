@@ -214,7 +214,7 @@ async def execute(
         work = ledger.work()
         _plan(result, work, settings)
         if report_path is not None:
-            check_report_path(report_path, rows=ledger.row_count())
+            check_report_path(report_path, rows=ledger.row_count(), columns=len(ledger.columns))
         if not work and not ledger.resumed and table.has_rows:
             _refuse_all_invalid(ledger, job, report_path)
         if not dry_run and work and not stop.requested:

@@ -133,7 +133,8 @@ class SandboxConfig:
     allow_public: bool = False
     port: int = 0
     token: str = DEFAULT_TOKEN
-    locations: frozenset[str] = frozenset({DEFAULT_LOCATION})
+    # The reference's own example location too, so the documentation's curl works as written.
+    locations: frozenset[str] = frozenset({DEFAULT_LOCATION, EXAMPLE_LOCATION})
     fixture: Path | None = None
     # True: a well-formed id missing from the fixture "does not belong to account" instead of
     # being a tagless contact of the request's location.

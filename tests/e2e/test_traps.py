@@ -299,3 +299,16 @@ def test_plan_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
     assert done.stdout == "batcher: p"
     assert "Traceback" not in done.stderr
     assert "BrokenPipe" not in done.stderr
+
+
+def test_an_xlsx_report_too_long_for_excel_is_refused_before_sending(
+    cli: CliRunner, tmp_path: Path, served: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit 2 promises nothing was sent: the sheet's row limit is checked after loading and
+    before the first request (the limit is lowered here instead of loading a million rows)."""
+    monkeypatch.setattr("batcher.report.XLSX_MAX_DATA_ROWS", 5)
+    write_csv(tmp_path / "in.csv", contact_ids(6))
+    result = run(cli, served, "in.csv", "--action", "add", "--tags", "x", "--report", "r.xlsx")
+    assert result.exit_code == 2, result.output
+    assert "do not fit in an XLSX sheet" in errors(result)[0]
+    assert served.stats.total_requests == 0

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from python_calamine import CalamineWorkbook
 
-from batcher.sandbox import SandboxConfig, Universe, serve
+from batcher.sandbox import Sandbox, SandboxConfig, Universe, serve
 
 from .helpers import HEADERS, LOCATION
 
@@ -100,3 +100,24 @@ def test_highlevel_export_carries_the_fixture_tags(universe: Universe) -> None:
         assert tags is not None
         assert row["Tags"] == ",".join(tags)
     assert any("," in row["Tags"] for row in rows)
+
+
+async def test_out_of_the_box_the_documentation_s_example_location_is_accepted() -> None:
+    """The seed page's curl example (with removeAllTags as a JSON boolean) gets a 201 from a
+    sandbox with no configuration at all, so a newcomer's first request works."""
+    body = {
+        "contacts": ["qFSqySFkVvNzOSqgGqFi", "abcdef"],
+        "tags": ["tag-1", "tag-2"],
+        "locationId": "asdrwHvLUxlfw5SqKVCN",
+        "removeAllTags": False,
+    }
+    headers = {"Authorization": "Bearer sandbox-token", "Version": "2021-07-28"}
+    async with (
+        Sandbox() as sandbox,
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{sandbox.url}/contacts/bulk/tags/update/add", json=body, headers=headers
+        ) as answer,
+    ):
+        assert answer.status == 201
+        assert (await answer.json())["errorCount"] == 1
