@@ -276,22 +276,23 @@ class BulkTagsClient:
         )
 
     def _clean_outcomes(self, outcomes: list[ContactOutcome]) -> tuple[ContactOutcome, ...]:
-        """Every kept text sanitized; scrubbed of the token only when the answer holds it.
+        """Every kept text sanitized and scrubbed of the token.
 
-        The common case costs one `found_in` over one joined string per answer (the outcomes'
-        texts are sanitized copies only where they held something harmful).
+        The common case (nothing harmful, no token) costs one sanitize test and one `found_in`
+        over one string joining the answer's texts; only an answer that fails either is cleaned
+        text by text. The space joining them is harmless and in no token piece.
         """
-        outcomes = [_sanitized(outcome) for outcome in outcomes]
-        if not self._scrubber.found_in("\n".join(_texts(outcomes))):
+        joined = " ".join(_texts(outcomes))
+        if sanitize(joined) is joined and not self._scrubber.found_in(joined):
             return tuple(outcomes)
-        scrub = self._scrubber.scrub
+        clean = self._clean
         return tuple(
             ContactOutcome(
                 o.status,
-                scrub(o.message),
-                old_tags=_map(scrub, o.old_tags),
-                tags_added=_map(scrub, o.tags_added),
-                tags_removed=_map(scrub, o.tags_removed),
+                clean(o.message),
+                old_tags=_map(clean, o.old_tags),
+                tags_added=_map(clean, o.tags_added),
+                tags_removed=_map(clean, o.tags_removed),
             )
             for o in outcomes
         )
@@ -450,19 +451,6 @@ def _scalar_text(value: object) -> str:
 def _quote(value: object) -> str:
     text = repr(_scalar_text(value))
     return text if len(text) <= _QUOTE_CHARS else text[: _QUOTE_CHARS - 1] + "…"
-
-
-def _sanitized(outcome: ContactOutcome) -> ContactOutcome:
-    texts = list(_texts([outcome]))
-    if all(sanitize(text) is text for text in texts):  # the common case: nothing to copy
-        return outcome
-    return ContactOutcome(
-        outcome.status,
-        sanitize(outcome.message),
-        old_tags=_map(sanitize, outcome.old_tags),
-        tags_added=_map(sanitize, outcome.tags_added),
-        tags_removed=_map(sanitize, outcome.tags_removed),
-    )
 
 
 def _texts(outcomes: Iterable[ContactOutcome]) -> Iterable[str]:
