@@ -13,15 +13,31 @@ Wire facts (reference/API-NOTES.md, bulk-tags.openapi.json):
 - `400`/`422` NestJS errors (`message` is a list for 422), `401`, `403`, and `429` for both the
   burst and the daily limit, told apart by `X-RateLimit-Daily-Remaining: 0`.
 
-The bearer token never appears in a message, a log line or a repr: messages are built from
-statuses, the API's own words and exception class names, and are scrubbed of the token anyway in
-case a server or a proxy echoes it back.
+Everything that comes from the server is untrusted (a proxy, a captive portal or a hostile host
+can answer in the API's place):
+- an answer's body is read in chunks and refused past MAX_ANSWER_BYTES (MalformedAnswerError,
+  transient), whatever Content-Length says or does not say;
+- a body that does not parse (invalid UTF-8, not JSON, nested too deep for the parser) is a
+  MalformedAnswerError for a 201 and an empty detail for an error;
+- every text that leaves this module (per-contact messages and tags, error messages, Location
+  headers, transport error texts, the headers an error carries) goes through `sanitize` (no
+  control characters, no lone surrogates) and then through the token `Scrubber` (the token, or
+  any 8+ character piece of it, in any case, becomes "[token]");
+- exceptions that hold the request (aiohttp's ClientResponseError and its subclasses carry
+  `request_info`, whose headers include `Authorization`) are never str()'d or repr()'d into a
+  message: only their class name, status and reason phrase are used;
+- redirects are never followed.
+
+Proxies: for a base URL that is not loopback, HTTPS_PROXY/HTTP_PROXY/NO_PROXY are honoured as
+aiohttp's `trust_env` reads them; a loopback base URL (127.0.0.0/8, ::1, localhost: the sandbox)
+never goes through a proxy.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -30,6 +46,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from batcher.errors import (
     ApiError,
@@ -43,9 +61,21 @@ from batcher.errors import (
     TransportError,
 )
 from batcher.models import Batch, ContactOutcome, RateLimitInfo, Status
+from batcher.secrets import Scrubber, sanitize
 
 DEFAULT_VERSION = "2021-07-28"
 NO_ENTRY_MESSAGE = "no per-contact answer in the API's response"
+
+# The largest answer body read, 201 or error alike. A 201 for 500 contacts (the most one request
+# carries) is well under 1 MiB even with long tag lists; 4 MiB leaves room for any honest answer
+# and keeps a broken or hostile server from filling memory (a 108 MiB answer once took the
+# process to 2.8 GB). Past it the answer is a MalformedAnswerError: retried, then `failed`.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+TOO_LARGE_MESSAGE = "answer larger than 4 MiB"
+# Bodies are read this much at a time: at most MAX_ANSWER_BYTES + one chunk is ever held.
+_CHUNK_BYTES = 64 * 1024
+# How much of an unexpected JSON value (an unknown per-contact `type`) a message quotes.
+_QUOTE_CHARS = 60
 
 # Response headers that describe the limits actually applied (API-NOTES.md, "Rate limits").
 _RATE_HEADERS = {
@@ -119,6 +149,9 @@ class BulkTagsClient:
         self._version = version
         self._timeout_s = timeout_s
         self._max_connections = max_connections
+        self._scrubber = Scrubber(token)
+        self._proxy: URL | None = None
+        self._proxy_auth: aiohttp.BasicAuth | None = None
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
@@ -129,6 +162,12 @@ class BulkTagsClient:
         )
 
     async def __aenter__(self) -> Self:
+        # The proxy is chosen here, once, from the environment aiohttp's `trust_env` reads
+        # (HTTP(S)_PROXY, NO_PROXY, a proxy's credentials in its URL or in .netrc), rather than by
+        # `trust_env=True` on the session: that would also take credentials for the API host
+        # from ~/.netrc, which aiohttp refuses to combine with our Authorization header
+        # (ValueError on every request for a user whose .netrc names the API host).
+        self._proxy, self._proxy_auth = _env_proxy(URL(self._url_for("add")))
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._max_connections),
             timeout=aiohttp.ClientTimeout(total=self._timeout_s),
@@ -151,8 +190,13 @@ class BulkTagsClient:
             await self._session.close()
             self._session = None
 
-    def _url(self, batch: Batch) -> str:
-        return f"{self._base_url}/contacts/bulk/tags/update/{batch.action.value}"
+    def _url_for(self, action: str) -> str:
+        return f"{self._base_url}/contacts/bulk/tags/update/{action}"
+
+    @property
+    def proxy(self) -> str | None:
+        """The proxy requests go through (None: direct), without its credentials."""
+        return None if self._proxy is None else str(self._proxy.with_user(None))
 
     async def send(self, batch: Batch) -> Answer:
         """Make ONE attempt for `batch`; return its usable 201 or raise an ApiError subclass."""
@@ -160,25 +204,33 @@ class BulkTagsClient:
             raise RuntimeError("BulkTagsClient.send() outside 'async with BulkTagsClient(...)'")
         try:
             async with self._session.post(
-                self._url(batch), data=_encode_body(batch), allow_redirects=False
+                self._url_for(batch.action.value),
+                data=_encode_body(batch),
+                allow_redirects=False,
+                proxy=self._proxy,
+                proxy_auth=self._proxy_auth,
             ) as response:
                 status = response.status
                 reason = response.reason or ""
-                headers = dict(response.headers)
-                raw = await response.read()
+                headers = self._safe_headers(response.headers)
+                raw = await _read_capped(response)
         # aiohttp's own timeouts subclass TimeoutError (asyncio.TimeoutError is TimeoutError).
         except TimeoutError as exc:
             raise TransportError(f"no answer within {self._timeout_s:g} s (timeout)") from exc
-        # Refused, reset, dropped (ServerDisconnectedError), TLS and payload errors.
+        except _TooLargeError:
+            raise MalformedAnswerError(
+                self._clean(f"HTTP {status}: {TOO_LARGE_MESSAGE}"), status=status, headers=headers
+            ) from None
+        # Refused, reset, dropped (ServerDisconnectedError), TLS, proxy and payload errors.
         except aiohttp.ClientError as exc:
-            raise TransportError(self._scrub(f"no answer: {type(exc).__name__}: {exc}")) from exc
+            raise TransportError(self._clean(f"no answer: {_describe(exc)}")) from exc
 
         if status == HTTPStatus.CREATED:
-            return _parse_created(batch, raw, headers)
+            return self._parse_created(batch, raw, headers)
         raise self._error_for(status, reason, headers, raw)
 
     def _error_for(
-        self, status: int, reason: str, headers: Mapping[str, str], raw: bytes
+        self, status: int, reason: str, headers: Mapping[str, str], raw: bytearray
     ) -> ApiError:
         """The typed error for any answer other than 201 (API-NOTES.md, "Response")."""
         if status >= HTTPStatus.BAD_REQUEST:
@@ -193,7 +245,7 @@ class BulkTagsClient:
         message = f"HTTP {status}: {detail}" if detail else f"HTTP {status} {reason}".rstrip()
         rate = parse_rate_limit(headers)
         return _error_class(status, rate)(
-            self._scrub(message),
+            self._clean(message),
             status=status,
             headers=headers,
             retry_after_s=parse_retry_after(
@@ -202,8 +254,130 @@ class BulkTagsClient:
             rate=rate,
         )
 
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._token, "[token]") if self._token else text
+    def _parse_created(self, batch: Batch, raw: bytearray, headers: Mapping[str, str]) -> Answer:
+        """Match the 201's `responses` to the batch's contacts by `contactId`."""
+        data = _load_json(raw)
+        if data is None:
+            raise MalformedAnswerError(
+                "HTTP 201 with a body that is not readable JSON", status=201, headers=headers
+            )
+        if not isinstance(data, dict) or not isinstance(data.get("responses"), list):
+            raise MalformedAnswerError(
+                "HTTP 201 without a 'responses' list", status=201, headers=headers
+            )
+
+        entries: dict[str, Mapping[str, Any]] = {}
+        for entry in data["responses"]:
+            if isinstance(entry, dict) and isinstance(entry.get("contactId"), str):
+                entries.setdefault(entry["contactId"], entry)
+        outcomes = [_outcome(entries.get(contact_id)) for contact_id in batch.contact_ids]
+        return Answer(
+            outcomes=self._clean_outcomes(outcomes), http_status=201, rate=parse_rate_limit(headers)
+        )
+
+    def _clean_outcomes(self, outcomes: list[ContactOutcome]) -> tuple[ContactOutcome, ...]:
+        """Every kept text sanitized and scrubbed of the token.
+
+        The common case (nothing harmful, no token) costs one sanitize test and one `found_in`
+        over one string joining the answer's texts; only an answer that fails either is cleaned
+        text by text. The space joining them is harmless and in no token piece.
+        """
+        joined = " ".join(_texts(outcomes))
+        if sanitize(joined) is joined and not self._scrubber.found_in(joined):
+            return tuple(outcomes)
+        clean = self._clean
+        return tuple(
+            ContactOutcome(
+                o.status,
+                clean(o.message),
+                old_tags=_map(clean, o.old_tags),
+                tags_added=_map(clean, o.tags_added),
+                tags_removed=_map(clean, o.tags_removed),
+            )
+            for o in outcomes
+        )
+
+    def _clean(self, text: str) -> str:
+        """Any text from outside, made harmless and free of the token."""
+        return self._scrubber.scrub(sanitize(text))
+
+    def _safe_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The answer's headers as kept on an error: values sanitized and scrubbed."""
+        kept = {name: sanitize(value) for name, value in headers.items()}
+        if self._scrubber.found_in("\n".join(kept.values())):
+            kept = {name: self._scrubber.scrub(value) for name, value in kept.items()}
+        return kept
+
+
+class _TooLargeError(Exception):
+    """An answer body past MAX_ANSWER_BYTES (internal: becomes a MalformedAnswerError)."""
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytearray:
+    """The body, read a chunk at a time, refused as soon as it passes MAX_ANSWER_BYTES.
+
+    Content-Length, when given, refuses a body before any of it is read; without it (chunked,
+    or a lying length) the running count does. The connection of a refused body is closed, not
+    returned to the pool with the rest of the body still on it.
+    """
+    length = response.content_length
+    if length is not None and length > MAX_ANSWER_BYTES:
+        response.close()
+        raise _TooLargeError
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+        if len(body) + len(chunk) > MAX_ANSWER_BYTES:
+            response.close()
+            raise _TooLargeError
+        body += chunk
+    return body
+
+
+def _load_json(raw: bytearray) -> Any:
+    """The parsed body, or None when it cannot be parsed.
+
+    Invalid UTF-8 and non-JSON raise ValueError; JSON nested deeper than the parser's recursion
+    limit raises RecursionError (a body of 100k "[" is 100 kB): neither may escape.
+    """
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _describe(exc: aiohttp.ClientError) -> str:
+    """Safe text for a transport error.
+
+    A ClientResponseError (and its subclasses: a proxy's refusal, a bad answer line…) holds
+    `request_info`, whose headers include our Authorization header: its str() and repr() are
+    never used, only its class name, status and reason phrase.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{name} (HTTP {exc.status} {exc.message})".rstrip()
+    return f"{name}: {exc}"
+
+
+def _env_proxy(url: URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+    """The proxy for `url` from the environment (None for loopback or NO_PROXY or none set)."""
+    if _is_loopback(url.host):
+        return None, None
+    try:
+        return get_env_proxy_for_url(url)
+    except LookupError:  # no proxy for this scheme, or NO_PROXY names the host
+        return None, None
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _encode_body(batch: Batch) -> bytes:
@@ -237,27 +411,6 @@ def _error_class(status: int, rate: RateLimitInfo) -> type[ApiError]:
     return MalformedAnswerError  # 1xx/2xx other than 201: not an answer the API documents
 
 
-def _parse_created(batch: Batch, raw: bytes, headers: Mapping[str, str]) -> Answer:
-    """Match the 201's `responses` to the batch's contacts by `contactId`."""
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
-        raise MalformedAnswerError(
-            "HTTP 201 with a body that is not JSON", status=201, headers=headers
-        ) from exc
-    if not isinstance(data, dict) or not isinstance(data.get("responses"), list):
-        raise MalformedAnswerError(
-            "HTTP 201 without a 'responses' list", status=201, headers=headers
-        )
-
-    entries: dict[str, Mapping[str, Any]] = {}
-    for entry in data["responses"]:
-        if isinstance(entry, dict) and isinstance(entry.get("contactId"), str):
-            entries.setdefault(entry["contactId"], entry)
-    outcomes = tuple(_outcome(entries.get(contact_id)) for contact_id in batch.contact_ids)
-    return Answer(outcomes=outcomes, http_status=201, rate=parse_rate_limit(headers))
-
-
 def _outcome(entry: Mapping[str, Any] | None) -> ContactOutcome:
     if entry is None:
         return ContactOutcome(Status.FAILED, NO_ENTRY_MESSAGE)
@@ -276,22 +429,51 @@ def _outcome(entry: Mapping[str, Any] | None) -> ContactOutcome:
         return ContactOutcome(Status.ERROR, text)
     # Neither documented type: we cannot tell whether the change was applied. `failed` rows are
     # sent again by the next run, which is safe because adding/removing tags is idempotent.
-    return ContactOutcome(Status.FAILED, f"unrecognised per-contact answer type {kind!r}: {text}")
+    return ContactOutcome(
+        Status.FAILED, f"unrecognised per-contact answer type {_quote(kind)}: {text}"
+    )
 
 
 def _tags(value: object) -> tuple[str, ...] | None:
-    return tuple(str(tag) for tag in value) if isinstance(value, list) else None
+    return tuple(_scalar_text(tag) for tag in value) if isinstance(value, list) else None
 
 
-def _body_message(raw: bytes) -> str:
-    """The API's `message` (a 422's list joined with "; "), or "" when the body has none."""
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return ""
+def _scalar_text(value: object) -> str:
+    """A JSON value as text; a nested one by its kind only (its str() could be huge, or too
+    deep to render)."""
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, bool | int | float):
+        return json.dumps(value)
+    return f"<{type(value).__name__}>"
+
+
+def _quote(value: object) -> str:
+    text = repr(_scalar_text(value))
+    return text if len(text) <= _QUOTE_CHARS else text[: _QUOTE_CHARS - 1] + "…"
+
+
+def _texts(outcomes: Iterable[ContactOutcome]) -> Iterable[str]:
+    for outcome in outcomes:
+        yield outcome.message
+        for tags in (outcome.old_tags, outcome.tags_added, outcome.tags_removed):
+            if tags:
+                yield from tags
+
+
+def _map(function: Callable[[str], str], values: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(function(value) for value in values)
+
+
+def _body_message(raw: bytearray) -> str:
+    """The API's `message` (a 422's list joined with "; "), or "" when the body has none.
+
+    An unreadable body (not JSON, invalid UTF-8, nested too deep) has no message.
+    """
+    data = _load_json(raw)
     message = data.get("message") if isinstance(data, dict) else None
     if isinstance(message, list):
-        return "; ".join(str(part) for part in message)
+        return "; ".join(_scalar_text(part) for part in message)
     return message if isinstance(message, str) else ""
 
 
@@ -324,7 +506,9 @@ def _non_negative_int(value: str | None) -> int | None:
 
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
     "NO_ENTRY_MESSAGE",
+    "TOO_LARGE_MESSAGE",
     "Answer",
     "BulkTagsClient",
     "parse_rate_limit",

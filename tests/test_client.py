@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aioresponses import CallbackResult, aioresponses
 from jsonschema import Draft7Validator
 from yarl import URL
 
 from batcher.client import (
+    MAX_ANSWER_BYTES,
     NO_ENTRY_MESSAGE,
     BulkTagsClient,
     parse_rate_limit,
@@ -32,6 +35,7 @@ from batcher.errors import (
     TransportError,
 )
 from batcher.models import Action, Batch, ContactOutcome, RateLimitInfo, Status
+from batcher.secrets import REDACTED
 
 BASE = "https://services.leadconnectorhq.com"
 ADD_URL = f"{BASE}/contacts/bulk/tags/update/add"
@@ -525,3 +529,383 @@ async def test_the_token_is_never_in_an_error(
     assert TOKEN not in repr(caught.value)
     assert TOKEN not in caught.value.message
     assert TOKEN not in repr(client)
+
+
+def pieces_of_token(text: str) -> list[str]:
+    """Every 8-character piece of TOKEN found in `text`, in any case (none may be)."""
+    folded = text.casefold()
+    token = TOKEN.casefold()
+    return [token[i : i + 8] for i in range(len(token) - 7) if token[i : i + 8] in folded]
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        pytest.param(TOKEN, id="verbatim"),
+        pytest.param(TOKEN.upper(), id="upper-cased"),
+        pytest.param(TOKEN[5:17], id="a 12-character piece"),
+        pytest.param(TOKEN.swapcase(), id="swapped case"),
+    ],
+)
+async def test_the_token_is_scrubbed_from_every_kept_text_of_a_201(
+    mocked: aioresponses, client: BulkTagsClient, echo: str
+) -> None:
+    mocked.post(
+        ADD_URL,
+        status=201,
+        payload=created(
+            success(IDS[0], message=f"ok {echo}", oldTags=[echo, "old"], tagsAdded=[f"x{echo}"]),
+            success(IDS[1], tagsRemoved=[echo]),
+            error(IDS[2], f"no: {echo}!"),
+        ),
+    )
+
+    answer = await client.send(make_batch())
+
+    assert pieces_of_token(repr(answer)) == []
+    first, second, third = answer.outcomes
+    assert first.message == f"ok {REDACTED}"
+    assert first.old_tags == (REDACTED, "old")
+    assert first.tags_added == (f"x{REDACTED}",)
+    assert second.tags_removed == (REDACTED,)
+    assert third.message == f"no: {REDACTED}!"
+
+
+async def test_an_answer_without_the_token_is_kept_as_it_came(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    entries = [success(i, message="Tags updated", oldTags=["pit-7f3"]) for i in IDS]
+    mocked.post(ADD_URL, status=201, payload=created(*entries))
+
+    answer = await client.send(make_batch())
+
+    assert {o.message for o in answer.outcomes} == {"Tags updated"}
+    assert answer.outcomes[0].old_tags == ("pit-7f3",)  # 7 characters: a tag, not a piece
+
+
+async def test_lone_surrogates_and_control_characters_are_replaced_in_texts_of_a_201(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    # Written as JSON escapes, as a server would: json.loads turns them into a lone surrogate.
+    body = (
+        '{"responses": ['
+        f'{{"contactId": "{IDS[0]}", "type": "success", "message": "ok \\ud800 \\u001b[31m",'
+        ' "oldTags": ["a\\udfff"], "tagsAdded": ["b\\u0007"], "tagsRemoved": []},'
+        f'{{"contactId": "{IDS[1]}", "type": "error", "message": "bad\\ud83d"}},'
+        f'{{"contactId": "{IDS[2]}", "type": "weird\\u0000", "message": "?"}}'
+        "]}"
+    )
+    mocked.post(ADD_URL, status=201, body=body)
+
+    answer = await client.send(make_batch())
+
+    first, second, third = answer.outcomes
+    assert first.message == "ok \ufffd \ufffd[31m"
+    assert first.old_tags == ("a\ufffd",)
+    assert first.tags_added == ("b\ufffd",)
+    assert second.message == "bad\ufffd"
+    assert third.status is Status.FAILED
+    assert "\x00" not in third.message
+    for outcome in answer.outcomes:
+        for text in (outcome.message, *(outcome.old_tags or ()), *(outcome.tags_added or ())):
+            text.encode("utf-8")  # a lone surrogate would raise UnicodeEncodeError
+
+
+async def test_odd_values_in_a_201_are_rendered_short_and_never_recursively(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    odd = {"contactId": IDS[0], "type": ["x" * 5000], "message": "queued"}
+    nested = success(IDS[1], oldTags=[[[["deep"]]], 7, None, {"a": 1}])
+    mocked.post(ADD_URL, status=201, payload=created(odd, nested, success(IDS[2])))
+
+    answer = await client.send(make_batch())
+
+    assert answer.outcomes[0].status is Status.FAILED
+    assert len(answer.outcomes[0].message) < 100
+    assert answer.outcomes[1].old_tags == ("<list>", "7", "null", "<dict>")
+
+
+def deeply_nested(depth: int = 20_000) -> str:
+    text = "[" * depth + "]" * depth
+    with pytest.raises(RecursionError):  # what the parser does with it, left alone
+        json.loads(text)
+    return text
+
+
+async def test_json_nested_too_deep_in_a_201_is_a_malformed_answer(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    mocked.post(ADD_URL, status=201, body='{"responses": ' + deeply_nested() + "}")
+
+    with pytest.raises(MalformedAnswerError) as caught:
+        await client.send(make_batch())
+
+    assert caught.value.status == 201
+    assert caught.value.message == "HTTP 201 with a body that is not readable JSON"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param('{"message": ' + deeply_nested() + "}", id="nested too deep"),
+        pytest.param(b'{"message": "caf\xe9"}', id="invalid UTF-8"),
+        pytest.param('{"message": "unterminated', id="not JSON"),
+    ],
+)
+async def test_an_unreadable_error_body_has_no_detail(
+    mocked: aioresponses, client: BulkTagsClient, body: str | bytes
+) -> None:
+    mocked.post(ADD_URL, status=500, body=body)
+
+    with pytest.raises(ServerError) as caught:
+        await client.send(make_batch())
+
+    assert caught.value.message == "HTTP 500 Internal Server Error"
+
+
+async def test_error_messages_are_sanitized_and_scrubbed(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    body = json.dumps({"message": ["\x1b]0;pwned\x07", TOKEN.upper(), "\ud800"]})
+    mocked.post(ADD_URL, status=422, body=body.encode("utf-8", "surrogatepass"))
+
+    with pytest.raises(RejectedError) as caught:
+        await client.send(make_batch())
+
+    assert caught.value.message == f"HTTP 422: \ufffd]0;pwned\ufffd; {REDACTED}; \ufffd"
+
+
+async def test_the_headers_an_error_carries_are_scrubbed(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    headers = {"X-Echo": f"Bearer {TOKEN[3:20]}", "Location": f"https://x.example/{TOKEN}"}
+    mocked.post(ADD_URL, status=302, headers=headers)
+
+    with pytest.raises(RejectedError) as caught:
+        await client.send(make_batch())
+
+    assert pieces_of_token(caught.value.message) == []
+    assert pieces_of_token(repr(dict(caught.value.headers))) == []
+    assert caught.value.headers["X-Echo"] == f"Bearer {REDACTED}"
+
+
+async def test_an_exception_holding_the_request_is_never_rendered_into_a_message(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    # aiohttp's ClientResponseError family (a proxy's refusal among them) keeps request_info,
+    # whose headers hold our Authorization header; its repr() would print them.
+    info = aiohttp.RequestInfo(
+        URL(ADD_URL), "POST", {"Authorization": f"Bearer {TOKEN}"}, URL(ADD_URL)
+    )
+    exc = aiohttp.ClientHttpProxyError(info, (), status=407, message="Proxy Auth Required")
+    assert TOKEN in repr(exc.request_info)  # what must not get out
+    mocked.post(ADD_URL, exception=exc)
+
+    with pytest.raises(TransportError) as caught:
+        await client.send(make_batch())
+
+    assert caught.value.message == "no answer: ClientHttpProxyError (HTTP 407 Proxy Auth Required)"
+
+
+async def test_a_transport_error_text_is_scrubbed_in_any_case(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    mocked.post(ADD_URL, exception=aiohttp.ClientConnectionError(f"x {TOKEN[:12].upper()}\n"))
+
+    with pytest.raises(TransportError) as caught:
+        await client.send(make_batch())
+
+    assert caught.value.message == f"no answer: ClientConnectionError: x {REDACTED}\ufffd"
+
+
+def test_the_client_keeps_no_unscrubbed_helper() -> None:
+    assert not hasattr(BulkTagsClient, "_scrub")
+
+
+# --- answers from a real server on loopback: size -----------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    """`base = await serve(handler)`: an aiohttp.web server on 127.0.0.1 answering every path."""
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Handler) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+def padded_201(size: int) -> bytes:
+    """A valid 201 for IDS of exactly `size` bytes (JSON whitespace pads it)."""
+    body = json.dumps(created(*(success(i) for i in IDS))).encode()
+    assert len(body) <= size
+    return body[:-1] + b" " * (size - len(body)) + b"}"
+
+
+async def test_an_answer_of_exactly_the_cap_is_read(serve: Any) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=201, body=padded_201(MAX_ANSWER_BYTES))
+
+    async with BulkTagsClient(base_url=await serve(handler), token=TOKEN) as client:
+        answer = await client.send(make_batch())
+
+    assert [o.status for o in answer.outcomes] == [Status.SUCCESS] * 3
+
+
+@pytest.mark.parametrize("status", [201, 500, 401])
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_an_answer_past_the_cap_is_a_malformed_answer(
+    serve: Any, status: int, chunked: bool
+) -> None:
+    body = padded_201(MAX_ANSWER_BYTES + 1)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=status)
+        if chunked:
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = len(body)
+        await response.prepare(request)
+        try:
+            for start in range(0, len(body), 256 * 1024):
+                await response.write(body[start : start + 256 * 1024])
+        except ConnectionError:  # the client hung up once it had enough: expected
+            return response
+        await response.write_eof()
+        return response
+
+    async with BulkTagsClient(base_url=await serve(handler), token=TOKEN) as client:
+        with pytest.raises(MalformedAnswerError) as caught:
+            await client.send(make_batch())
+
+    assert caught.value.message == f"HTTP {status}: answer larger than 4 MiB"
+    assert caught.value.status == status
+
+
+async def test_a_connection_left_with_an_unread_body_is_not_reused(serve: Any) -> None:
+    calls: list[int] = []
+    big = padded_201(MAX_ANSWER_BYTES + 1)
+
+    async def handler(request: web.Request) -> web.Response:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            return web.Response(status=201, body=big)
+        return web.json_response(created(*(success(i) for i in IDS)), status=201)
+
+    async with BulkTagsClient(
+        base_url=await serve(handler), token=TOKEN, max_connections=1
+    ) as client:
+        with pytest.raises(MalformedAnswerError):
+            await client.send(make_batch())
+        answer = await client.send(make_batch())
+
+    assert answer.outcomes[0].status is Status.SUCCESS
+
+
+# --- proxies ------------------------------------------------------------------------------------
+
+UNRESOLVABLE = "http://api.batcher-test.invalid"  # .invalid never resolves (RFC 6761)
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test sets the proxy variables it needs; none come from the machine running it."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def proxy_recorder(seen: list[dict[str, Any]]) -> Handler:
+    """A tiny forward proxy: it takes absolute-URI requests and answers a 201 itself."""
+
+    async def handler(request: web.Request) -> web.Response:
+        body = await request.json()
+        seen.append(
+            {
+                "target": request.raw_path,
+                "authorization": request.headers.get("Authorization"),
+                "body": body,
+            }
+        )
+        return web.json_response(created(*(success(i) for i in body["contacts"])), status=201)
+
+    return handler
+
+
+async def test_http_proxy_from_the_environment_is_used_for_a_remote_api(
+    serve: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen: list[dict[str, Any]] = []
+    proxy = await serve(proxy_recorder(seen))
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    # A .netrc entry for the API host must neither be used nor clash with our Authorization.
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine api.batcher-test.invalid login someone password secret\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+
+    async with BulkTagsClient(base_url=UNRESOLVABLE, token=TOKEN) as client:
+        assert client.proxy == proxy
+        answer = await client.send(make_batch(action=Action.REMOVE))
+
+    assert [o.status for o in answer.outcomes] == [Status.SUCCESS] * 3
+    (request,) = seen
+    assert request["target"] == f"{UNRESOLVABLE}/contacts/bulk/tags/update/remove"
+    assert request["authorization"] == f"Bearer {TOKEN}"
+    assert request["body"]["contacts"] == list(IDS)
+
+
+async def test_no_proxy_from_the_environment_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "batcher-test.invalid")
+
+    async with BulkTagsClient(base_url=UNRESOLVABLE, token=TOKEN) as client:
+        assert client.proxy is None
+
+
+async def test_proxy_credentials_are_used_but_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:pa55word@proxy.example:3128")
+
+    async with BulkTagsClient(base_url=BASE, token=TOKEN) as client:
+        assert client.proxy == "http://proxy.example:3128"
+        assert "pa55word" not in repr(client)
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "127.8.9.10", "[::1]", "localhost", "LOCALHOST", "localhost."]
+)
+async def test_a_loopback_api_never_goes_through_a_proxy(
+    monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+
+    async with BulkTagsClient(base_url=f"http://{host}:8080", token=TOKEN) as client:
+        assert client.proxy is None
+
+
+async def test_a_loopback_api_is_reached_directly_with_a_proxy_set(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    via_proxy: list[dict[str, Any]] = []
+    direct: list[dict[str, Any]] = []
+    monkeypatch.setenv("HTTP_PROXY", await serve(proxy_recorder(via_proxy)))
+    api = await serve(proxy_recorder(direct))
+
+    async with BulkTagsClient(base_url=api, token=TOKEN) as client:
+        await client.send(make_batch())
+
+    assert via_proxy == []
+    assert [request["target"] for request in direct] == ["/contacts/bulk/tags/update/add"]
