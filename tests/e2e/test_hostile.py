@@ -146,7 +146,7 @@ async def test_a_refusal_echoing_the_token_stops_the_run_without_it(
         result = await execute(settings(tmp_path, server.url), job(tmp_path, source))
 
     assert isinstance(result.stopped, AuthError)
-    assert result.stopped.message == "HTTP 401: Invalid token: [token]"
+    assert "(HTTP 401: Invalid token: [token])" in result.stopped.message
     assert {line["status"] for line in report(tmp_path)} == {"pending"}
     assert_token_nowhere(tmp_path, result)
 
