@@ -16,10 +16,12 @@
     │   └── FatalApiError             3  the whole run stops
     │       ├── AuthError             401
     │       ├── ForbiddenError        403
-    │       └── DailyQuotaError       429 with X-RateLimit-Daily-Remaining: 0
+    │       └── DailyQuotaError       429 with X-RateLimit-Daily-Remaining: 0 (only its
+    │                                    location stops: see QuotaReachedError)
     └── StopRun                       3  the run stopped early on its own account
         ├── Interrupted               SIGINT/SIGTERM
         ├── TooManyFailuresError      too many batches failed in a row
+        ├── QuotaReachedError         a location's daily quota (or its reserve) is reached
         └── StateError                the run's state or report cannot be written (disk full…)
 
     Aborted (a KeyboardInterrupt)     3  a second signal: stop at once, nothing more is written
@@ -134,6 +136,10 @@ class Interrupted(StopRun):
 
 class TooManyFailuresError(StopRun):
     pass
+
+
+class QuotaReachedError(StopRun):
+    """Some locations' daily quota is reached: their rows stay pending; the others finished."""
 
 
 class StateError(StopRun):

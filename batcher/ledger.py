@@ -147,7 +147,11 @@ ORDER BY r.row LIMIT :limit
 # What is still owed per (round, group) for one part: free to go now, or (for a plan) at all.
 COUNT_READY = f"""
 SELECT r.round, r.group_id, COUNT(*) FROM rows AS r
-WHERE r.group_id IN (SELECT id FROM groups WHERE parts > :part) AND r.round = :round AND {_OWED}
+WHERE r.group_id IN (
+    SELECT id FROM groups
+    WHERE parts > :part AND (:location IS NULL OR location_id = :location)
+  )
+  AND r.round = :round AND {_OWED}
 GROUP BY r.round, r.group_id
 """
 COUNT_OWED = """
@@ -579,12 +583,15 @@ class Ledger:
             )
         }
 
-    def _items(self, query: str, round_: int | None) -> list[WorkItem]:
+    def _items(
+        self, query: str, round_: int | None, location_id: str | None = None
+    ) -> list[WorkItem]:
         groups = self._groups()
         max_parts = max((parts for _, parts in groups.values()), default=0)
         items = []
         for part in range(max_parts):
-            for round_k, gid, members in self._db.execute(query, {"part": part, "round": round_}):
+            params = {"part": part, "round": round_, "location": location_id}
+            for round_k, gid, members in self._db.execute(query, params):
                 items.append(WorkItem(gid, groups[gid][0], part, members, round_k))
         items.sort(key=lambda item: (item.round, item.group_id, item.part))
         return items
@@ -598,18 +605,27 @@ class Ledger:
         return self._items(COUNT_OWED, None)
 
     @_state_errors
-    def ready_work(self, round_: int) -> list[WorkItem]:
-        """The (group, part) items of `round_` whose rows may be sent now: each contact's
-        previous row (round - 1) has settled. Rows still waiting are left for a later run."""
-        return self._items(COUNT_READY, round_)
+    def ready_work(self, round_: int, location_id: str | None = None) -> list[WorkItem]:
+        """The (group, part) items of `round_` (of one location, if given) whose rows may be
+        sent now: each contact's previous row (round - 1) has settled. Rows still waiting are
+        left for a later run."""
+        return self._items(COUNT_READY, round_, location_id)
 
     @_state_errors
     def rounds(self) -> int:
         """The highest round of any row still to send (0 when nothing is)."""
-        found = self._db.execute(
-            "SELECT MAX(round) FROM rows WHERE group_id IS NOT NULL AND pre_status IS NULL"
-        ).fetchone()
-        return int(found[0] or 0)
+        return max(self.rounds_by_location().values(), default=0)
+
+    @_state_errors
+    def rounds_by_location(self) -> dict[str, int]:
+        """Each location with rows still to send, and the highest round among them."""
+        return dict(
+            self._db.execute(
+                "SELECT location_id, MAX(round) FROM rows "
+                "WHERE group_id IS NOT NULL AND pre_status IS NULL GROUP BY location_id "
+                "ORDER BY location_id"
+            ).fetchall()
+        )
 
     def members(self, item: WorkItem) -> Iterator[tuple[int, str]]:
         """`(row, contact_id)` still owing an answer for `item` and free to go, in row order,
@@ -667,12 +683,16 @@ class Ledger:
 
     # -- report ----------------------------------------------------------------------------
 
-    def lines(self, pending_message: str) -> Iterator[ReportLine]:
-        """One ReportLine per input row, in input order, parts merged."""
+    def lines(
+        self, pending_message: str, by_location: Mapping[str, str] | None = None
+    ) -> Iterator[ReportLine]:
+        """One ReportLine per input row, in input order, parts merged. Rows never sent get
+        `pending_message`, or their location's own in `by_location`."""
+        locations = by_location or {}
         try:
             cursor = self._db.execute(REPORT_ROWS)
             for _, records in groupby(cursor, key=lambda record: record[0]):
-                yield _merge(list(records), pending_message)
+                yield _merge(list(records), pending_message, locations)
         except sqlite3.Error as exc:
             raise StateError(f"{self.path}: cannot read the run's state ({exc})") from exc
 
@@ -750,7 +770,9 @@ class _Result(NamedTuple):
     attempts: int
 
 
-def _merge(records: list[Any], pending_message: str) -> ReportLine:
+def _merge(
+    records: list[Any], default_pending: str, pending_by_location: Mapping[str, str]
+) -> ReportLine:
     """Fold one row's results (one per part sent) into its report line.
 
     SPEC: a row sent in several requests is `success` only if every part succeeded; its
@@ -760,6 +782,7 @@ def _merge(records: list[Any], pending_message: str) -> ReportLine:
     first = records[0]
     row, contact_id, location_id, action, tags, pre_status, pre_message, extra, parts = first[:9]
     line, waits_for = first[9:11]
+    pending_message = pending_by_location.get(location_id, default_pending)
     asked = (row, contact_id, location_id, action, _load(tags) or ())
     cells = tuple(json.loads(extra))
     if pre_status is not None:

@@ -99,12 +99,17 @@ class RateLimitInfo:
 
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
-    """The settled result of one batch: one outcome per contact, aligned with `batch.rows`."""
+    """The settled result of one batch: one outcome per contact, aligned with `batch.rows`.
+
+    `answered` is False when no usable answer came (the outcomes are then `failed` ones made by
+    batcher, not the API's).
+    """
 
     batch: Batch
     outcomes: tuple[ContactOutcome, ...]
     http_status: int | None
     attempts: int
+    answered: bool = True
 
 
 @dataclass(frozen=True, slots=True)

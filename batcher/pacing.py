@@ -1,58 +1,94 @@
-"""Per-location request pacing: never more requests than the API's burst limit allows.
+"""Per-location budgets: never more requests than the API allows, as the server counts them.
 
-The API counts requests per app per location: 100 per 10 s by default, and an account may have
-other limits, which the X-RateLimit-* headers report (API-NOTES.md, "Rate limits"; SPEC.md,
-"Pacing and retries"). The Pacer gets `max_requests` per `interval_s` from LimitSettings
-(`requests_per_interval`, `interval_ms / 1000`), and each location has its own window.
+The API counts requests per app per location: 100 per 10 s and 200,000 a day by default, and an
+account may have other limits, which the X-RateLimit-* headers of every answer report
+(API-NOTES.md, "Rate limits"; SPEC.md, "Pacing and retries"). Each location has its own budget:
 
-Why a window counts from a request's *completion*: the server stamps a request's arrival at some
-instant between our start and our completion, and we cannot know which. Counting a request as
-occupying the window from its start until `interval_s` after its completion covers every instant
-it may have been counted at. A new request may start only while
+- **Windows.** The configured limit (`requests_per_interval` per `interval_ms`), and once an
+  answer has told it, the server's own (`X-RateLimit-Max` per `X-RateLimit-Interval-Milliseconds`):
+  both hold, so the lower one rules.
+- **Counting from completion.** The server stamps a request's arrival at some instant between our
+  start and our completion, and we cannot know which. A request occupies a window from its start
+  until `interval` after its completion, which covers every instant it may have been counted at.
+  A new request may start only while `in flight + completed within the last interval < max`, so
+  any server window of that length holds at most `max` of ours, whether the server counts in
+  sliding or in fixed windows (a fixed window is one of the sliding ones).
+- **Others' requests.** `X-RateLimit-Remaining` tells how many requests the server counted in its
+  window; when that is more than ours (another integration shares the location's budget), the
+  difference is booked as completions at the moment of the answer, so we leave it room.
+- **429.** A refusal pauses the location, for every worker, until `Retry-After` (or the interval)
+  has passed; other locations go on.
+- **The daily quota.** When `X-RateLimit-Daily-Remaining` reaches `daily_reserve` (or, without
+  that header, this run's own requests reach `daily_requests - daily_reserve`), the location is
+  exhausted: nothing more is sent to it; its rows stay pending for the next run.
 
-    in flight + completed within the last interval_s  <  max_requests
+Why hand-written rather than a well-kept limiter such as aiolimiter (a leaky bucket): a bucket
+counts *starts* at a fixed rate, so a slow request could arrive late and share a server window
+with the next burst, and its rate is fixed where ours follows the server's headers, its pauses
+and its daily quota. What is kept from such libraries: waits are plain sleeps on an injected
+clock, so tests run on fake time.
 
-so that any server window of length interval_s (whatever arrival instants the server saw) holds at
-most max_requests of ours: of the requests the server counted in one window, the last one to start
-found every other one still in flight or completed less than interval_s before its start. A
-start-based window would let a slow request arrive late and share a server window with the next
-burst.
-
-Step 3 grows this seam: `observe` records what the server says is left; it will then tighten
-the budget (X-RateLimit-Remaining, X-RateLimit-Max, the interval) and stop at the daily quota.
+`try_start` (for the fair scheduler in `lanes.py`, which hands a batch to a worker only for a
+location that may send now) and `start` (for a retry, which waits its turn) return a `Slot`;
+`slot.finish()` records the completion. Every wait ends at once, with Interrupted, when `stop`
+is set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import math
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from batcher.errors import Interrupted
 from batcher.models import RateLimitInfo
 
+__all__ = ["Pacer", "Slot", "comes_back", "first_of"]
+
 
 @dataclass(slots=True)
-class _Location:
+class _Budget:
     """The pacing state of one location."""
 
-    # Admission is one at a time, in arrival order: asyncio.Lock wakes its waiters FIFO, so the
-    # queue is fair and only its head ever sleeps or watches for releases (no thundering herd).
+    windows: list[tuple[int, float]]
+    # Waiting starts are admitted one at a time, in arrival order: asyncio.Lock wakes its
+    # waiters FIFO, so only the head of the queue ever sleeps or watches for completions.
     admission: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # Set whenever a slot of this location is released; the head of the queue waits on it when
-    # every slot is in flight and there is no completion to age out yet.
-    released: asyncio.Event = field(default_factory=asyncio.Event)
     in_flight: int = 0
-    # Completion instants, oldest first, still within the window (at most max_requests of them).
-    completions: deque[float] = field(default_factory=deque)
+    # Completion instants (real ones, and others' requests booked from the headers), ascending:
+    # both are stamped "now" when added.
+    completions: list[float] = field(default_factory=list)
+    paused_until: float = 0.0
+    retries_waiting: int = 0
+    sent: int = 0
+    daily_limit: int = 0
+    exhausted: str | None = None
     latest: RateLimitInfo | None = None
 
 
+class Slot:
+    """One HTTP attempt's place in a location's budget; `finish()` when its answer is in."""
+
+    __slots__ = ("_budget", "_done", "_pacer")
+
+    def __init__(self, pacer: Pacer, budget: _Budget) -> None:
+        self._pacer = pacer
+        self._budget = budget
+        self._done = False
+
+    def finish(self) -> None:
+        if not self._done:
+            self._done = True
+            self._pacer._finish(self._budget)
+
+
 class Pacer:
-    """Grants request slots per location within `max_requests` per `interval_s`."""
+    """Grants request slots per location within every window that applies to it."""
 
     def __init__(
         self,
@@ -62,81 +98,189 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         stop: asyncio.Event | None = None,
+        daily_requests: int = 200_000,
+        daily_reserve: int = 0,
     ) -> None:
         if max_requests < 1:
             raise ValueError("max_requests must be at least 1")
         if interval_s <= 0:
             raise ValueError("interval_s must be greater than 0")
-        self._max = max_requests
-        self._interval_s = interval_s
+        self._config = (max_requests, interval_s)
         self._clock = clock
         self._sleep = sleep
-        # Set when the run stops: a wait for a slot ends at once with Interrupted.
         self._stop = stop or asyncio.Event()
-        self._locations: dict[str, _Location] = {}
+        self._daily_requests = daily_requests
+        self._daily_reserve = daily_reserve
+        self._budgets: dict[str, _Budget] = {}
+        # Set whenever room may have appeared (a completion, new headers); waiters clear it.
+        self.changed = asyncio.Event()
+
+    # -- the budget ------------------------------------------------------------------------
+
+    def _budget(self, location_id: str) -> _Budget:
+        budget = self._budgets.get(location_id)
+        if budget is None:
+            budget = self._budgets[location_id] = _Budget(
+                windows=[self._config], daily_limit=self._daily_requests
+            )
+        return budget
+
+    def delay(self, location_id: str) -> float | None:
+        """Seconds until `location_id` may start a request (0: now); None while only a
+        completion can make room (every slot is in flight); `math.inf` once exhausted."""
+        budget = self._budget(location_id)
+        if budget.exhausted is not None:
+            return math.inf
+        now = self._clock()
+        wait = max(0.0, budget.paused_until - now)
+        longest = max(interval for _, interval in budget.windows)
+        completions = budget.completions
+        # Forget completions no window can see any more.
+        drop = bisect.bisect_right(completions, now - longest)
+        if drop:
+            del completions[:drop]
+        for max_requests, interval in budget.windows:
+            free = max_requests - budget.in_flight
+            if free <= 0:
+                return None
+            first = bisect.bisect_right(completions, now - interval)
+            recent = len(completions) - first
+            if recent < free:
+                continue
+            # The oldest `recent - free + 1` of the window's completions must age out first.
+            wait = max(wait, completions[first + recent - free] + interval - now)
+        return wait
+
+    def try_start(self, location_id: str) -> Slot | None:
+        """A slot for `location_id` if it may start a request now, else None. Requests already
+        waiting in `start` (retries) go first."""
+        if self._budget(location_id).retries_waiting or self.delay(location_id) != 0:
+            return None
+        return self._start(self._budget(location_id))
+
+    def _start(self, budget: _Budget) -> Slot:
+        budget.in_flight += 1
+        budget.sent += 1
+        return Slot(self, budget)
+
+    def _finish(self, budget: _Budget) -> None:
+        budget.in_flight -= 1
+        budget.completions.append(self._clock())
+        self.changed.set()
+
+    async def start(self, location_id: str) -> Slot:
+        """Wait until `location_id` may start a request, then take the slot (for retries)."""
+        budget = self._budget(location_id)
+        budget.retries_waiting += 1
+        try:
+            async with budget.admission:
+                while True:
+                    if self._stop.is_set():
+                        raise Interrupted("stopped while waiting for a request slot")
+                    if budget.exhausted is not None:
+                        raise Interrupted(budget.exhausted)
+                    wait = self.delay(location_id)
+                    if wait == 0:
+                        return self._start(budget)
+                    # No await between delay() and clear(): no completion can be missed.
+                    self.changed.clear()
+                    if wait is None:
+                        await first_of(self.changed, self._stop)
+                    else:
+                        await self._sleep(wait)
+        finally:
+            budget.retries_waiting -= 1
 
     def slot(self, location_id: str) -> AbstractAsyncContextManager[None]:
         """`async with pacer.slot(loc):` around exactly one HTTP attempt for `loc`."""
-        return self._slot(self._location(location_id))
-
-    def observe(self, location_id: str, info: RateLimitInfo) -> None:
-        """Record the X-RateLimit-* headers of an answer for `location_id`.
-
-        For now only kept (see `latest`); Step 3 will let them tighten this location's budget.
-        """
-        self._location(location_id).latest = info
-
-    def latest(self, location_id: str) -> RateLimitInfo | None:
-        """The rate-limit headers last observed for `location_id`, if any."""
-        state = self._locations.get(location_id)
-        return state.latest if state is not None else None
-
-    def _location(self, location_id: str) -> _Location:
-        state = self._locations.get(location_id)
-        if state is None:
-            state = self._locations[location_id] = _Location()
-        return state
+        return self._held(location_id)
 
     @asynccontextmanager
-    async def _slot(self, state: _Location) -> AsyncIterator[None]:
-        async with state.admission:
-            await self._wait_for_room(state)
-            state.in_flight += 1
+    async def _held(self, location_id: str) -> AsyncIterator[None]:
+        slot = await self.start(location_id)
         try:
             yield
         finally:
-            state.in_flight -= 1
-            state.completions.append(self._clock())
-            state.released.set()
+            slot.finish()
 
-    async def _wait_for_room(self, state: _Location) -> None:
-        """Return once one more request fits; the caller holds the admission lock."""
-        while True:
-            now = self._clock()
-            while state.completions and state.completions[0] + self._interval_s <= now:
-                state.completions.popleft()
-            if state.in_flight + len(state.completions) < self._max:
-                return
-            if state.completions:
-                # The oldest completion is the first to leave the window: sleep until it does.
-                await self._sleep(state.completions[0] + self._interval_s - now)
-            else:
-                # Every slot is in flight: nothing can age out before one of them completes.
-                # No await between the check above and clear(): no release can be missed.
-                state.released.clear()
-                await _first_of(state.released, self._stop)
-                if self._stop.is_set():
-                    raise Interrupted("stopped while waiting for a request slot")
+    # -- what the server says ----------------------------------------------------------------
+
+    def observe(self, location_id: str, info: RateLimitInfo) -> None:
+        """Follow an answer's X-RateLimit-* headers (see the module docstring)."""
+        budget = self._budget(location_id)
+        budget.latest = info
+        now = self._clock()
+        if info.max and info.interval_ms:
+            server = (info.max, info.interval_ms / 1000)
+            budget.windows = [self._config] if server == self._config else [self._config, server]
+            if info.remaining is not None:
+                first = bisect.bisect_right(budget.completions, now - server[1])
+                ours = budget.in_flight + len(budget.completions) - first
+                others = min(info.max - info.remaining - ours, info.max)
+                if others > 0:
+                    budget.completions.extend([now] * others)
+        if info.daily_limit:
+            budget.daily_limit = info.daily_limit
+        if info.daily_remaining is not None:
+            if info.daily_remaining <= self._daily_reserve:
+                self.exhaust(
+                    location_id,
+                    f"X-RateLimit-Daily-Remaining is {info.daily_remaining}, limits.daily_reserve "
+                    f"{self._daily_reserve}; it {comes_back(None)}",
+                )
+        elif budget.sent >= budget.daily_limit - self._daily_reserve:
+            self.exhaust(
+                location_id,
+                f"{budget.sent:,} requests sent in this run, limits.daily_requests "
+                f"{budget.daily_limit:,}, limits.daily_reserve {self._daily_reserve}; it "
+                f"{comes_back(None)}",
+            )
+        self.changed.set()
+
+    def pause(self, location_id: str, seconds: float) -> None:
+        """A 429: no request for `location_id`, from any worker, for `seconds`."""
+        budget = self._budget(location_id)
+        budget.paused_until = max(budget.paused_until, self._clock() + max(seconds, 0.0))
+
+    def exhaust(self, location_id: str, reason: str) -> None:
+        """The location's daily quota is reached: nothing more is sent to it in this run."""
+        budget = self._budget(location_id)
+        if budget.exhausted is None:
+            budget.exhausted = reason
+        self.changed.set()
+
+    def exhausted(self, location_id: str) -> str | None:
+        """Why `location_id` gets no more requests in this run, or None."""
+        budget = self._budgets.get(location_id)
+        return budget.exhausted if budget is not None else None
+
+    def latest(self, location_id: str) -> RateLimitInfo | None:
+        """The rate-limit headers last observed for `location_id`, if any."""
+        budget = self._budgets.get(location_id)
+        return budget.latest if budget is not None else None
+
+    def interval_s(self, location_id: str) -> float:
+        """The longest window that applies to `location_id` (the server's once it has said)."""
+        return max(interval for _, interval in self._budget(location_id).windows)
 
 
-async def _first_of(*events: asyncio.Event) -> None:
-    """Wait until any of `events` is set."""
+def comes_back(retry_after_s: float | None, now: datetime | None = None) -> str:
+    """When a spent daily quota comes back: the server's Retry-After if it gave one, else the
+    next midnight UTC (the sandbox's day; HighLevel does not document its own)."""
+    moment = now or datetime.now(UTC)
+    if retry_after_s is not None:
+        at = moment + timedelta(seconds=retry_after_s)
+    else:
+        at = (moment + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    left = max(int((at - moment).total_seconds()), 0)
+    return f"comes back at {at:%Y-%m-%d %H:%M} UTC (in {left // 3600} h {left % 3600 // 60} min)"
+
+
+async def first_of(*events: asyncio.Event, within: float | None = None) -> None:
+    """Wait until any of `events` is set, or `within` seconds have passed."""
     waiters = [asyncio.ensure_future(event.wait()) for event in events]
     try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-__all__ = ["Pacer"]

@@ -1,13 +1,14 @@
-"""N workers pulling work items from an iterator; knows nothing of HTTP (DESIGN.md, aiometer).
+"""N workers pulling work items from a source; knows nothing of HTTP or the API (DESIGN.md).
 
 Items are pulled lazily, one per free worker, so a plan of a million rows is never materialised:
-the iterator is the backpressure. The `stop` event being set from outside (a signal), or a
-`StopRun`/`FatalApiError` from any item or from `on_done`, stops new items from being taken;
-items already in flight finish and are handed to `on_done`, then the first such error is raised.
+the source is the backpressure. A source is an iterable, or an async callable that returns the
+next item (waiting as long as it likes: the fair scheduler of `lanes.py` waits for a location
+that may send) or None when there is no more.
 
-Any other exception (a bug, a disk error in `on_done`) also stops the pool the same way and is
-raised as itself after the other workers finished their items: never an ExceptionGroup, so the
-caller sees one error it can explain in one line.
+The `stop` event being set from outside (a signal), or an exception from any item or from
+`on_done`, stops new items from being taken; items already in flight finish and are handed to
+`on_done`, then the first exception is raised as itself: never an ExceptionGroup, so the caller
+sees one error it can explain in one line.
 """
 
 from __future__ import annotations
@@ -16,14 +17,25 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
-from batcher.errors import FatalApiError, StopRun
-
 T = TypeVar("T")
 R = TypeVar("R")
 
+Source = Iterable[T] | Callable[[], Awaitable[T | None]]
+
+
+def _next_of(items: Source[T]) -> Callable[[], Awaitable[T | None]]:
+    if callable(items):
+        return items
+    iterator = iter(items)
+
+    async def take() -> T | None:
+        return next(iterator, None)
+
+    return take
+
 
 async def run_pool(
-    items: Iterable[T],
+    items: Source[T],
     work: Callable[[T], Awaitable[R]],
     on_done: Callable[[T, R], None],
     *,
@@ -34,22 +46,41 @@ async def run_pool(
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     stopping = stop if stop is not None else asyncio.Event()
-    source = iter(items)
+    take = _next_of(items)
     errors: list[BaseException] = []
+    # Set at the first error: a worker waiting on the source for its next item gives up.
+    halted = asyncio.Event()
+
+    async def next_item() -> T | None:
+        getter = asyncio.ensure_future(take())
+        if getter.done():
+            return getter.result()
+        halt = asyncio.ensure_future(halted.wait())
+        try:
+            await asyncio.wait((getter, halt), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halt.cancel()
+        if not getter.done():
+            getter.cancel()
+            await asyncio.gather(getter, return_exceptions=True)
+            return None
+        return getter.result()
 
     async def worker() -> None:
         while not stopping.is_set() and not errors:
             try:
-                item = next(source)
-            except StopIteration:
-                return
-            except Exception as exc:  # the iterator itself failed (the ledger, say)
+                item = await next_item()
+            except Exception as exc:  # the source itself failed (the ledger, say)
                 errors.append(exc)
+                halted.set()
+                return
+            if item is None:
                 return
             try:
                 on_done(item, await work(item))
-            except Exception as exc:  # StopRun and FatalApiError included
+            except Exception as exc:
                 errors.append(exc)
+                halted.set()
                 return
 
     workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
@@ -61,6 +92,4 @@ async def run_pool(
         await asyncio.gather(*workers, return_exceptions=True)
         raise
     if errors:
-        # A run-ending error explains itself better than whatever it caused elsewhere.
-        ending = [e for e in errors if isinstance(e, StopRun | FatalApiError)]
-        raise (ending or errors)[0]
+        raise errors[0]

@@ -23,7 +23,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from tenacity.wait import wait_base
 
 from batcher.config import RetrySettings
-from batcher.errors import ApiError, TransientError
+from batcher.errors import ApiError, RateLimitedError, TransientError
 
 T = TypeVar("T")
 
@@ -75,7 +75,7 @@ class _ServerHintedWait(wait_base):
             return backoff
         if error.retry_after_s is not None:
             return min(max(error.retry_after_s, 0.0), MAX_SERVER_WAIT_S)
-        interval_ms = error.rate.interval_ms if error.status == 429 else None
+        interval_ms = error.rate.interval_ms if isinstance(error, RateLimitedError) else None
         if interval_ms:
             return min(max(backoff, interval_ms / 1000), MAX_SERVER_WAIT_S)
         return backoff

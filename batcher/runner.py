@@ -14,7 +14,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,15 +31,22 @@ from batcher.errors import (
     UsageError,
 )
 from batcher.jobs import Job, default_report_path
+from batcher.lanes import Dispatch, Lanes
 from batcher.ledger import Ledger, RunInfo, WorkItem, prune_finished, runs_in
 from batcher.loading import InputTable, open_input
-from batcher.models import Batch, BatchOutcome, ReportLine, Status
+from batcher.models import BatchOutcome, ReportLine, Status
 from batcher.pacing import Pacer
-from batcher.planning import PlanStats, count_requests, cut
+from batcher.planning import PlanStats, count_requests
 from batcher.pool import run_pool
 from batcher.report import check_report_path, write_report
 from batcher.sandbox import Sandbox
-from batcher.sending import BatchSender, Counters, FailureBreaker
+from batcher.sending import (
+    BatchSender,
+    Counters,
+    FailureBreaker,
+    quota_message,
+    quota_reached,
+)
 from batcher.stopping import Stop, interruptible_sleep
 
 __all__ = ["Job", "Preview", "RunResult", "execute"]
@@ -139,11 +146,6 @@ def describe_operation(job: Job, table: InputTable) -> str:
     return f"{what} at {where}"
 
 
-def _batches(ledger: Ledger, work: list[WorkItem], size: int) -> Iterator[Batch]:
-    for item in work:
-        yield from cut(item.group, item.part, ledger.members(item), size)
-
-
 Progress = Callable[[int, int], None]
 """Called with (requests settled, requests planned) as batches settle."""
 
@@ -212,6 +214,7 @@ async def execute(
         if not ledger.resumed:
             ledger.load(table.columns, table.chunks())
         work = ledger.work()
+        quota: dict[str, str] = {}
         _plan(result, work, settings)
         if report_path is not None:
             check_report_path(report_path, rows=ledger.row_count(), columns=len(ledger.columns))
@@ -228,10 +231,13 @@ async def execute(
             )
             if confirm is not None and not confirm(preview):
                 raise UsageError("not confirmed: nothing was sent")
-            await _send(settings, job, token, ledger, result, stop, on_progress)
+            quota = await _send(settings, job, token, ledger, result, stop, on_progress)
         if stop.requested and result.stopped is None and not dry_run:
             result.stopped = stop.error()
-        _report(ledger, report_path, result, dry_run)
+        if quota and result.stopped is None:
+            result.stopped = quota_reached(quota)
+        pending = {location: quota_message(reason) for location, reason in quota.items()}
+        _report(ledger, report_path, result, dry_run, pending)
         if not dry_run:
             ledger.save_counts(
                 {status.value: n for status, n in result.counts.items()},
@@ -316,22 +322,36 @@ async def _send(
     result: RunResult,
     stop: Stop,
     on_progress: Progress | None,
-) -> None:
-    """Send every round: a contact's k-th change only after its (k-1)-th has settled."""
+) -> dict[str, str]:
+    """Send every location's rounds side by side; return the locations whose daily quota was
+    reached (their rows stay pending), with why."""
     stop_event = stop.event()
     breaker = FailureBreaker(settings.retry.max_consecutive_failures)
     counters = Counters()
     settled = 0
+    limits = settings.limits
+    sleep = functools.partial(interruptible_sleep, stop)
+    pacer = Pacer(
+        limits.requests_per_interval,
+        limits.interval_ms / 1000,
+        sleep=sleep,
+        stop=stop_event,
+        daily_requests=limits.daily_requests,
+        daily_reserve=limits.daily_reserve,
+    )
+    lanes = Lanes(ledger, settings.batch.size, pacer, stop_event)
 
-    def on_done(batch: Batch, outcome: BatchOutcome | None) -> None:
+    def on_done(dispatch: Dispatch, outcome: BatchOutcome | None) -> None:
         nonlocal settled
-        if outcome is None:  # stopped before an answer came: the rows stay pending
-            return
-        ledger.record(outcome)
-        settled += 1
-        if on_progress is not None:
-            on_progress(settled, result.plan.requests)
-        breaker.observe(outcome)
+        if outcome is not None:  # None: stopped before an answer came; the rows stay pending
+            ledger.record(outcome)
+            settled += 1
+            if on_progress is not None:
+                on_progress(settled, result.plan.requests)
+        # After recording: the lane's next round reads which rows have settled.
+        lanes.settled(dispatch.batch)
+        if outcome is not None:
+            breaker.observe(outcome)
 
     async with contextlib.AsyncExitStack() as stack:
         base_url = settings.api.base_url
@@ -345,15 +365,8 @@ async def _send(
                 token=token,
                 version=settings.api.version,
                 timeout_s=settings.api.timeout_s,
-                max_connections=settings.limits.concurrency,
+                max_connections=limits.concurrency,
             )
-        )
-        sleep = functools.partial(interruptible_sleep, stop)
-        pacer = Pacer(
-            settings.limits.requests_per_interval,
-            settings.limits.interval_ms / 1000,
-            sleep=sleep,
-            stop=stop_event,
         )
         sender = BatchSender(
             client,
@@ -363,28 +376,38 @@ async def _send(
             token_source=result.token_source or "the sandbox",
             sleep=sleep,
         )
+
+        async def send(dispatch: Dispatch) -> BatchOutcome | None:
+            try:
+                return await sender(dispatch)
+            except BaseException:
+                lanes.settled(dispatch.batch)  # no answer to record: the pool is stopping
+                raise
+
         try:
-            for round_ in range(1, ledger.rounds() + 1):
-                if stop.requested:
-                    break
-                batches = _batches(ledger, ledger.ready_work(round_), settings.batch.size)
-                await run_pool(
-                    batches,
-                    sender,
-                    on_done,
-                    concurrency=settings.limits.concurrency,
-                    stop=stop_event,
-                )
+            await run_pool(
+                lanes.next, send, on_done, concurrency=limits.concurrency, stop=stop_event
+            )
         except (StopRun, FatalApiError) as exc:
             result.stopped = exc
         finally:
             result.requests += counters.requests
             result.retries += counters.retries
             result.rate_limited += counters.rate_limited
+    return lanes.stopped()
 
 
-def _report(ledger: Ledger, report_path: Path | None, result: RunResult, dry_run: bool) -> None:
-    """Render the report (or, for a plan, only count) and gather the summary's reasons."""
+def _report(
+    ledger: Ledger,
+    report_path: Path | None,
+    result: RunResult,
+    dry_run: bool,
+    pending: Mapping[str, str],
+) -> None:
+    """Render the report (or, for a plan, only count) and gather the summary's reasons.
+
+    `pending` gives the pending rows of some locations their own message (daily quota).
+    """
     reasons: Counter[tuple[Status, str]] = Counter()
     message = _pending_message(result, dry_run)
 
@@ -397,7 +420,7 @@ def _report(ledger: Ledger, report_path: Path | None, result: RunResult, dry_run
                     reasons[key] += 1
             yield line
 
-    lines = counted(ledger.lines(message))
+    lines = counted(ledger.lines(message, pending))
     if report_path is None:
         for _ in lines:
             pass

@@ -3,8 +3,9 @@
 `BatchSender` sends a batch with pacing and retries and returns its `BatchOutcome`: the API's
 per-contact answers, or `failed` outcomes for every row when no usable answer came. It returns
 None when the run was stopped before an answer came: those rows stay `pending` and the next run
-sends them. Errors that end the whole run (401, 403, the daily quota) are raised with a message
-that says what to fix. `FailureBreaker` stops a run whose requests keep failing.
+sends them. Errors that end the whole run (401, 403) are raised with a message that says what to
+fix; the daily quota stops only its location. `FailureBreaker` stops a run whose requests keep
+failing.
 
 HTTP statuses are read here only through the typed errors of `batcher.errors` (the client turned
 them into those); nothing here imports aiohttp.
@@ -13,9 +14,8 @@ them into those); nothing here imports aiohttp.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from batcher.client import Answer, BulkTagsClient
 from batcher.config import RetrySettings
@@ -26,15 +26,25 @@ from batcher.errors import (
     FatalApiError,
     ForbiddenError,
     Interrupted,
+    QuotaReachedError,
     RateLimitedError,
     RejectedError,
     TooManyFailuresError,
 )
-from batcher.models import Batch, BatchOutcome, ContactOutcome, Status
-from batcher.pacing import Pacer
+from batcher.lanes import Dispatch
+from batcher.models import Batch, BatchOutcome, ContactOutcome, RateLimitInfo, Status
+from batcher.pacing import Pacer, Slot, comes_back
 from batcher.retrying import RetryPolicy
 
-__all__ = ["BatchSender", "Counters", "FailureBreaker"]
+__all__ = [
+    "BatchSender",
+    "Counters",
+    "FailureBreaker",
+    "failure_message",
+    "is_permanent",
+    "quota_message",
+    "quota_reached",
+]
 
 
 @dataclass
@@ -49,6 +59,9 @@ class Counters:
 class BatchSender:
     """Sends one batch with pacing and retries; turns a lost batch into `failed` outcomes.
 
+    The batch's first attempt uses the pacing slot the scheduler took for it; a retry waits for
+    a slot of its own. A 429 pauses the batch's location for every worker; the daily quota
+    (429 with X-RateLimit-Daily-Remaining: 0) stops only that location: its rows stay pending.
     `token_source` names where the token came from (`$BATCHER_TOKEN`) for the 401 message.
     `sleep` is the retry policy's: the run passes one that a stop interrupts (tests pass a fake
     one and never wait).
@@ -73,28 +86,59 @@ class BatchSender:
     def _count_retry(self, error: ApiError, wait_s: float) -> None:
         self._counters.retries += 1
 
-    async def _attempt(self, batch: Batch) -> Answer:
-        async with self._pacer.slot(batch.location_id):
-            self._counters.requests += 1
-            try:
-                answer = await self._client.send(batch)
-            except (RateLimitedError, DailyQuotaError):
+    async def _attempt(self, batch: Batch, slot: Slot) -> Answer:
+        location = batch.location_id
+        self._counters.requests += 1
+        try:
+            answer = await self._client.send(batch)
+        except ApiError as exc:
+            slot.finish()
+            if isinstance(exc, RateLimitedError | DailyQuotaError):
                 self._counters.rate_limited += 1
-                raise
-        self._pacer.observe(batch.location_id, answer.rate)
+            if exc.rate != RateLimitInfo() and not isinstance(exc, DailyQuotaError):
+                # (the daily quota is told below, with when it comes back)
+                self._pacer.observe(location, exc.rate)
+            if isinstance(exc, RateLimitedError):
+                # Every worker waits, not only this one (SPEC "Pacing and retries").
+                interval = exc.rate.interval_ms / 1000 if exc.rate.interval_ms else None
+                self._pacer.pause(
+                    location, exc.retry_after_s or interval or self._pacer.interval_s(location)
+                )
+            raise
+        slot.finish()
+        self._pacer.observe(location, answer.rate)
         return answer
 
-    async def __call__(self, batch: Batch) -> BatchOutcome | None:
+    async def __call__(self, dispatch: Dispatch) -> BatchOutcome | None:
+        batch = dispatch.batch
+        first: list[Slot] = [dispatch.slot]
+
+        async def attempt() -> Answer:
+            slot = first.pop() if first else await self._pacer.start(batch.location_id)
+            return await self._attempt(batch, slot)
+
         try:
-            answer, attempts = await self._policy.call(lambda: self._attempt(batch))
+            answer, attempts = await self._policy.call(attempt)
         except Interrupted:
             return None  # stopped while waiting: the rows stay pending for the next run
+        except DailyQuotaError as exc:
+            self._pacer.exhaust(
+                batch.location_id,
+                "the API answered 429 with X-RateLimit-Daily-Remaining: 0; it "
+                + comes_back(exc.retry_after_s),
+            )
+            return None  # the location is done for today: its rows stay pending
         except FatalApiError as exc:
             raise self._explained(exc, batch) from None
         except ApiError as exc:
             # Rejected (400/413/422) or retries exhausted: no per-contact answer for these rows.
             lost = ContactOutcome(Status.FAILED, failure_message(exc))
-            return BatchOutcome(batch, (lost,) * len(batch.rows), exc.status, exc.attempts)
+            return BatchOutcome(
+                batch, (lost,) * len(batch.rows), exc.status, exc.attempts, answered=False
+            )
+        finally:
+            for unused in first:  # a stop before the first attempt: give the slot back
+                unused.finish()
         return BatchOutcome(batch, answer.outcomes, answer.http_status, attempts)
 
     def _explained(self, exc: FatalApiError, batch: Batch) -> FatalApiError:
@@ -111,12 +155,6 @@ class BatchSender:
                 "the location id (--location-id, the location_id column or api.location_id) or "
                 "use a token of that sub-account, then run the same command again to resume"
             )
-        elif isinstance(exc, DailyQuotaError):
-            text = (
-                f"the daily request quota of location {batch.location_id} is spent "
-                f"({exc.message}); it {_resets(exc.retry_after_s)}: run the same command again "
-                "then to resume"
-            )
         else:
             text = f"{exc.message}; run the same command again to resume"
         explained = type(exc)(
@@ -126,16 +164,22 @@ class BatchSender:
         return explained
 
 
-def _resets(retry_after_s: float | None, now: datetime | None = None) -> str:
-    """When a spent daily quota comes back: the server's Retry-After if it gave one, else the
-    next midnight UTC (the sandbox's day; HighLevel does not document its own)."""
-    moment = now or datetime.now(UTC)
-    if retry_after_s is not None:
-        at = moment + timedelta(seconds=retry_after_s)
-    else:
-        at = (moment + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    left = max(int((at - moment).total_seconds()), 0)
-    return f"comes back at {at:%Y-%m-%d %H:%M} UTC (in {left // 3600} h {left % 3600 // 60} min)"
+def quota_reached(stopped: Mapping[str, str]) -> QuotaReachedError:
+    """The run's stop when some locations' daily quota is reached (the others finished)."""
+    names = ", ".join(f"{location} ({reason})" for location, reason in sorted(stopped.items()))
+    count = len(stopped)
+    return QuotaReachedError(
+        f"the daily request quota of {count} location{'s' if count != 1 else ''} is reached: "
+        f"{names}; their rows stay pending: run the same command again when it resets"
+    )
+
+
+def quota_message(reason: str) -> str:
+    """The message of a row left pending because its location's daily quota is reached."""
+    return (
+        f"not sent: the location's daily request quota is reached ({reason}); run the same "
+        "command again when it resets"
+    )
 
 
 def failure_message(exc: ApiError) -> str:
@@ -166,10 +210,7 @@ class FailureBreaker:
         self._in_a_row = 0
 
     def observe(self, outcome: BatchOutcome) -> None:
-        lost = outcome.http_status != 201 and all(
-            o.status is Status.FAILED for o in outcome.outcomes
-        )
-        self._in_a_row = self._in_a_row + 1 if lost else 0
+        self._in_a_row = 0 if outcome.answered else self._in_a_row + 1
         if self._in_a_row >= self._limit:
             raise TooManyFailuresError(
                 f"{self._limit} requests in a row failed (last: {outcome.outcomes[0].message})"

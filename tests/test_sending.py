@@ -4,15 +4,16 @@ waits, what stops the run, and what a lost batch becomes."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aioresponses import aioresponses
 
 from batcher.client import BulkTagsClient
 from batcher.config import RetrySettings
-from batcher.errors import AuthError, DailyQuotaError
-from batcher.models import Action, Batch, Status
+from batcher.errors import AuthError
+from batcher.lanes import Dispatch
+from batcher.models import Action, Batch, BatchOutcome, Status
 from batcher.pacing import Pacer
 from batcher.sending import BatchSender, Counters
 
@@ -33,11 +34,18 @@ def created() -> dict[str, object]:
 
 
 class Sleeps:
+    """A fake sleep on a fake clock: records each wait and moves the clock on."""
+
     def __init__(self) -> None:
         self.waits: list[float] = []
+        self.now = 0.0
+        self.on_sleep: list[Callable[[], None]] = []
 
     async def __call__(self, seconds: float) -> None:
+        for hook in self.on_sleep:
+            hook()
         self.waits.append(seconds)
+        self.now += seconds
 
 
 @pytest.fixture
@@ -46,10 +54,26 @@ async def client() -> AsyncIterator[BulkTagsClient]:
         yield bulk
 
 
-def sender(client: BulkTagsClient, sleeps: Sleeps, result: Counters) -> BatchSender:
-    return BatchSender(
-        client, Pacer(100, 10.0), RETRY, result, token_source="$BATCHER_TOKEN", sleep=sleeps
-    )
+class Sending:
+    """A BatchSender with its own pacer; called with a batch as the scheduler would hand it.
+
+    The pacer runs on the fake clock of `sleeps`, so its waits are recorded, never waited.
+    """
+
+    def __init__(self, client: BulkTagsClient, sleeps: Sleeps, counters: Counters) -> None:
+        self.pacer = Pacer(100, 10.0, clock=lambda: sleeps.now, sleep=sleeps)
+        self.sender = BatchSender(
+            client, self.pacer, RETRY, counters, token_source="$BATCHER_TOKEN", sleep=sleeps
+        )
+
+    async def __call__(self, batch: Batch) -> BatchOutcome | None:
+        slot = self.pacer.try_start(batch.location_id)
+        assert slot is not None
+        return await self.sender(Dispatch(batch, slot))
+
+
+def sender(client: BulkTagsClient, sleeps: Sleeps, result: Counters) -> Sending:
+    return Sending(client, sleeps, result)
 
 
 async def test_5xx_then_201_is_one_success_after_three_attempts(
@@ -100,12 +124,44 @@ async def test_a_401_stops_at_once_without_a_retry(
     assert "t0ken" not in str(caught.value)
 
 
-async def test_an_exhausted_daily_quota_stops_the_run(
+async def test_an_exhausted_daily_quota_stops_only_its_location(
     mocked: aioresponses, client: BulkTagsClient
 ) -> None:
+    """429 with X-RateLimit-Daily-Remaining: 0: no retry, the rows stay pending (no outcome),
+    and the location gets nothing more; the run itself goes on."""
     mocked.post(URL, status=429, headers={"X-RateLimit-Daily-Remaining": "0"}, payload={})
-    with pytest.raises(DailyQuotaError):
-        await sender(client, Sleeps(), Counters())(BATCH)
+    sending = sender(client, Sleeps(), Counters())
+    assert await sending(BATCH) is None
+    reason = sending.pacer.exhausted(BATCH.location_id)
+    assert reason is not None
+    assert reason.startswith("the API answered 429 with X-RateLimit-Daily-Remaining: 0; it comes")
+    assert "UTC (in " in reason
+    assert sending.pacer.exhausted("another0location0001") is None
+
+
+async def test_a_429_pauses_its_location_for_every_worker(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    """The Retry-After of a burst 429 holds back every request of the location, not only the
+    retry of the batch that got it."""
+    mocked.post(URL, status=429, headers={"Retry-After": "7"}, payload={})
+    mocked.post(URL, status=201, payload=created())
+    sleeps = Sleeps()
+    sending = sender(client, sleeps, Counters())
+    seen: list[tuple[bool, bool]] = []
+    sleeps.on_sleep.append(
+        lambda: seen.append(
+            (
+                sending.pacer.try_start(BATCH.location_id) is None,
+                sending.pacer.try_start("another0location0001") is not None,
+            )
+        )
+    )
+    outcome = await sending(BATCH)
+    assert outcome is not None
+    assert outcome.attempts == 2
+    assert seen[0] == (True, True)  # paused for everyone of that location, no one else
+    assert sleeps.now == 7.0  # the retry's wait and the pause are the same 7 s, not 14
 
 
 async def test_a_422_is_not_retried_and_its_rows_say_a_retry_cannot_help(

@@ -12,8 +12,8 @@ import pytest
 from batcher.config import LimitSettings, RetrySettings
 from batcher.errors import (
     AuthError,
-    DailyQuotaError,
     ForbiddenError,
+    QuotaReachedError,
     StateError,
     TooManyFailuresError,
 )
@@ -128,13 +128,19 @@ async def test_a_location_the_token_may_not_use_stops_the_run(
 async def test_an_exhausted_daily_quota_stops_the_run(
     tmp_path: Path, make_sandbox: SandboxFactory
 ) -> None:
+    """Once X-RateLimit-Daily-Remaining reaches the reserve (0), nothing more is sent: no 429
+    is needed, the rest stays pending with a message saying why, exit 3."""
     source = write_csv(tmp_path / "in.csv", contact_ids(50))
     settings_limits = LimitSettings(concurrency=1, requests_per_interval=1000, interval_ms=1000)
     async with make_sandbox(rate=RateConfig(max=1000, interval_ms=1000, daily=3)) as sandbox:
         settings = fast_settings(tmp_path, sandbox.url, limits=settings_limits)
         result = await execute(settings, job(tmp_path, source))
-    assert isinstance(result.stopped, DailyQuotaError)
+    assert isinstance(result.stopped, QuotaReachedError)
+    assert result.exit_code == 3
     assert statuses(tmp_path / "report.csv") == {"success": 30, "pending": 20}
+    assert sandbox.stats.by_status == {201: 3}
+    pending = read_report(tmp_path / "report.csv")[-1]["message"]
+    assert pending.startswith("not sent: the location's daily request quota is reached")
 
 
 async def test_too_many_failures_in_a_row_stop_the_run(

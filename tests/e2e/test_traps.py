@@ -131,7 +131,8 @@ def test_a_spent_daily_quota_says_when_it_comes_back(
         write_csv(tmp_path / "in.csv", contact_ids(10))
         result = run(cli, sandbox, "in.csv", "--action", "add", "--tags", "x")
     assert result.exit_code == 3, result.output
-    assert f"the daily request quota of location {LOCATION} is spent" in result.output
+    assert "the daily request quota of 1 location is reached: " in result.output
+    assert f"{LOCATION} (X-RateLimit-Daily-Remaining is 0" in result.output
     assert "comes back at" in result.output
     assert "UTC (in " in result.output
     assert len(sandbox.stats.applied) == 1

@@ -1,0 +1,139 @@
+"""Which batch goes next: one lane per location, fair, paced, a contact's rows in input order.
+
+Every location has its own lane. A lane cuts its batches from the ledger a round at a time
+(round k holds each contact's k-th change) and starts round k+1 only once every batch of round
+k has settled, so that a contact's rows reach the API in input order. A free worker asks
+`Lanes.next()` for work and gets the next batch of a location that may send *now* (its pacing
+budget has room), taking the lanes in turn; a location that must wait never holds up another.
+So a file with rows for many locations takes about as long as its busiest location alone.
+
+A location whose daily quota is reached (the pacer says it is exhausted) gets no more batches:
+its rows stay pending, and `stopped()` tells why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from batcher.ledger import Ledger
+from batcher.models import Batch
+from batcher.pacing import Pacer, Slot, first_of
+from batcher.planning import cut
+
+__all__ = ["Dispatch", "Lanes"]
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """A batch handed to a worker with the pacing slot of its first attempt already taken."""
+
+    batch: Batch
+    slot: Slot
+
+
+@dataclass
+class _Lane:
+    location_id: str
+    last_round: int
+    round: int = 0
+    batches: Iterator[Batch] = field(default_factory=lambda: iter(()))
+    ahead: Batch | None = None
+    in_flight: int = 0
+    finished: bool = False
+
+
+class Lanes:
+    """Hands out batches fairly across locations, as their budgets allow."""
+
+    def __init__(self, ledger: Ledger, batch_size: int, pacer: Pacer, stop: asyncio.Event) -> None:
+        self._ledger = ledger
+        self._size = batch_size
+        self._pacer = pacer
+        self._stop = stop
+        self._lanes = [
+            _Lane(location_id, last_round)
+            for location_id, last_round in ledger.rounds_by_location().items()
+        ]
+        self._turn = 0
+        self._lock = asyncio.Lock()
+        self._settled = asyncio.Event()
+
+    def _peek(self, lane: _Lane) -> Batch | None:
+        """The lane's next batch; None while its round waits to settle, or when it is done."""
+        while lane.ahead is None and not lane.finished:
+            lane.ahead = next(lane.batches, None)
+            if lane.ahead is not None:
+                break
+            if lane.in_flight:
+                return None  # round k is still in flight: round k+1 waits for its answers
+            if lane.round >= lane.last_round:
+                lane.finished = True
+                return None
+            lane.round += 1
+            work = self._ledger.ready_work(lane.round, lane.location_id)
+            lane.batches = (
+                batch
+                for item in work
+                for batch in cut(item.group, item.part, self._ledger.members(item), self._size)
+            )
+        return lane.ahead
+
+    async def next(self) -> Dispatch | None:
+        """The next batch to send and its slot; None when there is nothing more (or a stop)."""
+        async with self._lock:
+            while not self._stop.is_set():
+                # Cleared before looking: a completion or a settled batch from now on wakes us.
+                self._pacer.changed.clear()
+                self._settled.clear()
+                soonest = math.inf
+                busy = False
+                count = len(self._lanes)
+                for step in range(count):
+                    lane = self._lanes[(self._turn + step) % count]
+                    if lane.finished:
+                        continue
+                    if self._pacer.exhausted(lane.location_id) is not None:
+                        lane.finished = True  # its rows stay pending; stopped() says why
+                        continue
+                    batch = self._peek(lane)
+                    if batch is None:
+                        busy = busy or not lane.finished  # a round still in flight
+                        continue
+                    busy = True
+                    slot = self._pacer.try_start(lane.location_id)
+                    if slot is not None:
+                        lane.ahead = None
+                        lane.in_flight += 1
+                        self._turn = (self._turn + step + 1) % count
+                        return Dispatch(batch, slot)
+                    wait = self._pacer.delay(lane.location_id)
+                    if wait:  # None or 0 (a retry goes first): its completion wakes us
+                        soonest = min(soonest, wait)
+                if not busy:
+                    return None
+                await first_of(
+                    self._pacer.changed,
+                    self._settled,
+                    self._stop,
+                    within=None if math.isinf(soonest) else max(soonest, 0.0),
+                )
+            return None
+
+    def settled(self, batch: Batch) -> None:
+        """A batch handed out by `next` is done (answered, lost, or given up on a stop)."""
+        for lane in self._lanes:
+            if lane.location_id == batch.location_id:
+                lane.in_flight -= 1
+                break
+        self._settled.set()
+
+    def stopped(self) -> dict[str, str]:
+        """Locations that got no more batches because their daily quota is reached, and why."""
+        return {
+            lane.location_id: reason
+            for lane in self._lanes
+            if (reason := self._pacer.exhausted(lane.location_id)) is not None
+        }
