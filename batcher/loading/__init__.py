@@ -24,7 +24,7 @@ Rules (SPEC "Input"):
 - A tags cell is split on commas, unless its trimmed text is a JSON array of strings (a batcher
   report fed back as input): then it is that list.
 - A HighLevel contact export is recognised by its header: a column named `Contact Id` (case and
-  surrounding spaces ignored) and at least two of `First Name`, `Last Name`, `Phone`, `Email`,
+  spacing ignored) and at least two of `First Name`, `Last Name`, `Phone`, `Email`,
   `Business Name`, `Company Name`, `Created`, `Last Activity` (matched like any column). Its
   `Tags` column holds the contacts' current tags, so it is never the operation: `tags` or
   `remove_all` must be given (else a UsageError), and the column is only carried to the report.
