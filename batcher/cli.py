@@ -108,6 +108,11 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="Start a new run even if an unfinished run of this input exists.",
         ),
         click.option(
+            "--delimiter",
+            help="CSV delimiter: one character, or tab, comma, semicolon, pipe (else sniffed; "
+            ".tsv is tab).",
+        ),
+        click.option(
             "--allow-empty",
             is_flag=True,
             help="A file with a header and no rows is 'nothing to do' (exit 0), not an error.",
@@ -271,6 +276,8 @@ def _summary(result: RunResult) -> None:
         _echo(f"  {name:<10} {value}")
     for status in STATUS_ORDER:
         _echo(f"  {status.value:<9}  {result.counts[status]:>9,}")
+    if not total:
+        _echo("  nothing to do: the input has no rows (--allow-empty)")
     _echo(
         f"  requests {result.requests:,} (retries {result.retries:,}, 429s {result.rate_limited:,})"
     )

@@ -77,6 +77,7 @@ def build_job(
     sandbox: bool = False,
     fresh: bool = False,
     allow_empty: bool = False,
+    delimiter: str | None = None,
 ) -> Job:
     """A Job from option values as a user gives them (None: not given)."""
     if remove_all_tags:
@@ -99,6 +100,8 @@ def build_job(
         default_location_id=default_location,
         id_pattern=settings.input.id_pattern,
         encoding=settings.input.encoding,
+        max_tag_length=settings.input.max_tag_length,
+        delimiter=delimiter,
     )
     return Job(
         input_path=input_path,

@@ -60,8 +60,8 @@ def test_each_delimiter_is_recognised(tmp_path: Path, delimiter: str) -> None:
     text = f'contact_id{d}tags{d}action\n{ID1}{d}"vip, new"{d}add\n{ID2}{d}old{d}remove\n'
     rows = load(write(tmp_path / "in.csv", text))
     assert rows == [
-        Row(1, ID1, LOC, "add", ("vip", "new"), False, None, "", (ID1, "vip, new", "add")),
-        Row(2, ID2, LOC, "remove", ("old",), False, None, "", (ID2, "old", "remove")),
+        Row(1, ID1, LOC, "add", ("vip", "new"), False, None, "", (ID1, "vip, new", "add"), 2),
+        Row(2, ID2, LOC, "remove", ("old",), False, None, "", (ID2, "old", "remove"), 3),
     ]
 
 
@@ -139,7 +139,7 @@ def test_xlsx_first_sheet_by_default(tmp_path: Path) -> None:
         },
     )
     assert load(path) == [
-        Row(1, ID1, LOC, "add", ("a", "b"), False, None, "", (ID1, "a, b", "Add")),
+        Row(1, ID1, LOC, "add", ("a", "b"), False, None, "", (ID1, "a, b", "Add"), 2),
     ]
 
 
@@ -162,25 +162,26 @@ def test_xlsx_unknown_sheet_lists_the_sheets(tmp_path: Path) -> None:
     )
 
 
-def test_xlsx_numbers_are_read_as_text_without_decimals(tmp_path: Path) -> None:
+def test_xlsx_numbers_outside_the_id_column_are_read_as_text_without_decimals(
+    tmp_path: Path,
+) -> None:
     path = write_xlsx(
         tmp_path / "in.xlsx",
         {
             "S": [
                 ["id", "score", "flag", "tags", "action"],
-                [123456789012345, 1.5, True, "t", "add"],
+                ["123456789012345", 1.5, True, "t", "add"],
                 [None, None, None, None, None],
-                [123, 7.0, False, "t", "add"],
-                # Beyond Excel's 15 significant digits: stored as the nearest double already.
-                [12345678901234567890, -0.25, None, "t", "add"],
+                ["123", 7.0, False, 42, "add"],
+                ["12345678901234567890", -0.25, None, "t", "add"],
             ]
         },
     )
     rows = load(path, id_pattern=r"^\d+$")
-    assert [(r.row, r.contact_id, r.extra[1:3], r.status) for r in rows] == [
-        (1, "123456789012345", ("1.5", "TRUE"), None),
-        (2, "123", ("7", "FALSE"), None),
-        (3, "12345678901234569216", ("-0.25", ""), None),
+    assert [(r.row, r.line, r.contact_id, r.extra[1:4], r.tags, r.status) for r in rows] == [
+        (1, 2, "123456789012345", ("1.5", "TRUE", "t"), ("t",), None),
+        (2, 4, "123", ("7", "FALSE", "42"), ("42",), None),
+        (3, 5, "12345678901234567890", ("-0.25", "", "t"), ("t",), None),
     ]
 
 
@@ -212,23 +213,29 @@ def test_contact_id_is_preferred_over_id(tmp_path: Path) -> None:
     assert rows_of(table)[0].contact_id == ID1
 
 
-def test_a_highlevel_export_works_as_it_is(tmp_path: Path) -> None:
-    text = (
-        "Contact Id,First Name,Last Name,Business Name,Company Name,Phone,Email,"
-        "Created,Last Activity,Tags\n"
-        f'{ID1},Ann,Lee,,Acme,+15550100,ann@example.com,2024-01-02,,"customer, vip"\n'
-    )
-    path = write(tmp_path / "export.csv", text)
-    table = open_input(path, InputOptions(action="remove", location_id=LOC))
-    assert (table.id_column, table.tags_column, table.action_column) == ("Contact Id", "Tags", None)
+EXPORT = (
+    "Contact Id,First Name,Last Name,Business Name,Company Name,Phone,Email,"
+    "Created,Last Activity,Tags\n"
+    f'{ID1},Ann,Lee,,Acme,+15550100,ann@example.com,2024-01-02,,"customer, vip"\n'
+)
+
+
+def test_a_highlevel_export_with_tags_given_carries_its_tags_column_to_the_report(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path / "export.csv", EXPORT)
+    table = open_input(path, InputOptions(action="remove", tags=("lead",), location_id=LOC))
+    assert table.highlevel_export is True
+    assert (table.id_column, table.tags_column, table.action_column) == ("Contact Id", None, None)
     [row] = rows_of(table)
     assert (row.contact_id, row.action, row.tags, row.location_id) == (
         ID1,
         "remove",
-        ("customer", "vip"),
+        ("lead",),
         LOC,
     )
-    assert len(row.extra) == 10
+    assert row.extra[0] == ID1
+    assert row.extra[-1] == "customer, vip"
 
 
 def test_id_column_option_is_matched_loosely(tmp_path: Path) -> None:
@@ -248,7 +255,7 @@ def test_other_columns_location_and_repeated_names_are_kept_as_written(tmp_path:
         "Action",
     )
     assert rows_of(table) == [
-        Row(1, ID1, LOC, "add", ("x",), False, None, "", ("n1", LOC, ID1, "x", "add", "n2"))
+        Row(1, ID1, LOC, "add", ("x",), False, None, "", ("n1", LOC, ID1, "x", "add", "n2"), 2)
     ]
 
 
@@ -307,6 +314,7 @@ def test_options_override_the_columns(tmp_path: Path) -> None:
             None,
             "",
             (ID1, "old1", "remove", LOC),
+            2,
         )
     ]
 
@@ -321,7 +329,7 @@ def test_remove_all_tags_needs_no_tags_column(tmp_path: Path) -> None:
     path = write(tmp_path / "in.csv", f"contact_id,Tags\n{ID1},old\n")
     table = open_input(path, InputOptions(action="remove", remove_all=True, location_id=LOC))
     assert table.tags_column is None
-    assert rows_of(table) == [Row(1, ID1, LOC, "remove", (), True, None, "", (ID1, "old"))]
+    assert rows_of(table) == [Row(1, ID1, LOC, "remove", (), True, None, "", (ID1, "old"), 2)]
 
 
 # --- invalid rows ----------------------------------------------------------------------------
@@ -507,9 +515,11 @@ def test_empty_file(tmp_path: Path, text: str) -> None:
 
 
 @pytest.mark.parametrize("text", ["contact_id,tags,action\n", "contact_id,tags,action\n\n,,\n"])
-def test_header_without_data_rows(tmp_path: Path, text: str) -> None:
-    path = write(tmp_path / "in.csv", text)
-    assert input_error(path) == f"{path}: no data rows (only a header); nothing to do"
+def test_header_without_data_rows_opens_with_has_rows_false(tmp_path: Path, text: str) -> None:
+    table = open_input(write(tmp_path / "in.csv", text), InputOptions())
+    assert table.has_rows is False
+    assert table.columns == ("contact_id", "tags", "action")
+    assert rows_of(table) == []
 
 
 def test_no_id_column_lists_the_columns(tmp_path: Path) -> None:
@@ -579,9 +589,11 @@ def test_usage_errors_are_not_input_errors(tmp_path: Path) -> None:
     assert not isinstance(info.value, InputError)
 
 
-def test_xlsx_header_without_data_rows(tmp_path: Path) -> None:
-    path = write_xlsx(tmp_path / "in.xlsx", {"S": [["contact_id", "tags", "action"]]})
-    assert input_error(path) == f"{path}: no data rows (only a header); nothing to do"
+def test_xlsx_header_without_data_rows_opens_with_has_rows_false(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "in.xlsx", {"S": [["contact_id", "tags", "action"], [None]]})
+    table = open_input(path, InputOptions())
+    assert table.has_rows is False
+    assert rows_of(table) == []
 
 
 def test_xlsx_data_after_many_blank_rows_is_found(tmp_path: Path) -> None:

@@ -313,3 +313,126 @@ def test_an_xlsx_report_too_long_for_excel_is_refused_before_sending(
     assert result.exit_code == 2, result.output
     assert "do not fit in an XLSX sheet" in errors(result)[0]
     assert served.stats.total_requests == 0
+
+
+def test_a_highlevel_export_without_tags_is_refused_before_anything_is_sent(
+    cli: CliRunner, served: Sandbox
+) -> None:
+    """Today's trap: `--action remove` on an export took its Tags column (the contacts'
+    current tags) as the tags to remove, and stripped 350 contacts."""
+    export = ROOT / "samples" / "highlevel_export.csv"
+    result = run(cli, served, str(export), "--action", "remove")
+    assert result.exit_code == 2
+    assert errors(result) == [
+        f"batcher: error: {export} is a HighLevel contact export: its Tags column holds the "
+        'contacts\' current tags, not tags to apply; give --tags "a,b" (or --remove-all-tags)'
+    ]
+    assert served.stats.total_requests == 0
+
+
+def test_a_number_typed_into_an_excel_id_cell_is_never_sent(
+    cli: CliRunner, tmp_path: Path, served: Sandbox
+) -> None:
+    """Excel keeps 15 digits: 1.23456789012345E+19 must not go out as 12345678901234499584."""
+    import xlsxwriter
+
+    ids = contact_ids(2)
+    book = xlsxwriter.Workbook(str(tmp_path / "in.xlsx"))
+    sheet = book.add_worksheet()
+    sheet.write_row(0, 0, ["contact_id", "email"])
+    sheet.write_row(1, 0, [ids[0], "a@example.com"])
+    sheet.write_number(2, 0, 1.23456789012345e19)
+    sheet.write_row(3, 0, [ids[1], "c@example.com"])
+    book.close()
+    result = run(cli, served, "in.xlsx", "--action", "add", "--tags", "vip")
+    assert result.exit_code == 0, result.output
+    rows = report_rows(tmp_path / "in-report.csv")
+    assert [(row["line"], row["status"]) for row in rows] == [
+        ("2", "success"),
+        ("3", "invalid"),
+        ("4", "success"),
+    ]
+    assert "format the id column as Text" in rows[1]["message"]
+    sent = [c for request in served.stats.applied for c in request.update.contacts]
+    assert sorted(sent) == sorted(ids)
+
+
+def test_a_utf8_file_with_one_stray_byte_stops_naming_the_line_and_byte(
+    cli: CliRunner, tmp_path: Path, served: Sandbox
+) -> None:
+    """Today's trap: the whole file was read as cp1252, and `café` went out as `cafÃ©`."""
+    ids = contact_ids(3)
+    head = f"contact_id,tags\n{ids[0]},thé\n{ids[1]},caf".encode()
+    tail = f"\n{ids[2]},été\n".encode()
+    (tmp_path / "in.csv").write_bytes(head + b"\xe9" + tail)  # one cp1252 é on line 3
+    result = run(cli, served, "in.csv", "--action", "add")
+    assert result.exit_code == 2
+    (line,) = errors(result)
+    assert "in.csv: line 3: byte 67 (0xE9)" in line
+    assert "is not valid UTF-8 in a file that is otherwise UTF-8" in line
+    assert served.stats.total_requests == 0
+
+
+def test_a_header_only_file_is_exit_2_unless_allowed(
+    cli: CliRunner, tmp_path: Path, served: Sandbox
+) -> None:
+    """A quiet night's export is fine when the user says so; otherwise it is a broken export."""
+    (tmp_path / "in.csv").write_text("contact_id,email\n", encoding="utf-8")
+    refused = run(cli, served, "in.csv", "--action", "add", "--tags", "x")
+    assert refused.exit_code == 2
+    assert "no data rows (only a header); nothing to do. Give --allow-empty" in refused.output
+    allowed = run(cli, served, "in.csv", "--action", "add", "--tags", "x", "--allow-empty")
+    assert allowed.exit_code == 0, allowed.output
+    assert "nothing to do: the input has no rows" in allowed.output
+    assert served.stats.total_requests == 0
+
+
+def test_a_report_fed_back_as_input_keeps_its_tag_lists(
+    cli: CliRunner, tmp_path: Path, served: Sandbox
+) -> None:
+    """Fix-and-re-upload: a report's `tags` cells are JSON lists, read as lists (no junk tags
+    such as `["florida"`), and the report's own result columns are carried, not confused."""
+    ids = contact_ids(2)
+    write_csv(tmp_path / "in.csv", ids, tags=["florida,lead", "vip"])
+    assert run(cli, served, "in.csv", "--action", "add").exit_code == 0
+    served.stats.applied.clear()
+    result = run(cli, served, "in-report.csv", "--action", "remove", "--id-column", "contact_id")
+    assert result.exit_code == 0, result.output
+    assert sorted(tuple(r.update.tags) for r in served.stats.applied) == [
+        ("florida", "lead"),
+        ("vip",),
+    ]
+
+
+def test_tags_with_control_characters_or_too_long_are_invalid(
+    cli: CliRunner, tmp_path: Path, served: Sandbox
+) -> None:
+    ids = contact_ids(3)
+    write_csv(tmp_path / "in.csv", ids, tags=["ok", "bad\x1b[31m", "x" * 300])
+    result = run(cli, served, "in.csv", "--action", "add")
+    assert result.exit_code == 0, result.output
+    rows = report_rows(tmp_path / "in-report.csv")
+    assert [row["status"] for row in rows] == ["success", "invalid", "invalid"]
+    assert "contains a control character" in rows[1]["message"]
+    assert "more than input.max_tag_length (255)" in rows[2]["message"]
+    too_long = run(cli, served, "in.csv", "--action", "add", "--tags", "y" * 300)
+    assert too_long.exit_code == 2
+    assert served.stats.total_requests == 1
+
+
+def test_a_tsv_file_is_tab_separated_and_delimiter_chooses(
+    cli: CliRunner, tmp_path: Path, served: Sandbox
+) -> None:
+    ids = contact_ids(2)
+    (tmp_path / "in.tsv").write_text(
+        f"contact_id\ttags\n{ids[0]}\ta,b\n{ids[1]}\tc\n", encoding="utf-8"
+    )
+    assert run(cli, served, "in.tsv", "--action", "add").exit_code == 0
+    (tmp_path / "in.txt").write_text(f"contact_id;tags\n{ids[0]};d\n", encoding="utf-8")
+    result = run(cli, served, "in.txt", "--action", "add", "--delimiter", "semicolon")
+    assert result.exit_code == 0, result.output
+    assert sorted(tuple(r.update.tags) for r in served.stats.applied) == [
+        ("a", "b"),
+        ("c",),
+        ("d",),
+    ]

@@ -1,0 +1,543 @@
+"""Read a contact file (CSV, gzip CSV or Excel) in chunks and turn each data row into a `Row`.
+
+This package is the only place that imports pandas (`_csv`, `_excel`). `open_input` looks at the
+file once (encoding, delimiter, header, one data row) and fails early with an
+`InputError`/`UsageError` naming the file and the fix; `InputTable.chunks` then reads the whole
+file, `chunk_rows` rows at a time, so memory stays bounded however long a CSV is (Excel sheets are
+read whole: calamine cannot stream, and a sheet holds at most 1,048,576 rows anyway).
+
+Rules (SPEC "Input"):
+- The header is the first line (sheet row) with a non-empty cell; lines of empty cells before it
+  are skipped. A file with a header and no data row opens (`InputTable.has_rows` is False: the
+  caller decides); a file with no header at all is an InputError.
+- Columns are matched ignoring case, spaces, `_` and `-`; blank lines (and lines whose cells are
+  all empty) are not rows and take no number; `Row.line` is where a person finds the row (the
+  physical line it starts on in a CSV, the row number in a sheet).
+- CSV: `.tsv` is tab-separated, `InputOptions.delimiter` forces one, else it is sniffed among
+  `, ; TAB |`. Encoding, unless `InputOptions.encoding` names one (then decoded strictly): a BOM
+  says UTF-8 or UTF-16; a file valid as UTF-8 is UTF-8; a file holding valid multi-byte UTF-8 and
+  invalid bytes is UTF-8 with stray bytes (an InputError naming the first); a file without any
+  valid multi-byte sequence is cp1252 (its five undefined bytes refused).
+- Ids are trimmed of whitespace and invisible characters; a number cell in an Excel id column is
+  never an id (Excel keeps 15 digits). A row that can never be sent is marked INVALID with a
+  message saying why, tags with a control character or longer than `max_tag_length` included.
+- A tags cell is split on commas, unless its trimmed text is a JSON array of strings (a batcher
+  report fed back as input): then it is that list.
+- A HighLevel contact export is recognised by its header: a column named `Contact Id` (case and
+  spacing ignored) and at least two of `First Name`, `Last Name`, `Phone`, `Email`,
+  `Business Name`, `Company Name`, `Created`, `Last Activity` (matched like any column). Its
+  `Tags` column holds the contacts' current tags, so it is never the operation: `tags` or
+  `remove_all` must be given (else a UsageError), and the column is only carried to the report.
+Duplicates are not found here: that needs the whole input and is the ledger's job.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import count, repeat
+from pathlib import Path
+
+from batcher.errors import InputError, UsageError
+from batcher.loading._common import INVISIBLE, STRIP, Reader, Slice, is_blank
+from batcher.loading._csv import open_csv, parse_delimiter
+from batcher.loading._excel import open_excel
+from batcher.models import Row, Status
+
+__all__ = ["InputOptions", "InputTable", "open_input", "parse_tags"]
+
+_CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+_EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+# Per-chunk caches of parsed cells (tags repeat a lot); cleared when they grow past this.
+_CACHE_LIMIT = 100_000
+
+_ACTIONS = frozenset({"add", "remove"})
+_NO_LOCATION = "no location id (give --location-id, a location_id column or api.location_id)"
+
+# Normalised header name -> role; the id names are in order of preference (SPEC "Input").
+_ID_NAMES = ("contactid", "id")
+_TAGS_NAME = "tags"
+_ACTION_NAME = "action"
+_LOCATION_NAME = "locationid"
+# A HighLevel contact export (see the module docstring): its id column, and the columns of
+# which it has at least two (normalised like every column name).
+_EXPORT_ID = "contact id"
+_EXPORT_COLUMNS = frozenset(
+    {
+        "firstname",
+        "lastname",
+        "phone",
+        "email",
+        "businessname",
+        "companyname",
+        "created",
+        "lastactivity",
+    }
+)
+# Unicode category Cc: C0 controls, DEL and C1 controls.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """What the command line and config say about reading the input (see SPEC "Commands").
+
+    `delimiter`: None to sniff (tab for .tsv); else one character or tab/comma/semicolon/pipe.
+    `max_tag_length`: a longer tag makes its row invalid (`--tags`: a UsageError).
+    """
+
+    id_column: str | None = None
+    sheet: str | None = None
+    action: str | None = None
+    tags: tuple[str, ...] | None = None
+    remove_all: bool = False
+    location_id: str | None = None
+    default_location_id: str = ""
+    id_pattern: str = r"^[A-Za-z0-9]{20}$"
+    encoding: str = ""
+    chunk_rows: int = 50_000
+    delimiter: str | None = None
+    max_tag_length: int = 255
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How to turn the raw cells of a chunk into Rows; built once by `open_input`."""
+
+    id_index: int
+    tags_index: int | None
+    action_index: int | None
+    location_index: int | None
+    action: str | None
+    tags: tuple[str, ...] | None
+    location_id: str | None
+    default_location_id: str
+    remove_all: bool
+    id_regex: re.Pattern[str]
+    id_pattern: str
+    max_tag_length: int
+
+
+@dataclass(frozen=True)
+class InputTable:
+    """An input file that `open_input` has checked; `chunks()` yields its rows.
+
+    `columns` is the header as written (all of it, for the report); the `*_column` fields name the
+    columns actually used (None when absent or overridden by an option). `has_rows` is False for
+    a file with a header and no data row (the caller decides whether that is an error);
+    `highlevel_export` says the file is a HighLevel contact export (see the module docstring).
+    """
+
+    path: Path
+    columns: tuple[str, ...]
+    id_column: str
+    tags_column: str | None
+    action_column: str | None
+    location_column: str | None
+    _plan: _Plan = field(repr=False, compare=False)
+    # Reads the data rows (header excluded, blank lines possibly included) from the start.
+    _read: Reader = field(repr=False, compare=False)
+    _chunk_rows: int = field(default=50_000, repr=False, compare=False)
+    has_rows: bool = True
+    highlevel_export: bool = False
+
+    def chunks(self) -> Iterator[list[Row]]:
+        """Yield the file's rows in input order, about `chunk_rows` at a time.
+
+        Re-readable: each call reads the file again. A file that turns unreadable halfway
+        (a malformed line, a truncated gzip) raises InputError naming the file.
+        """
+        number = 0
+        for part in self._read(self._chunk_rows, self._plan.id_index):
+            rows = _to_rows(part, self._plan, number)
+            if rows:
+                number = rows[-1].row
+                yield rows
+
+
+def parse_tags(text: str) -> tuple[str, ...]:
+    """The tags of a tags cell (or of `--tags`): trimmed, empties dropped, repeats dropped.
+
+    The cell is split on commas, unless its trimmed text is a JSON array of strings (as a batcher
+    report writes them): then its items are the tags, commas and all. Repeats are found ignoring
+    case (HighLevel stores tags lower-cased, so "VIP" and "vip" are one tag); the first spelling
+    and the order of first occurrences are kept.
+    """
+    # Runs once per distinct tags cell of a million-row file: the common clean case (no empty,
+    # no repeat) costs one split, one strip per tag and one set, nothing per-tag in Python.
+    if "[" in text:
+        items = _json_strings(text)
+        if items is not None:
+            return _unique(items)
+    parts = [part.strip(STRIP) for part in text.split(",")]
+    if len(parts) == 1:
+        return (parts[0],) if parts[0] else ()
+    if all(parts) and len({part.casefold() for part in parts}) == len(parts):
+        return tuple(parts)
+    return _unique(parts)
+
+
+def _json_strings(text: str) -> list[str] | None:
+    """The items of a JSON array of strings, or None when the text is not one."""
+    trimmed = text.strip(STRIP)
+    if not trimmed.startswith("["):
+        return None
+    try:
+        value = json.loads(trimmed)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    return None
+
+
+def _unique(tags: Iterable[str]) -> tuple[str, ...]:
+    """Tags trimmed, empties and repeats (ignoring case) dropped, first spellings kept."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for raw in tags:
+        tag = raw.strip(STRIP)
+        key = tag.casefold()
+        if tag and key not in seen:
+            seen.add(key)
+            out.append(tag)
+    return tuple(out)
+
+
+def _tag_problem(tags: tuple[str, ...], max_length: int) -> str:
+    """Why tags cannot be sent ("" when they can): a control character, or too long."""
+    problems = []
+    for tag in tags:
+        if _CONTROL.search(tag):
+            problems.append(f'tag "{_shown(tag)}" contains a control character')
+        elif len(tag) > max_length:
+            problems.append(
+                f'tag "{_shown(tag)}" has {len(tag)} characters, more than '
+                f"input.max_tag_length ({max_length})"
+            )
+    return "; ".join(problems)
+
+
+def open_input(path: Path, options: InputOptions) -> InputTable:
+    """Check the input file and work out how to read it; reads only its start.
+
+    Raises InputError (the file cannot be used) or UsageError (the options and columns together
+    do not say what to do), each with a one-line message naming the file and the fix.
+    """
+    path = Path(path)
+    if options.tags is not None and options.remove_all:
+        raise UsageError("--tags and --remove-all-tags do not go together: give one of them")
+    if options.chunk_rows < 1:
+        raise UsageError("chunk_rows must be at least 1")
+    if options.max_tag_length < 1:
+        raise UsageError("input.max_tag_length must be at least 1")
+    fixed_tags: tuple[str, ...] | None = None
+    if options.tags is not None:
+        fixed_tags = _unique(options.tags)
+        problem = _tag_problem(fixed_tags, options.max_tag_length)
+        if problem:
+            raise UsageError(f"--tags: {problem}")
+    delimiter = None if options.delimiter is None else parse_delimiter(options.delimiter)
+    try:
+        id_regex = re.compile(options.id_pattern)
+    except re.error as exc:
+        raise UsageError(f"input.id_pattern: not a valid regular expression ({exc})") from None
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a CSV or Excel file")
+
+    name = path.name.lower()
+    if name.endswith(_EXCEL_SUFFIXES):
+        source = open_excel(path, options.sheet)
+    elif name.endswith(_CSV_SUFFIXES) or name.endswith(tuple(s + ".gz" for s in _CSV_SUFFIXES)):
+        source = open_csv(path, options.encoding, delimiter, gzipped=name.endswith(".gz"))
+    elif name.endswith(".xls"):
+        raise InputError(
+            f"{path}: old binary Excel format (.xls): open it in Excel and save as .xlsx"
+        )
+    else:
+        raise InputError(
+            f"{path}: unsupported file type {path.suffix or '(no extension)'!r}; "
+            "give a .csv, .csv.gz, .xlsx or .xlsm file"
+        )
+
+    columns = tuple(source.header)
+    keys = [_column_key(c) for c in columns]
+    id_index = _find_id_column(path, columns, keys, options.id_column)
+    export = _is_highlevel_export(columns, keys)
+    if export and options.tags is None and not options.remove_all:
+        raise UsageError(
+            f"{path} is a HighLevel contact export: its Tags column holds the contacts' current "
+            'tags, not tags to apply; give --tags "a,b" (or --remove-all-tags)'
+        )
+    tags_index = None if options.tags is not None or options.remove_all else _find(keys, _TAGS_NAME)
+    action_index = None if options.action is not None else _find(keys, _ACTION_NAME)
+    location_index = None if options.location_id is not None else _find(keys, _LOCATION_NAME)
+
+    if options.action is None and action_index is None:
+        raise UsageError(
+            f"{path}: no action column; give --action add or --action remove, "
+            "or add an action column"
+        )
+    if options.tags is None and tags_index is None and not options.remove_all:
+        raise UsageError(
+            f"{path}: no tags column; give --tags, --remove-all-tags or add a tags column"
+        )
+
+    plan = _Plan(
+        id_index=id_index,
+        tags_index=tags_index,
+        action_index=action_index,
+        location_index=location_index,
+        action=options.action,
+        tags=fixed_tags,
+        location_id=options.location_id,
+        default_location_id=options.default_location_id.strip(STRIP),
+        remove_all=options.remove_all,
+        id_regex=id_regex,
+        id_pattern=options.id_pattern,
+        max_tag_length=options.max_tag_length,
+    )
+
+    def name_of(index: int | None) -> str | None:
+        return None if index is None else columns[index]
+
+    return InputTable(
+        path=path,
+        columns=columns,
+        id_column=columns[id_index],
+        tags_column=name_of(tags_index),
+        action_column=name_of(action_index),
+        location_column=name_of(location_index),
+        _plan=plan,
+        _read=source.read,
+        _chunk_rows=options.chunk_rows,
+        has_rows=source.has_rows,
+        highlevel_export=export,
+    )
+
+
+# --- columns ---------------------------------------------------------------------------------
+
+
+def _column_key(name: str) -> str:
+    """The name columns are matched by: no case, spaces, `_`, `-` or invisible characters."""
+    return re.sub(r"[\s_\-" + INVISIBLE + "]", "", name).casefold()
+
+
+def _find(keys: list[str], key: str) -> int | None:
+    """The first column whose key is `key` (a repeated column name: the first one wins)."""
+    try:
+        return keys.index(key)
+    except ValueError:
+        return None
+
+
+def _is_highlevel_export(columns: tuple[str, ...], keys: list[str]) -> bool:
+    """A `Contact Id` column and at least two of the export's usual columns."""
+    if not any(" ".join(c.split()).casefold() == _EXPORT_ID for c in columns):
+        return False
+    return len(_EXPORT_COLUMNS.intersection(keys)) >= 2
+
+
+def _find_id_column(
+    path: Path, columns: tuple[str, ...], keys: list[str], wanted: str | None
+) -> int:
+    seen = ", ".join(repr(c) for c in columns)
+    if wanted is not None:
+        index = _find(keys, _column_key(wanted))
+        if index is None:
+            raise InputError(f"{path}: no column {wanted!r} for --id-column (columns: {seen})")
+        return index
+    for key in _ID_NAMES:
+        index = _find(keys, key)
+        if index is not None:
+            return index
+    raise InputError(
+        f"{path}: no contact id column (looked for contact_id, contactId, Contact Id or id; "
+        f"columns: {seen}); name it with --id-column"
+    )
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+
+def _to_rows(part: Slice, plan: _Plan, number: int) -> list[Row]:
+    """Normalise and validate one chunk (see `_build_rows`) with the cyclic GC paused.
+
+    A chunk allocates ~3 tracked objects per row (Row, cells tuple, tags tuple) and none of them
+    can form a cycle; left on, the collector rescans the young heap over and over while the
+    chunk is built and costs about a third of the loading time (measured on 1M rows). It is
+    switched back on before returning, so no caller ever runs with it off.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _build_rows(part, plan, number)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _build_rows(part: Slice, plan: _Plan, number: int) -> list[Row]:
+    """Normalise and validate one chunk; `number` is the last row number already given.
+
+    The hot loop of a million-row run: everything constant is worked out once, repeated cells
+    (actions, tags, locations) are parsed once per chunk via small caches, and a valid row takes
+    one regex match and a few dict lookups. Only invalid rows pay for building a message.
+    """
+    columns = part.columns
+    if not columns or not columns[0]:
+        return []
+    size = len(columns[0])
+    records: Iterable[tuple[str, ...]] = zip(*columns, strict=True)
+    ids = columns[plan.id_index]
+    lines: Iterable[int] = count(part.lines) if isinstance(part.lines, int) else part.lines
+    numeric = part.numeric_ids or {}
+
+    actions: Iterable[str]
+    if plan.action is not None:
+        actions = repeat(plan.action.strip(STRIP).lower(), size)
+    else:
+        assert plan.action_index is not None  # open_input guarantees an action source
+        actions = columns[plan.action_index]
+
+    tags_cells: Iterable[str | None]
+    if plan.remove_all or plan.tags is not None:
+        # None: use `fixed_tags`. With remove-all-tags the request carries `tags: []`, so a
+        # row's tags are empty and a tags column is only carried to the report.
+        tags_cells = repeat(None, size)
+    else:
+        assert plan.tags_index is not None
+        tags_cells = columns[plan.tags_index]
+    fixed_tags: tuple[str, ...] = ()
+    if plan.tags is not None and not plan.remove_all:
+        fixed_tags = plan.tags  # trimmed, de-duplicated and checked by open_input
+
+    locations: Iterable[str]
+    if plan.location_id is not None:
+        locations = repeat(plan.location_id, size)
+    elif plan.location_index is not None:
+        locations = columns[plan.location_index]
+    else:
+        locations = repeat("", size)
+
+    match = plan.id_regex.match
+    remove_all = plan.remove_all
+    default_location = plan.default_location_id
+    max_tag_length = plan.max_tag_length
+    action_cache: dict[str, str] = {}
+    # A tags cell -> its tags and why they cannot be sent ("" when they can).
+    tags_cache: dict[str, tuple[tuple[str, ...], str]] = {}
+    location_cache: dict[str, str] = {}
+    rows: list[Row] = []
+    append = rows.append
+
+    for cells, raw_id, raw_action, raw_tags, raw_location, line in zip(
+        records, ids, actions, tags_cells, locations, lines, strict=False
+    ):
+        contact_id = raw_id.strip(STRIP)
+        if not contact_id and is_blank(cells):
+            continue  # a blank line or a line of empty cells is not a row
+        number += 1
+
+        action = action_cache.get(raw_action)
+        if action is None:
+            if len(action_cache) > _CACHE_LIMIT:
+                action_cache.clear()
+            action = action_cache[raw_action] = raw_action.strip(STRIP).lower()
+
+        if raw_tags is None:
+            tags = fixed_tags
+            tag_problem = ""
+        else:
+            cached = tags_cache.get(raw_tags)
+            if cached is None:
+                if len(tags_cache) > _CACHE_LIMIT:
+                    tags_cache.clear()
+                parsed = parse_tags(raw_tags)
+                cached = tags_cache[raw_tags] = (parsed, _tag_problem(parsed, max_tag_length))
+            tags, tag_problem = cached
+
+        location = location_cache.get(raw_location)
+        if location is None:
+            if len(location_cache) > _CACHE_LIMIT:
+                location_cache.clear()
+            location = raw_location.strip(STRIP) or default_location
+            location_cache[raw_location] = location
+
+        if (
+            contact_id
+            and match(contact_id) is not None
+            and action in _ACTIONS
+            and (tags or remove_all)
+            and location
+            and not tag_problem
+            and not (remove_all and action == "add")
+            and not (numeric and line in numeric)
+        ):
+            append(
+                Row(number, contact_id, location, action, tags, remove_all, None, "", cells, line)
+            )
+        else:
+            message = "; ".join(
+                _problems(plan, contact_id, action, tags, location, tag_problem, numeric.get(line))
+            )
+            append(
+                Row(
+                    number,
+                    contact_id,
+                    location,
+                    action,
+                    tags,
+                    remove_all,
+                    Status.INVALID,
+                    message,
+                    cells,
+                    line,
+                )
+            )
+    return rows
+
+
+def _problems(
+    plan: _Plan,
+    contact_id: str,
+    action: str,
+    tags: tuple[str, ...],
+    location: str,
+    tag_problem: str,
+    number: str | None,
+) -> Iterator[str]:
+    """Every reason a row cannot be sent, each naming the thing and what it should be."""
+    if number is not None:
+        yield (
+            f"contact id is a number in the sheet ({number}): Excel keeps only 15 digits; "
+            "format the id column as Text and enter the ids again"
+        )
+    elif not contact_id:
+        yield "contact id is empty"
+    elif plan.id_regex.match(contact_id) is None:
+        yield f'contact id "{_shown(contact_id)}" does not match {plan.id_pattern}'
+    if not action:
+        yield "action is empty (expected add or remove)"
+    elif action not in _ACTIONS:
+        yield f'action "{_shown(action)}" is not add or remove'
+    if not tags and not plan.remove_all:
+        yield "no tags to apply"
+    if tag_problem:
+        yield tag_problem
+    if not location:
+        yield _NO_LOCATION
+    if plan.remove_all and action == "add":
+        yield "remove-all-tags goes with action remove"
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """Text for a message: invisible characters spelled out, long values cut."""
+    shown = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text[:limit])
+    return shown + "…" if len(text) > limit else shown

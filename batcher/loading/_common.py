@@ -1,0 +1,69 @@
+"""What the CSV and Excel readers and the row builder share: the slice of cells they pass on."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+# Characters trimmed from both ends of ids, tags, actions and locations: all Unicode whitespace
+# (NBSP included) plus the invisible ones that spreadsheets and copy-paste leave behind and that
+# `str.strip()` keeps: zero-width space/non-joiner/joiner, word joiner, BOM, Mongolian vowel sep.
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u180e"
+STRIP = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()) + INVISIBLE
+
+# Rows read by `open_input` to find the first data row without parsing a whole big chunk.
+PROBE_ROWS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """Successive data rows of a file, as columns of raw cells (blank lines possibly included).
+
+    `lines` is where each row starts (CSV: physical line, 1-based; Excel: sheet row number): an
+    int when the rows take one line each from that line on (the common case, no per-row list),
+    else one number per row. `numeric_ids` maps the line of a row whose id cell is a number in an
+    Excel sheet to that number as shown in messages.
+    """
+
+    columns: list[list[str]]
+    lines: int | list[int]
+    numeric_ids: dict[int, str] | None = None
+
+
+# Reads a file's data rows from the start: `read(chunk_rows, id_index)` yields Slices of at most
+# `chunk_rows` rows (the id column's index lets Excel keep the type of its cells).
+Reader = Callable[[int, int], Iterator[Slice]]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """An opened file: its header as written, its reader, whether any data row has a cell."""
+
+    header: list[str]
+    read: Reader
+    has_rows: bool
+
+
+def is_blank(cells: tuple[str, ...] | list[str]) -> bool:
+    return not "".join(cells).strip(STRIP)
+
+
+def one_line(text: object) -> str:
+    """An exception's text on one line (library messages sometimes span several)."""
+    return " ".join(str(text).split())
+
+
+def has_rows(read: Reader) -> bool:
+    """Whether any data row has a non-empty cell; usually answered by the first few rows."""
+    parts = read(PROBE_ROWS, 0)
+    try:
+        for part in parts:
+            for cells in zip(*part.columns, strict=True):
+                if not is_blank(cells):
+                    return True
+    finally:
+        close = getattr(parts, "close", None)
+        if close is not None:
+            close()
+    return False
