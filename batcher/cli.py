@@ -34,6 +34,9 @@ from batcher.secrets import Scrubber
 from batcher.sending import is_permanent
 from batcher.stopping import Stop, signals_stop
 
+# Locations `plan` lists one by one, busiest first.
+PLAN_LOCATIONS = 10
+
 STATUS_ORDER = (
     Status.SUCCESS,
     Status.ERROR,
@@ -218,7 +221,9 @@ def main() -> None:
     """Apply tag changes to large contact lists through the bulk contact-tags API."""
 
 
-def _run_job(options: dict[str, Any], *, dry_run: bool, quiet: bool, yes: bool) -> RunResult:
+def _run_job(
+    options: dict[str, Any], *, dry_run: bool, quiet: bool, yes: bool
+) -> tuple[Settings, RunResult]:
     holder: list[Settings] = []
     with _one_line_errors(lambda: holder[0] if holder else None):
         config_file = options.pop("config_file")
@@ -228,7 +233,7 @@ def _run_job(options: dict[str, Any], *, dry_run: bool, quiet: bool, yes: bool) 
         job = build_job(settings, config_file=config_file, **options)
         stop = Stop()
         with signals_stop(stop), _progress(quiet or dry_run) as progress:
-            return asyncio.run(
+            return settings, asyncio.run(
                 execute(
                     settings,
                     job,
@@ -251,7 +256,7 @@ def run(quiet: bool, yes: bool, **options: Any) -> None:
     Exit status: 0 all rows settled, 1 some rows failed (run again to retry them),
     2 usage/config/input error (nothing sent), 3 stopped early (run again to resume).
     """
-    result = _run_job(options, dry_run=False, quiet=quiet, yes=yes)
+    _, result = _run_job(options, dry_run=False, quiet=quiet, yes=yes)
     _summary(result)
     sys.exit(result.exit_code)
 
@@ -320,7 +325,10 @@ def _summary(result: RunResult) -> None:
 def plan(quiet: bool, **options: Any) -> None:
     """Read and check INPUT and show what `run` would send; send nothing."""
     options.pop("report_path")
-    result = _run_job({**options, "report_path": None}, dry_run=True, quiet=True, yes=True)
+    settings, result = _run_job(
+        {**options, "report_path": None}, dry_run=True, quiet=True, yes=True
+    )
+    limits = settings.limits
     total = sum(result.counts.values())
     resumed = " (an unfinished run: rows already settled are not sent again)"
     _echo(
@@ -342,6 +350,14 @@ def plan(quiet: bool, **options: Any) -> None:
             "  (rounds: some contacts have several rows; each contact's rows are applied in "
             "input order, a round at a time)"
         )
+    budget = limits.daily_requests - limits.daily_reserve
+    shown = result.per_location[:PLAN_LOCATIONS]
+    for location, requests in shown:
+        share = requests / budget
+        warning = "  more than a day's quota: the run will stop and resume tomorrow" * (share > 1)
+        _echo(f"  {location}  {requests:>9,} requests  {share:>7.2%} of the daily quota{warning}")
+    if len(result.per_location) > len(shown):
+        _echo(f"  ... and {len(result.per_location) - len(shown):,} more locations")
 
 
 @main.command()

@@ -82,6 +82,8 @@ class RunResult:
     plan: PlanStats = field(default_factory=lambda: PlanStats(groups=0, requests=0))
     rounds: int = 0
     locations: int = 0
+    # Requests each location needs, busiest first (what `plan` shows, with the daily share).
+    per_location: list[tuple[str, int]] = field(default_factory=list)
     least_seconds: float = 0.0
     requests: int = 0
     retries: int = 0
@@ -284,6 +286,7 @@ def _plan(result: RunResult, work: list[WorkItem], settings: Settings) -> None:
     for item in work:
         per_location[item.group.location_id] += -(-item.members // size)
     result.locations = len(per_location)
+    result.per_location = per_location.most_common()
     busiest = max(per_location.values(), default=0)
     limits = settings.limits
     result.least_seconds = PlanStats(groups=1, requests=busiest).seconds_at(

@@ -6,12 +6,14 @@ import asyncio
 import random
 import selectors
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TypeVar
 
 import pytest
 
 from batcher.models import RateLimitInfo
 from batcher.pacing import Pacer
+from batcher.stopping import Stop, interruptible_sleep
 
 T = TypeVar("T")
 INTERVAL_S = 10.0
@@ -197,3 +199,144 @@ def test_observe_keeps_the_latest_rate_limit_headers_per_location() -> None:
 def test_a_limit_that_allows_nothing_is_refused(max_requests: int, interval_s: float) -> None:
     with pytest.raises(ValueError, match="must be"):
         Pacer(max_requests, interval_s)
+
+
+# -- following the server -----------------------------------------------------------------------
+
+
+def test_a_server_that_allows_less_than_the_config_is_followed() -> None:
+    """Once an answer says X-RateLimit-Max 2 per 10 s, the lower limit rules."""
+    paced = Paced(max_requests=100)
+
+    async def scenario() -> list[float]:
+        first = await paced.request("loc")
+        paced.pacer.observe("loc", RateLimitInfo(max=2, remaining=1, interval_ms=10_000))
+        rest = await asyncio.gather(*(paced.request("loc") for _ in range(4)))
+        return [first[0], *(start for start, _ in rest)]
+
+    assert on_fake_time(scenario) == [0.0, 0.0, 10.0, 10.0, 20.0]
+
+
+def test_a_longer_server_interval_is_held_as_well_as_the_configured_one() -> None:
+    paced = Paced(max_requests=4)  # 4 per 10 s configured
+
+    async def scenario() -> list[float]:
+        paced.pacer.observe("loc", RateLimitInfo(max=6, remaining=6, interval_ms=60_000))
+        spans = await asyncio.gather(*(paced.request("loc") for _ in range(8)))
+        return [start for start, _ in spans]
+
+    # 4 per 10 s, and no more than 6 in any 60 s: the 7th waits for the first to be 60 s old.
+    assert on_fake_time(scenario) == [0.0] * 4 + [10.0, 10.0, 60.0, 60.0]
+
+
+def test_requests_of_others_counted_by_the_server_leave_them_room() -> None:
+    """Remaining 1 of 5 while we have 1 request in the window: 3 belong to someone else (another
+    integration on the same location), and we leave them their room."""
+    pacer = Pacer(5, INTERVAL_S, clock=lambda: 0.0)
+    slot = pacer.try_start("loc")
+    assert slot is not None
+    slot.finish()
+    pacer.observe("loc", RateLimitInfo(max=5, remaining=1, interval_ms=10_000))
+    assert pacer.try_start("loc") is not None
+    assert pacer.try_start("loc") is None
+    assert pacer.delay("loc") == INTERVAL_S
+
+
+def test_no_room_is_booked_for_others_when_the_server_counts_only_ours() -> None:
+    pacer = Pacer(5, INTERVAL_S, clock=lambda: 0.0)
+    for _ in range(3):
+        slot = pacer.try_start("loc")
+        assert slot is not None
+        slot.finish()
+    pacer.observe("loc", RateLimitInfo(max=5, remaining=2, interval_ms=10_000))
+    assert [pacer.try_start("loc") is not None for _ in range(3)] == [True, True, False]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_sliding_window_server_never_counts_more_than_its_limit(seed: int) -> None:
+    """Against a server allowing 3 per 10 s (config says 8), every answer's headers followed:
+    wherever between start and completion each request arrived, no window holds more than 3
+    once the first answer has told the limit."""
+    rng = random.Random(seed)
+    paced = Paced(max_requests=8)
+    spans: list[tuple[float, float]] = []
+
+    async def one(duration: float) -> None:
+        span = await paced.request("loc", duration)
+        spans.append(span)
+        paced.pacer.observe("loc", RateLimitInfo(max=3, remaining=0, interval_ms=10_000))
+
+    async def scenario() -> None:
+        await one(0.0)  # the first answer tells the server's limit
+        await asyncio.gather(*(one(rng.choice([0.0, 0.5, 4.0])) for _ in range(30)))
+
+    on_fake_time(scenario)
+    later = spans[1:]
+    assert most_the_server_can_count(later) <= 3
+
+
+def test_a_pause_holds_back_only_its_location() -> None:
+    """A 429: every request of that location waits until the pause is over; others go on."""
+    paced = Paced(max_requests=10)
+
+    async def scenario() -> tuple[float, float]:
+        paced.pacer.pause("loc-A", 30.0)
+        a = asyncio.create_task(paced.request("loc-A"))
+        b = await paced.request("loc-B")
+        return (await a)[0], b[0]
+
+    assert on_fake_time(scenario) == (30.0, 0.0)
+
+
+def test_the_daily_reserve_stops_one_location_and_not_another() -> None:
+    pacer = Pacer(10, INTERVAL_S, daily_requests=1000, daily_reserve=5)
+    pacer.observe("loc-A", RateLimitInfo(daily_limit=1000, daily_remaining=5))
+    pacer.observe("loc-B", RateLimitInfo(daily_limit=1000, daily_remaining=6))
+    reason = pacer.exhausted("loc-A")
+    assert reason is not None
+    assert reason.startswith("X-RateLimit-Daily-Remaining is 5, limits.daily_reserve 5; it comes")
+    assert pacer.try_start("loc-A") is None
+    assert pacer.delay("loc-A") == float("inf")
+    assert pacer.exhausted("loc-B") is None
+    assert pacer.try_start("loc-B") is not None
+
+
+def test_without_daily_headers_the_run_counts_its_own_requests() -> None:
+    pacer = Pacer(10, INTERVAL_S, clock=lambda: 0.0, daily_requests=3, daily_reserve=1)
+    for _ in range(2):
+        slot = pacer.try_start("loc")
+        assert slot is not None
+        slot.finish()
+        pacer.observe("loc", RateLimitInfo())
+    assert pacer.exhausted("loc") is not None
+
+
+def test_a_stop_ends_every_kind_of_wait() -> None:
+    """A window's wait, a wait for a completion and a pause all end at once with Interrupted;
+    so does a backoff or Retry-After sleep taken through interruptible_sleep."""
+    stop = Stop()
+
+    async def scenario() -> list[str]:
+        event = stop.event()
+        pacer = Pacer(
+            1, INTERVAL_S, clock=now, sleep=partial(interruptible_sleep, stop), stop=event
+        )
+        busy = pacer.try_start("in-flight")  # held: the next one waits for a completion
+        assert busy is not None
+        window = pacer.try_start("window")
+        assert window is not None
+        window.finish()  # the next one waits for the window
+        pacer.pause("paused", 3600.0)
+        waits = [
+            asyncio.create_task(pacer.start("in-flight")),
+            asyncio.create_task(pacer.start("window")),
+            asyncio.create_task(pacer.start("paused")),
+            asyncio.create_task(interruptible_sleep(stop, 3600.0)),
+        ]
+        await asyncio.sleep(1.0)
+        stop.request("interrupted by SIGTERM")
+        results = await asyncio.gather(*waits, return_exceptions=True)
+        assert now() == 1.0  # nobody waited any longer
+        return [type(r).__name__ for r in results]
+
+    assert on_fake_time(scenario) == ["Interrupted"] * 4

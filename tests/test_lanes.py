@@ -1,0 +1,134 @@
+"""The fair scheduler: locations side by side as their budgets allow, each contact in order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_pacing import INTERVAL_S, now, on_fake_time
+
+from batcher.lanes import Dispatch, Lanes
+from batcher.ledger import Ledger
+from batcher.models import BatchOutcome, ContactOutcome, RateLimitInfo, Row, Status
+from batcher.pacing import Pacer
+from batcher.pool import run_pool
+
+OK = ContactOutcome(Status.SUCCESS, "Tags updated", (), ("vip",), ())
+
+
+def _row(n: int, location: str, contact: int | None = None, action: str = "add") -> Row:
+    return Row(n, f"C{contact or n:019d}", location, action, ("vip",), False, extra=(), line=n + 1)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    with Ledger.open(tmp_path / "state", "k") as opened:
+        yield opened
+
+
+def run_all(
+    ledger: Ledger, pacer_limit: int, *, concurrency: int = 4, duration: float = 1.0
+) -> list[tuple[float, str, tuple[int, ...]]]:
+    """Send everything through Lanes with batches of 1 on fake time; (start, location, rows)."""
+    started: list[tuple[float, str, tuple[int, ...]]] = []
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        pacer = Pacer(pacer_limit, INTERVAL_S, clock=now)
+        lanes = Lanes(ledger, 1, pacer, stop)
+
+        async def send(dispatch: Dispatch) -> BatchOutcome:
+            started.append((now(), dispatch.batch.location_id, dispatch.batch.rows))
+            await asyncio.sleep(duration)
+            dispatch.slot.finish()
+            return BatchOutcome(dispatch.batch, (OK,) * len(dispatch.batch.rows), 201, 1)
+
+        def on_done(dispatch: Dispatch, outcome: BatchOutcome) -> None:
+            ledger.record(outcome)
+            lanes.settled(dispatch.batch)
+
+        await run_pool(lanes.next, send, on_done, concurrency=concurrency, stop=stop)
+
+    on_fake_time(scenario)
+    return started
+
+
+def test_locations_go_side_by_side_so_the_busiest_one_sets_the_time(ledger: Ledger) -> None:
+    """6 + 3 + 1 requests at 2 per 10 s each: done when the busiest location alone would be
+    (its 6 need 3 windows), not one location after another (which would take 5 windows)."""
+    rows = [_row(n, "loc-A") for n in range(1, 7)]
+    rows += [_row(n, "loc-B") for n in range(7, 10)] + [_row(10, "loc-C")]
+    ledger.load([], [rows])
+    started = run_all(ledger, pacer_limit=2, concurrency=6)
+    assert len(started) == 10
+    by_location: dict[str, list[float]] = {}
+    for at, location, _ in started:
+        by_location.setdefault(location, []).append(at)
+    assert by_location["loc-A"] == [0.0, 0.0, 11.0, 11.0, 22.0, 22.0]
+    assert by_location["loc-B"] == [0.0, 0.0, 11.0]
+    assert by_location["loc-C"] == [0.0]
+
+
+def test_a_location_that_must_wait_never_holds_up_another(ledger: Ledger) -> None:
+    """With one worker, loc-A's second request must wait 11 s; loc-B's go in the meantime."""
+    ledger.load([], [[_row(1, "loc-A"), _row(2, "loc-A"), _row(3, "loc-B"), _row(4, "loc-B")]])
+    started = run_all(ledger, pacer_limit=1, concurrency=1)
+    assert [(at, location) for at, location, _ in started] == [
+        (0.0, "loc-A"),
+        (1.0, "loc-B"),
+        (11.0, "loc-A"),
+        (12.0, "loc-B"),
+    ]
+
+
+def test_a_contact_s_next_change_waits_for_the_previous_one_to_settle(ledger: Ledger) -> None:
+    """Row 2 (round 2, the same contact as row 1) starts only once row 1's answer is in, even
+    with a free worker and room in the budget."""
+    ledger.load(
+        [],
+        [[_row(1, "loc", contact=7), _row(2, "loc", contact=7, action="remove"), _row(3, "loc")]],
+    )
+    started = run_all(ledger, pacer_limit=10, duration=5.0)
+    assert [(at, rows) for at, _, rows in started] == [(0.0, (1,)), (0.0, (3,)), (5.0, (2,))]
+
+
+def test_an_exhausted_location_gets_nothing_more_and_says_why(ledger: Ledger) -> None:
+    ledger.load([], [[_row(1, "loc-A"), _row(2, "loc-A"), _row(3, "loc-B")]])
+
+    async def scenario() -> tuple[list[str], dict[str, str]]:
+        stop = asyncio.Event()
+        pacer = Pacer(10, INTERVAL_S, clock=now)
+        pacer.observe("loc-A", RateLimitInfo(daily_remaining=0))
+        lanes = Lanes(ledger, 1, pacer, stop)
+        handed = []
+        while (dispatch := await lanes.next()) is not None:
+            handed.append(dispatch.batch.location_id)
+            dispatch.slot.finish()
+            lanes.settled(dispatch.batch)
+        return handed, lanes.stopped()
+
+    handed, stopped = on_fake_time(scenario)
+    assert handed == ["loc-B"]
+    assert list(stopped) == ["loc-A"]
+    assert stopped["loc-A"].startswith("X-RateLimit-Daily-Remaining is 0")
+
+
+def test_a_stop_ends_the_wait_for_a_location_that_may_send(ledger: Ledger) -> None:
+    ledger.load([], [[_row(1, "loc"), _row(2, "loc")]])
+
+    async def scenario() -> tuple[Dispatch | None, float]:
+        stop = asyncio.Event()
+        pacer = Pacer(1, INTERVAL_S, clock=now)
+        lanes = Lanes(ledger, 1, pacer, stop)
+        first = await lanes.next()
+        assert first is not None
+        first.slot.finish()
+        lanes.settled(first.batch)
+        waiting = asyncio.create_task(lanes.next())  # the window is full for 10 s
+        await asyncio.sleep(2.0)
+        stop.set()
+        return await waiting, now()
+
+    assert on_fake_time(scenario) == (None, 2.0)
