@@ -7,6 +7,7 @@ writes its report). Usage errors raise before anything is sent.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hashlib
@@ -337,6 +338,8 @@ async def _send(
     pacer = Pacer(
         limits.requests_per_interval,
         limits.interval_ms / 1000,
+        # The loop's clock (monotonic): the one its sleeps and timeouts run on.
+        clock=asyncio.get_running_loop().time,
         sleep=sleep,
         stop=stop_event,
         daily_requests=limits.daily_requests,

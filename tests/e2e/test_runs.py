@@ -234,22 +234,6 @@ async def test_remove_all_tags_sends_an_empty_tag_list_and_a_boolean(
     assert line["tags"] == "[]"
 
 
-async def test_the_client_never_trips_the_servers_rate_limit(
-    tmp_path: Path, make_sandbox: SandboxFactory
-) -> None:
-    """The pacer counts a request until an interval after its answer, so even at the server's
-    exact limit no 429 comes back."""
-    source = write_csv(tmp_path / "in.csv", contact_ids(120))
-    limits = LimitSettings(concurrency=4, requests_per_interval=4, interval_ms=100)
-    async with make_sandbox(rate=RateConfig(max=4, interval_ms=100)) as sandbox:
-        settings = fast_settings(tmp_path, sandbox.url, limits=limits)
-        result = await execute(settings, job(tmp_path, source))
-        assert sandbox.stats.by_status == {201: 12}
-        assert max(sandbox.stats.max_window.values()) <= 4
-    assert result.rate_limited == 0
-    assert statuses(tmp_path / "report.csv") == {"success": 120}
-
-
 async def test_plan_sends_nothing_and_counts_requests(
     tmp_path: Path, make_sandbox: SandboxFactory
 ) -> None:
