@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from batcher.sandbox import Sandbox, SandboxConfig
 
 # The worktree under test: children import this code, not whatever is installed.
@@ -33,6 +35,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SECRET = "Sekr3t-token-4b7e91d0a6"
 
 HOOK_MARK = "test-hook: paused"
+
+# How long a test waits for a child to reach a point or to end before failing: a bound that
+# turns a hang into a failure, never a duration any assertion depends on.
+BOUND_S = 120.0
 
 # Parks the child at one place named by BATCHER_TEST_PAUSE until a byte arrives on its stdin.
 # A signal that arrives meanwhile runs its Python handler at once (the read is interrupted, the
@@ -109,10 +115,17 @@ class Gate:
             self.waiting.discard(number)
 
     async def held(self, number: int) -> None:
-        """Return once the `number`-th answer is being held (it must be beyond `open_for`)."""
+        """Return once the `number`-th answer is being held (it must be beyond `open_for`).
+
+        Bounded, so that a child that died early fails the test instead of hanging the suite.
+        """
         assert number > self.open_for
-        async with self._changed:
-            await self._changed.wait_for(lambda: number in self.waiting)
+
+        async def arrived() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: number in self.waiting)
+
+        await asyncio.wait_for(arrived(), timeout=BOUND_S)
 
     async def let_through(self, count: int = 1) -> None:
         async with self._changed:
@@ -159,10 +172,13 @@ def batcher_argv(command: str, source: Path, base_url: str, report: Path | None)
     return argv
 
 
+_STARTED: list[asyncio.subprocess.Process] = []
+
+
 async def start(
     cwd: Path, argv: list[str], env: dict[str, str] | None = None
 ) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
+    process = await asyncio.create_subprocess_exec(
         *argv,
         cwd=cwd,
         env=env or child_env(),
@@ -170,13 +186,25 @@ async def start(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    _STARTED.append(process)
+    return process
+
+
+@pytest.fixture(autouse=True)
+def reap_children() -> Iterator[None]:
+    """A test that failed half-way leaves no child of its own running (parked or held)."""
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.returncode is None:
+            process.kill()
 
 
 async def read_until(stream: asyncio.StreamReader | None, text: str, seen: list[str]) -> str:
     """Read lines into `seen` until one contains `text`; return it (fail at end of stream)."""
     assert stream is not None
     while True:
-        raw = await stream.readline()
+        raw = await asyncio.wait_for(stream.readline(), timeout=BOUND_S)
         assert raw, f"the child closed its output before {text!r}; it said: {seen}"
         line = raw.decode()
         seen.append(line)
@@ -188,7 +216,7 @@ async def finish(
     process: asyncio.subprocess.Process, stderr_seen: list[str]
 ) -> tuple[str, str, int]:
     """Wait for the child (bounded: a hang fails the test instead of blocking the suite)."""
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=BOUND_S)
     assert process.returncode is not None
     return stdout.decode(), "".join(stderr_seen) + stderr.decode(), process.returncode
 

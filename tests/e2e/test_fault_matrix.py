@@ -48,6 +48,7 @@ from .helpers import (
     read_csv,
     read_jsonl,
     read_until,
+    reap_children,  # noqa: F401 - an autouse fixture: imported to take effect here
     recorded,
     requests_for,
     sent_contacts,
