@@ -77,6 +77,19 @@ elif _WHERE == "loading":
                 _pause("loading")
 
     loading.InputTable.chunks = _paused_chunks
+elif _WHERE == "writing-a-body":
+    from aiohttp import client_reqrep
+
+    _write_bytes = client_reqrep.ClientRequest.write_bytes
+    _bodies = []
+
+    async def _paused_write_bytes(self, *args, **kwargs):
+        _bodies.append(self)
+        if len(_bodies) == 3:
+            _pause("writing the 3rd request's body")
+        return await _write_bytes(self, *args, **kwargs)
+
+    client_reqrep.ClientRequest.write_bytes = _paused_write_bytes
 elif _WHERE == "report":
     from batcher import report
 

@@ -8,6 +8,7 @@ and a failed earlier row are both finished, in order, by running again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import random
@@ -25,7 +26,7 @@ from batcher.sandbox import Sandbox, SandboxConfig
 from batcher.stopping import Stop
 
 from .conftest import LOCATION, SandboxFactory, contact_ids, fast_settings
-from .helpers import Gate, read_csv
+from .helpers import Gate, read_csv, recorded
 
 BATCH_SIZE = 7
 POOL = ("vip", "news", "beta")
@@ -293,3 +294,52 @@ async def test_a_failed_earlier_row_holds_the_contacts_later_row_back_until_a_re
         assert set(sandbox.universe.tags(b) or ()) == {"x", "y"}
         assert sandbox.universe.tags(c) == ()
     assert {line["status"] for line in read_csv(tmp_path / "report.csv")} == {"success"}
+
+
+async def test_a_run_abandoned_mid_request_and_run_again_still_ends_in_input_order(
+    tmp_path: Path, sandboxes: list[Sandbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run dropped at once while round-2 requests are in flight (as by a second Ctrl-C), then
+    run again, leaves every contact as its rows in input order say; only the abandoned requests'
+    rows are sent twice, never a row the first run had recorded."""
+    scenario = make_scenario(contacts=120, seed=9)
+    source, fixture = write_input(tmp_path, scenario)
+    hold = scenario.requests_per_round(BATCH_SIZE)[1] + 2  # the 2nd request of round 2
+    gate = Gate(open_for=hold - 1)
+    async with Sandbox(SandboxConfig(rate=None, fixture=fixture), sleep=gate) as sandbox:
+        sandboxes.append(sandbox)
+        monkeypatch.setenv("BATCHER_TOKEN", sandbox.token)
+        settings = fast_settings(tmp_path, sandbox.url, batch=BatchSettings(size=BATCH_SIZE))
+        task = asyncio.create_task(execute(settings, job(tmp_path, source)))
+        await gate.held(hold)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        state = recorded(tmp_path / "state", tmp_path / "inspect")
+        await gate.open()
+        second = await execute(settings, job(tmp_path, source))
+        tags = final_tags(sandbox, scenario)
+        ops = applied_ops(sandbox)
+
+    assert second.resumed
+    assert second.exit_code == 0
+    assert tags == scenario.expected_tags
+    settled = {row for row, status in state.items() if status == "success"}
+    assert len(settled) > 0
+    twice = 0
+    for contact, sends in scenario.sends.items():
+        collapsed: list[tuple[Op, int]] = []  # each op applied, and how many times in a row
+        for op in ops[contact]:
+            if collapsed and collapsed[-1][0] == op:
+                collapsed[-1] = (op, collapsed[-1][1] + 1)
+            else:
+                collapsed.append((op, 1))
+        assert [op for op, _ in collapsed] == sends, contact  # in input order, none skipped
+        assert all(n <= 2 for _, n in collapsed)
+        twice += sum(n == 2 for _, n in collapsed)
+        for number, (row_contact, _, _) in enumerate(scenario.rows, start=1):
+            round_ = scenario.rounds[number - 1]
+            if row_contact == contact and number in settled and round_ is not None:
+                assert collapsed[round_ - 1][1] == 1, number  # recorded: never sent again
+    assert 0 < twice <= 4 * BATCH_SIZE  # only the abandoned requests' rows (4 workers)
+    assert [line["status"] for line in read_csv(tmp_path / "report.csv")] == scenario.status
