@@ -1,0 +1,324 @@
+"""Ctrl-C (SIGINT) at several instants of `batcher run` and `batcher plan`: never a traceback.
+
+Each instant is reached without timing luck: the child parks at a named place (`helpers.HOOKS`:
+importing the CLI, loading the input, writing the report) or the sandbox holds an answer, and
+the signal is sent while it waits there. One test also interrupts the loading of a large input
+once its state file appears: whichever step it lands in, what must hold is the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import signal
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batcher.sandbox import Sandbox, SandboxConfig
+
+from .conftest import LOCATION, contact_ids, write_csv
+from .helpers import (
+    HOOK_MARK,
+    SECRET,
+    Gate,
+    batcher_argv,
+    batcher_lines,
+    child_env,
+    finish,
+    read_csv,
+    read_until,
+    reap_children,  # noqa: F401 - an autouse fixture: imported to take effect here
+    start,
+    state_files,
+    write_config,
+    write_hooks,
+)
+
+SIZE = 5
+ROWS = 50
+ACK = (
+    "batcher: SIGINT received: finishing what is in flight, then writing the report "
+    "(SIGINT again to stop at once)"
+)
+STOPPED = "batcher: stopped: interrupted by SIGINT"
+PENDING = "not sent: interrupted by SIGINT; run the same command again to send it"
+
+
+@pytest.fixture
+async def gated(sandboxes: list[Sandbox]) -> AsyncIterator[Any]:
+    async def make(hold: int | None) -> tuple[Sandbox, Gate]:
+        gate = Gate(open_for=(hold - 1) if hold is not None else 1 << 30)
+        sandbox = Sandbox(SandboxConfig(token=SECRET, rate=None), sleep=gate)
+        await sandbox.start()
+        sandboxes.append(sandbox)
+        made.append((sandbox, gate))
+        return sandbox, gate
+
+    made: list[tuple[Sandbox, Gate]] = []
+    yield make
+    for sandbox, gate in made:
+        await gate.open()
+        await sandbox.stop()
+
+
+def setup(tmp_path: Path, rows: int = ROWS, size: int = SIZE) -> tuple[Path, list[str]]:
+    write_config(
+        tmp_path,
+        api={"location_id": LOCATION},
+        batch={"size": size},
+        limits={"concurrency": 1, "requests_per_interval": 100_000, "interval_ms": 1000},
+        retry={"initial_backoff_s": 0.0, "max_backoff_s": 0.0},
+    )
+    ids = contact_ids(rows, seed=12)
+    return write_csv(tmp_path / "in.csv", ids), ids
+
+
+@pytest.mark.parametrize("command", ["run", "plan"])
+async def test_ctrl_c_while_starting_up_exits_3_with_one_line(
+    tmp_path: Path, gated: Any, command: str
+) -> None:
+    """Ctrl-C before the command has even loaded its code ends it with exit 3 and one line."""
+    source, _ = setup(tmp_path)
+    sandbox, _ = await gated(hold=None)
+    report = tmp_path / "report.csv"
+    argv = batcher_argv(command, source, sandbox.url, report if command == "run" else None)
+    env = child_env(write_hooks(tmp_path / "hooks"), pause="import")
+    process = await start(tmp_path, argv, env)
+    seen: list[str] = []
+    await read_until(process.stderr, HOOK_MARK, seen)  # importing the CLI, launcher's handler on
+    process.send_signal(signal.SIGINT)
+    stdout, stderr, code = await finish(process, seen)
+
+    assert code == 3
+    assert batcher_lines(stderr) == ["batcher: SIGINT received: stopped"]
+    assert stdout == ""
+    assert not report.exists()
+    assert not (tmp_path / ".batcher").exists()
+    assert sandbox.stats.total_requests == 0
+
+
+async def test_ctrl_c_while_loading_sends_nothing_and_reports_every_row_pending(
+    tmp_path: Path, gated: Any
+) -> None:
+    """Ctrl-C while the input is being loaded: loading ends, nothing is sent, the report lists
+    every row `pending`, exit 3, one line saying it stopped (after the signal's acknowledgement)."""
+    source, ids = setup(tmp_path)
+    sandbox, _ = await gated(hold=None)
+    report = tmp_path / "report.csv"
+    env = child_env(write_hooks(tmp_path / "hooks"), pause="loading")
+    process = await start(tmp_path, batcher_argv("run", source, sandbox.url, report), env)
+    seen: list[str] = []
+    await read_until(process.stderr, HOOK_MARK, seen)  # the first rows are in the ledger
+    assert len(state_files(tmp_path / ".batcher")) == 1
+    process.send_signal(signal.SIGINT)
+    await read_until(process.stderr, "SIGINT received", seen)
+    assert process.stdin is not None
+    process.stdin.write(b"go on\n")
+    stdout, stderr, code = await finish(process, seen)
+
+    assert code == 3
+    assert "Traceback" not in stderr
+    lines = batcher_lines(stderr)
+    assert len(lines) == 3
+    assert lines[0].startswith('batcher: add ["vip"] at location sandboxLocation00001: sending')
+    assert lines[1:] == [ACK, STOPPED]
+    assert stdout.startswith("batcher: run stopped in ")
+    assert sandbox.stats.total_requests == 0
+    rows = read_csv(report)
+    assert [row["contact_id"] for row in rows] == ids
+    assert {row["status"] for row in rows} == {"pending"}
+    assert {row["message"] for row in rows} == {PENDING}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="`batcher plan` ignores a Ctrl-C: it finishes and exits 0 instead of 3 (SPEC exit "
+    "status 3: interrupted); cli.plan never looks at the stop, and runner.execute only turns a "
+    "requested stop into `stopped` when not dry_run",
+)
+async def test_ctrl_c_while_a_plan_is_loading_exits_3(tmp_path: Path, gated: Any) -> None:
+    """Ctrl-C while `plan` loads the input ends it with exit 3 and one line saying it stopped."""
+    source, _ = setup(tmp_path)
+    sandbox, _ = await gated(hold=None)
+    env = child_env(write_hooks(tmp_path / "hooks"), pause="loading")
+    process = await start(tmp_path, batcher_argv("plan", source, sandbox.url, None), env)
+    seen: list[str] = []
+    await read_until(process.stderr, HOOK_MARK, seen)
+    process.send_signal(signal.SIGINT)
+    await read_until(process.stderr, "SIGINT received", seen)
+    assert process.stdin is not None
+    process.stdin.write(b"go on\n")
+    _, stderr, code = await finish(process, seen)
+
+    assert "Traceback" not in stderr
+    assert sandbox.stats.total_requests == 0
+    assert code == 3
+
+
+async def test_ctrl_c_while_sending_lets_the_request_in_flight_finish_and_exits_3(
+    tmp_path: Path, gated: Any
+) -> None:
+    """Ctrl-C while a request is in flight: it finishes, nothing more is sent, the report has
+    the answered rows `success` and the rest `pending`, exit 3, no traceback."""
+    source, ids = setup(tmp_path)
+    sandbox, gate = await gated(hold=3)
+    report = tmp_path / "report.csv"
+    process = await start(tmp_path, batcher_argv("run", source, sandbox.url, report))
+    seen: list[str] = []
+    await gate.held(3)
+    process.send_signal(signal.SIGINT)
+    await read_until(process.stderr, "SIGINT received", seen)
+    await gate.open()  # the request in flight is answered only after the signal was seen
+    stdout, stderr, code = await finish(process, seen)
+
+    assert code == 3
+    assert "Traceback" not in stderr
+    assert batcher_lines(stderr)[1:] == [ACK, STOPPED]
+    assert "requests 3 (retries 0, 429s 0)" in stdout
+    assert len(sandbox.stats.applied) == 3
+    rows = read_csv(report)
+    assert [row["contact_id"] for row in rows] == ids
+    assert [row["status"] for row in rows] == ["success"] * 15 + ["pending"] * 35
+    assert rows[15]["message"] == PENDING
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="after a graceful Ctrl-C the only closing line is 'batcher: stopped: interrupted by "
+    "SIGINT': it says what happened but not what to do (SPEC: one line saying what and what to "
+    "do); neither it nor the summary says to run the same command again",
+)
+async def test_the_line_after_a_ctrl_c_says_to_run_the_same_command_again(
+    tmp_path: Path, gated: Any
+) -> None:
+    """After a Ctrl-C that stopped a run, the closing line says the same command resumes it."""
+    source, _ = setup(tmp_path)
+    sandbox, gate = await gated(hold=2)
+    process = await start(tmp_path, batcher_argv("run", source, sandbox.url, tmp_path / "r.csv"))
+    seen: list[str] = []
+    await gate.held(2)
+    process.send_signal(signal.SIGINT)
+    await read_until(process.stderr, "SIGINT received", seen)
+    await gate.open()
+    _, stderr, code = await finish(process, seen)
+
+    assert code == 3
+    closing = batcher_lines(stderr)[-1]
+    assert closing.startswith("batcher: stopped: interrupted by SIGINT")
+    assert "run the same command again" in closing
+
+
+async def test_ctrl_c_while_writing_the_report_still_writes_all_of_it(
+    tmp_path: Path, gated: Any
+) -> None:
+    """Ctrl-C once every row is settled and the report is being written: the report is
+    finished with every row `success`; the run had nothing left to stop, so it exits 0."""
+    source, ids = setup(tmp_path)
+    sandbox, _ = await gated(hold=None)
+    report = tmp_path / "report.csv"
+    env = child_env(write_hooks(tmp_path / "hooks"), pause="report")
+    process = await start(tmp_path, batcher_argv("run", source, sandbox.url, report), env)
+    seen: list[str] = []
+    await read_until(process.stderr, HOOK_MARK, seen)
+    process.send_signal(signal.SIGINT)
+    await read_until(process.stderr, "SIGINT received", seen)
+    assert process.stdin is not None
+    process.stdin.write(b"go on\n")
+    stdout, stderr, code = await finish(process, seen)
+
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    assert batcher_lines(stderr)[1:] == [ACK]
+    assert "requests 10 (retries 0, 429s 0)" in stdout
+    rows = read_csv(report)
+    assert [row["contact_id"] for row in rows] == ids
+    assert {row["status"] for row in rows} == {"success"}
+
+
+async def test_a_second_ctrl_c_while_writing_the_report_stops_at_once_publishing_no_half_report(
+    tmp_path: Path, gated: Any
+) -> None:
+    """A second Ctrl-C while the report is written stops at once (exit 3, one error line); no
+    half-written report is left, and the same command then writes it without sending."""
+    source, _ = setup(tmp_path)
+    sandbox, _ = await gated(hold=None)
+    report = tmp_path / "report.csv"
+    argv = batcher_argv("run", source, sandbox.url, report)
+    env = child_env(write_hooks(tmp_path / "hooks"), pause="report")
+    process = await start(tmp_path, argv, env)
+    seen: list[str] = []
+    await read_until(process.stderr, HOOK_MARK, seen)
+    process.send_signal(signal.SIGINT)
+    await read_until(process.stderr, "SIGINT received", seen)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr, code = await finish(process, seen)
+    assert code == 3
+    assert "Traceback" not in stderr
+    assert batcher_lines(stderr)[1:] == [
+        ACK,
+        "batcher: error: SIGINT received again: stopped at once; what was saved is kept: run "
+        "the same command again to resume",
+    ]
+    assert stdout == ""
+    assert not report.exists()
+    assert not (tmp_path / "report.csv.tmp").exists()
+
+    rerun = await start(tmp_path, argv)
+    stdout, stderr, code = await finish(rerun, [])
+    assert code == 0, stderr
+    assert "(continued an unfinished run)" in stdout
+    assert "requests 0 (retries 0, 429s 0)" in stdout
+    assert len(sandbox.stats.applied) == ROWS // SIZE
+    assert [row["status"] for row in read_csv(report)] == ["success"] * ROWS
+
+
+BIG = 150_000
+
+
+@pytest.fixture(scope="session")
+def big_input(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """A 150,000-row input, written once per session: loading it takes a while."""
+    ids = contact_ids(BIG, seed=13)
+    path = tmp_path_factory.mktemp("big") / "big.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["contact_id", "email"])
+        writer.writerows((contact, f"p{i}@example.com") for i, contact in enumerate(ids))
+    return path, ids
+
+
+async def test_ctrl_c_while_a_large_input_loads_stops_and_reports_every_row(
+    tmp_path: Path, gated: Any, big_input: tuple[Path, list[str]]
+) -> None:
+    """Ctrl-C once a large input's state file appears: exit 3, no traceback, one line saying it
+    stopped, and a report listing every input row once, `pending` or `success`."""
+    source, ids = big_input
+    setup(tmp_path, size=500)
+    sandbox, gate = await gated(hold=1)  # however far it gets, it cannot finish
+    report = tmp_path / "report.csv"
+    process = await start(tmp_path, batcher_argv("run", source, sandbox.url, report))
+    for _ in range(100_000):  # a bounded wait for the state file: the moment, not the outcome
+        if state_files(tmp_path / ".batcher") or process.returncode is not None:
+            break
+        await asyncio.sleep(0.001)
+    assert state_files(tmp_path / ".batcher")
+    process.send_signal(signal.SIGINT)
+    seen: list[str] = []
+    await read_until(process.stderr, "SIGINT received", seen)
+    await gate.open()  # if a request was already held, it may now be answered
+    stdout, stderr, code = await finish(process, seen)
+
+    assert code == 3
+    assert "Traceback" not in stderr
+    assert batcher_lines(stderr)[1:] == [ACK, STOPPED]
+    assert stdout.startswith("batcher: run stopped in ")
+    assert len(sandbox.stats.applied) <= 1
+    rows = read_csv(report)
+    assert [row["contact_id"] for row in rows] == ids
+    statuses = Counter(row["status"] for row in rows)
+    assert set(statuses) <= {"pending", "success"}
+    assert statuses["success"] == 500 * len(sandbox.stats.applied)
