@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from batcher import __version__
 from batcher.config import Settings, load_settings
 from batcher.crash import write_crash_file
-from batcher.errors import Aborted, BatcherError
+from batcher.errors import BatcherError
 from batcher.jobs import build_job
 from batcher.models import Status
 from batcher.runner import Preview, RunResult, execute
@@ -196,8 +196,6 @@ def _one_line_errors(settings: Callable[[], Settings | None]) -> Iterator[None]:
         yield
     except BatcherError as exc:
         _fail(_scrubber(settings()).scrub(str(exc)), exc.exit_code)
-    except Aborted as exc:
-        _fail(f"{exc}; what was saved is kept: run the same command again to resume", 3)
     except KeyboardInterrupt:
         _fail("interrupted; what was saved is kept: run the same command again to resume", 3)
     except Exception as exc:
@@ -261,6 +259,13 @@ def run(quiet: bool, yes: bool, **options: Any) -> None:
     sys.exit(result.exit_code)
 
 
+def _with_advice(message: str) -> str:
+    """A stop's reason, ending with what to do (every stop is resumed the same way)."""
+    if "run the same command again" in message:
+        return message
+    return f"{message}; run the same command again to resume"
+
+
 def _summary(result: RunResult) -> None:
     """The summary on stdout: when, what, where, then rows by status and the top reasons."""
     total = sum(result.counts.values())
@@ -300,7 +305,7 @@ def _summary(result: RunResult) -> None:
             err=True,
         )
     if result.stopped is not None:
-        _echo(f"batcher: stopped: {result.stopped}", err=True)
+        _echo(f"batcher: stopped: {_with_advice(str(result.stopped))}", err=True)
     elif result.counts[Status.FAILED]:
         permanent = all(is_permanent(message) for _, message, _ in result.reasons)
         _echo(
@@ -328,6 +333,8 @@ def plan(quiet: bool, **options: Any) -> None:
     settings, result = _run_job(
         {**options, "report_path": None}, dry_run=True, quiet=True, yes=True
     )
+    if result.stopped is not None:
+        _fail(f"{result.stopped}; nothing was sent (plan sends nothing)", 3)
     limits = settings.limits
     total = sum(result.counts.values())
     resumed = " (an unfinished run: rows already settled are not sent again)"

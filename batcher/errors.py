@@ -24,7 +24,7 @@
         ├── QuotaReachedError         a location's daily quota (or its reserve) is reached
         └── StateError                the run's state or report cannot be written (disk full…)
 
-    Aborted (a KeyboardInterrupt)     3  a second signal: stop at once, nothing more is written
+A second SIGINT/SIGTERM ends the process at once with exit 3 (see batcher.stopping).
 
 Messages never contain the bearer token: only statuses, the API's own messages and names.
 """
@@ -144,10 +144,3 @@ class QuotaReachedError(StopRun):
 
 class StateError(StopRun):
     """The run's state file or report cannot be written; what was recorded is kept."""
-
-
-class Aborted(KeyboardInterrupt):
-    """A second SIGINT/SIGTERM: leave at once. A KeyboardInterrupt so that it cuts through
-    asyncio and task groups the way Ctrl-C does; what was recorded stays recorded."""
-
-    exit_code = 3

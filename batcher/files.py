@@ -9,14 +9,21 @@ lock) is owner-only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from batcher.errors import UsageError
 
-__all__ = ["check_trusted", "open_private", "private_dir"]
+__all__ = [
+    "check_trusted",
+    "discard_unfinished",
+    "open_private",
+    "private_dir",
+    "unfinished",
+]
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
@@ -52,3 +59,24 @@ def private_dir(path: Path) -> None:
 def open_private(path: Path, flags: int) -> int:
     """`os.open` for a file of batcher's own: owner-only when created, never via a symlink."""
     return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE_MODE)
+
+
+# Files being written that must not outlive an abort (a second Ctrl-C ends the process at once).
+_UNFINISHED: set[Path] = set()
+
+
+@contextlib.contextmanager
+def unfinished(path: Path) -> Iterator[None]:
+    """While inside, `path` is a half-written file that an abort deletes."""
+    _UNFINISHED.add(path)
+    try:
+        yield
+    finally:
+        _UNFINISHED.discard(path)
+
+
+def discard_unfinished() -> None:
+    """Delete every half-written file (called just before the process ends at once)."""
+    for path in list(_UNFINISHED):
+        with contextlib.suppress(OSError):
+            path.unlink()

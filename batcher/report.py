@@ -56,6 +56,7 @@ from typing import IO, Any
 import xlsxwriter
 
 from batcher.errors import UsageError
+from batcher.files import unfinished
 from batcher.models import ReportLine
 
 __all__ = [
@@ -165,7 +166,7 @@ def write_report(path: Path, input_columns: Sequence[str], lines: Iterable[Repor
     writer = _WRITERS[path.suffix.lower()]
     fd, tmp = _create_temporary(path)
     try:
-        with open(fd, "wb") as f:
+        with unfinished(tmp), open(fd, "wb") as f:
             count = writer(f, path, columns, _values(lines, len(input_columns)))
             f.flush()
             os.fsync(f.fileno())  # on disk before the rename publishes it

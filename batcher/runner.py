@@ -235,7 +235,7 @@ async def execute(
             if confirm is not None and not confirm(preview):
                 raise UsageError("not confirmed: nothing was sent")
             quota = await _send(settings, job, token, ledger, result, stop, on_progress)
-        if stop.requested and result.stopped is None and not dry_run:
+        if stop.requested and result.stopped is None:
             result.stopped = stop.error()
         if quota and result.stopped is None:
             result.stopped = quota_reached(quota)

@@ -2,8 +2,9 @@
 
 SPEC "Stopping": on SIGINT/SIGTERM no new request starts, every wait (pacing, backoff,
 Retry-After) ends at once, the requests in flight finish, the report is written with the rest
-`pending`, exit 3. A second signal exits at once. The web page's stop button and a library
-caller ask for the same graceful stop through `Stop.request`.
+`pending`, exit 3. A second signal exits at once (exit 3, one line; a half-written report is
+deleted). The web page's stop button and a library caller ask for the same graceful stop through
+`Stop.request`.
 
 `Stop` is safe to call from a signal handler or another thread: the event it sets lives in the
 run's event loop and is set through `call_soon_threadsafe`.
@@ -18,7 +19,8 @@ import signal
 from collections.abc import Iterator
 from types import FrameType
 
-from batcher.errors import Aborted, Interrupted
+from batcher.errors import Interrupted
+from batcher.files import discard_unfinished
 
 __all__ = ["Stop", "interruptible_sleep", "signals_stop"]
 
@@ -79,7 +81,17 @@ def signals_stop(stop: Stop) -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if stop.requested:
-            raise Aborted(f"{name} received again: stopped at once")
+            # At once, from wherever the process is: raising here could land in an asyncio task
+            # that nobody awaits (aiohttp writing a body) and be lost. Everything recorded is
+            # committed (SQLite rolls back a half-done transaction); a half-written report goes.
+            discard_unfinished()
+            with contextlib.suppress(OSError):
+                os.write(
+                    2,
+                    f"batcher: error: {name} received again: stopped at once; what was saved is "
+                    "kept: run the same command again to resume\n".encode(),
+                )
+            os._exit(3)  # SPEC "Exit status": stopped early
         stop.request(f"interrupted by {name}")
         del frame
         with contextlib.suppress(OSError):

@@ -17,16 +17,14 @@ import os
 import shutil
 import sqlite3
 import sys
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from batcher.sandbox import Sandbox, SandboxConfig
+from batcher.sandbox import Sandbox
 
 # The worktree under test: children import this code, not whatever is installed.
 ROOT = Path(__file__).resolve().parents[2]
@@ -289,38 +287,6 @@ def requests_for(rows: int, size: int) -> int:
     return math.ceil(rows / size)
 
 
-class ThreadedSandbox:
-    """A sandbox serving from its own thread and event loop, for a test that runs the CLI in the
-    main thread (click's CliRunner: the CLI's signal handlers need the main thread)."""
-
-    def __init__(self, config: SandboxConfig) -> None:
-        self.config = config
-        self.sandbox: Sandbox | None = None
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._stopped: asyncio.Event | None = None
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._main())
-        self._loop.close()
-
-    async def _main(self) -> None:
-        self._stopped = asyncio.Event()
-        async with Sandbox(self.config) as sandbox:
-            self.sandbox = sandbox
-            self._ready.set()
-            await self._stopped.wait()
-
-    @contextmanager
-    def running(self) -> Iterator[Sandbox]:
-        self._thread.start()
-        assert self._ready.wait(timeout=30), "the sandbox did not start"
-        assert self.sandbox is not None
-        try:
-            yield self.sandbox
-        finally:
-            assert self._stopped is not None
-            self._loop.call_soon_threadsafe(self._stopped.set)
-            self._thread.join(timeout=30)
+def report_temporaries(report: Path) -> list[Path]:
+    """The temporary files a report writer leaves beside `report` if it is killed."""
+    return list(report.parent.glob(f".{report.name}.*.tmp"))

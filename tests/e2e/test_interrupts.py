@@ -32,6 +32,7 @@ from .helpers import (
     read_csv,
     read_until,
     reap_children,  # noqa: F401 - an autouse fixture: imported to take effect here
+    report_temporaries,
     start,
     state_files,
     write_config,
@@ -44,7 +45,7 @@ ACK = (
     "batcher: SIGINT received: finishing what is in flight, then writing the report "
     "(SIGINT again to stop at once)"
 )
-STOPPED = "batcher: stopped: interrupted by SIGINT"
+STOPPED = "batcher: stopped: interrupted by SIGINT; run the same command again to resume"
 PENDING = "not sent: interrupted by SIGINT; run the same command again to send it"
 
 
@@ -134,12 +135,6 @@ async def test_ctrl_c_while_loading_sends_nothing_and_reports_every_row_pending(
     assert {row["message"] for row in rows} == {PENDING}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`batcher plan` ignores a Ctrl-C: it finishes and exits 0 instead of 3 (SPEC exit "
-    "status 3: interrupted); cli.plan never looks at the stop, and runner.execute only turns a "
-    "requested stop into `stopped` when not dry_run",
-)
 async def test_ctrl_c_while_a_plan_is_loading_exits_3(tmp_path: Path, gated: Any) -> None:
     """Ctrl-C while `plan` loads the input ends it with exit 3 and one line saying it stopped."""
     source, _ = setup(tmp_path)
@@ -186,12 +181,6 @@ async def test_ctrl_c_while_sending_lets_the_request_in_flight_finish_and_exits_
     assert rows[15]["message"] == PENDING
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a graceful Ctrl-C the only closing line is 'batcher: stopped: interrupted by "
-    "SIGINT': it says what happened but not what to do (SPEC: one line saying what and what to "
-    "do); neither it nor the summary says to run the same command again",
-)
 async def test_the_line_after_a_ctrl_c_says_to_run_the_same_command_again(
     tmp_path: Path, gated: Any
 ) -> None:
@@ -265,7 +254,7 @@ async def test_a_second_ctrl_c_while_writing_the_report_stops_at_once_publishing
     ]
     assert stdout == ""
     assert not report.exists()
-    assert not (tmp_path / "report.csv.tmp").exists()
+    assert not report_temporaries(report)
 
     rerun = await start(tmp_path, argv)
     stdout, stderr, code = await finish(rerun, [])
