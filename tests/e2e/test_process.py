@@ -79,7 +79,8 @@ def command(tmp_path: Path, source: Path, base_url: str) -> list[str]:
 
 
 async def start(tmp_path: Path, argv: list[str]) -> asyncio.subprocess.Process:
-    env = {**os.environ, "BATCHER_TOKEN": SECRET}
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "BATCHER_TOKEN": SECRET, "PYTHONPATH": str(root)}
     return await asyncio.create_subprocess_exec(
         *argv,
         cwd=tmp_path,
@@ -102,7 +103,8 @@ async def test_a_killed_run_resumes_without_resending_a_settled_row(
     argv = command(tmp_path, source, sandbox.url)
 
     process = await start(tmp_path, argv)
-    await gate.held.wait()  # three batches answered and recorded; the fourth is in flight
+    # Three batches answered and recorded; the fourth is in flight (bounded: a dead child fails).
+    await asyncio.wait_for(gate.held.wait(), timeout=120)
     process.send_signal(signal.SIGKILL)
     await process.communicate()
     first = sent_contacts(sandbox)
@@ -123,7 +125,7 @@ async def test_sigterm_lets_the_request_in_flight_finish_then_exits_3(
     sandbox, gate = gated
     source = write_csv(tmp_path / "in.csv", contact_ids(BATCHES * BATCH_SIZE))
     process = await start(tmp_path, command(tmp_path, source, sandbox.url))
-    await gate.held.wait()
+    await asyncio.wait_for(gate.held.wait(), timeout=120)
     process.send_signal(signal.SIGTERM)
     assert process.stderr is not None
     notice = await process.stderr.readline()
