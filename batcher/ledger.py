@@ -24,16 +24,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import groupby
 from pathlib import Path
-from typing import Any, NamedTuple, ParamSpec, Self, TypeVar
+from typing import NamedTuple, ParamSpec, Self, TypeVar
 
 from batcher.errors import StateError, StateLockedError, UsageError
 from batcher.files import check_trusted, open_private, private_dir
 from batcher.models import (
     Action,
     BatchOutcome,
+    Cell,
     Group,
+    Inert,
     ReportLine,
     Row,
     Status,
@@ -50,20 +51,6 @@ CREATE TABLE groups (
     remove_all INTEGER NOT NULL,
     parts INTEGER NOT NULL         -- requests per member: one per 50-tag slice
 );
-CREATE TABLE rows (
-    row INTEGER PRIMARY KEY,       -- 1-based data row of the input
-    line INTEGER NOT NULL,         -- where a person finds it: line in the file, row in the sheet
-    contact_id TEXT NOT NULL,
-    location_id TEXT NOT NULL,
-    action TEXT NOT NULL,
-    tags TEXT NOT NULL,            -- JSON array, as the row asked
-    group_id INTEGER,              -- NULL when the row is invalid
-    round INTEGER,                 -- k: the contact's k-th operation (NULL: never sent)
-    wait_row INTEGER,              -- the contact's previous operation, which must settle first
-    pre_status TEXT,               -- 'invalid' or 'duplicate': settled before sending
-    pre_message TEXT NOT NULL,
-    extra TEXT NOT NULL            -- JSON array: the input's own cells
-);
 CREATE TABLE results (             -- one per (row, part) that a request settled
     row INTEGER NOT NULL,
     part INTEGER NOT NULL,
@@ -77,6 +64,27 @@ CREATE TABLE results (             -- one per (row, part) that a request settled
     PRIMARY KEY (row, part)
 ) WITHOUT ROWID;
 """
+
+# Created by `load`, with one column per input column (c0, c1, ...): the report's input cells
+# come back as they are, with no encoding per row.
+ROWS_TABLE = """
+CREATE TABLE rows (
+    row INTEGER PRIMARY KEY,       -- 1-based data row of the input
+    line INTEGER NOT NULL,         -- where a person finds it: line in the file, row in the sheet
+    contact_id TEXT NOT NULL,
+    location_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    tags TEXT NOT NULL,            -- JSON array, as the row asked
+    group_id INTEGER,              -- NULL when the row is invalid
+    round INTEGER,                 -- k: the contact's k-th operation (NULL: never sent)
+    wait_row INTEGER,              -- the contact's previous operation, which must settle first
+    pre_status TEXT,               -- 'invalid' or 'duplicate': settled before sending
+    pre_message TEXT NOT NULL{cells}
+)
+"""
+
+# SQLite's default limit is 2,000 columns per table; the rows table has 11 of its own.
+MAX_INPUT_COLUMNS = 1_900
 
 # Built after loading: bulk inserts into an unindexed table are several times faster.
 INDEXES = """
@@ -164,21 +172,42 @@ WHERE r.group_id IN (SELECT id FROM groups WHERE parts > :part) AND r.pre_status
 GROUP BY r.round, r.group_id
 """
 
+# The report, one row per input row in input order, as the report's columns: the result fields
+# (lists as their JSON text), then the input's cells. `{text}` wraps a text cell that may need
+# making inert (see `report_rows`); rows of several parts (over 50 tags) are merged in Python.
 REPORT_ROWS = """
-SELECT r.row, r.contact_id, r.location_id, r.action, r.tags, r.pre_status, r.pre_message,
-       r.extra, g.parts, r.line,
-       CASE WHEN r.wait_row IS NOT NULL AND EXISTS (
-                SELECT 1 FROM results AS f WHERE f.row = r.wait_row AND f.status = 'failed'
-            ) THEN r.wait_row END,
-       s.part, s.status, s.message, s.old_tags, s.tags_added, s.tags_removed,
-       s.http_status, s.attempts
+SELECT r.row, r.line, {contact_id}, {location_id}, {action}, r.tags,
+       CASE WHEN r.pre_status IS NOT NULL THEN r.pre_status
+            WHEN s.status IS NULL THEN 'pending' ELSE s.status END,
+       {message},
+       s.old_tags, s.tags_added, s.tags_removed, s.http_status, s.attempts{cells},
+       g.parts
 FROM rows AS r
 LEFT JOIN groups AS g ON g.id = r.group_id
-LEFT JOIN results AS s ON s.row = r.row
-ORDER BY r.row, s.part
+LEFT JOIN results AS s ON s.row = r.row AND s.part = 0
+LEFT JOIN temp.pending_messages AS p ON p.location_id = r.location_id
+ORDER BY r.row
+"""
+_MESSAGE = """CASE
+    WHEN r.pre_status IS NOT NULL THEN r.pre_message
+    WHEN s.status IS NOT NULL THEN s.message
+    WHEN r.wait_row IS NOT NULL AND EXISTS (
+        SELECT 1 FROM results AS f WHERE f.row = r.wait_row AND f.status = 'failed'
+    ) THEN 'not sent: waits for row ' || r.wait_row || ' (the same contact''s previous change), '
+           || 'which failed; running the same command again retries both, in order'
+    ELSE COALESCE(p.message, :pending)
+END"""
+_WAITS_FOR = (
+    "not sent: waits for row {row} (the same contact's previous change), which failed; "
+    "running the same command again retries both, in order"
+)
+PARTS_OF_ROW = """
+SELECT part, status, message, old_tags, tags_added, tags_removed, http_status, attempts
+FROM results WHERE row = ? ORDER BY part
 """
 
 PAGE_ROWS = 5_000
+
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -188,7 +217,8 @@ T = TypeVar("T")
 # alike): each distinct list is encoded and decoded once, not once per row.
 @functools.lru_cache(maxsize=4096)
 def _dump(values: tuple[str, ...] | None) -> str | None:
-    return None if values is None else json.dumps(values, ensure_ascii=False)
+    """A list as the report shows it: compact JSON text (`["vip","new"]`)."""
+    return None if values is None else json.dumps(values, ensure_ascii=False, separators=(",", ":"))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -443,6 +473,7 @@ class Ledger:
         db = cls._connect(path, create=not resumed)
         if not resumed:
             db.executescript(SCHEMA)
+            db.execute(ROWS_TABLE.format(cells=""))  # `load` gives it the input's columns
             with _transaction(db):
                 db.executemany(
                     "INSERT INTO meta VALUES (?, ?)",
@@ -532,10 +563,20 @@ class Ledger:
     @_state_errors
     def load(self, columns: Sequence[str], chunks: Iterable[list[Row]]) -> int:
         """Write every input row once, then order each contact's rows. Returns the row count."""
+        if len(columns) > MAX_INPUT_COLUMNS:
+            raise UsageError(
+                f"the input has {len(columns):,} columns; batcher keeps every column for the "
+                f"report and takes at most {MAX_INPUT_COLUMNS:,}: remove the columns you do not "
+                "need"
+            )
         groups = _GroupIds(self._db)
         count = 0
         db = self._db
+        cells = "".join(f",\n    c{i} TEXT NOT NULL" for i in range(len(columns)))
+        insert = f"INSERT INTO rows VALUES ({', '.join('?' * (11 + len(columns)))})"
         with _transaction(db):
+            db.execute("DROP TABLE rows")
+            db.execute(ROWS_TABLE.format(cells=cells))
             for chunk in chunks:
                 records = []
                 for row in chunk:
@@ -551,14 +592,12 @@ class Ledger:
                             group_id,
                             None if group_id is None else 1,
                             None,
-                            row.status.value if row.status is not None else None,
+                            None if row.status is None else row.status.value,
                             row.message,
-                            _encode(row.extra),
+                            *row.extra,
                         )
                     )
-                db.executemany(
-                    "INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", records
-                )
+                db.executemany(insert, records)
                 count += len(records)
             db.execute(INDEXES.strip().rstrip(";"))
             for statement in ORDER_CONTACTS.strip().split(";"):
@@ -683,18 +722,127 @@ class Ledger:
 
     # -- report ----------------------------------------------------------------------------
 
+    def report_rows(
+        self,
+        pending_message: str,
+        by_location: Mapping[str, str] | None = None,
+        inert: Inert | None = None,
+    ) -> Iterator[tuple[Cell, ...]]:
+        """The report's rows, in input order: the result fields (lists as compact JSON text,
+        None where there is no answer), then the input's cells.
+
+        SQL does the joining and the formatting; only rows of several parts (over 50 tags) are
+        merged in Python. Rows never sent get `pending_message`, or their location's own in
+        `by_location`. With `inert`, text cells that could start a spreadsheet formula are made
+        inert (for CSV): SQL picks the few cells whose first character is suspect, and only
+        those go through `inert.make`.
+        """
+        try:
+            yield from self._report_rows(pending_message, by_location or {}, inert)
+        except sqlite3.Error as exc:
+            raise StateError(f"{self.path}: cannot read the run's state ({exc})") from exc
+
+    def _report_rows(
+        self, pending_message: str, by_location: Mapping[str, str], inert: Inert | None
+    ) -> Iterator[tuple[Cell, ...]]:
+        db = self._db
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS pending_messages (location_id, message)")
+        db.execute("DELETE FROM temp.pending_messages")
+        db.executemany("INSERT INTO temp.pending_messages VALUES (?, ?)", by_location.items())
+        if inert is not None:
+            db.create_function("inert", 1, inert.make, deterministic=True)
+            suspects = ", ".join(str(ord(c)) for c in sorted(inert.suspects))
+
+            def text(expr: str) -> str:
+                suspect = f"unicode({expr}) IN ({suspects})"
+                return f"CASE WHEN {suspect} THEN inert({expr}) ELSE {expr} END"
+        else:
+
+            def text(expr: str) -> str:
+                return expr
+
+        query = REPORT_ROWS.format(
+            contact_id=text("r.contact_id"),
+            location_id=text("r.location_id"),
+            action=text("r.action"),
+            message=text(f"({_MESSAGE})"),
+            cells="".join(f", {text(f'r.c{i}')}" for i in range(len(self.columns))),
+        )
+        make = inert.make if inert is not None else None
+        for record in db.execute(query, {"pending": pending_message}):
+            parts = record[-1]
+            if parts is not None and parts > 1:
+                yield self._merged(record[:-1], parts, by_location, pending_message, make)
+            else:
+                yield record[:-1]
+
+    def _merged(
+        self,
+        record: tuple[Cell, ...],
+        parts: int,
+        by_location: Mapping[str, str],
+        pending_message: str,
+        make: Callable[[str], str] | None,
+    ) -> tuple[Cell, ...]:
+        """A row sent in several requests, its parts folded (SPEC "Report"): `success` only if
+        every part succeeded; tags_added/tags_removed the unions, old_tags from the first answer.
+        """
+        row = record[0]
+        results = [
+            _Result(part, Status(status), message, _load(old), _load(added), _load(removed), h, n)
+            for part, status, message, old, added, removed, h, n in self._db.execute(
+                PARTS_OF_ROW, (row,)
+            )
+        ]
+        if not results:
+            return record  # never answered: the query's pending line is right
+        failed = [r for r in results if r.status is Status.FAILED]
+        errors = [r for r in results if r.status is Status.ERROR]
+        # The request that settled the row: the failed one if any, else the last one answered.
+        settling = failed[0] if failed else results[-1]
+        if failed:
+            status, message = Status.FAILED, failed[0].message
+        elif len(results) < parts:
+            status = Status.PENDING
+            message = by_location.get(str(record[3]), pending_message)
+        elif errors:
+            status, message = Status.ERROR, errors[0].message
+        else:
+            status, message = Status.SUCCESS, results[0].message
+        merged = (
+            status.value,
+            make(message) if make is not None else message,
+            _dump(results[0].old_tags),
+            _dump(_union(r.tags_added for r in results)),
+            _dump(_union(r.tags_removed for r in results)),
+            settling.http_status,
+            settling.attempts,
+        )
+        return (*record[:6], *merged, *record[13:])
+
     def lines(
         self, pending_message: str, by_location: Mapping[str, str] | None = None
     ) -> Iterator[ReportLine]:
-        """One ReportLine per input row, in input order, parts merged. Rows never sent get
-        `pending_message`, or their location's own in `by_location`."""
-        locations = by_location or {}
-        try:
-            cursor = self._db.execute(REPORT_ROWS)
-            for _, records in groupby(cursor, key=lambda record: record[0]):
-                yield _merge(list(records), pending_message, locations)
-        except sqlite3.Error as exc:
-            raise StateError(f"{self.path}: cannot read the run's state ({exc})") from exc
+        """The report's rows as ReportLines (lists as tuples): for tests and library callers."""
+        for cells in self.report_rows(pending_message, by_location):
+            row, line, contact, location, action, tags, status, message = cells[:8]
+            old, added, removed, http, attempts = cells[8:13]
+            yield ReportLine(
+                row=int(row or 0),
+                contact_id=str(contact),
+                location_id=str(location),
+                action=str(action),
+                tags=_load(None if tags is None else str(tags)) or (),
+                status=Status(str(status)),
+                message=str(message),
+                old_tags=_load(None if old is None else str(old)),
+                tags_added=_load(None if added is None else str(added)),
+                tags_removed=_load(None if removed is None else str(removed)),
+                http_status=None if http is None else int(http),
+                attempts=None if attempts is None else int(attempts),
+                extra=tuple(str(cell) for cell in cells[13:]),
+                line=int(line or 0),
+            )
 
 
 def _set_aside(path: Path, label: str) -> Path:
@@ -768,67 +916,6 @@ class _Result(NamedTuple):
     tags_removed: tuple[str, ...] | None
     http_status: int | None
     attempts: int
-
-
-def _merge(
-    records: list[Any], default_pending: str, pending_by_location: Mapping[str, str]
-) -> ReportLine:
-    """Fold one row's results (one per part sent) into its report line.
-
-    SPEC: a row sent in several requests is `success` only if every part succeeded; its
-    tags_added/tags_removed are the unions and old_tags comes from the first answer. A row held
-    back because the contact's previous row has not settled is `pending`, naming that row.
-    """
-    first = records[0]
-    row, contact_id, location_id, action, tags, pre_status, pre_message, extra, parts = first[:9]
-    line, waits_for = first[9:11]
-    pending_message = pending_by_location.get(location_id, default_pending)
-    asked = (row, contact_id, location_id, action, _load(tags) or ())
-    cells = tuple(json.loads(extra))
-    if pre_status is not None:
-        return ReportLine(*asked, Status(pre_status), pre_message, extra=cells, line=line)
-    if first[11] is None:  # never answered
-        message = pending_message
-        if waits_for is not None:
-            message = (
-                f"not sent: waits for row {waits_for} (the same contact's previous change), "
-                "which failed; running the same command again retries both, in order"
-            )
-        return ReportLine(*asked, Status.PENDING, message, extra=cells, line=line)
-    if parts == 1:  # the common case: one request settled the row
-        _, status, message, old, added, removed, http, attempts = first[11:]
-        return ReportLine(
-            *asked, Status(status), message, _load(old), _load(added), _load(removed),
-            http, attempts, cells, line,
-        )  # fmt: skip
-    results = [
-        _Result(part, Status(status), message, _load(old), _load(added), _load(removed), http, n)
-        for *_, part, status, message, old, added, removed, http, n in records
-    ]
-    failed = [r for r in results if r.status is Status.FAILED]
-    errors = [r for r in results if r.status is Status.ERROR]
-    # The request that settled the row: the failed one if any, else the last one answered.
-    settling = failed[0] if failed else results[-1]
-    if failed:
-        status, message = Status.FAILED, failed[0].message
-    elif len(results) < parts:
-        status, message = Status.PENDING, pending_message
-    elif errors:
-        status, message = Status.ERROR, errors[0].message
-    else:
-        status, message = Status.SUCCESS, results[0].message
-    return ReportLine(
-        *asked,
-        status=status,
-        message=message,
-        old_tags=results[0].old_tags,
-        tags_added=_union(r.tags_added for r in results),
-        tags_removed=_union(r.tags_removed for r in results),
-        http_status=settling.http_status,
-        attempts=settling.attempts,
-        extra=cells,
-        line=line,
-    )
 
 
 def _union(lists: Iterable[tuple[str, ...] | None]) -> tuple[str, ...] | None:

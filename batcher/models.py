@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -134,3 +135,16 @@ class ReportLine:
     attempts: int | None = None
     extra: tuple[str, ...] = ()
     line: int = 0
+
+
+# A report cell: text, a number, or None (no value). Lists travel as their compact JSON text.
+Cell = str | int | None
+
+
+@dataclass(frozen=True)
+class Inert:
+    """How to make text cells inert for a spreadsheet: cells starting with one of `suspects`
+    are passed to `make` (which returns them unchanged when they are harmless after all)."""
+
+    suspects: frozenset[str]
+    make: Callable[[str], str]

@@ -57,7 +57,7 @@ import xlsxwriter
 
 from batcher.errors import UsageError
 from batcher.files import unfinished
-from batcher.models import ReportLine
+from batcher.models import Cell, Inert, ReportLine
 
 __all__ = [
     "FORMATS",
@@ -110,9 +110,6 @@ _SUSPECT_FIRST = _TRIGGERS | frozenset(_BLANKS)
 _NUMBER_FIELDS = frozenset({"row", "line", "http_status", "attempts"})
 _PREFIX = "input_"
 
-# One line's values in RESULT_FIELDS order then the input's cells: str, int, list or None.
-_Value = str | int | tuple[str, ...] | None
-
 
 def report_columns(input_columns: Sequence[str]) -> tuple[str, ...]:
     """The report's header: RESULT_FIELDS, then the input's columns, renamed where they clash."""
@@ -161,13 +158,29 @@ def check_report_path(path: Path, *, rows: int | None = None, columns: int | Non
 
 def write_report(path: Path, input_columns: Sequence[str], lines: Iterable[ReportLine]) -> int:
     """Write `lines` to `path` (format by extension), atomically; return the number written."""
+    n_extra = len(input_columns)
+    return write_rows(path, input_columns, lambda inert: _cells(lines, n_extra, inert))
+
+
+# Where the rows of a report come from: called once, with how to make text cells inert when the
+# format needs it (CSV), it yields each row's cells in `report_columns` order, lists as their
+# compact JSON text. The ledger's `report_rows` is one; `write_report` makes one of ReportLines.
+RowSource = Callable[[Inert | None], Iterable[Sequence[Cell]]]
+
+# What a CSV report does to text cells that a spreadsheet would run as a formula.
+INERT = Inert(suspects=_SUSPECT_FIRST, make=lambda text: _inert(text))
+
+
+def write_rows(path: Path, input_columns: Sequence[str], rows: RowSource) -> int:
+    """Write the rows `rows` gives to `path` (format by extension), atomically; return the
+    number written. Memory stays flat: rows are written as they come."""
     check_report_path(path, columns=len(input_columns))
     columns = report_columns(input_columns)
     writer = _WRITERS[path.suffix.lower()]
     fd, tmp = _create_temporary(path)
     try:
         with unfinished(tmp), open(fd, "wb") as f:
-            count = writer(f, path, columns, _values(lines, len(input_columns)))
+            count = writer(f, path, columns, rows)
             f.flush()
             os.fsync(f.fileno())  # on disk before the rename publishes it
         os.replace(tmp, path)
@@ -204,43 +217,47 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
     raise FileExistsError(f"{path.parent}: no free temporary name for the report")
 
 
-def _values(lines: Iterable[ReportLine], n_extra: int) -> Iterable[list[_Value]]:
+def _cells(
+    lines: Iterable[ReportLine], n_extra: int, inert: Inert | None
+) -> Iterable[Sequence[Cell]]:
+    make = inert.make if inert is not None else None
+
+    def text(value: str) -> str:
+        return make(value) if make is not None else value
+
     for line in lines:
         if len(line.extra) != n_extra:
             raise ValueError(
                 f"report row {line.row}: {len(line.extra)} input cells for {n_extra} input columns"
             )
-        yield [
+        yield (
             line.row,
             line.line,
-            line.contact_id,
-            line.location_id,
-            line.action,
-            line.tags,
+            text(line.contact_id),
+            text(line.location_id),
+            text(line.action),
+            _json_array(line.tags),
             str(line.status),
-            line.message,
-            line.old_tags,
-            line.tags_added,
-            line.tags_removed,
+            text(line.message),
+            None if line.old_tags is None else _json_array(line.old_tags),
+            None if line.tags_added is None else _json_array(line.tags_added),
+            None if line.tags_removed is None else _json_array(line.tags_removed),
             line.http_status,
             line.attempts,
-            *line.extra,
-        ]
+            *(text(cell) for cell in line.extra),
+        )
 
 
-# Most rows carry the same few tag lists: encode each distinct one once.
+# Most rows carry the same few tag lists: encode (and decode) each distinct one once.
 @functools.lru_cache(maxsize=4096)
 def _json_array(tags: tuple[str, ...]) -> str:
     return json.dumps(tags, ensure_ascii=False, separators=(",", ":"))
 
 
-def _cell_text(value: _Value) -> str:
-    """A value as spreadsheet text: lists as a JSON array, None as empty."""
-    if value is None:
-        return ""
-    if isinstance(value, tuple):
-        return _json_array(value)
-    return str(value)
+@functools.lru_cache(maxsize=4096)
+def _json_list(text: str) -> list[str]:
+    value: list[str] = json.loads(text)
+    return value
 
 
 def _inert(text: str) -> str:
@@ -255,38 +272,54 @@ def _inert(text: str) -> str:
     return text
 
 
-def _csv_cell(value: _Value) -> str:
-    """One CSV cell (the hot path: one call per cell). Only text can look like a formula: the
-    JSON arrays start with `[` and numbers are unsigned."""
-    return _inert(value) if isinstance(value, str) else _cell_text(value)
-
-
-def _write_csv(
-    file: IO[bytes], path: Path, columns: tuple[str, ...], rows: Iterable[list[_Value]]
-) -> int:
-    count = 0
+def _write_csv(file: IO[bytes], path: Path, columns: tuple[str, ...], rows: RowSource) -> int:
     f = io.TextIOWrapper(file, encoding="utf-8", newline="")
+    counted = _Counted(rows(INERT))  # the cells come inert already
     try:
         out = csv.writer(f, quoting=csv.QUOTE_MINIMAL)
         out.writerow([_inert(name) for name in columns])
-        for values in rows:
-            out.writerow([_csv_cell(value) for value in values])
-            count += 1
+        out.writerows(counted)
         f.flush()
     finally:
         f.detach()  # the caller owns, syncs and closes the file
-    return count
+    return counted.count
 
 
-def _write_jsonl(
-    file: IO[bytes], path: Path, columns: tuple[str, ...], rows: Iterable[list[_Value]]
-) -> int:
+class _Counted:
+    """Passes rows on, counting them (so that `writerows` can take them at C speed)."""
+
+    def __init__(self, rows: Iterable[Sequence[Cell]]) -> None:
+        self._rows = iter(rows)
+        self.count = 0
+
+    def __iter__(self) -> _Counted:
+        return self
+
+    def __next__(self) -> Sequence[Cell]:
+        row = next(self._rows)
+        self.count += 1
+        return row
+
+
+# Positions of the list fields (JSON text in the cells, real arrays in JSONL).
+_LIST_FIELDS = tuple(
+    i
+    for i, name in enumerate(RESULT_FIELDS)
+    if name in ("tags", "old_tags", "tags_added", "tags_removed")
+)
+
+
+def _write_jsonl(file: IO[bytes], path: Path, columns: tuple[str, ...], rows: RowSource) -> int:
     count = 0
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     f = io.TextIOWrapper(file, encoding="utf-8", newline="\n")
     try:
-        for values in rows:
-            record = dict(zip(columns, values, strict=True))
-            f.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+        for cells in rows(None):
+            values: list[Any] = list(cells)
+            for i in _LIST_FIELDS:
+                if values[i] is not None:
+                    values[i] = _json_list(values[i])
+            f.write(encode(dict(zip(columns, values, strict=True))) + "\n")
             count += 1
         f.flush()
     finally:
@@ -294,9 +327,7 @@ def _write_jsonl(
     return count
 
 
-def _write_xlsx(
-    file: IO[bytes], path: Path, columns: tuple[str, ...], rows: Iterable[list[_Value]]
-) -> int:
+def _write_xlsx(file: IO[bytes], path: Path, columns: tuple[str, ...], rows: RowSource) -> int:
     options: dict[str, Any] = {
         "constant_memory": True,  # rows are flushed as written: 1M rows in bounded memory
         "strings_to_formulas": False,  # a text cell is never a formula...
@@ -312,7 +343,7 @@ def _write_xlsx(
         for col, name in enumerate(columns):
             sheet.write_string(0, col, name, bold)
         sheet.freeze_panes(1, 0)
-        for values in rows:
+        for values in rows(None):
             if count == XLSX_MAX_DATA_ROWS:
                 raise _too_many_rows(path)
             count += 1
@@ -322,7 +353,7 @@ def _write_xlsx(
                 if col < len(number_columns) and number_columns[col] and isinstance(value, int):
                     sheet.write_number(count, col, value)
                 else:
-                    sheet.write_string(count, col, _cell_text(value))
+                    sheet.write_string(count, col, str(value))
     finally:
         workbook.close()
     return count
@@ -335,5 +366,5 @@ def _too_many_rows(path: Path) -> UsageError:
     )
 
 
-_Writer = Callable[[IO[bytes], Path, tuple[str, ...], Iterable[list[_Value]]], int]
+_Writer = Callable[[IO[bytes], Path, tuple[str, ...], RowSource], int]
 _WRITERS: dict[str, _Writer] = {".csv": _write_csv, ".jsonl": _write_jsonl, ".xlsx": _write_xlsx}

@@ -35,11 +35,11 @@ from batcher.jobs import Job, default_report_path
 from batcher.lanes import Dispatch, Lanes
 from batcher.ledger import Ledger, RunInfo, WorkItem, prune_finished, runs_in
 from batcher.loading import InputTable, open_input
-from batcher.models import BatchOutcome, ReportLine, Status
+from batcher.models import BatchOutcome, Cell, Inert, Status
 from batcher.pacing import Pacer
 from batcher.planning import PlanStats, count_requests
 from batcher.pool import run_pool
-from batcher.report import check_report_path, write_report
+from batcher.report import RowSource, check_report_path, write_rows
 from batcher.sandbox import Sandbox
 from batcher.sending import (
     BatchSender,
@@ -310,7 +310,7 @@ def _refuse_all_invalid(ledger: Ledger, job: Job, report_path: Path | None) -> N
         for problem in line.message.split("; "):
             reasons[_QUOTED.sub('"…"', problem)] += 1
     if report_path is not None:
-        _write(report_path, ledger, ledger.lines("not sent"))
+        _write(report_path, ledger, lambda inert: ledger.report_rows("not sent", inert=inert))
     top = "; ".join(f"{reason} ({n:,} rows)" for reason, n in reasons.most_common(TOP_REASONS))
     where = f" (each row's reason is in {report_path})" if report_path is not None else ""
     raise NothingToSendError(
@@ -414,30 +414,34 @@ def _report(
 
     `pending` gives the pending rows of some locations their own message (daily quota).
     """
-    reasons: Counter[tuple[Status, str]] = Counter()
+    counts: Counter[str] = Counter()
+    reasons: Counter[tuple[str, str]] = Counter()
     message = _pending_message(result, dry_run)
 
-    def counted(lines: Iterator[ReportLine]) -> Iterator[ReportLine]:
-        for line in lines:
-            result.counts[line.status] += 1
-            if line.status in (Status.FAILED, Status.ERROR):
-                key = (line.status, line.message)
+    def source(inert: Inert | None) -> Iterator[tuple[Cell, ...]]:
+        for cells in ledger.report_rows(message, pending, inert):
+            status = str(cells[6])
+            counts[status] += 1
+            if status in ("failed", "error"):
+                key = (status, str(cells[7]))
                 if key in reasons or len(reasons) < _REASONS_TRACKED:
                     reasons[key] += 1
-            yield line
+            yield cells
 
-    lines = counted(ledger.lines(message, pending))
     if report_path is None:
-        for _ in lines:
+        for _ in source(None):
             pass
     else:
-        _write(report_path, ledger, lines)
-    result.reasons = [(status, text, n) for (status, text), n in reasons.most_common(TOP_REASONS)]
+        _write(report_path, ledger, source)
+    result.counts = Counter({Status(status): n for status, n in counts.items()})
+    result.reasons = [
+        (Status(status), text, n) for (status, text), n in reasons.most_common(TOP_REASONS)
+    ]
 
 
-def _write(report_path: Path, ledger: Ledger, lines: Iterator[ReportLine]) -> None:
+def _write(report_path: Path, ledger: Ledger, rows: RowSource) -> None:
     try:
-        write_report(report_path, ledger.columns, lines)
+        write_rows(report_path, ledger.columns, rows)
     except OSError as exc:
         # Every outcome is in the ledger: the next run of the command writes the report.
         raise StateError(

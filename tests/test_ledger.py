@@ -26,7 +26,7 @@ from batcher.models import (
     Status,
 )
 
-COLUMNS = ("Contact Id", "email", "tags")
+COLUMNS = ("email", "tags")
 PENDING = "not sent: test stopped"
 KEY = "k1"
 

@@ -89,17 +89,17 @@ elif _WHERE == "writing-a-body":
 
     client_reqrep.ClientRequest.write_bytes = _paused_write_bytes
 elif _WHERE == "report":
-    from batcher import report
+    from batcher import ledger
 
-    _values = report._values
+    _rows = ledger.Ledger.report_rows
 
-    def _paused_values(lines, n_extra):
-        for number, values in enumerate(_values(lines, n_extra)):
+    def _paused_rows(self, *args, **kwargs):
+        for number, cells in enumerate(_rows(self, *args, **kwargs)):
             if number == 1:
                 _pause("writing the report")
-            yield values
+            yield cells
 
-    report._values = _paused_values
+    ledger.Ledger.report_rows = _paused_rows
 """.replace("@MARK@", HOOK_MARK)
 
 

@@ -78,9 +78,11 @@ def command(tmp_path: Path, source: Path, base_url: str) -> list[str]:
     ]
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 async def start(tmp_path: Path, argv: list[str]) -> asyncio.subprocess.Process:
-    root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "BATCHER_TOKEN": SECRET, "PYTHONPATH": str(root)}
+    env = {**os.environ, "BATCHER_TOKEN": SECRET, "PYTHONPATH": str(ROOT)}
     return await asyncio.create_subprocess_exec(
         *argv,
         cwd=tmp_path,

@@ -260,7 +260,7 @@ async def test_a_report_that_cannot_be_written_stops_with_exit_3_and_keeps_the_o
 
     async with make_sandbox() as sandbox:
         settings = fast_settings(tmp_path, sandbox.url)
-        monkeypatch.setattr("batcher.runner.write_report", disk_full)
+        monkeypatch.setattr("batcher.runner.write_rows", disk_full)
         with pytest.raises(StateError, match="No space left") as raised:
             await execute(settings, job(tmp_path, source))
         assert raised.value.exit_code == 3
