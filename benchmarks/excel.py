@@ -10,6 +10,7 @@ process whose own peak RSS comes from wait4:
   walks the first sheet with `iter_rows`, keeping nothing (calamine parses the sheet whole into
   Rust memory first: that memory is part of any calamine-based reader's peak);
 - `batcher plan FILE --action add --tags x --location-id ...`: reading, checking, grouping;
+  and the same `plan` on the same rows written as CSV, to tell Excel's own cost from the rest;
 - `batcher run --sandbox ... --report out.csv -q --yes`, the sandbox in batcher's process,
   unthrottled, the client's own pacing lifted (as in million.py), so the figures are batcher's
   own cost, not the API's rate limit.
@@ -20,6 +21,7 @@ Ratios are batcher / calamine. Targets (issue 12): plan and run peak RSS <= 250 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import random
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,30 +66,38 @@ class Measured:
     output: str
 
 
-def make_input(rows: int) -> Path:
-    """The workbook, written once in xlsxwriter's constant_memory mode (row by row)."""
-    path = OUT / f"contacts-{rows}.xlsx"
-    if path.exists():
-        return path
-    import xlsxwriter  # only to generate the file
-
+def contacts(rows: int) -> Iterator[list[str]]:
+    """The header and `rows` generated contacts (the same every time)."""
     rng = random.Random(42)
     alphabet = string.ascii_letters + string.digits
-    partial = path.with_suffix(".partial.xlsx")
-    book = xlsxwriter.Workbook(str(partial), {"constant_memory": True})
-    sheet = book.add_worksheet("Contacts")
-    sheet.write_row(0, 0, ["Contact Id", "Name", "Email", "Phone", "Tags"])
+    yield ["Contact Id", "Name", "Email", "Phone", "Tags"]
     for n in range(1, rows + 1):
         contact_id = "".join(rng.choices(alphabet, k=20))
         phone = f"+1555{rng.randrange(10**7):07d}"
-        sheet.write_string(n, 0, contact_id)
-        sheet.write_string(n, 1, f"Name {n}")
-        sheet.write_string(n, 2, f"p{n}@example.com")
-        sheet.write_string(n, 3, phone)
-        sheet.write_string(n, 4, TAGS[n % len(TAGS)])
-    book.close()
-    partial.rename(path)
-    return path
+        yield [contact_id, f"Name {n}", f"p{n}@example.com", phone, TAGS[n % len(TAGS)]]
+
+
+def make_input(rows: int) -> tuple[Path, Path]:
+    """The workbook (xlsxwriter's constant_memory mode: row by row) and the same rows as CSV."""
+    xlsx = OUT / f"contacts-{rows}.xlsx"
+    if not xlsx.exists():
+        import xlsxwriter  # only to generate the file
+
+        partial = xlsx.with_suffix(".partial.xlsx")
+        book = xlsxwriter.Workbook(str(partial), {"constant_memory": True})
+        sheet = book.add_worksheet("Contacts")
+        for n, cells in enumerate(contacts(rows)):
+            for c, text in enumerate(cells):
+                sheet.write_string(n, c, text)
+        book.close()
+        partial.rename(xlsx)
+    same = OUT / f"contacts-{rows}-as-xlsx.csv"
+    if not same.exists():
+        partial = same.with_suffix(".partial")
+        with partial.open("w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows(contacts(rows))
+        partial.rename(same)
+    return xlsx, same
 
 
 def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> Measured:
@@ -113,7 +124,7 @@ def main() -> None:
     parser.add_argument("--no-run", action="store_true", help="measure calamine and plan only")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
-    source = make_input(args.rows)
+    source, same_csv = make_input(args.rows)
     work = OUT / "excel-run"
     work.mkdir(exist_ok=True)
     (work / "batcher.toml").write_text(CONFIG, encoding="utf-8")
@@ -122,6 +133,9 @@ def main() -> None:
 
     walk = run_child([sys.executable, "-c", WALK, str(source)], work, env)
     plan = run_child([sys.executable, "-m", "batcher", "plan", str(source), *options], work, env)
+    plan_csv = run_child(
+        [sys.executable, "-m", "batcher", "plan", str(same_csv), *options], work, env
+    )
     run = None
     if not args.no_run:
         run = run_child(
@@ -131,17 +145,20 @@ def main() -> None:
         )  # fmt: skip
 
     print(f"input: {args.rows:,} rows, {source.stat().st_size / 2**20:.0f} MiB ({source})")
-    print(f"calamine alone, iter_rows:  {walk.seconds:6.2f} s  peak RSS {walk.peak_mib:5.0f} MiB")
+    print(
+        f"calamine alone, iter_rows:       {walk.seconds:6.2f} s  peak RSS {walk.peak_mib:5.0f} MiB"
+    )
     figures: dict[str, float] = {
         "rows": args.rows,
         "calamine_s": round(walk.seconds, 2),
         "calamine_peak_mib": round(walk.peak_mib),
     }
-    for name, m in (("plan", plan), ("run", run)):
+    labels = {"plan": "plan", "plan_csv": "plan, same rows as CSV", "run": "run --sandbox"}
+    for name, m in (("plan", plan), ("plan_csv", plan_csv), ("run", run)):
         if m is None:
             continue
         print(
-            f"batcher {name + ':':<19} {m.seconds:6.2f} s  peak RSS {m.peak_mib:5.0f} MiB  "
+            f"batcher {labels[name] + ':':<23} {m.seconds:6.2f} s  peak RSS {m.peak_mib:5.0f} MiB  "
             f"{m.seconds / walk.seconds:4.2f}x calamine's time  "
             f"{m.peak_mib / walk.peak_mib:4.2f}x its memory  {args.rows / m.seconds:,.0f} rows/s"
         )
