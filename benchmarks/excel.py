@@ -1,0 +1,174 @@
+"""Time and peak memory of `batcher plan` and `run` on a large XLSX, against calamine alone.
+
+    python benchmarks/excel.py [--rows N]        (default 1,048,575: a full Excel sheet)
+
+One generated workbook (cached under benchmarks/out/), columns Contact Id, Name, Email, Phone,
+Tags as a HighLevel contact export has them (ids as text cells). Three measurements, each a fresh
+process whose own peak RSS comes from wait4:
+
+- calamine: the least any reader of this file could do: python-calamine opens the workbook and
+  walks the first sheet with `iter_rows`, keeping nothing (calamine parses the sheet whole into
+  Rust memory first: that memory is part of any calamine-based reader's peak);
+- `batcher plan FILE --action add --tags x --location-id ...`: reading, checking, grouping;
+  and the same `plan` on the same rows written as CSV, to tell Excel's own cost from the rest;
+- `batcher run --sandbox ... --report out.csv -q --yes`, the sandbox in batcher's process,
+  unthrottled, the client's own pacing lifted (as in million.py), so the figures are batcher's
+  own cost, not the API's rate limit.
+Ratios are batcher / calamine. Targets (issue 12): plan and run peak RSS <= 250 MiB, plan time
+<= 1.5x calamine's walk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import string
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+TOKEN = "sandbox-token"  # the sandbox's own default: no real token is ever used here
+LOCATION = "sandboxLocation00001"
+EXCEL_ROWS = 1_048_575  # a sheet's 1,048,576 rows, one of them the header
+CONFIG = """\
+[limits]
+concurrency = 8
+requests_per_interval = 1000000
+interval_ms = 1000
+[sandbox]
+rate = "off"
+record_requests = false
+"""
+WALK = """
+import sys
+from python_calamine import CalamineWorkbook
+with CalamineWorkbook.from_path(sys.argv[1]) as book:
+    rows = 0
+    for _ in book.get_sheet_by_index(0).iter_rows():
+        rows += 1
+print(rows)
+"""
+TAGS = ["vip", "newsletter", "lead, warm", "customer", "2026-promo", ""]
+
+
+@dataclass(frozen=True)
+class Measured:
+    seconds: float
+    peak_mib: float
+    output: str
+
+
+def contacts(rows: int) -> Iterator[list[str]]:
+    """The header and `rows` generated contacts (the same every time)."""
+    rng = random.Random(42)
+    alphabet = string.ascii_letters + string.digits
+    yield ["Contact Id", "Name", "Email", "Phone", "Tags"]
+    for n in range(1, rows + 1):
+        contact_id = "".join(rng.choices(alphabet, k=20))
+        phone = f"+1555{rng.randrange(10**7):07d}"
+        yield [contact_id, f"Name {n}", f"p{n}@example.com", phone, TAGS[n % len(TAGS)]]
+
+
+def make_input(rows: int) -> tuple[Path, Path]:
+    """The workbook (xlsxwriter's constant_memory mode: row by row) and the same rows as CSV."""
+    xlsx = OUT / f"contacts-{rows}.xlsx"
+    if not xlsx.exists():
+        import xlsxwriter  # only to generate the file
+
+        partial = xlsx.with_suffix(".partial.xlsx")
+        book = xlsxwriter.Workbook(str(partial), {"constant_memory": True})
+        sheet = book.add_worksheet("Contacts")
+        for n, cells in enumerate(contacts(rows)):
+            for c, text in enumerate(cells):
+                sheet.write_string(n, c, text)
+        book.close()
+        partial.rename(xlsx)
+    same = OUT / f"contacts-{rows}-as-xlsx.csv"
+    if not same.exists():
+        partial = same.with_suffix(".partial")
+        with partial.open("w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows(contacts(rows))
+        partial.rename(same)
+    return xlsx, same
+
+
+def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> Measured:
+    """Run a command; its wall time and its own peak RSS (from wait4, not the children's max)."""
+    with tempfile.TemporaryFile("w+") as out:
+        started = time.perf_counter()
+        child = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+        code = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        output = out.read()
+    if code != 0:
+        raise SystemExit(f"{' '.join(argv[:4])} exited {code}:\n{output}")
+    # ru_maxrss is in KiB on Linux.
+    return Measured(seconds, usage.ru_maxrss / 1024, output)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--rows", type=int, default=EXCEL_ROWS, help="data rows (default: %(default)s)"
+    )
+    parser.add_argument("--no-run", action="store_true", help="measure calamine and plan only")
+    args = parser.parse_args()
+    OUT.mkdir(exist_ok=True)
+    source, same_csv = make_input(args.rows)
+    work = OUT / "excel-run"
+    work.mkdir(exist_ok=True)
+    (work / "batcher.toml").write_text(CONFIG, encoding="utf-8")
+    env = {**os.environ, "BATCHER_TOKEN": TOKEN}
+    options = ["--action", "add", "--tags", "x", "--location-id", LOCATION]
+
+    walk = run_child([sys.executable, "-c", WALK, str(source)], work, env)
+    plan = run_child([sys.executable, "-m", "batcher", "plan", str(source), *options], work, env)
+    plan_csv = run_child(
+        [sys.executable, "-m", "batcher", "plan", str(same_csv), *options], work, env
+    )
+    run = None
+    if not args.no_run:
+        run = run_child(
+            [sys.executable, "-m", "batcher", "run", str(source), "--sandbox", "--fresh",
+             "--report", "out.csv", "-q", "--yes", *options],
+            work, env,
+        )  # fmt: skip
+
+    print(f"input: {args.rows:,} rows, {source.stat().st_size / 2**20:.0f} MiB ({source})")
+    print(
+        f"calamine alone, iter_rows:       {walk.seconds:6.2f} s  peak RSS {walk.peak_mib:5.0f} MiB"
+    )
+    figures: dict[str, float] = {
+        "rows": args.rows,
+        "calamine_s": round(walk.seconds, 2),
+        "calamine_peak_mib": round(walk.peak_mib),
+    }
+    labels = {"plan": "plan", "plan_csv": "plan, same rows as CSV", "run": "run --sandbox"}
+    for name, m in (("plan", plan), ("plan_csv", plan_csv), ("run", run)):
+        if m is None:
+            continue
+        print(
+            f"batcher {labels[name] + ':':<23} {m.seconds:6.2f} s  peak RSS {m.peak_mib:5.0f} MiB  "
+            f"{m.seconds / walk.seconds:4.2f}x calamine's time  "
+            f"{m.peak_mib / walk.peak_mib:4.2f}x its memory  {args.rows / m.seconds:,.0f} rows/s"
+        )
+        figures[f"{name}_s"] = round(m.seconds, 2)
+        figures[f"{name}_peak_mib"] = round(m.peak_mib)
+        figures[f"{name}_time_ratio"] = round(m.seconds / walk.seconds, 2)
+    print(json.dumps(figures))
+    if run is not None:
+        print(run.output, end="")
+
+
+if __name__ == "__main__":
+    main()
