@@ -291,6 +291,11 @@ def _summary(result: RunResult) -> None:
     _echo(
         f"  requests {result.requests:,} (retries {result.retries:,}, 429s {result.rate_limited:,})"
     )
+    if result.stages:
+        _echo(
+            "  time     "
+            + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.stages.items())
+        )
     if result.reasons:
         _echo("  top reasons:")
         for status, message, count in result.reasons:

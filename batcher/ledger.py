@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import NamedTuple, ParamSpec, Self, TypeVar
 
@@ -33,10 +34,10 @@ from batcher.models import (
     Action,
     BatchOutcome,
     Cell,
+    Chunk,
     Group,
     Inert,
     ReportLine,
-    Row,
     Status,
 )
 from batcher.planning import group_of, tag_parts
@@ -221,6 +222,19 @@ def _dump(values: tuple[str, ...] | None) -> str | None:
     return None if values is None else json.dumps(values, ensure_ascii=False, separators=(",", ":"))
 
 
+def _dumped(lists: list[tuple[str, ...]]) -> list[str | None]:
+    """`_dump` of each list; loading shares one tuple among the rows asking the same tags, so
+    each distinct tuple is encoded once (looked up by identity: no hashing of its contents)."""
+    seen: dict[int, str | None] = {}
+    out = []
+    for tags in lists:
+        text = seen.get(id(tags))
+        if text is None:
+            text = seen[id(tags)] = _dump(tags)
+        out.append(text)
+    return out
+
+
 @functools.lru_cache(maxsize=4096)
 def _load(text: str | None) -> tuple[str, ...] | None:
     return None if text is None else tuple(json.loads(text))
@@ -233,8 +247,9 @@ _encode = json.JSONEncoder(ensure_ascii=False).encode
 class _GroupIds:
     """Group ids while loading, written to the groups table the first time a group is seen.
 
-    Rows asking the same thing usually share one tags tuple, so the row's own fields are looked
-    up first and the canonical Group (sorted tags) is built only for a new combination.
+    Rows asking the same thing share one tags tuple (loading parses each distinct tags cell
+    once), so the row's own fields are looked up first and the canonical Group (sorted tags) is
+    built only for a new combination.
     """
 
     def __init__(self, db: sqlite3.Connection) -> None:
@@ -242,14 +257,11 @@ class _GroupIds:
         self._by_fields: dict[tuple[str, str, tuple[str, ...], bool], int] = {}
         self._by_group: dict[Group, int] = {}
 
-    def of(self, row: Row) -> int | None:
-        if row.status is not None:
-            return None
-        fields = (row.location_id, row.action, row.tags, row.remove_all)
+    def of(self, location_id: str, action: str, tags: tuple[str, ...], remove_all: bool) -> int:
+        fields = (location_id, action, tags, remove_all)
         group_id = self._by_fields.get(fields)
         if group_id is None:
-            group = group_of(row)
-            assert group is not None  # the row is valid
+            group = group_of(location_id, action, tags, remove_all)
             group_id = self._by_group.get(group)
             if group_id is None:
                 group_id = self._by_group[group] = len(self._by_group) + 1
@@ -266,6 +278,26 @@ class _GroupIds:
                 )
             self._by_fields[fields] = group_id
         return group_id
+
+    def column(self, chunk: Chunk) -> list[int | None]:
+        """The group id of each row of `chunk` (None for an invalid row)."""
+        of, remove_all, invalid = self.of, chunk.remove_all, chunk.invalid
+        ids: list[int | None] = (
+            [
+                of(location, action, tags, remove_all)
+                for location, action, tags in zip(
+                    chunk.location_ids, chunk.actions, chunk.tags, strict=True
+                )
+            ]
+            if not invalid
+            else [
+                None if i in invalid else of(location, action, tags, remove_all)
+                for i, (location, action, tags) in enumerate(
+                    zip(chunk.location_ids, chunk.actions, chunk.tags, strict=True)
+                )
+            ]
+        )
+        return ids
 
 
 @contextlib.contextmanager
@@ -501,8 +533,13 @@ class Ledger:
     @classmethod
     def _peek(cls, path: Path) -> tuple[str, str]:
         """The run's state and creation time; DatabaseError when the file is not a run's state."""
+        if path.stat().st_size == 0:
+            return "loading", "unknown"  # killed as it started: nothing of it was sent
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+            if "meta" not in tables:
+                return "loading", "unknown"  # killed before its schema was written
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         finally:
             db.close()
@@ -561,8 +598,12 @@ class Ledger:
     # -- loading ---------------------------------------------------------------------------
 
     @_state_errors
-    def load(self, columns: Sequence[str], chunks: Iterable[list[Row]]) -> int:
-        """Write every input row once, then order each contact's rows. Returns the row count."""
+    def load(self, columns: Sequence[str], chunks: Iterable[Chunk]) -> int:
+        """Write every input row once, then order each contact's rows. Returns the row count.
+
+        A chunk goes in with one `executemany` over its columns zipped together: no Python work
+        per row beyond looking up its group and its tags' JSON.
+        """
         if len(columns) > MAX_INPUT_COLUMNS:
             raise UsageError(
                 f"the input has {len(columns):,} columns; batcher keeps every column for the "
@@ -578,27 +619,33 @@ class Ledger:
             db.execute("DROP TABLE rows")
             db.execute(ROWS_TABLE.format(cells=cells))
             for chunk in chunks:
-                records = []
-                for row in chunk:
-                    group_id = groups.of(row)
-                    records.append(
-                        (
-                            row.row,
-                            row.line or row.row,
-                            row.contact_id,
-                            row.location_id,
-                            row.action,
-                            _dump(row.tags),
-                            group_id,
-                            None if group_id is None else 1,
-                            None,
-                            None if row.status is None else row.status.value,
-                            row.message,
-                            *row.extra,
-                        )
-                    )
-                db.executemany(insert, records)
-                count += len(records)
+                if len(chunk.cells) != len(columns):
+                    raise ValueError(f"{len(chunk.cells)} cell columns for {len(columns)} columns")
+                size = len(chunk)
+                group_ids = groups.column(chunk)
+                statuses: list[str | None] = [None] * size
+                messages = [""] * size
+                for i, message in chunk.invalid.items():
+                    statuses[i], messages[i] = Status.INVALID.value, message
+                db.executemany(
+                    insert,
+                    zip(
+                        chunk.rows,
+                        chunk.lines,
+                        chunk.contact_ids,
+                        chunk.location_ids,
+                        chunk.actions,
+                        _dumped(chunk.tags),
+                        group_ids,
+                        [None if gid is None else 1 for gid in group_ids],
+                        repeat(None),
+                        statuses,
+                        messages,
+                        *chunk.cells,
+                        strict=False,
+                    ),
+                )
+                count += size
             db.execute(INDEXES.strip().rstrip(";"))
             for statement in ORDER_CONTACTS.strip().split(";"):
                 if statement.strip():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -47,6 +47,62 @@ class Row:
     message: str = ""
     extra: tuple[str, ...] = ()
     line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Successive input rows, normalised by loading, as columns (the shape the ledger stores).
+
+    Lists are aligned: `rows[i]` is the data row number of the i-th row, `cells[c][i]` its cell
+    in the input's c-th column. `invalid` maps the index of a row that can never be sent to why.
+    Iterating gives the rows as `Row`s (for tests and small callers; the ledger uses the columns).
+    """
+
+    rows: list[int]
+    lines: list[int]
+    contact_ids: list[str]
+    location_ids: list[str]
+    actions: list[str]
+    tags: list[tuple[str, ...]]
+    remove_all: bool
+    invalid: dict[int, str]
+    cells: list[list[str]]
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[Row], width: int) -> Chunk:
+        """The chunk holding `rows` (each with `width` input cells): for tests and callers
+        that build rows one by one."""
+        return cls(
+            [r.row for r in rows],
+            [r.line or r.row for r in rows],
+            [r.contact_id for r in rows],
+            [r.location_id for r in rows],
+            [r.action for r in rows],
+            [r.tags for r in rows],
+            any(r.remove_all for r in rows),
+            {i: r.message for i, r in enumerate(rows) if r.status is Status.INVALID},
+            [[r.extra[c] for r in rows] for c in range(width)],
+        )
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[Row]:
+        records = zip(*self.cells, strict=True) if self.cells else ((),) * len(self.rows)
+        for i, extra in enumerate(records):
+            message = self.invalid.get(i)
+            yield Row(
+                self.rows[i],
+                self.contact_ids[i],
+                self.location_ids[i],
+                self.actions[i],
+                self.tags[i],
+                self.remove_all,
+                None if message is None else Status.INVALID,
+                message or "",
+                tuple(extra),
+                self.lines[i],
+            )
 
 
 @dataclass(frozen=True, slots=True)

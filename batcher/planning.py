@@ -14,22 +14,20 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 
-from batcher.models import MAX_CONTACTS_PER_REQUEST, MAX_TAGS_PER_REQUEST, Action, Batch, Group, Row
+from batcher.models import MAX_CONTACTS_PER_REQUEST, MAX_TAGS_PER_REQUEST, Action, Batch, Group
 
 
-def group_of(row: Row) -> Group | None:
-    """The group a row is sent in, or None when the row can never be sent.
+def group_of(location_id: str, action: str, tags: tuple[str, ...], remove_all: bool) -> Group:
+    """The group a valid row asking this is sent in.
 
     Tags are put in one canonical order so that rows with the same set in another order share it
     (SPEC: "same ... tag set (order ignored)").
     """
-    if row.status is not None:
-        return None
     return Group(
-        location_id=row.location_id,
-        action=Action(row.action),
-        tags=() if row.remove_all else tuple(sorted(row.tags)),
-        remove_all=row.remove_all,
+        location_id=location_id,
+        action=Action(action),
+        tags=() if remove_all else tuple(sorted(tags)),
+        remove_all=remove_all,
     )
 
 

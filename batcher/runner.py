@@ -90,6 +90,8 @@ class RunResult:
     retries: int = 0
     rate_limited: int = 0
     seconds: float = 0.0
+    # Where the time went: load, plan, send, report (seconds each).
+    stages: dict[str, float] = field(default_factory=dict)
     resumed: bool = False
     stopped: BatcherError | None = None
     # The most common messages of `failed` and `error` rows, most frequent first.
@@ -175,6 +177,15 @@ async def execute(
     """
     started = time.monotonic()
     stop = stop or Stop()
+    last = started
+    stages: dict[str, float] = {}
+
+    def lap(stage: str) -> None:
+        nonlocal last
+        now = time.monotonic()
+        stages[stage] = stages.get(stage, 0.0) + now - last
+        last = now
+
     report_path = None if dry_run else (job.report_path or default_report_path(job.input_path))
     if report_path is not None:
         check_report_path(report_path)
@@ -216,6 +227,7 @@ async def execute(
             _tidy_state_dir(state_dir, ledger, settings, result)
         if not ledger.resumed:
             ledger.load(table.columns, table.chunks())
+        lap("load")
         work = ledger.work()
         quota: dict[str, str] = {}
         _plan(result, work, settings)
@@ -234,19 +246,24 @@ async def execute(
             )
             if confirm is not None and not confirm(preview):
                 raise UsageError("not confirmed: nothing was sent")
+            lap("plan")
             quota = await _send(settings, job, token, ledger, result, stop, on_progress)
+            lap("send")
         if stop.requested and result.stopped is None:
             result.stopped = stop.error()
         if quota and result.stopped is None:
             result.stopped = quota_reached(quota)
         pending = {location: quota_message(reason) for location, reason in quota.items()}
+        lap("plan" if dry_run else "confirm")
         _report(ledger, report_path, result, dry_run, pending)
+        lap("report")
         if not dry_run:
             ledger.save_counts(
                 {status.value: n for status, n in result.counts.items()},
                 finished=result.exit_code == 0,
             )
     result.seconds = time.monotonic() - started
+    result.stages = {stage: seconds for stage, seconds in stages.items() if stage != "confirm"}
     return result
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -11,11 +11,16 @@ from test_pacing import INTERVAL_S, now, on_fake_time
 
 from batcher.lanes import Dispatch, Lanes
 from batcher.ledger import Ledger
-from batcher.models import BatchOutcome, ContactOutcome, RateLimitInfo, Row, Status
+from batcher.models import BatchOutcome, Chunk, ContactOutcome, RateLimitInfo, Row, Status
 from batcher.pacing import Pacer
 from batcher.pool import run_pool
 
 OK = ContactOutcome(Status.SUCCESS, "Tags updated", (), ("vip",), ())
+
+
+def load(ledger: Ledger, columns: Sequence[str], chunks: list[list[Row]]) -> int:
+    """Load rows built one by one, a chunk per list."""
+    return ledger.load(columns, [Chunk.of_rows(rows, len(columns)) for rows in chunks])
 
 
 def _row(n: int, location: str, contact: int | None = None, action: str = "add") -> Row:
@@ -60,7 +65,7 @@ def test_locations_go_side_by_side_so_the_busiest_one_sets_the_time(ledger: Ledg
     (its 6 need 3 windows), not one location after another (which would take 5 windows)."""
     rows = [_row(n, "loc-A") for n in range(1, 7)]
     rows += [_row(n, "loc-B") for n in range(7, 10)] + [_row(10, "loc-C")]
-    ledger.load([], [rows])
+    load(ledger, [], [rows])
     started = run_all(ledger, pacer_limit=2, concurrency=6)
     assert len(started) == 10
     by_location: dict[str, list[float]] = {}
@@ -73,7 +78,7 @@ def test_locations_go_side_by_side_so_the_busiest_one_sets_the_time(ledger: Ledg
 
 def test_a_location_that_must_wait_never_holds_up_another(ledger: Ledger) -> None:
     """With one worker, loc-A's second request must wait 11 s; loc-B's go in the meantime."""
-    ledger.load([], [[_row(1, "loc-A"), _row(2, "loc-A"), _row(3, "loc-B"), _row(4, "loc-B")]])
+    load(ledger, [], [[_row(1, "loc-A"), _row(2, "loc-A"), _row(3, "loc-B"), _row(4, "loc-B")]])
     started = run_all(ledger, pacer_limit=1, concurrency=1)
     assert [(at, location) for at, location, _ in started] == [
         (0.0, "loc-A"),
@@ -86,7 +91,8 @@ def test_a_location_that_must_wait_never_holds_up_another(ledger: Ledger) -> Non
 def test_a_contact_s_next_change_waits_for_the_previous_one_to_settle(ledger: Ledger) -> None:
     """Row 2 (round 2, the same contact as row 1) starts only once row 1's answer is in, even
     with a free worker and room in the budget."""
-    ledger.load(
+    load(
+        ledger,
         [],
         [[_row(1, "loc", contact=7), _row(2, "loc", contact=7, action="remove"), _row(3, "loc")]],
     )
@@ -95,7 +101,7 @@ def test_a_contact_s_next_change_waits_for_the_previous_one_to_settle(ledger: Le
 
 
 def test_an_exhausted_location_gets_nothing_more_and_says_why(ledger: Ledger) -> None:
-    ledger.load([], [[_row(1, "loc-A"), _row(2, "loc-A"), _row(3, "loc-B")]])
+    load(ledger, [], [[_row(1, "loc-A"), _row(2, "loc-A"), _row(3, "loc-B")]])
 
     async def scenario() -> tuple[list[str], dict[str, str]]:
         stop = asyncio.Event()
@@ -116,7 +122,7 @@ def test_an_exhausted_location_gets_nothing_more_and_says_why(ledger: Ledger) ->
 
 
 def test_a_stop_ends_the_wait_for_a_location_that_may_send(ledger: Ledger) -> None:
-    ledger.load([], [[_row(1, "loc"), _row(2, "loc")]])
+    load(ledger, [], [[_row(1, "loc"), _row(2, "loc")]])
 
     async def scenario() -> tuple[Dispatch | None, float]:
         stop = asyncio.Event()

@@ -6,7 +6,7 @@ import contextlib
 import os
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, tzinfo
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from batcher.models import (
     Action,
     Batch,
     BatchOutcome,
+    Chunk,
     ContactOutcome,
     Group,
     ReportLine,
@@ -29,6 +30,11 @@ from batcher.models import (
 COLUMNS = ("email", "tags")
 PENDING = "not sent: test stopped"
 KEY = "k1"
+
+
+def load(ledger: Ledger, columns: Sequence[str], chunks: list[list[Row]]) -> int:
+    """Load rows built one by one, a chunk per list."""
+    return ledger.load(columns, [Chunk.of_rows(rows, len(columns)) for rows in chunks])
 
 
 def _cid(n: int) -> str:
@@ -126,7 +132,7 @@ LOST = ContactOutcome(Status.FAILED, "HTTP 503 Service Unavailable (after 6 atte
 def test_load_keeps_every_row_in_input_order_with_its_cells(ledger: Ledger) -> None:
     """After load, lines() gives one pending line per row, in input order, with tags and extra."""
     rows = [_row(1, tags=("b", "a")), _row(2, invalid="contact id is empty"), _row(3)]
-    assert ledger.load(COLUMNS, [rows[:2], rows[2:]]) == 3
+    assert load(ledger, COLUMNS, [rows[:2], rows[2:]]) == 3
     assert ledger.columns == COLUMNS
     assert _lines(ledger) == [
         ReportLine(
@@ -168,14 +174,14 @@ def test_load_keeps_every_row_in_input_order_with_its_cells(ledger: Ledger) -> N
 def test_load_keeps_unicode_cells_and_tags(ledger: Ledger) -> None:
     """Tags and cells outside ASCII come back exactly as loaded."""
     row = Row(1, _cid(1), "LOC1", "add", ("café ✓", "a,b"), False, extra=("Zoë", "=1+1"))
-    ledger.load(["Contact Id", "naam"], [[row]])
+    load(ledger, ["Contact Id", "naam"], [[row]])
     (line,) = _lines(ledger)
     assert (line.tags, line.extra) == (("café ✓", "a,b"), ("Zoë", "=1+1"))
 
 
 def test_load_of_no_rows_gives_no_lines_and_no_work(ledger: Ledger) -> None:
     """An input with a header but no rows loads zero rows and leaves nothing to do."""
-    assert ledger.load(COLUMNS, []) == 0
+    assert load(ledger, COLUMNS, []) == 0
     assert _lines(ledger) == []
     assert ledger.work() == []
 
@@ -184,7 +190,8 @@ def test_repeat_of_a_valid_row_is_a_duplicate_naming_the_first(ledger: Ledger) -
     """A row repeating the same contact's previous row (location, action and tag set in any
     order) is a duplicate of the row that carries it; another tag set, action or location is
     not."""
-    ledger.load(
+    load(
+        ledger,
         COLUMNS,
         [
             [
@@ -213,7 +220,8 @@ def test_repeat_of_a_valid_row_is_a_duplicate_naming_the_first(ledger: Ledger) -
 
 def test_a_repeat_after_another_change_of_the_contact_is_not_a_duplicate(ledger: Ledger) -> None:
     """add vip, remove vip, add vip: the third row changes the contact again, so it is sent."""
-    ledger.load(
+    load(
+        ledger,
         COLUMNS,
         [[_row(1, contact=1), _row(2, contact=1, action="remove"), _row(3, contact=1)]],
     )
@@ -224,7 +232,8 @@ def test_a_repeat_after_another_change_of_the_contact_is_not_a_duplicate(ledger:
 def test_each_contact_s_k_th_change_goes_in_round_k(ledger: Ledger) -> None:
     """Rounds follow each contact's own order; contacts touched once are all in round 1, and a
     group spans rounds only where its contacts need it."""
-    ledger.load(
+    load(
+        ledger,
         COLUMNS,
         [
             [
@@ -249,7 +258,7 @@ def test_each_contact_s_k_th_change_goes_in_round_k(ledger: Ledger) -> None:
 def test_a_later_change_waits_until_the_earlier_one_has_settled(ledger: Ledger) -> None:
     """Round 2's row is not free to go until round 1's row has a final answer; a failed earlier
     row holds it back, pending, with a message naming the row it waits for."""
-    ledger.load(COLUMNS, [[_row(1, contact=1), _row(2, contact=1, action="remove")]])
+    load(ledger, COLUMNS, [[_row(1, contact=1), _row(2, contact=1, action="remove")]])
     (second,) = [item for item in ledger.work() if item.round == 2]
     assert ledger.ready_work(2) == []
     _record(ledger, [1], LOST, http_status=503, attempts=6)
@@ -264,13 +273,14 @@ def test_a_later_change_waits_until_the_earlier_one_has_settled(ledger: Ledger) 
 
 def test_duplicates_across_load_chunks_are_found(ledger: Ledger) -> None:
     """A repeat in a later chunk is still a duplicate of the row in an earlier chunk."""
-    ledger.load(COLUMNS, [[_row(1, contact=9)], [_row(2)], [_row(3, contact=9)]])
+    load(ledger, COLUMNS, [[_row(1, contact=9)], [_row(2)], [_row(3, contact=9)]])
     assert _by_row(ledger)[3].message == "duplicate of row 1"
 
 
 def test_repeated_remove_all_row_is_a_duplicate(ledger: Ledger) -> None:
     """Two remove-all rows for one contact and location are the same operation."""
-    ledger.load(
+    load(
+        ledger,
         COLUMNS,
         [
             [
@@ -284,7 +294,8 @@ def test_repeated_remove_all_row_is_a_duplicate(ledger: Ledger) -> None:
 
 def test_repeated_invalid_row_stays_invalid(ledger: Ledger) -> None:
     """An invalid row repeated keeps status invalid and its own message, not duplicate."""
-    ledger.load(
+    load(
+        ledger,
         COLUMNS,
         [[_row(1, contact=3, invalid="bad action 'tag'"), _row(2, contact=3, invalid="bad id")]],
     )
@@ -296,7 +307,7 @@ def test_repeated_invalid_row_stays_invalid(ledger: Ledger) -> None:
 
 def test_valid_row_after_an_invalid_one_of_the_same_contact_is_sent(ledger: Ledger) -> None:
     """Only an earlier valid row makes a row a duplicate."""
-    ledger.load(COLUMNS, [[_row(1, contact=3, invalid="bad id"), _row(2, contact=3)]])
+    load(ledger, COLUMNS, [[_row(1, contact=3, invalid="bad id"), _row(2, contact=3)]])
     assert _by_row(ledger)[2].status is Status.PENDING
     assert list(_members(ledger).values()) == [[(2, _cid(3))]]
 
@@ -307,7 +318,8 @@ def test_valid_row_after_an_invalid_one_of_the_same_contact_is_sent(ledger: Ledg
 def test_work_lists_each_group_with_its_rows_to_send(ledger: Ledger) -> None:
     """work() has one item per group with its member count; members() lists exactly the rows to
     send (not invalid, not duplicate), in row order."""
-    ledger.load(
+    load(
+        ledger,
         COLUMNS,
         [
             [
@@ -335,7 +347,7 @@ def test_work_lists_each_group_with_its_rows_to_send(ledger: Ledger) -> None:
 
 def test_work_of_a_long_tag_set_has_one_item_per_part(ledger: Ledger) -> None:
     """A 120-tag group (tags in any order) is three work items, parts 0..2, each with all rows."""
-    ledger.load(COLUMNS, [[_row(1, tags=_tags(120)), _row(2, tags=tuple(reversed(_tags(120))))]])
+    load(ledger, COLUMNS, [[_row(1, tags=_tags(120)), _row(2, tags=tuple(reversed(_tags(120))))]])
     work = ledger.work()
     assert [(item.group_id, item.part, item.members) for item in work] == [
         (1, 0, 2),
@@ -354,7 +366,7 @@ def test_members_pages_through_every_row_once(
     monkeypatch.setattr(ledger_module, "PAGE_ROWS", 2)
     rows = [_row(n) for n in range(1, count + 1)]
     rows.insert(1, _row(100, contact=1))  # a duplicate between pages must not appear
-    ledger.load(COLUMNS, [rows])
+    load(ledger, COLUMNS, [rows])
     (item,) = ledger.work()
     assert item.members == count
     assert list(ledger.members(item)) == [(n, _cid(n)) for n in range(1, count + 1)]
@@ -365,7 +377,7 @@ def test_members_may_be_recorded_between_pages(
 ) -> None:
     """Recording outcomes of one page while paging neither skips nor repeats a member."""
     monkeypatch.setattr(ledger_module, "PAGE_ROWS", 2)
-    ledger.load(COLUMNS, [[_row(n) for n in range(1, 8)]])
+    load(ledger, COLUMNS, [[_row(n) for n in range(1, 8)]])
     (item,) = ledger.work()
     seen = []
     for row, _ in ledger.members(item):
@@ -376,7 +388,7 @@ def test_members_may_be_recorded_between_pages(
 
 def test_work_after_recording_excludes_settled_rows_but_keeps_failed_ones(ledger: Ledger) -> None:
     """Rows answered success or error are not sent again; failed and unsent rows are."""
-    ledger.load(COLUMNS, [[_row(n) for n in range(1, 6)]])
+    load(ledger, COLUMNS, [[_row(n) for n in range(1, 6)]])
     _record(ledger, [1], OK)
     _record(ledger, [2], NOT_FOUND)
     _record(ledger, [3], LOST, http_status=503, attempts=6)
@@ -387,14 +399,14 @@ def test_work_after_recording_excludes_settled_rows_but_keeps_failed_ones(ledger
 
 def test_work_is_empty_when_everything_is_settled(ledger: Ledger) -> None:
     """Once every row has an answer there is no work item left."""
-    ledger.load(COLUMNS, [[_row(1), _row(2)]])
+    load(ledger, COLUMNS, [[_row(1), _row(2)]])
     _record(ledger, [1, 2], OK)
     assert ledger.work() == []
 
 
 def test_work_of_a_multi_part_row_lists_only_parts_still_owed(ledger: Ledger) -> None:
     """A row whose part 0 succeeded and part 1 failed is owed part 1 only."""
-    ledger.load(COLUMNS, [[_row(1, tags=_tags(60))]])
+    load(ledger, COLUMNS, [[_row(1, tags=_tags(60))]])
     _record(ledger, [1], OK, part=0)
     _record(ledger, [1], LOST, part=1)
     assert [(item.part, item.members) for item in ledger.work()] == [(1, 1)]
@@ -405,7 +417,7 @@ def test_work_of_a_multi_part_row_lists_only_parts_still_owed(ledger: Ledger) ->
 
 def test_recorded_outcomes_show_in_the_lines(ledger: Ledger) -> None:
     """Each row's line carries its status, message, tag lists, http status and attempts."""
-    ledger.load(COLUMNS, [[_row(n) for n in range(1, 5)]])
+    load(ledger, COLUMNS, [[_row(n) for n in range(1, 5)]])
     _record(ledger, [1], OK, attempts=2)
     _record(ledger, [2], NOT_FOUND)
     _record(ledger, [3], LOST, http_status=503, attempts=6)
@@ -443,7 +455,7 @@ def test_recorded_outcomes_show_in_the_lines(ledger: Ledger) -> None:
 
 def test_rows_never_recorded_are_pending_with_the_given_message(ledger: Ledger) -> None:
     """A row no request settled is pending, with the caller's message and no http fields."""
-    ledger.load(COLUMNS, [[_row(1), _row(2)]])
+    load(ledger, COLUMNS, [[_row(1), _row(2)]])
     _record(ledger, [1], OK)
     line = _by_row(ledger)[2]
     assert (line.status, line.message) == (Status.PENDING, PENDING)
@@ -461,7 +473,7 @@ def test_rows_never_recorded_are_pending_with_the_given_message(ledger: Ledger) 
 
 def test_a_request_with_no_http_answer_records_failed_without_status(ledger: Ledger) -> None:
     """A batch lost to the network is failed with an empty http status."""
-    ledger.load(COLUMNS, [[_row(1)]])
+    load(ledger, COLUMNS, [[_row(1)]])
     _record(ledger, [1], LOST, http_status=None, attempts=6)
     line = _by_row(ledger)[1]
     assert (line.status, line.http_status, line.attempts) == (Status.FAILED, None, 6)
@@ -469,7 +481,7 @@ def test_a_request_with_no_http_answer_records_failed_without_status(ledger: Led
 
 def test_failed_row_recorded_later_as_success_is_success(ledger: Ledger) -> None:
     """A retried row's later answer replaces its failure (resume)."""
-    ledger.load(COLUMNS, [[_row(1)]])
+    load(ledger, COLUMNS, [[_row(1)]])
     _record(ledger, [1], LOST, http_status=502, attempts=6)
     _record(ledger, [1], OK, attempts=1)
     line = _by_row(ledger)[1]
@@ -483,7 +495,7 @@ def test_failed_row_recorded_later_as_success_is_success(ledger: Ledger) -> None
 
 def test_duplicate_keeps_its_status_after_the_first_row_is_answered(ledger: Ledger) -> None:
     """A duplicate stays a duplicate in the report whatever became of the row it repeats."""
-    ledger.load(COLUMNS, [[_row(1, contact=1), _row(2, contact=1)]])
+    load(ledger, COLUMNS, [[_row(1, contact=1), _row(2, contact=1)]])
     _record(ledger, [1], OK)
     assert [line.status for line in _lines(ledger)] == [Status.SUCCESS, Status.DUPLICATE]
 
@@ -497,7 +509,7 @@ def _part(n: int, *, old: tuple[str, ...], added: tuple[str, ...]) -> ContactOut
 
 def test_multi_part_row_is_pending_until_every_part_answered(ledger: Ledger) -> None:
     """A 60-tag row answered only for part 0 is still pending."""
-    ledger.load(COLUMNS, [[_row(1, tags=_tags(60))]])
+    load(ledger, COLUMNS, [[_row(1, tags=_tags(60))]])
     _record(ledger, [1], _part(0, old=("x",), added=_tags(50)), part=0)
     line = _by_row(ledger)[1]
     assert (line.status, line.message) == (Status.PENDING, PENDING)
@@ -505,7 +517,7 @@ def test_multi_part_row_is_pending_until_every_part_answered(ledger: Ledger) -> 
 
 def test_multi_part_row_succeeds_when_every_part_succeeded(ledger: Ledger) -> None:
     """Every part succeeded: success, tags_added is the union in order, old_tags from part 0."""
-    ledger.load(COLUMNS, [[_row(1, tags=_tags(60))]])
+    load(ledger, COLUMNS, [[_row(1, tags=_tags(60))]])
     # Part 1 answers first: the merge must still take old_tags from part 0.
     _record(ledger, [1], _part(1, old=("x", "t000"), added=("t050", "t059")), part=1, attempts=3)
     _record(ledger, [1], _part(0, old=("x",), added=("t000", "t049")), part=0, attempts=2)
@@ -519,7 +531,7 @@ def test_multi_part_row_succeeds_when_every_part_succeeded(ledger: Ledger) -> No
 
 def test_multi_part_tags_removed_are_the_union_without_repeats(ledger: Ledger) -> None:
     """tags_removed of a multi-part row is every part's list merged, each tag once."""
-    ledger.load(COLUMNS, [[_row(1, action="remove", tags=_tags(60))]])
+    load(ledger, COLUMNS, [[_row(1, action="remove", tags=_tags(60))]])
     first = ContactOutcome(Status.SUCCESS, "ok", ("t000", "t055"), (), ("t000", "shared"))
     second = ContactOutcome(Status.SUCCESS, "ok", ("t055",), (), ("shared", "t055"))
     _record(ledger, [1], first, part=0)
@@ -531,7 +543,7 @@ def test_multi_part_tags_removed_are_the_union_without_repeats(ledger: Ledger) -
 
 def test_multi_part_row_with_a_failed_part_is_failed(ledger: Ledger) -> None:
     """A part that failed makes the row failed, with that part's message, status and attempts."""
-    ledger.load(COLUMNS, [[_row(1, tags=_tags(60))]])
+    load(ledger, COLUMNS, [[_row(1, tags=_tags(60))]])
     _record(ledger, [1], _part(0, old=("x",), added=("t000",)), part=0, attempts=1)
     _record(ledger, [1], LOST, part=1, http_status=503, attempts=6)
     line = _by_row(ledger)[1]
@@ -546,7 +558,7 @@ def test_multi_part_row_with_a_failed_part_is_failed(ledger: Ledger) -> None:
 
 def test_multi_part_row_with_an_error_part_is_error(ledger: Ledger) -> None:
     """A part the API answered with an error makes the (fully answered) row an error."""
-    ledger.load(COLUMNS, [[_row(1, tags=_tags(60))]])
+    load(ledger, COLUMNS, [[_row(1, tags=_tags(60))]])
     _record(ledger, [1], _part(0, old=("x",), added=("t000",)), part=0)
     _record(ledger, [1], NOT_FOUND, part=1)
     line = _by_row(ledger)[1]
@@ -555,7 +567,7 @@ def test_multi_part_row_with_an_error_part_is_error(ledger: Ledger) -> None:
 
 def test_multi_part_failed_part_retried_to_success_makes_the_row_success(ledger: Ledger) -> None:
     """Resuming: a failed part answered later turns the whole row into success."""
-    ledger.load(COLUMNS, [[_row(1, tags=_tags(60))]])
+    load(ledger, COLUMNS, [[_row(1, tags=_tags(60))]])
     _record(ledger, [1], _part(0, old=("x",), added=("t000",)), part=0)
     _record(ledger, [1], LOST, part=1, http_status=500, attempts=6)
     _record(ledger, [1], _part(1, old=("x", "t000"), added=("t050",)), part=1, attempts=2)
@@ -575,7 +587,7 @@ def test_reopening_an_unfinished_run_resumes_it(state_dir: Path) -> None:
     """Opening the same key again continues the run: resumed, rows and outcomes kept."""
     with Ledger.open(state_dir, KEY) as first:
         assert first.resumed is False
-        first.load(COLUMNS, [[_row(1), _row(2)]])
+        load(first, COLUMNS, [[_row(1), _row(2)]])
         _record(first, [1], OK)
     with Ledger.open(state_dir, KEY) as again:
         assert again.resumed is True
@@ -587,7 +599,7 @@ def test_reopening_an_unfinished_run_resumes_it(state_dir: Path) -> None:
 def test_another_key_is_another_run(state_dir: Path) -> None:
     """A different run key (other input or operation) does not see this run's rows."""
     with Ledger.open(state_dir, KEY) as first:
-        first.load(COLUMNS, [[_row(1)]])
+        load(first, COLUMNS, [[_row(1)]])
     with Ledger.open(state_dir, "k2") as other:
         assert other.resumed is False
         assert _lines(other) == []
@@ -600,13 +612,13 @@ def _archived(state_dir: Path) -> list[str]:
 def test_finished_run_is_kept_under_a_dated_name_and_a_new_one_starts(state_dir: Path) -> None:
     """After finish(), the same key starts a new, empty run; the old file keeps its rows."""
     with Ledger.open(state_dir, KEY) as first:
-        first.load(COLUMNS, [[_row(1)]])
+        load(first, COLUMNS, [[_row(1)]])
         _record(first, [1], OK)
         first.finish()
     with Ledger.open(state_dir, KEY) as second:
         assert second.resumed is False
         assert _lines(second) == []
-        second.load(COLUMNS, [[_row(1), _row(2)]])
+        load(second, COLUMNS, [[_row(1), _row(2)]])
         assert [line.status for line in _lines(second)] == [Status.PENDING, Status.PENDING]
     (archived,) = _archived(state_dir)
     assert re.fullmatch(rf"run-{KEY}\.\d{{8}}T\d{{6}}Z\.sqlite", archived)
@@ -631,7 +643,7 @@ def test_runs_created_in_the_same_second_are_all_kept(
     for rows in (1, 2):
         with Ledger.open(state_dir, KEY) as run:
             assert run.resumed is False
-            run.load(COLUMNS, [[_row(n) for n in range(1, rows + 1)]])
+            load(run, COLUMNS, [[_row(n) for n in range(1, rows + 1)]])
             run.finish()
     Ledger.open(state_dir, KEY).close()
     archived = _archived(state_dir)
@@ -647,7 +659,7 @@ def test_runs_created_in_the_same_second_are_all_kept(
 def test_fresh_starts_a_new_run_and_keeps_the_unfinished_one(state_dir: Path) -> None:
     """fresh=True starts a new run even though the old one is unfinished, and keeps the old file."""
     with Ledger.open(state_dir, KEY) as first:
-        first.load(COLUMNS, [[_row(1)]])
+        load(first, COLUMNS, [[_row(1)]])
     with Ledger.open(state_dir, KEY, fresh=True) as second:
         assert second.resumed is False
         assert _lines(second) == []
@@ -659,7 +671,7 @@ def test_run_killed_while_loading_is_discarded_and_restarted(state_dir: Path) ->
     Ledger.open(state_dir, KEY).close()  # opened, never loaded: state 'loading'
     with Ledger.open(state_dir, KEY) as again:
         assert again.resumed is False
-        assert again.load(COLUMNS, [[_row(1)]]) == 1
+        assert load(again, COLUMNS, [[_row(1)]]) == 1
         assert len(_lines(again)) == 1
     assert _archived(state_dir) == []
 
@@ -680,7 +692,7 @@ def test_second_open_of_a_busy_state_dir_is_refused(state_dir: Path) -> None:
 def test_a_refused_open_leaves_the_holder_able_to_continue(state_dir: Path) -> None:
     """A refused second open neither releases the first one's lock nor touches its run."""
     with Ledger.open(state_dir, KEY) as holder:
-        holder.load(COLUMNS, [[_row(1)]])
+        load(holder, COLUMNS, [[_row(1)]])
         with pytest.raises(StateLockedError):
             Ledger.open(state_dir, KEY)
         with pytest.raises(StateLockedError):
@@ -708,7 +720,7 @@ def test_state_dir_is_created_when_missing(tmp_path: Path) -> None:
 
 def test_a_write_that_fails_stops_the_run_with_a_state_error(ledger: Ledger) -> None:
     """A ledger that cannot record (disk full, file gone) raises StateError (exit 3)."""
-    ledger.load(COLUMNS, [[_row(1)]])
+    load(ledger, COLUMNS, [[_row(1)]])
     batch = _batch(ledger, [1])
     ledger._db.execute("DROP TABLE results")  # any sqlite failure on the write will do
     with pytest.raises(StateError, match="cannot record outcomes") as raised:

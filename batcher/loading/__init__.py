@@ -45,7 +45,7 @@ from batcher.errors import InputError, UsageError
 from batcher.loading._common import INVISIBLE, STRIP, Reader, Slice, is_blank
 from batcher.loading._csv import open_csv, parse_delimiter
 from batcher.loading._excel import open_excel
-from batcher.models import Row, Status
+from batcher.models import Chunk
 
 __all__ = ["InputOptions", "InputTable", "open_input", "parse_tags"]
 
@@ -144,18 +144,18 @@ class InputTable:
     has_rows: bool = True
     highlevel_export: bool = False
 
-    def chunks(self) -> Iterator[list[Row]]:
-        """Yield the file's rows in input order, about `chunk_rows` at a time.
+    def chunks(self) -> Iterator[Chunk]:
+        """Yield the file's rows in input order, about `chunk_rows` at a time, as columns.
 
         Re-readable: each call reads the file again. A file that turns unreadable halfway
         (a malformed line, a truncated gzip) raises InputError naming the file.
         """
         number = 0
         for part in self._read(self._chunk_rows, self._plan.id_index):
-            rows = _to_rows(part, self._plan, number)
-            if rows:
-                number = rows[-1].row
-                yield rows
+            chunk = _to_chunk(part, self._plan, number)
+            if len(chunk):
+                number = chunk.rows[-1]
+                yield chunk
 
 
 def parse_tags(text: str) -> tuple[str, ...]:
@@ -366,36 +366,35 @@ def _find_id_column(
 # --- rows ------------------------------------------------------------------------------------
 
 
-def _to_rows(part: Slice, plan: _Plan, number: int) -> list[Row]:
-    """Normalise and validate one chunk (see `_build_rows`) with the cyclic GC paused.
+def _to_chunk(part: Slice, plan: _Plan, number: int) -> Chunk:
+    """Normalise and validate one chunk (see `_build_chunk`) with the cyclic GC paused.
 
-    A chunk allocates ~3 tracked objects per row (Row, cells tuple, tags tuple) and none of them
-    can form a cycle; left on, the collector rescans the young heap over and over while the
-    chunk is built and costs about a third of the loading time (measured on 1M rows). It is
-    switched back on before returning, so no caller ever runs with it off.
+    A chunk allocates a few tracked objects per row and none of them can form a cycle; left on,
+    the collector rescans the young heap over and over while the chunk is built and costs about
+    a third of the loading time (measured on 1M rows). It is switched back on before returning,
+    so no caller ever runs with it off.
     """
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _build_rows(part, plan, number)
+        return _build_chunk(part, plan, number)
     finally:
         if enabled:
             gc.enable()
 
 
-def _build_rows(part: Slice, plan: _Plan, number: int) -> list[Row]:
+def _build_chunk(part: Slice, plan: _Plan, number: int) -> Chunk:
     """Normalise and validate one chunk; `number` is the last row number already given.
 
     The hot loop of a million-row run: everything constant is worked out once, repeated cells
     (actions, tags, locations) are parsed once per chunk via small caches, and a valid row takes
-    one regex match and a few dict lookups. Only invalid rows pay for building a message.
+    one regex match, a few dict lookups and five list appends; the input's own cells are never
+    touched row by row (pandas gave them as columns, and columns they stay). Only invalid rows
+    pay for building a message.
     """
     columns = part.columns
-    if not columns or not columns[0]:
-        return []
-    size = len(columns[0])
-    records: Iterable[tuple[str, ...]] = zip(*columns, strict=True)
-    ids = columns[plan.id_index]
+    size = len(columns[0]) if columns else 0
+    ids = columns[plan.id_index] if columns else []
     lines: Iterable[int] = count(part.lines) if isinstance(part.lines, int) else part.lines
     numeric = part.numeric_ids or {}
 
@@ -434,15 +433,22 @@ def _build_rows(part: Slice, plan: _Plan, number: int) -> list[Row]:
     # A tags cell -> its tags and why they cannot be sent ("" when they can).
     tags_cache: dict[str, tuple[tuple[str, ...], str]] = {}
     location_cache: dict[str, str] = {}
-    rows: list[Row] = []
-    append = rows.append
+    out_rows: list[int] = []
+    out_lines: list[int] = []
+    out_ids: list[str] = []
+    out_locations: list[str] = []
+    out_actions: list[str] = []
+    out_tags: list[tuple[str, ...]] = []
+    invalid: dict[int, str] = {}
+    blank: list[int] = []  # positions of blank lines (not rows) in the chunk's columns
 
-    for cells, raw_id, raw_action, raw_tags, raw_location, line in zip(
-        records, ids, actions, tags_cells, locations, lines, strict=False
+    for position, (raw_id, raw_action, raw_tags, raw_location, line) in enumerate(
+        zip(ids, actions, tags_cells, locations, lines, strict=False)
     ):
         contact_id = raw_id.strip(STRIP)
-        if not contact_id and is_blank(cells):
-            continue  # a blank line or a line of empty cells is not a row
+        if not contact_id and is_blank([column[position] for column in columns]):
+            blank.append(position)  # a blank line or a line of empty cells is not a row
+            continue
         number += 1
 
         action = action_cache.get(raw_action)
@@ -470,7 +476,7 @@ def _build_rows(part: Slice, plan: _Plan, number: int) -> list[Row]:
             location = raw_location.strip(STRIP) or default_location
             location_cache[raw_location] = location
 
-        if (
+        if not (
             contact_id
             and match(contact_id) is not None
             and action in _ACTIONS
@@ -480,28 +486,31 @@ def _build_rows(part: Slice, plan: _Plan, number: int) -> list[Row]:
             and not (remove_all and action == "add")
             and not (numeric and line in numeric)
         ):
-            append(
-                Row(number, contact_id, location, action, tags, remove_all, None, "", cells, line)
-            )
-        else:
-            message = "; ".join(
+            invalid[len(out_rows)] = "; ".join(
                 _problems(plan, contact_id, action, tags, location, tag_problem, numeric.get(line))
             )
-            append(
-                Row(
-                    number,
-                    contact_id,
-                    location,
-                    action,
-                    tags,
-                    remove_all,
-                    Status.INVALID,
-                    message,
-                    cells,
-                    line,
-                )
-            )
-    return rows
+        out_rows.append(number)
+        out_lines.append(line)
+        out_ids.append(contact_id)
+        out_locations.append(location)
+        out_actions.append(action)
+        out_tags.append(tags)
+
+    cells = columns
+    if blank:
+        dropped = set(blank)
+        cells = [[c for i, c in enumerate(column) if i not in dropped] for column in columns]
+    return Chunk(
+        out_rows,
+        out_lines,
+        out_ids,
+        out_locations,
+        out_actions,
+        out_tags,
+        remove_all,
+        invalid,
+        cells,
+    )
 
 
 def _problems(
