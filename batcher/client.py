@@ -270,7 +270,10 @@ class BulkTagsClient:
         for entry in data["responses"]:
             if isinstance(entry, dict) and isinstance(entry.get("contactId"), str):
                 entries.setdefault(entry["contactId"], entry)
-        outcomes = [_outcome(entries.get(contact_id)) for contact_id in batch.contact_ids]
+        # Contacts answered alike share one outcome object (most of a batch: the same message
+        # and lists), which the ledger then encodes once.
+        alike: dict[tuple[object, ...], ContactOutcome] = {}
+        outcomes = [_outcome(entries.get(contact_id), alike) for contact_id in batch.contact_ids]
         return Answer(
             outcomes=self._clean_outcomes(outcomes), http_status=201, rate=parse_rate_limit(headers)
         )
@@ -411,20 +414,27 @@ def _error_class(status: int, rate: RateLimitInfo) -> type[ApiError]:
     return MalformedAnswerError  # 1xx/2xx other than 201: not an answer the API documents
 
 
-def _outcome(entry: Mapping[str, Any] | None) -> ContactOutcome:
+def _outcome(
+    entry: Mapping[str, Any] | None, alike: dict[tuple[object, ...], ContactOutcome]
+) -> ContactOutcome:
     if entry is None:
         return ContactOutcome(Status.FAILED, NO_ENTRY_MESSAGE)
     message = entry.get("message")
     text = message if isinstance(message, str) else ""
     kind = entry.get("type")
     if kind == "success":
-        return ContactOutcome(
-            Status.SUCCESS,
-            text,
-            old_tags=_tags(entry.get("oldTags")),
-            tags_added=_tags(entry.get("tagsAdded")),
-            tags_removed=_tags(entry.get("tagsRemoved")),
+        old, added, removed = (
+            _tags(entry.get("oldTags")),
+            _tags(entry.get("tagsAdded")),
+            _tags(entry.get("tagsRemoved")),
         )
+        key = (text, old, added, removed)
+        found = alike.get(key)
+        if found is None:
+            found = alike[key] = ContactOutcome(
+                Status.SUCCESS, text, old_tags=old, tags_added=added, tags_removed=removed
+            )
+        return found
     if kind == "error":
         return ContactOutcome(Status.ERROR, text)
     # Neither documented type: we cannot tell whether the change was applied. `failed` rows are
@@ -435,7 +445,12 @@ def _outcome(entry: Mapping[str, Any] | None) -> ContactOutcome:
 
 
 def _tags(value: object) -> tuple[str, ...] | None:
-    return tuple(_scalar_text(tag) for tag in value) if isinstance(value, list) else None
+    if not isinstance(value, list):
+        return None
+    tags = tuple(value)
+    if all(type(tag) is str for tag in tags):  # the answer as documented: no copy per tag
+        return tags
+    return tuple(_scalar_text(tag) for tag in tags)
 
 
 def _scalar_text(value: object) -> str:

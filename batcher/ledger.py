@@ -743,18 +743,22 @@ class Ledger:
     def record(self, outcome: BatchOutcome) -> None:
         """Write one batch's per-contact outcomes in one transaction."""
         batch = outcome.batch
+        # Contacts answered alike share one outcome object: encode each one once.
+        encoded: dict[int, tuple[object, ...]] = {}
+        for result in outcome.outcomes:
+            if id(result) not in encoded:
+                encoded[id(result)] = (
+                    batch.part,
+                    result.status.value,
+                    result.message,
+                    _dump(result.old_tags),
+                    _dump(result.tags_added),
+                    _dump(result.tags_removed),
+                    outcome.http_status,
+                    outcome.attempts,
+                )
         records = [
-            (
-                row,
-                batch.part,
-                result.status.value,
-                result.message,
-                _dump(result.old_tags),
-                _dump(result.tags_added),
-                _dump(result.tags_removed),
-                outcome.http_status,
-                outcome.attempts,
-            )
+            (row, *encoded[id(result)])
             for row, result in zip(batch.rows, outcome.outcomes, strict=True)
         ]
         try:
