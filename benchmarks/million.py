@@ -1,6 +1,6 @@
 """Time and peak memory of `batcher run` on a large CSV, against a baseline of the same run.
 
-    python benchmarks/million.py [ROWS]        (default 1,000,000)
+    python benchmarks/million.py [--rows N]     (default 1,000,000; --rows 5000000 for 5M)
 
 Three measurements on one generated file, each a fresh process, the sandbox unthrottled and the
 client's own pacing lifted (so the figures are batcher's own cost, not the API's rate limit):
@@ -11,17 +11,21 @@ client's own pacing lifted (so the figures are batcher's own cost, not the API's
   baseline, plus everything batcher does (ledger, retries, pacing, report);
 - `batcher run --sandbox`: as a user runs the demo, the sandbox inside batcher's process (its
   memory and CPU then count too).
-Ratios are batcher / baseline.
+- `batcher plan` on the same file, next to pandas alone reading it (all cells as text).
+Ratios are batcher / baseline. Each batcher run's stage breakdown (load, plan, send, report)
+comes from its summary; requests per second while sending are compared with the baseline's.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import csv
 import json
 import os
 import random
+import re
 import resource
 import string
 import subprocess
@@ -91,14 +95,31 @@ def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> Measured:
     return Measured(seconds, usage.ru_maxrss / 1024, output)
 
 
-def run_batcher(source: Path, *target: str) -> Measured:
+def run_batcher(source: Path, command: str, *target: str) -> Measured:
     work = OUT / "run"
     work.mkdir(exist_ok=True)
     (work / "batcher.toml").write_text(CONFIG, encoding="utf-8")
-    argv = [sys.executable, "-m", "batcher", "run", str(source), "--fresh", "-q", *target,
+    (work / "batcher.toml").chmod(0o600)
+    report = ["--report", "report.csv", "--yes"] if command == "run" else []
+    argv = [sys.executable, "-m", "batcher", command, str(source), "--fresh", "-q", *target,
             "--action", "add", "--tags", "vip,2026-promo", "--location-id", LOCATION,
-            "--report", "report.csv"]  # fmt: skip
+            *report]  # fmt: skip
     return run_child(argv, work, {**os.environ, "BATCHER_TOKEN": TOKEN})
+
+
+def stages(output: str) -> dict[str, float]:
+    """The stage times of a batcher summary's `time` line: {"load": 1.2, ...}."""
+    found = re.search(r"^  time +(.*)$", output, re.M)
+    if found is None:
+        return {}
+    return {name: float(value) for name, value in re.findall(r"(\w+) ([\d.]+) s", found[1])}
+
+
+PANDAS_ALONE = """
+import sys, pandas
+for _ in pandas.read_csv(sys.argv[1], dtype=str, keep_default_na=False, chunksize=50_000):
+    pass
+"""
 
 
 @contextlib.contextmanager
@@ -143,35 +164,67 @@ def run_baseline(source: Path) -> float:
 
 
 def main() -> None:
-    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rows_arg", nargs="?", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the generated CSV")
+    args = parser.parse_args()
+    rows = args.rows_arg or args.rows
     OUT.mkdir(exist_ok=True)
     source = make_input(rows)
+    requests = -(-rows // 500)
     base_s = run_baseline(source)
     with external_sandbox() as url:
-        external = run_batcher(source, "--base-url", url)
-    embedded = run_batcher(source, "--sandbox")
+        external = run_batcher(source, "run", "--base-url", url)
+    embedded = run_batcher(source, "run", "--sandbox")
+    plan = run_batcher(source, "plan")
+    pandas_alone = run_child(
+        [sys.executable, "-c", PANDAS_ALONE, str(source)], OUT, dict(os.environ)
+    )
     own_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     print(f"input: {rows:,} rows, {source.stat().st_size / 2**20:.0f} MiB ({source})")
-    print(f"baseline, bare client + sandbox process:   {base_s:6.1f} s")
+    print(f"baseline, bare client + sandbox process:   {base_s:6.1f} s  "
+          f"{requests / base_s:,.0f} requests/s")  # fmt: skip
     for name, m in (("batcher --base-url + sandbox process:", external),
                     ("batcher --sandbox (one process):     ", embedded)):  # fmt: skip
+        parts = stages(m.output)
+        rate = (
+            f"  {requests / parts['send']:,.0f} requests/s while sending"
+            if parts.get("send")
+            else ""
+        )
         print(
             f"{name}     {m.seconds:6.1f} s  {m.seconds / base_s:5.1f}x baseline  "
-            f"peak RSS {m.peak_mib:,.0f} MiB  {rows / m.seconds:,.0f} rows/s"
+            f"peak RSS {m.peak_mib:,.0f} MiB  {rows / m.seconds:,.0f} rows/s{rate}"
         )
+        print("    stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items()))
+    print(
+        f"batcher plan:                              {plan.seconds:6.1f} s  "
+        f"peak RSS {plan.peak_mib:,.0f} MiB; pandas alone reading the file: "
+        f"{pandas_alone.seconds:.1f} s ({plan.seconds / pandas_alone.seconds:.1f}x)"
+    )
+    external_stages = stages(external.output)
     figures = {
         "rows": rows,
         "baseline_s": round(base_s, 2),
         "external_s": round(external.seconds, 2),
         "external_peak_mib": round(external.peak_mib),
+        "external_ratio": round(external.seconds / base_s, 2),
+        "external_stages": external_stages,
+        "send_rate_vs_baseline": round(
+            (requests / external_stages["send"]) / (requests / base_s), 2
+        )
+        if external_stages.get("send")
+        else None,
         "embedded_s": round(embedded.seconds, 2),
         "embedded_peak_mib": round(embedded.peak_mib),
-        "external_ratio": round(external.seconds / base_s, 2),
+        "plan_s": round(plan.seconds, 2),
+        "plan_peak_mib": round(plan.peak_mib),
+        "pandas_alone_s": round(pandas_alone.seconds, 2),
         "baseline_process_peak_mib": round(own_mib),
     }
     print(json.dumps(figures))
-    print(embedded.output, end="")
+    print(external.output, end="")
 
 
 if __name__ == "__main__":
