@@ -655,6 +655,21 @@ class Ledger:
         return count
 
     @_state_errors
+    def status_counts(self) -> dict[str, int]:
+        """Rows by status as the report would show them, counted in SQL (for a plan).
+
+        A row sent in several parts counts by its first part's answer.
+        """
+        return dict(
+            self._db.execute(
+                "SELECT CASE WHEN r.pre_status IS NOT NULL THEN r.pre_status "
+                "WHEN s.status IS NULL THEN 'pending' ELSE s.status END, COUNT(*) "
+                "FROM rows AS r LEFT JOIN results AS s ON s.row = r.row AND s.part = 0 "
+                "GROUP BY 1"
+            ).fetchall()
+        )
+
+    @_state_errors
     def row_count(self) -> int:
         """The number of input rows: the report's lines."""
         return int(self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
