@@ -591,10 +591,6 @@ class Ledger:
             if finished:
                 self._set_meta("state", "finished")
 
-    def finish(self) -> None:
-        """Mark the run finished (see `save_counts`)."""
-        self.save_counts({}, finished=True)
-
     # -- loading ---------------------------------------------------------------------------
 
     @_state_errors

@@ -68,7 +68,6 @@ class _Budget:
     sent: int = 0
     daily_limit: int = 0
     exhausted: str | None = None
-    latest: RateLimitInfo | None = None
 
 
 class Slot:
@@ -208,7 +207,6 @@ class Pacer:
     def observe(self, location_id: str, info: RateLimitInfo) -> None:
         """Follow an answer's X-RateLimit-* headers (see the module docstring)."""
         budget = self._budget(location_id)
-        budget.latest = info
         now = self._clock()
         if info.max and info.interval_ms:
             server = (info.max, info.interval_ms / 1000)
@@ -253,11 +251,6 @@ class Pacer:
         """Why `location_id` gets no more requests in this run, or None."""
         budget = self._budgets.get(location_id)
         return budget.exhausted if budget is not None else None
-
-    def latest(self, location_id: str) -> RateLimitInfo | None:
-        """The rate-limit headers last observed for `location_id`, if any."""
-        budget = self._budgets.get(location_id)
-        return budget.latest if budget is not None else None
 
     def interval_s(self, location_id: str) -> float:
         """The longest window that applies to `location_id` (the server's once it has said)."""

@@ -614,7 +614,7 @@ def test_finished_run_is_kept_under_a_dated_name_and_a_new_one_starts(state_dir:
     with Ledger.open(state_dir, KEY) as first:
         load(first, COLUMNS, [[_row(1)]])
         _record(first, [1], OK)
-        first.finish()
+        first.save_counts({}, finished=True)
     with Ledger.open(state_dir, KEY) as second:
         assert second.resumed is False
         assert _lines(second) == []
@@ -644,7 +644,7 @@ def test_runs_created_in_the_same_second_are_all_kept(
         with Ledger.open(state_dir, KEY) as run:
             assert run.resumed is False
             load(run, COLUMNS, [[_row(n) for n in range(1, rows + 1)]])
-            run.finish()
+            run.save_counts({}, finished=True)
     Ledger.open(state_dir, KEY).close()
     archived = _archived(state_dir)
     assert len(archived) == 2

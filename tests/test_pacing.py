@@ -186,15 +186,6 @@ def test_a_cancelled_waiter_gives_its_turn_to_the_next() -> None:
     assert on_fake_time(scenario)[0] == INTERVAL_S
 
 
-def test_observe_keeps_the_latest_rate_limit_headers_per_location() -> None:
-    pacer = Pacer(100, INTERVAL_S)
-    pacer.observe("loc-A", RateLimitInfo(max=100, remaining=99))
-    pacer.observe("loc-A", RateLimitInfo(max=100, remaining=42))
-
-    assert pacer.latest("loc-A") == RateLimitInfo(max=100, remaining=42)
-    assert pacer.latest("loc-B") is None
-
-
 @pytest.mark.parametrize(("max_requests", "interval_s"), [(0, 10.0), (1, 0.0), (1, -1.0)])
 def test_a_limit_that_allows_nothing_is_refused(max_requests: int, interval_s: float) -> None:
     with pytest.raises(ValueError, match="must be"):

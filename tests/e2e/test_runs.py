@@ -287,3 +287,28 @@ async def test_an_unfinished_run_is_not_continued_against_another_api(
         sent = {c for request in second.stats.applied for c in request.update.contacts}
     assert not result.resumed
     assert sent == set(ids)
+
+
+async def test_a_csv_report_makes_every_formula_cell_inert_and_no_other(
+    tmp_path: Path, make_sandbox: SandboxFactory
+) -> None:
+    """The report rendered from the ledger guards exactly the cells `_inert` would: formula
+    starts (ASCII and fullwidth), behind blanks too; plain text, digits, accents and dashes
+    inside a cell are left alone."""
+    from batcher.report import _inert
+
+    notes = [
+        "=HYPERLINK(1)", " =1+1", "\u00a0@SUM(A1)", "\uff1d1", "\tx", "-2", "+1 555",
+        "plain", "Zoë", "été", "a-b", "12345", "[x]", "",
+    ]  # fmt: skip
+    ids = contact_ids(len(notes))
+    source = write_csv(tmp_path / "in.csv", ids, note=notes)
+    async with make_sandbox() as sandbox:
+        result = await execute(fast_settings(tmp_path, sandbox.url), job(tmp_path, source))
+    assert result.exit_code == 0
+    lines = read_report(tmp_path / "report.csv")
+    assert [line["note"] for line in lines] == [_inert(note) for note in notes]
+    assert [line["note"] for line in lines][:7] == [
+        "'=HYPERLINK(1)", "' =1+1", "'\u00a0@SUM(A1)", "'\uff1d1", "'\tx", "'-2", "'+1 555",
+    ]  # fmt: skip
+    assert [line["note"] for line in lines][7:] == notes[7:]
