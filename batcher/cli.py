@@ -238,7 +238,8 @@ def _run_job(
                     dry_run=dry_run,
                     on_progress=progress,
                     notify=_notify,
-                    confirm=None if dry_run else _confirm(yes),
+                    # The sandbox changes no real contact: nothing to confirm.
+                    confirm=None if dry_run or job.sandbox is not None else _confirm(yes),
                     stop=stop,
                 )
             )
