@@ -215,7 +215,7 @@ async def execute(
         if not dry_run:
             _tidy_state_dir(state_dir, ledger, settings, result)
         if not ledger.resumed:
-            ledger.load(table.columns, table.chunks())
+            ledger.load(table.columns, job.chunks(table))
         work = ledger.work()
         quota: dict[str, str] = {}
         _plan(result, work, settings)
