@@ -502,9 +502,9 @@ def undo(
     assert result is not None  # _one_line_errors exits otherwise
     source = result.source
     line = (
-        f"  undo       {source.rows:,} rows in the report: {source.undone:,} to undo "
-        f"({source.operations:,} operations), {source.nothing:,} with nothing to undo "
-        "(`invalid` in the undo's report, saying why)"
+        f"  undo       {source.undone:,} of the report's {source.rows:,} rows "
+        f"({source.operations:,} operations); {source.nothing:,} with nothing to undo "
+        "(invalid, saying why)"
     )
     if dry_run:
         run = result.run
@@ -625,7 +625,8 @@ def _show_run(run: RunStatus) -> None:
     undone = run.undo_of
     _echo(f"- started {_started(run)}, {state}")
     _echo(f"  input      {f'undo of {undone}' if undone else info.input}")
-    _echo(f"  operation  {'undo' if undone else info.operation}")
+    operation = "undo: remove what the run added, add back what it removed"
+    _echo(f"  operation  {operation if undone else info.operation}")
     _echo(f"  target     {info.target}")
     if info.report:
         _echo(f"  report     {info.report}")

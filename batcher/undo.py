@@ -46,7 +46,7 @@ import shutil
 import sqlite3
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,6 +177,8 @@ def _uninert(text: str) -> str:
 
 
 def _text(value: object) -> str:
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -184,35 +186,49 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _entry(path: Path, where: int, cell: Callable[[str], object], lists: bool) -> _Entry:
-    """One line of the report; `cell(name)` gives a field's raw value."""
-    status = _text(cell("status")).strip()
+# The report's fields undo reads, in the order `_entry` takes them.
+_USED = (
+    "row",
+    "contact_id",
+    "location_id",
+    "action",
+    "tags",
+    "status",
+    "old_tags",
+    "tags_added",
+    "tags_removed",
+)
+
+
+def _entry(path: Path, where: int, values: Sequence[object], lists: bool) -> _Entry:
+    """One line of the report from its `_USED` values (text cells, or JSONL values)."""
+    row, contact_id, location_id, action, tags, status, old, added, removed = values
+    status = _text(status).strip()
     if status not in _STATUSES:
         raise InputError(
             f"{path}: line {where}: status {status[:40]!r} is not one a report has "
             f"({', '.join(sorted(_STATUSES))}); is this a batcher report?"
         )
-    values: dict[str, tuple[str, ...] | None] = {}
-    for name in _LIST_FIELDS:
-        raw = cell(name)
+    parsed: list[tuple[str, ...] | None] = []
+    for name, raw in zip(_LIST_FIELDS, (tags, old, added, removed), strict=True):
         try:
-            values[name] = _as_list(raw) if lists else _json_list(_text(raw))
+            parsed.append(_as_list(raw) if lists else _json_list(_text(raw)))
         except (ValueError, RecursionError):
             raise InputError(
                 f"{path}: line {where}: {name} is not a JSON list of tags "
                 f"({_text(raw)[:60]!r}); undo takes the lists as the run wrote them"
             ) from None
     return _Entry(
-        where=where,
-        row=_text(cell("row")).strip(),
-        contact_id=_text(cell("contact_id")).strip(),
-        location_id=_text(cell("location_id")).strip(),
-        action=_text(cell("action")).strip().lower(),
-        tags=values["tags"],
-        status=status,
-        old_tags=values["old_tags"],
-        tags_added=values["tags_added"],
-        tags_removed=values["tags_removed"],
+        where,
+        _text(row).strip(),
+        _text(contact_id).strip(),
+        _text(location_id).strip(),
+        _text(action).strip().lower(),
+        parsed[0],
+        status,
+        parsed[1],
+        parsed[2],
+        parsed[3],
     )
 
 
@@ -241,19 +257,16 @@ def _read_table(path: Path, source: Source, *, inert: bool) -> Iterator[_Entry]:
     missing = [field for field in RESULT_FIELDS if field not in header]
     if missing:
         raise _not_a_report(path, missing)
-    index = {field: header.index(field) for field in RESULT_FIELDS}
-    for part in source.read(_CHUNK, index["contact_id"]):
+    used = [header.index(field) for field in _USED]
+    for part in source.read(_CHUNK, used[1]):
         lines = part.lines
-        for n, cells in enumerate(zip(*part.columns, strict=True)):
-            if is_blank(cells):
+        for n, values in enumerate(zip(*(part.columns[i] for i in used), strict=True)):
+            if is_blank(values):
                 continue
             where = lines + n if isinstance(lines, int) else lines[n]
-
-            def cell(field: str, cells: tuple[str, ...] = cells) -> str:
-                text = cells[index[field]]
-                return _uninert(text) if inert else text
-
-            yield _entry(path, where, cell, lists=False)
+            if inert and any(value[:1] == "'" for value in values):
+                values = tuple(_uninert(value) for value in values)
+            yield _entry(path, where, values, lists=False)
 
 
 def _read_jsonl(path: Path) -> Iterator[_Entry]:
@@ -275,7 +288,7 @@ def _read_jsonl(path: Path) -> Iterator[_Entry]:
                 if missing:
                     raise _not_a_report(path, missing)
                 checked = True
-            yield _entry(path, where, record.get, lists=True)
+            yield _entry(path, where, [record.get(field) for field in _USED], lists=True)
 
 
 # -- the generated input ---------------------------------------------------------------------
@@ -320,6 +333,7 @@ ORDER BY place.seq
 """
 
 
+@functools.lru_cache(maxsize=4096)
 def _dump(tags: tuple[str, ...]) -> str:
     return json.dumps(list(tags), ensure_ascii=False, separators=(",", ":"))
 

@@ -352,16 +352,14 @@ def test_undo_on_the_command_line_restores_the_tags_and_says_what_it_did(
     planned = cli.invoke(main, ["undo", "in-report.csv", "--plan", "--base-url", served.url])
     assert planned.exit_code == 0, planned.output
     assert "undo plan for in-report.csv" in planned.output
-    assert "12 to undo (12 operations)" in planned.output
+    assert "undo       12 of the report's 12 rows (12 operations)" in planned.output
     assert not (tmp_path / "in-report-undo.csv").exists()
     assert tags_now(served, ids) != before
 
     result = cli.invoke(main, ["undo", "in-report.csv", *common])
     assert result.exit_code == 0, result.output
     assert "undo the changes in in-report.csv" in result.output
-    assert "12 rows in the report: 12 to undo (12 operations), 0 with nothing to undo" in (
-        result.output
-    )
+    assert "12 of the report's 12 rows (12 operations); 0 with nothing to undo" in result.output
     assert tags_now(served, ids) == before
     lines = read_csv(tmp_path / "in-report-undo.csv")
     assert [line["action"] for line in lines] == ["remove"] * 12
