@@ -25,14 +25,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from batcher import __version__
 from batcher.config import Settings, load_settings
 from batcher.crash import write_crash_file
-from batcher.errors import BatcherError
+from batcher.errors import BatcherError, UsageError
 from batcher.jobs import build_job
 from batcher.models import Status
 from batcher.runner import Preview, RunResult, execute
 from batcher.sandbox import config_from_options, serve
 from batcher.secrets import Scrubber
 from batcher.sending import is_permanent
+from batcher.status import RunStatus, input_status, list_runs
 from batcher.stopping import Stop, signals_stop
+from batcher.undo import UndoResult
+from batcher.undo import undo as run_undo
 
 # Locations `plan` lists one by one, busiest first.
 PLAN_LOCATIONS = 10
@@ -431,3 +434,206 @@ def sandbox(
     except OSError as exc:
         where = f"{config.host}:{config.port}"
         _fail(f"cannot listen on {where} ({exc.strerror}); choose another --port", 2)
+
+
+@main.command()
+@click.argument("report", metavar="REPORT", type=click.Path(path_type=Path))
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    help="TOML settings (default: ./batcher.toml if present).",
+)
+@click.option("--base-url", help="API base URL (default: api.base_url): where the run went.")
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    help="Undo against the embedded emulator on loopback (no token needed).",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    help="The undo's own report: .csv, .xlsx or .jsonl (default: REPORT-undo.csv here).",
+)
+@click.option(
+    "--plan", "dry_run", is_flag=True, help="Show what the undo would send; send nothing."
+)
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Start a new undo even if an unfinished undo of this report exists.",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation before sending.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def undo(
+    report: Path,
+    config_file: Path | None,
+    base_url: str | None,
+    sandbox: bool,
+    report_path: Path | None,
+    dry_run: bool,
+    fresh: bool,
+    yes: bool,
+    quiet: bool,
+) -> None:
+    """Take a run back from its REPORT: remove the tags it added, add back the tags it removed.
+
+    Only what the run changed is undone (from the API's answers in the report), not changes
+    made by others since. Batched, paced and resumable like a run: running the same command
+    again continues an unfinished undo. Exit status as for `run`.
+    """
+    holder: list[Settings] = []
+    result: UndoResult | None = None
+    with _one_line_errors(lambda: holder[0] if holder else None):
+        settings = load_settings(config_file, overrides={"api.base_url": base_url}, warn=_notify)
+        holder.append(settings)
+        stop = Stop()
+        with signals_stop(stop), _progress(quiet or dry_run) as progress:
+            result = asyncio.run(
+                run_undo(
+                    settings,
+                    report,
+                    report_path=report_path,
+                    sandbox=sandbox,
+                    config_file=config_file,
+                    fresh=fresh,
+                    dry_run=dry_run,
+                    on_progress=progress,
+                    notify=_notify,
+                    confirm=None if dry_run else _confirm(yes),
+                    stop=stop,
+                )
+            )
+    assert result is not None  # _one_line_errors exits otherwise
+    source = result.source
+    line = (
+        f"  undo       {source.undone:,} of the report's {source.rows:,} rows "
+        f"({source.operations:,} operations); {source.nothing:,} with nothing to undo "
+        "(invalid, saying why)"
+    )
+    if dry_run:
+        run = result.run
+        if run.stopped is not None:
+            _fail(f"{run.stopped}; nothing was sent (--plan sends nothing)", 3)
+        resumed = " (an unfinished undo: operations already settled are not sent again)"
+        _echo(f"batcher: undo plan for {report}{resumed if run.resumed else ''}")
+        _echo(line)
+        _echo(f"  to send    {run.counts[Status.PENDING]:>9,} operations")
+        _echo(
+            f"  {run.plan.requests:,} requests over {run.locations:,} "
+            f"location{'s' if run.locations != 1 else ''}; at least "
+            f"{_duration(run.least_seconds)} at the rate limit"
+        )
+        return
+    _summary(result.run)
+    _echo(line)
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@click.argument("input_path", metavar="[INPUT]", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    help="TOML settings (default: ./batcher.toml if present).",
+)
+@click.option(
+    "--action",
+    type=click.Choice(["add", "remove"], case_sensitive=False),
+    help="With INPUT: the operation, as given to `run`.",
+)
+@click.option("--tags", help="With INPUT: the tags, as given to `run`.")
+@click.option("--remove-all-tags", is_flag=True, help="With INPUT: as given to `run`.")
+@click.option("--location-id", help="With INPUT: the location, as given to `run`.")
+@click.option("--id-column", help="With INPUT: the contact id column, as given to `run`.")
+@click.option("--sheet", help="With INPUT: the Excel sheet, as given to `run`.")
+@click.option("--delimiter", help="With INPUT: the CSV delimiter, as given to `run`.")
+@click.option("--base-url", help="With INPUT: the API base URL, as given to `run`.")
+@click.option("--sandbox", is_flag=True, help="With INPUT: as given to `run`.")
+def status(input_path: Path | None, config_file: Path | None, **options: Any) -> None:
+    """The runs in the state directory and how far each got; with INPUT (and the options given
+    to `run`), the run that the same `run` command would continue. Changes nothing; works while
+    a run is going."""
+    holder: list[Settings] = []
+    with _one_line_errors(lambda: holder[0] if holder else None):
+        base_url = options.pop("base_url")
+        settings = load_settings(config_file, overrides={"api.base_url": base_url}, warn=_notify)
+        holder.append(settings)
+        state_dir = Path(settings.state.dir)
+        if input_path is None:
+            given = [name for name, value in options.items() if value not in (None, False)]
+            if given:
+                raise UsageError(
+                    f"--{given[0].replace('_', '-')} goes with INPUT: give the input file too"
+                )
+            runs = list_runs(state_dir)
+            if not runs:
+                _echo(f"batcher: no runs in {state_dir}")
+                return
+            _echo(f"batcher: {len(runs):,} run{'s' if len(runs) != 1 else ''} in {state_dir}")
+            for run in runs:
+                _show_run(run)
+            return
+        job = build_job(settings, input_path, config_file=config_file, **options)
+        found = input_status(settings, job)
+    _echo(f"batcher: status of {found.input_path}")
+    _echo(f"  operation  {found.operation}")
+    _echo(f"  target     {found.target}")
+    if found.run is not None:
+        run = found.run
+        _echo(
+            f"  an unfinished run, started {_started(run)}: `batcher run` with the same options "
+            "continues it (--fresh starts a new one)"
+        )
+        _echo(f"  rows       {_counts(run)}")
+        _echo(f"  to send    {run.to_send:,} rows (pending and failed)")
+    elif found.last is not None:
+        _echo(
+            f"  its last run finished (started {_started(found.last)}): `batcher run` would "
+            "start a new one"
+        )
+        _echo(f"  rows       {_counts(found.last)}")
+    else:
+        _echo("  no run of this input with this operation and target: `batcher run` starts one")
+    for other in found.others:
+        _echo(
+            f"  note: an unfinished run of this file with another content, operation or target "
+            f"(started {_started(other)}: {other.info.operation}, to {other.info.target}); "
+            "it is not the one this command would continue"
+        )
+
+
+def _started(run: RunStatus) -> str:
+    created = str(run.info.created)
+    return created.replace("T", " ").replace("Z", " UTC") if created else "at an unknown time"
+
+
+def _counts(run: RunStatus) -> str:
+    if not run.counts:
+        return "none counted yet"
+    order = [status.value for status in STATUS_ORDER]
+    shown = sorted(
+        run.counts.items(), key=lambda item: order.index(item[0]) if item[0] in order else 99
+    )
+    return ", ".join(f"{n:,} {name}" for name, n in shown)
+
+
+def _show_run(run: RunStatus) -> None:
+    if run.finished:
+        state = "finished"
+    elif run.state == "loading":
+        state = "stopped while loading: nothing was sent; its command starts it again"
+    else:
+        state = f"unfinished: {run.to_send:,} rows still to send; run its command again to continue"
+    info = run.info
+    undone = run.undo_of
+    _echo(f"- started {_started(run)}, {state}")
+    _echo(f"  input      {f'undo of {undone}' if undone else info.input}")
+    operation = "undo: remove what the run added, add back what it removed"
+    _echo(f"  operation  {operation if undone else info.operation}")
+    _echo(f"  target     {info.target}")
+    if info.report:
+        _echo(f"  report     {info.report}")
+    _echo(f"  rows       {_counts(run)}{'' if run.finished or run.live else ' (when it stopped)'}")

@@ -8,17 +8,29 @@ fixture beside the input, the report goes to `<input name>-report.csv` in the wo
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from batcher.config import Settings, config_path
 from batcher.errors import ConfigError, UsageError
-from batcher.loading import InputOptions, parse_tags
+from batcher.loading import InputOptions, InputTable, parse_tags
+from batcher.models import Chunk
 from batcher.sandbox import SandboxConfig, load_config
 
-__all__ = ["SANDBOX_FIXTURE_NAME", "Job", "build_job", "default_report_path", "sandbox_config"]
+__all__ = [
+    "SANDBOX_FIXTURE_NAME",
+    "Job",
+    "RowsFilter",
+    "build_job",
+    "default_report_path",
+    "sandbox_config",
+]
 
 SANDBOX_FIXTURE_NAME = "sandbox-fixture.json"
+
+# Rewrites the input's rows, a chunk at a time, before the ledger saves them.
+RowsFilter = Callable[[Iterator[Chunk]], Iterator[Chunk]]
 
 
 @dataclass(frozen=True)
@@ -27,6 +39,8 @@ class Job:
 
     `allow_empty`: a file with a header and no rows is "nothing to do" (exit 0), not an error.
     `sandbox`: the emulator to start on loopback and send to instead of the API.
+    `rows`: rewrites the input's rows before they are saved (`batcher undo` gives its rows with
+    nothing to undo their own message); not part of what identifies the run.
     """
 
     input_path: Path
@@ -35,6 +49,12 @@ class Job:
     fresh: bool = False
     sandbox: SandboxConfig | None = None
     allow_empty: bool = False
+    rows: RowsFilter | None = None
+
+    def chunks(self, table: InputTable) -> Iterator[Chunk]:
+        """The input's rows as the ledger saves them: the file's, through `rows` if given."""
+        chunks = table.chunks()
+        return chunks if self.rows is None else self.rows(chunks)
 
 
 def default_report_path(input_path: Path) -> Path:

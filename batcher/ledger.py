@@ -334,7 +334,8 @@ class RunInfo:
     input: str
     operation: str
     target: str
-    counts: dict[str, int]
+    counts: dict[str, int]  # rows by status when the run last stopped (see `live_counts`)
+    report: str = ""
 
 
 def _state_errors(method: Callable[P, T]) -> Callable[P, T]:
@@ -455,7 +456,7 @@ class Ledger:
         prepare_state_dir(state_dir, notify)
         lock = StateLock(state_dir)
         lock.acquire()
-        path = state_dir / f"run-{run_key}.sqlite"
+        path = run_file(state_dir, run_key)
         try:
             return cls._open_locked(state_dir, path, lock, fresh, scratch, notify, about or {})
         except (sqlite3.Error, OSError) as exc:
@@ -949,10 +950,52 @@ def runs_in(state_dir: Path) -> list[RunInfo]:
                 operation=meta.get("operation", ""),
                 target=meta.get("target", ""),
                 counts={str(k): int(v) for k, v in counts.items()},
+                report=meta.get("report", ""),
             )
         )
     infos.sort(key=lambda info: info.created)
     return infos
+
+
+def run_file(state_dir: Path, run_key: str) -> Path:
+    """Where the run of `run_key` keeps its state (finished or not)."""
+    return state_dir / f"run-{run_key}.sqlite"
+
+
+# Rows by status as the report would give them now (a row of several parts as `_merged` folds
+# it): failed if a part failed, pending while a part is unanswered, error if a part was refused.
+LIVE_COUNTS = """
+WITH answers AS (
+    SELECT row, COUNT(*) AS n, MAX(status = 'failed') AS failed, MAX(status = 'error') AS error
+    FROM results GROUP BY row
+)
+SELECT CASE WHEN r.pre_status IS NOT NULL THEN r.pre_status
+            WHEN a.row IS NULL THEN 'pending'
+            WHEN a.failed THEN 'failed'
+            WHEN a.n < g.parts THEN 'pending'
+            WHEN a.error THEN 'error'
+            ELSE 'success' END AS status,
+       COUNT(*)
+FROM rows AS r
+LEFT JOIN groups AS g ON g.id = r.group_id
+LEFT JOIN answers AS a ON a.row = r.row
+GROUP BY status
+"""
+
+
+def live_counts(path: Path) -> dict[str, int] | None:
+    """A run's rows by status now, read from its state file without changing it (None when the
+    file cannot be read, or holds no rows yet). Works while another process is sending: the
+    counts are those of the outcomes it has recorded so far."""
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            counts = {str(status): int(n) for status, n in db.execute(LIVE_COUNTS)}
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return counts or None
 
 
 def prune_finished(state_dir: Path, keep_days: int, *, now: float | None = None) -> list[Path]:

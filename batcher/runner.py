@@ -226,7 +226,7 @@ async def execute(
         if not dry_run:
             _tidy_state_dir(state_dir, ledger, settings, result)
         if not ledger.resumed:
-            ledger.load(table.columns, table.chunks())
+            ledger.load(table.columns, job.chunks(table))
         lap("load")
         work = ledger.work()
         quota: dict[str, str] = {}

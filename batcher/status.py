@@ -1,0 +1,137 @@
+"""What `batcher status` shows (SPEC "Status"): the runs in the state directory, how far each got.
+
+Read-only, always: the state files are opened read-only (`ledger.runs_in`, `ledger.live_counts`),
+the directory's lock is never taken (a run going on holds it, and status must not make the next
+run wait or fail), nothing is created. An unfinished run's rows are counted from its state file as
+they are now (a run that is sending shows its progress); a finished run shows the counts it saved
+when it ended.
+
+With an input file and the operation options of `run`, `input_status` works out the run key as
+`execute` does (input content, operation, target) and finds the run that the same `batcher run`
+command would continue, and what it still has to send.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from batcher.config import Settings
+from batcher.jobs import Job
+from batcher.ledger import RunInfo, live_counts, run_file, runs_in
+from batcher.loading import open_input
+from batcher.runner import describe_operation, run_key
+from batcher.undo import undone_report
+
+__all__ = ["InputStatus", "RunStatus", "input_status", "list_runs", "run_target"]
+
+# Loading, ready (started, not finished) and finished, as the ledger's meta says.
+FINISHED = "finished"
+LOADING = "loading"
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """One run: what the state directory says of it, and its rows by status.
+
+    `counts` are live (counted now from the state file) for an unfinished run, and the ones
+    saved when it ended for a finished one; `live` says which.
+    """
+
+    info: RunInfo
+    counts: dict[str, int] = field(default_factory=dict)
+    live: bool = False
+
+    @property
+    def state(self) -> str:
+        return self.info.state
+
+    @property
+    def finished(self) -> bool:
+        return self.info.state == FINISHED
+
+    @property
+    def rows(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def to_send(self) -> int:
+        """Rows the next run of the same command would send: pending and failed ones."""
+        return self.counts.get("pending", 0) + self.counts.get("failed", 0)
+
+    @property
+    def undo_of(self) -> str | None:
+        """For an undo run, the name of the report it undoes."""
+        return undone_report(self.info.input)
+
+
+def _status(info: RunInfo) -> RunStatus:
+    if info.state == FINISHED or info.state == LOADING:
+        return RunStatus(info, dict(info.counts), live=False)
+    counts = live_counts(info.path)
+    if counts is None:
+        return RunStatus(info, dict(info.counts), live=False)
+    return RunStatus(info, counts, live=True)
+
+
+def list_runs(state_dir: Path) -> list[RunStatus]:
+    """Every run in `state_dir`, oldest first; none when the directory does not exist."""
+    if not state_dir.is_dir():
+        return []
+    return [_status(info) for info in runs_in(state_dir)]
+
+
+def run_target(settings: Settings, job: Job) -> str:
+    """Where a job's requests go, as part of its run's identity (as `execute` computes it)."""
+    return "sandbox" if job.sandbox is not None else settings.api.base_url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class InputStatus:
+    """What `batcher run` would do with an input and options.
+
+    `run` is the run it would continue (unfinished), `last` the latest finished run of the same
+    input, operation and target (the command would start a new one), `others` unfinished runs of
+    the same input file with another content, operation or target.
+    """
+
+    input_path: Path
+    operation: str
+    target: str
+    key: str
+    run: RunStatus | None
+    last: RunStatus | None
+    others: list[RunStatus]
+
+
+def input_status(settings: Settings, job: Job) -> InputStatus:
+    """The run that `batcher run` with this job would continue, if any. Reads only."""
+    table = open_input(job.input_path, job.input)
+    target = run_target(settings, job)
+    key = run_key(table, job, target)
+    state_dir = Path(settings.state.dir)
+    path = run_file(state_dir, key)
+    runs = list_runs(state_dir)
+    current = next((run for run in runs if run.info.path == path), None)
+    same_key = [
+        run
+        for run in runs
+        if run.info.path.name.startswith(path.name.removesuffix(".sqlite") + ".")
+        or run.info.path == path
+    ]
+    finished = [run for run in same_key if run.finished]
+    resolved = str(job.input_path.resolve())
+    others = [
+        run
+        for run in runs
+        if run.info.input == resolved and not run.finished and run.info.path != path
+    ]
+    return InputStatus(
+        input_path=job.input_path,
+        operation=describe_operation(job, table),
+        target=target,
+        key=key,
+        run=current if current is not None and current.state == "ready" else None,
+        last=finished[-1] if finished else None,
+        others=others,
+    )
