@@ -103,14 +103,19 @@ class Lanes:
                         busy = busy or not lane.finished  # a round still in flight
                         continue
                     busy = True
-                    slot = self._pacer.try_start(lane.location_id)
-                    if slot is not None:
+                    # One reading of the budget: read twice, a wait that ends between the two
+                    # readings could be taken for "no wait to time" and never be woken.
+                    wait = self._pacer.delay(lane.location_id)
+                    if wait == 0:
+                        slot = self._pacer.try_start(lane.location_id)
+                        if slot is None:
+                            continue  # a retry waiting for this location goes first: its
+                            # completion wakes us
                         lane.ahead = None
                         lane.in_flight += 1
                         self._turn = (self._turn + step + 1) % count
                         return Dispatch(batch, slot)
-                    wait = self._pacer.delay(lane.location_id)
-                    if wait:  # None or 0 (a retry goes first): its completion wakes us
+                    if wait is not None:  # None: only a completion makes room, and wakes us
                         soonest = min(soonest, wait)
                 if not busy:
                     return None

@@ -71,14 +71,18 @@ class _Budget:
 
 
 class Slot:
-    """One HTTP attempt's place in a location's budget; `finish()` when its answer is in."""
+    """One HTTP attempt's place in a location's budget; `finish()` when its answer is in.
 
-    __slots__ = ("_budget", "_done", "_pacer")
+    `started` is when the attempt took its place (the pacer's clock).
+    """
 
-    def __init__(self, pacer: Pacer, budget: _Budget) -> None:
+    __slots__ = ("_budget", "_done", "_pacer", "started")
+
+    def __init__(self, pacer: Pacer, budget: _Budget, started: float) -> None:
         self._pacer = pacer
         self._budget = budget
         self._done = False
+        self.started = started
 
     def finish(self) -> None:
         if not self._done:
@@ -160,7 +164,7 @@ class Pacer:
     def _start(self, budget: _Budget) -> Slot:
         budget.in_flight += 1
         budget.sent += 1
-        return Slot(self, budget)
+        return Slot(self, budget, self._clock())
 
     def _finish(self, budget: _Budget) -> None:
         budget.in_flight -= 1
@@ -204,15 +208,21 @@ class Pacer:
 
     # -- what the server says ----------------------------------------------------------------
 
-    def observe(self, location_id: str, info: RateLimitInfo) -> None:
-        """Follow an answer's X-RateLimit-* headers (see the module docstring)."""
+    def observe(self, location_id: str, info: RateLimitInfo, *, since: float | None = None) -> None:
+        """Follow an answer's X-RateLimit-* headers (see the module docstring).
+
+        `since` is when the answered request started: the server counted the window before
+        the request's arrival, which came after that start, so every request of ours it can
+        have counted completed after `since - interval` (or is still in flight).
+        """
         budget = self._budget(location_id)
         now = self._clock()
         if info.max and info.interval_ms:
             server = (info.max, info.interval_ms / 1000)
             budget.windows = [self._config] if server == self._config else [self._config, server]
             if info.remaining is not None:
-                first = bisect.bisect_right(budget.completions, now - server[1])
+                horizon = (now if since is None else since) - server[1]
+                first = bisect.bisect_right(budget.completions, horizon)
                 ours = budget.in_flight + len(budget.completions) - first
                 others = min(info.max - info.remaining - ours, info.max)
                 if others > 0:

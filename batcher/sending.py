@@ -97,7 +97,7 @@ class BatchSender:
                 self._counters.rate_limited += 1
             if exc.rate != RateLimitInfo() and not isinstance(exc, DailyQuotaError):
                 # (the daily quota is told below, with when it comes back)
-                self._pacer.observe(location, exc.rate)
+                self._pacer.observe(location, exc.rate, since=slot.started)
             if isinstance(exc, RateLimitedError):
                 # Every worker waits, not only this one (SPEC "Pacing and retries").
                 interval = exc.rate.interval_ms / 1000 if exc.rate.interval_ms else None
@@ -106,7 +106,7 @@ class BatchSender:
                 )
             raise
         slot.finish()
-        self._pacer.observe(location, answer.rate)
+        self._pacer.observe(location, answer.rate, since=slot.started)
         return answer
 
     async def __call__(self, dispatch: Dispatch) -> BatchOutcome | None:
