@@ -20,6 +20,7 @@ value is refused with the same one-line `ValueError` naming the option or TOML k
     interval_ms = 10000
     daily = 200000
     retry_after = true
+    window = "sliding"               # or "fixed": counted in windows floor(now / interval)
 
     [sandbox.faults]
     error_rate = 0.1
@@ -32,7 +33,8 @@ value is refused with the same one-line `ValueError` naming the option or TOML k
     latency_ms = [5, 50]             # MIN, MAX
     seed = 7
 
-Option strings: `--rate "100/10000"`, `"100/10000,daily=200000,retry_after=true"` or `"off"`;
+Option strings: `--rate "100/10000"`, `"100/10000,daily=200000,retry_after=true,window=fixed"`
+or `"off"`;
 `--faults "error_rate=0.1,fail_first=3,latency_ms=5-50,seed=7"` (the keys of [sandbox.faults]).
 """
 
@@ -55,6 +57,10 @@ EXAMPLE_LOCATION = "asdrwHvLUxlfw5SqKVCN"
 # What "off" shows in the X-RateLimit-* headers: limits no client run will ever reach.
 UNTHROTTLED_MAX = 1_000_000_000
 
+# How the burst limit counts: "sliding" (any `interval_ms` span holds at most `max`) or "fixed"
+# (windows that reset every `interval_ms`, as some servers count).
+WINDOWS = ("sliding", "fixed")
+
 _FRACTIONS = ("error_rate", "drop_before", "drop_after", "slow", "malformed")
 
 
@@ -67,11 +73,14 @@ class RateConfig:
     daily: int = 200_000
     # Undocumented whether the real API sends Retry-After (API-NOTES.md): off unless asked for.
     retry_after: bool = False
+    window: str = "sliding"
 
     def __post_init__(self) -> None:
         for name in ("max", "interval_ms", "daily"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.window not in WINDOWS:
+            raise ValueError(f"window must be 'sliding' or 'fixed', got {self.window!r}")
 
 
 UNTHROTTLED = RateConfig(max=UNTHROTTLED_MAX, daily=UNTHROTTLED_MAX)
@@ -248,7 +257,8 @@ def _pairs(text: str, where: str) -> dict[str, str]:
 
 
 def parse_rate(text: str, base: RateConfig | None = None) -> RateConfig | None:
-    """`--rate`: "MAX/INTERVAL_MS[,daily=N][,retry_after=true]" or "off" (None: unthrottled).
+    """`--rate`: "MAX/INTERVAL_MS[,daily=N][,retry_after=true][,window=fixed]" or "off" (None:
+    unthrottled).
 
     Keys not given keep `base`'s values (the config file's, else the defaults).
     """

@@ -1,11 +1,17 @@
-"""Rate limits on the injected clocks: burst window, daily quota, headers, Retry-After."""
+"""Rate limits on the injected clocks: burst windows (sliding, fixed), daily quota, headers,
+Retry-After."""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from batcher.sandbox import FaultConfig, RateConfig, Sandbox
+from batcher.sandbox.config import config_from_options, load_config, parse_rate
 
 from .conftest import SandboxFactory
 from .helpers import LOCATION, RATE_HEADERS, FakeClock, body, post
@@ -186,3 +192,105 @@ async def test_unthrottled_admits_everything_and_shows_huge_limits(
     assert int(last.headers["X-RateLimit-Max"]) >= 1_000_000_000
     assert int(last.headers["X-RateLimit-Daily-Remaining"]) > 1_000_000
     assert sandbox.stats.max_window[LOCATION] == 151
+
+
+# -- fixed windows ---------------------------------------------------------------------------
+# The fake clock starts at 1000.0: with a 10 s interval that is the start of window 100.
+
+
+async def test_fixed_windows_reset_at_once_at_the_boundary(
+    make_sandbox: SandboxFactory, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    rate = RateConfig(max=2, interval_ms=10_000, window="fixed")
+    async with make_sandbox(rate=rate) as sandbox:
+        clock.advance(9)  # 1009: late in window 100
+        first = [await post(session, sandbox, body()) for _ in range(3)]
+        assert [a.status for a in first] == [201, 201, 429]
+        assert [a.headers["X-RateLimit-Remaining"] for a in first] == ["1", "0", "0"]
+        clock.advance(0.999)
+        assert (await post(session, sandbox, body())).status == 429
+        clock.advance(0.001)  # 1010: window 101 starts empty, 1 s after the first two
+        second = [await post(session, sandbox, body()) for _ in range(3)]
+        assert [a.status for a in second] == [201, 201, 429]
+        assert [a.headers["X-RateLimit-Remaining"] for a in second] == ["1", "0", "0"]
+        # Four admitted within one second: fixed windows allow it; each window held two.
+        assert sandbox.stats.max_window == {LOCATION: 2}
+        assert sandbox.stats.by_status == {201: 4, 429: 3}
+
+
+async def test_a_sliding_window_refuses_what_a_fixed_one_admits(
+    make_sandbox: SandboxFactory, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    async with make_sandbox(rate=RateConfig(max=2, interval_ms=10_000)) as sandbox:
+        clock.advance(9)
+        await post(session, sandbox, body())
+        await post(session, sandbox, body())
+        clock.advance(1)  # the same instants as above: the sliding window still holds both
+        assert (await post(session, sandbox, body())).status == 429
+
+
+async def test_fixed_window_retry_after_is_the_time_to_the_next_window(
+    make_sandbox: SandboxFactory, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    rate = RateConfig(max=1, interval_ms=10_000, retry_after=True, window="fixed")
+    async with make_sandbox(rate=rate) as sandbox:
+        clock.advance(2.5)  # 1002.5: admitted
+        assert (await post(session, sandbox, body())).status == 201
+        clock.advance(4)  # 1006.5: window 100 ends at 1010
+        refused = await post(session, sandbox, body())
+        assert (refused.status, refused.headers["Retry-After"]) == (429, "4")  # ceil(3.5)
+        clock.advance(3.25)  # 1009.75: a quarter second left, said as 1 (whole seconds)
+        refused = await post(session, sandbox, body())
+        assert (refused.status, refused.headers["Retry-After"]) == (429, "1")
+        clock.advance(0.25)
+        admitted = await post(session, sandbox, body())
+    assert admitted.status == 201
+    assert admitted.headers["X-RateLimit-Remaining"] == "0"
+
+
+async def test_fixed_windows_count_each_location_and_the_daily_quota_alike(
+    make_sandbox: SandboxFactory, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    rate = RateConfig(max=1, interval_ms=1000, daily=2, window="fixed")
+    locations = frozenset({LOCATION, "otherLocation0000002"})
+    async with make_sandbox(rate=rate, locations=locations) as sandbox:
+        assert (await post(session, sandbox, body())).status == 201
+        other = await post(session, sandbox, body(locationId="otherLocation0000002"))
+        assert other.status == 201
+        clock.advance(1)
+        answer = await post(session, sandbox, body())
+        assert answer.headers["X-RateLimit-Daily-Remaining"] == "0"
+        clock.advance(1)
+        refused = await post(session, sandbox, body())
+        assert refused.status == 429
+        assert refused.headers["X-RateLimit-Remaining"] == "1"  # the daily quota refused it
+
+
+def test_window_is_sliding_or_fixed_from_options_and_toml(tmp_path: Path) -> None:
+    assert RateConfig().window == "sliding"
+    assert parse_rate("100/10000,window=fixed") == RateConfig(100, 10_000, window="fixed")
+    assert parse_rate("window=fixed", RateConfig(daily=5)) == RateConfig(daily=5, window="fixed")
+    toml = tmp_path / "sandbox.toml"
+    toml.write_text('[sandbox.rate]\nmax = 30\ninterval_ms = 1000\nwindow = "fixed"\n')
+    assert load_config(toml).rate == RateConfig(max=30, interval_ms=1000, window="fixed")
+    toml.write_text('[sandbox]\nrate = "30/1000,window=fixed"\n')
+    assert load_config(toml).rate == RateConfig(max=30, interval_ms=1000, window="fixed")
+    config = config_from_options(config_file=toml, rate="window=sliding")
+    assert config.rate == RateConfig(max=30, interval_ms=1000)
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (lambda p: parse_rate("100/10000,window=tumbling"), "--rate: window must be"),
+        (lambda p: RateConfig(window="Fixed"), "window must be 'sliding' or 'fixed'"),
+        (lambda p: load_config(p), "sandbox.rate: window must be"),
+    ],
+)
+def test_any_other_window_is_refused_naming_the_key(
+    tmp_path: Path, build: Callable[[Path], object], expected: str
+) -> None:
+    toml = tmp_path / "sandbox.toml"
+    toml.write_text('[sandbox.rate]\nwindow = "calendar"\n')
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        build(toml)
