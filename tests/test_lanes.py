@@ -138,3 +138,21 @@ def test_a_stop_ends_the_wait_for_a_location_that_may_send(ledger: Ledger) -> No
         return await waiting, now()
 
     assert on_fake_time(scenario) == (None, 2.0)
+
+
+def test_a_wait_that_ends_while_the_budget_is_read_never_hangs(ledger: Ledger) -> None:
+    """Found by the pacing benchmark: the budget was read twice, and a wait that ended between
+    the two readings was taken for "nothing to time", so the scheduler slept with no timeout
+    and, with nothing in flight, forever. Here the budget says "a moment more", then "now"."""
+    load(ledger, [], [[_row(1, "loc")]])
+
+    async def scenario() -> Dispatch | None:
+        pacer = Pacer(10, INTERVAL_S, clock=now)
+        readings = iter([5e-7])
+        pacer.delay = lambda location_id: next(readings, 0.0)  # type: ignore[method-assign]
+        lanes = Lanes(ledger, 1, pacer, asyncio.Event())
+        return await asyncio.wait_for(lanes.next(), timeout=3)
+
+    dispatched = on_fake_time(scenario)
+    assert dispatched is not None
+    assert dispatched.batch.rows == (1,)

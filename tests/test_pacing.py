@@ -331,3 +331,26 @@ def test_a_stop_ends_every_kind_of_wait() -> None:
         return [type(r).__name__ for r in results]
 
     assert on_fake_time(scenario) == ["Interrupted"] * 4
+
+
+def test_our_requests_answered_before_the_server_s_window_closed_are_not_others() -> None:
+    """Found by the pacing benchmark: the server counts the window before the request's
+    arrival, we looked at the window before its answer; our own requests that completed in
+    between were booked as someone else's and slowed every burst. Counting from the answered
+    request's start sees them as ours."""
+    clock = [0.0]
+    pacer = Pacer(5, INTERVAL_S, clock=lambda: clock[0])
+    early = pacer.try_start("loc")
+    assert early is not None
+    clock[0] = 0.25
+    early.finish()  # within 10 s before the next one arrives: the server counts it
+    clock[0] = 10.2
+    answered = pacer.try_start("loc")
+    assert answered is not None
+    clock[0] = 10.3
+    answered.finish()
+    # The server counted both of ours: 3 of 5 left. Nobody else is there.
+    info = RateLimitInfo(max=5, remaining=3, interval_ms=10_000)
+    pacer.observe("loc", info, since=answered.started)
+    # In our window only the answered one remains (the early one aged out at 10.25): 4 free.
+    assert [pacer.try_start("loc") is not None for _ in range(5)] == [True] * 4 + [False]
