@@ -379,7 +379,10 @@ def plan(quiet: bool, **options: Any) -> None:
 @main.command()
 @click.option("--port", type=int, help="Port on 127.0.0.1 (default: any free port).")
 @click.option("--token", help='The bearer token it accepts (default "sandbox-token").')
-@click.option("--rate", help='Rate limit: "100/10000", "100/10000,daily=200000" or "off".')
+@click.option(
+    "--rate",
+    help='Rate limit: "100/10000", "100/10000,daily=200000,window=fixed" or "off".',
+)
 @click.option(
     "--faults",
     help='Faults: e.g. "error_rate=0.1,fail_first=3,drop_after=0.05,latency_ms=5-50,seed=7".',
