@@ -15,6 +15,7 @@ from batcher.config import Settings, config_path
 from batcher.errors import ConfigError, UsageError
 from batcher.loading import InputOptions, parse_tags
 from batcher.sandbox import SandboxConfig, load_config
+from batcher.sharding import Shard, resolve_shard
 
 __all__ = ["SANDBOX_FIXTURE_NAME", "Job", "build_job", "default_report_path", "sandbox_config"]
 
@@ -27,6 +28,8 @@ class Job:
 
     `allow_empty`: a file with a header and no rows is "nothing to do" (exit 0), not an error.
     `sandbox`: the emulator to start on loopback and send to instead of the API.
+    `shard`: take only the rows of this shard (see `batcher.sharding`); `shards`: the shard count
+    asked for with no index (a plan shows the spread over it; a run refuses).
     """
 
     input_path: Path
@@ -35,6 +38,8 @@ class Job:
     fresh: bool = False
     sandbox: SandboxConfig | None = None
     allow_empty: bool = False
+    shard: Shard | None = None
+    shards: int | None = None
 
 
 def default_report_path(input_path: Path) -> Path:
@@ -78,8 +83,15 @@ def build_job(
     fresh: bool = False,
     allow_empty: bool = False,
     delimiter: str | None = None,
+    shard: str | None = None,
+    shards: str | None = None,
 ) -> Job:
-    """A Job from option values as a user gives them (None: not given)."""
+    """A Job from option values as a user gives them (None: not given).
+
+    The shard comes from `shard` ("K/N"), else $BATCHER_SHARD, else `shards` with the scheduler's
+    index variable (`batcher.sharding.resolve_shard`).
+    """
+    chosen_shard, shard_count = resolve_shard(shard, shards)
     if remove_all_tags:
         if action is not None and action.lower() == "add":
             raise UsageError("--remove-all-tags goes with --action remove, not add")
@@ -110,4 +122,6 @@ def build_job(
         fresh=fresh,
         sandbox=config,
         allow_empty=allow_empty,
+        shard=chosen_shard,
+        shards=shard_count if chosen_shard is None else None,
     )
