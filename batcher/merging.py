@@ -30,6 +30,7 @@ a CSV report cannot tell it from `=x`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import heapq
 import json
@@ -38,7 +39,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from batcher.errors import BatcherError, InputError, UsageError
 from batcher.loading import sheet_rows
@@ -86,6 +87,7 @@ class _Report:
     columns: tuple[str, ...] | None  # the input's columns; None: an empty JSONL report
     rows: Iterator[tuple[Cell, ...]]
     bucket: int | None = None
+    file: IO[Any] | None = None  # closed by merge_reports, whatever happens
 
 
 def merge_reports(paths: Sequence[Path], out: Path, *, shards: int | None = None) -> MergeResult:
@@ -95,7 +97,17 @@ def merge_reports(paths: Sequence[Path], out: Path, *, shards: int | None = None
     check_report_path(out)
     if shards is not None:
         Shard(0, shards)  # checks the count
-    reports = [_open(Path(p)) for p in paths]
+    with contextlib.ExitStack() as files:
+        reports = []
+        for path in paths:
+            report = _open(Path(path))
+            if report.file is not None:
+                files.callback(report.file.close)
+            reports.append(report)
+        return _merge(reports, out, shards)
+
+
+def _merge(reports: list[_Report], out: Path, shards: int | None) -> MergeResult:
     columns = _same_columns(reports)
     result = MergeResult(path=out, reports=len(reports))
     width = len(RESULT_FIELDS) + len(columns)
@@ -302,58 +314,69 @@ def _uninert(text: str) -> str:
 def _open_csv(path: Path) -> _Report:
     try:
         fh = path.open(encoding="utf-8", newline="")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    try:
         reader = csv.reader(fh)
         header = next(reader, None)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{path}: cannot be read as a CSV report ({exc})") from exc
-    if header is None:
+        if header is None:
+            raise InputError(f"{path}: empty file, not a batcher report")
+        columns = _header(path, [_uninert(name) for name in header])
+    except (UnicodeDecodeError, csv.Error) as exc:
         fh.close()
-        raise InputError(f"{path}: empty file, not a batcher report")
-    columns = _header(path, [_uninert(name) for name in header])
+        raise InputError(f"{path}: cannot be read as a CSV report ({exc})") from exc
+    except BaseException:
+        fh.close()
+        raise
 
     def rows() -> Iterator[tuple[Cell, ...]]:
-        with fh:
-            try:
-                for values in reader:
-                    yield _cells(path, values, reader.line_num, csv_text=True)
-            except (UnicodeDecodeError, csv.Error) as exc:
-                raise InputError(f"{path}: line {reader.line_num}: cannot be read ({exc})") from exc
+        try:
+            for values in reader:
+                yield _cells(path, values, reader.line_num, csv_text=True)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise InputError(f"{path}: line {reader.line_num}: cannot be read ({exc})") from exc
 
-    return _Report(path, columns, rows())
+    return _Report(path, columns, rows(), file=fh)
 
 
 def _open_jsonl(path: Path) -> _Report:
     try:
         fh = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    try:
         first = fh.readline()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot be read as a JSONL report ({exc})") from exc
-    if not first.strip():
+        if not first.strip():
+            # A shard with no rows: no line says its columns.
+            return _Report(path, None, iter(()), file=fh)
+        names = list(_json_line(path, first, 1))
+        columns = _header(path, names)
+    except UnicodeDecodeError as exc:
         fh.close()
-        return _Report(path, None, iter(()))  # a shard with no rows: no line says its columns
-    names = list(_json_line(path, first, 1))
-    columns = _header(path, names)
+        raise InputError(f"{path}: cannot be read as a JSONL report ({exc})") from exc
+    except BaseException:
+        fh.close()
+        raise
 
     def rows() -> Iterator[tuple[Cell, ...]]:
-        with fh:
-            number = 1
-            line = first
-            while line:
-                if line.strip():
-                    record = _json_line(path, line, number)
-                    if list(record) != names:
-                        raise InputError(
-                            f"{path}: line {number}: its keys differ from the first line's: not "
-                            "a batcher report, or an edited one"
-                        )
-                    yield _cells(path, list(record.values()), number, csv_text=False)
-                number += 1
-                try:
-                    line = fh.readline()
-                except UnicodeDecodeError as exc:
-                    raise InputError(f"{path}: line {number}: not UTF-8 ({exc})") from exc
+        number = 1
+        line = first
+        while line:
+            if line.strip():
+                record = _json_line(path, line, number)
+                if list(record) != names:
+                    raise InputError(
+                        f"{path}: line {number}: its keys differ from the first line's: not "
+                        "a batcher report, or an edited one"
+                    )
+                yield _cells(path, list(record.values()), number, csv_text=False)
+            number += 1
+            try:
+                line = fh.readline()
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{path}: line {number}: not UTF-8 ({exc})") from exc
 
-    return _Report(path, columns, rows())
+    return _Report(path, columns, rows(), file=fh)
 
 
 def _json_line(path: Path, line: str, number: int) -> dict[str, Any]:
