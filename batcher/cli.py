@@ -27,11 +27,14 @@ from batcher.config import Settings, load_settings
 from batcher.crash import write_crash_file
 from batcher.errors import BatcherError, UsageError
 from batcher.jobs import build_job
+from batcher.merging import merge_reports
 from batcher.models import Status
+from batcher.planning import PlanStats
 from batcher.runner import Preview, RunResult, execute
 from batcher.sandbox import config_from_options, serve
 from batcher.secrets import Scrubber
 from batcher.sending import is_permanent
+from batcher.sharding import dominant_location, resolve_shard, spread
 from batcher.status import RunStatus, input_status, list_runs
 from batcher.stopping import Stop, signals_stop
 from batcher.undo import UndoResult
@@ -122,6 +125,19 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "--allow-empty",
             is_flag=True,
             help="A file with a header and no rows is 'nothing to do' (exit 0), not an error.",
+        ),
+        click.option(
+            "--shard",
+            metavar="K/N",
+            help="Take only the rows whose location is in shard K of N (K from 0 to N-1); "
+            "else $BATCHER_SHARD.",
+        ),
+        click.option(
+            "--shards",
+            metavar="N",
+            help="The number of shards: the index K comes from $JOB_COMPLETION_INDEX (or "
+            "$AWS_BATCH_JOB_ARRAY_INDEX, $CLOUD_RUN_TASK_INDEX); `plan --shards N` without an "
+            "index shows how the rows spread over N shards.",
         ),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
     ]
@@ -339,6 +355,7 @@ def _summary(result: RunResult) -> None:
 def plan(quiet: bool, **options: Any) -> None:
     """Read and check INPUT and show what `run` would send; send nothing."""
     options.pop("report_path")
+    shards = options.get("shards")
     settings, result = _run_job(
         {**options, "report_path": None}, dry_run=True, quiet=True, yes=True
     )
@@ -374,6 +391,94 @@ def plan(quiet: bool, **options: Any) -> None:
         _echo(f"  {location}  {requests:>9,} requests  {share:>7.2%} of the daily quota{warning}")
     if len(result.per_location) > len(shown):
         _echo(f"  ... and {len(result.per_location) - len(shown):,} more locations")
+    if result.shard is not None:
+        _echo(f"  (shard {result.shard}: only the rows of its locations)")
+    if result.shard is None and shards is not None:
+        _plan_shards(result, int(shards), settings)
+
+
+def _plan_shards(result: RunResult, count: int, settings: Settings) -> None:
+    """`plan --shards N`: rows and requests per shard, and a location too big to split."""
+    limits = settings.limits
+    per_location = dict(result.per_location)
+    loads = spread(result.rows_per_location, per_location, count)
+    rows_note = "" if result.rows_per_location else " (rows of an unfinished run not counted)"
+    _echo(f"  over {count} shards (--shard K/{count}, K from 0 to {count - 1}){rows_note}:")
+    _echo(
+        f"    {'shard':>7}  {'rows':>9}  {'requests':>9}  {'locations':>9}  "
+        f"{'busiest':>9}  least time"
+    )
+    for load in loads:
+        seconds = _seconds_at_limit(load.busiest_requests, settings)
+        _echo(
+            f"    {load.shard!s:>7}  {load.rows:>9,}  {load.requests:>9,}  {load.locations:>9,}  "
+            f"{load.busiest_requests:>9,}  {_duration(seconds)}"
+        )
+    dominant = dominant_location(per_location, count)
+    if dominant is not None:
+        location, requests = dominant
+        total = sum(per_location.values())
+        _echo(
+            f"batcher: warning: location {location} needs {requests:,} of the {total:,} "
+            f"requests ({requests / total:.0%}): a location is never split, so {count} shards "
+            f"finish no sooner than it alone (at least "
+            f"{_duration(_seconds_at_limit(requests, settings))} at "
+            f"{limits.requests_per_interval} requests per {limits.interval_ms / 1000:g} s)",
+            err=True,
+        )
+
+
+def _seconds_at_limit(requests: int, settings: Settings) -> float:
+    limits = settings.limits
+    return PlanStats(groups=1, requests=requests).seconds_at(
+        limits.requests_per_interval, limits.interval_ms / 1000
+    )
+
+
+@main.command()
+@click.argument("reports", metavar="REPORT...", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--report",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The merged report: .csv, .xlsx or .jsonl picks the format.",
+)
+@click.option(
+    "--shards",
+    metavar="N",
+    help="Also check that there is one report for each of N shards (rows after the last "
+    "reported row can only be found missing this way).",
+)
+def merge(reports: tuple[Path, ...], out: Path, shards: str | None) -> None:
+    """Merge the shards' reports into one report in input order, every row once.
+
+    Exit status: 0 written, 1 some rows are in no report (a shard has not run yet; nothing
+    written), 2 the reports do not belong together or cannot be read (nothing written).
+    """
+    with _one_line_errors(lambda: None):
+        count = None if shards is None else _shard_count(shards)
+        result = merge_reports(list(reports), out, shards=count)
+        _echo(
+            f"batcher: merged {result.reports} report{'s' if result.reports != 1 else ''} into "
+            f"{result.path}: {result.rows:,} rows"
+        )
+        for status in STATUS_ORDER:
+            if result.counts[status.value]:
+                _echo(f"  {status.value:<9}  {result.counts[status.value]:>9,}")
+        unsettled = result.counts[Status.FAILED.value] + result.counts[Status.PENDING.value]
+        if unsettled:
+            _echo(
+                f"batcher: {unsettled:,} rows are failed or pending: run their shard's command "
+                "again, then merge again",
+                err=True,
+            )
+
+
+def _shard_count(text: str) -> int:
+    _, count = resolve_shard(None, text, environ={})
+    assert count is not None
+    return count
 
 
 @main.command()

@@ -17,6 +17,7 @@ from batcher.errors import ConfigError, UsageError
 from batcher.loading import InputOptions, InputTable, parse_tags
 from batcher.models import Chunk
 from batcher.sandbox import SandboxConfig, load_config
+from batcher.sharding import Shard, resolve_shard
 
 __all__ = [
     "SANDBOX_FIXTURE_NAME",
@@ -41,6 +42,8 @@ class Job:
     `sandbox`: the emulator to start on loopback and send to instead of the API.
     `rows`: rewrites the input's rows before they are saved (`batcher undo` gives its rows with
     nothing to undo their own message); not part of what identifies the run.
+    `shard`: take only the rows of this shard (see `batcher.sharding`); `shards`: the shard count
+    asked for with no index (a plan shows the spread over it; a run refuses).
     """
 
     input_path: Path
@@ -50,6 +53,8 @@ class Job:
     sandbox: SandboxConfig | None = None
     allow_empty: bool = False
     rows: RowsFilter | None = None
+    shard: Shard | None = None
+    shards: int | None = None
 
     def chunks(self, table: InputTable) -> Iterator[Chunk]:
         """The input's rows as the ledger saves them: the file's, through `rows` if given."""
@@ -98,8 +103,15 @@ def build_job(
     fresh: bool = False,
     allow_empty: bool = False,
     delimiter: str | None = None,
+    shard: str | None = None,
+    shards: str | None = None,
 ) -> Job:
-    """A Job from option values as a user gives them (None: not given)."""
+    """A Job from option values as a user gives them (None: not given).
+
+    The shard comes from `shard` ("K/N"), else $BATCHER_SHARD, else `shards` with the scheduler's
+    index variable (`batcher.sharding.resolve_shard`).
+    """
+    chosen_shard, shard_count = resolve_shard(shard, shards)
     if remove_all_tags:
         if action is not None and action.lower() == "add":
             raise UsageError("--remove-all-tags goes with --action remove, not add")
@@ -130,4 +142,6 @@ def build_job(
         fresh=fresh,
         sandbox=config,
         allow_empty=allow_empty,
+        shard=chosen_shard,
+        shards=shard_count if chosen_shard is None else None,
     )

@@ -84,6 +84,21 @@ class Chunk:
             [[r.extra[c] for r in rows] for c in range(width)],
         )
 
+    def take(self, indices: Sequence[int]) -> Chunk:
+        """The chunk of the rows at `indices` (ascending), their numbers kept."""
+        where = {old: new for new, old in enumerate(indices)}
+        return Chunk(
+            [self.rows[i] for i in indices],
+            [self.lines[i] for i in indices],
+            [self.contact_ids[i] for i in indices],
+            [self.location_ids[i] for i in indices],
+            [self.actions[i] for i in indices],
+            [self.tags[i] for i in indices],
+            self.remove_all,
+            {where[i]: message for i, message in self.invalid.items() if i in where},
+            [[column[i] for i in indices] for column in self.cells],
+        )
+
     def __len__(self) -> int:
         return len(self.rows)
 

@@ -48,6 +48,7 @@ from batcher.sending import (
     quota_message,
     quota_reached,
 )
+from batcher.sharding import Selection, Shard, missing_index
 from batcher.stopping import Stop, interruptible_sleep
 
 __all__ = ["Job", "Preview", "RunResult", "execute"]
@@ -98,6 +99,10 @@ class RunResult:
     reasons: list[tuple[Status, str, int]] = field(default_factory=list)
     # Unfinished runs of other inputs in the same state directory.
     others: list[RunInfo] = field(default_factory=list)
+    # The shard this run took (None: every row), and, for a plan, the input's rows per location
+    # (for `plan --shards N`; empty when the plan continued an unfinished run).
+    shard: Shard | None = None
+    rows_per_location: Counter[str] = field(default_factory=Counter)
 
     @property
     def exit_code(self) -> int:
@@ -113,7 +118,8 @@ def run_key(table: InputTable, job: Job, target: str) -> str:
     """A run is the input's content, the operation asked and where it goes: same all → same run.
 
     The target (API base URL, or the sandbox) is part of it so that rows settled against the
-    sandbox are never taken as settled against the real service.
+    sandbox are never taken as settled against the real service; so is the shard, so that two
+    shards (or a shard and a whole run) never share a run.
     """
     digest = hashlib.sha256()
     with table.path.open("rb") as fh:
@@ -122,6 +128,8 @@ def run_key(table: InputTable, job: Job, target: str) -> str:
     operation = asdict(job.input)
     operation.pop("chunk_rows", None)
     operation["target"] = target
+    if job.shard is not None:
+        operation["shard"] = str(job.shard)
     digest.update(json.dumps(operation, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:20]
 
@@ -177,6 +185,8 @@ async def execute(
     """
     started = time.monotonic()
     stop = stop or Stop()
+    if job.shards is not None and job.shard is None and not dry_run:
+        raise missing_index(job.shards)
     last = started
     stages: dict[str, float] = {}
 
@@ -208,7 +218,10 @@ async def execute(
         operation=describe_operation(job, table),
         target="the embedded sandbox" if job.sandbox is not None else _host(target),
         token_source="" if job.sandbox is not None else f"${settings.api.token_env}",
+        shard=job.shard,
     )
+    if job.shard is not None:
+        result.operation += f", shard {job.shard}"
     if not dry_run:
         notify(f"{result.operation}: sending to {_target_line(result)}")
     state_dir = Path(settings.state.dir)
@@ -225,15 +238,18 @@ async def execute(
         result.resumed = ledger.resumed
         if not dry_run:
             _tidy_state_dir(state_dir, ledger, settings, result)
+        # A shard keeps only its own rows (with their input `row` and `line` numbers).
+        selection = Selection(job.shard, count_rows=dry_run)
         if not ledger.resumed:
-            ledger.load(table.columns, job.chunks(table))
+            ledger.load(table.columns, selection(job.chunks(table)))
+        result.rows_per_location = selection.rows_per_location
         lap("load")
         work = ledger.work()
         quota: dict[str, str] = {}
         _plan(result, work, settings)
         if report_path is not None:
             check_report_path(report_path, rows=ledger.row_count(), columns=len(ledger.columns))
-        if not work and not ledger.resumed and table.has_rows:
+        if not work and not ledger.resumed and table.has_rows and not selection.valid_elsewhere:
             _refuse_all_invalid(ledger, job, report_path)
         if not dry_run and work and not stop.requested:
             preview = Preview(

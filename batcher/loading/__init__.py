@@ -44,10 +44,10 @@ from pathlib import Path
 from batcher.errors import InputError, UsageError
 from batcher.loading._common import INVISIBLE, STRIP, Reader, Slice, is_blank
 from batcher.loading._csv import open_csv, parse_delimiter
-from batcher.loading._excel import open_excel
+from batcher.loading._excel import open_excel, sheet_rows
 from batcher.models import Chunk
 
-__all__ = ["InputOptions", "InputTable", "open_input", "parse_tags"]
+__all__ = ["InputOptions", "InputTable", "open_input", "parse_tags", "sheet_rows"]
 
 _CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 _EXCEL_SUFFIXES = (".xlsx", ".xlsm")

@@ -225,3 +225,14 @@ def _excel_text(value: Any) -> str:
     if isinstance(value, datetime.date):
         return value.isoformat()
     return str(value)
+
+
+def sheet_rows(path: Path) -> Iterator[list[Any]]:
+    """The first sheet's rows as calamine gives them, from its first cell (for reading a batcher
+    XLSX report back, e.g. `batcher merge`). Numbers come as floats, empty cells as ""."""
+    _refuse_ole(path)
+    names, index = _choose_sheet(path, None)
+    sheet = _parse(path, index, names[index])
+    if _leading_columns(sheet) is None:
+        return iter(())
+    return iter(sheet.iter_rows())
