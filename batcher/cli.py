@@ -465,7 +465,10 @@ def serve_command(port: int, host: str, sandbox: bool, config_file: Path | None)
             _echo(f"batcher: the page is at {url} (Ctrl-C to stop)", err=True)
             _echo(url)
 
+        # Ctrl-C or a service manager's SIGTERM: the server stops; a run in progress is
+        # stopped gracefully first (in-flight requests finish, the report is written).
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             asyncio.run(serve_page(settings, options, port, announce))
         except KeyboardInterrupt:

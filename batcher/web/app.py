@@ -24,7 +24,7 @@ import ipaddress
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib.resources import files
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -181,7 +181,13 @@ class Page:
         notice = "Upload saved: choose the operation and see the plan." if upload else ""
         if "new" not in request.query:
             notice = ""
-        return self._page(self._state(upload=upload, notice=notice))
+        operation = Operation()
+        current = self.runs.current
+        if upload is not None and current is not None and current.record.upload_id == upload.id:
+            # The page after a run shows the operation it ran, ready to run again.
+            with contextlib.suppress(TypeError):
+                operation = Operation(**current.record.choices)
+        return self._page(self._state(upload=upload, notice=notice, operation=operation))
 
     async def upload(self, request: web.Request) -> web.Response:
         """multipart: the `csrf` field first (the form puts it first), then the `file`."""
@@ -262,7 +268,7 @@ class Page:
                     report_path=report,
                 )
 
-            self.runs.start(make_job, upload.name, upload.id)
+            self.runs.start(make_job, upload.name, upload.id, asdict(operation))
         except StateLockedError as exc:
             return self._page(
                 self._state(upload=upload, operation=operation, error=self._message(exc)), 409
@@ -394,7 +400,8 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     )
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    # Not "no-referrer": with it, browsers send `Origin: null` on the page's own forms.
+    headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("Cache-Control", "no-store")
 
 

@@ -136,8 +136,11 @@ def _operation_section(state: PageState) -> str:
     }</td></tr>
     </table>"""
 
+    # "The file's action column" is the default only for a file that has one.
+    chosen = op.action if op.action != "file" or columns.action else "add"
+
     def radio(value: str, label: str, disabled: bool = False) -> str:
-        checked = " checked" if op.action == value else ""
+        checked = " checked" if chosen == value else ""
         off = " disabled" if disabled else ""
         return (
             f'<label class="choice"><input type="radio" name="action" value="{value}"'
@@ -368,7 +371,8 @@ def _runs_section(state: PageState) -> str:
         )
         name = info.input.rsplit("/", 1)[-1]
         rows.append(
-            f"<tr><td>{e(info.created)}</td><td title='{e(info.input)}'>{e(name)}</td>"
+            f"<tr><td class='when'>{e(info.created.replace('T', ' '))}</td>"
+            f"<td title='{e(info.input)}'>{e(name)}</td>"
             f"<td>{e(info.operation)}</td><td>{e(info.target)}</td>"
             f"<td class='state-{e(info.state)}'>{e(info.state)}</td><td>{e(counts)}</td>"
             f"<td>{report}</td><td>{undo}</td></tr>"
@@ -404,6 +408,7 @@ def render(state: PageState) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="csrf-token" content="{e(state.csrf)}">
 <title>batcher — contact tags</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/app.css">
 <script src="/static/app.js" defer></script>
 </head>

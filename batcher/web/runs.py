@@ -170,6 +170,8 @@ class RunRecord:
     report_xlsx: str = ""
     xlsx_note: str = ""
     upload_id: str = ""
+    # The operation as chosen on the page (Operation's fields), to show it again.
+    choices: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -256,6 +258,7 @@ class Runs:
         make_job: Callable[[Path], Job],
         input_name: str,
         upload_id: str = "",
+        choices: dict[str, str] | None = None,
         on_end: Callable[[ActiveRun], None] | None = None,
     ) -> ActiveRun:
         """Start the job in a worker thread; its report goes to the run's own folder.
@@ -283,6 +286,7 @@ class Runs:
                 started=time.time(),
                 report_csv=report.name,
                 upload_id=upload_id,
+                choices=dict(choices or {}),
             )
             active = ActiveRun(record, folder)
             self.current = active
