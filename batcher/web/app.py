@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from importlib.resources import files
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from aiohttp import BodyPartReader, web
 
@@ -236,6 +236,11 @@ class Page:
                 config_file=self.options.config_file,
                 sandbox=self.options.sandbox,
             )
+            if self.runs.busy():
+                raise StateLockedError(
+                    f"{self.state_dir}: a run started from this page is still going; the plan "
+                    "can be seen once it ends (or stop it)"
+                )
             view: PlanView = await asyncio.to_thread(plan, self.settings, job)
         except StateLockedError as exc:
             return self._page(
@@ -326,10 +331,15 @@ class Page:
         path = self.runs.report_file(request.match_info["run"], kind)
         if path is None:
             raise web.HTTPNotFound(text="batcher: no such report")
+        # An ASCII name for old clients, the real one (RFC 6266/5987) for the others.
+        fallback = "".join(
+            c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in path.name
+        )
         return web.FileResponse(
             path,
             headers={
-                "Content-Disposition": f'attachment; filename="{path.name}"',
+                "Content-Disposition": f'attachment; filename="{fallback}"; '
+                f"filename*=UTF-8''{quote(path.name, safe='')}",
                 "Content-Type": "text/csv; charset=utf-8"
                 if kind == "csv"
                 else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",

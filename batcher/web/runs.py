@@ -21,6 +21,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import sqlite3
 import threading
 import time
@@ -277,7 +278,11 @@ class Runs:
             for suffix in (".gz", ".csv", ".tsv", ".txt", ".xlsx", ".xlsm"):
                 stem = stem.removesuffix(suffix)
             report = folder / f"{stem}-report.csv"
-            job = make_job(report)
+            try:
+                job = make_job(report)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
             record = RunRecord(
                 id=run_id,
                 input_name=input_name,

@@ -291,3 +291,15 @@ async def test_the_token_never_reaches_the_page(
                 for text in page.seen:
                     assert TOKEN.casefold() not in text.casefold()
                     assert TOKEN[:12].casefold() not in text.casefold()
+
+
+async def test_a_report_keeps_a_non_ascii_file_name(tmp_path: Path) -> None:
+    async with page_for(settings_for(tmp_path / ".batcher")) as page:
+        status, _, upload_id = await page.upload("kontakte-ä.csv", CONTACTS)
+        assert status == 200
+        snap = await plan_and_run(page, upload_id)
+        async with page.client.get(f"/runs/{snap['id']}/report.csv") as response:
+            assert response.status == 200
+            disposition = response.headers["Content-Disposition"]
+        assert 'filename="kontakte-_-report.csv"' in disposition
+        assert "filename*=UTF-8''kontakte-%C3%A4-report.csv" in disposition
