@@ -302,7 +302,7 @@ def _progress_section(state: PageState) -> str:
 <section aria-labelledby="h-progress" id="progress" data-run="{e(record.id)}"
          data-state="{e(snap["state"])}"
          data-next="/?upload={e(record.upload_id)}&amp;run={e(record.id)}#progress">
-  <h2 id="h-progress">4. The run</h2>
+  <h2 id="h-progress">The run</h2>
   <p>{e(record.input_name)}: <span id="run-operation">{e(record.operation or "starting")}</span></p>
   <progress id="bar" aria-label="Requests done" max="{max(snap["requests_planned"], 1)}"
             value="{snap["requests_done"]}"></progress>
