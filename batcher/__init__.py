@@ -1,3 +1,84 @@
-"""batcher: apply tag changes to large CRM contact lists through the bulk contact-tags API."""
+"""batcher: apply tag changes to large CRM contact lists through the bulk contact-tags API.
+
+The Python API (what `batcher run`/`plan` and the web page call; SPEC "Commands"):
+
+    import asyncio
+    from pathlib import Path
+    import batcher
+
+    settings = batcher.load_settings()          # ./batcher.toml if present, BATCHER_* variables
+    job = batcher.build_job(settings, Path("contacts.csv"), action="add", tags="vip,newsletter",
+                            report_path=Path("contacts-report.csv"))   # the CLI's defaults
+    stop = batcher.Stop()                       # stop.request("why"): the graceful stop
+    result = asyncio.run(batcher.execute(settings, job, on_progress=print, stop=stop))
+    print(result.counts, result.exit_code)      # execute(..., dry_run=True): the plan only
+
+Every refusal is a `batcher.BatcherError` with a one-line message and its `exit_code`;
+`batcher.runs_in(state_dir)` lists the runs kept in a state directory. The names are imported on
+first use, so that `import batcher` stays quick (the CLI installs its signal handlers first).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# name -> the module that defines it
+_API = {
+    "BatcherError": "batcher.errors",
+    "Job": "batcher.jobs",
+    "Preview": "batcher.runner",
+    "RunInfo": "batcher.ledger",
+    "RunResult": "batcher.runner",
+    "Settings": "batcher.config",
+    "StateLockedError": "batcher.errors",
+    "Status": "batcher.models",
+    "Stop": "batcher.stopping",
+    "UsageError": "batcher.errors",
+    "build_job": "batcher.jobs",
+    "execute": "batcher.runner",
+    "load_settings": "batcher.config",
+    "runs_in": "batcher.ledger",
+}
+
+__all__ = [
+    "BatcherError",
+    "Job",
+    "Preview",
+    "RunInfo",
+    "RunResult",
+    "Settings",
+    "StateLockedError",
+    "Status",
+    "Stop",
+    "UsageError",
+    "__version__",
+    "build_job",
+    "execute",
+    "load_settings",
+    "runs_in",
+]
+
+if TYPE_CHECKING:
+    from batcher.config import Settings, load_settings
+    from batcher.errors import BatcherError, StateLockedError, UsageError
+    from batcher.jobs import Job, build_job
+    from batcher.ledger import RunInfo, runs_in
+    from batcher.models import Status
+    from batcher.runner import Preview, RunResult, execute
+    from batcher.stopping import Stop
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'batcher' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})

@@ -745,3 +745,53 @@ def _show_run(run: RunStatus) -> None:
     if info.report:
         _echo(f"  report     {info.report}")
     _echo(f"  rows       {_counts(run)}{'' if run.finished or run.live else ' (when it stopped)'}")
+
+
+@main.command("serve")
+@click.option("--port", type=int, default=8765, show_default=True, help="Port to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; anything but loopback needs the password named by serve.password_env.",
+)
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    help="Runs go to the embedded emulator on loopback (no token needed): a demo, or a rehearsal.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    help="TOML settings (default: ./batcher.toml if present).",
+)
+def serve_command(port: int, host: str, sandbox: bool, config_file: Path | None) -> None:
+    """Serve the web page for uploads: plan, run, watch, stop, download the report."""
+    from batcher.web import WebOptions, check_bind, serve_page  # aiohttp.web: only when serving
+
+    holder: list[Settings] = []
+    with _one_line_errors(lambda: holder[0] if holder else None):
+        settings = load_settings(config_file, warn=_notify)
+        holder.append(settings)
+        options = WebOptions(
+            config_file=config_file,
+            sandbox=sandbox,
+            host=host,
+            password=check_bind(settings, host),
+        )
+
+        def announce(url: str) -> None:
+            _echo(f"batcher: the page is at {url} (Ctrl-C to stop)", err=True)
+            _echo(url)
+
+        # Ctrl-C or a service manager's SIGTERM: the server stops; a run in progress is
+        # stopped gracefully first (in-flight requests finish, the report is written).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
+            asyncio.run(serve_page(settings, options, port, announce))
+        except KeyboardInterrupt:
+            pass
+        except OSError as exc:
+            _fail(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port", 2)

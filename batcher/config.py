@@ -85,6 +85,15 @@ class StateSettings:
 
 
 @dataclass(frozen=True)
+class ServeSettings:
+    # The environment variable holding the page's password; `batcher serve` refuses to bind
+    # anything but loopback without one (the page can send to the API with the server's token).
+    password_env: str = ""
+    # The largest upload the page accepts, in MiB (1 MiB = 1,048,576 bytes).
+    max_upload_mb: int = 100
+
+
+@dataclass(frozen=True)
 class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
@@ -92,6 +101,7 @@ class Settings:
     retry: RetrySettings = field(default_factory=RetrySettings)
     input: InputSettings = field(default_factory=InputSettings)
     state: StateSettings = field(default_factory=StateSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
 
 
 def _section_types() -> dict[str, type[Any]]:
@@ -196,6 +206,7 @@ def _check(settings: Settings) -> None:
     )
     need(settings.input.max_tag_length >= 1, "input.max_tag_length", "must be at least 1")
     need(settings.state.keep_days >= 0, "state.keep_days", "must be at least 0")
+    need(settings.serve.max_upload_mb >= 1, "serve.max_upload_mb", "must be at least 1")
     need(
         settings.api.version in ("2021-07-28", "v3"), "api.version", 'must be "2021-07-28" or "v3"'
     )

@@ -1,0 +1,430 @@
+"""The one page, rendered on the server: plain HTML, every value escaped, no inline script.
+
+The page works without JavaScript (forms post, the server answers with the page); `app.js` adds
+drag and drop and live progress. Content-Security-Policy allows only this server's own files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any
+
+from batcher import __version__
+from batcher.ledger import RunInfo
+from batcher.models import Status
+from batcher.web.runs import ActiveRun, Operation, PlanView, RunRecord
+from batcher.web.uploads import ALLOWED_SUFFIXES, Columns, Upload
+
+__all__ = ["PageState", "render"]
+
+_STATUS_NAMES = {
+    Status.PENDING: "to send",
+    Status.SUCCESS: "success (already settled)",
+    Status.ERROR: "error (already settled)",
+    Status.FAILED: "failed (sent again)",
+}
+
+
+@dataclass
+class PageState:
+    """Everything one rendering of the page shows."""
+
+    csrf: str
+    target: str
+    state_dir: str
+    max_upload_mb: int
+    sandbox: bool
+    error: str = ""
+    notice: str = ""
+    upload: Upload | None = None
+    columns: Columns | None = None
+    operation: Operation = field(default_factory=Operation)
+    plan: PlanView | None = None
+    current: ActiveRun | None = None
+    runs: Sequence[RunInfo] = ()
+    records: Sequence[RunRecord] = ()
+    undo_available: bool = False
+
+
+def e(value: object) -> str:
+    return escape(str(value), quote=True)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+
+
+def _when(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _csrf(state: PageState) -> str:
+    return f'<input type="hidden" name="csrf" value="{e(state.csrf)}">'
+
+
+def _operation_fields(state: PageState) -> str:
+    """The chosen operation as hidden fields: the Start form sends what the plan showed."""
+    op = state.operation
+    upload_id = state.upload.id if state.upload is not None else ""
+    fields = {"upload": upload_id, **{k: getattr(op, k) for k in Operation.__dataclass_fields__}}
+    return "".join(
+        f'<input type="hidden" name="{e(name)}" value="{e(value)}">'
+        for name, value in fields.items()
+    )
+
+
+def _messages(state: PageState) -> str:
+    out = []
+    if state.error:
+        out.append(f'<p class="error" role="alert" id="error">{e(state.error)}</p>')
+    if state.notice:
+        out.append(f'<p class="notice" role="status" id="notice">{e(state.notice)}</p>')
+    return "".join(out)
+
+
+def _upload_section(state: PageState) -> str:
+    accept = ",".join(sorted({"." + suffix.rsplit(".", 1)[-1] for suffix in ALLOWED_SUFFIXES}))
+    return f"""
+<section aria-labelledby="h-upload">
+  <h2 id="h-upload">1. The file</h2>
+  <form id="upload-form" method="post" action="/upload" enctype="multipart/form-data">
+    {_csrf(state)}
+    <div class="drop" id="drop">
+      <label for="file">Drop a CSV or Excel file here, or choose one</label>
+      <input type="file" id="file" name="file" accept="{e(accept)}" required
+             aria-describedby="file-help">
+      <p id="file-help" class="help">.csv, .tsv, .txt, .csv.gz, .xlsx or .xlsm, at most
+        {state.max_upload_mb:,} MiB. It is kept in the state directory, readable by you only.</p>
+    </div>
+    <button type="submit" id="upload-button">Upload</button>
+  </form>
+</section>"""
+
+
+def _operation_section(state: PageState) -> str:
+    upload, columns, op = state.upload, state.columns, state.operation
+    if upload is None or columns is None:
+        return ""
+
+    def col(name: str | None, none: str) -> str:
+        return f"<code>{e(name)}</code>" if name else f'<span class="muted">{e(none)}</span>'
+
+    tags_note = (
+        "the file is a HighLevel contact export: its Tags column holds the contacts' current "
+        "tags and is only copied to the report"
+        if columns.export
+        else "none"
+    )
+    found = f"""
+    <table class="facts" aria-label="Columns found in the file">
+      <tr><th scope="row">contact id</th><td>{col(columns.id, "none")}</td></tr>
+      <tr><th scope="row">tags</th><td>{col(columns.tags, tags_note)}</td></tr>
+      <tr><th scope="row">action</th><td>{col(columns.action, "none")}</td></tr>
+      <tr><th scope="row">location</th><td>{
+        col(columns.location, "none (the location below, or the configured one)")
+    }</td></tr>
+      <tr><th scope="row">all columns</th><td>{
+        ", ".join(f"<code>{e(c)}</code>" for c in columns.all)
+    }</td></tr>
+    </table>"""
+
+    # "The file's action column" is the default only for a file that has one.
+    chosen = op.action if op.action != "file" or columns.action else "add"
+
+    def radio(value: str, label: str, disabled: bool = False) -> str:
+        checked = " checked" if chosen == value else ""
+        off = " disabled" if disabled else ""
+        return (
+            f'<label class="choice"><input type="radio" name="action" value="{value}"'
+            f"{checked}{off}> {e(label)}</label>"
+        )
+
+    file_action = (
+        f"the file's {columns.action} column" if columns.action else "the file's action column"
+    )
+    excel = upload.name.lower().endswith((".xlsx", ".xlsm"))
+    sheet = (
+        f"""<div class="field"><label for="sheet">Sheet</label>
+        <input id="sheet" name="sheet" value="{e(op.sheet)}" placeholder="the first sheet"></div>"""
+        if excel
+        else f'<input type="hidden" name="sheet" value="{e(op.sheet)}">'
+    )
+    options = "".join(
+        f'<option value="{e(c)}"{" selected" if c == (op.id_column or columns.id) else ""}>'
+        f"{e(c)}</option>"
+        for c in columns.all
+    )
+    tags_placeholder = (
+        f"empty: the file's {columns.tags} column" if columns.tags else "e.g. vip, newsletter"
+    )
+    return f"""
+<section aria-labelledby="h-operation">
+  <h2 id="h-operation">2. The operation</h2>
+  <p>File <strong id="upload-name">{e(upload.name)}</strong> ({upload.size:,} bytes,
+     uploaded {e(_when(upload.uploaded))}).</p>
+  {found}
+  <form id="plan-form" method="post" action="/plan">
+    {_csrf(state)}
+    <input type="hidden" name="upload" value="{e(upload.id)}">
+    <fieldset>
+      <legend>Action for every row</legend>
+      {radio("file", f"Use {file_action}", disabled=columns.action is None)}
+      {radio("add", "Add tags")}
+      {radio("remove", "Remove tags")}
+      {radio("remove-all", "Remove all tags")}
+    </fieldset>
+    <div class="field"><label for="tags">Tags (comma-separated)</label>
+      <input id="tags" name="tags" value="{e(op.tags)}" placeholder="{e(tags_placeholder)}"></div>
+    <div class="field"><label for="location_id">Location id</label>
+      <input id="location_id" name="location_id" value="{e(op.location_id)}"
+             placeholder="{
+        e(
+            "empty: the file's " + columns.location + " column"
+            if columns.location
+            else "empty: the configured location"
+        )
+    }"></div>
+    <div class="field"><label for="id_column">Contact id column</label>
+      <select id="id_column" name="id_column">{options}</select></div>
+    {sheet}
+    <button type="submit" id="plan-button">See the plan</button>
+    <p class="help">The plan reads the whole file and sends nothing.</p>
+  </form>
+</section>"""
+
+
+def _plan_section(state: PageState) -> str:
+    plan = state.plan
+    if plan is None:
+        return ""
+    result = plan.result
+    rows = sum(result.counts.values())
+    lines = "".join(
+        f'<tr><th scope="row">{e(_STATUS_NAMES.get(status, status.value))}</th>'
+        f'<td class="num" data-status="{e(status.value)}">{result.counts[status]:,}</td></tr>'
+        for status in Status
+        if result.counts[status]
+    )
+    per_location = "".join(
+        f"<tr><td><code>{e(location)}</code></td><td class='num'>{requests:,}</td></tr>"
+        for location, requests in result.per_location[:10]
+    )
+    more = len(result.per_location) - 10
+    invalid = ""
+    if plan.invalid:
+        body = "".join(
+            f"<tr><td class='num'>{row.row:,}</td><td class='num'>{row.line:,}</td>"
+            f"<td><code>{e(row.contact_id)}</code></td><td>{e(row.message)}</td></tr>"
+            for row in plan.invalid
+        )
+        invalid = f"""
+  <h3>The first invalid rows (never sent)</h3>
+  <table id="invalid-rows">
+    <caption>Each row's reason; the report lists them all.</caption>
+    <thead><tr><th scope="col">row</th><th scope="col">line</th>
+      <th scope="col">contact id</th><th scope="col">why</th></tr></thead>
+    <tbody>{body}</tbody>
+  </table>"""
+    resumed = (
+        '<p class="notice">An unfinished run of this file and operation exists: rows it '
+        "settled are not sent again.</p>"
+        if result.resumed
+        else ""
+    )
+    can_start = plan.to_send > 0 and not (state.current is not None and not state.current.done)
+    start = f"""
+  <form id="run-form" method="post" action="/run">
+    {_csrf(state)}{_operation_fields(state)}
+    <button type="submit" id="run-button" class="primary"{"" if can_start else " disabled"}>
+      Start: send {plan.to_send:,} rows to {e(result.target)}</button>
+  </form>"""
+    return f"""
+<section aria-labelledby="h-plan" id="plan">
+  <h2 id="h-plan">3. The plan</h2>
+  <p id="plan-summary">{rows:,} rows: {e(result.operation)}.</p>
+  {resumed}
+  <table id="plan-counts" aria-label="Rows by status">{lines}</table>
+  <p id="plan-requests">{result.plan.requests:,} requests over {result.locations:,}
+    location{"s" if result.locations != 1 else ""}; at least
+    {e(_duration(result.least_seconds))} at the rate limit.</p>
+  {
+        f'<table aria-label="Requests per location"><thead><tr><th scope="col">location</th>'
+        f'<th scope="col">requests</th></tr></thead><tbody>{per_location}</tbody></table>'
+        if per_location
+        else ""
+    }
+  {f"<p>... and {more:,} more locations</p>" if more > 0 else ""}
+  {invalid}
+  {start}
+</section>"""
+
+
+def _progress_section(state: PageState) -> str:
+    current = state.current
+    if current is None:
+        return ""
+    snap = current.snapshot()
+    record = current.record
+    counts = "".join(
+        f'<tr><th scope="row">{e(name)}</th><td class="num" data-status="{e(name)}">'
+        f"{count:,}</td></tr>"
+        for name, count in snap["counts"].items()
+        if count
+    )
+    downloads = ""
+    if current.done and record.report_csv:
+        downloads = (
+            f'<a id="report-csv" href="/runs/{e(record.id)}/report.csv" download>'
+            "Download the report (CSV)</a>"
+        )
+        if record.report_xlsx:
+            downloads += (
+                f' · <a id="report-xlsx" href="/runs/{e(record.id)}/report.xlsx" download>XLSX</a>'
+            )
+        elif record.xlsx_note:
+            downloads += f' <span class="muted">(no XLSX: {e(record.xlsx_note)})</span>'
+    stop = (
+        f"""<form method="post" action="/stop" id="stop-form">{_csrf(state)}
+      <button type="submit" id="stop-button"{" disabled" if current.stop.requested else ""}>
+        Stop (requests in flight finish; the rest stays pending)</button></form>"""
+        if not current.done
+        else ""
+    )
+    return f"""
+<section aria-labelledby="h-progress" id="progress" data-run="{e(record.id)}"
+         data-state="{e(snap["state"])}"
+         data-next="/?upload={e(record.upload_id)}&amp;run={e(record.id)}#progress">
+  <h2 id="h-progress">The run</h2>
+  <p>{e(record.input_name)}: <span id="run-operation">{e(record.operation or "starting")}</span></p>
+  <progress id="bar" aria-label="Requests done" max="{max(snap["requests_planned"], 1)}"
+            value="{snap["requests_done"]}"></progress>
+  <p id="progress-text" aria-live="polite">{e(_progress_text(snap))}</p>
+  <p id="run-message" role="status">{e(snap["message"])}</p>
+  <table id="run-counts" aria-label="Rows by status">{counts}</table>
+  {stop}
+  <p id="downloads">{downloads}</p>
+</section>"""
+
+
+def _progress_text(snap: dict[str, Any]) -> str:
+    """The same words app.js writes, so that the page reads the same before and after JS."""
+    text = (
+        f"{snap['state']}: {snap['requests_done']:,} of {snap['requests_planned']:,} requests, "
+        f"about {snap['rows_done']:,} of {snap['rows_to_send']:,} rows, "
+        f"{snap['rows_per_s']:,} rows/s, {snap['elapsed_s']:,} s"
+    )
+    if snap["eta_s"] is not None:
+        text += f", about {_duration(snap['eta_s'])} left"
+    return text
+
+
+def _reports_by_run(runs: Sequence[RunInfo], records: Sequence[RunRecord]) -> dict[str, RunRecord]:
+    """The newest page run (with a report) of each run in the state directory.
+
+    A page run belongs to the newest run of the same input and operation created before it
+    started (a second's slack: the ledger is created just after the page starts the run); a page
+    run that continued an unfinished run belongs to that one.
+    """
+    found: dict[str, RunRecord] = {}
+    for record in sorted(records, key=lambda r: r.started):
+        if not record.report_csv or record.finished is None:
+            continue
+        started = dt.datetime.fromtimestamp(record.started + 2, dt.UTC)
+        owner = None
+        for info in runs:
+            if (info.input, info.operation) != (record.input_path, record.operation):
+                continue
+            with contextlib.suppress(ValueError):
+                created = dt.datetime.strptime(info.created, "%Y-%m-%dT%H:%M:%SZ")
+                if created.replace(tzinfo=dt.UTC) <= started:
+                    owner = info
+        if owner is not None:
+            found[str(owner.path)] = record
+    return found
+
+
+def _runs_section(state: PageState) -> str:
+    reports = _reports_by_run(state.runs, state.records)
+    rows = []
+    for info in reversed(state.runs):
+        counts = ", ".join(f"{n:,} {name}" for name, n in info.counts.items() if n) or "—"
+        record = reports.get(str(info.path))
+        report = (
+            f'<a href="/runs/{e(record.id)}/report.csv" download>CSV</a>'
+            if record is not None
+            else '<span class="muted" title="not started from this page">—</span>'
+        )
+        # UNDO: the place for undo of a finished run (Step 6's `batcher undo REPORT`, built
+        # elsewhere). The button stays disabled until the library has undo; then it posts the
+        # run's report to an /undo route that shows the undo's plan first.
+        undo = (
+            '<button type="button" class="undo" disabled aria-disabled="true" '
+            'title="Undo is not available yet (it arrives with batcher undo)">Undo</button>'
+        )
+        name = info.input.rsplit("/", 1)[-1]
+        rows.append(
+            f"<tr><td class='when'>{e(info.created.replace('T', ' '))}</td>"
+            f"<td title='{e(info.input)}'>{e(name)}</td>"
+            f"<td>{e(info.operation)}</td><td>{e(info.target)}</td>"
+            f"<td class='state-{e(info.state)}'>{e(info.state)}</td><td>{e(counts)}</td>"
+            f"<td>{report}</td><td>{undo}</td></tr>"
+        )
+    body = "".join(rows) or '<tr><td colspan="8" class="muted">No runs yet.</td></tr>'
+    return f"""
+<section aria-labelledby="h-runs">
+  <h2 id="h-runs">Runs in the state directory</h2>
+  <table id="runs">
+    <thead><tr><th scope="col">started</th><th scope="col">input</th>
+      <th scope="col">operation</th><th scope="col">target</th><th scope="col">state</th>
+      <th scope="col">rows</th><th scope="col">report</th><th scope="col">undo</th></tr></thead>
+    <tbody>{body}</tbody>
+  </table>
+</section>"""
+
+
+def render(state: PageState) -> str:
+    """The whole page."""
+    badge = '<span class="badge">sandbox</span>' if state.sandbox else ""
+    sections: Iterable[str] = (
+        _messages(state),
+        _upload_section(state),
+        _operation_section(state),
+        _plan_section(state),
+        _progress_section(state),
+        _runs_section(state),
+    )
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="csrf-token" content="{e(state.csrf)}">
+<title>batcher — contact tags</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="/static/app.css">
+<script src="/static/app.js" defer></script>
+</head>
+<body>
+<header>
+  <h1>batcher <small>contact tags, in bulk</small> {badge}</h1>
+  <p class="muted">Sends to <strong id="target">{e(state.target)}</strong> · state directory
+    <code>{e(state.state_dir)}</code> · version {e(__version__)}</p>
+</header>
+<main>
+{"".join(sections)}
+</main>
+</body>
+</html>
+"""
+
+
+def progress_json(snapshot: dict[str, Any]) -> str:
+    return json.dumps({**snapshot, "text": _progress_text(snapshot)})

@@ -1,0 +1,435 @@
+"""The page's side of a run: the plan, one run at a time in a worker thread, its progress.
+
+A run (and a plan) is `batcher.runner.execute`, exactly as the CLI calls it, in a thread of its
+own with its own event loop: loading a file, SQLite and writing the report block, and the page
+must keep answering (progress, stop) meanwhile. `Stop.request` is thread-safe, and progress
+crosses threads as plain numbers read under the GIL.
+
+What this module adds to the library, as thin adapters (see the module-level notes):
+- the first invalid rows of a plan, read from the loader (`first_invalid_rows`);
+- the report again as XLSX after a CSV run, rendered from the run's state file
+  (`render_xlsx`);
+- a record of each run started from the page (`web/<run id>/run.json`), so that its report
+  can be downloaded after a restart of the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batcher.config import Settings
+from batcher.crash import write_crash_file
+from batcher.errors import BatcherError
+from batcher.files import open_private, private_dir
+from batcher.jobs import Job, build_job
+from batcher.ledger import Ledger, StateLock
+from batcher.loading import open_input
+from batcher.models import Row, Status
+from batcher.report import check_report_path, write_rows
+from batcher.runner import Preview, RunResult, execute, run_key
+from batcher.secrets import Scrubber
+from batcher.stopping import Stop
+
+__all__ = [
+    "ActiveRun",
+    "Operation",
+    "PlanView",
+    "RunRecord",
+    "Runs",
+    "first_invalid_rows",
+    "render_xlsx",
+]
+
+# How many invalid rows the plan lists (their reasons; the report has them all).
+INVALID_SHOWN = 20
+STATUS_ORDER = tuple(Status)
+_RUN_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """The operation as the page's form gives it.
+
+    `action`: "file" (the file's action column), "add", "remove" or "remove-all"; `tags` empty
+    means the file's tags column; the other fields empty mean "not given".
+    """
+
+    action: str = "file"
+    tags: str = ""
+    location_id: str = ""
+    id_column: str = ""
+    sheet: str = ""
+
+    def job(
+        self,
+        settings: Settings,
+        input_path: Path,
+        *,
+        config_file: Path | None,
+        sandbox: bool,
+        report_path: Path | None = None,
+    ) -> Job:
+        """The Job `batcher run` would build from the same choices (`batcher.jobs.build_job`)."""
+        remove_all = self.action == "remove-all"
+        return build_job(
+            settings,
+            input_path,
+            config_file=config_file,
+            action=self.action if self.action in ("add", "remove") else None,
+            tags=None if remove_all or not self.tags.strip() else self.tags,
+            remove_all_tags=remove_all,
+            location_id=self.location_id.strip() or None,
+            id_column=self.id_column.strip() or None,
+            sheet=self.sheet.strip() or None,
+            report_path=report_path,
+            sandbox=sandbox,
+        )
+
+
+@dataclass
+class PlanView:
+    """A plan as the page shows it: the library's dry run, and the first invalid rows."""
+
+    result: RunResult
+    invalid: list[Row]
+
+    @property
+    def to_send(self) -> int:
+        return self.result.counts[Status.PENDING]
+
+
+def first_invalid_rows(job: Job, limit: int = INVALID_SHOWN) -> list[Row]:
+    """The first `limit` rows that the loader marks invalid, with why (reads until found).
+
+    Adapter: a dry run keeps no report, and RunResult carries counts only; the library could
+    give a plan's first rows of each status from its ledger (duplicates included, which only
+    the ledger knows). Until then the loader's verdict is read again here.
+    """
+    found: list[Row] = []
+    for chunk in open_input(job.input_path, job.input).chunks():
+        found.extend(row for row in chunk if row.status is Status.INVALID)
+        if len(found) >= limit:
+            break
+    return found[:limit]
+
+
+def plan(settings: Settings, job: Job) -> PlanView:
+    """The dry run, in the calling thread (the page calls this in a worker thread)."""
+    result = asyncio.run(execute(settings, job, dry_run=True))
+    return PlanView(result, first_invalid_rows(job) if result.counts[Status.INVALID] else [])
+
+
+def render_xlsx(settings: Settings, job: Job, result: RunResult, target: Path) -> None:
+    """The finished run's report again, as XLSX, from its state file (read-only).
+
+    Adapter: the library writes one report per run; a second format needs the ledger, opened
+    here read-only through its constructor. The library could offer `render_report(state_file,
+    path)` (and `batcher report STATE --format xlsx`) instead. Pending rows get the run's stop
+    message (the daily quota's per-location messages are not repeated here).
+    """
+    table = open_input(job.input_path, job.input)
+    where = "sandbox" if job.sandbox is not None else settings.api.base_url.rstrip("/")
+    state_file = Path(settings.state.dir) / f"run-{run_key(table, job, where)}.sqlite"
+    db = sqlite3.connect(f"{state_file.resolve().as_uri()}?mode=ro", uri=True)
+    ledger = Ledger(db, state_file, StateLock(state_file.parent), resumed=True)
+    try:
+        check_report_path(target, rows=ledger.row_count(), columns=len(ledger.columns))
+        reason = str(result.stopped) if result.stopped is not None else "the run ended early"
+        pending = f"not sent: {reason}; run the same command again to send it"
+        write_rows(target, ledger.columns, lambda inert: ledger.report_rows(pending, {}, inert))
+    finally:
+        db.close()
+
+
+@dataclass
+class RunRecord:
+    """What the page keeps of a run it started (`state.dir/web/<id>/run.json`)."""
+
+    id: str
+    input_name: str
+    input_path: str
+    operation: str
+    started: float
+    finished: float | None = None
+    exit_code: int | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    message: str = ""
+    report_csv: str = ""
+    report_xlsx: str = ""
+    xlsx_note: str = ""
+    upload_id: str = ""
+    # The operation as chosen on the page (Operation's fields), to show it again.
+    choices: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ActiveRun:
+    """A run going on in its worker thread, and what the page shows of it."""
+
+    record: RunRecord
+    folder: Path
+    stop: Stop = field(default_factory=Stop)
+    requests_planned: int = 0
+    requests_done: int = 0
+    rows_to_send: int = 0
+    sending_since: float | None = None
+    thread: threading.Thread | None = None
+    result: RunResult | None = None
+    error: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.record.finished is not None
+
+    def snapshot(self) -> dict[str, Any]:
+        """The progress numbers for the page (server-sent events and /progress)."""
+        now = time.time()
+        planned, done = self.requests_planned, self.requests_done
+        fraction = done / planned if planned else (1.0 if self.done else 0.0)
+        rows_done = round(self.rows_to_send * fraction)
+        rate = 0.0
+        eta: float | None = None
+        if self.sending_since is not None:
+            end = self.record.finished or now
+            sending = max(end - self.sending_since, 1e-6)
+            rate = rows_done / sending
+            if done and not self.done:
+                eta = (planned - done) * sending / done
+        if self.done:
+            state = "finished" if self.record.exit_code in (0, 1) else "stopped"
+            if self.error:
+                state = "error"
+        else:
+            state = "stopping" if self.stop.requested else "running"
+        return {
+            "id": self.record.id,
+            "state": state,
+            "input": self.record.input_name,
+            "operation": self.record.operation,
+            "requests_done": done,
+            "requests_planned": planned,
+            "rows_to_send": self.rows_to_send,
+            "rows_done": rows_done,
+            "rows_per_s": round(rate, 1),
+            "eta_s": None if eta is None else round(eta, 1),
+            "elapsed_s": round((self.record.finished or now) - self.record.started, 1),
+            "counts": dict(self.record.counts),
+            "message": self.record.message,
+            "exit_code": self.record.exit_code,
+        }
+
+
+class Runs:
+    """The runs started from the page: at most one going at a time (the state lock says so
+    for every other batcher process too), and the records of those that ended."""
+
+    def __init__(self, settings: Settings, scrubber: Scrubber) -> None:
+        self.settings = settings
+        self.scrubber = scrubber
+        self.root = Path(settings.state.dir) / "web"
+        self.current: ActiveRun | None = None
+        self._lock = threading.Lock()
+
+    def busy(self) -> bool:
+        return self.current is not None and not self.current.done
+
+    def new_folder(self) -> tuple[str, Path]:
+        private_dir(self.root.parent)
+        private_dir(self.root)
+        run_id = secrets.token_hex(8)
+        folder = self.root / run_id
+        folder.mkdir(mode=0o700)
+        return run_id, folder
+
+    def start(
+        self,
+        make_job: Callable[[Path], Job],
+        input_name: str,
+        upload_id: str = "",
+        choices: dict[str, str] | None = None,
+        on_end: Callable[[ActiveRun], None] | None = None,
+    ) -> ActiveRun:
+        """Start the job in a worker thread; its report goes to the run's own folder.
+
+        The job is built here (UsageError before anything starts); the state lock is taken by
+        `execute` in the thread, and a StateLockedError there ends the run with its message.
+        """
+        with self._lock:
+            if self.busy():
+                raise BatcherError(
+                    f"{self.settings.state.dir}: a run started from this page is still going; "
+                    "wait for it to finish or stop it"
+                )
+            run_id, folder = self.new_folder()
+            stem = Path(input_name).name
+            for suffix in (".gz", ".csv", ".tsv", ".txt", ".xlsx", ".xlsm"):
+                stem = stem.removesuffix(suffix)
+            report = folder / f"{stem}-report.csv"
+            try:
+                job = make_job(report)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            record = RunRecord(
+                id=run_id,
+                input_name=input_name,
+                input_path=str(job.input_path.resolve()),
+                operation="",
+                started=time.time(),
+                report_csv=report.name,
+                upload_id=upload_id,
+                choices=dict(choices or {}),
+            )
+            active = ActiveRun(record, folder)
+            self.current = active
+            self._save(active)
+            thread = threading.Thread(
+                target=self._work, args=(active, job, on_end), name=f"batcher-run-{run_id}"
+            )
+            active.thread = thread
+            thread.start()
+            return active
+
+    def _work(
+        self, active: ActiveRun, job: Job, on_end: Callable[[ActiveRun], None] | None
+    ) -> None:
+        record = active.record
+
+        def progress(done: int, planned: int) -> None:
+            active.requests_done, active.requests_planned = done, planned
+
+        def confirm(preview: Preview) -> bool:
+            # Not a question here (the user pressed Start after seeing the plan): the numbers
+            # the run is about to send, for the progress display.
+            active.rows_to_send = preview.rows
+            active.requests_planned = preview.requests
+            record.operation = preview.operation
+            active.sending_since = time.time()
+            return True
+
+        try:
+            result = asyncio.run(
+                execute(
+                    self.settings,
+                    job,
+                    on_progress=progress,
+                    confirm=confirm,
+                    stop=active.stop,
+                )
+            )
+            active.result = result
+            record.operation = result.operation
+            record.counts = {status.value: result.counts[status] for status in STATUS_ORDER}
+            record.exit_code = result.exit_code
+            record.message = self._summary(result)
+            if job.report_path is not None and job.report_path.is_file():
+                self._second_render(active, job, result)
+            else:
+                record.report_csv = ""
+        except BatcherError as exc:
+            active.error = record.message = self.scrubber.scrub(str(exc))
+            record.exit_code = exc.exit_code
+            if job.report_path is None or not job.report_path.is_file():
+                record.report_csv = ""
+        except Exception as exc:  # one line on the page; the details in a crash file
+            crash = write_crash_file(Path(self.settings.state.dir), exc, self.scrubber)
+            where = f"details in {crash}" if crash is not None else "no crash file could be written"
+            active.error = record.message = self.scrubber.scrub(
+                f"internal error ({type(exc).__name__}: {exc}); {where}; what was saved is kept: "
+                "start the same run again to resume, and please report this"
+            )
+            record.exit_code = 3
+            record.report_csv = ""
+        finally:
+            record.finished = time.time()
+            with contextlib.suppress(OSError):
+                self._save(active)
+            if on_end is not None:
+                on_end(active)
+
+    def _second_render(self, active: ActiveRun, job: Job, result: RunResult) -> None:
+        assert job.report_path is not None
+        target = job.report_path.with_suffix(".xlsx")
+        try:
+            render_xlsx(self.settings, job, result, target)
+            active.record.report_xlsx = target.name
+        except BatcherError as exc:
+            active.record.xlsx_note = self.scrubber.scrub(str(exc))
+        except (OSError, sqlite3.Error, ValueError, TypeError) as exc:
+            active.record.xlsx_note = self.scrubber.scrub(
+                f"the XLSX copy could not be written ({type(exc).__name__}); the CSV is complete"
+            )
+
+    def _summary(self, result: RunResult) -> str:
+        if result.stopped is not None:
+            return self.scrubber.scrub(
+                f"stopped: {result.stopped}; start the same run again to resume"
+            )
+        if result.counts[Status.FAILED]:
+            return "some rows failed: start the same run again to retry them"
+        if result.counts[Status.PENDING]:
+            return "some rows are pending: start the same run again to send them"
+        return f"finished in {result.seconds:.1f} s"
+
+    def _save(self, active: ActiveRun) -> None:
+        target = active.folder / "run.json"
+        tmp = active.folder / "run.json.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        with open(fd, "w", encoding="utf-8") as out:
+            json.dump(asdict(active.record), out)
+        tmp.replace(target)
+
+    def records(self) -> list[RunRecord]:
+        """The runs started from the page, newest first (from their run.json)."""
+        found = []
+        if self.root.is_dir():
+            for path in self.root.glob("*/run.json"):
+                with contextlib.suppress(OSError, ValueError, TypeError):
+                    found.append(RunRecord(**json.loads(path.read_text(encoding="utf-8"))))
+        current = self.current
+        if current is not None:
+            found = [r for r in found if r.id != current.record.id] + [current.record]
+        found.sort(key=lambda r: r.started, reverse=True)
+        return found
+
+    def report_file(self, run_id: str, kind: str) -> Path | None:
+        """The report of a page run, if it exists: `kind` is "csv" or "xlsx"."""
+        if not _RUN_ID.match(run_id):
+            return None
+        folder = self.root / run_id
+        try:
+            record = RunRecord(**json.loads((folder / "run.json").read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None
+        name = record.report_csv if kind == "csv" else record.report_xlsx
+        if not name or "/" in name:
+            return None
+        path = folder / name
+        return path if path.is_file() else None
+
+    def stop_current(self, reason: str) -> bool:
+        current = self.current
+        if current is None or current.done:
+            return False
+        current.stop.request(reason)
+        return True
+
+    def join(self, timeout: float | None = None) -> None:
+        current = self.current
+        if current is not None and current.thread is not None:
+            current.thread.join(timeout)

@@ -1,0 +1,219 @@
+"""The page in a real headless browser: Chromium from the OS packages, driven by Selenium.
+
+Nothing is downloaded: Selenium is given the OS's `chromium` and `chromedriver` (apt packages
+`chromium` and `chromium-driver`; `.ci/run` installs them). Without them the test is skipped, so
+a developer without a browser can still run the suite.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.web.helpers import SAMPLES
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SCREENSHOT_COPY = ROOT / "benchmarks" / "out" / "web-after-run.png"
+
+if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+    pytest.skip(
+        f"the browser test needs {CHROMIUM} and {CHROMEDRIVER} "
+        "(apt-get install chromium chromium-driver)",
+        allow_module_level=True,
+    )
+webdriver = pytest.importorskip(
+    "selenium.webdriver", reason="the browser test needs selenium (pip install -e '.[test]')"
+)
+from selenium.common.exceptions import (  # noqa: E402  (after the skip checks)
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    """`batcher serve --sandbox` in a fresh working directory, on a free port; its URL.
+
+    60 requests paced at 20 per second: a few seconds of live progress to watch.
+    """
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "BATCHER_BATCH_SIZE": "50",
+        "BATCHER_LIMITS_REQUESTS_PER_INTERVAL": "20",
+        "BATCHER_LIMITS_INTERVAL_MS": "1000",
+    }
+    env.pop("BATCHER_TOKEN", None)
+    log = tmp_path / "serve.log"
+    with (
+        log.open("w", encoding="utf-8") as stderr,
+        subprocess.Popen(
+            [sys.executable, "-m", "batcher", "serve", "--sandbox", "--port", "0"],
+            cwd=work,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        ) as child,
+    ):
+        try:
+            assert child.stdout is not None
+            url = child.stdout.readline().strip()
+            assert url.startswith("http://127.0.0.1:"), log.read_text(encoding="utf-8")
+            yield url
+        finally:
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    # Stopped like Ctrl-C: one line to say where it was, no traceback.
+    assert "Traceback" not in log.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(flag)
+    options.add_experimental_option(
+        "prefs",
+        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
+    )
+    service = webdriver.ChromeService(executable_path=str(CHROMEDRIVER))
+    driver = webdriver.Chrome(options=options, service=service)
+    driver.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
+    driver.downloads = downloads
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait(driver: Any, until: Callable[[Any], Any], seconds: float = 60) -> Any:
+    """Until `until` holds; an element that vanished because the page moved on is looked up
+    again (the page goes to the finished run by itself)."""
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, seconds, poll_frequency=0.1, ignored_exceptions=ignored).until(
+        until
+    )
+
+
+def test_upload_plan_run_watch_and_download_in_a_real_browser(
+    server: str, browser: Any, tmp_path: Path
+) -> None:
+    source = SAMPLES / "contacts.csv"
+    browser.get(server)
+    assert browser.title.startswith("batcher")
+    # Every control has a label (the page's accessibility floor).
+    for control in browser.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), select"):
+        labelled = browser.find_elements(
+            By.CSS_SELECTOR, f"label[for='{control.get_attribute('id')}']"
+        )
+        assert labelled or control.find_elements(By.XPATH, "ancestor::label"), control
+
+    browser.find_element(By.ID, "file").send_keys(str(source))
+    browser.find_element(By.ID, "upload-button").click()
+    wait(browser, lambda d: d.find_element(By.ID, "upload-name").text == "contacts.csv")
+
+    browser.find_element(By.CSS_SELECTOR, "input[name=action][value=add]").click()
+    browser.find_element(By.ID, "tags").send_keys("vip,newsletter")
+    browser.find_element(By.ID, "plan-button").click()
+    summary = wait(browser, lambda d: d.find_element(By.ID, "plan-summary")).text
+    assert "rows: add" in summary
+    assert "60 requests" in browser.find_element(By.ID, "plan-requests").text
+    assert browser.find_elements(By.CSS_SELECTOR, "#invalid-rows tbody tr")
+
+    browser.find_element(By.ID, "run-button").click()
+    first_state = wait(
+        browser, lambda d: d.find_element(By.ID, "progress").get_attribute("data-state")
+    )
+    seen: set[str] = set()
+
+    def finished(driver: Any) -> bool:
+        text = driver.find_element(By.ID, "progress-text").text
+        seen.add(text)
+        # The server's page of the finished run (the live page also says "finished" for a
+        # moment, before it moves on): the one with the report's link.
+        state = driver.find_element(By.ID, "progress").get_attribute("data-state")
+        return state == "finished" and bool(driver.find_elements(By.ID, "report-csv"))
+
+    wait(browser, finished)
+    bar = browser.find_element(By.ID, "bar")
+    assert bar.get_attribute("value") == bar.get_attribute("max") == "60"
+    assert browser.find_element(By.ID, "progress-text").text.startswith(
+        "finished: 60 of 60 requests"
+    )
+    # At 20 requests a second the run takes 3 s: the page opened on it running, the live
+    # numbers came through the event stream, which then led to the finished page.
+    assert first_state == "running"
+    assert any(text.startswith("running:") for text in seen), seen
+    assert "run=" in browser.current_url
+    counts = {
+        cell.get_attribute("data-status"): int(cell.text.replace(",", ""))
+        for cell in browser.find_elements(By.CSS_SELECTOR, "#run-counts td")
+    }
+    assert counts["success"] > 0
+
+    # The page after the run, as a person sees it: the whole page, top to bottom.
+    browser.execute_script("window.scrollTo(0, 0)")
+    size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    picture = browser.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+        },
+    )
+    shot = tmp_path / "after-run.png"
+    shot.write_bytes(base64.b64decode(picture["data"]))
+    SCREENSHOT_COPY.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, SCREENSHOT_COPY)
+
+    browser.find_element(By.ID, "report-csv").click()
+    deadline = time.monotonic() + 30
+    report = browser.downloads / "contacts-report.csv"
+    while not report.is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert report.is_file(), list(browser.downloads.iterdir())
+    lines = list(csv.DictReader(io.StringIO(report.read_text(encoding="utf-8"))))
+    data = source.read_text(encoding="utf-8-sig").splitlines()[1:]
+    rows = [line for line in csv.reader(data) if any(cell.strip() for cell in line)]
+    assert len(lines) == len(rows)
+    assert [int(line["row"]) for line in lines] == list(range(1, len(rows) + 1))
+    assert sum(line["status"] == "success" for line in lines) == counts["success"]
