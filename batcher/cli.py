@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -20,17 +21,18 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from batcher import __version__
+from batcher import __version__, logs
 from batcher.config import Settings, load_settings
 from batcher.crash import write_crash_file
 from batcher.errors import BatcherError, UsageError
+from batcher.events import Event
 from batcher.jobs import build_job
 from batcher.merging import merge_reports
 from batcher.models import Status
 from batcher.planning import PlanStats
-from batcher.runner import Preview, RunResult, execute
+from batcher.runner import Preview, RunProgress, RunResult, Tick, execute
 from batcher.sandbox import config_from_options, serve
 from batcher.secrets import Scrubber
 from batcher.sending import is_permanent
@@ -42,6 +44,8 @@ from batcher.undo import undo as run_undo
 
 # Locations `plan` lists one by one, busiest first.
 PLAN_LOCATIONS = 10
+# The log format of this process's lines on stderr (`--log-format`; set by `_logging`).
+_log_format = "text"
 
 STATUS_ORDER = (
     Status.SUCCESS,
@@ -64,12 +68,28 @@ def _echo(text: str, *, err: bool = False) -> None:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    _echo(f"batcher: error: {message}", err=True)
+    logs.emit(Event("error", message, {"exit_code": code}, level="error"))
     sys.exit(code)
 
 
 def _notify(message: str) -> None:
-    _echo(f"batcher: {message}", err=True)
+    logs.emit(Event("notice", message))
+
+
+def _warn(message: str, **fields: object) -> None:
+    logs.emit(Event("warning", message, fields, level="warning"))
+
+
+def _err_line(line: str) -> None:
+    _echo(line, err=True)
+
+
+def _logging(log_format: str, settings: Settings | None = None) -> None:
+    """Lines on stderr as `log_format` says (text: `batcher: ...`; json: one object per event),
+    the token of `settings` (else $BATCHER_TOKEN) scrubbed from every one."""
+    global _log_format
+    _log_format = log_format
+    logs.setup(log_format, _err_line, _scrubber(settings))
 
 
 def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -140,6 +160,14 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "index shows how the rows spread over N shards.",
         ),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+        click.option(
+            "--log-format",
+            type=click.Choice(logs.FORMATS, case_sensitive=False),
+            default="text",
+            show_default=True,
+            help="Lines on stderr: text for people, json for one JSON object per event (cron, "
+            "log collectors).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -147,26 +175,42 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextmanager
-def _progress(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar on stderr when it is a terminal; nothing for cron and pipes."""
+def _progress(quiet: bool) -> Iterator[Tick | None]:
+    """Progress on stderr when it is a terminal: rows done of total, rows/s, the time left at
+    the pace so far, 429s and retries. Nothing for cron, pipes, --quiet or JSON logs."""
     console = Console(stderr=True)
-    if quiet or not console.is_terminal:
+    if quiet or _log_format != "text" or not console.is_terminal:
         yield None
         return
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
         MofNCompleteColumn(),
-        TimeRemainingColumn(),
+        TextColumn("{task.fields[pace]}"),
         console=console,
         transient=True,
     ) as bar:
-        task = bar.add_task("requests", total=None)
+        task = bar.add_task("rows", total=None, pace="")
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+        def update(progress: RunProgress) -> None:
+            bar.update(
+                task,
+                completed=progress.rows_done,
+                total=progress.rows_total,
+                pace=_pace(progress),
+            )
 
         yield update
+
+
+def _pace(progress: RunProgress) -> str:
+    """`1,234 rows/s, about 3 min left, 2 429s, 5 retries`: what a person watching wants."""
+    eta = progress.eta_s
+    left = "" if eta is None else f", about {_duration(eta)} left"
+    return (
+        f"{progress.rows_per_s:,.0f} rows/s{left}, {progress.rate_limited:,} 429s, "
+        f"{progress.retries:,} retries"
+    )
 
 
 def _interactive() -> bool:
@@ -236,17 +280,26 @@ def _one_line_errors(settings: Callable[[], Settings | None]) -> Iterator[None]:
 @click.version_option(__version__, prog_name="batcher")
 def main() -> None:
     """Apply tag changes to large contact lists through the bulk contact-tags API."""
+    _logging("text")  # commands with --log-format choose again
 
 
 def _run_job(
-    options: dict[str, Any], *, dry_run: bool, quiet: bool, yes: bool
+    options: dict[str, Any],
+    *,
+    dry_run: bool,
+    quiet: bool,
+    yes: bool,
+    rejects: Path | None = None,
 ) -> tuple[Settings, RunResult]:
     holder: list[Settings] = []
+    log_format = options.pop("log_format", None) or "text"
+    _logging(log_format.lower())
     with _one_line_errors(lambda: holder[0] if holder else None):
         config_file = options.pop("config_file")
         base_url = options.pop("base_url")
         settings = load_settings(config_file, overrides={"api.base_url": base_url}, warn=_notify)
         holder.append(settings)
+        logs.set_scrubber(_scrubber(settings))
         job = build_job(settings, config_file=config_file, **options)
         stop = Stop()
         with signals_stop(stop), _progress(quiet or dry_run) as progress:
@@ -255,11 +308,12 @@ def _run_job(
                     settings,
                     job,
                     dry_run=dry_run,
-                    on_progress=progress,
-                    notify=_notify,
+                    on_tick=progress,
+                    events=logs.emit,
                     # The sandbox changes no real contact: nothing to confirm.
                     confirm=None if dry_run or job.sandbox is not None else _confirm(yes),
                     stop=stop,
+                    rejects=rejects,
                 )
             )
     raise AssertionError("unreachable: _one_line_errors exits")  # pragma: no cover
@@ -302,6 +356,7 @@ def _summary(result: RunResult) -> None:
         ("target", target),
         ("locations", f"{result.locations:,}"),
         ("report", str(result.report_path)),
+        *((("summary", str(result.summary_path)),) if result.summary_path is not None else ()),
     ):
         _echo(f"  {name:<10} {value}")
     for status in STATUS_ORDER:
@@ -323,41 +378,59 @@ def _summary(result: RunResult) -> None:
     for other in result.others[:3]:
         failed = other.counts.get("failed", 0)
         pending = other.counts.get("pending", 0)
-        _echo(
-            f"batcher: warning: an unfinished run of another input is in the state directory: "
+        _warn(
+            f"an unfinished run of another input is in the state directory: "
             f"{other.input} ({other.operation}; {failed:,} failed, {pending:,} pending rows "
             f"when it stopped); run its command again to finish it",
-            err=True,
+            input=str(other.input),
         )
     if result.stopped is not None:
-        _echo(f"batcher: stopped: {_with_advice(str(result.stopped))}", err=True)
+        _advise(f"stopped: {_with_advice(str(result.stopped))}")
     elif result.counts[Status.FAILED]:
         permanent = all(is_permanent(message) for _, message, _ in result.reasons)
-        _echo(
-            "batcher: some rows failed; "
+        _advise(
+            "some rows failed; "
             + (
                 "the API refused them: fix those rows in the input (see the report's message)"
                 if permanent
                 else "run the same command again to retry them"
-            ),
-            err=True,
+            )
         )
     elif result.counts[Status.PENDING]:
-        _echo(
-            "batcher: some rows are pending (they wait for an earlier row of the same contact); "
-            "run the same command again to send them",
-            err=True,
+        _advise(
+            "some rows are pending (they wait for an earlier row of the same contact); "
+            "run the same command again to send them"
         )
+
+
+def _advise(message: str) -> None:
+    """The summary's last word on stderr: what happened and what to do next."""
+    logs.emit(Event("advice", message, level="warning"))
 
 
 @main.command()
 @_job_options
-def plan(quiet: bool, **options: Any) -> None:
-    """Read and check INPUT and show what `run` would send; send nothing."""
+@click.option(
+    "--rejects",
+    "rejects_path",
+    type=click.Path(path_type=Path),
+    help="Write the rows that would not be sent (invalid, duplicate) to this file: .csv, .xlsx "
+    "or .jsonl, with the report's columns.",
+)
+def plan(quiet: bool, rejects_path: Path | None, **options: Any) -> None:
+    """Read and check INPUT and show what `run` would send; send nothing.
+
+    A preflight: rows by status with the first invalid and duplicate rows and why, requests
+    per location, rounds, the least time at the rate limit and the share of the daily quota.
+    """
     options.pop("report_path")
     shards = options.get("shards")
     settings, result = _run_job(
-        {**options, "report_path": None}, dry_run=True, quiet=True, yes=True
+        {**options, "report_path": None},
+        dry_run=True,
+        quiet=True,
+        yes=True,
+        rejects=rejects_path,
     )
     if result.stopped is not None:
         _fail(f"{result.stopped}; nothing was sent (plan sends nothing)", 3)
@@ -371,6 +444,16 @@ def plan(quiet: bool, **options: Any) -> None:
         if result.counts[status]:
             name = "to send" if status is Status.PENDING else status.value
             _echo(f"  {name:<9}  {result.counts[status]:>9,}")
+            examples = result.examples.get(status, [])
+            for example in examples:
+                _echo(
+                    f"    row {example.row:,} (line {example.line:,}) "
+                    f"{json.dumps(example.contact_id, ensure_ascii=False)}: {example.message}"
+                )
+            if examples and result.counts[status] > len(examples):
+                more = result.counts[status] - len(examples)
+                where = "listed in " + str(rejects_path) if rejects_path else "--rejects FILE"
+                _echo(f"    ... and {more:,} more ({where})")
     groups = result.plan.groups
     rounds = f" in {result.rounds} rounds" if result.rounds > 1 else ""
     _echo(
@@ -391,6 +474,9 @@ def plan(quiet: bool, **options: Any) -> None:
         _echo(f"  {location}  {requests:>9,} requests  {share:>7.2%} of the daily quota{warning}")
     if len(result.per_location) > len(shown):
         _echo(f"  ... and {len(result.per_location) - len(shown):,} more locations")
+    if result.rejects_path is not None:
+        rejected = sum(result.counts[status] for status in (Status.INVALID, Status.DUPLICATE))
+        _echo(f"  rejects  {rejected:,} rows not to be sent written to {result.rejects_path}")
     if result.shard is not None:
         _echo(f"  (shard {result.shard}: only the rows of its locations)")
     if result.shard is None and shards is not None:
@@ -607,9 +693,9 @@ def undo(
                     config_file=config_file,
                     fresh=fresh,
                     dry_run=dry_run,
-                    on_progress=progress,
+                    on_tick=progress,
                     notify=_notify,
-                    confirm=None if dry_run else _confirm(yes),
+                    confirm=None if dry_run or sandbox else _confirm(yes),
                     stop=stop,
                 )
             )

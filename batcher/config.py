@@ -85,6 +85,15 @@ class StateSettings:
 
 
 @dataclass(frozen=True)
+class RunSettings:
+    # The canary and the error-rate breaker (SPEC "Exit status", 3): a run stops when more than
+    # this share of the contacts of a location's first request, or of the last `error_window`
+    # answered requests, come back `error` (a wrong location or a wrong file). 1 turns both off.
+    max_error_rate: float = 0.5
+    error_window: int = 20
+
+
+@dataclass(frozen=True)
 class ServeSettings:
     # The environment variable holding the page's password; `batcher serve` refuses to bind
     # anything but loopback without one (the page can send to the API with the server's token).
@@ -101,6 +110,7 @@ class Settings:
     retry: RetrySettings = field(default_factory=RetrySettings)
     input: InputSettings = field(default_factory=InputSettings)
     state: StateSettings = field(default_factory=StateSettings)
+    run: RunSettings = field(default_factory=RunSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
 
 
@@ -205,6 +215,12 @@ def _check(settings: Settings) -> None:
         "must be at least 0 and below limits.daily_requests",
     )
     need(settings.input.max_tag_length >= 1, "input.max_tag_length", "must be at least 1")
+    need(
+        0 <= settings.run.max_error_rate <= 1,
+        "run.max_error_rate",
+        "must be between 0 and 1 (1 turns the canary and the error-rate breaker off)",
+    )
+    need(settings.run.error_window >= 1, "run.error_window", "must be at least 1")
     need(settings.state.keep_days >= 0, "state.keep_days", "must be at least 0")
     need(settings.serve.max_upload_mb >= 1, "serve.max_upload_mb", "must be at least 1")
     need(

@@ -21,6 +21,8 @@
     └── StopRun                       3  the run stopped early on its own account
         ├── Interrupted               SIGINT/SIGTERM
         ├── TooManyFailuresError      too many batches failed in a row
+        ├── ErrorRateError            too many contacts answered `error` (the canary of a
+        │                                location, or the recent requests): run.max_error_rate
         ├── QuotaReachedError         a location's daily quota (or its reserve) is reached
         └── StateError                the run's state or report cannot be written (disk full…)
 
@@ -136,6 +138,11 @@ class Interrupted(StopRun):
 
 class TooManyFailuresError(StopRun):
     pass
+
+
+class ErrorRateError(StopRun):
+    """More than run.max_error_rate of the contacts came back `error`: a location's first
+    request (the canary), or the recent requests (the run went bad halfway)."""
 
 
 class QuotaReachedError(StopRun):

@@ -7,6 +7,10 @@ k has settled, so that a contact's rows reach the API in input order. A free wor
 budget has room), taking the lanes in turn; a location that must wait never holds up another.
 So a file with rows for many locations takes about as long as its busiest location alone.
 
+With `canary=True` each location's first batch is sent alone: the lane hands out its second
+batch only once the first has settled, so that a wrong location or a wrong file costs one request
+(the error-rate breaker in `sending.py` judges its answer).
+
 A location whose daily quota is reached (the pacer says it is exhausted) gets no more batches:
 its rows stay pending, and `stopped()` tells why.
 """
@@ -43,13 +47,25 @@ class _Lane:
     ahead: Batch | None = None
     in_flight: int = 0
     finished: bool = False
+    # The canary (first) batch is out and has not settled yet: nothing more from this lane.
+    canary: bool = False
+    dispatched: int = 0
 
 
 class Lanes:
     """Hands out batches fairly across locations, as their budgets allow."""
 
-    def __init__(self, ledger: Ledger, batch_size: int, pacer: Pacer, stop: asyncio.Event) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        batch_size: int,
+        pacer: Pacer,
+        stop: asyncio.Event,
+        *,
+        canary: bool = False,
+    ) -> None:
         self._ledger = ledger
+        self._canary = canary
         self._size = batch_size
         self._pacer = pacer
         self._stop = stop
@@ -98,6 +114,9 @@ class Lanes:
                     if self._pacer.exhausted(lane.location_id) is not None:
                         lane.finished = True  # its rows stay pending; stopped() says why
                         continue
+                    if lane.canary:
+                        busy = True  # its first batch is out alone: the rest waits for it
+                        continue
                     batch = self._peek(lane)
                     if batch is None:
                         busy = busy or not lane.finished  # a round still in flight
@@ -113,6 +132,8 @@ class Lanes:
                             # completion wakes us
                         lane.ahead = None
                         lane.in_flight += 1
+                        lane.canary = self._canary and lane.dispatched == 0
+                        lane.dispatched += 1
                         self._turn = (self._turn + step + 1) % count
                         return Dispatch(batch, slot)
                     if wait is not None:  # None: only a completion makes room, and wakes us
@@ -132,6 +153,7 @@ class Lanes:
         for lane in self._lanes:
             if lane.location_id == batch.location_id:
                 lane.in_flight -= 1
+                lane.canary = False
                 break
         self._settled.set()
 

@@ -667,6 +667,16 @@ class Ledger:
         )
 
     @_state_errors
+    def first_rows(self, pre_status: str, limit: int) -> list[tuple[int, int, str, str]]:
+        """(row, line, contact id, message) of the first rows settled before sending as
+        `pre_status` (invalid, duplicate): the examples a plan shows."""
+        return self._db.execute(
+            "SELECT row, line, contact_id, pre_message FROM rows WHERE pre_status = ? "
+            "ORDER BY row LIMIT ?",
+            (pre_status, limit),
+        ).fetchall()
+
+    @_state_errors
     def row_count(self) -> int:
         """The number of input rows: the report's lines."""
         return int(self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0])

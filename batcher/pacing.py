@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from batcher.errors import Interrupted
+from batcher.events import Event, EventSink, ignore
 from batcher.models import RateLimitInfo
 
 __all__ = ["Pacer", "Slot", "comes_back", "first_of"]
@@ -103,6 +104,7 @@ class Pacer:
         stop: asyncio.Event | None = None,
         daily_requests: int = 200_000,
         daily_reserve: int = 0,
+        events: EventSink = ignore,
     ) -> None:
         if max_requests < 1:
             raise ValueError("max_requests must be at least 1")
@@ -115,6 +117,8 @@ class Pacer:
         self._daily_requests = daily_requests
         self._daily_reserve = daily_reserve
         self._budgets: dict[str, _Budget] = {}
+        # Told of 429 pauses and of a location's daily quota (`location.paused`, `.quota_reached`).
+        self._events = events
         # Set whenever room may have appeared (a completion, new headers); waiters clear it.
         self.changed = asyncio.Event()
 
@@ -248,13 +252,35 @@ class Pacer:
     def pause(self, location_id: str, seconds: float) -> None:
         """A 429: no request for `location_id`, from any worker, for `seconds`."""
         budget = self._budget(location_id)
-        budget.paused_until = max(budget.paused_until, self._clock() + max(seconds, 0.0))
+        until = self._clock() + max(seconds, 0.0)
+        if until > budget.paused_until:
+            budget.paused_until = until
+            self._events(
+                Event(
+                    "location.paused",
+                    f"location {location_id}: the API answered 429; every request to it waits "
+                    f"{seconds:.1f} s",
+                    {"location_id": location_id, "seconds": round(seconds, 3)},
+                    level="warning",
+                    text=False,
+                )
+            )
 
     def exhaust(self, location_id: str, reason: str) -> None:
         """The location's daily quota is reached: nothing more is sent to it in this run."""
         budget = self._budget(location_id)
         if budget.exhausted is None:
             budget.exhausted = reason
+            self._events(
+                Event(
+                    "location.quota_reached",
+                    f"location {location_id}: the daily request quota is reached ({reason}); its "
+                    "rows stay pending",
+                    {"location_id": location_id, "reason": reason},
+                    level="warning",
+                    text=False,
+                )
+            )
         self.changed.set()
 
     def exhausted(self, location_id: str) -> str | None:

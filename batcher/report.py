@@ -27,11 +27,16 @@ Contract: SPEC.md, section "Report". Decisions taken here:
   (``write_string``, and the workbook never converts strings to formulas, numbers or URLs): a
   spreadsheet only runs a cell that holds a formula, never a string cell, so the text is left
   exactly as it is. JSONL is data for programs and is left unchanged.
-- XLSX: constant-memory mode (rows are streamed to disk), bold frozen header; ``row``, ``line``,
-  ``http_status`` and ``attempts`` are numbers. A sheet holds at most 1,048,575 data rows and
-  16,384 columns; a longer or wider report stops with UsageError, and the runner checks first:
-  ``check_report_path(path, rows=n, columns=k)``. Excel caps a cell at 32,767 characters;
-  xlsxwriter truncates longer text.
+- XLSX: constant-memory mode (rows are streamed to disk), bold frozen header, an autofilter over
+  the data, column widths from the header and the first rows (between 8 and 60 characters), and,
+  when the caller gives one, a ``Summary`` sheet (the run's facts: when, input, operation,
+  target, rows by status, requests, top reasons); ``row``, ``line``, ``http_status`` and
+  ``attempts`` are numbers. CSV stays plain: data only.
+- The summary for scripts: ``write_summary`` writes the run's facts as one JSON object to
+  ``<report name without extension>.summary.json`` beside the report (``summary_path``).
+- A sheet holds at most 1,048,575 data rows and 16,384 columns; a longer or wider report stops
+  with UsageError, and the runner checks first: ``check_report_path(path, rows=n, columns=k)``.
+  Excel caps a cell at 32,767 characters; xlsxwriter truncates longer text.
 - Created safely, replaced atomically: the report is written to a new file with a random name
   beside it (``.<name>.<random>.tmp``), created with ``O_CREAT | O_EXCL`` (never an existing file,
   never through a symlink someone planted) and mode 0o666 so that the umask (and a default ACL)
@@ -49,7 +54,7 @@ import io
 import json
 import os
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -66,7 +71,10 @@ __all__ = [
     "XLSX_MAX_DATA_ROWS",
     "check_report_path",
     "report_columns",
+    "summary_path",
     "write_report",
+    "write_rows",
+    "write_summary",
 ]
 
 RESULT_FIELDS: tuple[str, ...] = (
@@ -108,6 +116,13 @@ _BLANKS = (
 _SUSPECT_FIRST = _TRIGGERS | frozenset(_BLANKS)
 
 _NUMBER_FIELDS = frozenset({"row", "line", "http_status", "attempts"})
+# XLSX column widths (in characters): from the header and the first rows, within these bounds.
+_WIDTH_SAMPLE = 200
+_MIN_WIDTH = 8
+_MAX_WIDTH = 60
+
+# The facts a report's Summary sheet shows (the runner's `RunResult.summary(final=False)`).
+Summary = Callable[[], Mapping[str, object]]
 _PREFIX = "input_"
 
 
@@ -171,16 +186,22 @@ RowSource = Callable[[Inert | None], Iterable[Sequence[Cell]]]
 INERT = Inert(suspects=_SUSPECT_FIRST, make=lambda text: _inert(text))
 
 
-def write_rows(path: Path, input_columns: Sequence[str], rows: RowSource) -> int:
+def write_rows(
+    path: Path, input_columns: Sequence[str], rows: RowSource, *, summary: Summary | None = None
+) -> int:
     """Write the rows `rows` gives to `path` (format by extension), atomically; return the
-    number written. Memory stays flat: rows are written as they come."""
+    number written. Memory stays flat: rows are written as they come. `summary`, called once
+    the rows are written, gives the facts of an XLSX report's Summary sheet."""
     check_report_path(path, columns=len(input_columns))
     columns = report_columns(input_columns)
     writer = _WRITERS[path.suffix.lower()]
     fd, tmp = _create_temporary(path)
     try:
         with unfinished(tmp), open(fd, "wb") as f:
-            count = writer(f, path, columns, rows)
+            if writer is _write_xlsx:
+                count = _write_xlsx(f, path, columns, rows, summary)
+            else:
+                count = writer(f, path, columns, rows)
             f.flush()
             os.fsync(f.fileno())  # on disk before the rename publishes it
         os.replace(tmp, path)
@@ -327,7 +348,37 @@ def _write_jsonl(file: IO[bytes], path: Path, columns: tuple[str, ...], rows: Ro
     return count
 
 
-def _write_xlsx(file: IO[bytes], path: Path, columns: tuple[str, ...], rows: RowSource) -> int:
+def summary_path(report_path: Path) -> Path:
+    """Where the JSON summary of the run that wrote `report_path` goes: beside it."""
+    return report_path.with_name(f"{report_path.stem}.summary.json")
+
+
+def write_summary(path: Path, facts: Mapping[str, object]) -> None:
+    """Write `facts` as one JSON object to `path`, atomically (as the report)."""
+    text = json.dumps(facts, ensure_ascii=False, indent=2, default=str) + "\n"
+    fd, tmp = _create_temporary(path)
+    try:
+        with unfinished(tmp), open(fd, "wb") as f:
+            f.write(text.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _width(value: Cell) -> int:
+    return min(len(str(value)), _MAX_WIDTH)
+
+
+def _write_xlsx(
+    file: IO[bytes],
+    path: Path,
+    columns: tuple[str, ...],
+    rows: RowSource,
+    summary: Summary | None = None,
+) -> int:
     options: dict[str, Any] = {
         "constant_memory": True,  # rows are flushed as written: 1M rows in bounded memory
         "strings_to_formulas": False,  # a text cell is never a formula...
@@ -343,20 +394,76 @@ def _write_xlsx(file: IO[bytes], path: Path, columns: tuple[str, ...], rows: Row
         for col, name in enumerate(columns):
             sheet.write_string(0, col, name, bold)
         sheet.freeze_panes(1, 0)
+        # Readable widths: the header's and the first rows' (a sample: a million rows stream).
+        widths = [max(len(name) + 2, _MIN_WIDTH) for name in columns]
         for values in rows(None):
             if count == XLSX_MAX_DATA_ROWS:
                 raise _too_many_rows(path)
             count += 1
+            sampling = count <= _WIDTH_SAMPLE
             for col, value in enumerate(values):
                 if value is None or value == "":
                     continue  # an empty cell
+                if sampling:
+                    widths[col] = max(widths[col], _width(value) + 1)
                 if col < len(number_columns) and number_columns[col] and isinstance(value, int):
                     sheet.write_number(count, col, value)
                 else:
                     sheet.write_string(count, col, str(value))
+        for col, width in enumerate(widths):
+            sheet.set_column(col, col, min(width, _MAX_WIDTH))
+        sheet.autofilter(0, 0, count, len(columns) - 1)
+        if summary is not None:
+            _summary_sheet(workbook, summary(), bold)
     finally:
         workbook.close()
     return count
+
+
+def _summary_sheet(workbook: Any, facts: Mapping[str, object], bold: Any) -> None:
+    """The `Summary` sheet: one fact per line; rows by status and the top reasons as tables."""
+    sheet = workbook.add_worksheet("Summary")
+    sheet.set_column(0, 0, 18)
+    sheet.set_column(1, 1, 60)
+    sheet.set_column(2, 2, 12)
+    line = 0
+
+    def put(label: str, value: object, *, label_format: Any = bold) -> None:
+        nonlocal line
+        sheet.write_string(line, 0, label, label_format)
+        if isinstance(value, bool) or value is None:
+            sheet.write_string(line, 1, "" if value is None else ("yes" if value else "no"))
+        elif isinstance(value, int | float):
+            sheet.write_number(line, 1, value)
+        else:
+            sheet.write_string(line, 1, str(value))
+        line += 1
+
+    for key, value in facts.items():
+        if key == "counts" and isinstance(value, Mapping):
+            line += 1
+            sheet.write_string(line, 0, "rows by status", bold)
+            line += 1
+            for status, rows in value.items():
+                put(str(status), rows, label_format=None)
+            line += 1
+        elif key == "reasons" and isinstance(value, list):
+            if not value:
+                continue
+            line += 1
+            sheet.write_string(line, 0, "top reasons", bold)
+            sheet.write_string(line, 2, "rows", bold)
+            line += 1
+            for reason in value:
+                if isinstance(reason, Mapping):
+                    sheet.write_string(line, 0, str(reason.get("status", "")))
+                    sheet.write_string(line, 1, str(reason.get("message", "")))
+                    sheet.write_number(line, 2, int(str(reason.get("rows", 0))))
+                    line += 1
+        elif isinstance(value, Mapping):
+            put(key, ", ".join(f"{k} {v}" for k, v in value.items()))
+        else:
+            put(key.replace("_", " "), value)
 
 
 def _too_many_rows(path: Path) -> UsageError:

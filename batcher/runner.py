@@ -31,6 +31,7 @@ from batcher.errors import (
     StopRun,
     UsageError,
 )
+from batcher.events import Event, EventSink, notices
 from batcher.jobs import Job, default_report_path
 from batcher.lanes import Dispatch, Lanes
 from batcher.ledger import Ledger, RunInfo, WorkItem, prune_finished, runs_in
@@ -39,11 +40,18 @@ from batcher.models import BatchOutcome, Cell, Inert, Status
 from batcher.pacing import Pacer
 from batcher.planning import PlanStats, count_requests
 from batcher.pool import run_pool
-from batcher.report import RowSource, check_report_path, write_rows
+from batcher.report import (
+    RowSource,
+    check_report_path,
+    summary_path,
+    write_rows,
+    write_summary,
+)
 from batcher.sandbox import Sandbox
 from batcher.sending import (
     BatchSender,
     Counters,
+    ErrorRateBreaker,
     FailureBreaker,
     quota_message,
     quota_reached,
@@ -51,11 +59,14 @@ from batcher.sending import (
 from batcher.sharding import Selection, Shard, missing_index
 from batcher.stopping import Stop, interruptible_sleep
 
-__all__ = ["Job", "Preview", "RunResult", "execute"]
+__all__ = ["Example", "Job", "Preview", "RunProgress", "RunResult", "execute"]
 
 # The reasons the summary lists for `failed`/`error` rows, and how many distinct ones it tracks.
 TOP_REASONS = 3
 _REASONS_TRACKED = 1000
+# The first rows of each kind that is never sent (invalid, duplicate) kept as examples for `plan`.
+EXAMPLES = 5
+_NOT_SENT = (Status.INVALID, Status.DUPLICATE)
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,41 @@ class Preview:
     locations: int
     target: str
     least_seconds: float
+
+
+@dataclass(frozen=True)
+class Example:
+    """One row that will not be sent, and why: for `plan`'s preflight."""
+
+    row: int
+    line: int
+    contact_id: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """How far a run has got, for a progress display (`execute(on_tick=...)`)."""
+
+    rows_done: int
+    rows_total: int
+    requests_done: int
+    requests_total: int
+    retries: int
+    rate_limited: int
+    elapsed_s: float
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the pace so far; None before there is a pace."""
+        rate = self.rows_per_s
+        if rate <= 0:
+            return None
+        return max(self.rows_total - self.rows_done, 0) / rate
 
 
 @dataclass
@@ -103,6 +149,43 @@ class RunResult:
     # (for `plan --shards N`; empty when the plan continued an unfinished run).
     shard: Shard | None = None
     rows_per_location: Counter[str] = field(default_factory=Counter)
+    # The first few rows of each kind never sent (invalid, duplicate), for `plan`.
+    examples: dict[Status, list[Example]] = field(default_factory=dict)
+    # The file of rows never sent (`rejects=`), and the JSON summary beside the report.
+    rejects_path: Path | None = None
+    summary_path: Path | None = None
+
+    def summary(self, *, final: bool = True) -> dict[str, object]:
+        """The summary's facts, JSON-safe: for scripts (the JSON summary file, the
+        `run.finished` event) and the report's Summary sheet (`final=False`: before the run's
+        time and exit status are known)."""
+        facts: dict[str, object] = {
+            "started": self.started.isoformat(timespec="seconds"),
+            "input": None if self.input_path is None else str(self.input_path),
+            "operation": self.operation,
+            "target": self.target,
+            "token_env": self.token_source.removeprefix("$") or None,
+            "report": None if self.report_path is None else str(self.report_path),
+            "resumed": self.resumed,
+            "rows": sum(self.counts.values()),
+            "counts": {status.value: self.counts[status] for status in Status},
+            "requests": self.requests,
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "planned_requests": self.plan.requests,
+            "rounds": self.rounds,
+            "locations": self.locations,
+            "reasons": [
+                {"status": status.value, "message": message, "rows": rows}
+                for status, message, rows in self.reasons
+            ],
+        }
+        if final:
+            facts["seconds"] = round(self.seconds, 3)
+            facts["stages"] = {stage: round(sec, 3) for stage, sec in self.stages.items()}
+            facts["stopped"] = None if self.stopped is None else str(self.stopped)
+            facts["exit_code"] = self.exit_code
+        return facts
 
     @property
     def exit_code(self) -> int:
@@ -162,6 +245,9 @@ def describe_operation(job: Job, table: InputTable) -> str:
 Progress = Callable[[int, int], None]
 """Called with (requests settled, requests planned) as batches settle."""
 
+Tick = Callable[[RunProgress], None]
+"""Called with how far the run has got, as batches settle (rows, pace, retries, 429s)."""
+
 
 def _ignore(message: str) -> None:
     """The default `notify`: a library caller that passes none hears nothing."""
@@ -176,13 +262,21 @@ async def execute(
     notify: Callable[[str], None] = _ignore,
     confirm: Callable[[Preview], bool] | None = None,
     stop: Stop | None = None,
+    events: EventSink | None = None,
+    on_tick: Tick | None = None,
+    rejects: Path | None = None,
 ) -> RunResult:
     """Run (or, with `dry_run`, only plan) one job.
 
-    `notify` receives one-line notices for the user while the run goes on; `confirm` (if given)
-    sees what is about to be sent and may decline (UsageError, nothing sent); `stop` lets the
-    caller (a signal handler, the web page) ask for a graceful stop at any time.
+    `notify` receives one-line notices for the user while the run goes on; `events`, if given,
+    receives every event instead (see `batcher.events`: the notices and what log collectors
+    want); `confirm` (if given) sees what is about to be sent and may decline (UsageError,
+    nothing sent); `stop` lets the caller (a signal handler, the web page) ask for a graceful
+    stop at any time. `on_progress` hears (requests settled, planned), `on_tick` a RunProgress.
+    `rejects` is a file (CSV, XLSX or JSONL) for the rows that are not sent (invalid, duplicate).
+    A run that writes a report also writes its summary beside it (`summary_path`).
     """
+    emit = events or notices(notify)
     started = time.monotonic()
     stop = stop or Stop()
     if job.shards is not None and job.shard is None and not dry_run:
@@ -204,6 +298,10 @@ async def execute(
                 f"{report_path}: the report would replace the input file; give --report "
                 "another path"
             )
+    for path in (rejects,) if rejects is not None else ():
+        check_report_path(path)
+        if _same_file(path, job.input_path) or (report_path is not None and path == report_path):
+            raise UsageError(f"{path}: the rejects file would replace the input or the report")
     table = open_input(job.input_path, job.input)
     if not table.has_rows and not job.allow_empty:
         raise NothingToSendError(
@@ -222,8 +320,16 @@ async def execute(
     )
     if job.shard is not None:
         result.operation += f", shard {job.shard}"
+    facts = {
+        "input": str(job.input_path),
+        "operation": result.operation,
+        "target": result.target,
+        "token_env": settings.api.token_env if result.token_source else None,
+        "report": None if report_path is None else str(report_path),
+    }
     if not dry_run:
-        notify(f"{result.operation}: sending to {_target_line(result)}")
+        message = f"{result.operation}: sending to {_target_line(result)}"
+        emit(Event("run.started", message, facts))
     state_dir = Path(settings.state.dir)
     about = {
         "input": str(job.input_path.resolve()),
@@ -233,9 +339,16 @@ async def execute(
     }
     key = run_key(table, job, target)
     with Ledger.open(
-        state_dir, key, fresh=job.fresh, scratch=dry_run, notify=notify, about=about
+        state_dir,
+        key,
+        fresh=job.fresh,
+        scratch=dry_run,
+        notify=lambda message: emit(Event("notice", message)),
+        about=about,
     ) as ledger:
         result.resumed = ledger.resumed
+        if ledger.resumed and not dry_run:
+            emit(Event("run.continued", "continuing an unfinished run", facts, text=False))
         if not dry_run:
             _tidy_state_dir(state_dir, ledger, settings, result)
         # A shard keeps only its own rows (with their input `row` and `line` numbers).
@@ -263,7 +376,9 @@ async def execute(
             if confirm is not None and not confirm(preview):
                 raise UsageError("not confirmed: nothing was sent")
             lap("plan")
-            quota = await _send(settings, job, token, ledger, result, stop, on_progress)
+            quota = await _send(
+                settings, job, token, ledger, result, stop, on_progress, on_tick, emit, preview
+            )
             lap("send")
         if stop.requested and result.stopped is None:
             result.stopped = stop.error()
@@ -272,6 +387,8 @@ async def execute(
         pending = {location: quota_message(reason) for location, reason in quota.items()}
         lap("plan" if dry_run else "confirm")
         _report(ledger, report_path, result, dry_run, pending)
+        if rejects is not None:
+            _write_rejects(rejects, ledger, result, dry_run, pending)
         lap("report")
         if not dry_run:
             ledger.save_counts(
@@ -280,7 +397,56 @@ async def execute(
             )
     result.seconds = time.monotonic() - started
     result.stages = {stage: seconds for stage, seconds in stages.items() if stage != "confirm"}
+    _finish(result, emit, dry_run)
     return result
+
+
+def _finish(result: RunResult, emit: EventSink, dry_run: bool) -> None:
+    """The summary beside the report, for scripts, and the last events."""
+    if result.report_path is not None:
+        path = summary_path(result.report_path)
+        try:
+            write_summary(path, result.summary())
+            result.summary_path = path
+        except OSError as exc:
+            emit(
+                Event(
+                    "warning",
+                    f"{path}: cannot write the summary ({exc.strerror or exc}); the "
+                    "report is complete",
+                    level="warning",
+                )
+            )
+    if result.stopped is not None and not dry_run:
+        emit(
+            Event(
+                "run.stopped",
+                f"stopped: {result.stopped}",
+                {"reason": str(result.stopped), "exit_code": result.exit_code},
+                level="warning",
+                text=False,
+            )
+        )
+    facts = result.summary()
+    name = "plan.finished" if dry_run else "run.finished"
+    verb = "planned" if dry_run else ("stopped" if result.stopped is not None else "finished")
+    emit(Event(name, f"run {verb} in {result.seconds:.1f} s", facts, text=False))
+
+
+def _write_rejects(
+    path: Path, ledger: Ledger, result: RunResult, dry_run: bool, pending: Mapping[str, str]
+) -> None:
+    """The rows that are not sent (invalid, duplicate), with the report's columns."""
+    message = _pending_message(result, dry_run)
+    kinds = {status.value for status in _NOT_SENT}
+
+    def source(inert: Inert | None) -> Iterator[tuple[Cell, ...]]:
+        for cells in ledger.report_rows(message, pending, inert):
+            if cells[6] in kinds:
+                yield cells
+
+    _write(path, ledger, source)
+    result.rejects_path = path
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -359,13 +525,19 @@ async def _send(
     result: RunResult,
     stop: Stop,
     on_progress: Progress | None,
+    on_tick: Tick | None,
+    emit: EventSink,
+    preview: Preview,
 ) -> dict[str, str]:
     """Send every location's rounds side by side; return the locations whose daily quota was
     reached (their rows stay pending), with why."""
     stop_event = stop.event()
     breaker = FailureBreaker(settings.retry.max_consecutive_failures)
+    error_rate = ErrorRateBreaker(settings.run.max_error_rate, settings.run.error_window)
     counters = Counters()
     settled = 0
+    rows_done = 0
+    began = time.monotonic()
     limits = settings.limits
     sleep = functools.partial(interruptible_sleep, stop)
     pacer = Pacer(
@@ -377,16 +549,36 @@ async def _send(
         stop=stop_event,
         daily_requests=limits.daily_requests,
         daily_reserve=limits.daily_reserve,
+        events=emit,
     )
-    lanes = Lanes(ledger, settings.batch.size, pacer, stop_event)
+    # The canary: each location's first request goes alone, so that the error-rate breaker can
+    # stop a wrong location or file after one request.
+    lanes = Lanes(ledger, settings.batch.size, pacer, stop_event, canary=error_rate.enabled)
 
     def on_done(dispatch: Dispatch, outcome: BatchOutcome | None) -> None:
-        nonlocal settled
+        nonlocal settled, rows_done
         if outcome is not None:  # None: stopped before an answer came; the rows stay pending
             ledger.record(outcome)
             settled += 1
+            if dispatch.batch.part == 0:
+                rows_done += len(dispatch.batch.rows)
             if on_progress is not None:
                 on_progress(settled, result.plan.requests)
+            if on_tick is not None:
+                on_tick(
+                    RunProgress(
+                        rows_done,
+                        preview.rows,
+                        settled,
+                        result.plan.requests,
+                        counters.retries,
+                        counters.rate_limited,
+                        time.monotonic() - began,
+                    )
+                )
+        if outcome is not None:
+            # Before the lane hears of it: a tripped canary lets no second batch of its lane out.
+            error_rate.observe(outcome)
         # After recording: the lane's next round reads which rows have settled.
         lanes.settled(dispatch.batch)
         if outcome is not None:
@@ -414,6 +606,7 @@ async def _send(
             counters,
             token_source=result.token_source or "the sandbox",
             sleep=sleep,
+            events=emit,
         )
 
         async def send(dispatch: Dispatch) -> BatchOutcome | None:
@@ -450,6 +643,8 @@ def _report(
     counts: Counter[str] = Counter()
     reasons: Counter[tuple[str, str]] = Counter()
     message = _pending_message(result, dry_run)
+    examples: dict[Status, list[Example]] = {status: [] for status in _NOT_SENT}
+    kept = {status.value: examples[status] for status in _NOT_SENT}
 
     def source(inert: Inert | None) -> Iterator[tuple[Cell, ...]]:
         for cells in ledger.report_rows(message, pending, inert):
@@ -459,21 +654,44 @@ def _report(
                 key = (status, str(cells[7]))
                 if key in reasons or len(reasons) < _REASONS_TRACKED:
                     reasons[key] += 1
+            elif status in kept and len(kept[status]) < EXAMPLES:
+                row, line, contact = cells[0], cells[1], cells[2]
+                kept[status].append(
+                    Example(int(row or 0), int(line or 0), str(contact or ""), str(cells[7]))
+                )
             yield cells
 
-    if report_path is None:
-        counts.update(ledger.status_counts())  # a plan: no rows to render, only to count
+    def tally() -> None:
+        result.counts = Counter({Status(status): n for status, n in counts.items()})
+        result.reasons = [
+            (Status(status), text, n) for (status, text), n in reasons.most_common(TOP_REASONS)
+        ]
+        result.examples = examples
+
+    def summary() -> Mapping[str, object]:
+        tally()  # every row has been written: the counts are whole
+        return result.summary(final=False)
+
+    if report_path is None:  # a plan: no rows to render, only to count and show a few
+        counts.update(ledger.status_counts())
+        for status in _NOT_SENT:
+            examples[status] = [
+                Example(row, line, contact, message)
+                for row, line, contact, message in ledger.first_rows(status.value, EXAMPLES)
+            ]
     else:
-        _write(report_path, ledger, source)
-    result.counts = Counter({Status(status): n for status, n in counts.items()})
-    result.reasons = [
-        (Status(status), text, n) for (status, text), n in reasons.most_common(TOP_REASONS)
-    ]
+        _write(report_path, ledger, source, summary)
+    tally()
 
 
-def _write(report_path: Path, ledger: Ledger, rows: RowSource) -> None:
+def _write(
+    report_path: Path,
+    ledger: Ledger,
+    rows: RowSource,
+    summary: Callable[[], Mapping[str, object]] | None = None,
+) -> None:
     try:
-        write_rows(report_path, ledger.columns, rows)
+        write_rows(report_path, ledger.columns, rows, summary=summary)
     except OSError as exc:
         # Every outcome is in the ledger: the next run of the command writes the report.
         raise StateError(

@@ -14,6 +14,7 @@ them into those); nothing here imports aiohttp.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from batcher.errors import (
     ApiError,
     AuthError,
     DailyQuotaError,
+    ErrorRateError,
     FatalApiError,
     ForbiddenError,
     Interrupted,
@@ -31,6 +33,7 @@ from batcher.errors import (
     RejectedError,
     TooManyFailuresError,
 )
+from batcher.events import Event, EventSink, ignore
 from batcher.lanes import Dispatch
 from batcher.models import Batch, BatchOutcome, ContactOutcome, RateLimitInfo, Status
 from batcher.pacing import Pacer, Slot, comes_back
@@ -39,6 +42,7 @@ from batcher.retrying import RetryPolicy
 __all__ = [
     "BatchSender",
     "Counters",
+    "ErrorRateBreaker",
     "FailureBreaker",
     "failure_message",
     "is_permanent",
@@ -76,8 +80,10 @@ class BatchSender:
         *,
         token_source: str,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        events: EventSink = ignore,
     ) -> None:
         self._client = client
+        self._events = events
         self._pacer = pacer
         self._counters = counters
         self._token_source = token_source
@@ -133,6 +139,23 @@ class BatchSender:
         except ApiError as exc:
             # Rejected (400/413/422) or retries exhausted: no per-contact answer for these rows.
             lost = ContactOutcome(Status.FAILED, failure_message(exc))
+            self._events(
+                Event(
+                    "request.failed",
+                    f"a request of {len(batch.rows)} contacts to location {batch.location_id} "
+                    f"failed: {lost.message}",
+                    {
+                        "location_id": batch.location_id,
+                        "contacts": len(batch.rows),
+                        "first_row": batch.rows[0] if batch.rows else None,
+                        "http_status": exc.status,
+                        "attempts": exc.attempts,
+                        "reason": exc.message,
+                    },
+                    level="warning",
+                    text=False,
+                )
+            )
             return BatchOutcome(
                 batch, (lost,) * len(batch.rows), exc.status, exc.attempts, answered=False
             )
@@ -215,3 +238,75 @@ class FailureBreaker:
             raise TooManyFailuresError(
                 f"{self._limit} requests in a row failed (last: {outcome.outcomes[0].message})"
             )
+
+
+class ErrorRateBreaker:
+    """Stops a run whose contacts come back `error` too often: the canary and the window.
+
+    - **Canary.** The first answered request of each location (the scheduler sends it alone,
+      see `Lanes(canary=True)`): more than `max_rate` of its contacts `error` means the location
+      or the file is wrong, and the run stops after that one request.
+    - **Window.** Over the contacts of the last `window` answered requests (all locations), more
+      than `max_rate` `error` stops a run that goes bad halfway. Judged only once the window is
+      full, so that a few bad rows at the start do not stop a long run.
+
+    Lost requests (no per-contact answer) are the FailureBreaker's, not counted here.
+    `max_rate` 1 turns both off. The stop is `ErrorRateError` (exit 3): the rows not sent stay
+    pending, and the same command resumes once the cause is fixed.
+    """
+
+    def __init__(self, max_rate: float, window: int = 20) -> None:
+        self._max_rate = max_rate
+        self._window: deque[tuple[int, int]] = deque(maxlen=window)
+        self._errors = 0
+        self._contacts = 0
+        self._seen: set[str] = set()
+        self._messages: Counter[str] = Counter()
+
+    @property
+    def enabled(self) -> bool:
+        return self._max_rate < 1
+
+    def observe(self, outcome: BatchOutcome) -> None:
+        if not self.enabled or not outcome.answered or not outcome.outcomes:
+            return
+        errors = 0
+        for contact in outcome.outcomes:
+            if contact.status is Status.ERROR:
+                errors += 1
+                if len(self._messages) < 100 or contact.message in self._messages:
+                    self._messages[contact.message] += 1
+        contacts = len(outcome.outcomes)
+        location = outcome.batch.location_id
+        if location not in self._seen:
+            self._seen.add(location)
+            if errors > self._max_rate * contacts:
+                raise ErrorRateError(
+                    f"the first request to location {location} came back with {errors:,} of "
+                    f"{contacts:,} contacts `error` ({self._top()}), more than "
+                    f"run.max_error_rate {self._max_rate:g}: check the location id (--location-id, "
+                    "the location_id column or api.location_id) and that this is the right file; "
+                    "the rows not sent stay pending: run the same command again to resume (set "
+                    "run.max_error_rate = 1 to turn this check off)"
+                )
+        if len(self._window) == self._window.maxlen:
+            old_errors, old_contacts = self._window[0]
+            self._errors -= old_errors
+            self._contacts -= old_contacts
+        self._window.append((errors, contacts))
+        self._errors += errors
+        self._contacts += contacts
+        full = len(self._window) == self._window.maxlen
+        if full and self._errors > self._max_rate * self._contacts:
+            raise ErrorRateError(
+                f"{self._errors:,} of the {self._contacts:,} contacts of the last "
+                f"{len(self._window)} requests came back `error` ({self._top()}), more than "
+                f"run.max_error_rate {self._max_rate:g}: the contacts may have been deleted or "
+                "moved, or the file is not the one meant; the rows not sent stay pending: run "
+                "the same command again to resume (set run.max_error_rate = 1 to turn this "
+                "check off)"
+            )
+
+    def _top(self) -> str:
+        message, _ = self._messages.most_common(1)[0]
+        return f'most often: "{message}"'

@@ -60,7 +60,7 @@ from batcher.loading._csv import open_csv
 from batcher.loading._excel import open_excel
 from batcher.models import Chunk, Status
 from batcher.report import INERT, RESULT_FIELDS
-from batcher.runner import Preview, Progress, RunResult, describe_operation, execute
+from batcher.runner import Preview, RunResult, Tick, describe_operation, execute
 from batcher.stopping import Stop
 
 __all__ = [
@@ -494,7 +494,7 @@ async def undo(
     config_file: Path | None = None,
     fresh: bool = False,
     dry_run: bool = False,
-    on_progress: Progress | None = None,
+    on_tick: Tick | None = None,
     notify: Callable[[str], None] = _ignore,
     confirm: Callable[[Preview], bool] | None = None,
     stop: Stop | None = None,
@@ -549,7 +549,7 @@ async def undo(
                 settings,
                 job,
                 dry_run=dry_run,
-                on_progress=on_progress,
+                on_tick=on_tick,
                 notify=told,
                 confirm=None if confirm is None else asked,
                 stop=stop,

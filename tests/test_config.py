@@ -212,3 +212,27 @@ def test_a_config_file_of_another_user_is_refused(
         monkeypatch.setattr("batcher.files.os.getuid", lambda: os.getuid() + 4242)
     with pytest.raises(ConfigError, match="belongs to another user"):
         load_settings(path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("[run]\nmax_error_rate = 1.5\n", "run.max_error_rate"),
+        ("[run]\nmax_error_rate = -0.1\n", "run.max_error_rate"),
+        ("[run]\nerror_window = 0\n", "run.error_window"),
+    ],
+)
+def test_the_error_rate_settings_are_range_checked(tmp_path: Path, text: str, path: str) -> None:
+    config = tmp_path / "batcher.toml"
+    config.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=path):
+        load_settings(config, environ={})
+
+
+def test_the_error_rate_defaults_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./batcher.toml
+    assert load_settings(None, environ={}).run.max_error_rate == 0.5
+    env = {"BATCHER_RUN_MAX_ERROR_RATE": "1"}
+    assert load_settings(None, environ=env).run.max_error_rate == 1.0

@@ -34,7 +34,12 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
 
 
 def run_all(
-    ledger: Ledger, pacer_limit: int, *, concurrency: int = 4, duration: float = 1.0
+    ledger: Ledger,
+    pacer_limit: int,
+    *,
+    concurrency: int = 4,
+    duration: float = 1.0,
+    canary: bool = False,
 ) -> list[tuple[float, str, tuple[int, ...]]]:
     """Send everything through Lanes with batches of 1 on fake time; (start, location, rows)."""
     started: list[tuple[float, str, tuple[int, ...]]] = []
@@ -42,7 +47,7 @@ def run_all(
     async def scenario() -> None:
         stop = asyncio.Event()
         pacer = Pacer(pacer_limit, INTERVAL_S, clock=now)
-        lanes = Lanes(ledger, 1, pacer, stop)
+        lanes = Lanes(ledger, 1, pacer, stop, canary=canary)
 
         async def send(dispatch: Dispatch) -> BatchOutcome:
             started.append((now(), dispatch.batch.location_id, dispatch.batch.rows))
@@ -74,6 +79,21 @@ def test_locations_go_side_by_side_so_the_busiest_one_sets_the_time(ledger: Ledg
     assert by_location["loc-A"] == [0.0, 0.0, 11.0, 11.0, 22.0, 22.0]
     assert by_location["loc-B"] == [0.0, 0.0, 11.0]
     assert by_location["loc-C"] == [0.0]
+
+
+def test_with_a_canary_each_location_s_first_request_goes_alone(ledger: Ledger) -> None:
+    """loc-A's and loc-B's first requests go at once, side by side; each location's others wait
+    for its first answer (1 s), then go together."""
+    rows = [_row(n, "loc-A") for n in range(1, 4)] + [_row(n, "loc-B") for n in range(4, 6)]
+    load(ledger, [], [rows])
+    started = run_all(ledger, pacer_limit=10, concurrency=6, canary=True)
+    assert sorted((at, location) for at, location, _ in started) == [
+        (0.0, "loc-A"),
+        (0.0, "loc-B"),
+        (1.0, "loc-A"),
+        (1.0, "loc-A"),
+        (1.0, "loc-B"),
+    ]
 
 
 def test_a_location_that_must_wait_never_holds_up_another(ledger: Ledger) -> None:

@@ -158,8 +158,11 @@ async def test_sigterm_during_a_long_retry_after_stops_at_once_and_the_rerun_com
     config = SandboxConfig(rate=RateConfig(max=1, interval_ms=60_000, retry_after=True))
     async with Sandbox(config, clock=lambda: time.monotonic() + offset[0]) as sandbox:
         sandboxes.append(sandbox)
+        # No canary (max_error_rate 1): both requests go at once, so that the second meets the
+        # 429 (a canary would hold it until the first's headers had taught the pacer the limit).
         (tmp_path / "batcher.toml").write_text(
-            f'[api]\nlocation_id = "{LOCATION}"\n[batch]\nsize = 2\n[limits]\nconcurrency = 2\n',
+            f'[api]\nlocation_id = "{LOCATION}"\n[batch]\nsize = 2\n[limits]\nconcurrency = 2\n'
+            "[run]\nmax_error_rate = 1\n",
             encoding="utf-8",
         )
         argv = [sys.executable, "-m", "batcher", "run", "in.csv", "--action", "add",

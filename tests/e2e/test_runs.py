@@ -255,7 +255,7 @@ async def test_a_report_that_cannot_be_written_stops_with_exit_3_and_keeps_the_o
     """The outcomes stay in the ledger: the next run sends nothing and writes the report."""
     source = write_csv(tmp_path / "in.csv", contact_ids(20))
 
-    def disk_full(*args: object) -> int:
+    def disk_full(*args: object, **kwargs: object) -> int:
         raise OSError(28, "No space left on device")
 
     async with make_sandbox() as sandbox:

@@ -1,0 +1,140 @@
+"""Events as log lines on stderr: today's text lines, or one JSON object per event.
+
+The standard `logging` module carries them: `setup()` puts one handler on the `batcher` logger
+with the formatter of the format asked for, and `emit(event)` logs an Event as a record whose
+extra attributes hold its name and fields. `JsonFormatter` writes each record as one JSON object
+(`time`, `level`, `event`, `message`, then the event's fields) with `json.dumps`, never by hand;
+`TextFormatter` writes `batcher: <message>` as batcher always has (`batcher: error: ...` for
+errors, `batcher: warning: ...` for the `warning` event). Both scrub the token (any
+piece of it, see `batcher.secrets`) from everything they write, as a last guard: nothing that
+reaches them should hold it in the first place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from batcher.events import Event
+from batcher.secrets import Scrubber
+
+__all__ = ["FORMATS", "JsonFormatter", "TextFormatter", "emit", "logger", "set_scrubber", "setup"]
+
+FORMATS = ("text", "json")
+LOGGER = "batcher"
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def logger() -> logging.Logger:
+    return logging.getLogger(LOGGER)
+
+
+def emit(event: Event) -> None:
+    """Log `event` on the `batcher` logger (see `setup`)."""
+    logger().log(
+        _LEVELS[event.level],
+        "%s",
+        event.message,
+        extra={"event": event.name, "fields": dict(event.fields), "text": event.text},
+    )
+
+
+def _scrubbed(value: Any, scrubber: Scrubber) -> Any:
+    if isinstance(value, str):
+        return scrubber.scrub(value)
+    if isinstance(value, dict):
+        return {str(k): _scrubbed(v, scrubber) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(v, scrubber) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return scrubber.scrub(str(value))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, event, message, then the event's fields."""
+
+    def __init__(self, scrubber: Scrubber) -> None:
+        super().__init__()
+        self.scrubber = scrubber
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "event": getattr(record, "event", "message"),
+            "message": record.getMessage(),
+        }
+        for key, value in getattr(record, "fields", {}).items():
+            if key not in data:
+                data[key] = value
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(_scrubbed(data, self.scrubber), ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """`batcher: <message>`, the lines batcher has always written."""
+
+    def __init__(self, scrubber: Scrubber) -> None:
+        super().__init__()
+        self.scrubber = scrubber
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno >= logging.ERROR:
+            prefix = "error: "
+        elif getattr(record, "event", "") == "warning":
+            prefix = "warning: "
+        else:
+            prefix = ""
+        return self.scrubber.scrub(f"batcher: {prefix}{record.getMessage()}")
+
+
+class _WriteHandler(logging.Handler):
+    """Hands each formatted line to `write` (the CLI's, which copes with a closed pipe)."""
+
+    def __init__(self, write: Callable[[str], None], *, text_only: bool) -> None:
+        super().__init__(logging.DEBUG)
+        self._write = write
+        self._text_only = text_only
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._text_only and not getattr(record, "text", True):
+            return  # for machine logs only (a 429 pause, the summary already on stdout)
+        try:
+            self._write(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def setup(log_format: str, write: Callable[[str], None], scrubber: Scrubber) -> logging.Logger:
+    """Send the `batcher` logger's records to `write`, formatted as `log_format` says."""
+    if log_format not in FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {log_format!r}")
+    log = logger()
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+    json_format = log_format == "json"
+    handler = _WriteHandler(write, text_only=not json_format)
+    handler.setFormatter(JsonFormatter(scrubber) if json_format else TextFormatter(scrubber))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if json_format else logging.INFO)
+    log.propagate = False
+    return log
+
+
+def set_scrubber(scrubber: Scrubber) -> None:
+    """Scrub another token (once settings name the variable that holds it)."""
+    for handler in logger().handlers:
+        formatter = handler.formatter
+        if isinstance(formatter, JsonFormatter | TextFormatter):
+            formatter.scrubber = scrubber

@@ -1,0 +1,76 @@
+"""Events as log lines: the text lines people know, or one JSON object each; never the token."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from batcher import logs
+from batcher.events import Event, notices
+from batcher.secrets import Scrubber
+
+TOKEN = "pit-0123456789abcdef0123"
+
+
+@pytest.fixture
+def lines() -> Iterator[list[str]]:
+    written: list[str] = []
+    yield written
+    for handler in list(logs.logger().handlers):  # leave no handler writing to this list
+        logs.logger().removeHandler(handler)
+
+
+def test_json_lines_parse_and_carry_the_event_and_its_fields(lines: list[str]) -> None:
+    logs.setup("json", lines.append, Scrubber(TOKEN))
+    logs.emit(Event("location.paused", "paused", {"location_id": "loc", "seconds": 2.5}))
+    logs.emit(Event("run.finished", "done", {"counts": {"success": 3}}, text=False))
+    first, second = (json.loads(line) for line in lines)
+    assert first["event"] == "location.paused"
+    assert first["level"] == "info"
+    assert first["location_id"] == "loc"
+    assert first["seconds"] == 2.5
+    assert "time" in first
+    assert second["counts"] == {"success": 3}
+
+
+def test_the_token_is_scrubbed_from_messages_and_fields_whatever_its_case(
+    lines: list[str],
+) -> None:
+    logs.setup("json", lines.append, Scrubber(TOKEN))
+    logs.emit(
+        Event(
+            "request.failed",
+            f"proxy said: Bearer {TOKEN}",
+            {"reason": TOKEN.upper(), "nested": [{"x": TOKEN[2:]}]},
+        )
+    )
+    (line,) = lines
+    event = json.loads(line)
+    assert TOKEN.casefold()[:8] not in line.casefold()
+    assert event["message"] == "proxy said: Bearer [token]"
+    assert event["reason"] == "[token]"
+
+
+def test_text_keeps_the_lines_people_know_and_leaves_out_machine_only_events(
+    lines: list[str],
+) -> None:
+    logs.setup("text", lines.append, Scrubber(TOKEN))
+    logs.emit(Event("notice", 'add ["vip"]: sending to the sandbox'))
+    logs.emit(Event("location.paused", "paused", text=False))
+    logs.emit(Event("warning", "an unfinished run", level="warning"))
+    logs.emit(Event("error", f"bad token {TOKEN}", level="error"))
+    assert lines == [
+        'batcher: add ["vip"]: sending to the sandbox',
+        "batcher: warning: an unfinished run",
+        "batcher: error: bad token [token]",
+    ]
+
+
+def test_a_notify_caller_hears_the_events_people_read() -> None:
+    heard: list[str] = []
+    sink = notices(heard.append)
+    sink(Event("run.started", "sending"))
+    sink(Event("run.finished", "summary", text=False))
+    assert heard == ["sending"]
