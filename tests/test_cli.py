@@ -199,11 +199,6 @@ def test_a_port_in_use_is_one_line_naming_the_fix(cli: CliRunner) -> None:
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="README.md is being brought up to date (Step 6): remove this mark once it documents "
-    "every command and option",
-)
 def test_every_command_and_option_appears_in_the_readme() -> None:
     """Each command (as `batcher NAME`) and each of its long options is documented."""
     text = README.read_text(encoding="utf-8")
