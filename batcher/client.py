@@ -46,6 +46,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
+import orjson
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
@@ -339,9 +340,16 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytearray:
 def _load_json(raw: bytearray) -> Any:
     """The parsed body, or None when it cannot be parsed.
 
+    orjson parses a 500-contact answer several times faster than the standard library (it was
+    a quarter of the sending time); it refuses what the standard library may still read (a lone
+    surrogate escape, which `sanitize` then replaces), so a refusal is tried again there.
     Invalid UTF-8 and non-JSON raise ValueError; JSON nested deeper than the parser's recursion
     limit raises RecursionError (a body of 100k "[" is 100 kB): neither may escape.
     """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(raw)
     except (ValueError, RecursionError):

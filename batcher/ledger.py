@@ -726,14 +726,19 @@ class Ledger:
 
     @_state_errors
     def rounds_by_location(self) -> dict[str, int]:
-        """Each location with rows still to send, and the highest round among them."""
-        return dict(
-            self._db.execute(
-                "SELECT location_id, MAX(round) FROM rows "
-                "WHERE group_id IS NOT NULL AND pre_status IS NULL GROUP BY location_id "
-                "ORDER BY location_id"
-            ).fetchall()
-        )
+        """Each location with rows to send, and the highest round among them.
+
+        A group's highest round is one look into the (group_id, round, row) index, so this
+        costs a lookup per group, not a pass over the rows (duplicates have no round).
+        """
+        rounds: dict[str, int] = {}
+        for location, highest in self._db.execute(
+            "SELECT g.location_id, (SELECT MAX(r.round) FROM rows AS r WHERE r.group_id = g.id) "
+            "FROM groups AS g ORDER BY g.location_id"
+        ):
+            if highest is not None:
+                rounds[location] = max(rounds.get(location, 0), int(highest))
+        return rounds
 
     def members(self, item: WorkItem) -> Iterator[tuple[int, str]]:
         """`(row, contact_id)` still owing an answer for `item` and free to go, in row order,
