@@ -180,10 +180,8 @@ def test_upload_plan_run_watch_and_download_in_a_real_browser(
     )
     # At 20 requests a second the run takes 3 s: the page usually opens on it running and shows
     # the live numbers of the event stream (tests/web/test_routes.py checks the stream itself);
-    # on a loaded machine the browser may only get there once it has finished. Either way the
-    # states it showed are the run's, in order, and the end is the finished page.
+    # on a loaded machine the browser may only get there once it has finished.
     assert first_state in ("running", "finished")
-    assert all(text.startswith(("running:", "finished:", "")) for text in seen), seen
     assert "run=" in browser.current_url
     counts = {
         cell.get_attribute("data-status"): int(cell.text.replace(",", ""))
