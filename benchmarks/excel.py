@@ -26,30 +26,17 @@ import json
 import os
 import random
 import string
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "out"
-TOKEN = "sandbox-token"  # the sandbox's own default: no real token is ever used here
-LOCATION = "sandboxLocation00001"
+from common import LOCATION, OUT, TOKEN, UNTHROTTLED, run_child
+
 EXCEL_ROWS = 1_048_575  # a sheet's 1,048,576 rows, one of them the header
-CONFIG = """\
-[limits]
-concurrency = 8
-requests_per_interval = 1000000
-interval_ms = 1000
-[sandbox]
-rate = "off"
-record_requests = false
-"""
 WALK = """
 import sys
 from python_calamine import CalamineWorkbook
+
 with CalamineWorkbook.from_path(sys.argv[1]) as book:
     rows = 0
     for _ in book.get_sheet_by_index(0).iter_rows():
@@ -57,13 +44,6 @@ with CalamineWorkbook.from_path(sys.argv[1]) as book:
 print(rows)
 """
 TAGS = ["vip", "newsletter", "lead, warm", "customer", "2026-promo", ""]
-
-
-@dataclass(frozen=True)
-class Measured:
-    seconds: float
-    peak_mib: float
-    output: str
 
 
 def contacts(rows: int) -> Iterator[list[str]]:
@@ -100,22 +80,6 @@ def make_input(rows: int) -> tuple[Path, Path]:
     return xlsx, same
 
 
-def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> Measured:
-    """Run a command; its wall time and its own peak RSS (from wait4, not the children's max)."""
-    with tempfile.TemporaryFile("w+") as out:
-        started = time.perf_counter()
-        child = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - started
-        code = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        output = out.read()
-    if code != 0:
-        raise SystemExit(f"{' '.join(argv[:4])} exited {code}:\n{output}")
-    # ru_maxrss is in KiB on Linux.
-    return Measured(seconds, usage.ru_maxrss / 1024, output)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -127,7 +91,7 @@ def main() -> None:
     source, same_csv = make_input(args.rows)
     work = OUT / "excel-run"
     work.mkdir(exist_ok=True)
-    (work / "batcher.toml").write_text(CONFIG, encoding="utf-8")
+    (work / "batcher.toml").write_text(UNTHROTTLED, encoding="utf-8")
     env = {**os.environ, "BATCHER_TOKEN": TOKEN}
     options = ["--action", "add", "--tags", "x", "--location-id", LOCATION]
 

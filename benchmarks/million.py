@@ -30,39 +30,19 @@ import resource
 import string
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from common import LOCATION, OUT, TOKEN, UNTHROTTLED, Measured, run_child
 
-OUT = Path(__file__).resolve().parent / "out"
-TOKEN = "sandbox-token"  # the sandbox's own default: no real token is ever used here
-LOCATION = "sandboxLocation00001"
-CONFIG = """\
-[limits]
-concurrency = 8
-requests_per_interval = 1000000
-interval_ms = 1000
-[sandbox]
-rate = "off"
-record_requests = false
-"""
 SERVE = """
 import asyncio, sys
 from batcher.sandbox import SandboxConfig, serve
 config = SandboxConfig(rate=None, record_requests=False)
 asyncio.run(serve(config, lambda url: (print(url), sys.stdout.flush())))
 """
-
-
-@dataclass(frozen=True)
-class Measured:
-    seconds: float
-    peak_mib: float
-    output: str
 
 
 def make_input(rows: int) -> Path:
@@ -79,26 +59,10 @@ def make_input(rows: int) -> Path:
     return path
 
 
-def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> Measured:
-    """Run a command; its wall time and its own peak RSS (from wait4, not the children's max)."""
-    with tempfile.TemporaryFile("w+") as out:
-        started = time.perf_counter()
-        child = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        output = out.read()
-    if child.returncode != 0:
-        raise SystemExit(f"{' '.join(argv[:4])} exited {child.returncode}:\n{output}")
-    # ru_maxrss is in KiB on Linux.
-    return Measured(seconds, usage.ru_maxrss / 1024, output)
-
-
 def run_batcher(source: Path, command: str, *target: str) -> Measured:
     work = OUT / "run"
     work.mkdir(exist_ok=True)
-    (work / "batcher.toml").write_text(CONFIG, encoding="utf-8")
+    (work / "batcher.toml").write_text(UNTHROTTLED, encoding="utf-8")
     (work / "batcher.toml").chmod(0o600)
     report = ["--report", "report.csv", "--yes"] if command == "run" else []
     argv = [sys.executable, "-m", "batcher", command, str(source), "--fresh", "-q", *target,
@@ -117,6 +81,7 @@ def stages(output: str) -> dict[str, float]:
 
 PANDAS_ALONE = """
 import sys, pandas
+
 for _ in pandas.read_csv(sys.argv[1], dtype=str, keep_default_na=False, chunksize=50_000):
     pass
 """

@@ -1,0 +1,52 @@
+"""What the benchmark scripts share: the sandbox's token, an unthrottled config, a timed child.
+
+Each benchmark runs batcher as a separate process and reads that process's own peak memory
+(`os.wait4`, not the largest of all children so far).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+TOKEN = "sandbox-token"  # the sandbox's own default: no real token is ever used here
+LOCATION = "sandboxLocation00001"
+# batcher's own cost, not the API's rate limit: the sandbox unthrottled, the client's pacing
+# lifted, the sandbox keeping no copy of the requests.
+UNTHROTTLED = """\
+[limits]
+concurrency = 8
+requests_per_interval = 1000000
+interval_ms = 1000
+[sandbox]
+rate = "off"
+record_requests = false
+"""
+
+
+@dataclass(frozen=True)
+class Measured:
+    seconds: float
+    peak_mib: float
+    output: str
+
+
+def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> Measured:
+    """Run a command; its wall time and its own peak RSS (from wait4, not the children's max)."""
+    with tempfile.TemporaryFile("w+") as out:
+        started = time.perf_counter()
+        child = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+        code = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        output = out.read()
+    if code != 0:
+        raise SystemExit(f"{' '.join(argv[:4])} exited {code}:\n{output}")
+    # ru_maxrss is in KiB on Linux.
+    return Measured(seconds, usage.ru_maxrss / 1024, output)
