@@ -35,10 +35,19 @@ from batcher.config import Settings
 from batcher.crash import write_crash_file
 from batcher.errors import BatcherError, StateLockedError, UsageError
 from batcher.jobs import Job
-from batcher.ledger import StateLock, runs_in
+from batcher.ledger import RunInfo, StateLock, runs_in
 from batcher.secrets import Scrubber
 from batcher.web.page import PageState, progress_json, render
-from batcher.web.runs import ActiveRun, Operation, PlanView, Runs, plan
+from batcher.web.runs import (
+    ActiveRun,
+    Operation,
+    PlanView,
+    Runs,
+    UndoPlan,
+    plan,
+    undo_plan,
+    undo_problem,
+)
 from batcher.web.uploads import TooLargeError, Upload, Uploads, detect_columns
 
 __all__ = ["WebOptions", "check_bind", "create_app", "is_loopback_host"]
@@ -284,6 +293,68 @@ class Page:
             )
         raise web.HTTPSeeOther(f"/?upload={upload.id}#progress")
 
+    def _undoable(self, given: object) -> RunInfo:
+        """The finished run, with its report, that the form names (its state file's name)."""
+        name = given if isinstance(given, str) else ""
+        runs = runs_in(self.state_dir) if name and self.state_dir.is_dir() else []
+        info = next((info for info in runs if info.path.name == name), None)
+        if info is None:
+            raise UsageError(
+                "that run is not in the state directory (any more); reload the page and choose "
+                "a run from the list"
+            )
+        if problem := undo_problem(info):
+            raise UsageError(problem)
+        return info
+
+    def _check_free(self) -> None:
+        if self.runs.busy():
+            raise StateLockedError(
+                f"{self.state_dir}: a run started from this page is still going; wait for it "
+                "to finish or stop it"
+            )
+        lock = StateLock(self.state_dir)
+        lock.acquire()  # refused now, with the CLI's message, if another run holds it
+        lock.release()
+
+    async def undo_plan(self, request: web.Request) -> web.Response:
+        """The undo's plan for a finished run (sends nothing), with the button to start it."""
+        form = await request.post()
+        self.check_csrf(request.headers.get("X-CSRF-Token") or form.get("csrf"))
+        try:
+            info = self._undoable(form.get("run"))
+            self._check_free()
+            view: UndoPlan = await asyncio.to_thread(
+                undo_plan,
+                self.settings,
+                info,
+                config_file=self.options.config_file,
+                sandbox=self.options.sandbox,
+            )
+        except StateLockedError as exc:
+            return self._page(self._state(error=self._message(exc)), 409)
+        except Exception as exc:
+            return self._page(self._state(error=self._message(exc)), 400)
+        return self._page(self._state(undo_plan=view))
+
+    async def undo_run(self, request: web.Request) -> web.Response:
+        """Start the undo of a finished run (after its plan was shown) as a page run."""
+        form = await request.post()
+        self.check_csrf(request.headers.get("X-CSRF-Token") or form.get("csrf"))
+        try:
+            info = self._undoable(form.get("run"))
+            self._check_free()
+            self.runs.start_undo(
+                Path(info.report),
+                config_file=self.options.config_file,
+                sandbox=self.options.sandbox,
+            )
+        except StateLockedError as exc:
+            return self._page(self._state(error=self._message(exc)), 409)
+        except Exception as exc:
+            return self._page(self._state(error=self._message(exc)), 400)
+        raise web.HTTPSeeOther("/#progress")
+
     async def stop(self, request: web.Request) -> web.Response:
         form = await request.post()
         self.check_csrf(request.headers.get("X-CSRF-Token") or form.get("csrf"))
@@ -434,6 +505,8 @@ def create_app(settings: Settings, options: WebOptions | None = None) -> web.App
             web.post("/plan", page.plan),
             web.post("/run", page.run),
             web.post("/stop", page.stop),
+            web.post("/undo", page.undo_plan),
+            web.post("/undo/run", page.undo_run),
             web.get("/progress", page.progress),
             web.get("/events", page.events),
             web.get(r"/runs/{run:[0-9a-f]{16}}/report.{kind:csv|xlsx}", page.report),

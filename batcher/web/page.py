@@ -12,12 +12,14 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from batcher import __version__
 from batcher.ledger import RunInfo
 from batcher.models import Status
-from batcher.web.runs import ActiveRun, Operation, PlanView, RunRecord
+from batcher.undo import undone_report
+from batcher.web.runs import ActiveRun, Operation, PlanView, RunRecord, UndoPlan, undo_problem
 from batcher.web.uploads import ALLOWED_SUFFIXES, Columns, Upload
 
 __all__ = ["PageState", "render"]
@@ -48,7 +50,14 @@ class PageState:
     current: ActiveRun | None = None
     runs: Sequence[RunInfo] = ()
     records: Sequence[RunRecord] = ()
-    undo_available: bool = False
+    undo_plan: UndoPlan | None = None
+
+
+# The embedded sandbox starts empty for each run: an undo there cannot see the run's tags.
+SANDBOX_UNDO_NOTE = (
+    "Sandbox: every run gets a new embedded sandbox, so an undo here cannot see the tags the "
+    "run set (it shows how an undo goes, not what it restores)."
+)
 
 
 def e(value: object) -> str:
@@ -267,6 +276,54 @@ def _plan_section(state: PageState) -> str:
 </section>"""
 
 
+def _undo_plan_section(state: PageState) -> str:
+    view = state.undo_plan
+    if view is None:
+        return ""
+    run, source = view.result.run, view.result.source
+    busy = state.current is not None and not state.current.done
+    can_start = view.to_send > 0 and not busy
+    resumed = (
+        '<p class="notice">An unfinished undo of this report exists: operations it settled '
+        "are not sent again.</p>"
+        if run.resumed
+        else ""
+    )
+    sandbox = (
+        f'<p class="notice" id="undo-sandbox">{e(SANDBOX_UNDO_NOTE)}</p>' if state.sandbox else ""
+    )
+    return f"""
+<section aria-labelledby="h-undo" id="undo-plan">
+  <h2 id="h-undo">Undo: the plan</h2>
+  <p id="undo-summary">Undo the run of <strong>{e(view.info.input.rsplit("/", 1)[-1])}</strong>
+    ({e(view.info.operation)}, {e(view.info.created.replace("T", " "))}) from its report
+    <code>{e(Path(view.info.report).name)}</code>: remove the tags it added, add back the tags
+    it removed. Changes made since by others are not looked at.</p>
+  {resumed}
+  <table id="undo-counts" class="facts" aria-label="What the undo sends">
+    <tr><th scope="row">rows to undo</th><td class="num" id="undo-rows">{source.undone:,} of
+      {source.rows:,}</td></tr>
+    <tr><th scope="row">operations</th><td class="num" id="undo-operations">
+      {source.operations:,} ({view.to_send:,} to send)</td></tr>
+    <tr><th scope="row">requests</th><td class="num" id="undo-requests">
+      {run.plan.requests:,}</td></tr>
+    <tr><th scope="row">locations</th><td class="num" id="undo-locations">
+      {run.locations:,}</td></tr>
+    <tr><th scope="row">rows with nothing to undo</th><td class="num" id="undo-nothing">
+      {source.nothing:,}</td></tr>
+  </table>
+  <p>At least {e(_duration(run.least_seconds))} at the rate limit, to {e(run.target)}. The rows
+    with nothing to undo are in the undo's report, saying why.</p>
+  {sandbox}
+  <form id="undo-run-form" method="post" action="/undo/run">
+    {_csrf(state)}
+    <input type="hidden" name="run" value="{e(view.info.path.name)}">
+    <button type="submit" id="undo-run-button" class="primary"{"" if can_start else " disabled"}>
+      Undo: send {view.to_send:,} operations to {e(run.target)}</button>
+  </form>
+</section>"""
+
+
 def _progress_section(state: PageState) -> str:
     current = state.current
     if current is None:
@@ -340,7 +397,11 @@ def _reports_by_run(runs: Sequence[RunInfo], records: Sequence[RunRecord]) -> di
         started = dt.datetime.fromtimestamp(record.started + 2, dt.UTC)
         owner = None
         for info in runs:
-            if (info.input, info.operation) != (record.input_path, record.operation):
+            if record.undoes:
+                # An undo's input is generated (and gone): it names the report it undoes.
+                if undone_report(info.input) != Path(record.undoes).name:
+                    continue
+            elif (info.input, info.operation) != (record.input_path, record.operation):
                 continue
             with contextlib.suppress(ValueError):
                 created = dt.datetime.strptime(info.created, "%Y-%m-%dT%H:%M:%SZ")
@@ -362,14 +423,18 @@ def _runs_section(state: PageState) -> str:
             if record is not None
             else '<span class="muted" title="not started from this page">—</span>'
         )
-        # UNDO: the place for undo of a finished run (Step 6's `batcher undo REPORT`, built
-        # elsewhere). The button stays disabled until the library has undo; then it posts the
-        # run's report to an /undo route that shows the undo's plan first.
+        problem = undo_problem(info)
         undo = (
-            '<button type="button" class="undo" disabled aria-disabled="true" '
-            'title="Undo is not available yet (it arrives with batcher undo)">Undo</button>'
+            f'<button type="button" class="undo" disabled aria-disabled="true" '
+            f'title="{e(problem)}" aria-label="Undo: {e(problem)}">Undo</button>'
+            if problem
+            else f"""<form method="post" action="/undo" class="undo-form">{_csrf(state)}
+        <input type="hidden" name="run" value="{e(info.path.name)}">
+        <button type="submit" class="undo" aria-label="Undo this run: see its plan first"
+          >Undo…</button></form>"""
         )
-        name = info.input.rsplit("/", 1)[-1]
+        undone = undone_report(info.input)
+        name = f"undo of {undone}" if undone else info.input.rsplit("/", 1)[-1]
         rows.append(
             f"<tr><td class='when'>{e(info.created.replace('T', ' '))}</td>"
             f"<td title='{e(info.input)}'>{e(name)}</td>"
@@ -381,6 +446,10 @@ def _runs_section(state: PageState) -> str:
     return f"""
 <section aria-labelledby="h-runs">
   <h2 id="h-runs">Runs in the state directory</h2>
+  <p class="help">Undo takes a finished run back from its report: it shows the undo's plan
+    first, and sends nothing until you confirm.{
+        " " + e(SANDBOX_UNDO_NOTE) if state.sandbox else ""
+    }</p>
   <table id="runs">
     <thead><tr><th scope="col">started</th><th scope="col">input</th>
       <th scope="col">operation</th><th scope="col">target</th><th scope="col">state</th>
@@ -398,6 +467,7 @@ def render(state: PageState) -> str:
         _upload_section(state),
         _operation_section(state),
         _plan_section(state),
+        _undo_plan_section(state),
         _progress_section(state),
         _runs_section(state),
     )

@@ -35,13 +35,14 @@ from batcher.crash import write_crash_file
 from batcher.errors import BatcherError
 from batcher.files import open_private, private_dir
 from batcher.jobs import Job, build_job
-from batcher.ledger import Ledger, StateLock
+from batcher.ledger import Ledger, RunInfo, StateLock
 from batcher.loading import open_input
 from batcher.models import Row, Status
 from batcher.report import check_report_path, write_rows
-from batcher.runner import Preview, RunResult, execute, run_key
+from batcher.runner import Preview, RunProgress, RunResult, execute, run_key
 from batcher.secrets import Scrubber
 from batcher.stopping import Stop
+from batcher.undo import UndoResult, undo
 
 __all__ = [
     "ActiveRun",
@@ -49,6 +50,7 @@ __all__ = [
     "PlanView",
     "RunRecord",
     "Runs",
+    "UndoPlan",
     "first_invalid_rows",
     "render_xlsx",
 ]
@@ -132,6 +134,50 @@ def plan(settings: Settings, job: Job) -> PlanView:
     return PlanView(result, first_invalid_rows(job) if result.counts[Status.INVALID] else [])
 
 
+def undo_problem(info: RunInfo) -> str:
+    """Why the run cannot be undone from the page ("" when it can): finished, with its report."""
+    if info.state != "finished":
+        return (
+            f"that run is {info.state}, not finished: only a finished run can be undone "
+            "(start the same run again to finish it first)"
+        )
+    if not info.report:
+        return "that run kept no report: undo works from the run's report"
+    if not Path(info.report).is_file():
+        return f"that run's report {info.report} is not there any more: undo works from it"
+    return ""
+
+
+@dataclass
+class UndoPlan:
+    """An undo's dry run as the page shows it, and the run it takes back."""
+
+    info: RunInfo
+    result: UndoResult
+
+    @property
+    def to_send(self) -> int:
+        return self.result.run.counts[Status.PENDING]
+
+
+def undo_plan(
+    settings: Settings, info: RunInfo, *, config_file: Path | None, sandbox: bool
+) -> UndoPlan:
+    """The undo's dry run (`batcher undo REPORT --plan`), in the calling thread."""
+    result = asyncio.run(
+        undo(
+            settings,
+            Path(info.report),
+            sandbox=sandbox,
+            config_file=config_file,
+            dry_run=True,
+        )
+    )
+    if result.run.stopped is not None:
+        raise BatcherError(f"{result.run.stopped}; nothing was sent")
+    return UndoPlan(info, result)
+
+
 def render_xlsx(settings: Settings, job: Job, result: RunResult, target: Path) -> None:
     """The finished run's report again, as XLSX, from its state file (read-only).
 
@@ -173,6 +219,22 @@ class RunRecord:
     upload_id: str = ""
     # The operation as chosen on the page (Operation's fields), to show it again.
     choices: dict[str, str] = field(default_factory=dict)
+    # For an undo: the report of the run it takes back.
+    undoes: str = ""
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a run's work reports to the page: progress, the preview, the stop, extra notes."""
+
+    progress: Callable[[int, int], None]
+    confirm: Callable[[Preview], bool]
+    stop: Stop
+    note: Callable[[str], None]
+
+
+# A run's work, in the worker thread: the library call, with the page's hooks.
+Work = Callable[[Hooks], RunResult]
 
 
 @dataclass
@@ -267,6 +329,98 @@ class Runs:
         The job is built here (UsageError before anything starts); the state lock is taken by
         `execute` in the thread, and a StateLockedError there ends the run with its message.
         """
+        stem = Path(input_name).name
+        for suffix in (".gz", ".csv", ".tsv", ".txt", ".xlsx", ".xlsm"):
+            stem = stem.removesuffix(suffix)
+
+        built: list[Job] = []
+
+        def begin(report: Path) -> tuple[Work, str]:
+            job = make_job(report)
+            built.append(job)
+
+            def work(hooks: Hooks) -> RunResult:
+                return asyncio.run(
+                    execute(
+                        self.settings,
+                        job,
+                        on_progress=hooks.progress,
+                        confirm=hooks.confirm,
+                        stop=hooks.stop,
+                    )
+                )
+
+            return work, str(job.input_path.resolve())
+
+        return self._start(
+            begin,
+            input_name,
+            f"{stem}-report.csv",
+            upload_id=upload_id,
+            choices=choices,
+            on_end=on_end,
+            xlsx=lambda active, result: self._second_render(active, built[0], result),
+        )
+
+    def start_undo(
+        self,
+        report: Path,
+        *,
+        config_file: Path | None,
+        sandbox: bool,
+        on_end: Callable[[ActiveRun], None] | None = None,
+    ) -> ActiveRun:
+        """Undo the run whose report is `report` (`batcher.undo.undo`), in a worker thread.
+
+        The undo's report (CSV only: its input is generated and gone when it ends) goes to the
+        run's own folder.
+        """
+        stem = report.name
+        for suffix in (".csv", ".xlsx", ".xlsm", ".jsonl"):
+            stem = stem.removesuffix(suffix)
+
+        def begin(out: Path) -> tuple[Work, str]:
+            def work(hooks: Hooks) -> RunResult:
+                def tick(progress: RunProgress) -> None:
+                    hooks.progress(progress.requests_done, progress.requests_total)
+
+                found = asyncio.run(
+                    undo(
+                        self.settings,
+                        report,
+                        report_path=out,
+                        sandbox=sandbox,
+                        config_file=config_file,
+                        on_tick=tick,
+                        confirm=hooks.confirm,
+                        stop=hooks.stop,
+                    )
+                )
+                source = found.source
+                hooks.note(
+                    f"undid {source.undone:,} of the report's {source.rows:,} rows "
+                    f"({source.operations:,} operations); {source.nothing:,} with nothing to undo"
+                )
+                return found.run
+
+            return work, str(report)
+
+        return self._start(
+            begin, report.name, f"{stem}-undo.csv", undoes=str(report), on_end=on_end, xlsx=None
+        )
+
+    def _start(
+        self,
+        begin: Callable[[Path], tuple[Work, str]],
+        input_name: str,
+        report_name: str,
+        *,
+        upload_id: str = "",
+        choices: dict[str, str] | None = None,
+        undoes: str = "",
+        on_end: Callable[[ActiveRun], None] | None,
+        xlsx: Callable[[ActiveRun, RunResult], None] | None,
+    ) -> ActiveRun:
         with self._lock:
             if self.busy():
                 raise BatcherError(
@@ -274,39 +428,45 @@ class Runs:
                     "wait for it to finish or stop it"
                 )
             run_id, folder = self.new_folder()
-            stem = Path(input_name).name
-            for suffix in (".gz", ".csv", ".tsv", ".txt", ".xlsx", ".xlsm"):
-                stem = stem.removesuffix(suffix)
-            report = folder / f"{stem}-report.csv"
+            report = folder / report_name
             try:
-                job = make_job(report)
+                work, input_path = begin(report)
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
             record = RunRecord(
                 id=run_id,
                 input_name=input_name,
-                input_path=str(job.input_path.resolve()),
+                input_path=input_path,
                 operation="",
                 started=time.time(),
                 report_csv=report.name,
                 upload_id=upload_id,
                 choices=dict(choices or {}),
+                undoes=undoes,
             )
             active = ActiveRun(record, folder)
             self.current = active
             self._save(active)
             thread = threading.Thread(
-                target=self._work, args=(active, job, on_end), name=f"batcher-run-{run_id}"
+                target=self._work,
+                args=(active, work, report, xlsx, on_end),
+                name=f"batcher-run-{run_id}",
             )
             active.thread = thread
             thread.start()
             return active
 
     def _work(
-        self, active: ActiveRun, job: Job, on_end: Callable[[ActiveRun], None] | None
+        self,
+        active: ActiveRun,
+        work: Work,
+        report: Path,
+        xlsx: Callable[[ActiveRun, RunResult], None] | None,
+        on_end: Callable[[ActiveRun], None] | None,
     ) -> None:
         record = active.record
+        notes: list[str] = []
 
         def progress(done: int, planned: int) -> None:
             active.requests_done, active.requests_planned = done, planned
@@ -321,28 +481,21 @@ class Runs:
             return True
 
         try:
-            result = asyncio.run(
-                execute(
-                    self.settings,
-                    job,
-                    on_progress=progress,
-                    confirm=confirm,
-                    stop=active.stop,
-                )
-            )
+            result = work(Hooks(progress, confirm, active.stop, notes.append))
             active.result = result
             record.operation = result.operation
             record.counts = {status.value: result.counts[status] for status in STATUS_ORDER}
             record.exit_code = result.exit_code
-            record.message = self._summary(result)
-            if job.report_path is not None and job.report_path.is_file():
-                self._second_render(active, job, result)
+            record.message = "; ".join([self._summary(result), *notes])
+            if report.is_file():
+                if xlsx is not None:
+                    xlsx(active, result)
             else:
                 record.report_csv = ""
         except BatcherError as exc:
             active.error = record.message = self.scrubber.scrub(str(exc))
             record.exit_code = exc.exit_code
-            if job.report_path is None or not job.report_path.is_file():
+            if not report.is_file():
                 record.report_csv = ""
         except Exception as exc:  # one line on the page; the details in a crash file
             crash = write_crash_file(Path(self.settings.state.dir), exc, self.scrubber)
