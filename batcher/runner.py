@@ -373,9 +373,10 @@ async def execute(
                 _target_line(result),
                 result.least_seconds,
             )
+            lap("plan")
             if confirm is not None and not confirm(preview):
                 raise UsageError("not confirmed: nothing was sent")
-            lap("plan")
+            lap("confirm")  # a person's time to answer is no stage of the run
             quota = await _send(
                 settings, job, token, ledger, result, stop, on_progress, on_tick, emit, preview
             )
