@@ -264,14 +264,7 @@ class Page:
     async def run(self, request: web.Request) -> web.Response:
         upload, operation = await self._form(request)
         try:
-            if self.runs.busy():
-                raise StateLockedError(
-                    f"{self.state_dir}: a run started from this page is still going; wait for "
-                    "it to finish or stop it"
-                )
-            lock = StateLock(self.state_dir)
-            lock.acquire()  # refused now, with the CLI's message, if another run holds it
-            lock.release()
+            self._check_free()
 
             def make_job(report: Path) -> Job:
                 return operation.job(
