@@ -1,19 +1,19 @@
-"""Excel sheets read a chunk of rows at a time through python-calamine (SPEC "Input")."""
+"""Excel sheets streamed a chunk of rows at a time (SPEC "Input")."""
 
 from __future__ import annotations
 
 import datetime
 import tracemalloc
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import xlsxwriter
-from python_calamine import CalamineWorkbook
 
 from batcher.errors import InputError
 from batcher.loading import InputOptions, InputTable, open_input
-from batcher.loading._excel import open_excel
+from batcher.loading._excel import open_excel, sheet_rows
 from batcher.models import Row, Status
 
 ID1 = "AbCdEfGhIj0123456789"
@@ -113,54 +113,52 @@ def test_the_sheet_is_read_again_for_every_read(tmp_path: Path) -> None:
     assert [r.contact_id for r in first] == [ID1]
 
 
-def test_the_sheet_is_parsed_once_for_the_probe_and_the_first_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = write_xlsx(tmp_path / "in.xlsx", {"S": listed([["contact_id", "tags"], [ID1, "x"]])})
-    parsed: list[str] = []
-    real_open = CalamineWorkbook.from_path
-    real = CalamineWorkbook.get_sheet_by_name
-
-    class Spy:
-        def __init__(self, book: CalamineWorkbook) -> None:
-            self.book = book
-
-        def __enter__(self) -> Spy:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            self.book.close()
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.book, name)
-
-        def get_sheet_by_name(self, name: str) -> Any:
-            parsed.append(name)
-            return real(self.book, name)
-
-    def from_path(path: str) -> Spy:
-        return Spy(real_open(path))
-
-    monkeypatch.setattr("batcher.loading._excel.CalamineWorkbook.from_path", from_path)
-    opened = table(path, action="add")
-    assert opened.has_rows is True
-    assert parsed == ["S"]
-    rows_of(opened)
-    assert parsed == ["S"]  # the first read took the sheet the probe parsed
-    rows_of(opened)
-    assert parsed == ["S", "S"]
-
-
-def test_python_memory_holds_a_chunk_not_the_sheet(tmp_path: Path) -> None:
-    """Python objects alive while reading stay near one chunk's, whatever the sheet's length."""
-    rows = 20_000
-    path = tmp_path / "big.xlsx"
+def big_sheet(path: Path, rows: int) -> Path:
     book = xlsxwriter.Workbook(str(path), {"constant_memory": True})
     sheet = book.add_worksheet("S")
     sheet.write_row(0, 0, ["contact_id", "name", "email", "tags"])
     for n in range(1, rows + 1):
         sheet.write_row(n, 0, [f"{n:020d}", f"Name {n}", f"p{n}@example.com", "vip"])
     book.close()
+    return path
+
+
+def test_the_sheet_is_streamed_never_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening reads only the top of the sheet's XML; a read yields its first rows long before
+    the end of the XML, and no read of the XML asks for more than a block."""
+    path = big_sheet(tmp_path / "big.xlsx", 20_000)
+    with zipfile.ZipFile(path) as package:
+        size = package.getinfo("xl/worksheets/sheet1.xml").file_size
+    inflated: list[int] = []
+    real_read = zipfile.ZipExtFile.read
+
+    def read(self: zipfile.ZipExtFile, n: int = -1) -> bytes:
+        assert 0 < n <= 1 << 16, "a part is read whole"
+        data = real_read(self, n)
+        if self.name == "xl/worksheets/sheet1.xml":
+            inflated.append(len(data))
+        return data
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", read)
+    source = open_excel(path, None)
+    assert source.has_rows is True
+    assert 0 < sum(inflated) < size / 10
+    inflated.clear()
+    slices = source.read(500, 0)
+    first = next(slices)
+    assert first.lines == 2
+    assert len(first.columns[0]) == 500
+    assert sum(inflated) < size / 10
+    assert sum(len(s.columns[0]) for s in slices) == 20_000 - 500
+    assert sum(inflated) == size  # every read streams the sheet again, to its end
+
+
+def test_python_memory_holds_a_chunk_not_the_sheet(tmp_path: Path) -> None:
+    """Python objects alive while reading stay near one chunk's, whatever the sheet's length."""
+    rows = 20_000
+    path = big_sheet(tmp_path / "big.xlsx", rows)
 
     def python_peak(read: Any) -> int:
         tracemalloc.start()
@@ -171,8 +169,7 @@ def test_python_memory_holds_a_chunk_not_the_sheet(tmp_path: Path) -> None:
             tracemalloc.stop()
 
     def whole() -> None:  # the sheet as Python lists: what reading it whole would hold
-        with CalamineWorkbook.from_path(str(path)) as book:
-            data = book.get_sheet_by_index(0).to_python()
+        data = list(sheet_rows(path))
         assert len(data) == rows + 1
 
     def chunked() -> None:

@@ -1,32 +1,33 @@
-"""Excel workbooks (.xlsx/.xlsm) through python-calamine, a chunk of rows at a time.
+"""Excel workbooks (.xlsx/.xlsm) read as a stream, a chunk of rows at a time (`_xlsx`).
 
-calamine parses a sheet whole into its own (Rust) memory when the sheet is opened; `iter_rows`
-then makes the Python cells of one row at a time, so the Python side holds one chunk of rows,
-never the sheet. The sheet parsed by `open_excel` to find the header is kept for the first read
-(the ledger's load, right after) and let go when that read ends; a later read parses it again.
+Nothing holds the sheet: its XML is inflated and split a block at a time (see `_xlsx`), so
+memory stays flat whatever the sheet's length; only the shared strings are held whole, compactly.
+Every read streams the sheet again from the start; `open_excel` reads only as far as the header
+and the first data row with a cell.
 
-Rows are numbered as Excel shows them: `iter_rows` yields the empty rows above the sheet's first
-cell too, so the n-th row it yields is sheet row n. It does not yield the empty columns left of
-the first cell: those are put back, so that columns are named from column A as a person sees
-them (a header starting in column B has an empty first column name).
+Rows are numbered as Excel shows them (the XML's row numbers). Columns are counted from column A
+as a person sees them (a header starting in column B has an empty first column name), and run to
+the header's last non-empty cell: a value right of that is an InputError naming its cell (like a
+CSV line with more fields than the header), since a column without a name cannot be reported.
 
-Cells become text (see `_excel_text`), except that the id column remembers which of its cells
-are numbers: Excel keeps 15 significant digits, so a number there is never a usable id.
-Merged cells hold their value in the top-left cell only, the others are empty (calamine's view).
+Cells become text as a person sees them: whole numbers without `.0`, booleans TRUE/FALSE, a date
+as ISO `2024-01-05`, a date with a time as `2024-01-05 10:30:00`, a time as `10:30:00` (the style's
+number format says which numbers are dates; the workbook's 1904 date system is honoured), an
+elapsed-time format as Python shows a timedelta, an error cell (#N/A) empty. The id column
+remembers which of its cells are numbers: Excel keeps 15 significant digits, so a number there is
+never a usable id. Merged cells hold their value in the top-left cell only, the others are empty.
 """
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Generator, Iterator
-from itertools import islice
+from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
-from typing import Any
-
-from python_calamine import CalamineSheet, CalamineWorkbook, SheetTypeEnum
 
 from batcher.errors import InputError
 from batcher.loading._common import Slice, Source, is_blank, one_line
+from batcher.loading._xlsx import READ_ERRORS, Block, Book
 
 # An OLE compound file (CFB): an old .xls, or an .xlsx that Excel encrypted with a password.
 _CFB_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
@@ -41,74 +42,194 @@ def open_excel(path: Path, sheet: str | None) -> Source:
     `sheet`: a sheet's name (case ignored when no sheet has it exactly), else, when it is a
     whole number, the sheet at that 1-based position; None for the first sheet.
     """
-    _refuse_ole(path)
-    names, index = _choose_sheet(path, sheet)
-    name = names[index]
-    parsed: list[CalamineSheet] = [_parse(path, index, name)]
-    lead = _leading_columns(parsed[0])
-    if lead is None:
-        raise InputError(f"{path}: sheet {name!r} is empty")
-    rows = _rows(parsed[0], lead)
-    try:
-        # The header's sheet row (0-based) and cells; then whether any later row has a cell.
-        found = next(((n, cells) for n, cells in enumerate(rows) if not _blank(cells)), None)
-        if found is None:
-            raise InputError(f"{path}: sheet {name!r} is empty")
-        top, cells = found
-        header = [_excel_text(v) for v in cells]
-        has_rows = any(not _blank(cells) for cells in rows)
-    finally:
-        del rows  # the probe stops here: its iterator (and its rows) go at once
+    found = _find_header(path, sheet)
+    if found is None:
+        raise InputError(f"{path}: sheet {_sheet_name(path, sheet)!r} is empty")
+    top = found.line
 
     def read(chunk_rows: int, id_index: int) -> Generator[Slice, None, None]:
-        # The first read takes the sheet parsed above and lets it go when done; others parse.
-        sheet_data = parsed.pop() if parsed else _parse(path, index, name)
-        data = _rows(sheet_data, lead)
-        del sheet_data
-        line = top + 2  # the header is on sheet row top + 1; data starts on the next one
-        next(islice(data, top + 1, top + 1), None)  # skip to the first data row
-        while part := list(islice(data, chunk_rows)):
-            # Every row of a sheet has the header's width (calamine pads them to its range).
-            columns: list[list[Any]] = [list(column) for column in zip(*part, strict=True)]
-            del part
-            numeric: dict[int, str] | None = None
-            for i, column in enumerate(columns):
-                if set(map(type, column)) == {str}:
-                    continue  # the common case: every cell already text
-                if i == id_index:
-                    numeric = _numbers_shown(column, line)
-                columns[i] = [v if type(v) is str else _excel_text(v) for v in column]
-            yield Slice(columns, line, numeric or None)
-            line += len(columns[0])
+        # Rows without cells in the XML are blank rows here, as in the sheet: every sheet row
+        # below the header takes its place, so a Slice's rows are always consecutive.
+        columns: list[list[str]] = [[] for _ in range(found.width)]
+        first = top + 1  # the sheet row of the columns' first cells
+        numeric: dict[int, str] = {}
+        for block in _blocks(path, found.index, found.name, id_index):
+            numeric.update(block.numbers)
+            for line, run in _runs(path, found, block):
+                gap = line - first - len(columns[0])
+                while gap:
+                    take = min(gap, chunk_rows - len(columns[0]))
+                    for column in columns:
+                        column += repeat("", take)
+                    gap -= take
+                    if len(columns[0]) == chunk_rows:
+                        yield _slice(first, columns, numeric)
+                        first += chunk_rows
+                        columns = [[] for _ in range(found.width)]
+                at = 0
+                while at < len(run[0]):
+                    take = min(len(run[0]) - at, chunk_rows - len(columns[0]))
+                    for column, cells in zip(columns, run, strict=True):
+                        column += cells[at : at + take] if at or take < len(cells) else cells
+                    at += take
+                    if len(columns[0]) == chunk_rows:
+                        yield _slice(first, columns, numeric)
+                        first += chunk_rows
+                        columns = [[] for _ in range(found.width)]
+        if columns[0]:
+            yield _slice(first, columns, numeric)
 
-    return Source(header, read, has_rows)
+    return Source(found.header, read, found.has_rows)
 
 
-def _choose_sheet(path: Path, wanted: str | None) -> tuple[list[str], int]:
-    """The workbook's sheet names and the index of the one asked for."""
+@dataclass(frozen=True, slots=True)
+class _Header:
+    index: int  # the sheet's index among the worksheets
+    name: str
+    line: int  # the header's sheet row
+    header: list[str]  # from column A to its last non-empty cell
+    has_rows: bool  # whether a later row has a non-empty cell
+
+    @property
+    def width(self) -> int:
+        return len(self.header)
+
+
+def _find_header(path: Path, wanted: str | None) -> _Header | None:
+    """The chosen sheet's header, read as far as the first data row with a cell."""
+    _refuse_ole(path)
+    with _book(path) as book:
+        names = [s.name for s in book.sheets]
+        index = _choose_sheet(path, names, wanted)
+        name = names[index]
+        header: _Header | None = None
+        try:
+            for block in book.rows(index, None):
+                for n, cells in enumerate(zip(*block.columns, strict=True)):
+                    if is_blank(cells):
+                        continue
+                    if header is not None:
+                        return _Header(index, name, header.line, header.header, True)
+                    width = max(i for i, text in enumerate(cells) if text.strip()) + 1
+                    header = _Header(index, name, block.lines[n], list(cells[:width]), False)
+        except READ_ERRORS as exc:
+            raise InputError(f"{path}: sheet {name!r} cannot be read ({_reason(exc)})") from exc
+        return header
+
+
+def _sheet_name(path: Path, wanted: str | None) -> str:
+    with _book(path) as book:
+        names = [s.name for s in book.sheets]
+        return names[_choose_sheet(path, names, wanted)]
+
+
+def _book(path: Path) -> Book:
     try:
-        with CalamineWorkbook.from_path(str(path)) as book:
-            # Worksheets only (a chart sheet has no cells), in workbook order, hidden ones too.
-            names = [str(m.name) for m in book.sheets_metadata if m.typ == SheetTypeEnum.WorkSheet]
+        return Book(path)
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({one_line(exc)})") from exc
-    except Exception as exc:  # calamine raises its own bare CalamineError for corrupt files
-        raise InputError(f"{path}: not a readable Excel workbook ({one_line(exc)})") from exc
+    except READ_ERRORS as exc:
+        raise InputError(f"{path}: not a readable Excel workbook ({_reason(exc)})") from exc
+
+
+def _blocks(path: Path, index: int, name: str, watch: int | None) -> Iterator[Block]:
+    """The sheet's rows in blocks; a damaged file is an InputError naming it."""
+    with _book(path) as book:
+        try:
+            yield from book.rows(index, watch)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot be read ({one_line(exc)})") from exc
+        except READ_ERRORS as exc:
+            raise InputError(f"{path}: sheet {name!r} cannot be read ({_reason(exc)})") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"a part is missing: {one_line(exc.args[0] if exc.args else exc)}"
+    return one_line(exc) or type(exc).__name__
+
+
+def _fit(path: Path, found: _Header, block: Block, skip: int) -> list[list[str]]:
+    """A block's columns from row `skip` on, exactly as wide as the header."""
+    width = found.width
+    columns = block.columns
+    for index in range(width, len(columns)):
+        for n in range(skip, len(block.lines)):
+            if columns[index][n].strip():
+                raise InputError(
+                    f"{path}: sheet {found.name!r} row {block.lines[n]} has a value in column "
+                    f"{_letters(index)}, right of the header's last column "
+                    f"({_letters(width - 1)}); give that column a name in the header row "
+                    f"(row {found.line}) or delete it"
+                )
+    rows = len(block.lines) - skip
+    fitted = [c[skip:] if skip else c for c in columns[:width]]
+    fitted += [[""] * rows for _ in range(width - len(fitted))]
+    return fitted
+
+
+def _letters(index: int) -> str:
+    """A 0-based column index as Excel names it (0: A, 26: AA)."""
+    name = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        name = chr(65 + rest) + name
+    return name
+
+
+def _slice(first: int, columns: list[list[str]], numeric: dict[int, str]) -> Slice:
+    """A Slice of consecutive rows from sheet row `first`; `numeric` loses the rows it hands on."""
+    ids: dict[int, str] | None = None
+    if numeric:
+        end = first + len(columns[0])
+        ids = {line: numeric.pop(line) for line in list(numeric) if first <= line < end}
+    return Slice(columns, first, ids or None)
+
+
+def _runs(path: Path, found: _Header, block: Block) -> Iterator[tuple[int, list[list[str]]]]:
+    """A block's rows below the header as runs of consecutive rows: (first row, columns as wide
+    as the header)."""
+    lines = block.lines
+    skip = 0
+    while skip < len(lines) and lines[skip] <= found.line:
+        skip += 1
+    if skip == len(lines):
+        return
+    columns = _fit(path, found, block, skip)
+    start = skip
+    for n in range(skip + 1, len(lines) + 1):
+        if n < len(lines) and lines[n] == lines[n - 1] + 1:
+            continue
+        if n < len(lines) and lines[n] <= lines[n - 1]:
+            raise InputError(
+                f"{path}: sheet {found.name!r}: row {lines[n]} comes after row {lines[n - 1]} "
+                "in the file, which Excel never writes; open the file in Excel and save it again"
+            )
+        if start == skip and n == len(lines):
+            yield lines[start], columns
+        else:
+            yield lines[start], [c[start - skip : n - skip] for c in columns]
+        start = n
+
+
+def _choose_sheet(path: Path, names: list[str], wanted: str | None) -> int:
+    """The index of the sheet asked for among the workbook's worksheets."""
     if not names:
         raise InputError(f"{path}: the workbook has no sheets")
     if wanted is None:
-        return names, 0
+        return 0
     if wanted in names:
-        return names, names.index(wanted)
+        return names.index(wanted)
     folded = [i for i, s in enumerate(names) if s.casefold() == wanted.casefold()]
     if folded:
-        return names, folded[0]
+        return folded[0]
     listed = ", ".join(repr(s) for s in names)
     position = wanted.strip()
     if position.isdecimal() and position.isascii():
         number = int(position)
         if 1 <= number <= len(names):
-            return names, number - 1
+            return number - 1
         count = f"{len(names)} sheet{'s' if len(names) != 1 else ''}"
         raise InputError(
             f"{path}: no sheet {wanted!r}, and the workbook has only {count} ({listed}); "
@@ -117,41 +238,6 @@ def _choose_sheet(path: Path, wanted: str | None) -> tuple[list[str], int]:
     raise InputError(
         f"{path}: no sheet {wanted!r} (sheets: {listed}); give one of them with --sheet"
     )
-
-
-def _parse(path: Path, index: int, name: str) -> CalamineSheet:
-    """The sheet parsed by calamine (whole, in its own memory); the workbook is closed after."""
-    try:
-        with CalamineWorkbook.from_path(str(path)) as book:
-            return book.get_sheet_by_name(name)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read ({one_line(exc)})") from exc
-    except Exception as exc:  # calamine errors have no common base worth naming
-        raise InputError(f"{path}: sheet {name!r} cannot be read ({one_line(exc)})") from exc
-
-
-def _leading_columns(sheet: CalamineSheet) -> int | None:
-    """How many empty columns precede the sheet's first cell; None for a sheet without cells.
-
-    (`iter_rows` fails on a sheet without cells, so this is asked first.)
-    """
-    start = sheet.start
-    if start is None or sheet.height == 0 or sheet.width == 0:
-        return None
-    return int(start[1])
-
-
-def _rows(sheet: CalamineSheet, lead: int) -> Iterator[list[Any]]:
-    """The sheet's rows from row 1, each from column A, cells as calamine gives them."""
-    if not lead:
-        return iter(sheet.iter_rows())
-    pad = [""] * lead
-    return (pad + row for row in sheet.iter_rows())
-
-
-def _blank(cells: list[Any]) -> bool:
-    """A row of empty cells (text of whitespace only counts as empty)."""
-    return is_blank([v if type(v) is str else _excel_text(v) for v in cells])
 
 
 def _refuse_ole(path: Path) -> None:
@@ -176,63 +262,29 @@ def _refuse_ole(path: Path) -> None:
     )
 
 
-def _numbers_shown(column: list[Any], first_line: int) -> dict[int, str]:
-    """The sheet rows of a column's number cells, each number as a message shows it."""
-    shown: dict[int, str] = {}
-    for offset, value in enumerate(column):
-        if type(value) is not str:
-            number = _number_shown(value)
-            if number is not None:
-                shown[first_line + offset] = number
-    return shown
+def sheet_rows(path: Path) -> Iterator[list[str]]:
+    """The first sheet's rows as text, from its header on, one list per sheet row (rows without
+    cells as empty lists), for reading a batcher XLSX report back (e.g. `batcher merge`)."""
+    found = _find_header(path, None)
+    if found is None:
+        return
+    yield found.header
+    line = found.line
+    for part in _rows_below(path, found):
+        for number, cells in part:
+            while line + 1 < number:
+                line += 1
+                yield []
+            line = number
+            yield cells
 
 
-def _number_shown(value: Any) -> str | None:
-    """A number cell as a message shows it (as Excel stores it); None for any other cell.
-
-    Whole numbers below 1e15 without `.0`; beyond, the stored double (`1.234567890123457e+19`):
-    Excel keeps 15 significant digits, so those digits are all a person can trust.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if value != value:
-        return None  # NaN: an empty cell
-    if abs(value) < 1e15 and float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
-
-
-def _excel_text(value: Any) -> str:
-    """A cell as text: whole numbers without `.0`, so numeric cells survive as written.
-
-    Booleans as Excel shows them (TRUE/FALSE); a date as ISO `2024-01-05`, a date with a time
-    as `2024-01-05 10:30:00`, a time as `10:30:00`.
-    """
-    if type(value) is str:  # most cells: skip the checks below
-        return value
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, float):
-        if value != value:  # NaN: an empty cell
-            return ""
-        if value.is_integer():
-            return str(int(value))
-        return repr(value)
-    if isinstance(value, datetime.datetime):
-        return str(value)
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    return str(value)
-
-
-def sheet_rows(path: Path) -> Iterator[list[Any]]:
-    """The first sheet's rows as calamine gives them, from its first cell (for reading a batcher
-    XLSX report back, e.g. `batcher merge`). Numbers come as floats, empty cells as ""."""
-    _refuse_ole(path)
-    names, index = _choose_sheet(path, None)
-    sheet = _parse(path, index, names[index])
-    if _leading_columns(sheet) is None:
-        return iter(())
-    return iter(sheet.iter_rows())
+def _rows_below(path: Path, found: _Header) -> Iterator[list[tuple[int, list[str]]]]:
+    """The data rows below a found header: (sheet row, cells) in blocks."""
+    for block in _blocks(path, found.index, found.name, None):
+        skip = 0
+        while skip < len(block.lines) and block.lines[skip] <= found.line:
+            skip += 1
+        if skip < len(block.lines):
+            columns = _fit(path, found, block, skip)
+            yield list(zip(block.lines[skip:], map(list, zip(*columns, strict=True)), strict=True))

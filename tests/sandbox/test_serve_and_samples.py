@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import openpyxl
 import pytest
-from python_calamine import CalamineWorkbook
 
 from batcher.sandbox import Sandbox, SandboxConfig, Universe, serve
 
@@ -77,8 +77,9 @@ def test_contacts_csv_shows_every_kind_of_row(universe: Universe) -> None:
 
 
 def test_contacts_xlsx_agrees_with_the_fixture(universe: Universe) -> None:
-    sheet = CalamineWorkbook.from_path(str(SAMPLES / "contacts.xlsx")).get_sheet_by_index(0)
-    header, *rows = sheet.to_python()
+    book = openpyxl.load_workbook(SAMPLES / "contacts.xlsx", read_only=True)
+    header, *rows = [list(row) for row in book.worksheets[0].iter_rows(values_only=True)]
+    book.close()
     assert header == ["Contact ID", "Tags", "Action", "Email"]
     assert len(rows) == 200
     assert {row[2] for row in rows} == {"add", "remove", "delete"}

@@ -1,0 +1,770 @@
+"""An .xlsx/.xlsm package read as a stream: a sheet's rows a block at a time, in bounded memory.
+
+The package is a zip of XML parts. `Book` reads the small ones whole (the workbook, its
+relationships, the styles) with ElementTree. A sheet's XML (hundreds of MiB for a full sheet) is
+inflated a block at a time and never held whole; shared strings (xl/sharedStrings.xml, which can
+hold millions of ids and emails) are kept as one UTF-8 buffer and an array of end offsets, not
+as Python strings (a list of 3M `str` would take more memory than the whole budget).
+
+Why not an XML parser for the sheet: ElementTree, lxml and expat callbacks all make Python
+objects for every element (`row`, `c`, `v`, `is`, `t`: four or five per cell), which made them
+3 to 8 times slower than calamine on a full sheet (see the README). Instead each block of whole
+rows is split by one regular expression for the cell forms that Excel, LibreOffice, Google
+Sheets, openpyxl and xlsxwriter write (`<c r="B7" s="3" t="s"><v>12</v></c>`, inline strings,
+formulas with a cached value, empty styled cells), and the text left between the cells must be
+nothing but row tags and whitespace; when it is not (a cell without `r`, rich text in an inline
+string, a comment, an attribute order no producer uses...), that block is parsed by ElementTree
+instead, so the result is always the XML's, only slower for unusual files. Blocks are cut after
+a `</row>`, which cannot occur inside text or attributes (`<` is always escaped there); a block
+holding `<!` (a comment or CDATA) or `<?` is cut by a scan that skips those.
+
+Text is unescaped as XML does (entities and character references, line ends normalised), then
+OOXML's own `_xHHHH_` escapes (control characters) are decoded, as Excel shows them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import posixpath
+import re
+import zipfile
+import zlib
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import accumulate, pairwise
+from pathlib import Path
+from typing import IO
+from xml.etree import ElementTree
+
+MAIN_NAMESPACES = (
+    "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+    "http://purl.oclc.org/ooxml/spreadsheetml/main",  # Strict Open XML
+)
+_REL_NAMESPACES = (
+    "http://schemas.openxmlformats.org/officeDocument/2006/relationships",
+    "http://purl.oclc.org/ooxml/officeDocument/relationships",
+)
+_PACKAGE_RELS = "{http://schemas.openxmlformats.org/package/2006/relationships}Relationship"
+# Inflated bytes read at a time from a sheet or the shared strings.
+_BLOCK = 1 << 16
+# A number style's kind: plain number, a date/time, an elapsed time ([h]:mm).
+PLAIN, DATE, DURATION = 0, 1, 2
+_BUILTIN_DATES = frozenset({*range(14, 23), 45, 47})
+_BUILTIN_DURATION = 46
+
+
+class XlsxError(Exception):
+    """The workbook cannot be read; the message says why (the caller names the file)."""
+
+
+# Everything a damaged package or XML can raise while it is read.
+READ_ERRORS = (
+    XlsxError,
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    KeyError,
+    ElementTree.ParseError,
+    UnicodeDecodeError,
+    NotImplementedError,  # a compression method zipfile does not have
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Successive rows of a sheet: their sheet row numbers and cells as text, column by column
+    from column A (as many columns as the block's widest row). `numbers` maps the row number of
+    each number cell in the watched column to the number as shown in messages."""
+
+    lines: list[int]
+    columns: list[list[str]]
+    numbers: dict[int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Sheet:
+    name: str
+    member: str
+
+
+class Book:
+    """An opened workbook: its worksheets (chart sheets are not sheets of rows) in order."""
+
+    def __init__(self, path: Path) -> None:
+        self._zip = zipfile.ZipFile(path)
+        try:
+            self._names = {name.lower(): name for name in self._zip.namelist()}
+            workbook = self._main_part()
+            root = self._xml(workbook)
+            rels = self._relationships(workbook)
+            pr = _child(root, "workbookPr")
+            self.date1904 = pr is not None and pr.get("date1904", "").lower() in ("1", "true")
+            sheets: list[_Sheet] = []
+            holder = _child(root, "sheets")
+            for sheet in [] if holder is None else _children(holder, "sheet"):
+                rel = next((sheet.get(f"{{{ns}}}id") for ns in _REL_NAMESPACES), None)
+                kind, target = rels.get(rel or "", ("", ""))
+                if kind.endswith("/worksheet"):
+                    sheets.append(_Sheet(sheet.get("name", ""), target))
+            self.sheets = sheets
+            styles = next((t for k, t in rels.values() if k.endswith("/styles")), None)
+            self._styles_member = styles
+            strings = next((t for k, t in rels.values() if k.endswith("/sharedStrings")), None)
+            self._strings_member = strings
+        except BaseException:
+            self._zip.close()
+            raise
+
+    def close(self) -> None:
+        self._zip.close()
+
+    def __enter__(self) -> Book:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def rows(self, index: int, watch: int | None) -> Iterator[Block]:
+        """The sheet's rows in blocks; `watch`: the column whose number cells are reported."""
+        styles = self._style_kinds()
+        strings = self._shared_strings()
+        member = self._member(self.sheets[index].member)
+        with self._zip.open(member) as fh:
+            yield from _SheetReader(fh, styles, strings, self.date1904, watch).blocks()
+
+    # --- parts ---------------------------------------------------------------------------
+
+    def _member(self, name: str) -> str:
+        """A part's name in the zip (part names are case-insensitive in a package)."""
+        found = self._names.get(name.lower())
+        if found is None:
+            raise XlsxError(f"the workbook lists a part {name!r} that is not in the file")
+        return found
+
+    def _xml(self, name: str) -> ElementTree.Element:
+        with self._zip.open(self._member(name)) as fh:
+            return ElementTree.parse(fh).getroot()
+
+    def _main_part(self) -> str:
+        rels = self._relationships("")
+        found = next((t for k, t in rels.values() if k.endswith("/officeDocument")), None)
+        if found is None:
+            raise XlsxError("no workbook part (not an Excel workbook)")
+        return found
+
+    def _relationships(self, part: str) -> dict[str, tuple[str, str]]:
+        """A part's relationships: id -> (type, target part name)."""
+        folder, base = posixpath.split(part)
+        rels_name = posixpath.join(folder, "_rels", base + ".rels")
+        if rels_name.lower() not in self._names:
+            return {}
+        found: dict[str, tuple[str, str]] = {}
+        for rel in self._xml(rels_name).iter(_PACKAGE_RELS):
+            target = rel.get("Target", "")
+            if rel.get("TargetMode") == "External":
+                continue
+            if target.startswith("/"):
+                name = target[1:]
+            else:
+                name = posixpath.normpath(posixpath.join(folder, target))
+            found[rel.get("Id", "")] = (rel.get("Type", ""), name)
+        return found
+
+    def _style_kinds(self) -> list[int]:
+        """For each cell style (`s` of a cell), whether its number format is a date or time."""
+        if self._styles_member is None or self._styles_member.lower() not in self._names:
+            return []
+        root = self._xml(self._styles_member)
+        codes: dict[int, str] = {}
+        formats = _child(root, "numFmts")
+        for fmt in [] if formats is None else _children(formats, "numFmt"):
+            number = _int(fmt.get("numFmtId"))
+            if number is not None:
+                codes[number] = fmt.get("formatCode", "")
+        kinds: list[int] = []
+        xfs = _child(root, "cellXfs")
+        for xf in [] if xfs is None else _children(xfs, "xf"):
+            number = _int(xf.get("numFmtId")) or 0
+            if number in codes:
+                kinds.append(format_kind(codes[number]))
+            elif number in _BUILTIN_DATES:
+                kinds.append(DATE)
+            else:
+                kinds.append(DURATION if number == _BUILTIN_DURATION else PLAIN)
+        return kinds
+
+    def _shared_strings(self) -> SharedStrings:
+        strings = SharedStrings()
+        if self._strings_member is not None and self._strings_member.lower() in self._names:
+            with self._zip.open(self._member(self._strings_member)) as fh:
+                _load_strings(strings, fh)
+        return strings
+
+
+def _child(element: ElementTree.Element, name: str) -> ElementTree.Element | None:
+    return next(_children(element, name), None)
+
+
+def _children(element: ElementTree.Element, name: str) -> Iterator[ElementTree.Element]:
+    """Children named `name` in the spreadsheet namespace (transitional or strict)."""
+    for ns in MAIN_NAMESPACES:
+        yield from element.iterfind(f"{{{ns}}}{name}")
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return None if text is None else int(text)
+    except ValueError:
+        return None
+
+
+def format_kind(code: str) -> int:
+    """Whether a number format shows a date/time (DATE), an elapsed time (DURATION) or not.
+
+    Only the first section counts (`yyyy-mm-dd;@`); quoted text, `\\x`, `_x` and `*x` are
+    literals; a bracket holding only h, m or s (`[h]`, `[mm]`) is an elapsed time; other
+    brackets (colours, conditions, locales such as `[$-409]`) say nothing; a date code (d m y h s,
+    AM/PM or A/P) outside them makes a date.
+    """
+    i, n = 0, len(code)
+    while i < n:
+        ch = code[i]
+        if ch in "\\_*":
+            i += 2
+        elif ch == '"':
+            end = code.find('"', i + 1)
+            i = n if end < 0 else end + 1
+        elif ch == ";":
+            return PLAIN
+        elif ch == "[":
+            end = code.find("]", i + 1)
+            inner = (code[i + 1 :] if end < 0 else code[i + 1 : end]).lower()
+            if inner and len(set(inner)) == 1 and inner[0] in "hms":
+                return DURATION
+            i = n if end < 0 else end + 1
+        elif (
+            ch in "dDmMyYhHsS"
+            or code[i : i + 5].upper() == "AM/PM"
+            or code[i : i + 3].upper() == "A/P"
+        ):
+            return DATE
+        else:
+            i += 1
+    return PLAIN
+
+
+# --- text -------------------------------------------------------------------------------------
+
+_ENTITY = re.compile(r"&(?:(amp|lt|gt|quot|apos)|#([0-9]+)|#x([0-9a-fA-F]+));|&")
+_NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+_OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+
+
+def _entity(match: re.Match[str]) -> str:
+    name, decimal, hexadecimal = match.groups()
+    if name:
+        return _NAMED[name]
+    if decimal is None and hexadecimal is None:
+        raise XlsxError("a bare '&' in the XML (not well-formed)")
+    code = int(decimal) if decimal is not None else int(hexadecimal, 16)
+    if not (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    ):
+        raise XlsxError(f"a reference to an invalid XML character ({match.group(0)})")
+    return chr(code)
+
+
+def fix_text(text: str) -> str:
+    """Raw XML text as an XML parser gives it, then with OOXML's `_xHHHH_` escapes decoded."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "&" in text:
+        text = _ENTITY.sub(_entity, text)
+    return ooxml_text(text)
+
+
+def ooxml_text(text: str) -> str:
+    """OOXML's escapes decoded: `_x000D_` is a carriage return, `_x005F_` a literal `_`."""
+    if "_x" in text:
+        return _OOXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    return text
+
+
+def texts(raw: list[bytes]) -> list[str]:
+    """Raw UTF-8 XML texts as strings, decoded in one go (XML text cannot hold a NUL)."""
+    joined = b"\0".join(raw)
+    if b"&" in joined or b"\r" in joined or b"_x" in joined:
+        return [fix_text(t) for t in joined.decode("utf-8").split("\0")]
+    return joined.decode("utf-8").split("\0")
+
+
+# --- shared strings ---------------------------------------------------------------------------
+
+
+class SharedStrings:
+    """The workbook's shared strings as one UTF-8 buffer and their end offsets."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        self._ends = array("Q", [0])
+        # `_x0000_` can put a NUL in a string: then `many` cannot join on NUL.
+        self._has_nul = False
+
+    def __len__(self) -> int:
+        return len(self._ends) - 1
+
+    def get(self, index: int) -> str:
+        ends = self._ends
+        if not 0 <= index < len(ends) - 1:
+            raise XlsxError(f"a cell refers to shared string {index}, which does not exist")
+        return self._data[ends[index] : ends[index + 1]].decode("utf-8")
+
+    def many(self, raw: list[bytes]) -> list[str]:
+        """The strings of raw `<v>` indices."""
+        try:
+            indices = list(map(int, raw))
+        except ValueError as exc:
+            raise XlsxError(f"a shared string index that is not a number ({exc})") from None
+        data, ends, count = self._data, self._ends, len(self._ends) - 1
+        if indices and not (min(indices) >= 0 and max(indices) < count):
+            bad = next(i for i in indices if not 0 <= i < count)
+            raise XlsxError(f"a cell refers to shared string {bad}, which does not exist")
+        if self._has_nul:
+            return [data[ends[i] : ends[i + 1]].decode("utf-8") for i in indices]
+        return b"\0".join([data[ends[i] : ends[i + 1]] for i in indices]).decode().split("\0")
+
+    def add(self, items: list[bytes]) -> None:
+        """Append strings (UTF-8, unescaped)."""
+        if not self._has_nul:
+            self._has_nul = any(b"\0" in item for item in items)
+        self._data += b"".join(items)
+        self._ends.extend(accumulate(map(len, items), initial=self._ends[-1]))
+        del self._ends[len(self._ends) - len(items) - 1]
+
+
+# --- streaming the items of a part ------------------------------------------------------------
+
+# A start tag; attribute values may hold `>`.
+_START_TAG = re.compile(rb"<([\w.:-]+)((?:\s+[\w.:-]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*)\s*(/?)>")
+_XMLNS = re.compile(rb"""\s(xmlns(?::[\w.-]+)?)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+# What can hide a `</row>` that is not one: comments, CDATA, processing instructions (an
+# unclosed one runs to the end of the buffer).
+_HIDING = rb"<!--(?:.*?-->|.*)|<!\[CDATA\[(?:.*?\]\]>|.*)|<\?(?:.*?\?>|.*)"
+_NOT_UTF8 = re.compile(rb"<\?xml[^>]*encoding\s*=\s*[\"'](?!utf-8[\"'])", re.I)
+
+
+class _Part:
+    """The `item` elements of a part's `container` element (a sheet's rows, the strings of the
+    shared strings), streamed as blocks of whole items."""
+
+    def __init__(self, fh: IO[bytes], container: str, item: str) -> None:
+        self._fh = fh
+        self._rest, self.prefix, declarations, self._empty = _open_container(fh, container)
+        p, c, i = self.prefix, container.encode(), item.encode()
+        self._open_item = b"<%b%b" % (p, i)
+        self._close_item = b"</%b%b>" % (p, i)
+        self._close = b"</%b%b>" % (p, c)
+        self._wrapper = b"<%b%b%b>" % (p, c, declarations)
+        self._container = container
+        self._item = item
+
+    def blocks(self) -> Iterator[tuple[bytes, bool]]:
+        """Blocks of whole items, each with whether it is plain: free of comments, CDATA and
+        processing instructions (the fast paths read plain blocks only)."""
+        if self._empty:
+            _drain(self._fh)
+            return
+        buffer, self._rest = self._rest, b""
+        while True:
+            more = self._fh.read(_BLOCK)
+            buffer += more
+            plain = b"<!" not in buffer and b"<?" not in buffer
+            end = buffer.find(self._close) if plain else _first_outside(buffer, self._close)
+            if end >= 0:
+                if buffer[:end].strip():
+                    yield buffer[:end], plain
+                _drain(self._fh)
+                return
+            if not more:
+                raise XlsxError(f"the XML ends inside <{self._container}> (the file is cut short)")
+            cut = self._cut(buffer, plain)
+            if cut:
+                yield buffer[:cut], plain
+                buffer = buffer[cut:]
+
+    def parse(self, block: bytes) -> list[ElementTree.Element]:
+        """A block's items parsed as XML (with the namespaces declared above them)."""
+        root = ElementTree.fromstring(self._wrapper + block + self._close)
+        return [e for e in root if e.tag.rpartition("}")[2] == self._item]
+
+    def _cut(self, buffer: bytes, plain: bool) -> int:
+        """Where the last whole item in the buffer ends (0: none yet)."""
+        if plain:
+            end = buffer.rfind(self._close_item)
+            cut = 0 if end < 0 else end + len(self._close_item)
+            hidden = 0
+        else:
+            cut = hidden = 0
+            token = re.compile(_HIDING + b"|" + re.escape(self._close_item), re.S)
+            for match in token.finditer(buffer):
+                if match.group(0) == self._close_item:
+                    cut = match.end()
+                else:
+                    hidden = match.end()
+        start = buffer.rfind(self._open_item)
+        if start > max(cut, hidden):
+            tag = _START_TAG.match(buffer, start)
+            if tag is not None and tag.group(3):
+                cut = tag.end()  # the last item is empty: <row r="7"/>
+        return cut
+
+
+def _open_container(fh: IO[bytes], container: str) -> tuple[bytes, bytes, bytes, bool]:
+    """Read up to the container's start tag: (the bytes after it, the spreadsheet namespace's
+    prefix (b"" or b"x:"), the namespace declarations in scope, whether it is empty)."""
+    data = b""
+    name = container.encode()
+    while True:
+        more = fh.read(_BLOCK)
+        data += more
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff") or _NOT_UTF8.match(data, 0, 200):
+            raise XlsxError("an XML part not in UTF-8 (no spreadsheet program writes those)")
+        scopes: dict[bytes, bytes] = {}
+        for tag in _START_TAG.finditer(data):
+            for attribute, double, single in _XMLNS.findall(tag.group(2)):
+                scopes[attribute] = double or single
+            local = tag.group(1).rpartition(b":")[2]
+            if local != name:
+                continue
+            prefix = tag.group(1)[: -len(local)]
+            uri = scopes.get(b"xmlns:" + prefix[:-1] if prefix else b"xmlns", b"").decode()
+            if uri not in MAIN_NAMESPACES:
+                raise XlsxError(f"<{container}> is not in the spreadsheet namespace")
+            declarations = b"".join(b' %b="%b"' % item for item in scopes.items())
+            return data[tag.end() :], prefix, declarations, tag.group(3) == b"/"
+        if not more:
+            raise XlsxError(f"no <{container}> in the part")
+
+
+def _first_outside(buffer: bytes, needle: bytes) -> int:
+    """The first `needle` not inside a comment, CDATA or processing instruction; -1 if none."""
+    token = re.compile(_HIDING + b"|" + re.escape(needle), re.S)
+    for match in token.finditer(buffer):
+        if match.group(0) == needle:
+            return match.start()
+    return -1
+
+
+def _drain(fh: IO[bytes]) -> None:
+    """Read the part to its end: zipfile checks the part's CRC only there."""
+    while fh.read(_BLOCK):
+        pass
+
+
+def _load_strings(strings: SharedStrings, fh: IO[bytes]) -> None:
+    part = _Part(fh, "sst", "si")
+    p = re.escape(part.prefix)
+    item = re.compile(
+        rb"<%(p)bsi>(?:<%(p)bt(?: xml:space=\"preserve\")?>([^<]*)</%(p)bt>|<%(p)bt\s*/>)"
+        rb"</%(p)bsi>|<%(p)bsi\s*/>" % {b"p": p}
+    )
+    gaps = re.compile(rb"[\s\0]*+")
+    for block, plain in part.blocks():
+        if plain:
+            pieces = item.split(block)
+            if gaps.fullmatch(b"\0".join(pieces[::2])):
+                raw = [t or b"" for t in pieces[1::2]]
+                if any(map(_escaped, raw)):
+                    raw = [fix_text(t.decode("utf-8")).encode("utf-8") for t in raw]
+                strings.add(raw)
+                continue
+        strings.add([_si_text(si).encode("utf-8") for si in part.parse(block)])
+
+
+def _escaped(raw: bytes) -> bool:
+    return b"&" in raw or b"\r" in raw or b"_x" in raw
+
+
+def _si_text(si: ElementTree.Element) -> str:
+    """A string item's text: its `t`, or its rich-text runs' `t`s (phonetic runs left out)."""
+    parts: list[str] = []
+    for child in si:
+        local = child.tag.rpartition("}")[2]
+        if local == "t":
+            parts.append(child.text or "")
+        elif local == "r":
+            parts.extend(t.text or "" for t in child if t.tag.rpartition("}")[2] == "t")
+    return ooxml_text("".join(parts))
+
+
+# --- sheets -----------------------------------------------------------------------------------
+
+_EPOCH_1900 = datetime.datetime(1899, 12, 31)
+_EPOCH_1904 = datetime.datetime(1904, 1, 1)
+_MS_A_DAY = 86_400_000
+# Column letters -> 0-based index, filled as columns are met (at most 16,384).
+_COLUMNS: dict[bytes, int] = {}
+_REF = re.compile(r"([A-Za-z]{1,3})([0-9]+)")
+
+
+def column_index(letters: bytes) -> int:
+    found = _COLUMNS.get(letters)
+    if found is None:
+        found = 0
+        for ch in letters.upper():
+            found = found * 26 + ch - 64
+        found -= 1
+        _COLUMNS[letters] = found
+    return found
+
+
+def _cell_pattern(prefix: bytes) -> re.Pattern[bytes]:
+    """A cell as the usual producers write it (attributes r, s, t in that order).
+    Groups: column, row, style, type, inline text, value."""
+    p = re.escape(prefix)
+    return re.compile(
+        rb'<%(p)bc r="([A-Z]{1,3})([0-9]+)"(?: s="([0-9]+)")?(?: t="([a-zA-Z]+)")?\s*'
+        rb"(?:/>|>(?:<%(p)bis><%(p)bt(?: xml:space=\"preserve\")?>([^<]*)</%(p)bt></%(p)bis>"
+        rb"|(?:<%(p)bf\b[^>]*?(?:/>|>[^<]*</%(p)bf>))?(?:<%(p)bv>([^<]*)</%(p)bv>|<%(p)bv\s*/>)?)"
+        rb"</%(p)bc>)" % {b"p": p}
+    )
+
+
+_GROUPS = 7  # re.split's pieces per cell: the text before it and its six groups
+
+
+class _SheetReader:
+    """A sheet's rows as Blocks. Three ways, fastest first: a block of rows that all have the
+    same cells (a table) is converted column by column; other blocks the fast pattern covers,
+    cell by cell; anything else is parsed by ElementTree."""
+
+    def __init__(
+        self,
+        fh: IO[bytes],
+        styles: list[int],
+        strings: SharedStrings,
+        date1904: bool,
+        watch: int | None,
+    ) -> None:
+        self._fh = fh
+        self._styles = styles
+        self._strings = strings
+        self._epoch = _EPOCH_1904 if date1904 else _EPOCH_1900
+        self._date1904 = date1904
+        self._watch = watch
+        self._last_row = 0  # for rows without `r`: the row number is then the next one
+
+    def blocks(self) -> Iterator[Block]:
+        part = _Part(self._fh, "sheetData", "row")
+        cell = _cell_pattern(part.prefix)
+        p = re.escape(part.prefix)
+        # Between the cells the fast pattern found: row tags and whitespace only (joined on
+        # NUL, which XML cannot hold, so that two pieces cannot make a tag together).
+        gaps = re.compile(
+            rb"(?:\s|\0|<%brow\b(?:[^>\"'<]|\"[^\"<]*\"|'[^'<]*')*>|</%brow>)*+" % (p, p)
+        )
+        for block, plain in part.blocks():
+            found = None
+            if plain:
+                parts = cell.split(block)
+                if gaps.fullmatch(b"\0".join(parts[::_GROUPS])):
+                    found = self._table(parts) or self._cells(parts)
+            if found is None:
+                found = self._parsed(part.parse(block))
+            if found.lines:
+                yield found
+
+    def _table(self, parts: list[bytes]) -> Block | None:
+        """Rows that all have the same cells, in column order: converted a column at a time."""
+        cols = parts[1::_GROUPS]
+        nums = parts[2::_GROUPS]
+        if not cols:
+            return None
+        width = 1
+        while width < len(nums) and nums[width] == nums[0]:
+            width += 1
+        count, extra = divmod(len(cols), width)
+        first = cols[:width]
+        indices = list(map(column_index, first))
+        if (
+            extra
+            or cols != first * count
+            or any(b <= a for a, b in pairwise(indices))
+            or any(nums[k::width] != nums[::width] for k in range(1, width))
+        ):
+            return None
+        lines = list(map(int, nums[::width]))
+        self._last_row = lines[-1]
+        columns: list[list[str]] = [[""] * count for _ in range(indices[-1] + 1)]
+        numbers: dict[int, str] = {}
+        step = _GROUPS * width
+        for k, index in enumerate(indices):
+            at = _GROUPS * k
+            styles, types, inline, values = (parts[at + g :: step] for g in (3, 4, 5, 6))
+            kinds = set(types)
+            if kinds == {b"inlineStr"}:
+                columns[index] = texts([t or b"" for t in inline])
+            elif kinds == {b"s"}:
+                columns[index] = self._strings.many([v or b"" for v in values])
+            elif kinds == {b"str"}:
+                columns[index] = texts([v or b"" for v in values])
+            else:
+                watched = index == self._watch
+                column = columns[index]
+                for n, line in enumerate(lines):
+                    text, shown = self._raw(types[n], styles[n], inline[n], values[n])
+                    column[n] = text
+                    if watched and shown is not None:
+                        numbers[line] = shown
+        return Block(lines, columns, numbers)
+
+    def _cells(self, parts: list[bytes]) -> Block:
+        rows: list[tuple[int, list[tuple[int, str]]]] = []
+        numbers: dict[int, str] = {}
+        current = b""
+        cells: list[tuple[int, str]] = []
+        for at in range(1, len(parts) - 1, _GROUPS):
+            col, num, style, kind, inline, value = parts[at : at + 6]
+            if num != current:
+                current = num
+                cells = []
+                rows.append((int(num), cells))
+            index = column_index(col)
+            text, shown = self._raw(kind, style, inline, value)
+            cells.append((index, text))
+            if shown is not None and index == self._watch:
+                numbers[rows[-1][0]] = shown
+        if rows:
+            self._last_row = rows[-1][0]
+        return _assemble(rows, numbers)
+
+    def _parsed(self, elements: list[ElementTree.Element]) -> Block:
+        rows: list[tuple[int, list[tuple[int, str]]]] = []
+        numbers: dict[int, str] = {}
+        for row in elements:
+            line = _int(row.get("r")) or self._last_row + 1
+            cells: list[tuple[int, str]] = []
+            index = -1
+            for c in row:
+                if c.tag.rpartition("}")[2] != "c":
+                    continue
+                ref = _REF.fullmatch(c.get("r", ""))
+                if ref is not None:
+                    index = column_index(ref.group(1).encode())
+                    line = int(ref.group(2)) if not cells else line
+                else:
+                    index += 1
+                inline = value = None
+                for part in c:
+                    local = part.tag.rpartition("}")[2]
+                    if local == "v":
+                        value = ooxml_text(part.text or "")
+                    elif local == "is":
+                        inline = _si_text(part)
+                text, shown = self._value(c.get("t", ""), _int(c.get("s")) or 0, inline, value)
+                cells.append((index, text))
+                if shown is not None and index == self._watch:
+                    numbers[line] = shown
+            rows.append((line, cells))
+            self._last_row = line
+        return _assemble(rows, numbers)
+
+    def _raw(
+        self, kind: bytes | None, style: bytes | None, inline: bytes | None, value: bytes | None
+    ) -> tuple[str, str | None]:
+        """A cell from the fast pattern's groups."""
+        return self._value(
+            kind.decode() if kind else "",
+            int(style) if style else 0,
+            None if inline is None else fix_text(inline.decode("utf-8")),
+            None if value is None else fix_text(value.decode("utf-8")),
+        )
+
+    def _value(
+        self, kind: str, style: int, inline: str | None, value: str | None
+    ) -> tuple[str, str | None]:
+        """A cell as text, and, for a number cell, the number as messages show it."""
+        if kind == "inlineStr":
+            return (inline if inline is not None else value or ""), None
+        if not value:
+            return "", None
+        if kind == "s":
+            try:
+                return self._strings.get(int(value)), None
+            except ValueError:
+                raise XlsxError(f"a shared string index that is not a number: {value!r}") from None
+        if kind == "b":
+            return ("TRUE" if value.strip() in ("1", "true") else "FALSE"), None
+        if kind == "e":
+            return "", None  # an error (#N/A, #DIV/0!...): an empty cell, as calamine had it
+        if kind == "d":
+            return _iso_text(value), None
+        if kind in ("", "n"):
+            return self._number(value, style)
+        return value, None  # "str": a formula's text; an unknown type: its text
+
+    def _number(self, value: str, style: int) -> tuple[str, str | None]:
+        try:
+            number = float(value)
+        except ValueError:
+            raise XlsxError(f"a number cell holding {value!r}") from None
+        if number != number:
+            return "", None  # NaN: an empty cell
+        kind = self._styles[style] if style < len(self._styles) else PLAIN
+        if kind:
+            text = self._moment(number, kind)
+            if text is not None:
+                return text, None
+        whole = number.is_integer()
+        text = str(int(number)) if whole else repr(number)
+        return text, (text if whole and abs(number) < 1e15 else repr(number))
+
+    def _moment(self, number: float, kind: int) -> str | None:
+        """A date, date and time, time or elapsed time as text (None: beyond what dates hold).
+
+        To the millisecond. In the 1900 system Excel counts a 29 February 1900 that never was:
+        from serial 60 on, a day less. A serial below 1 is a time of day.
+        """
+        if kind == DURATION:
+            return str(datetime.timedelta(milliseconds=round(number * _MS_A_DAY)))
+        if not self._date1904 and number >= 60:
+            number -= 1
+        try:
+            moment = self._epoch + datetime.timedelta(milliseconds=round(number * _MS_A_DAY))
+        except OverflowError:
+            return None
+        if number < 1:
+            return str(moment.time())
+        if number.is_integer():
+            return moment.date().isoformat()
+        return str(moment)
+
+
+def _iso_text(value: str) -> str:
+    """A `t="d"` cell (ISO 8601 text) as the other dates read."""
+    text = value.strip()
+    try:
+        if "T" not in text and ":" in text:
+            return str(datetime.time.fromisoformat(text))
+        moment = datetime.datetime.fromisoformat(text.rstrip("Z"))
+    except ValueError:
+        return value
+    if "T" not in text and " " not in text:
+        return moment.date().isoformat()
+    return str(moment)
+
+
+def _assemble(rows: list[tuple[int, list[tuple[int, str]]]], numbers: dict[int, str]) -> Block:
+    """Rows of (column, text) cells as a Block."""
+    if not rows:
+        return Block([], [], numbers)
+    width = 1 + max((cells[-1][0] for _, cells in rows if cells), default=-1)
+    columns: list[list[str]] = [[""] * len(rows) for _ in range(width)]
+    for n, (_, cells) in enumerate(rows):
+        for index, text in cells:
+            columns[index][n] = text
+    return Block([line for line, _ in rows], columns, numbers)
