@@ -431,7 +431,9 @@ def _open_container(fh: IO[bytes], container: str) -> tuple[bytes, bytes, bytes,
     while True:
         more = fh.read(_BLOCK)
         data += more
-        if data[:2] in (b"\xff\xfe", b"\xfe\xff") or _NOT_UTF8.match(data, 0, 200):
+        if more and (len(data) < 2 or (data.startswith(b"<?") and b"?>" not in data)):
+            continue  # not yet the whole XML declaration
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff") or _NOT_UTF8.match(data):
             raise XlsxError("an XML part not in UTF-8 (no spreadsheet program writes those)")
         scopes: dict[bytes, bytes] = {}
         for tag in _START_TAG.finditer(data):
@@ -669,7 +671,8 @@ class _SheetReader:
                 cells.append((index, text))
                 if shown is not None and index == self._watch:
                     numbers[line] = shown
-            rows.append((line, cells))
+            if cells:
+                rows.append((line, cells))
             self._last_row = line
         return _assemble(rows, numbers)
 

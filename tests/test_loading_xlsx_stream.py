@@ -1,0 +1,476 @@
+"""The streaming XLSX reader (`batcher.loading._xlsx`): the XML as producers write it, read right
+whatever the block boundaries, and damaged files as one clear InputError."""
+
+from __future__ import annotations
+
+import datetime
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+import xlsxwriter
+from openpyxl.cell.rich_text import CellRichText, TextBlock
+from openpyxl.cell.text import InlineFont
+
+from batcher.errors import InputError
+from batcher.loading import InputOptions, open_input
+from batcher.loading import _xlsx as xlsx
+from batcher.loading._excel import open_excel, sheet_rows
+from batcher.loading._xlsx import DATE, DURATION, PLAIN, SharedStrings, format_kind
+
+ID1 = "AbCdEfGhIj0123456789"
+ID2 = "ZyXwVuTsRq9876543210"
+MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+RELS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+PACKAGE = "http://schemas.openxmlformats.org/package/2006/relationships"
+
+
+def package(
+    path: Path,
+    sheets: list[tuple[str, str | bytes]],
+    strings: str | None = None,
+    styles: str | None = None,
+    workbook_pr: str = "",
+    states: dict[str, str] | None = None,
+    chart: bool = False,
+) -> Path:
+    """A workbook from raw XML: sheets as (name, the worksheet's XML), each stored under an
+    unusual part name (so nothing can assume sheet1.xml)."""
+    states = states or {}
+    entries = "".join(
+        f'<sheet name="{name}" sheetId="{n + 1}" r:id="rId{n + 1}"'
+        + (f' state="{states[name]}"' if name in states else "")
+        + "/>"
+        for n, (name, _) in enumerate(sheets)
+    )
+    rels = "".join(
+        f'<Relationship Id="rId{n + 1}" Type="{RELS}/worksheet" Target="sheets/s{n + 1}.xml"/>'
+        for n in range(len(sheets))
+    )
+    if chart:
+        entries += '<sheet name="Chart" sheetId="99" r:id="rId99"/>'
+        rels += f'<Relationship Id="rId99" Type="{RELS}/chartsheet" Target="charts/c.xml"/>'
+    if strings is not None:
+        rels += f'<Relationship Id="rS" Type="{RELS}/sharedStrings" Target="strings.xml"/>'
+    if styles is not None:
+        rels += f'<Relationship Id="rY" Type="{RELS}/styles" Target="/xl/looks.xml"/>'
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(
+            "_rels/.rels",
+            f'<Relationships xmlns="{PACKAGE}"><Relationship Id="r1" '
+            f'Type="{RELS}/officeDocument" Target="xl/book.xml"/></Relationships>',
+        )
+        z.writestr(
+            "xl/book.xml",
+            f'<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="{MAIN}" xmlns:r="{RELS}">'
+            f"{workbook_pr}<sheets>{entries}</sheets></workbook>",
+        )
+        z.writestr(
+            "xl/_rels/book.xml.rels", f'<Relationships xmlns="{PACKAGE}">{rels}</Relationships>'
+        )
+        for n, (_, xml) in enumerate(sheets):
+            z.writestr(f"xl/sheets/s{n + 1}.xml", xml)
+        if strings is not None:
+            z.writestr("xl/strings.xml", strings)
+        if styles is not None:
+            z.writestr("xl/looks.xml", styles)
+    return path
+
+
+def worksheet(rows: str, prefix: str = "") -> str:
+    p = f"{prefix}:" if prefix else ""
+    declare = f"xmlns:{prefix}" if prefix else "xmlns"
+    return (
+        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        f'<{p}worksheet {declare}="{MAIN}" xmlns:r="{RELS}"><{p}dimension ref="A1:D9"/>'
+        f'<{p}sheetData>{rows}</{p}sheetData><{p}pageMargins left="0.7"/></{p}worksheet>'
+    )
+
+
+def sst(items: str, prefix: str = "") -> str:
+    p = f"{prefix}:" if prefix else ""
+    declare = f"xmlns:{prefix}" if prefix else "xmlns"
+    return f'<?xml version="1.0"?><{p}sst {declare}="{MAIN}" count="9">{items}</{p}sst>'
+
+
+def read_rows(path: Path) -> list[list[str]]:
+    return list(sheet_rows(path))
+
+
+@pytest.fixture(params=[7, 61, 1 << 16], ids=["block7", "block61", "block64k"])
+def block(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Every test here runs with blocks that cut tags and rows anywhere, and with the real one."""
+    monkeypatch.setattr(xlsx, "_BLOCK", request.param)
+    return int(request.param)
+
+
+# --- the XML as producers write it ------------------------------------------------------------
+
+STRINGS = sst(
+    "<si><t>contact_id</t></si>"
+    '<si><t xml:space="preserve"> tags </t></si>'
+    # rich text: the runs' texts joined, their formatting left out
+    '<si><r><rPr><b/><sz val="11"/></rPr><t>vi</t></r><r><t xml:space="preserve">p, </t></r>'
+    "<r><t>lead</t></r></si>"
+    # phonetic runs (Japanese readings) are not part of the text
+    '<si><t>漢字</t><rPh sb="0" eb="2"><t>かんじ</t></rPh><phoneticPr fontId="1"/></si>'
+    "<si><t>a &amp; b &lt;c&gt; &#233;&#x1F600; _x000D_ _x005F_x0041_</t></si>"
+    "<si/><si><t/></si>"
+)
+
+
+def test_cells_of_every_form_read_as_an_xml_parser_reads_them(tmp_path: Path, block: int) -> None:
+    rows = (
+        '<row r="1" spans="1:4"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c>'
+        '<c r="C1" t="inlineStr"><is><t>note</t></is></c><c r="D1" t="str"><v>kind</v></c></row>'
+        # a rich inline string; a formula with its cached text; a boolean
+        f'<row r="2"><c r="A2" t="inlineStr"><is><t>{ID1}</t></is></c>'
+        '<c r="B2" t="s"><v>2</v></c><c r="C2" t="inlineStr"><is><r><t>x</t></r><r><rPr><i/>'
+        '</rPr><t xml:space="preserve"> y</t></r></is></c><c r="D2" t="b"><v>1</v></c></row>'
+        # row 3 is missing: a blank row; B4 is skipped; an error is empty; attribute order
+        f'<row r="4"><c r="A4" t="inlineStr"><is><t>{ID2}</t></is></c>'
+        '<c t="s" r="C4"><v>4</v></c><c r="D4" t="e"><v>#N/A</v></c></row>'
+        # cells and a row without `r`: positions implied
+        '<row><c t="inlineStr"><is><t>no r</t></is></c><c t="s"><v>3</v></c>'
+        '<c r="D5" t="b"><v>0</v></c></row>'
+        # comments and CDATA, which can hide a `</row>`
+        '<!-- a comment </row> --><row r="6"><c r="A6" t="inlineStr"><is><t><![CDATA[a</row>'
+        '<b>]]></t></is></c><c r="B6" t="s"><v>5</v></c><c r="C6" t="s"><v>6</v></c></row>'
+        '<row r="7" spans="1:4"><c r="A7" s="0"/><c r="B7"><f>1+1</f><v>2</v></c>'
+        '<c r="C7" t="str"><f>A1</f><v>a&#13;&#10;b\r\nc</v></c>'
+        '<c r="D7" t="d"><v>2024-01-05T10:30:00</v></c></row>'
+        '<row r="8" hidden="1"/>'
+    )
+    path = package(tmp_path / "in.xlsx", [("S", worksheet(rows))], strings=STRINGS)
+    assert read_rows(path) == [
+        ["contact_id", " tags ", "note", "kind"],
+        [ID1, "vip, lead", "x y", "TRUE"],
+        [],
+        [ID2, "", "a & b <c> é😀 \r _x0041_", ""],
+        ["no r", "漢字", "", "FALSE"],
+        ["a</row><b>", "", "", ""],
+        ["", "2", "a\r\nb\nc", "2024-01-05 10:30:00"],
+    ]
+
+
+def test_a_prefixed_namespace_as_the_open_xml_sdk_writes_it(tmp_path: Path, block: int) -> None:
+    rows = (
+        '<x:row r="1"><x:c r="A1" t="s"><x:v>0</x:v></x:c><x:c r="B1" t="s"><x:v>1</x:v></x:c>'
+        f'</x:row><x:row r="2"><x:c r="A2" t="inlineStr"><x:is><x:t>{ID1}</x:t></x:is></x:c>'
+        '<x:c r="B2" t="s"><x:v>2</x:v></x:c></x:row>'
+    )
+    strings = sst(
+        "<x:si><x:t>contact_id</x:t></x:si><x:si><x:t>tags</x:t></x:si>"
+        "<x:si><x:r><x:t>v</x:t></x:r><x:r><x:t>ip</x:t></x:r></x:si>",
+        prefix="x",
+    )
+    path = package(tmp_path / "in.xlsx", [("S", worksheet(rows, prefix="x"))], strings=strings)
+    assert read_rows(path) == [["contact_id", "tags"], [ID1, "vip"]]
+
+
+def test_a_table_and_a_sparse_sheet_read_alike_across_blocks(tmp_path: Path, block: int) -> None:
+    """The same cells, written as a full table and with holes, give the same rows whatever the
+    block size (the fast table path, the cell-by-cell path and the XML parser agree)."""
+    table = "".join(
+        f'<row r="{r}">'
+        + "".join(
+            f'<c r="{col}{r}" t="inlineStr"><is><t>{col}{r}&amp;</t></is></c>' for col in "ABC"
+        )
+        + "</row>"
+        for r in range(1, 40)
+    )
+    holes = "".join(
+        f'<row r="{r}">'
+        + "".join(
+            f'<c r="{col}{r}" t="inlineStr"><is><t>{col}{r}&amp;</t></is></c>'
+            for col in "ABC"
+            if r == 1 or (r + ord(col)) % 3
+        )
+        + "</row>"
+        for r in range(1, 40)
+        if r % 5
+    )
+    dense = read_rows(package(tmp_path / "a.xlsx", [("S", worksheet(table))]))
+    sparse = read_rows(package(tmp_path / "b.xlsx", [("S", worksheet(holes))]))
+    assert len(dense) == len(sparse) == 39
+    for n, (full, holed) in enumerate(zip(dense, sparse, strict=True), start=1):
+        if n % 5 == 0:
+            assert holed == []
+        else:
+            assert full == [f"{col}{n}&" for col in "ABC"]
+            assert holed == [f"{c}{n}&" if n == 1 or (n + ord(c)) % 3 else "" for c in "ABC"]
+
+
+# --- dates ------------------------------------------------------------------------------------
+
+STYLES = (
+    f'<styleSheet xmlns="{MAIN}"><numFmts count="3">'
+    '<numFmt numFmtId="164" formatCode="yyyy\\-mm\\-dd"/>'
+    '<numFmt numFmtId="165" formatCode="&quot;day &quot;0"/>'
+    '<numFmt numFmtId="166" formatCode="[h]:mm"/></numFmts>'
+    '<cellXfs count="6"><xf numFmtId="0"/><xf numFmtId="164"/><xf numFmtId="165"/>'
+    '<xf numFmtId="22"/><xf numFmtId="21"/><xf numFmtId="166"/></cellXfs></styleSheet>'
+)
+
+
+@pytest.mark.parametrize(
+    ("system", "first", "stamp"),
+    [
+        ("", "2024-01-05", "1900-02-28 12:00:00"),
+        ('<workbookPr date1904="1"/>', "2028-01-06", "1904-03-01 12:00:00"),
+    ],
+)
+def test_numbers_styled_as_dates_follow_the_workbooks_date_system(
+    tmp_path: Path, block: int, system: str, first: str, stamp: str
+) -> None:
+    rows = (
+        '<row r="1">'
+        + "".join(f'<c r="{c}1" t="inlineStr"><is><t>{c}</t></is></c>' for c in "ABCDEFG")
+        + "</row>"
+        '<row r="2"><c r="A2" s="1"><v>45296</v></c><c r="B2" s="2"><v>45296</v></c>'
+        '<c r="C2" s="3"><v>60.5</v></c><c r="D2" s="4"><v>0.4375</v></c>'
+        '<c r="E2" s="5"><v>1.5</v></c><c r="F2" s="3"><v>1e7</v></c><c r="G2"><v>3.0</v></c>'
+        "</row>"
+    )
+    path = package(
+        tmp_path / "in.xlsx", [("S", worksheet(rows))], styles=STYLES, workbook_pr=system
+    )
+    assert read_rows(path)[1] == [
+        first,
+        "45296",
+        stamp,
+        "10:30:00",
+        "1 day, 12:00:00",
+        "10000000",
+        "3",
+    ]
+
+
+@pytest.mark.parametrize("date1904", [False, True])
+def test_dates_written_by_xlsxwriter_in_either_date_system(tmp_path: Path, date1904: bool) -> None:
+    path = tmp_path / "in.xlsx"
+    book = xlsxwriter.Workbook(str(path), {"date_1904": date1904})
+    sheet = book.add_worksheet("S")
+    sheet.write_row(0, 0, ["contact_id", "when", "at", "since"])
+    sheet.write_string(1, 0, ID1)
+    sheet.write_datetime(1, 1, datetime.date(2024, 1, 5), book.add_format({"num_format": 14}))
+    sheet.write_datetime(
+        1,
+        2,
+        datetime.datetime(2024, 1, 5, 10, 30),
+        book.add_format({"num_format": "d mmm yy h:mm"}),
+    )
+    sheet.write_datetime(
+        1, 3, datetime.time(7, 5, 3), book.add_format({"num_format": "[$-409]h:mm:ss AM/PM"})
+    )
+    book.close()
+    assert read_rows(path)[1] == [ID1, "2024-01-05", "2024-01-05 10:30:00", "07:05:03"]
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        ("General", PLAIN),
+        ("0.00", PLAIN),
+        ("#,##0.00\\ [$€-407]", PLAIN),
+        ('"Day "0', PLAIN),
+        ("[Red]0.00;[Blue]-0.00", PLAIN),
+        ("0;yyyy", PLAIN),  # only the first section counts
+        ("\\d0", PLAIN),
+        ("0.00_m", PLAIN),
+        ("yyyy-mm-dd", DATE),
+        ("[$-409]d-mmm-yy;@", DATE),
+        ("h:mm AM/PM", DATE),
+        ("[Blue]hh:mm", DATE),
+        ("[h]:mm:ss", DURATION),
+        ("[mm]:ss", DURATION),
+    ],
+)
+def test_which_number_formats_are_dates(code: str, kind: int) -> None:
+    assert format_kind(code) == kind
+
+
+# --- other producers --------------------------------------------------------------------------
+
+
+def test_a_workbook_written_by_openpyxl(tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    first = book.active
+    assert first is not None
+    first.title = "Notes"
+    first.append(["nothing here"])
+    sheet = book.create_sheet("Contacts")
+    sheet.append(["Contact Id", "Tags", "Action", "Joined", "Score", "VIP", "Note"])
+    sheet.append([ID1, "vip", "add", datetime.datetime(2024, 1, 5), 7, True, " padded "])
+    sheet.append([ID2, CellRichText(["le", TextBlock(InlineFont(b=True), "ad")]), "add",
+                  datetime.datetime(2024, 1, 5, 10, 30), 2.5, False, "a & <b>"])  # fmt: skip
+    sheet.append([123, "x", "add", None, None, None, "=1+1"])
+    sheet["A6"] = ID1
+    sheet["B6"] = "late"
+    sheet["C6"] = "remove"
+    book.save(tmp_path / "in.xlsx")
+    rows = list(
+        open_input(
+            tmp_path / "in.xlsx", InputOptions(sheet="Contacts", default_location_id="L" * 20)
+        ).chunks()
+    )
+    got = [(r.line, r.contact_id, r.tags, r.extra) for chunk in rows for r in chunk]
+    assert got == [
+        (2, ID1, ("vip",), (ID1, "vip", "add", "2024-01-05", "7", "TRUE", " padded ")),
+        (3, ID2, ("lead",), (ID2, "lead", "add", "2024-01-05 10:30:00", "2.5", "FALSE", "a & <b>")),
+        (4, "123", ("x",), ("123", "x", "add", "", "", "", "")),
+        (6, ID1, ("late",), (ID1, "late", "remove", "", "", "", "")),
+    ]
+
+
+def test_shared_strings_written_by_xlsxwriter(tmp_path: Path) -> None:
+    path = tmp_path / "in.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("S")
+    sheet.write_row(0, 0, ["contact_id", "tags"])
+    bold = book.add_format({"bold": True})
+    for n in range(1, 300):
+        sheet.write_string(n, 0, f"id{n % 7}")
+        sheet.write_rich_string(
+            n, 1, "ta", bold, f"g{n % 3}", " ✓"
+        ) if n % 2 else sheet.write_string(n, 1, "tag\r\nnext")
+    book.close()
+    with zipfile.ZipFile(path) as z:
+        assert "<r>" in z.read("xl/sharedStrings.xml").decode()
+    rows = read_rows(path)
+    assert len(rows) == 300
+    assert rows[1] == ["id1", "tag1 ✓"]
+    assert rows[2] == ["id2", "tag\r\nnext"]
+
+
+def test_shared_strings_are_one_buffer_and_offsets() -> None:
+    strings = SharedStrings()
+    strings.add([b"a", "é😀".encode(), b""])
+    strings.add([b"x\0y", b"z"])
+    assert len(strings) == 5
+    assert [strings.get(i) for i in range(5)] == ["a", "é😀", "", "x\0y", "z"]
+    assert strings.many([b"4", b"1", b"3", b"0"]) == ["z", "é😀", "x\0y", "a"]
+    with pytest.raises(xlsx.XlsxError, match="shared string 5"):
+        strings.many([b"5"])
+
+
+# --- which sheet ------------------------------------------------------------------------------
+
+
+def test_hidden_sheets_count_and_chart_sheets_do_not(tmp_path: Path) -> None:
+    def one(cell: str) -> str:
+        return worksheet(f'<row r="1"><c r="A1" t="inlineStr"><is><t>{cell}</t></is></c></row>')
+
+    path = package(
+        tmp_path / "in.xlsx",
+        [("Hidden", one("h")), ("Shown", one("s"))],
+        states={"Hidden": "hidden"},
+        chart=True,
+    )
+    assert open_excel(path, None).header == ["h"]
+    assert open_excel(path, "2").header == ["s"]
+    with pytest.raises(InputError) as info:
+        open_excel(path, "Chart")
+    assert str(info.value) == (
+        f"{path}: no sheet 'Chart' (sheets: 'Hidden', 'Shown'); give one of them with --sheet"
+    )
+
+
+# --- what cannot be read ----------------------------------------------------------------------
+
+
+def read_all(path: Path, **options: Any) -> None:
+    table = open_input(path, InputOptions(action="add", default_location_id="L" * 20, **options))
+    for _ in table.chunks():
+        pass
+
+
+def error_of(path: Path, **options: Any) -> str:
+    with pytest.raises(InputError) as info:
+        read_all(path, **options)
+    return str(info.value)
+
+
+def test_corrupt_xml_far_down_the_sheet_stops_the_read_naming_the_file(
+    tmp_path: Path, block: int
+) -> None:
+    good = "".join(
+        f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{ID1}</t></is></c>'
+        f'<c r="B{r}" t="inlineStr"><is><t>x</t></is></c></row>'
+        for r in range(2, 2000)
+    )
+    header = (
+        '<row r="1"><c r="A1" t="inlineStr"><is><t>contact_id</t></is></c>'
+        '<c r="B1" t="inlineStr"><is><t>tags</t></is></c></row>'
+    )
+    broken = '<row r="2000"><c r="A2000"><v>1</v></row>'  # </c> missing
+    path = package(tmp_path / "in.xlsx", [("S", worksheet(header + good + broken))])
+    source = open_excel(path, None)  # the top of the sheet is fine
+    assert source.has_rows is True
+    message = error_of(path)
+    assert message.startswith(f"{path}: sheet 'S' cannot be read (")
+    assert "\n" not in message
+
+
+def test_xml_cut_short_is_an_input_error(tmp_path: Path, block: int) -> None:
+    xml = worksheet('<row r="1"><c r="A1" t="inlineStr"><is><t>contact_id</t></is></c></row>')
+    path = package(tmp_path / "in.xlsx", [("S", xml[: xml.index("</sheetData>")])])
+    assert error_of(path) == (
+        f"{path}: sheet 'S' cannot be read "
+        "(the XML ends inside <sheetData> (the file is cut short))"
+    )
+
+
+def test_a_damaged_compressed_sheet_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "in.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("S")
+    sheet.write_row(0, 0, ["contact_id", "tags"])
+    for n in range(1, 3000):
+        sheet.write_row(n, 0, [f"{n:020d}", f"t{n * 7919 % 1000}"])
+    book.close()
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("xl/worksheets/sheet1.xml")
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    middle = start + info.compress_size // 2
+    data[middle : middle + 16] = bytes(16)
+    path.write_bytes(bytes(data))
+    message = error_of(path)
+    assert message.startswith(f"{path}: sheet 'S' cannot be read (")
+
+
+def test_a_part_not_in_utf8_is_refused(tmp_path: Path) -> None:
+    xml = worksheet('<row r="1"><c r="A1" t="inlineStr"><is><t>id</t></is></c></row>')
+    encoded = xml.replace('encoding="UTF-8"', 'encoding="UTF-16"').encode("utf-16")
+    path = package(tmp_path / "in.xlsx", [("S", encoded)])
+    assert error_of(path) == (
+        f"{path}: sheet 'S' cannot be read "
+        "(an XML part not in UTF-8 (no spreadsheet program writes those))"
+    )
+
+
+def test_a_value_right_of_the_header_is_refused_naming_its_cell(tmp_path: Path) -> None:
+    rows = (
+        '<row r="1"><c r="A1" t="inlineStr"><is><t>contact_id</t></is></c>'
+        '<c r="B1" t="inlineStr"><is><t>tags</t></is></c></row>'
+        f'<row r="2"><c r="A2" t="inlineStr"><is><t>{ID1}</t></is></c>'
+        '<c r="B2" t="inlineStr"><is><t>x</t></is></c><c r="C2" s="1"/>'  # empty: fine
+        '<c r="D2" t="inlineStr"><is><t>stray</t></is></c></row>'
+    )
+    path = package(tmp_path / "in.xlsx", [("S", worksheet(rows))])
+    assert error_of(path) == (
+        f"{path}: sheet 'S' row 2 has a value in column D, right of the header's last column (B); "
+        "give that column a name in the header row (row 1) or delete it"
+    )
+
+
+def test_a_workbook_without_a_workbook_part_is_not_readable(tmp_path: Path) -> None:
+    path = tmp_path / "in.xlsx"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("hello.txt", "not a workbook")
+    assert error_of(path) == (
+        f"{path}: not a readable Excel workbook (no workbook part (not an Excel workbook))"
+    )
