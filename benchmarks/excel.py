@@ -27,6 +27,7 @@ import os
 import random
 import string
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,10 +58,13 @@ def contacts(rows: int) -> Iterator[list[str]]:
         yield [contact_id, f"Name {n}", f"p{n}@example.com", phone, TAGS[n % len(TAGS)]]
 
 
-def make_input(rows: int) -> tuple[Path, Path]:
-    """The workbook (xlsxwriter's constant_memory mode: row by row) and the same rows as CSV."""
-    xlsx = OUT / f"contacts-{rows}.xlsx"
-    if not xlsx.exists():
+def make_input(rows: int, shared: bool = False) -> tuple[Path, Path]:
+    """The workbook (xlsxwriter's constant_memory mode: row by row, inline strings; or, `shared`,
+    shared strings as Excel writes them) and the same rows as CSV."""
+    xlsx = OUT / f"contacts-{rows}{'-shared' if shared else ''}.xlsx"
+    if shared and not xlsx.exists():
+        write_shared(xlsx, rows)
+    elif not xlsx.exists():
         import xlsxwriter  # only to generate the file
 
         partial = xlsx.with_suffix(".partial.xlsx")
@@ -80,15 +84,66 @@ def make_input(rows: int) -> tuple[Path, Path]:
     return xlsx, same
 
 
+def write_shared(path: Path, rows: int) -> None:
+    """The rows as Excel saves them: every text in xl/sharedStrings.xml, the cells pointing into
+    it (`t="s"`). Written part by part (xlsxwriter would hold every cell in memory first); each
+    text is its own shared string, as a sheet of unique ids, names, emails and phones has."""
+    from xml.sax.saxutils import escape
+
+    main = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+    rels = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    package = "http://schemas.openxmlformats.org/package/2006/relationships"
+    partial = path.with_suffix(".partial.xlsx")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(
+            "_rels/.rels",
+            f'<Relationships xmlns="{package}"><Relationship Id="rId1" '
+            f'Type="{rels}/officeDocument" Target="xl/workbook.xml"/></Relationships>',
+        )
+        z.writestr(
+            "xl/workbook.xml",
+            f'<workbook xmlns="{main}" xmlns:r="{rels}"><sheets>'
+            '<sheet name="Contacts" sheetId="1" r:id="rId1"/></sheets></workbook>',
+        )
+        z.writestr(
+            "xl/_rels/workbook.xml.rels",
+            f'<Relationships xmlns="{package}">'
+            f'<Relationship Id="rId1" Type="{rels}/worksheet" Target="worksheets/sheet1.xml"/>'
+            f'<Relationship Id="rId2" Type="{rels}/sharedStrings" Target="sharedStrings.xml"/>'
+            "</Relationships>",
+        )
+        with z.open("xl/sharedStrings.xml", "w", force_zip64=True) as fh:
+            fh.write(f'<sst xmlns="{main}">'.encode())
+            for cells in contacts(rows):
+                fh.write("".join(f"<si><t>{escape(t)}</t></si>" for t in cells).encode())
+            fh.write(b"</sst>")
+        with z.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as fh:
+            fh.write(f'<worksheet xmlns="{main}"><sheetData>'.encode())
+            index = 0
+            for n, cells in enumerate(contacts(rows), start=1):
+                row = "".join(
+                    f'<c r="{col}{n}" t="s"><v>{index + k}</v></c>' for k, col in enumerate("ABCDE")
+                )
+                index += len(cells)
+                fh.write(f'<row r="{n}">{row}</row>'.encode())
+            fh.write(b"</sheetData></worksheet>")
+    partial.rename(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--rows", type=int, default=EXCEL_ROWS, help="data rows (default: %(default)s)"
     )
     parser.add_argument("--no-run", action="store_true", help="measure calamine and plan only")
+    parser.add_argument(
+        "--shared-strings",
+        action="store_true",
+        help="a workbook with shared strings, as Excel saves one (default: inline strings)",
+    )
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
-    source, same_csv = make_input(args.rows)
+    source, same_csv = make_input(args.rows, args.shared_strings)
     work = OUT / "excel-run"
     work.mkdir(exist_ok=True)
     (work / "batcher.toml").write_text(UNTHROTTLED, encoding="utf-8")

@@ -1,10 +1,10 @@
 """Read a contact file (CSV, gzip CSV or Excel) in chunks and turn each data row into a `Row`.
 
-This package is the only place that imports pandas (`_csv`, `_excel`). `open_input` looks at the
+This package is the only place that imports pandas (`_csv`). `open_input` looks at the
 file once (encoding, delimiter, header, one data row) and fails early with an
 `InputError`/`UsageError` naming the file and the fix; `InputTable.chunks` then reads the whole
-file, `chunk_rows` rows at a time, so memory stays bounded however long a CSV is (Excel sheets are
-read whole: calamine cannot stream, and a sheet holds at most 1,048,576 rows anyway).
+file, `chunk_rows` rows at a time, so memory stays bounded however long a CSV is or an Excel
+sheet (streamed by `_excel` through `_xlsx`).
 
 Rules (SPEC "Input"):
 - The header is the first line (sheet row) with a non-empty cell; lines of empty cells before it

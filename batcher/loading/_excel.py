@@ -100,21 +100,19 @@ def _find_header(path: Path, wanted: str | None) -> _Header | None:
     _refuse_ole(path)
     with _book(path) as book:
         names = [s.name for s in book.sheets]
-        index = _choose_sheet(path, names, wanted)
-        name = names[index]
-        header: _Header | None = None
-        try:
-            for block in book.rows(index, None):
-                for n, cells in enumerate(zip(*block.columns, strict=True)):
-                    if is_blank(cells):
-                        continue
-                    if header is not None:
-                        return _Header(index, name, header.line, header.header, True)
-                    width = max(i for i, text in enumerate(cells) if text.strip()) + 1
-                    header = _Header(index, name, block.lines[n], list(cells[:width]), False)
-        except READ_ERRORS as exc:
-            raise InputError(f"{path}: sheet {name!r} cannot be read ({_reason(exc)})") from exc
-        return header
+    index = _choose_sheet(path, names, wanted)
+    name = names[index]
+    header: _Header | None = None
+    for block in _blocks(path, index, name, None):
+        for n, cells in enumerate(zip(*block.columns, strict=True)):
+            if is_blank(cells):
+                continue
+            if header is not None:
+                return _Header(index, name, header.line, header.header, True)
+            # To the last cell with text: empty cells right of it name no column.
+            width = max(i for i, text in enumerate(cells) if text) + 1
+            header = _Header(index, name, block.lines[n], list(cells[:width]), False)
+    return header
 
 
 def _sheet_name(path: Path, wanted: str | None) -> str:

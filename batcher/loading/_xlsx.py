@@ -435,11 +435,15 @@ def _open_container(fh: IO[bytes], container: str) -> tuple[bytes, bytes, bytes,
             continue  # not yet the whole XML declaration
         if data[:2] in (b"\xff\xfe", b"\xfe\xff") or _NOT_UTF8.match(data):
             raise XlsxError("an XML part not in UTF-8 (no spreadsheet program writes those)")
+        # The namespaces in scope at the container: the root's and its own (XLSX nests no
+        # other element between them).
         scopes: dict[bytes, bytes] = {}
-        for tag in _START_TAG.finditer(data):
+        for n, tag in enumerate(_START_TAG.finditer(data)):
+            local = tag.group(1).rpartition(b":")[2]
+            if n and local != name:
+                continue
             for attribute, double, single in _XMLNS.findall(tag.group(2)):
                 scopes[attribute] = double or single
-            local = tag.group(1).rpartition(b":")[2]
             if local != name:
                 continue
             prefix = tag.group(1)[: -len(local)]
