@@ -310,7 +310,8 @@ class SharedStrings:
 
     def __init__(self) -> None:
         self._data = bytearray()
-        self._ends = array("Q", [0])
+        # 4 bytes an offset: a workbook's strings stay far below 4 GiB.
+        self._ends = array("I", [0])
         # `_x0000_` can put a NUL in a string: then `many` cannot join on NUL.
         self._has_nul = False
 
@@ -329,20 +330,27 @@ class SharedStrings:
             indices = list(map(int, raw))
         except ValueError as exc:
             raise XlsxError(f"a shared string index that is not a number ({exc})") from None
-        data, ends, count = self._data, self._ends, len(self._ends) - 1
-        if indices and not (min(indices) >= 0 and max(indices) < count):
-            bad = next(i for i in indices if not 0 <= i < count)
-            raise XlsxError(f"a cell refers to shared string {bad}, which does not exist")
-        if self._has_nul:
-            return [data[ends[i] : ends[i + 1]].decode("utf-8") for i in indices]
-        return b"\0".join([data[ends[i] : ends[i + 1]] for i in indices]).decode().split("\0")
+        data, ends = self._data, self._ends
+        try:
+            if indices and min(indices) < 0:
+                raise IndexError  # a negative index would count from the end
+            if self._has_nul:
+                return [data[ends[i] : ends[i + 1]].decode("utf-8") for i in indices]
+            parts = [data[ends[i] : ends[i + 1]] for i in indices]
+        except IndexError:
+            bad = next(i for i in indices if not 0 <= i < len(ends) - 1)
+            raise XlsxError(f"a cell refers to shared string {bad}, which does not exist") from None
+        return b"\0".join(parts).decode("utf-8").split("\0")
 
     def add(self, items: list[bytes]) -> None:
         """Append strings (UTF-8, unescaped)."""
-        if not self._has_nul:
-            self._has_nul = any(b"\0" in item for item in items)
-        self._data += b"".join(items)
-        self._ends.extend(accumulate(map(len, items), initial=self._ends[-1]))
+        joined = b"".join(items)
+        self._has_nul = self._has_nul or b"\0" in joined
+        self._data += joined
+        try:
+            self._ends.extend(accumulate(map(len, items), initial=self._ends[-1]))
+        except OverflowError:
+            raise XlsxError("more than 4 GiB of shared strings") from None
         del self._ends[len(self._ends) - len(items) - 1]
 
 
@@ -382,7 +390,7 @@ class _Part:
         while True:
             more = self._fh.read(_BLOCK)
             buffer += more
-            plain = b"<!" not in buffer and b"<?" not in buffer
+            plain = not _hides(buffer)
             end = buffer.find(self._close) if plain else _first_outside(buffer, self._close)
             if end >= 0:
                 if buffer[:end].strip():
@@ -421,6 +429,18 @@ class _Part:
             if tag is not None and tag.group(3):
                 cut = tag.end()  # the last item is empty: <row r="7"/>
         return cut
+
+
+def _hides(buffer: bytes) -> bool:
+    """Whether the buffer holds `<!` or `<?`. (Looking for the rare `!` and `?` first is many
+    times faster than looking for `<!`: `<` is everywhere in XML.)"""
+    for mark in b"!?":
+        at = buffer.find(mark)
+        while at >= 0:
+            if at and buffer[at - 1] == 0x3C:  # <
+                return True
+            at = buffer.find(mark, at + 1)
+    return False
 
 
 def _open_container(fh: IO[bytes], container: str) -> tuple[bytes, bytes, bytes, bool]:
@@ -479,20 +499,30 @@ def _load_strings(strings: SharedStrings, fh: IO[bytes]) -> None:
         rb"</%(p)bsi>|<%(p)bsi\s*/>" % {b"p": p}
     )
     gaps = re.compile(rb"[\s\0]*+")
+    # The commonest block of all: nothing but plain strings, back to back. A bytes split on the
+    # markup between them is several times faster than the pattern; it is the right reading
+    # when no other `<` is left in the texts.
+    start = b"<%bsi><%bt>" % (part.prefix, part.prefix)
+    end = b"</%bt></%bsi>" % (part.prefix, part.prefix)
+    between = end + start
     for block, plain in part.blocks():
+        if plain and block.startswith(start) and block.endswith(end):
+            inner = block[len(start) : -len(end)]
+            raw = inner.split(between)
+            if inner.count(b"<") == between.count(b"<") * (len(raw) - 1):
+                if b"&" in inner or b"\r" in inner or b"_x" in inner:
+                    raw = [fix_text(t.decode("utf-8")).encode("utf-8") for t in raw]
+                strings.add(raw)
+                continue
         if plain:
             pieces = item.split(block)
             if gaps.fullmatch(b"\0".join(pieces[::2])):
                 raw = [t or b"" for t in pieces[1::2]]
-                if any(map(_escaped, raw)):
+                if b"&" in block or b"\r" in block or b"_x" in block:
                     raw = [fix_text(t.decode("utf-8")).encode("utf-8") for t in raw]
                 strings.add(raw)
                 continue
         strings.add([_si_text(si).encode("utf-8") for si in part.parse(block)])
-
-
-def _escaped(raw: bytes) -> bool:
-    return b"&" in raw or b"\r" in raw or b"_x" in raw
 
 
 def _si_text(si: ElementTree.Element) -> str:
@@ -528,25 +558,49 @@ def column_index(letters: bytes) -> int:
     return found
 
 
+# A cell's attributes after `r` and its content, as the usual producers write them (attributes
+# r, s, t in that order; a value, a formula and its cached value, an inline string, or nothing).
+# Groups: style, type, inline text, value.
+_CELL_BODY = (
+    rb'(?: s="([0-9]+)")?(?: t="([a-zA-Z]+)")?\s*'
+    rb"(?:/>|>(?:<%(p)bis><%(p)bt(?: xml:space=\"preserve\")?>([^<]*)</%(p)bt></%(p)bis>"
+    rb"|(?:<%(p)bf\b[^>]*?(?:/>|>[^<]*</%(p)bf>))?(?:<%(p)bv>([^<]*)</%(p)bv>|<%(p)bv\s*/>)?)"
+    rb"</%(p)bc>)"
+)
+_CELL_GROUPS = 4
+
+
 def _cell_pattern(prefix: bytes) -> re.Pattern[bytes]:
-    """A cell as the usual producers write it (attributes r, s, t in that order).
-    Groups: column, row, style, type, inline text, value."""
+    """One cell. Groups: column, row, then `_CELL_BODY`'s."""
+    body = _CELL_BODY % {b"p": re.escape(prefix)}
+    return re.compile(rb'<%bc r="([A-Z]{1,3})([0-9]+)"' % re.escape(prefix) + body)
+
+
+def _row_pattern(prefix: bytes, letters: tuple[bytes, ...]) -> re.Pattern[bytes]:
+    """A whole row with exactly these cells (a table's row): fewer, larger matches than cell by
+    cell. Groups: the row's number, then `_CELL_BODY`'s for each cell."""
     p = re.escape(prefix)
-    return re.compile(
-        rb'<%(p)bc r="([A-Z]{1,3})([0-9]+)"(?: s="([0-9]+)")?(?: t="([a-zA-Z]+)")?\s*'
-        rb"(?:/>|>(?:<%(p)bis><%(p)bt(?: xml:space=\"preserve\")?>([^<]*)</%(p)bt></%(p)bis>"
-        rb"|(?:<%(p)bf\b[^>]*?(?:/>|>[^<]*</%(p)bf>))?(?:<%(p)bv>([^<]*)</%(p)bv>|<%(p)bv\s*/>)?)"
-        rb"</%(p)bc>)" % {b"p": p}
-    )
+    body = _CELL_BODY % {b"p": p}
+    cells = b"".join(rb'<%bc r="%b\1"' % (p, column) + body for column in letters)
+    return re.compile(rb'<%brow r="([0-9]+)"[^>]*>%b</%brow>' % (p, cells, p))
 
 
-_GROUPS = 7  # re.split's pieces per cell: the text before it and its six groups
+_GROUPS = 3 + _CELL_GROUPS  # re.split's pieces per cell: the text before it and its groups
+# A column of cells as `_CELL_BODY`'s groups: styles, types, inline texts, values.
+_Body = tuple[list[bytes], list[bytes], list[bytes], list[bytes]]
+
+
+def _body(parts: list[bytes], at: int, step: int) -> _Body:
+    """The cell body groups from `at` on, every `step` pieces of a re.split."""
+    return parts[at::step], parts[at + 1 :: step], parts[at + 2 :: step], parts[at + 3 :: step]
 
 
 class _SheetReader:
-    """A sheet's rows as Blocks. Three ways, fastest first: a block of rows that all have the
-    same cells (a table) is converted column by column; other blocks the fast pattern covers,
-    cell by cell; anything else is parsed by ElementTree."""
+    """A sheet's rows as Blocks. Four ways, fastest first: blocks of a table (rows that all have
+    the same cells) are matched row by row and converted a column at a time; a block the cell
+    pattern covers is converted a column at a time when it is a table (which then gives the
+    row pattern for the next blocks), else cell by cell; anything else is parsed by ElementTree.
+    """
 
     def __init__(
         self,
@@ -563,6 +617,7 @@ class _SheetReader:
         self._date1904 = date1904
         self._watch = watch
         self._last_row = 0  # for rows without `r`: the row number is then the next one
+        self._table_row: tuple[tuple[int, ...], re.Pattern[bytes]] | None = None
 
     def blocks(self) -> Iterator[Block]:
         part = _Part(self._fh, "sheetData", "row")
@@ -575,16 +630,21 @@ class _SheetReader:
         )
         for block, plain in part.blocks():
             found = None
-            if plain:
+            if plain and self._table_row is not None:
+                indices, row = self._table_row
+                parts = row.split(block)
+                if not b"".join(parts[:: 2 + _CELL_GROUPS * len(indices)]).strip():
+                    found = self._rows(parts, indices)
+            if found is None and plain:
                 parts = cell.split(block)
                 if gaps.fullmatch(b"\0".join(parts[::_GROUPS])):
-                    found = self._table(parts) or self._cells(parts)
+                    found = self._table(parts, part.prefix) or self._cells(parts)
             if found is None:
                 found = self._parsed(part.parse(block))
             if found.lines:
                 yield found
 
-    def _table(self, parts: list[bytes]) -> Block | None:
+    def _table(self, parts: list[bytes], prefix: bytes) -> Block | None:
         """Rows that all have the same cells, in column order: converted a column at a time."""
         cols = parts[1::_GROUPS]
         nums = parts[2::_GROUPS]
@@ -595,7 +655,7 @@ class _SheetReader:
             width += 1
         count, extra = divmod(len(cols), width)
         first = cols[:width]
-        indices = list(map(column_index, first))
+        indices = tuple(map(column_index, first))
         if (
             extra
             or cols != first * count
@@ -603,14 +663,28 @@ class _SheetReader:
             or any(nums[k::width] != nums[::width] for k in range(1, width))
         ):
             return None
+        if self._table_row is None or self._table_row[0] != indices:
+            self._table_row = indices, _row_pattern(prefix, tuple(first))
         lines = list(map(int, nums[::width]))
-        self._last_row = lines[-1]
+        step = _GROUPS * width
+        groups = [_body(parts, 3 + _GROUPS * k, step) for k in range(width)]
+        return self._columns(lines, indices, groups)
+
+    def _rows(self, parts: list[bytes], indices: tuple[int, ...]) -> Block:
+        """A block split by the table's row pattern."""
+        step = 2 + _CELL_GROUPS * len(indices)
+        lines = list(map(int, parts[1::step]))
+        groups = [_body(parts, 2 + _CELL_GROUPS * k, step) for k in range(len(indices))]
+        return self._columns(lines, indices, groups)
+
+    def _columns(self, lines: list[int], indices: tuple[int, ...], groups: list[_Body]) -> Block:
+        """A table's cells as columns; `groups[k]`: the k-th cell of each row."""
+        if lines:
+            self._last_row = lines[-1]
+        count = len(lines)
         columns: list[list[str]] = [[""] * count for _ in range(indices[-1] + 1)]
         numbers: dict[int, str] = {}
-        step = _GROUPS * width
-        for k, index in enumerate(indices):
-            at = _GROUPS * k
-            styles, types, inline, values = (parts[at + g :: step] for g in (3, 4, 5, 6))
+        for index, (styles, types, inline, values) in zip(indices, groups, strict=True):
             kinds = set(types)
             if kinds == {b"inlineStr"}:
                 columns[index] = texts([t or b"" for t in inline])
