@@ -345,6 +345,36 @@ def test_shared_strings_written_by_xlsxwriter(tmp_path: Path) -> None:
     assert rows[2] == ["id2", "tag\r\nnext"]
 
 
+def test_shared_strings_are_read_only_as_far_as_the_rows_read_need(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "in.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("S")
+    sheet.write_row(0, 0, ["contact_id", "tags", "note"])
+    for n in range(1, 40_000):
+        sheet.write_row(n, 0, [f"{n:020d}", "vip", f"note {n}"])
+    book.close()
+    with zipfile.ZipFile(path) as z:
+        size = z.getinfo("xl/sharedStrings.xml").file_size
+    inflated: list[int] = []
+    real_read = zipfile.ZipExtFile.read
+
+    def read(self: zipfile.ZipExtFile, n: int = -1) -> bytes:
+        data = real_read(self, n)
+        if self.name == "xl/sharedStrings.xml":
+            inflated.append(len(data))
+        return data
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", read)
+    source = open_excel(path, None)
+    assert source.header == ["contact_id", "tags", "note"]
+    assert 0 < sum(inflated) < size / 10
+    rows = [cells for part in source.read(1000, 0) for cells in zip(*part.columns, strict=True)]
+    assert rows[-1] == ("00000000000000039999", "vip", "note 39999")
+    assert sum(inflated) >= size
+
+
 def test_shared_strings_are_one_buffer_and_offsets() -> None:
     strings = SharedStrings()
     strings.add([b"a", "é😀".encode(), b""])

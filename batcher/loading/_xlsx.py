@@ -31,6 +31,7 @@ import zipfile
 import zlib
 from array import array
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
 from pathlib import Path
@@ -128,9 +129,13 @@ class Book:
     def rows(self, index: int, watch: int | None) -> Iterator[Block]:
         """The sheet's rows in blocks; `watch`: the column whose number cells are reported."""
         styles = self._style_kinds()
-        strings = self._shared_strings()
         member = self._member(self.sheets[index].member)
-        with self._zip.open(member) as fh:
+        with ExitStack() as stack:
+            strings = SharedStrings()
+            if self._strings_member is not None and self._strings_member.lower() in self._names:
+                part = self._zip.open(self._member(self._strings_member))
+                strings = SharedStrings(_string_blocks(stack.enter_context(part)))
+            fh = stack.enter_context(self._zip.open(member))
             yield from _SheetReader(fh, styles, strings, self.date1904, watch).blocks()
 
     # --- parts ---------------------------------------------------------------------------
@@ -193,13 +198,6 @@ class Book:
             else:
                 kinds.append(DURATION if number == _BUILTIN_DURATION else PLAIN)
         return kinds
-
-    def _shared_strings(self) -> SharedStrings:
-        strings = SharedStrings()
-        if self._strings_member is not None and self._strings_member.lower() in self._names:
-            with self._zip.open(self._member(self._strings_member)) as fh:
-                _load_strings(strings, fh)
-        return strings
 
 
 def _child(element: ElementTree.Element, name: str) -> ElementTree.Element | None:
@@ -306,9 +304,11 @@ def texts(raw: list[bytes]) -> list[str]:
 
 
 class SharedStrings:
-    """The workbook's shared strings as one UTF-8 buffer and their end offsets."""
+    """The workbook's shared strings as one UTF-8 buffer and their end offsets, read from the
+    part as far as the cells read so far need (opening a file reads the first few only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, blocks: Iterator[list[bytes]] | None = None) -> None:
+        self._blocks = blocks
         self._data = bytearray()
         # 4 bytes an offset: a workbook's strings stay far below 4 GiB.
         self._ends = array("I", [0])
@@ -319,10 +319,10 @@ class SharedStrings:
         return len(self._ends) - 1
 
     def get(self, index: int) -> str:
-        ends = self._ends
-        if not 0 <= index < len(ends) - 1:
+        self._read_to(index)
+        if index < 0:
             raise XlsxError(f"a cell refers to shared string {index}, which does not exist")
-        return self._data[ends[index] : ends[index + 1]].decode("utf-8")
+        return self._data[self._ends[index] : self._ends[index + 1]].decode("utf-8")
 
     def many(self, raw: list[bytes]) -> list[str]:
         """The strings of raw `<v>` indices."""
@@ -330,17 +330,23 @@ class SharedStrings:
             indices = list(map(int, raw))
         except ValueError as exc:
             raise XlsxError(f"a shared string index that is not a number ({exc})") from None
+        if not indices:
+            return []
+        if min(indices) < 0:  # a negative index would count from the end
+            raise XlsxError(f"a cell refers to shared string {min(indices)}, which does not exist")
+        self._read_to(max(indices))
         data, ends = self._data, self._ends
-        try:
-            if indices and min(indices) < 0:
-                raise IndexError  # a negative index would count from the end
-            if self._has_nul:
-                return [data[ends[i] : ends[i + 1]].decode("utf-8") for i in indices]
-            parts = [data[ends[i] : ends[i + 1]] for i in indices]
-        except IndexError:
-            bad = next(i for i in indices if not 0 <= i < len(ends) - 1)
-            raise XlsxError(f"a cell refers to shared string {bad}, which does not exist") from None
-        return b"\0".join(parts).decode("utf-8").split("\0")
+        if self._has_nul:
+            return [data[ends[i] : ends[i + 1]].decode("utf-8") for i in indices]
+        return b"\0".join([data[ends[i] : ends[i + 1]] for i in indices]).decode().split("\0")
+
+    def _read_to(self, index: int) -> None:
+        """Read the part until it has string `index`."""
+        while index >= len(self._ends) - 1:
+            batch = None if self._blocks is None else next(self._blocks, None)
+            if batch is None:
+                raise XlsxError(f"a cell refers to shared string {index}, which does not exist")
+            self.add(batch)
 
     def add(self, items: list[bytes]) -> None:
         """Append strings (UTF-8, unescaped)."""
@@ -491,7 +497,8 @@ def _drain(fh: IO[bytes]) -> None:
         pass
 
 
-def _load_strings(strings: SharedStrings, fh: IO[bytes]) -> None:
+def _string_blocks(fh: IO[bytes]) -> Iterator[list[bytes]]:
+    """The shared strings part's strings (UTF-8, unescaped), a block at a time."""
     part = _Part(fh, "sst", "si")
     p = re.escape(part.prefix)
     item = re.compile(
@@ -512,7 +519,7 @@ def _load_strings(strings: SharedStrings, fh: IO[bytes]) -> None:
             if inner.count(b"<") == between.count(b"<") * (len(raw) - 1):
                 if b"&" in inner or b"\r" in inner or b"_x" in inner:
                     raw = [fix_text(t.decode("utf-8")).encode("utf-8") for t in raw]
-                strings.add(raw)
+                yield raw
                 continue
         if plain:
             pieces = item.split(block)
@@ -520,9 +527,9 @@ def _load_strings(strings: SharedStrings, fh: IO[bytes]) -> None:
                 raw = [t or b"" for t in pieces[1::2]]
                 if b"&" in block or b"\r" in block or b"_x" in block:
                     raw = [fix_text(t.decode("utf-8")).encode("utf-8") for t in raw]
-                strings.add(raw)
+                yield raw
                 continue
-        strings.add([_si_text(si).encode("utf-8") for si in part.parse(block)])
+        yield [_si_text(si).encode("utf-8") for si in part.parse(block)]
 
 
 def _si_text(si: ElementTree.Element) -> str:
