@@ -504,3 +504,30 @@ def test_a_workbook_without_a_workbook_part_is_not_readable(tmp_path: Path) -> N
     assert error_of(path) == (
         f"{path}: not a readable Excel workbook (no workbook part (not an Excel workbook))"
     )
+
+
+def test_a_zip_with_encrypted_parts_is_refused(tmp_path: Path) -> None:
+    path = write_zip_encrypted(tmp_path / "in.xlsx")
+    assert error_of(path) == (
+        f"{path}: not a readable Excel workbook "
+        "(its parts are encrypted (a zip password, not Excel's))"
+    )
+
+
+def write_zip_encrypted(path: Path) -> Path:
+    """A package whose members carry the zip encryption flag (what `zip -e` makes)."""
+    package(
+        path, [("S", worksheet('<row r="1"><c r="A1" t="inlineStr"><is><t>id</t></is></c></row>'))]
+    )
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        infos = z.infolist()
+    for info in infos:  # the flag in the local header and in the central directory
+        data[info.header_offset + 6] |= 1
+    central = data.rfind(b"PK\x05\x06")
+    at = int.from_bytes(data[central + 16 : central + 20], "little")
+    while data[at : at + 4] == b"PK\x01\x02":
+        data[at + 8] |= 1
+        at += 46 + sum(int.from_bytes(data[at + k : at + k + 2], "little") for k in (28, 30, 32))
+    path.write_bytes(bytes(data))
+    return path

@@ -142,8 +142,6 @@ def _blocks(path: Path, index: int, name: str, watch: int | None) -> Iterator[Bl
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, KeyError):
-        return f"a part is missing: {one_line(exc.args[0] if exc.args else exc)}"
     return one_line(exc) or type(exc).__name__
 
 
@@ -195,6 +193,9 @@ def _runs(path: Path, found: _Header, block: Block) -> Iterator[tuple[int, list[
     if skip == len(lines):
         return
     columns = _fit(path, found, block, skip)
+    if lines[skip:] == list(range(lines[skip], lines[skip] + len(lines) - skip)):
+        yield lines[skip], columns  # the usual block: no row missing
+        return
     start = skip
     for n in range(skip + 1, len(lines) + 1):
         if n < len(lines) and lines[n] == lines[n - 1] + 1:
@@ -204,10 +205,7 @@ def _runs(path: Path, found: _Header, block: Block) -> Iterator[tuple[int, list[
                 f"{path}: sheet {found.name!r}: row {lines[n]} comes after row {lines[n - 1]} "
                 "in the file, which Excel never writes; open the file in Excel and save it again"
             )
-        if start == skip and n == len(lines):
-            yield lines[start], columns
-        else:
-            yield lines[start], [c[start - skip : n - skip] for c in columns]
+        yield lines[start], [c[start - skip : n - skip] for c in columns]
         start = n
 
 

@@ -65,7 +65,6 @@ READ_ERRORS = (
     zipfile.BadZipFile,
     zlib.error,
     EOFError,
-    KeyError,
     ElementTree.ParseError,
     UnicodeDecodeError,
     NotImplementedError,  # a compression method zipfile does not have
@@ -95,6 +94,8 @@ class Book:
     def __init__(self, path: Path) -> None:
         self._zip = zipfile.ZipFile(path)
         try:
+            if any(info.flag_bits & 1 for info in self._zip.infolist()):
+                raise XlsxError("its parts are encrypted (a zip password, not Excel's)")
             self._names = {name.lower(): name for name in self._zip.namelist()}
             workbook = self._main_part()
             root = self._xml(workbook)
