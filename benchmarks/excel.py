@@ -1,14 +1,17 @@
 """Time and peak memory of `batcher plan` and `run` on a large XLSX, against calamine alone.
 
-    python benchmarks/excel.py [--rows N]        (default 1,048,575: a full Excel sheet)
+    python benchmarks/excel.py [--rows N] [--shared-strings] [--no-run]
+                                                 (default 1,048,575 rows: a full Excel sheet)
 
 One generated workbook (cached under benchmarks/out/), columns Contact Id, Name, Email, Phone,
-Tags as a HighLevel contact export has them (ids as text cells). Three measurements, each a fresh
-process whose own peak RSS comes from wait4:
+Tags as a HighLevel contact export has them (ids as text cells): by default written row by row by
+xlsxwriter (inline strings); with --shared-strings, every text in xl/sharedStrings.xml as Excel
+saves it (5.2 million unique strings: the shared-strings table batcher must hold). Measurements,
+each a fresh process whose own peak RSS comes from wait4:
 
-- calamine: the least any reader of this file could do: python-calamine opens the workbook and
-  walks the first sheet with `iter_rows`, keeping nothing (calamine parses the sheet whole into
-  Rust memory first: that memory is part of any calamine-based reader's peak);
+- calamine: the baseline issue 12 names: python-calamine opens the workbook and walks the first
+  sheet with `iter_rows`, keeping nothing (calamine parses the sheet whole into Rust memory
+  first, hence its peak); batcher streams the sheet instead (batcher/loading/_xlsx.py);
 - `batcher plan FILE --action add --tags x --location-id ...`: reading, checking, grouping;
   and the same `plan` on the same rows written as CSV, to tell Excel's own cost from the rest;
 - `batcher run --sandbox ... --report out.csv -q --yes`, the sandbox in batcher's process,

@@ -4,6 +4,7 @@ whatever the block boundaries, and damaged files as one clear InputError."""
 from __future__ import annotations
 
 import datetime
+import random
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,67 @@ def test_a_table_and_a_sparse_sheet_read_alike_across_blocks(tmp_path: Path, blo
         else:
             assert full == [f"{col}{n}&" for col in "ABC"]
             assert holed == [f"{c}{n}&" if n == 1 or (n + ord(c)) % 3 else "" for c in "ABC"]
+
+
+def random_sheet(seed: int) -> tuple[str, str]:
+    """A sheet of random cells (kinds, holes, whole and partial rows) and its shared strings."""
+    rng = random.Random(seed)
+    strings = [f"s{n} &amp; ü" if n % 5 == 0 else f"s{n}" for n in range(50)]
+    rows = []
+    for r in range(1, 400):
+        if rng.random() < 0.1:
+            continue
+        cells = []
+        for col in "ABCDEFG":
+            roll = rng.random()
+            ref = f' r="{col}{r}"'
+            if roll < 0.15:
+                continue
+            if roll < 0.35:
+                cells.append(f'<c{ref} t="s"><v>{rng.randrange(50)}</v></c>')
+            elif roll < 0.55:
+                text = rng.choice(["x", " pad ", "a&lt;b", "_x000D_", ""])
+                cells.append(
+                    f'<c{ref} t="inlineStr"><is><t xml:space="preserve">{text}</t></is></c>'
+                )
+            elif roll < 0.7:
+                cells.append(
+                    f'<c{ref} s="{rng.randrange(3)}"><v>{rng.choice(["1", "2.5", "45296"])}</v></c>'
+                )
+            elif roll < 0.8:
+                cells.append(f'<c{ref} t="b"><v>{rng.randrange(2)}</v></c>')
+            elif roll < 0.9:
+                cells.append(f'<c{ref} s="1"/>')
+            else:
+                cells.append(f'<c{ref} t="str"><f>A1</f><v>f{r}</v></c>')
+        # `r` not first: the row pattern cannot take it, the cell pattern can
+        tag = f'<row r="{r}">' if rng.random() < 0.9 else f'<row spans="1:7" r="{r}">'
+        rows.append(f"{tag}{''.join(cells)}</row>" if cells else f'<row r="{r}"/>')
+    header = (
+        '<row r="1">'
+        + "".join(f'<c r="{c}1" t="inlineStr"><is><t>{c}</t></is></c>' for c in "ABCDEFG")
+        + "</row>"
+    )
+    items = "".join(f"<si><t>{t}</t></si>" for t in strings)
+    return worksheet(header + "".join(rows[1:])), sst(items)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_fast_paths_read_what_the_xml_parser_reads(
+    tmp_path: Path, block: int, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sheet, strings = random_sheet(seed)
+    styles = STYLES if seed % 2 else None
+    path = package(tmp_path / "in.xlsx", [("S", sheet)], strings=strings, styles=styles)
+    fast = read_rows(path)
+    real = xlsx._Part.blocks
+
+    def parsed_only(self: Any) -> Any:  # every block as if it held a comment: ElementTree
+        return ((part, False) for part, _ in real(self))
+
+    monkeypatch.setattr(xlsx._Part, "blocks", parsed_only)
+    assert read_rows(path) == fast
+    assert len(fast) > 300
 
 
 # --- dates ------------------------------------------------------------------------------------

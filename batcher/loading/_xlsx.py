@@ -33,7 +33,7 @@ from array import array
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from itertools import accumulate, pairwise
+from itertools import accumulate
 from pathlib import Path
 from typing import IO
 from xml.etree import ElementTree
@@ -585,30 +585,26 @@ def _cell_pattern(prefix: bytes) -> re.Pattern[bytes]:
 
 
 def _row_pattern(prefix: bytes, letters: tuple[bytes, ...]) -> re.Pattern[bytes]:
-    """A whole row with exactly these cells (a table's row): fewer, larger matches than cell by
-    cell. Groups: the row's number, then `_CELL_BODY`'s for each cell."""
+    """A whole row whose cells are in these columns, each there or not: one match a row instead
+    of one a cell, and no column letters or row numbers to capture. Groups: the row's number,
+    then for each column an empty group (None: no cell there) and `_CELL_BODY`'s."""
     p = re.escape(prefix)
     body = _CELL_BODY % {b"p": p}
-    cells = b"".join(rb'<%bc r="%b\1"' % (p, column) + body for column in letters)
+    cells = b"".join(rb'(?:<%bc r="%b\1"()' % (p, column) + body + b")?" for column in letters)
     return re.compile(rb'<%brow r="([0-9]+)"[^>]*>%b</%brow>' % (p, cells, p))
 
 
 _GROUPS = 3 + _CELL_GROUPS  # re.split's pieces per cell: the text before it and its groups
-# A column of cells as `_CELL_BODY`'s groups: styles, types, inline texts, values.
-_Body = tuple[list[bytes], list[bytes], list[bytes], list[bytes]]
-
-
-def _body(parts: list[bytes], at: int, step: int) -> _Body:
-    """The cell body groups from `at` on, every `step` pieces of a re.split."""
-    return parts[at::step], parts[at + 1 :: step], parts[at + 2 :: step], parts[at + 3 :: step]
+_ROW_GROUPS = 1 + _CELL_GROUPS  # a row pattern's groups per column
+# The most columns a row pattern is made for (wider sheets are read cell by cell).
+_ROW_COLUMNS = 256
 
 
 class _SheetReader:
-    """A sheet's rows as Blocks. Four ways, fastest first: blocks of a table (rows that all have
-    the same cells) are matched row by row and converted a column at a time; a block the cell
-    pattern covers is converted a column at a time when it is a table (which then gives the
-    row pattern for the next blocks), else cell by cell; anything else is parsed by ElementTree.
-    """
+    """A sheet's rows as Blocks. Three ways, fastest first: rows whose cells are all in the
+    columns met so far are matched a row at a time and converted a column at a time; a block the
+    cell pattern covers (which then gives the columns for the row pattern) is converted cell by
+    cell; anything else is parsed by ElementTree."""
 
     def __init__(
         self,
@@ -625,90 +621,106 @@ class _SheetReader:
         self._date1904 = date1904
         self._watch = watch
         self._last_row = 0  # for rows without `r`: the row number is then the next one
-        self._table_row: tuple[tuple[int, ...], re.Pattern[bytes]] | None = None
+        # The row pattern: the columns it knows (as indices) and the pattern.
+        self._row: tuple[tuple[int, ...], re.Pattern[bytes]] | None = None
+        self._letters: set[bytes] = set()
 
     def blocks(self) -> Iterator[Block]:
         part = _Part(self._fh, "sheetData", "row")
         cell = _cell_pattern(part.prefix)
         p = re.escape(part.prefix)
-        # Between the cells the fast pattern found: row tags and whitespace only (joined on
+        # Between the cells the cell pattern found: row tags and whitespace only (joined on
         # NUL, which XML cannot hold, so that two pieces cannot make a tag together).
         gaps = re.compile(
             rb"(?:\s|\0|<%brow\b(?:[^>\"'<]|\"[^\"<]*\"|'[^'<]*')*>|</%brow>)*+" % (p, p)
         )
+        # Between the rows the row pattern found: rows without cells and whitespace only.
+        row_gaps = re.compile(rb"(?:\s|\0|<%brow\b(?:[^>\"'<]|\"[^\"<]*\"|'[^'<]*')*/>)*+" % p)
         for block, plain in part.blocks():
             found = None
-            if plain and self._table_row is not None:
-                indices, row = self._table_row
-                parts = row.split(block)
-                if not b"".join(parts[:: 2 + _CELL_GROUPS * len(indices)]).strip():
-                    found = self._rows(parts, indices)
+            if plain and self._row is not None:
+                found = self._by_rows(block, row_gaps)
             if found is None and plain:
                 parts = cell.split(block)
                 if gaps.fullmatch(b"\0".join(parts[::_GROUPS])):
-                    found = self._table(parts, part.prefix) or self._cells(parts)
+                    # The row pattern grows to every column met (so it is made again only
+                    # when a new column turns up), up to `_ROW_COLUMNS`.
+                    letters = self._letters | set(parts[1::_GROUPS])
+                    if letters != self._letters and len(letters) <= _ROW_COLUMNS:
+                        self._letters = letters
+                        ordered = sorted(letters, key=column_index)
+                        self._row = (
+                            tuple(map(column_index, ordered)),
+                            _row_pattern(part.prefix, tuple(ordered)),
+                        )
+                        found = self._by_rows(block, row_gaps)
+                    if found is None:
+                        found = self._cells(parts)
             if found is None:
                 found = self._parsed(part.parse(block))
             if found.lines:
                 yield found
 
-    def _table(self, parts: list[bytes], prefix: bytes) -> Block | None:
-        """Rows that all have the same cells, in column order: converted a column at a time."""
-        cols = parts[1::_GROUPS]
-        nums = parts[2::_GROUPS]
-        if not cols:
+    def _by_rows(self, block: bytes, row_gaps: re.Pattern[bytes]) -> Block | None:
+        """A block split by the row pattern, converted a column at a time; None when some of
+        its rows do not match (a cell in another column, or in another form)."""
+        assert self._row is not None
+        indices, row = self._row
+        parts = row.split(block)
+        step = 2 + _ROW_GROUPS * len(indices)
+        if not row_gaps.fullmatch(b"\0".join(parts[::step])):
             return None
-        width = 1
-        while width < len(nums) and nums[width] == nums[0]:
-            width += 1
-        count, extra = divmod(len(cols), width)
-        first = cols[:width]
-        indices = tuple(map(column_index, first))
-        if (
-            extra
-            or cols != first * count
-            or any(b <= a for a, b in pairwise(indices))
-            or any(nums[k::width] != nums[::width] for k in range(1, width))
-        ):
-            return None
-        if self._table_row is None or self._table_row[0] != indices:
-            self._table_row = indices, _row_pattern(prefix, tuple(first))
-        lines = list(map(int, nums[::width]))
-        step = _GROUPS * width
-        groups = [_body(parts, 3 + _GROUPS * k, step) for k in range(width)]
-        return self._columns(lines, indices, groups)
-
-    def _rows(self, parts: list[bytes], indices: tuple[int, ...]) -> Block:
-        """A block split by the table's row pattern."""
-        step = 2 + _CELL_GROUPS * len(indices)
         lines = list(map(int, parts[1::step]))
-        groups = [_body(parts, 2 + _CELL_GROUPS * k, step) for k in range(len(indices))]
-        return self._columns(lines, indices, groups)
-
-    def _columns(self, lines: list[int], indices: tuple[int, ...], groups: list[_Body]) -> Block:
-        """A table's cells as columns; `groups[k]`: the k-th cell of each row."""
         if lines:
             self._last_row = lines[-1]
         count = len(lines)
         columns: list[list[str]] = [[""] * count for _ in range(indices[-1] + 1)]
         numbers: dict[int, str] = {}
-        for index, (styles, types, inline, values) in zip(indices, groups, strict=True):
-            kinds = set(types)
-            if kinds == {b"inlineStr"}:
-                columns[index] = texts([t or b"" for t in inline])
-            elif kinds == {b"s"}:
-                columns[index] = self._strings.many([v or b"" for v in values])
-            elif kinds == {b"str"}:
-                columns[index] = texts([v or b"" for v in values])
-            else:
-                watched = index == self._watch
+        for k, index in enumerate(indices):
+            at = 2 + _ROW_GROUPS * k
+            there = parts[at::step]
+            styles, types, inline, values = (parts[at + g :: step] for g in range(1, 5))
+            watched = numbers if index == self._watch else None
+            if None in there:  # some rows have no cell here: those stay empty
+                rows = [n for n, mark in enumerate(there) if mark is not None]
+                styles, types, inline, values = (
+                    [group[n] for n in rows] for group in (styles, types, inline, values)
+                )
+                found = self._texts(
+                    styles, types, inline, values, [lines[n] for n in rows], watched
+                )
                 column = columns[index]
-                for n, line in enumerate(lines):
-                    text, shown = self._raw(types[n], styles[n], inline[n], values[n])
+                for n, text in zip(rows, found, strict=True):
                     column[n] = text
-                    if watched and shown is not None:
-                        numbers[line] = shown
+            else:
+                columns[index] = self._texts(styles, types, inline, values, lines, watched)
         return Block(lines, columns, numbers)
+
+    def _texts(
+        self,
+        styles: list[bytes],
+        types: list[bytes],
+        inline: list[bytes],
+        values: list[bytes],
+        lines: list[int],
+        numbers: dict[int, str] | None,
+    ) -> list[str]:
+        """A column's cells as text: in one go when they are all strings of one kind; else cell
+        by cell, noting the number cells in `numbers` when given."""
+        kinds = set(types)
+        if kinds == {b"inlineStr"}:
+            return texts([t or b"" for t in inline])
+        if kinds == {b"s"} and None not in values:
+            return self._strings.many(values)
+        if kinds == {b"str"}:
+            return texts([v or b"" for v in values])
+        out: list[str] = []
+        for n, line in enumerate(lines):
+            text, shown = self._raw(types[n], styles[n], inline[n], values[n])
+            out.append(text)
+            if numbers is not None and shown is not None:
+                numbers[line] = shown
+        return out
 
     def _cells(self, parts: list[bytes]) -> Block:
         rows: list[tuple[int, list[tuple[int, str]]]] = []
