@@ -589,18 +589,24 @@ def _cell_pattern(prefix: bytes) -> re.Pattern[bytes]:
     return re.compile(rb'<%bc r="([A-Z]{1,3})([0-9]+)"' % re.escape(prefix) + body)
 
 
-def _row_pattern(prefix: bytes, letters: tuple[bytes, ...]) -> re.Pattern[bytes]:
+def _row_pattern(prefix: bytes, letters: tuple[bytes, ...], spaced: bool) -> re.Pattern[bytes]:
     """A whole row whose cells are in these columns, each there or not: one match a row instead
     of one a cell, and no column letters or row numbers to capture. Groups: the row's number,
-    then for each column an empty group (None: no cell there) and `_CELL_BODY`'s."""
+    then for each column an empty group (None: no cell there) and `_CELL_BODY`'s. `spaced`:
+    whitespace between the cells (pretty-printed XML; looking for it costs some 5 %)."""
     p = re.escape(prefix)
     body = _CELL_BODY % {b"p": p}
-    cells = b"".join(rb'(?:<%bc r="%b\1"()' % (p, column) + body + b")?" for column in letters)
-    return re.compile(rb'<%brow r="([0-9]+)"[^>]*>%b</%brow>' % (p, cells, p))
+    space = rb"\s*" if spaced else b""
+    cells = b"".join(
+        rb'%b(?:<%bc r="%b\1"()' % (space, p, column) + body + b")?" for column in letters
+    )
+    return re.compile(rb'<%brow r="([0-9]+)"[^>]*>%b%b</%brow>' % (p, cells, space, p))
 
 
 _GROUPS = 3 + _CELL_GROUPS  # re.split's pieces per cell: the text before it and its groups
 _ROW_GROUPS = 1 + _CELL_GROUPS  # a row pattern's groups per column
+# Whitespace between two tags: pretty-printed XML.
+_SPACED = re.compile(rb">\s+<")
 # The most columns a row pattern is made for (wider sheets are read cell by cell).
 _ROW_COLUMNS = 256
 
@@ -629,6 +635,7 @@ class _SheetReader:
         # The row pattern: the columns it knows (as indices) and the pattern.
         self._row: tuple[tuple[int, ...], re.Pattern[bytes]] | None = None
         self._letters: set[bytes] = set()
+        self._spaced = False
 
     def blocks(self) -> Iterator[Block]:
         part = _Part(self._fh, "sheetData", "row")
@@ -651,12 +658,14 @@ class _SheetReader:
                     # The row pattern grows to every column met (so it is made again only
                     # when a new column turns up), up to `_ROW_COLUMNS`.
                     letters = self._letters | set(parts[1::_GROUPS])
-                    if letters != self._letters and len(letters) <= _ROW_COLUMNS:
-                        self._letters = letters
+                    spaced = self._spaced or _SPACED.search(block) is not None
+                    new = letters != self._letters or spaced != self._spaced
+                    if new and len(letters) <= _ROW_COLUMNS:
+                        self._letters, self._spaced = letters, spaced
                         ordered = sorted(letters, key=column_index)
                         self._row = (
                             tuple(map(column_index, ordered)),
-                            _row_pattern(part.prefix, tuple(ordered)),
+                            _row_pattern(part.prefix, tuple(ordered), spaced),
                         )
                         found = self._by_rows(block, row_gaps)
                     if found is None:
