@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import IO
 from xml.etree import ElementTree
 
-MAIN_NAMESPACES = (
+_MAIN_NAMESPACES = (
     "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
     "http://purl.oclc.org/ooxml/spreadsheetml/main",  # Strict Open XML
 )
@@ -212,7 +212,7 @@ def _child(element: ElementTree.Element, name: str) -> ElementTree.Element | Non
 
 def _children(element: ElementTree.Element, name: str) -> Iterator[ElementTree.Element]:
     """Children named `name` in the spreadsheet namespace (transitional or strict)."""
-    for ns in MAIN_NAMESPACES:
+    for ns in _MAIN_NAMESPACES:
         yield from element.iterfind(f"{{{ns}}}{name}")
 
 
@@ -282,27 +282,27 @@ def _entity(match: re.Match[str]) -> str:
     return chr(code)
 
 
-def fix_text(text: str) -> str:
+def _fix_text(text: str) -> str:
     """Raw XML text as an XML parser gives it, then with OOXML's `_xHHHH_` escapes decoded."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if "&" in text:
         text = _ENTITY.sub(_entity, text)
-    return ooxml_text(text)
+    return _ooxml_text(text)
 
 
-def ooxml_text(text: str) -> str:
+def _ooxml_text(text: str) -> str:
     """OOXML's escapes decoded: `_x000D_` is a carriage return, `_x005F_` a literal `_`."""
     if "_x" in text:
         return _OOXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
     return text
 
 
-def texts(raw: list[bytes]) -> list[str]:
+def _decode_all(raw: list[bytes]) -> list[str]:
     """Raw UTF-8 XML texts as strings, decoded in one go (XML text cannot hold a NUL)."""
     joined = b"\0".join(raw)
     if b"&" in joined or b"\r" in joined or b"_x" in joined:
-        return [fix_text(t) for t in joined.decode("utf-8").split("\0")]
+        return [_fix_text(t) for t in joined.decode("utf-8").split("\0")]
     return joined.decode("utf-8").split("\0")
 
 
@@ -480,7 +480,7 @@ def _open_container(fh: IO[bytes], container: str) -> tuple[bytes, bytes, bytes,
                 continue
             prefix = tag.group(1)[: -len(local)]
             uri = scopes.get(b"xmlns:" + prefix[:-1] if prefix else b"xmlns", b"").decode()
-            if uri not in MAIN_NAMESPACES:
+            if uri not in _MAIN_NAMESPACES:
                 raise XlsxError(f"<{container}> is not in the spreadsheet namespace")
             declarations = b"".join(b' %b="%b"' % item for item in scopes.items())
             return data[tag.end() :], prefix, declarations, tag.group(3) == b"/"
@@ -524,7 +524,7 @@ def _string_blocks(fh: IO[bytes]) -> Iterator[list[bytes]]:
             raw = inner.split(between)
             if inner.count(b"<") == between.count(b"<") * (len(raw) - 1):
                 if b"&" in inner or b"\r" in inner or b"_x" in inner:
-                    raw = [fix_text(t.decode("utf-8")).encode("utf-8") for t in raw]
+                    raw = [_fix_text(t.decode("utf-8")).encode("utf-8") for t in raw]
                 yield raw
                 continue
         if plain:
@@ -532,7 +532,7 @@ def _string_blocks(fh: IO[bytes]) -> Iterator[list[bytes]]:
             if gaps.fullmatch(b"\0".join(pieces[::2])):
                 raw = [t or b"" for t in pieces[1::2]]
                 if b"&" in block or b"\r" in block or b"_x" in block:
-                    raw = [fix_text(t.decode("utf-8")).encode("utf-8") for t in raw]
+                    raw = [_fix_text(t.decode("utf-8")).encode("utf-8") for t in raw]
                 yield raw
                 continue
         yield [_si_text(si).encode("utf-8") for si in part.parse(block)]
@@ -547,7 +547,7 @@ def _si_text(si: ElementTree.Element) -> str:
             parts.append(child.text or "")
         elif local == "r":
             parts.extend(t.text or "" for t in child if t.tag.rpartition("}")[2] == "t")
-    return ooxml_text("".join(parts))
+    return _ooxml_text("".join(parts))
 
 
 # --- sheets -----------------------------------------------------------------------------------
@@ -560,7 +560,7 @@ _COLUMNS: dict[bytes, int] = {}
 _REF = re.compile(r"([A-Za-z]{1,3})([0-9]+)")
 
 
-def column_index(letters: bytes) -> int:
+def _column_index(letters: bytes) -> int:
     found = _COLUMNS.get(letters)
     if found is None:
         found = 0
@@ -662,9 +662,9 @@ class _SheetReader:
                     new = letters != self._letters or spaced != self._spaced
                     if new and len(letters) <= _ROW_COLUMNS:
                         self._letters, self._spaced = letters, spaced
-                        ordered = sorted(letters, key=column_index)
+                        ordered = sorted(letters, key=_column_index)
                         self._row = (
-                            tuple(map(column_index, ordered)),
+                            tuple(map(_column_index, ordered)),
                             _row_pattern(part.prefix, tuple(ordered), spaced),
                         )
                         found = self._by_rows(block, row_gaps)
@@ -723,11 +723,11 @@ class _SheetReader:
         by cell, noting the number cells in `numbers` when given."""
         kinds = set(types)
         if kinds == {b"inlineStr"}:
-            return texts([t or b"" for t in inline])
+            return _decode_all([t or b"" for t in inline])
         if kinds == {b"s"} and None not in values:
             return self._strings.many(values)
         if kinds == {b"str"}:
-            return texts([v or b"" for v in values])
+            return _decode_all([v or b"" for v in values])
         out: list[str] = []
         for n, line in enumerate(lines):
             text, shown = self._raw(types[n], styles[n], inline[n], values[n])
@@ -747,7 +747,7 @@ class _SheetReader:
                 current = num
                 cells = []
                 rows.append((int(num), cells))
-            index = column_index(col)
+            index = _column_index(col)
             text, shown = self._raw(kind, style, inline, value)
             cells.append((index, text))
             if shown is not None and index == self._watch:
@@ -768,7 +768,7 @@ class _SheetReader:
                     continue
                 ref = _REF.fullmatch(c.get("r", ""))
                 if ref is not None:
-                    index = column_index(ref.group(1).encode())
+                    index = _column_index(ref.group(1).encode())
                     line = int(ref.group(2)) if not cells else line
                 else:
                     index += 1
@@ -776,7 +776,7 @@ class _SheetReader:
                 for part in c:
                     local = part.tag.rpartition("}")[2]
                     if local == "v":
-                        value = ooxml_text(part.text or "")
+                        value = _ooxml_text(part.text or "")
                     elif local == "is":
                         inline = _si_text(part)
                 text, shown = self._value(c.get("t", ""), _int(c.get("s")) or 0, inline, value)
@@ -795,8 +795,8 @@ class _SheetReader:
         return self._value(
             kind.decode() if kind else "",
             int(style) if style else 0,
-            None if inline is None else fix_text(inline.decode("utf-8")),
-            None if value is None else fix_text(value.decode("utf-8")),
+            None if inline is None else _fix_text(inline.decode("utf-8")),
+            None if value is None else _fix_text(value.decode("utf-8")),
         )
 
     def _value(
