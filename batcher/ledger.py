@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import repeat
 from pathlib import Path
 from typing import NamedTuple, ParamSpec, Self, TypeVar
 
@@ -41,6 +40,7 @@ from batcher.models import (
     Status,
 )
 from batcher.planning import group_of, tag_parts
+from batcher.repeats import RepeatFinder
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -93,20 +93,30 @@ CREATE INDEX rows_by_group ON rows (group_id, round, row) WHERE group_id IS NOT 
 """
 
 # Input order per contact (SPEC "Input"). Only contacts (a location's contact id) with more than
-# one valid row need any of this; for them, in row order: a row asking exactly what the
-# contact's previous row asked (same group) is a duplicate of the row that carries it, and every
-# other row is the contact's next operation: round k+1, waiting for the row of round k.
+# one valid row need any of this; `temp.maybe` holds the rows that may repeat an earlier row's
+# contact (see repeats.py: every real repeat is there, with a few rows that merely share a hash
+# bit), so only their contacts are looked at. For those, in row order: a row asking exactly what
+# the contact's previous row asked (same group) is a duplicate of the row that carries it, and
+# every other row is the contact's next operation: round k+1, waiting for the row of round k.
+# (A contact named once that is in `multi` by chance gets round 1 and no wait: no change.)
 ORDER_CONTACTS = """
+CREATE TEMP TABLE multi (location_id, contact_id, PRIMARY KEY (location_id, contact_id))
+WITHOUT ROWID;
+
+INSERT OR IGNORE INTO multi
+SELECT m.location_id, m.contact_id
+FROM temp.maybe CROSS JOIN rows AS m ON m.row = maybe.row
+WHERE m.group_id IS NOT NULL;
+
 CREATE TEMP TABLE touches AS
 SELECT r.row, r.location_id, r.contact_id, r.group_id,
        r.group_id IS LAG(r.group_id) OVER contact AS repeats
-FROM rows AS r
-JOIN (
-    SELECT location_id, contact_id FROM rows WHERE group_id IS NOT NULL
-    GROUP BY location_id, contact_id HAVING COUNT(*) > 1
-) AS multi USING (location_id, contact_id)
+FROM rows AS r NOT INDEXED
+JOIN temp.multi USING (location_id, contact_id)
 WHERE r.group_id IS NOT NULL
 WINDOW contact AS (PARTITION BY r.location_id, r.contact_id ORDER BY r.row);
+
+CREATE INDEX temp.touches_by_contact ON touches (location_id, contact_id, row);
 
 CREATE TEMP TABLE sequence AS
 SELECT row, ROW_NUMBER() OVER contact AS round, LAG(row) OVER contact AS wait_row
@@ -128,6 +138,8 @@ WHERE row IN (SELECT row FROM touches WHERE repeats);
 
 DROP TABLE touches;
 DROP TABLE sequence;
+DROP TABLE multi;
+DROP TABLE maybe;
 """
 
 # A row is settled when every part of it has a final answer (success or error).
@@ -225,14 +237,9 @@ def _dump(values: tuple[str, ...] | None) -> str | None:
 def _dumped(lists: list[tuple[str, ...]]) -> list[str | None]:
     """`_dump` of each list; loading shares one tuple among the rows asking the same tags, so
     each distinct tuple is encoded once (looked up by identity: no hashing of its contents)."""
-    seen: dict[int, str | None] = {}
-    out = []
-    for tags in lists:
-        text = seen.get(id(tags))
-        if text is None:
-            text = seen[id(tags)] = _dump(tags)
-        out.append(text)
-    return out
+    distinct = dict(zip(map(id, lists), lists, strict=True))
+    texts = {key: _dump(tags) for key, tags in distinct.items()}
+    return list(map(texts.__getitem__, map(id, lists)))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -279,25 +286,32 @@ class _GroupIds:
             self._by_fields[fields] = group_id
         return group_id
 
-    def column(self, chunk: Chunk) -> list[int | None]:
-        """The group id of each row of `chunk` (None for an invalid row)."""
-        of, remove_all, invalid = self.of, chunk.remove_all, chunk.invalid
-        ids: list[int | None] = (
-            [
-                of(location, action, tags, remove_all)
-                for location, action, tags in zip(
-                    chunk.location_ids, chunk.actions, chunk.tags, strict=True
-                )
-            ]
-            if not invalid
-            else [
-                None if i in invalid else of(location, action, tags, remove_all)
-                for i, (location, action, tags) in enumerate(
-                    zip(chunk.location_ids, chunk.actions, chunk.tags, strict=True)
-                )
-            ]
-        )
-        return ids
+    def column(self, chunk: Chunk) -> list[int]:
+        """The group id of each row of `chunk`, whose rows are all valid.
+
+        Rows asking the same thing share their fields' objects (loading parses each distinct
+        cell once), so each distinct (location, action, tags object) is looked up once.
+        """
+        locations, actions, tags = chunk.location_ids, chunk.actions, chunk.tags
+        if chunk.rows and _uniform(locations) and _uniform(actions) and _uniform(tags):
+            # Common: one location, action and tags for the whole chunk (options, or columns
+            # holding one value).
+            return [self.of(locations[0], actions[0], tags[0], chunk.remove_all)] * len(locations)
+        keys = list(zip(chunk.location_ids, chunk.actions, map(id, chunk.tags), strict=True))
+        # The last row of each distinct key, whose fields stand for all of its rows.
+        last = dict(zip(keys, range(len(keys)), strict=True))
+        found = {
+            key: self.of(chunk.location_ids[i], chunk.actions[i], chunk.tags[i], chunk.remove_all)
+            for key, i in last.items()
+        }
+        if len(found) == 1:
+            return [next(iter(found.values()))] * len(keys)
+        return list(map(found.__getitem__, keys))
+
+
+def _uniform(values: Sequence[object]) -> bool:
+    """All values equal (a list's `count` compares by identity first, at C speed)."""
+    return values.count(values[0]) == len(values)
 
 
 @contextlib.contextmanager
@@ -598,8 +612,10 @@ class Ledger:
     def load(self, columns: Sequence[str], chunks: Iterable[Chunk]) -> int:
         """Write every input row once, then order each contact's rows. Returns the row count.
 
-        A chunk goes in with one `executemany` over its columns zipped together: no Python work
-        per row beyond looking up its group and its tags' JSON.
+        A chunk goes in with one `executemany` over its columns zipped together, its valid rows
+        apart from its invalid ones (which are few and carry more fields); no Python work per
+        row beyond what C-level `map`s do: group ids and tag JSON are worked out per distinct
+        value.
         """
         if len(columns) > MAX_INPUT_COLUMNS:
             raise UsageError(
@@ -608,45 +624,64 @@ class Ledger:
                 "need"
             )
         groups = _GroupIds(self._db)
+        repeats = RepeatFinder()
         count = 0
         db = self._db
         cells = "".join(f",\n    c{i} TEXT NOT NULL" for i in range(len(columns)))
-        insert = f"INSERT INTO rows VALUES ({', '.join('?' * (11 + len(columns)))})"
+        marks = ", ?" * len(columns)
+        # round 1, no wait, no status: the valid row's defaults until ORDER_CONTACTS says more.
+        insert_valid = f"INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, 1, NULL, NULL, ''{marks})"
+        insert_invalid = (
+            f"INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, 'invalid', ?{marks})"
+        )
         with _transaction(db):
             db.execute("DROP TABLE rows")
             db.execute(ROWS_TABLE.format(cells=cells))
             for chunk in chunks:
                 if len(chunk.cells) != len(columns):
                     raise ValueError(f"{len(chunk.cells)} cell columns for {len(columns)} columns")
-                size = len(chunk)
-                group_ids = groups.column(chunk)
-                statuses: list[str | None] = [None] * size
-                messages = [""] * size
-                for i, message in chunk.invalid.items():
-                    statuses[i], messages[i] = Status.INVALID.value, message
+                repeats.add(chunk.rows, chunk.contact_ids)
+                valid = chunk
+                if chunk.invalid:
+                    valid = chunk.take([i for i in range(len(chunk)) if i not in chunk.invalid])
+                    bad = chunk.take(sorted(chunk.invalid))
+                    db.executemany(
+                        insert_invalid,
+                        zip(
+                            bad.rows,
+                            bad.lines,
+                            bad.contact_ids,
+                            bad.location_ids,
+                            bad.actions,
+                            _dumped(bad.tags),
+                            [bad.invalid[i] for i in range(len(bad))],
+                            *bad.cells,
+                            strict=True,
+                        ),
+                    )
                 db.executemany(
-                    insert,
+                    insert_valid,
                     zip(
-                        chunk.rows,
-                        chunk.lines,
-                        chunk.contact_ids,
-                        chunk.location_ids,
-                        chunk.actions,
-                        _dumped(chunk.tags),
-                        group_ids,
-                        [None if gid is None else 1 for gid in group_ids],
-                        repeat(None),
-                        statuses,
-                        messages,
-                        *chunk.cells,
-                        strict=False,
+                        valid.rows,
+                        valid.lines,
+                        valid.contact_ids,
+                        valid.location_ids,
+                        valid.actions,
+                        _dumped(valid.tags),
+                        groups.column(valid),
+                        *valid.cells,
+                        strict=True,
                     ),
                 )
-                count += size
+                count += len(chunk)
             db.execute(INDEXES.strip().rstrip(";"))
-            for statement in ORDER_CONTACTS.strip().split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            maybe = repeats.rows()
+            if maybe:
+                db.execute("CREATE TEMP TABLE maybe (row INTEGER PRIMARY KEY)")
+                db.executemany("INSERT INTO temp.maybe VALUES (?)", zip(maybe))
+                for statement in ORDER_CONTACTS.strip().split(";"):
+                    if statement.strip():
+                        db.execute(statement)
             self._set_meta("columns", _encode(tuple(columns)))
             self._set_meta("state", "ready")
         return count
