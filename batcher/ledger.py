@@ -142,6 +142,12 @@ DROP TABLE multi;
 DROP TABLE maybe;
 """
 
+# One outcome for many rows, given as a JSON array of row numbers (see `Ledger.record`).
+RECORD_ROWS = """
+INSERT OR REPLACE INTO results
+SELECT each.value, ?, ?, ?, ?, ?, ?, ?, ? FROM json_each(?) AS each
+"""
+
 # A row is settled when every part of it has a final answer (success or error).
 _SETTLED = """(
     SELECT COUNT(*) FROM results AS s
@@ -543,6 +549,14 @@ class Ledger:
         # cut may lose the last ones), at a fraction of FULL's fsync cost per batch.
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
+        try:
+            db.execute("SELECT value FROM json_each('[1]')")
+        except sqlite3.OperationalError:
+            db.close()
+            raise StateError(
+                f"this Python's SQLite ({sqlite3.sqlite_version}) has no JSON functions, which "
+                "batcher needs (built in since SQLite 3.38): use a Python built with them"
+            ) from None
         return db
 
     @classmethod
@@ -803,31 +817,41 @@ class Ledger:
     # -- outcomes --------------------------------------------------------------------------
 
     def record(self, outcome: BatchOutcome) -> None:
-        """Write one batch's per-contact outcomes in one transaction."""
+        """Write one batch's per-contact outcomes in one transaction.
+
+        Contacts answered alike share one outcome object (the client sees to it): each distinct
+        outcome is encoded once and written for all its rows by one statement, the rows passed
+        as one JSON array (`json_each`): binding a row's nine fields from Python cost more than
+        SQLite's own work for it.
+        """
         batch = outcome.batch
-        # Contacts answered alike share one outcome object: encode each one once.
-        encoded: dict[int, tuple[object, ...]] = {}
-        for result in outcome.outcomes:
-            if id(result) not in encoded:
-                encoded[id(result)] = (
-                    batch.part,
-                    result.status.value,
-                    result.message,
-                    _dump(result.old_tags),
-                    _dump(result.tags_added),
-                    _dump(result.tags_removed),
-                    outcome.http_status,
-                    outcome.attempts,
-                )
-        records = [
-            (row, *encoded[id(result)])
-            for row, result in zip(batch.rows, outcome.outcomes, strict=True)
-        ]
+        first = outcome.outcomes[0] if outcome.outcomes else None
+        rows_of: dict[int, list[int]]
+        if outcome.outcomes.count(first) == len(outcome.outcomes):
+            rows_of = {id(first): list(batch.rows)} if first is not None else {}
+        else:
+            rows_of = {}
+            for row, result in zip(batch.rows, outcome.outcomes, strict=True):
+                rows_of.setdefault(id(result), []).append(row)
+        results = {id(result): result for result in outcome.outcomes}
         try:
             with _transaction(self._db):
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", records
-                )
+                for key, rows in rows_of.items():
+                    result = results[key]
+                    self._db.execute(
+                        RECORD_ROWS,
+                        (
+                            batch.part,
+                            result.status.value,
+                            result.message,
+                            _dump(result.old_tags),
+                            _dump(result.tags_added),
+                            _dump(result.tags_removed),
+                            outcome.http_status,
+                            outcome.attempts,
+                            _encode(rows),
+                        ),
+                    )
         except (sqlite3.Error, ValueError) as exc:
             # The batch was sent but cannot be recorded: stop, so that no more work is lost; a
             # rerun sends this batch again (adding or removing a tag twice changes nothing).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import hashlib
 import json
 import re
@@ -617,6 +618,11 @@ async def _send(
                 lanes.settled(dispatch.batch)  # no answer to record: the pool is stopping
                 raise
 
+        # Sending allocates a few thousand short-lived objects per answer, and each full
+        # collection the allocations set off would walk every object the process holds
+        # (modules, config, loading's leftovers), none of which dies while sending: frozen,
+        # the collector skips them.
+        gc.freeze()
         try:
             await run_pool(
                 lanes.next, send, on_done, concurrency=limits.concurrency, stop=stop_event
@@ -624,6 +630,7 @@ async def _send(
         except (StopRun, FatalApiError) as exc:
             result.stopped = exc
         finally:
+            gc.unfreeze()
             result.requests += counters.requests
             result.retries += counters.retries
             result.rate_limited += counters.rate_limited
