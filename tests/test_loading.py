@@ -612,4 +612,4 @@ def test_utf16_with_bom_is_detected(tmp_path: Path) -> None:
 def test_the_whitespace_list_is_every_space_character_of_unicode() -> None:
     """`WHITESPACE` is written out (computing it at import is slow); it must stay complete."""
     every = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
-    assert WHITESPACE == every
+    assert every == WHITESPACE

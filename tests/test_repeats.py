@@ -35,4 +35,5 @@ def test_rows_are_named_by_the_numbers_given_not_by_position() -> None:
     finder.add([10, 20], ["x", "y"])
     finder.add([35, 40], ["y", "z"])
     assert 35 in finder.rows()
-    assert 10 not in finder.rows() and 20 not in finder.rows()
+    assert 10 not in finder.rows()
+    assert 20 not in finder.rows()
