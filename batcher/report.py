@@ -51,7 +51,9 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import itertools
 import json
+import operator
 import os
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -295,7 +297,10 @@ def _inert(text: str) -> str:
 
 def _write_csv(file: IO[bytes], path: Path, columns: tuple[str, ...], rows: RowSource) -> int:
     f = io.TextIOWrapper(file, encoding="utf-8", newline="")
-    counted = _Counted(rows(INERT))  # the cells come inert already
+    # Rows counted as `writerows` takes them, at C speed: `zip` draws a number for each row
+    # (and none once the rows run out).
+    numbers = itertools.count()
+    counted = map(_first, zip(rows(INERT), numbers, strict=False))  # cells come inert already
     try:
         out = csv.writer(f, quoting=csv.QUOTE_MINIMAL)
         out.writerow([_inert(name) for name in columns])
@@ -303,23 +308,10 @@ def _write_csv(file: IO[bytes], path: Path, columns: tuple[str, ...], rows: RowS
         f.flush()
     finally:
         f.detach()  # the caller owns, syncs and closes the file
-    return counted.count
+    return next(numbers)
 
 
-class _Counted:
-    """Passes rows on, counting them (so that `writerows` can take them at C speed)."""
-
-    def __init__(self, rows: Iterable[Sequence[Cell]]) -> None:
-        self._rows = iter(rows)
-        self.count = 0
-
-    def __iter__(self) -> _Counted:
-        return self
-
-    def __next__(self) -> Sequence[Cell]:
-        row = next(self._rows)
-        self.count += 1
-        return row
+_first = operator.itemgetter(0)
 
 
 # Positions of the list fields (JSON text in the cells, real arrays in JSONL).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import hashlib
 import json
 import re
@@ -18,6 +19,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from itertools import chain, islice
+from operator import itemgetter
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,13 +37,14 @@ from batcher.errors import (
 from batcher.events import Event, EventSink, notices
 from batcher.jobs import Job, default_report_path
 from batcher.lanes import Dispatch, Lanes
-from batcher.ledger import Ledger, RunInfo, WorkItem, prune_finished, runs_in
+from batcher.ledger import REPORT_BLOCK, Ledger, RunInfo, WorkItem, prune_finished, runs_in
 from batcher.loading import InputTable, open_input
 from batcher.models import BatchOutcome, Cell, Inert, Status
 from batcher.pacing import Pacer
 from batcher.planning import PlanStats, count_requests
 from batcher.pool import run_pool
 from batcher.report import (
+    RESULT_FIELDS,
     RowSource,
     check_report_path,
     summary_path,
@@ -67,6 +71,8 @@ _REASONS_TRACKED = 1000
 # The first rows of each kind that is never sent (invalid, duplicate) kept as examples for `plan`.
 EXAMPLES = 5
 _NOT_SENT = (Status.INVALID, Status.DUPLICATE)
+# A report row's status (its cells are in `report_columns` order).
+_status_of = itemgetter(RESULT_FIELDS.index("status"))
 
 
 @dataclass(frozen=True)
@@ -617,6 +623,11 @@ async def _send(
                 lanes.settled(dispatch.batch)  # no answer to record: the pool is stopping
                 raise
 
+        # Sending allocates a few thousand short-lived objects per answer, and each full
+        # collection the allocations set off would walk every object the process holds
+        # (modules, config, loading's leftovers), none of which dies while sending: frozen,
+        # the collector skips them.
+        gc.freeze()
         try:
             await run_pool(
                 lanes.next, send, on_done, concurrency=limits.concurrency, stop=stop_event
@@ -624,6 +635,7 @@ async def _send(
         except (StopRun, FatalApiError) as exc:
             result.stopped = exc
         finally:
+            gc.unfreeze()
             result.requests += counters.requests
             result.retries += counters.retries
             result.rate_limited += counters.rate_limited
@@ -648,9 +660,21 @@ def _report(
     kept = {status.value: examples[status] for status in _NOT_SENT}
 
     def source(inert: Inert | None) -> Iterator[tuple[Cell, ...]]:
-        for cells in ledger.report_rows(message, pending, inert):
+        # Counted a block at a time, the rows passed on with no Python code run per row (the
+        # csv writer takes them at C speed): only the rare blocks with a row to note are looked
+        # into row by row.
+        rows = ledger.report_rows(message, pending, inert)
+        blocks = iter(lambda: list(islice(rows, REPORT_BLOCK)), [])
+        return chain.from_iterable(map(tally_block, blocks))
+
+    def tally_block(block: list[tuple[Cell, ...]]) -> list[tuple[Cell, ...]]:
+        seen = Counter(map(_status_of, block))
+        counts.update(seen)
+        noted = {"failed", "error"} | {s for s, found in kept.items() if len(found) < EXAMPLES}
+        if noted.isdisjoint(seen):
+            return block
+        for cells in block:
             status = str(cells[6])
-            counts[status] += 1
             if status in ("failed", "error"):
                 key = (status, str(cells[7]))
                 if key in reasons or len(reasons) < _REASONS_TRACKED:
@@ -660,7 +684,7 @@ def _report(
                 kept[status].append(
                     Example(int(row or 0), int(line or 0), str(contact or ""), str(cells[7]))
                 )
-            yield cells
+        return block
 
     def tally() -> None:
         result.counts = Counter({Status(status): n for status, n in counts.items()})

@@ -271,11 +271,15 @@ class ErrorRateBreaker:
         if not self.enabled or not outcome.answered or not outcome.outcomes:
             return
         errors = 0
-        for contact in outcome.outcomes:
-            if contact.status is Status.ERROR:
-                errors += 1
-                if len(self._messages) < 100 or contact.message in self._messages:
-                    self._messages[contact.message] += 1
+        # Contacts answered alike share one outcome object: most batches have no error at all,
+        # which the distinct outcomes tell without a look at each contact.
+        distinct = dict(zip(map(id, outcome.outcomes), outcome.outcomes, strict=True))
+        if any(contact.status is Status.ERROR for contact in distinct.values()):
+            for contact in outcome.outcomes:
+                if contact.status is Status.ERROR:
+                    errors += 1
+                    if len(self._messages) < 100 or contact.message in self._messages:
+                        self._messages[contact.message] += 1
         contacts = len(outcome.outcomes)
         location = outcome.batch.location_id
         if location not in self._seen:

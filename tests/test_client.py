@@ -909,3 +909,57 @@ async def test_a_loopback_api_is_reached_directly_with_a_proxy_set(
 
     assert via_proxy == []
     assert [request["target"] for request in direct] == ["/contacts/bulk/tags/update/add"]
+
+
+async def test_contacts_answered_alike_share_one_outcome_and_others_keep_their_own(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    """Entries alike but for `contactId` share one outcome (the ledger encodes it once); any
+    other difference gives an outcome of its own."""
+    mocked.post(
+        ADD_URL,
+        status=201,
+        payload=created(success(IDS[0]), success(IDS[1]), success(IDS[2], oldTags=["other"])),
+    )
+
+    first, second, third = (await client.send(make_batch())).outcomes
+
+    assert first is second
+    assert first.old_tags == ("old",)
+    assert third.old_tags == ("other",)
+
+
+async def test_an_entry_nested_deeper_than_orjson_writes_is_still_read(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    """orjson reads 1,024 levels but writes 254: the entry is read field by field instead."""
+    deep: Any = "x"
+    for _ in range(600):
+        deep = [deep]
+    entries = [success(IDS[0]), success(IDS[1], extra=deep), success(IDS[2], extra=deep)]
+    mocked.post(ADD_URL, status=201, payload=created(*entries))
+
+    first, second, third = (await client.send(make_batch())).outcomes
+
+    assert [o.status for o in (first, second, third)] == [Status.SUCCESS] * 3
+    assert second.tags_added == ("vip",)
+
+
+async def test_an_answer_only_the_standard_parser_reads_is_read_entry_by_entry(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    """NaN is no JSON for orjson; its fallback reads it, and then NaN and null, which orjson
+    would write alike, stay apart."""
+    body = (
+        '{"responses": ['
+        f'{{"contactId": "{IDS[0]}", "type": "success", "message": "m", "oldTags": [NaN]}},'
+        f'{{"contactId": "{IDS[1]}", "type": "success", "message": "m", "oldTags": [null]}}'
+        "]}"
+    )
+    mocked.post(ADD_URL, status=201, body=body)
+
+    first, second, third = (await client.send(make_batch())).outcomes
+
+    assert first.old_tags == ("NaN",)
+    assert second.old_tags == ("null",)
+    assert third.status is Status.FAILED

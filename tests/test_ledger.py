@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from batcher import ledger as ledger_module
+from batcher import runner
 from batcher.errors import StateError, StateLockedError, UsageError
 from batcher.ledger import Ledger, WorkItem
 from batcher.models import (
@@ -500,6 +501,46 @@ def test_duplicate_keeps_its_status_after_the_first_row_is_answered(ledger: Ledg
     assert [line.status for line in _lines(ledger)] == [Status.SUCCESS, Status.DUPLICATE]
 
 
+def test_the_report_stage_counts_every_row_across_blocks(
+    ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner counts the report's rows a block at a time: the counts, the top reasons and
+    the examples of rows never sent are those of every row, wherever the blocks split them."""
+    monkeypatch.setattr(ledger_module, "REPORT_BLOCK", 3)
+    monkeypatch.setattr(runner, "REPORT_BLOCK", 2)
+    rows = [
+        _row(1, invalid="contact id is empty"),
+        _row(2),
+        _row(3, contact=2),  # a duplicate of row 2
+        *(_row(n) for n in range(4, 10)),
+        _row(10, invalid="location id is empty"),
+    ]
+    load(ledger, COLUMNS, [rows])
+    _record(ledger, [2, 4], OK)
+    _record(ledger, [5, 6, 7], LOST, http_status=503, attempts=6)
+    _record(ledger, [8], NOT_FOUND)
+    result = runner.RunResult(report_path=tmp_path / "report.csv")
+    runner._report(ledger, tmp_path / "report.csv", result, False, {})
+    assert result.counts == {
+        Status.INVALID: 2,
+        Status.SUCCESS: 2,
+        Status.DUPLICATE: 1,
+        Status.FAILED: 3,
+        Status.ERROR: 1,
+        Status.PENDING: 1,
+    }
+    assert result.reasons == [
+        (Status.FAILED, LOST.message, 3),
+        (Status.ERROR, "Contact not found", 1),
+    ]
+    assert [(e.row, e.message) for e in result.examples[Status.INVALID]] == [
+        (1, "contact id is empty"),
+        (10, "location id is empty"),
+    ]
+    assert [e.row for e in result.examples[Status.DUPLICATE]] == [3]
+    assert len((tmp_path / "report.csv").read_text("utf-8").splitlines()) == 1 + 10
+
+
 # -- rows sent in several parts ---------------------------------------------------------------
 
 
@@ -513,6 +554,43 @@ def test_multi_part_row_is_pending_until_every_part_answered(ledger: Ledger) -> 
     _record(ledger, [1], _part(0, old=("x",), added=_tags(50)), part=0)
     line = _by_row(ledger)[1]
     assert (line.status, line.message) == (Status.PENDING, PENDING)
+
+
+def test_multi_part_row_never_answered_is_pending_with_its_reason(ledger: Ledger) -> None:
+    """No part answered: pending, with the pending message; a duplicate of it stays one."""
+    load(ledger, COLUMNS, [[_row(1, tags=_tags(60)), _row(2, contact=1, tags=_tags(60))]])
+    lines = _by_row(ledger)
+    assert (lines[1].status, lines[1].message) == (Status.PENDING, PENDING)
+    assert (lines[1].old_tags, lines[1].http_status, lines[1].attempts) == (None, None, None)
+    assert (lines[2].status, lines[2].message) == (Status.DUPLICATE, "duplicate of row 1")
+
+
+def test_report_rows_come_in_order_across_blocks_with_multi_part_rows_merged(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows are fetched a block at a time: every row once, in input order, each multi-part row
+    merged wherever it falls in a block."""
+    monkeypatch.setattr(ledger_module, "REPORT_BLOCK", 2)
+    load(
+        ledger,
+        COLUMNS,
+        [[_row(n, tags=_tags(60) if n in (2, 5) else ("vip",)) for n in range(1, 7)]],
+    )
+    _record(ledger, [1, 3, 4, 6], OK)
+    _record(ledger, [2, 5], _part(0, old=("x",), added=("t000",)), part=0)
+    _record(ledger, [5], _part(1, old=("x",), added=("t050",)), part=1)
+    lines = _lines(ledger)
+    assert [line.row for line in lines] == [1, 2, 3, 4, 5, 6]
+    assert [line.status for line in lines] == [
+        Status.SUCCESS,
+        Status.PENDING,
+        Status.SUCCESS,
+        Status.SUCCESS,
+        Status.SUCCESS,
+        Status.SUCCESS,
+    ]
+    assert lines[4].tags_added == ("t000", "t050")
+    assert [len(cells) for cells in ledger.report_rows(PENDING)] == [15] * 6
 
 
 def test_multi_part_row_succeeds_when_every_part_succeeded(ledger: Ledger) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import xlsxwriter
 
 from batcher.errors import InputError, UsageError
 from batcher.loading import InputOptions, InputTable, open_input, parse_tags
+from batcher.loading._common import WHITESPACE
 from batcher.models import Row, Status
 
 ID1 = "AbCdEfGhIj0123456789"
@@ -605,3 +607,9 @@ def test_xlsx_data_after_many_blank_rows_is_found(tmp_path: Path) -> None:
 def test_utf16_with_bom_is_detected(tmp_path: Path) -> None:
     path = write(tmp_path / "in.tsv", f"contact_id\ttags\taction\n{ID1}\tÜber\tadd\n", "utf-16")
     assert [r.tags for r in load(path)] == [("Über",)]
+
+
+def test_the_whitespace_list_is_every_space_character_of_unicode() -> None:
+    """`WHITESPACE` is written out (computing it at import is slow); it must stay complete."""
+    every = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+    assert every == WHITESPACE

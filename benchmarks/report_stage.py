@@ -1,0 +1,85 @@
+"""Time the report stage alone: render a finished run's report from its ledger, several times.
+
+    python benchmarks/report_stage.py [--rows N] [--format csv|xlsx|jsonl] [-n RUNS]
+
+The first call makes the run once (the same generated file as `million.py`, sent to the embedded
+sandbox) and keeps its ledger under benchmarks/out/report-stage-<N>/; every call then renders
+the report from that ledger `-n` times in this process, as a run's report stage does (the
+runner's `_report`: rows, counting, the file) and prints each time, then min and median, and the
+process's peak RSS. Quicker to iterate on than a whole run, and the ledger is the same each time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import LOCATION, OUT, TOKEN, UNTHROTTLED
+from million import make_input
+
+from batcher.ledger import Ledger
+from batcher.runner import RunResult, _report
+
+
+class _NoLock:
+    """The benchmark's ledger is its own: no other process uses its directory."""
+
+    def release(self) -> None:
+        pass
+
+
+def finished_ledger(rows: int) -> Path:
+    """The ledger of a finished run over `rows` generated rows, made on the first call."""
+    work = OUT / f"report-stage-{rows}"
+    found = sorted((work / ".batcher").glob("run-*.sqlite"))
+    if found:
+        return found[0]
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "batcher.toml").write_text(UNTHROTTLED, encoding="utf-8")
+    (work / "batcher.toml").chmod(0o600)
+    source = make_input(rows)
+    argv = [sys.executable, "-m", "batcher", "run", str(source), "--sandbox", "-q",
+            "--action", "add", "--tags", "vip,2026-promo", "--location-id", LOCATION,
+            "--report", "report.csv", "--yes"]  # fmt: skip
+    subprocess.run(argv, cwd=work, env={**os.environ, "BATCHER_TOKEN": TOKEN}, check=True)
+    return sorted((work / ".batcher").glob("run-*.sqlite"))[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--format", choices=("csv", "xlsx", "jsonl"), default="csv")
+    parser.add_argument("-n", type=int, default=3, help="renderings to time")
+    args = parser.parse_args()
+    path = finished_ledger(args.rows)
+    ledger = Ledger(
+        sqlite3.connect(path, isolation_level=None),
+        path,
+        _NoLock(),  # type: ignore[arg-type]
+        resumed=True,
+    )
+    report = path.parent.parent / f"report-stage.{args.format}"
+    times = []
+    for _ in range(args.n):
+        result = RunResult(report_path=report)
+        started, cpu = time.perf_counter(), time.process_time()
+        _report(ledger, report, result, False, {})
+        times.append(time.perf_counter() - started)
+        counts = ", ".join(f"{status} {n:,}" for status, n in result.counts.items())
+        print(f"report {times[-1]:.2f} s (CPU {time.process_time() - cpu:.2f} s): {counts}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"{args.rows:,} rows, {args.format}: min {min(times):.2f} s, "
+        f"median {statistics.median(times):.2f} s; peak RSS {peak:.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()
