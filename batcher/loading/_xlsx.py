@@ -40,7 +40,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 from xml.etree import ElementTree
 
 _MAIN_NAMESPACES = (
@@ -603,6 +603,51 @@ def _row_pattern(prefix: bytes, letters: tuple[bytes, ...], spaced: bool) -> re.
     return re.compile(rb'<%brow r="([0-9]+)"[^>]*>%b%b</%brow>' % (p, cells, space, p))
 
 
+# A column whose cells all have one form: (inline string or not (a value), style, type).
+_Shape = tuple[bool, bytes | None, bytes | None]
+
+
+def _shape(
+    there: list[bytes | None],
+    styles: list[bytes | None],
+    types: list[bytes | None],
+    inline: list[bytes | None],
+    values: list[bytes | None],
+) -> _Shape | None:
+    """The single form of a column's cells in a block, if they have one."""
+    if None in there or len(set(styles)) != 1 or len(set(types)) != 1:
+        return None
+    if None not in inline and values.count(None) == len(values):
+        return True, styles[0], types[0]
+    if None not in values and inline.count(None) == len(inline):
+        return False, styles[0], types[0]
+    return None
+
+
+def _shaped_pattern(
+    prefix: bytes, letters: tuple[bytes, ...], shapes: list[_Shape]
+) -> re.Pattern[bytes]:
+    """A row whose cells are all there, each in its column's one form: half the time of the
+    row pattern (no alternatives, one group a cell). Groups: the row's number, then each cell's
+    text or value."""
+    p = re.escape(prefix)
+    cells = []
+    for column, (inline, style, kind) in zip(letters, shapes, strict=True):
+        attributes = b"".join(
+            b' %b="%b"' % (name, re.escape(value))
+            for name, value in ((b"s", style), (b"t", kind))
+            if value is not None
+        )
+        if inline:
+            body = rb'><%(p)bis><%(p)bt(?: xml:space="preserve")?>([^<]*)</%(p)bt></%(p)bis>'
+        else:
+            body = rb"><%(p)bv>([^<]*)</%(p)bv>"
+        cells.append(
+            rb'<%bc r="%b\1"%b' % (p, column, attributes) + body % {b"p": p} + b"</%bc>" % p
+        )
+    return re.compile(rb'<%brow r="([0-9]+)"[^>]*>%b</%brow>' % (p, b"".join(cells), p))
+
+
 _GROUPS = 3 + _CELL_GROUPS  # re.split's pieces per cell: the text before it and its groups
 _ROW_GROUPS = 1 + _CELL_GROUPS  # a row pattern's groups per column
 # Whitespace between two tags: pretty-printed XML.
@@ -635,7 +680,11 @@ class _SheetReader:
         # The row pattern: the columns it knows (as indices) and the pattern.
         self._row: tuple[tuple[int, ...], re.Pattern[bytes]] | None = None
         self._letters: set[bytes] = set()
+        self._ordered: tuple[bytes, ...] = ()  # the letters in column order
         self._spaced = False
+        self._prefix = b""
+        # The row pattern made for the shapes the last block's columns had, one group a cell.
+        self._shaped: tuple[list[_Shape], re.Pattern[bytes]] | None = None
 
     def blocks(self) -> Iterator[Block]:
         part = _Part(self._fh, "sheetData", "row")
@@ -648,9 +697,12 @@ class _SheetReader:
         )
         # Between the rows the row pattern found: rows without cells and whitespace only.
         row_gaps = re.compile(rb"(?:\s|\0|<%brow\b(?:[^>\"'<]|\"[^\"<]*\"|'[^'<]*')*/>)*+" % p)
+        self._prefix = part.prefix
         for block, plain in part.blocks():
             found = None
-            if plain and self._row is not None:
+            if plain and self._shaped is not None:
+                found = self._by_shape(block, row_gaps)
+            if found is None and plain and self._row is not None:
                 found = self._by_rows(block, row_gaps)
             if found is None and plain:
                 parts = cell.split(block)
@@ -662,11 +714,12 @@ class _SheetReader:
                     new = letters != self._letters or spaced != self._spaced
                     if new and len(letters) <= _ROW_COLUMNS:
                         self._letters, self._spaced = letters, spaced
-                        ordered = sorted(letters, key=_column_index)
+                        self._ordered = tuple(sorted(letters, key=_column_index))
                         self._row = (
-                            tuple(map(_column_index, ordered)),
-                            _row_pattern(part.prefix, tuple(ordered), spaced),
+                            tuple(map(_column_index, self._ordered)),
+                            _row_pattern(part.prefix, self._ordered, spaced),
                         )
+                        self._shaped = None
                         found = self._by_rows(block, row_gaps)
                     if found is None:
                         found = self._cells(parts)
@@ -690,10 +743,12 @@ class _SheetReader:
         count = len(lines)
         columns: list[list[str]] = [[""] * count for _ in range(indices[-1] + 1)]
         numbers: dict[int, str] = {}
+        shapes: list[_Shape | None] = []
         for k, index in enumerate(indices):
             at = 2 + _ROW_GROUPS * k
             there = parts[at::step]
             styles, types, inline, values = (parts[at + g :: step] for g in range(1, 5))
+            shapes.append(_shape(there, styles, types, inline, values))
             watched = numbers if index == self._watch else None
             if None in there:  # some rows have no cell here: those stay empty
                 rows = [n for n, mark in enumerate(there) if mark is not None]
@@ -708,14 +763,52 @@ class _SheetReader:
                     column[n] = text
             else:
                 columns[index] = self._texts(styles, types, inline, values, lines, watched)
+        self._learn(shapes)
+        return Block(lines, columns, numbers)
+
+    def _learn(self, shapes: list[_Shape | None]) -> None:
+        """The shaped row pattern for the next blocks, when every column of this one had a
+        single shape; else none."""
+        known = [shape for shape in shapes if shape is not None]
+        if len(known) < len(shapes):
+            self._shaped = None
+        elif self._shaped is None or self._shaped[0] != known:
+            self._shaped = known, _shaped_pattern(self._prefix, self._ordered, known)
+
+    def _by_shape(self, block: bytes, row_gaps: re.Pattern[bytes]) -> Block | None:
+        """A block split by the shaped row pattern (one group a cell); None when some of its
+        rows do not match."""
+        assert self._row is not None
+        assert self._shaped is not None
+        indices = self._row[0]
+        shapes, row = self._shaped
+        parts = row.split(block)
+        step = 2 + len(indices)
+        if not row_gaps.fullmatch(b"\0".join(parts[::step])):
+            return None
+        lines = list(map(int, parts[1::step]))
+        if lines:
+            self._last_row = lines[-1]
+        count = len(lines)
+        columns: list[list[str]] = [[""] * count for _ in range(indices[-1] + 1)]
+        numbers: dict[int, str] = {}
+        none: list[bytes | None] = [None] * count
+        for k, (index, (inline, style, kind)) in enumerate(zip(indices, shapes, strict=True)):
+            found = parts[2 + k :: step]
+            texts: list[bytes | None] = found if inline else none
+            values: list[bytes | None] = none if inline else found
+            watched = numbers if index == self._watch else None
+            columns[index] = self._texts(
+                [style] * count, [kind] * count, texts, values, lines, watched
+            )
         return Block(lines, columns, numbers)
 
     def _texts(
         self,
-        styles: list[bytes],
-        types: list[bytes],
-        inline: list[bytes],
-        values: list[bytes],
+        styles: list[bytes | None],
+        types: list[bytes | None],
+        inline: list[bytes | None],
+        values: list[bytes | None],
         lines: list[int],
         numbers: dict[int, str] | None,
     ) -> list[str]:
@@ -725,7 +818,7 @@ class _SheetReader:
         if kinds == {b"inlineStr"}:
             return _decode_all([t or b"" for t in inline])
         if kinds == {b"s"} and None not in values:
-            return self._strings.many(values)
+            return self._strings.many(cast(list[bytes], values))
         if kinds == {b"str"}:
             return _decode_all([v or b"" for v in values])
         out: list[str] = []
