@@ -4,8 +4,8 @@ The package is a zip of XML parts. `Book` reads the small ones whole (the workbo
 relationships, the styles) with ElementTree. A sheet's XML (hundreds of MiB for a full sheet) is
 inflated a block at a time and never held whole. Shared strings (xl/sharedStrings.xml, which can
 hold millions of ids and emails) are read as far as the cells read so far need, and kept as one
-UTF-8 buffer and an array of end offsets: 5.2 million strings of about 17 characters take 121 MB
-so, and would take about 380 MB as a list of Python `str`.
+UTF-8 buffer and an array of end offsets: 5.2 million strings of about 14 characters take 72 MB
+and 21 MB so, and would take about 380 MB as a list of Python `str`.
 
 Why not an XML parser for the sheet: ElementTree, lxml and expat all make Python objects or calls
 for every element (`row`, `c`, `v`, `is`, `t`: four or five a cell). Walking the benchmark's
@@ -13,7 +13,8 @@ for every element (`row`, `c`, `v`, `is`, `t`: four or five a cell). Walking the
 alone 1.3 s; expat with callbacks 13.1 s; ElementTree's XMLPullParser 28.2 s, or 22.0 s parsing
 blocks of whole rows with `fromstring`; lxml's iterparse (tag=row) 9.5 s doing nothing with the
 rows, 38.9 s taking the cells; one regular expression over blocks of rows 4.0 s; calamine's walk
-6.9-9.2 s then. So each block of whole rows is split by regular expressions for the cell forms
+6.9-9.2 s then. So each block of whole rows is split by regular expressions (a row at a time
+in a table, see `_SheetReader`; 1.9 s for that sheet on a quiet machine) for the cell forms
 that Excel, LibreOffice, Google Sheets, openpyxl and xlsxwriter write (`<c r="B7" s="3"
 t="s"><v>12</v></c>`, inline strings, formulas with a cached value, empty styled cells), and the
 text left between the matches must be nothing but row tags and whitespace; when it is not (a cell
@@ -657,10 +658,12 @@ _ROW_COLUMNS = 256
 
 
 class _SheetReader:
-    """A sheet's rows as Blocks. Three ways, fastest first: rows whose cells are all in the
-    columns met so far are matched a row at a time and converted a column at a time; a block the
-    cell pattern covers (which then gives the columns for the row pattern) is converted cell by
-    cell; anything else is parsed by ElementTree."""
+    """A sheet's rows as Blocks. Four ways, fastest first: when the last block's columns each
+    kept one cell form (a table), rows in those forms are matched whole by a pattern made for
+    them; rows whose cells are all in the columns met so far are matched whole by the row
+    pattern (both convert a column at a time); a block the cell pattern covers (which gives the
+    columns for the row pattern) is converted cell by cell; anything else is parsed by
+    ElementTree. Each way hands a block it cannot read whole to the next."""
 
     def __init__(
         self,
