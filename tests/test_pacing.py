@@ -381,3 +381,53 @@ def test_our_completions_are_kept_while_a_request_the_server_may_count_them_with
     info = RateLimitInfo(max=5, remaining=3, interval_ms=10_000)
     pacer.observe("loc", info, since=answered.started)
     assert [pacer.try_start("loc") is not None for _ in range(5)] == [True] * 4 + [False]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_alone_against_a_truthful_server_every_request_starts_as_soon_as_our_own_room_allows(
+    seed: int,
+) -> None:
+    """The pacing benchmark's case on fake time: two workers send one after another to a
+    sliding-window server that counts each request at an instant between its start and its
+    answer, and tells the truth in Remaining; a third worker looks at the budget now and then (as
+    the scheduler does). Nobody else uses the location, so no room may be held for others: each
+    request starts when its worker asks or, if later, one interval after the completion that
+    leaves it room (the k-th start after the first `limit`: the (k - limit)-th completion)."""
+    rng = random.Random(seed)
+    limit = 4
+    pacer = Pacer(limit, INTERVAL_S, clock=now)
+    arrivals: list[float] = []
+    todo = [(rng.uniform(0.5, 6.0), rng.random()) for _ in range(60)]
+    spans: list[tuple[float, float, float]] = []  # (start, completion, when its worker asked)
+
+    async def one(duration: float, share: float) -> None:
+        asked = now()
+        slot = await pacer.start("loc")
+        arrival = slot.started + share * duration
+        arrivals.append(arrival)  # every request that arrived before it has started by now
+        await asyncio.sleep(duration)
+        slot.finish()
+        counted = sum(1 for at in arrivals if arrival - INTERVAL_S < at <= arrival)
+        info = RateLimitInfo(max=limit, remaining=limit - counted, interval_ms=10_000)
+        pacer.observe("loc", info, since=slot.started)
+        spans.append((slot.started, now(), asked))
+
+    async def worker() -> None:
+        while todo:
+            await one(*todo.pop(0))
+
+    async def looker() -> None:
+        while todo:
+            pacer.delay("loc")
+            await asyncio.sleep(0.25)
+
+    async def scenario() -> None:
+        await asyncio.gather(worker(), worker(), looker())
+
+    on_fake_time(scenario)
+    spans.sort()
+    completions = sorted(end for _, end, _ in spans)
+    room = [0.0] * limit + [end + INTERVAL_S for end in completions[:-limit]]
+    assert [start for start, _, _ in spans] == pytest.approx(
+        [max(asked, free) for (_, _, asked), free in zip(spans, room, strict=True)]
+    )
