@@ -60,7 +60,9 @@ class _Budget:
     # Waiting starts are admitted one at a time, in arrival order: asyncio.Lock wakes its
     # waiters FIFO, so only the head of the queue ever sleeps or watches for completions.
     admission: asyncio.Lock = field(default_factory=asyncio.Lock)
-    in_flight: int = 0
+    # The start instants of the requests in flight: the oldest one bounds how far back
+    # `observe` may look for our completions (see `delay`).
+    in_flight: list[float] = field(default_factory=list)
     # Completion instants (real ones, and others' requests booked from the headers), ascending:
     # both are stamped "now" when added.
     completions: list[float] = field(default_factory=list)
@@ -88,7 +90,7 @@ class Slot:
     def finish(self) -> None:
         if not self._done:
             self._done = True
-            self._pacer._finish(self._budget)
+            self._pacer._finish(self._budget, self.started)
 
 
 class Pacer:
@@ -142,12 +144,15 @@ class Pacer:
         wait = max(0.0, budget.paused_until - now)
         longest = max(interval for _, interval in budget.windows)
         completions = budget.completions
-        # Forget completions no window can see any more.
-        drop = bisect.bisect_right(completions, now - longest)
+        # Forget completions no window can see any more, and that the server cannot have
+        # counted before the arrival of a request still in flight either: its answer's
+        # Remaining is told to `observe`, which counts ours from that request's start. Forgotten
+        # too early, ours would be booked as others' and hold back a whole interval.
+        drop = bisect.bisect_right(completions, min(budget.in_flight, default=now) - longest)
         if drop:
             del completions[:drop]
         for max_requests, interval in budget.windows:
-            free = max_requests - budget.in_flight
+            free = max_requests - len(budget.in_flight)
             if free <= 0:
                 return None
             first = bisect.bisect_right(completions, now - interval)
@@ -166,12 +171,13 @@ class Pacer:
         return self._start(self._budget(location_id))
 
     def _start(self, budget: _Budget) -> Slot:
-        budget.in_flight += 1
+        started = self._clock()
+        budget.in_flight.append(started)
         budget.sent += 1
-        return Slot(self, budget, self._clock())
+        return Slot(self, budget, started)
 
-    def _finish(self, budget: _Budget) -> None:
-        budget.in_flight -= 1
+    def _finish(self, budget: _Budget, started: float) -> None:
+        budget.in_flight.remove(started)
         budget.completions.append(self._clock())
         self.changed.set()
 
@@ -227,7 +233,7 @@ class Pacer:
             if info.remaining is not None:
                 horizon = (now if since is None else since) - server[1]
                 first = bisect.bisect_right(budget.completions, horizon)
-                ours = budget.in_flight + len(budget.completions) - first
+                ours = len(budget.in_flight) + len(budget.completions) - first
                 others = min(info.max - info.remaining - ours, info.max)
                 if others > 0:
                     budget.completions.extend([now] * others)

@@ -354,3 +354,80 @@ def test_our_requests_answered_before_the_server_s_window_closed_are_not_others(
     pacer.observe("loc", info, since=answered.started)
     # In our window only the answered one remains (the early one aged out at 10.25): 4 free.
     assert [pacer.try_start("loc") is not None for _ in range(5)] == [True] * 4 + [False]
+
+
+def test_our_completions_are_kept_while_a_request_the_server_may_count_them_with_is_in_flight() -> (
+    None
+):
+    """Found by the pacing benchmark: another worker's look at the budget while a request was in
+    flight forgot our completions older than one interval, which the server still counted in that
+    request's window; its answer then booked them as someone else's, and that room was lost for a
+    whole interval (a 600-request run took a second longer)."""
+    clock = [0.0]
+    pacer = Pacer(5, INTERVAL_S, clock=lambda: clock[0])
+    early = pacer.try_start("loc")
+    assert early is not None
+    clock[0] = 0.25
+    early.finish()
+    clock[0] = 10.2
+    answered = pacer.try_start("loc")
+    assert answered is not None
+    clock[0] = 10.28
+    assert pacer.delay("loc") == 0  # another worker looks: the early one is out of our window
+    clock[0] = 10.3
+    answered.finish()
+    # The server counted both of ours (the early one within 10 s before the answered one's
+    # arrival): 3 of 5 left. Nobody else is there.
+    info = RateLimitInfo(max=5, remaining=3, interval_ms=10_000)
+    pacer.observe("loc", info, since=answered.started)
+    assert [pacer.try_start("loc") is not None for _ in range(5)] == [True] * 4 + [False]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_alone_against_a_truthful_server_every_request_starts_as_soon_as_our_own_room_allows(
+    seed: int,
+) -> None:
+    """The pacing benchmark's case on fake time: two workers send one after another to a
+    sliding-window server that counts each request at an instant between its start and its
+    answer, and tells the truth in Remaining; a third worker looks at the budget now and then (as
+    the scheduler does). Nobody else uses the location, so no room may be held for others: each
+    request starts when its worker asks or, if later, one interval after the completion that
+    leaves it room (the k-th start after the first `limit`: the (k - limit)-th completion)."""
+    rng = random.Random(seed)
+    limit = 4
+    pacer = Pacer(limit, INTERVAL_S, clock=now)
+    arrivals: list[float] = []
+    todo = [(rng.uniform(0.5, 6.0), rng.random()) for _ in range(60)]
+    spans: list[tuple[float, float, float]] = []  # (start, completion, when its worker asked)
+
+    async def one(duration: float, share: float) -> None:
+        asked = now()
+        slot = await pacer.start("loc")
+        arrival = slot.started + share * duration
+        arrivals.append(arrival)  # every request that arrived before it has started by now
+        await asyncio.sleep(duration)
+        slot.finish()
+        counted = sum(1 for at in arrivals if arrival - INTERVAL_S < at <= arrival)
+        info = RateLimitInfo(max=limit, remaining=limit - counted, interval_ms=10_000)
+        pacer.observe("loc", info, since=slot.started)
+        spans.append((slot.started, now(), asked))
+
+    async def worker() -> None:
+        while todo:
+            await one(*todo.pop(0))
+
+    async def looker() -> None:
+        while todo:
+            pacer.delay("loc")
+            await asyncio.sleep(0.25)
+
+    async def scenario() -> None:
+        await asyncio.gather(worker(), worker(), looker())
+
+    on_fake_time(scenario)
+    spans.sort()
+    completions = sorted(end for _, end, _ in spans)
+    room = [0.0] * limit + [end + INTERVAL_S for end in completions[:-limit]]
+    assert [start for start, _, _ in spans] == pytest.approx(
+        [max(asked, free) for (_, _, asked), free in zip(spans, room, strict=True)]
+    )
