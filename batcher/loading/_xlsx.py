@@ -9,15 +9,15 @@ and 21 MB so, and would take about 380 MB as a list of Python `str`.
 
 Why not an XML parser for the sheet: ElementTree, lxml and expat all make Python objects or calls
 for every element (`row`, `c`, `v`, `is`, `t`: four or five a cell). Walking the benchmark's
-1,048,575-row sheet (351 MB of XML) and taking each cell's text, on one busy machine: inflating
-alone 1.3 s; expat with callbacks 13.1 s; ElementTree's XMLPullParser 28.2 s, or 22.0 s parsing
-blocks of whole rows with `fromstring`; lxml's iterparse (tag=row) 9.5 s doing nothing with the
-rows, 38.9 s taking the cells; one regular expression over blocks of rows 4.0 s; calamine's walk
-6.9-9.2 s then. So each block of whole rows is split by regular expressions (a row at a time
-in a table, see `_SheetReader`; 1.9 s for that sheet on a quiet machine) for the cell forms
-that Excel, LibreOffice, Google Sheets, openpyxl and xlsxwriter write (`<c r="B7" s="3"
-t="s"><v>12</v></c>`, inline strings, formulas with a cached value, empty styled cells), and the
-text left between the matches must be nothing but row tags and whitespace; when it is not (a cell
+1,048,575-row sheet (351 MB of XML) and taking each cell's text, one run each on a quiet 2-core
+machine: inflating alone 0.8 s; expat with callbacks 10.3 s; ElementTree's XMLPullParser 15.5 s,
+or 12.9 s parsing blocks of whole rows with `fromstring`; lxml's iterparse (tag=row) 7.3 s doing
+nothing with the rows, 17.9 s taking the cells; a first regular expression over blocks of rows
+3.1 s; calamine's walk 4.2 s; this module 2.1 s. So each block of whole rows is split by regular
+expressions (a row at a time in a table, see `_SheetReader`) for the cell forms that Excel,
+LibreOffice, Google Sheets, openpyxl and xlsxwriter write (`<c r="B7" s="3" t="s"><v>12</v></c>`,
+inline strings, formulas with a cached value, empty styled cells), and the text left between the
+matches must be nothing but row tags and whitespace; when it is not (a cell
 without `r`, rich text in an inline string, a comment, an attribute order no producer uses...),
 that block is parsed by ElementTree instead, so the result is always the XML's, only slower for
 unusual files. Blocks are cut after a `</row>`, which cannot occur inside text or attributes (`<`
