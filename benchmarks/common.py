@@ -6,10 +6,13 @@ Each benchmark runs batcher as a separate process and reads that process's own p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +29,12 @@ interval_ms = 1000
 [sandbox]
 rate = "off"
 record_requests = false
+"""
+SERVE = """
+import asyncio, sys
+from batcher.sandbox import SandboxConfig, serve
+config = SandboxConfig(rate=None, record_requests=False)
+asyncio.run(serve(config, lambda url: (print(url), sys.stdout.flush())))
 """
 
 
@@ -50,3 +59,15 @@ def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> Measured:
         raise SystemExit(f"{' '.join(argv[:4])} exited {code}:\n{output}")
     # ru_maxrss is in KiB on Linux.
     return Measured(seconds, usage.ru_maxrss / 1024, output)
+
+
+@contextlib.contextmanager
+def external_sandbox() -> Iterator[str]:
+    """A fresh unthrottled sandbox in its own process; yields its URL."""
+    server = subprocess.Popen([sys.executable, "-c", SERVE], stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    try:
+        yield server.stdout.readline().strip()
+    finally:
+        server.terminate()
+        server.wait()

@@ -14,9 +14,9 @@ each a fresh process whose own peak RSS comes from wait4:
   first, hence its peak); batcher streams the sheet instead (batcher/loading/_xlsx.py);
 - `batcher plan FILE --action add --tags x --location-id ...`: reading, checking, grouping;
   and the same `plan` on the same rows written as CSV, to tell Excel's own cost from the rest;
-- `batcher run --sandbox ... --report out.csv -q --yes`, the sandbox in batcher's process,
+- `batcher run --base-url ... --report out.csv -q --yes` against a sandbox in another process,
   unthrottled, the client's own pacing lifted (as in million.py), so the figures are batcher's
-  own cost, not the API's rate limit.
+  own cost, not the API's rate limit nor the emulator's memory.
 Ratios are batcher / calamine. Targets (issue 12): plan and run peak RSS <= 250 MiB, plan time
 <= 1.5x calamine's walk.
 """
@@ -34,7 +34,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from common import LOCATION, OUT, TOKEN, UNTHROTTLED, run_child
+from common import LOCATION, OUT, TOKEN, UNTHROTTLED, external_sandbox, run_child
 
 EXCEL_ROWS = 1_048_575  # a sheet's 1,048,576 rows, one of them the header
 WALK = """
@@ -160,11 +160,12 @@ def main() -> None:
     )
     run = None
     if not args.no_run:
-        run = run_child(
-            [sys.executable, "-m", "batcher", "run", str(source), "--sandbox", "--fresh",
-             "--report", "out.csv", "-q", "--yes", *options],
-            work, env,
-        )  # fmt: skip
+        with external_sandbox() as url:
+            run = run_child(
+                [sys.executable, "-m", "batcher", "run", str(source), "--base-url", url,
+                 "--fresh", "--report", "out.csv", "-q", "--yes", *options],
+                work, env,
+            )  # fmt: skip
 
     print(f"input: {args.rows:,} rows, {source.stat().st_size / 2**20:.0f} MiB ({source})")
     print(
@@ -175,7 +176,7 @@ def main() -> None:
         "calamine_s": round(walk.seconds, 2),
         "calamine_peak_mib": round(walk.peak_mib),
     }
-    labels = {"plan": "plan", "plan_csv": "plan, same rows as CSV", "run": "run --sandbox"}
+    labels = {"plan": "plan", "plan_csv": "plan, same rows as CSV", "run": "run --base-url"}
     for name, m in (("plan", plan), ("plan_csv", plan_csv), ("run", run)):
         if m is None:
             continue

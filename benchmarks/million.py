@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import csv
 import json
 import os
@@ -28,21 +27,12 @@ import random
 import re
 import resource
 import string
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-from common import LOCATION, OUT, TOKEN, UNTHROTTLED, Measured, run_child
-
-SERVE = """
-import asyncio, sys
-from batcher.sandbox import SandboxConfig, serve
-config = SandboxConfig(rate=None, record_requests=False)
-asyncio.run(serve(config, lambda url: (print(url), sys.stdout.flush())))
-"""
+from common import LOCATION, OUT, TOKEN, UNTHROTTLED, Measured, external_sandbox, run_child
 
 
 def make_input(rows: int) -> Path:
@@ -85,18 +75,6 @@ import sys, pandas
 for _ in pandas.read_csv(sys.argv[1], dtype=str, keep_default_na=False, chunksize=50_000):
     pass
 """
-
-
-@contextlib.contextmanager
-def external_sandbox() -> Iterator[str]:
-    """A fresh unthrottled sandbox in its own process; yields its URL."""
-    server = subprocess.Popen([sys.executable, "-c", SERVE], stdout=subprocess.PIPE, text=True)
-    assert server.stdout is not None
-    try:
-        yield server.stdout.readline().strip()
-    finally:
-        server.terminate()
-        server.wait()
 
 
 async def bare_client(source: Path, url: str) -> None:
