@@ -18,8 +18,11 @@ from openpyxl.cell.text import InlineFont
 from batcher.errors import InputError
 from batcher.loading import InputOptions, open_input
 from batcher.loading import _xlsx as xlsx
+from batcher.loading import _xlsx_part as xlsx_part
 from batcher.loading._excel import open_excel, sheet_rows
-from batcher.loading._xlsx import DATE, DURATION, PLAIN, SharedStrings, format_kind
+from batcher.loading._xlsx import format_kind
+from batcher.loading._xlsx_rows import DATE, DURATION, PLAIN
+from batcher.loading._xlsx_strings import SharedStrings
 
 ID1 = "AbCdEfGhIj0123456789"
 ID2 = "ZyXwVuTsRq9876543210"
@@ -103,7 +106,7 @@ def read_rows(path: Path) -> list[list[str]]:
 @pytest.fixture(params=[7, 61, 1 << 16], ids=["block7", "block61", "block64k"])
 def block(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     """Every test here runs with blocks that cut tags and rows anywhere, and with the real one."""
-    monkeypatch.setattr(xlsx, "_BLOCK", request.param)
+    monkeypatch.setattr(xlsx_part, "_BLOCK", request.param)
     return int(request.param)
 
 
@@ -260,12 +263,12 @@ def test_the_fast_paths_read_what_the_xml_parser_reads(
     styles = STYLES if seed % 2 else None
     path = package(tmp_path / "in.xlsx", [("S", sheet)], strings=strings, styles=styles)
     fast = read_rows(path)
-    real = xlsx._Part.blocks
+    real = xlsx_part.Part.blocks
 
     def parsed_only(self: Any) -> Any:  # every block as if it held a comment: ElementTree
         return ((part, False) for part, _ in real(self))
 
-    monkeypatch.setattr(xlsx._Part, "blocks", parsed_only)
+    monkeypatch.setattr(xlsx_part.Part, "blocks", parsed_only)
     assert read_rows(path) == fast
     assert len(fast) > 300
 
