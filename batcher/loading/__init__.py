@@ -241,9 +241,11 @@ def open_input(path: Path, options: InputOptions) -> InputTable:
         if problem:
             raise UsageError(f"--tags: {problem}")
     # pandas (0.3 s to import) comes in with the CSV reader only: an Excel input never needs it.
-    from batcher.loading._csv import open_csv, parse_delimiter
+    delimiter = None
+    if options.delimiter is not None:
+        from batcher.loading._csv import parse_delimiter
 
-    delimiter = None if options.delimiter is None else parse_delimiter(options.delimiter)
+        delimiter = parse_delimiter(options.delimiter)
     try:
         id_regex = re.compile(options.id_pattern)
     except re.error as exc:
@@ -257,6 +259,8 @@ def open_input(path: Path, options: InputOptions) -> InputTable:
     if name.endswith(_EXCEL_SUFFIXES):
         source = open_excel(path, options.sheet)
     elif name.endswith(_CSV_SUFFIXES) or name.endswith(tuple(s + ".gz" for s in _CSV_SUFFIXES)):
+        from batcher.loading._csv import open_csv
+
         source = open_csv(path, options.encoding, delimiter, gzipped=name.endswith(".gz"))
     elif name.endswith(".xls"):
         raise InputError(
