@@ -557,7 +557,7 @@ class Ledger:
             _set_aside(path, created.replace(":", "").replace("-", ""))
         elif state == "ready":
             resumed = True
-        db = cls._connect(path, create=not resumed)
+        db = cls._connect(path, create=not resumed, throwaway=scratch_dir is not None)
         if not resumed:
             db.executescript(SCHEMA)
             db.execute(ROWS_TABLE.format(cells=""))  # `load` gives it the input's columns
@@ -573,16 +573,24 @@ class Ledger:
         return cls(db, path, lock, resumed=resumed, scratch=scratch_dir)
 
     @staticmethod
-    def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
+    def _connect(path: Path, *, create: bool, throwaway: bool = False) -> sqlite3.Connection:
         if create:
             # Owner-only from the first byte (it holds the input's emails and phones); SQLite
             # gives its -wal and -shm files the same permissions as the database file.
             os.close(open_private(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC))
         db = sqlite3.connect(path, isolation_level=None)
-        # WAL + NORMAL: a committed transaction survives the process being killed (only a power
-        # cut may lose the last ones), at a fraction of FULL's fsync cost per batch.
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
+        if throwaway:
+            # A plan's scratch file, deleted when the plan ends: nothing to keep safe, so no
+            # journal and no syncing, and the index builds sort in memory (+35 MiB on a million
+            # rows): together about an eighth of a plan's time.
+            db.execute("PRAGMA journal_mode = OFF")
+            db.execute("PRAGMA synchronous = OFF")
+            db.execute("PRAGMA temp_store = MEMORY")
+        else:
+            # WAL + NORMAL: a committed transaction survives the process being killed (only a
+            # power cut may lose the last ones), at a fraction of FULL's fsync cost per batch.
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
         try:
             db.execute("SELECT value FROM json_each('[1]')")
         except sqlite3.OperationalError:
