@@ -405,7 +405,10 @@ def _encode_body(batch: Batch) -> bytes:
     }
     if batch.remove_all:
         body["removeAllTags"] = True
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        return orjson.dumps(body)  # compact UTF-8, as below, several times faster
+    except orjson.JSONEncodeError:  # text orjson refuses (a lone surrogate): as it always was
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _error_class(status: int, rate: RateLimitInfo) -> type[ApiError]:

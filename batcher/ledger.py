@@ -202,6 +202,16 @@ SELECT r.round, r.group_id, COUNT(*) FROM rows AS r
 WHERE r.group_id IN (SELECT id FROM groups WHERE parts > :part) AND r.round IS NOT NULL
 GROUP BY r.round, r.group_id
 """
+# COUNT_READY for round 1 of a run without answers (see `Ledger.ready_work`).
+COUNT_ALL_OF_ROUND = """
+SELECT r.round, r.group_id, COUNT(*) FROM rows AS r
+WHERE r.group_id IN (
+    SELECT id FROM groups
+    WHERE parts > :part AND (:location IS NULL OR location_id = :location)
+  )
+  AND r.round = :round
+GROUP BY r.round, r.group_id
+"""
 COUNT_OWED = """
 SELECT r.round, r.group_id, COUNT(*) FROM rows AS r
 WHERE r.group_id IN (SELECT id FROM groups WHERE parts > :part) AND r.pre_status IS NULL
@@ -824,6 +834,9 @@ class Ledger:
         """The (group, part) items of `round_` (of one location, if given) whose rows may be
         sent now: each contact's previous row (round - 1) has settled. Rows still waiting are
         left for a later run."""
+        if round_ == 1 and not self._answered_up_to:
+            # A new run's first round, before any answer: every row is ready (none waits).
+            return self._items(COUNT_ALL_OF_ROUND, round_, location_id)
         return self._items(COUNT_READY, round_, location_id)
 
     @_state_errors
