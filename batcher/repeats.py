@@ -23,7 +23,8 @@ _MASK = (1 << _BITS) - 1
 
 
 class RepeatFinder:
-    """Fed every loaded row's number and contact id, in input order; `rows` says which may repeat.
+    """Fed every loaded row's number and contact id, in input order, a chunk at a time; says
+    which rows of each chunk may repeat an earlier row's contact.
 
     Python's string hash is used as it is: salted per process, which is fine for a set that lives
     only while one process loads one file.
@@ -31,12 +32,16 @@ class RepeatFinder:
 
     def __init__(self) -> None:
         self._seen = np.zeros(1 << (_BITS - 3), dtype=np.uint8)
-        self._rows: list[int] = []
 
-    def add(self, rows: Sequence[int], contact_ids: Sequence[str]) -> None:
+    def add(self, rows: Sequence[int], contact_ids: Sequence[str]) -> list[int]:
+        """The numbers of the rows given that may name a contact some earlier row named.
+
+        Handed back a chunk at a time (the ledger writes them down at once), so a file that
+        names its contacts many times over costs no memory here.
+        """
         count = len(contact_ids)
         if not count:
-            return
+            return []
         buckets = np.fromiter(map(hash, contact_ids), dtype=np.int64, count=count) & _MASK
         bytes_, bits = buckets >> 3, (np.left_shift(1, buckets & 7)).astype(np.uint8)
         before = (self._seen[bytes_] & bits) != 0
@@ -45,10 +50,4 @@ class RepeatFinder:
         again = np.ones(count, dtype=bool)
         again[first] = False
         np.bitwise_or.at(self._seen, bytes_, bits)
-        maybe = np.flatnonzero(before | again)
-        if len(maybe):
-            self._rows.extend(rows[i] for i in maybe.tolist())
-
-    def rows(self) -> list[int]:
-        """The row numbers that may name a contact some earlier row named."""
-        return self._rows
+        return [rows[i] for i in np.flatnonzero(before | again).tolist()]
