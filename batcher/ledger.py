@@ -267,6 +267,8 @@ FROM results WHERE row = ? ORDER BY part
 """
 
 PAGE_ROWS = 5_000
+# Rows loaded between commits (see `Ledger.load`).
+_LOAD_COMMIT_ROWS = 250_000
 
 
 P = ParamSpec("P")
@@ -691,7 +693,7 @@ class Ledger:
             )
         groups = _GroupIds(self._db)
         repeats = RepeatFinder()
-        count = 0
+        count = committed = 0
         db = self._db
         cells = "".join(f",\n    c{i} TEXT NOT NULL" for i in range(len(columns)))
         marks = ", ?" * len(columns)
@@ -743,6 +745,13 @@ class Ledger:
                     ),
                 )
                 count += len(chunk)
+                if count >= committed + _LOAD_COMMIT_ROWS:
+                    # Committed in parts: one transaction of a whole big file grows the WAL to
+                    # the database's size, and SQLite finds pages in a big WAL ever more slowly.
+                    # A run killed between parts is still "loading", and discarded as before.
+                    db.execute("COMMIT")
+                    db.execute("BEGIN")
+                    committed = count
             for statement in INDEXES.strip().split(";"):
                 if statement.strip():
                     db.execute(statement)

@@ -754,6 +754,30 @@ def test_run_killed_while_loading_is_discarded_and_restarted(state_dir: Path) ->
     assert _archived(state_dir) == []
 
 
+def test_a_load_that_fails_after_committing_some_rows_is_discarded_by_the_next_open(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big file is loaded in committed parts; one that breaks halfway stays 'loading', so the
+    next open throws its committed rows away instead of resuming a half-loaded run."""
+    monkeypatch.setattr(ledger_module, "_LOAD_COMMIT_ROWS", 2)
+
+    def chunks() -> Iterator[Chunk]:
+        yield Chunk.of_rows([_row(1), _row(2)], len(COLUMNS))
+        yield Chunk.of_rows([_row(3)], len(COLUMNS))
+        raise StateError("the input broke halfway")
+
+    with Ledger.open(state_dir, KEY) as first:
+        with pytest.raises(StateError, match="halfway"):
+            first.load(COLUMNS, chunks())
+        committed = first._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+        assert committed == 2  # the first part was committed
+    with Ledger.open(state_dir, KEY) as again:
+        assert again.resumed is False
+        assert load(again, COLUMNS, [[_row(1)]]) == 1
+        assert len(_lines(again)) == 1
+    assert _archived(state_dir) == []
+
+
 def test_second_open_of_a_busy_state_dir_is_refused(state_dir: Path) -> None:
     """While one ledger holds the state directory, another open (even in this process) raises
     StateLockedError naming the directory and the holder's pid."""
