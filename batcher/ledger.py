@@ -705,6 +705,7 @@ class Ledger:
         with _transaction(db):
             db.execute("DROP TABLE rows")
             db.execute(ROWS_TABLE.format(cells=cells))
+            db.execute("DROP TABLE IF EXISTS temp.maybe")  # left by a load that failed
             db.execute("CREATE TEMP TABLE maybe (row INTEGER PRIMARY KEY)")
             for chunk in chunks:
                 if len(chunk.cells) != len(columns):
