@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 # Characters trimmed from both ends of ids, tags, actions and locations: all Unicode whitespace
 # (NBSP included) plus the invisible ones that spreadsheets and copy-paste leave behind and that
@@ -16,6 +20,8 @@ WHITESPACE = (
     "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 STRIP = WHITESPACE + INVISIBLE
+
+T = TypeVar("T")
 
 # Rows read by `open_input` to find the first data row without parsing a whole big chunk.
 PROBE_ROWS = 1000
@@ -72,3 +78,53 @@ def has_rows(read: Reader) -> bool:
         if close is not None:
             close()
     return False
+
+
+class _Failed:
+    """What the read-ahead thread hands over when reading raised."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+def read_ahead(parts: Iterator[T], depth: int = 1) -> Generator[T, None, None]:
+    """`parts`, produced by a thread of their own up to `depth` items ahead of the consumer.
+
+    SQLite gives up the GIL while it inserts (and zlib while it unzips): with the file read in a
+    thread, the next chunk is read while the ledger writes this one. The thread's
+    errors come out of this generator; closing it stops the thread (after the item it is
+    reading) and closes `parts` there, where it runs.
+    """
+    items: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in parts:
+                items.put(item)
+                if stop.is_set():
+                    break
+            items.put(_END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            items.put(_Failed(exc))
+        finally:
+            close = getattr(parts, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="batcher-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while (value := items.get()) is not _END:
+            if isinstance(value, _Failed):
+                raise value.error
+            yield cast(T, value)
+    finally:
+        stop.set()
+        while thread.is_alive():  # take what it puts until it sees the stop
+            with contextlib.suppress(queue.Empty):
+                items.get(timeout=0.05)
+        thread.join()

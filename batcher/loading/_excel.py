@@ -26,7 +26,7 @@ from itertools import repeat
 from pathlib import Path
 
 from batcher.errors import InputError
-from batcher.loading._common import Slice, Source, is_blank, one_line
+from batcher.loading._common import Slice, Source, is_blank, one_line, read_ahead
 from batcher.loading._xlsx import READ_ERRORS, Block, Book
 
 # An OLE compound file (CFB): an old .xls, or an .xlsx that Excel encrypted with a password.
@@ -47,7 +47,7 @@ def open_excel(path: Path, sheet: str | None) -> Source:
         raise InputError(f"{path}: sheet {_sheet_name(path, sheet)!r} is empty")
     top = found.line
 
-    def read(chunk_rows: int, id_index: int) -> Generator[Slice, None, None]:
+    def slices(chunk_rows: int, id_index: int) -> Generator[Slice, None, None]:
         # Rows without cells in the XML are blank rows here, as in the sheet: every sheet row
         # below the header takes its place, so a Slice's rows are always consecutive.
         columns: list[list[str]] = [[] for _ in range(found.width)]
@@ -78,6 +78,12 @@ def open_excel(path: Path, sheet: str | None) -> Source:
                         columns = [[] for _ in range(found.width)]
         if columns[0]:
             yield _slice(first, columns, numeric)
+
+    def read(chunk_rows: int, id_index: int) -> Generator[Slice, None, None]:
+        # Read in a thread of its own: the sheet's reading (unzipping, cutting rows) then runs
+        # while SQLite inserts the chunk before, with the GIL given up (a million rows: plan
+        # 1.50x -> 1.46x calamine's walk, +23 MiB). A CSV gained 2 % for as much memory.
+        return read_ahead(slices(chunk_rows, id_index))
 
     return Source(found.header, read, found.has_rows)
 
