@@ -24,7 +24,7 @@ import datetime
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, cast
+from typing import IO, Any, cast
 from xml.etree import ElementTree
 
 from batcher.loading._xlsx_part import Part, XlsxError
@@ -240,18 +240,31 @@ class SheetReader:
             if found.lines:
                 yield found
 
-    def _by_rows(self, block: bytes, row_gaps: re.Pattern[bytes]) -> Block | None:
-        """A block split by the row pattern, converted a column at a time; None when some of
-        its rows do not match (a cell in another column, or in another form)."""
+    def _split(
+        self, block: bytes, row: re.Pattern[bytes], per_cell: int, row_gaps: re.Pattern[bytes]
+    ) -> tuple[list[Any], int, list[int]] | None:
+        """`block` split by a row pattern with `per_cell` groups a column: the pieces, the step
+        from one row's pieces to the next, the rows' numbers; None when some row does not
+        match (what lies between the matches is not only row tags and whitespace)."""
         assert self._row is not None
-        indices, row = self._row
         parts = row.split(block)
-        step = 2 + _ROW_GROUPS * len(indices)
+        step = 2 + per_cell * len(self._row[0])
         if not row_gaps.fullmatch(b"\0".join(parts[::step])):
             return None
         lines = list(map(int, parts[1::step]))
         if lines:
             self._last_row = lines[-1]
+        return parts, step, lines
+
+    def _by_rows(self, block: bytes, row_gaps: re.Pattern[bytes]) -> Block | None:
+        """A block split by the row pattern, converted a column at a time; None when some of
+        its rows do not match (a cell in another column, or in another form)."""
+        assert self._row is not None
+        indices, row = self._row
+        split = self._split(block, row, _ROW_GROUPS, row_gaps)
+        if split is None:
+            return None
+        parts, step, lines = split
         count = len(lines)
         columns: list[list[str]] = [[""] * count for _ in range(indices[-1] + 1)]
         numbers: dict[int, str] = {}
@@ -294,13 +307,10 @@ class SheetReader:
         assert self._shaped is not None
         indices = self._row[0]
         shapes, row = self._shaped
-        parts = row.split(block)
-        step = 2 + len(indices)
-        if not row_gaps.fullmatch(b"\0".join(parts[::step])):
+        split = self._split(block, row, 1, row_gaps)
+        if split is None:
             return None
-        lines = list(map(int, parts[1::step]))
-        if lines:
-            self._last_row = lines[-1]
+        parts, step, lines = split
         count = len(lines)
         columns: list[list[str]] = [[""] * count for _ in range(indices[-1] + 1)]
         numbers: dict[int, str] = {}
