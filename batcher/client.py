@@ -61,7 +61,7 @@ from batcher.errors import (
     ServerError,
     TransportError,
 )
-from batcher.models import Batch, ContactOutcome, RateLimitInfo, Status
+from batcher.models import Batch, ContactOutcome, RateLimitInfo, Status, by_identity
 from batcher.secrets import Scrubber, sanitize
 
 DEFAULT_VERSION = "2021-07-28"
@@ -285,7 +285,7 @@ class BulkTagsClient:
         `found_in` over one string joining their texts; only an answer that fails either is
         cleaned text by text. The space joining them is harmless and in no token piece.
         """
-        distinct = dict(zip(map(id, outcomes), outcomes, strict=True))
+        distinct = by_identity(outcomes)
         joined = " ".join(_texts(distinct.values()))
         if sanitize(joined) is joined and not self._scrubber.found_in(joined):
             return tuple(outcomes)

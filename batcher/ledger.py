@@ -41,6 +41,7 @@ from batcher.models import (
     Inert,
     ReportLine,
     Status,
+    by_identity,
 )
 from batcher.planning import group_of, tag_parts
 from batcher.repeats import RepeatFinder
@@ -286,7 +287,7 @@ def _dump(values: tuple[str, ...] | None) -> str | None:
 def _dumped(lists: list[tuple[str, ...]]) -> list[str | None]:
     """`_dump` of each list; loading shares one tuple among the rows asking the same tags, so
     each distinct tuple is encoded once (looked up by identity: no hashing of its contents)."""
-    distinct = dict(zip(map(id, lists), lists, strict=True))
+    distinct = by_identity(lists)
     texts = {key: _dump(tags) for key, tags in distinct.items()}
     return list(map(texts.__getitem__, map(id, lists)))
 
@@ -917,7 +918,7 @@ class Ledger:
             rows_of = {}
             for row, result in zip(batch.rows, outcome.outcomes, strict=True):
                 rows_of.setdefault(id(result), []).append(row)
-        results = {id(result): result for result in outcome.outcomes}
+        results = by_identity(outcome.outcomes)
         try:
             with _transaction(self._db):
                 for key, rows in rows_of.items():

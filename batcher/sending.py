@@ -35,7 +35,7 @@ from batcher.errors import (
 )
 from batcher.events import Event, EventSink, ignore
 from batcher.lanes import Dispatch
-from batcher.models import Batch, BatchOutcome, ContactOutcome, RateLimitInfo, Status
+from batcher.models import Batch, BatchOutcome, ContactOutcome, RateLimitInfo, Status, by_identity
 from batcher.pacing import Pacer, Slot, comes_back
 from batcher.retrying import RetryPolicy
 
@@ -273,7 +273,7 @@ class ErrorRateBreaker:
         errors = 0
         # Contacts answered alike share one outcome object: most batches have no error at all,
         # which the distinct outcomes tell without a look at each contact.
-        distinct = dict(zip(map(id, outcome.outcomes), outcome.outcomes, strict=True))
+        distinct = by_identity(outcome.outcomes)
         if any(contact.status is Status.ERROR for contact in distinct.values()):
             for contact in outcome.outcomes:
                 if contact.status is Status.ERROR:
