@@ -44,7 +44,6 @@ from batcher.models import (
     by_identity,
 )
 from batcher.planning import group_of, tag_parts
-from batcher.repeats import RepeatFinder
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -239,8 +238,11 @@ FROM rows AS r
 LEFT JOIN groups AS g ON g.id = r.group_id
 LEFT JOIN results AS s ON s.row = r.row AND s.part = 0
 LEFT JOIN temp.pending_messages AS p ON p.location_id = r.location_id
+WHERE r.row BETWEEN :first AND :last
 ORDER BY r.row
 """
+# Past any row number (SQLite's largest integer): `report_rows` up to the last row.
+LAST_ROW = 2**63 - 1
 # Report rows are fetched, merged and passed on this many at a time.
 REPORT_BLOCK = 2_000
 # Where a report row's status is (NULL for a row of several parts, to be merged).
@@ -487,7 +489,7 @@ class Ledger:
         self,
         db: sqlite3.Connection,
         path: Path,
-        lock: StateLock,
+        lock: StateLock | None,
         *,
         resumed: bool,
         scratch: tempfile.TemporaryDirectory[str] | None = None,
@@ -532,6 +534,17 @@ class Ledger:
         except BaseException:
             lock.release()
             raise
+
+    @classmethod
+    def reader(cls, path: Path) -> Self:
+        """A run's state file opened read-only, beside the process that holds it: for a second
+        process writing part of the report. Takes no lock (the holder keeps it) and changes
+        nothing in the file."""
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        except sqlite3.Error as exc:
+            raise StateError(f"{path}: cannot read the run's state ({_reason(exc)})") from exc
+        return cls(db, path, None, resumed=True)
 
     @classmethod
     def _open_locked(
@@ -648,7 +661,8 @@ class Ledger:
             if self._scratch is not None:
                 self._scratch.cleanup()
         finally:
-            self._lock.release()
+            if self._lock is not None:
+                self._lock.release()
 
     # -- meta ------------------------------------------------------------------------------
 
@@ -693,6 +707,10 @@ class Ledger:
                 "need"
             )
         groups = _GroupIds(self._db)
+        # Imported here: numpy is only needed to load, and the report's helper process (see
+        # rendering.py) reads a ledger without it, starting sooner and smaller.
+        from batcher.repeats import RepeatFinder
+
         repeats = RepeatFinder()
         count = committed = 0
         db = self._db
@@ -809,6 +827,15 @@ class Ledger:
         if kept is not None:
             return int(kept)
         return int(self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
+
+    @_state_errors
+    def row_at(self, index: int) -> int | None:
+        """The number of the input row at `index` (0-based) in row order (a shard's rows keep
+        their input numbers, so numbers have gaps); None past the last row."""
+        found = self._db.execute(
+            "SELECT row FROM rows ORDER BY row LIMIT 1 OFFSET ?", (index,)
+        ).fetchone()
+        return None if found is None else int(found[0])
 
     # -- planning --------------------------------------------------------------------------
 
@@ -949,9 +976,13 @@ class Ledger:
         pending_message: str,
         by_location: Mapping[str, str] | None = None,
         inert: Inert | None = None,
+        *,
+        first: int = 0,
+        last: int = LAST_ROW,
     ) -> Iterator[tuple[Cell, ...]]:
         """The report's rows, in input order: the result fields (lists as compact JSON text,
-        None where there is no answer), then the input's cells.
+        None where there is no answer), then the input's cells. Only the rows numbered `first`
+        to `last` (the report of a part of the input: see `row_at`).
 
         SQL does the joining and the formatting; only rows of several parts (over 50 tags) are
         merged in Python. Rows never sent get `pending_message`, or their location's own in
@@ -961,18 +992,27 @@ class Ledger:
         with no Python code run per row (`chain`), so that a consumer written in C (the csv
         writer) takes a million of them at C speed.
         """
-        return chain.from_iterable(self._report_blocks(pending_message, by_location or {}, inert))
+        blocks = self._report_blocks(pending_message, by_location or {}, inert, (first, last))
+        return chain.from_iterable(blocks)
 
     def _report_blocks(
-        self, pending_message: str, by_location: Mapping[str, str], inert: Inert | None
+        self,
+        pending_message: str,
+        by_location: Mapping[str, str],
+        inert: Inert | None,
+        span: tuple[int, int],
     ) -> Iterator[list[tuple[Cell, ...]]]:
         try:
-            yield from self._report_fetched(pending_message, by_location, inert)
+            yield from self._report_fetched(pending_message, by_location, inert, span)
         except sqlite3.Error as exc:
             raise StateError(f"{self.path}: cannot read the run's state ({exc})") from exc
 
     def _report_fetched(
-        self, pending_message: str, by_location: Mapping[str, str], inert: Inert | None
+        self,
+        pending_message: str,
+        by_location: Mapping[str, str],
+        inert: Inert | None,
+        span: tuple[int, int],
     ) -> Iterator[list[tuple[Cell, ...]]]:
         db = self._db
         db.execute("CREATE TEMP TABLE IF NOT EXISTS pending_messages (location_id, message)")
@@ -1003,7 +1043,8 @@ class Ledger:
         make = inert.make if inert is not None else None
         # Most runs have no row of several parts: their blocks are passed on without a look.
         parted = db.execute("SELECT 1 FROM groups WHERE parts > 1 LIMIT 1").fetchone() is not None
-        cursor = db.execute(query, {"pending": pending_message})
+        first, last = span
+        cursor = db.execute(query, {"pending": pending_message, "first": first, "last": last})
         while block := cursor.fetchmany(REPORT_BLOCK):
             if parted and None in map(_STATUS, block):
                 block = [

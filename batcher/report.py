@@ -188,22 +188,37 @@ RowSource = Callable[[Inert | None], Iterable[Sequence[Cell]]]
 INERT = Inert(suspects=_SUSPECT_FIRST, make=lambda text: _inert(text))
 
 
+# Writes more rows at the end of a CSV or JSONL report (another process's part, see
+# `batcher.rendering`): called with the file once `rows` are written; returns how many it wrote.
+Rest = Callable[[IO[bytes]], int]
+
+
 def write_rows(
-    path: Path, input_columns: Sequence[str], rows: RowSource, *, summary: Summary | None = None
+    path: Path,
+    input_columns: Sequence[str],
+    rows: RowSource,
+    *,
+    summary: Summary | None = None,
+    rest: Rest | None = None,
 ) -> int:
     """Write the rows `rows` gives to `path` (format by extension), atomically; return the
     number written. Memory stays flat: rows are written as they come. `summary`, called once
-    the rows are written, gives the facts of an XLSX report's Summary sheet."""
+    the rows are written, gives the facts of an XLSX report's Summary sheet; `rest` (CSV and
+    JSONL) writes the report's last rows after them."""
     check_report_path(path, columns=len(input_columns))
     columns = report_columns(input_columns)
-    writer = _WRITERS[path.suffix.lower()]
+    streamed = _STREAMED.get(path.suffix.lower())
+    if rest is not None and streamed is None:
+        raise ValueError("an XLSX report is written whole, by one writer")
     fd, tmp = _create_temporary(path)
     try:
         with unfinished(tmp), open(fd, "wb") as f:
-            if writer is _write_xlsx:
+            if streamed is None:
                 count = _write_xlsx(f, path, columns, rows, summary)
             else:
-                count = writer(f, path, columns, rows)
+                count = streamed(f, columns, rows, True)
+                if rest is not None:
+                    count += rest(f)
             f.flush()
             os.fsync(f.fileno())  # on disk before the rename publishes it
         os.replace(tmp, path)
@@ -213,10 +228,25 @@ def write_rows(
     return count
 
 
+def write_part(file: IO[bytes], suffix: str, input_columns: Sequence[str], rows: RowSource) -> int:
+    """Write rows of a CSV or JSONL report (`suffix`: ".csv" or ".jsonl") without its header,
+    exactly as `write_rows` writes them: a part that goes after another's rows (`Rest`)."""
+    streamed = _STREAMED.get(suffix)
+    if streamed is None:
+        raise ValueError("an XLSX report is written whole, by one writer")
+    return streamed(file, report_columns(input_columns), rows, False)
+
+
+def create_beside(path: Path) -> tuple[int, Path]:
+    """A new, empty file of our own beside `path` (as the report's temporary file), open for
+    reading and writing: for a part written by another process. Returns its descriptor and
+    path."""
+    return _create_temporary(path, os.O_RDWR)
+
+
 # Flags for a file that is ours alone: O_EXCL fails on any existing name, a symlink included.
 _CREATE_FLAGS = (
-    os.O_WRONLY
-    | os.O_CREAT
+    os.O_CREAT
     | os.O_EXCL
     | getattr(os, "O_NOFOLLOW", 0)
     | getattr(os, "O_CLOEXEC", 0)
@@ -224,7 +254,7 @@ _CREATE_FLAGS = (
 )
 
 
-def _create_temporary(path: Path) -> tuple[int, Path]:
+def _create_temporary(path: Path, access: int = os.O_WRONLY) -> tuple[int, Path]:
     """A new, empty file beside `path` with a random name: its descriptor and its path.
 
     Like `tempfile.mkstemp`, but with mode 0o666 so that the kernel applies the umask (and a
@@ -234,7 +264,7 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
     for _ in range(100):
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
-            return os.open(tmp, _CREATE_FLAGS, 0o666), tmp
+            return os.open(tmp, _CREATE_FLAGS | access, 0o666), tmp
         except FileExistsError:
             continue  # 48 random bits taken: another writer's, or planted; draw again
     raise FileExistsError(f"{path.parent}: no free temporary name for the report")
@@ -295,7 +325,7 @@ def _inert(text: str) -> str:
     return text
 
 
-def _write_csv(file: IO[bytes], path: Path, columns: tuple[str, ...], rows: RowSource) -> int:
+def _write_csv(file: IO[bytes], columns: tuple[str, ...], rows: RowSource, header: bool) -> int:
     f = io.TextIOWrapper(file, encoding="utf-8", newline="")
     # Rows counted as `writerows` takes them, at C speed: `zip` draws a number for each row
     # (and none once the rows run out).
@@ -303,7 +333,8 @@ def _write_csv(file: IO[bytes], path: Path, columns: tuple[str, ...], rows: RowS
     counted = map(_first, zip(rows(INERT), numbers, strict=False))  # cells come inert already
     try:
         out = csv.writer(f, quoting=csv.QUOTE_MINIMAL)
-        out.writerow([_inert(name) for name in columns])
+        if header:
+            out.writerow([_inert(name) for name in columns])
         out.writerows(counted)
         f.flush()
     finally:
@@ -322,7 +353,8 @@ _LIST_FIELDS = tuple(
 )
 
 
-def _write_jsonl(file: IO[bytes], path: Path, columns: tuple[str, ...], rows: RowSource) -> int:
+def _write_jsonl(file: IO[bytes], columns: tuple[str, ...], rows: RowSource, header: bool) -> int:
+    del header  # JSONL has none: each line names its fields
     count = 0
     encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     f = io.TextIOWrapper(file, encoding="utf-8", newline="\n")
@@ -465,5 +497,6 @@ def _too_many_rows(path: Path) -> UsageError:
     )
 
 
-_Writer = Callable[[IO[bytes], Path, tuple[str, ...], RowSource], int]
-_WRITERS: dict[str, _Writer] = {".csv": _write_csv, ".jsonl": _write_jsonl, ".xlsx": _write_xlsx}
+# The formats written as a stream of lines: (file, columns, rows, header?) -> rows written.
+_Writer = Callable[[IO[bytes], tuple[str, ...], RowSource, bool], int]
+_STREAMED: dict[str, _Writer] = {".csv": _write_csv, ".jsonl": _write_jsonl}

@@ -19,8 +19,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from itertools import chain, islice
-from operator import itemgetter
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,20 +35,14 @@ from batcher.errors import (
 from batcher.events import Event, EventSink, notices
 from batcher.jobs import Job, default_report_path
 from batcher.lanes import Dispatch, Lanes
-from batcher.ledger import REPORT_BLOCK, Ledger, RunInfo, WorkItem, prune_finished, runs_in
+from batcher.ledger import Ledger, RunInfo, WorkItem, prune_finished, runs_in
 from batcher.loading import InputTable, open_input
 from batcher.models import BatchOutcome, Cell, Inert, Status
 from batcher.pacing import Pacer
 from batcher.planning import PlanStats, count_requests
 from batcher.pool import run_pool
-from batcher.report import (
-    RESULT_FIELDS,
-    RowSource,
-    check_report_path,
-    summary_path,
-    write_rows,
-    write_summary,
-)
+from batcher.rendering import EXAMPLES, NOT_SENT, Example, Split, Tally, render
+from batcher.report import RowSource, check_report_path, summary_path, write_rows, write_summary
 from batcher.sandbox import Sandbox
 from batcher.sending import (
     BatchSender,
@@ -65,14 +57,8 @@ from batcher.stopping import Stop, interruptible_sleep
 
 __all__ = ["Example", "Job", "Preview", "RunProgress", "RunResult", "execute"]
 
-# The reasons the summary lists for `failed`/`error` rows, and how many distinct ones it tracks.
+# The reasons the summary lists for `failed`/`error` rows.
 TOP_REASONS = 3
-_REASONS_TRACKED = 1000
-# The first rows of each kind that is never sent (invalid, duplicate) kept as examples for `plan`.
-EXAMPLES = 5
-_NOT_SENT = (Status.INVALID, Status.DUPLICATE)
-# A report row's status (its cells are in `report_columns` order).
-_status_of = itemgetter(RESULT_FIELDS.index("status"))
 
 
 @dataclass(frozen=True)
@@ -85,16 +71,6 @@ class Preview:
     locations: int
     target: str
     least_seconds: float
-
-
-@dataclass(frozen=True)
-class Example:
-    """One row that will not be sent, and why: for `plan`'s preflight."""
-
-    row: int
-    line: int
-    contact_id: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -393,7 +369,15 @@ async def execute(
             result.stopped = quota_reached(quota)
         pending = {location: quota_message(reason) for location, reason in quota.items()}
         lap("plan" if dry_run else "confirm")
-        _report(ledger, report_path, result, dry_run, pending)
+        _report(
+            ledger,
+            report_path,
+            result,
+            dry_run,
+            pending,
+            split=Split(hidden=(settings.api.token_env,)),
+            notify=lambda text: emit(Event("notice", text)),
+        )
         if rejects is not None:
             _write_rejects(rejects, ledger, result, dry_run, pending)
         lap("report")
@@ -445,7 +429,7 @@ def _write_rejects(
 ) -> None:
     """The rows that are not sent (invalid, duplicate), with the report's columns."""
     message = _pending_message(result, dry_run)
-    kinds = {status.value for status in _NOT_SENT}
+    kinds = {status.value for status in NOT_SENT}
 
     def source(inert: Inert | None) -> Iterator[tuple[Cell, ...]]:
         for cells in ledger.report_rows(message, pending, inert):
@@ -648,81 +632,67 @@ def _report(
     result: RunResult,
     dry_run: bool,
     pending: Mapping[str, str],
+    *,
+    split: Split | None = None,
+    notify: Callable[[str], None] = _ignore,
 ) -> None:
     """Render the report (or, for a plan, only count) and gather the summary's reasons.
 
-    `pending` gives the pending rows of some locations their own message (daily quota).
+    `pending` gives the pending rows of some locations their own message (daily quota);
+    `split` lets a large report be written by two processes (see `batcher.rendering`).
     """
-    counts: Counter[str] = Counter()
-    reasons: Counter[tuple[str, str]] = Counter()
+    tally = Tally()
     message = _pending_message(result, dry_run)
-    examples: dict[Status, list[Example]] = {status: [] for status in _NOT_SENT}
-    kept = {status.value: examples[status] for status in _NOT_SENT}
 
-    def source(inert: Inert | None) -> Iterator[tuple[Cell, ...]]:
-        # Counted a block at a time, the rows passed on with no Python code run per row (the
-        # csv writer takes them at C speed): only the rare blocks with a row to note are looked
-        # into row by row.
-        rows = ledger.report_rows(message, pending, inert)
-        blocks = iter(lambda: list(islice(rows, REPORT_BLOCK)), [])
-        return chain.from_iterable(map(tally_block, blocks))
-
-    def tally_block(block: list[tuple[Cell, ...]]) -> list[tuple[Cell, ...]]:
-        seen = Counter(map(_status_of, block))
-        counts.update(seen)
-        noted = {"failed", "error"} | {s for s, found in kept.items() if len(found) < EXAMPLES}
-        if noted.isdisjoint(seen):
-            return block
-        for cells in block:
-            status = str(cells[6])
-            if status in ("failed", "error"):
-                key = (status, str(cells[7]))
-                if key in reasons or len(reasons) < _REASONS_TRACKED:
-                    reasons[key] += 1
-            elif status in kept and len(kept[status]) < EXAMPLES:
-                row, line, contact = cells[0], cells[1], cells[2]
-                kept[status].append(
-                    Example(int(row or 0), int(line or 0), str(contact or ""), str(cells[7]))
-                )
-        return block
-
-    def tally() -> None:
-        result.counts = Counter({Status(status): n for status, n in counts.items()})
+    def totals() -> None:
+        result.counts = Counter({Status(status): n for status, n in tally.counts.items()})
         result.reasons = [
-            (Status(status), text, n) for (status, text), n in reasons.most_common(TOP_REASONS)
+            (Status(status), text, n)
+            for (status, text), n in tally.reasons.most_common(TOP_REASONS)
         ]
-        result.examples = examples
+        result.examples = {Status(status): found for status, found in tally.examples.items()}
 
     def summary() -> Mapping[str, object]:
-        tally()  # every row has been written: the counts are whole
+        totals()  # every row has been written: the counts are whole
         return result.summary(final=False)
 
     if report_path is None:  # a plan: no rows to render, only to count and show a few
-        counts.update(ledger.status_counts())
-        for status in _NOT_SENT:
-            examples[status] = [
+        tally.counts.update(ledger.status_counts())
+        for status in NOT_SENT:
+            tally.examples[status.value] = [
                 Example(row, line, contact, message)
                 for row, line, contact, message in ledger.first_rows(status.value, EXAMPLES)
             ]
     else:
-        _write(report_path, ledger, source, summary)
-    tally()
+        try:
+            render(
+                report_path,
+                ledger,
+                message,
+                pending,
+                tally,
+                summary=summary,
+                split=split,
+                notify=notify,
+            )
+        except OSError as exc:
+            raise _unwritable(report_path, exc) from exc
+    totals()
 
 
-def _write(
-    report_path: Path,
-    ledger: Ledger,
-    rows: RowSource,
-    summary: Callable[[], Mapping[str, object]] | None = None,
-) -> None:
+def _write(report_path: Path, ledger: Ledger, rows: RowSource) -> None:
     try:
-        write_rows(report_path, ledger.columns, rows, summary=summary)
+        write_rows(report_path, ledger.columns, rows)
     except OSError as exc:
-        # Every outcome is in the ledger: the next run of the command writes the report.
-        raise StateError(
-            f"{report_path}: cannot write the report ({exc.strerror or exc}); every outcome is "
-            "saved: run the same command again to write it"
-        ) from exc
+        raise _unwritable(report_path, exc) from exc
+
+
+def _unwritable(report_path: Path, exc: OSError) -> StateError:
+    # Every outcome is in the ledger: the next run of the command writes the report.
+    return StateError(
+        f"{report_path}: cannot write the report ({exc.strerror or exc}); every outcome is "
+        "saved: run the same command again to write it"
+    )
 
 
 def _pending_message(result: RunResult, dry_run: bool) -> str:

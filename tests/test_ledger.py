@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from batcher import ledger as ledger_module
-from batcher import runner
+from batcher import rendering, runner
 from batcher.errors import StateError, StateLockedError, UsageError
 from batcher.ledger import Ledger, WorkItem
 from batcher.models import (
@@ -507,7 +507,7 @@ def test_the_report_stage_counts_every_row_across_blocks(
     """The runner counts the report's rows a block at a time: the counts, the top reasons and
     the examples of rows never sent are those of every row, wherever the blocks split them."""
     monkeypatch.setattr(ledger_module, "REPORT_BLOCK", 3)
-    monkeypatch.setattr(runner, "REPORT_BLOCK", 2)
+    monkeypatch.setattr(rendering, "REPORT_BLOCK", 2)
     rows = [
         _row(1, invalid="contact id is empty"),
         _row(2),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from batcher import rendering
 from batcher.config import LimitSettings, RetrySettings
 from batcher.errors import (
     AuthError,
@@ -19,6 +21,7 @@ from batcher.errors import (
 )
 from batcher.loading import InputOptions
 from batcher.models import Status
+from batcher.rendering import Split
 from batcher.runner import Job, execute
 from batcher.sandbox import RateConfig
 
@@ -260,7 +263,7 @@ async def test_a_report_that_cannot_be_written_stops_with_exit_3_and_keeps_the_o
 
     async with make_sandbox() as sandbox:
         settings = fast_settings(tmp_path, sandbox.url)
-        monkeypatch.setattr("batcher.runner.write_rows", disk_full)
+        monkeypatch.setattr("batcher.rendering.write_rows", disk_full)
         with pytest.raises(StateError, match="No space left") as raised:
             await execute(settings, job(tmp_path, source))
         assert raised.value.exit_code == 3
@@ -312,3 +315,28 @@ async def test_a_csv_report_makes_every_formula_cell_inert_and_no_other(
         "'=HYPERLINK(1)", "' =1+1", "'\u00a0@SUM(A1)", "'\uff1d1", "'\tx", "'-2", "'+1 555",
     ]  # fmt: skip
     assert [line["note"] for line in lines][7:] == notes[7:]
+
+
+async def test_a_report_written_by_two_processes_is_the_one_a_single_process_writes(
+    tmp_path: Path, make_sandbox: SandboxFactory, monkeypatch: Any
+) -> None:
+    """A large report is written by batcher and a helper process (batcher.rendering): here
+    every report is large, and the file and the counts are those of a run that writes it alone."""
+    ids = contact_ids(60)
+    source = write_csv(tmp_path / "in.csv", [*ids, ids[3], "short", "=cmd", 'a "b", c'])
+    monkeypatch.setattr(rendering, "_cores", lambda: 2)
+    results, notices = [], []
+    for name, from_rows in (("one.csv", 10**9), ("two.csv", 2)):
+        monkeypatch.setattr("batcher.runner.Split", functools.partial(Split, from_rows=from_rows))
+        async with make_sandbox() as sandbox:
+            result = await execute(
+                fast_settings(tmp_path, sandbox.url),
+                Job(input_path=source, input=ADD_VIP, report_path=tmp_path / name, fresh=True),
+                notify=notices.append,
+            )
+        results.append(result)
+    assert not [notice for notice in notices if notice.startswith("report:")]
+    assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+    assert results[0].counts == results[1].counts
+    assert results[1].counts == {Status.SUCCESS: 60, Status.DUPLICATE: 1, Status.INVALID: 3}
+    assert results[0].reasons == results[1].reasons
