@@ -361,6 +361,53 @@ class _GroupIds:
         return list(map(found.__getitem__, keys))
 
 
+def _insert_valid(db: sqlite3.Connection, chunk: Chunk, groups: _GroupIds, marks: str) -> None:
+    """Insert the rows of `chunk`, all valid; `marks` holds one `, ?` per input cell."""
+    # Round 1, no wait, no status: a valid row's defaults until ORDER_CONTACTS says more.
+    same = _same_ask(chunk)
+    if same is not None:
+        # One location, action and tags for the chunk (the common case: options, or columns
+        # holding one value): SQL literals, not bound for each row (a sixth of the time).
+        location, action, tags = same
+        group = groups.of(location, action, tags, chunk.remove_all)
+        asked = f"{_sql_text(location)}, {_sql_text(action)}, {_sql_text(tags)}, {group}"
+        db.executemany(
+            f"INSERT INTO rows VALUES (?, ?, ?, {asked}, 1, NULL, NULL, ''{marks})",
+            zip(chunk.rows, chunk.lines, chunk.contact_ids, *chunk.cells, strict=True),
+        )
+    elif len(chunk):
+        db.executemany(
+            f"INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, 1, NULL, NULL, ''{marks})",
+            zip(
+                chunk.rows,
+                chunk.lines,
+                chunk.contact_ids,
+                chunk.location_ids,
+                chunk.actions,
+                _dumped(chunk.tags),
+                groups.column(chunk),
+                *chunk.cells,
+                strict=True,
+            ),
+        )
+
+
+def _same_ask(chunk: Chunk) -> tuple[str, str, tuple[str, ...]] | None:
+    """The location, action and tags of every row of `chunk`, if one for all; else None."""
+    locations, actions, tags = chunk.location_ids, chunk.actions, chunk.tags
+    if not (chunk.rows and _uniform(locations) and _uniform(actions) and _uniform(tags)):
+        return None
+    if "\0" in "".join((locations[0], actions[0], *tags[0])):
+        return None  # SQL text would end at the NUL: such values are bound
+    return locations[0], actions[0], tags[0]
+
+
+def _sql_text(value: str | tuple[str, ...]) -> str:
+    """A text (or a tag list, as its JSON) as an SQL string literal."""
+    text = value if isinstance(value, str) else str(_dump(value))
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _uniform(values: Sequence[object]) -> bool:
     """All values equal (a list's `count` compares by identity first, at C speed)."""
     return values.count(values[0]) == len(values)
@@ -720,8 +767,6 @@ class Ledger:
         db = self._db
         cells = "".join(f",\n    c{i} TEXT NOT NULL" for i in range(len(columns)))
         marks = ", ?" * len(columns)
-        # round 1, no wait, no status: the valid row's defaults until ORDER_CONTACTS says more.
-        insert_valid = f"INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, 1, NULL, NULL, ''{marks})"
         insert_invalid = (
             f"INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, 'invalid', ?{marks})"
         )
@@ -754,20 +799,7 @@ class Ledger:
                             strict=True,
                         ),
                     )
-                db.executemany(
-                    insert_valid,
-                    zip(
-                        valid.rows,
-                        valid.lines,
-                        valid.contact_ids,
-                        valid.location_ids,
-                        valid.actions,
-                        _dumped(valid.tags),
-                        groups.column(valid),
-                        *valid.cells,
-                        strict=True,
-                    ),
-                )
+                _insert_valid(db, valid, groups, marks)
                 count += len(chunk)
                 if count >= committed + _LOAD_COMMIT_ROWS:
                     # Committed in parts: one transaction of a whole big file grows the WAL to

@@ -130,6 +130,27 @@ LOST = ContactOutcome(Status.FAILED, "HTTP 503 Service Unavailable (after 6 atte
 # -- loading ----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("location", "tags"),
+    [("O'Brien's", ("it's", 'say "hi"', "--", "x';DROP TABLE rows;--")), ("LOC\x001", ("a\x00b",))],
+)
+def test_a_chunk_asking_one_thing_keeps_its_fields_exactly(
+    ledger: Ledger, location: str, tags: tuple[str, ...]
+) -> None:
+    """A chunk whose rows ask one location, action and tags is written with those as SQL text
+    (quotes doubled); a value holding NUL, which would end the SQL text, is bound instead."""
+    rows = [_row(n, location=location, tags=tags) for n in (1, 2)]
+    load(ledger, COLUMNS, [rows, [_row(3)]])
+    lines = _lines(ledger)
+    assert [(line.location_id, line.tags) for line in lines] == [
+        (location, tags),
+        (location, tags),
+        ("LOC1", ("vip",)),
+    ]
+    (group,) = {item.group for item in ledger.work() if item.group.location_id == location}
+    assert group.tags == tuple(sorted(set(tags)))
+
+
 def test_load_keeps_every_row_in_input_order_with_its_cells(ledger: Ledger) -> None:
     """After load, lines() gives one pending line per row, in input order, with tags and extra."""
     rows = [_row(1, tags=("b", "a")), _row(2, invalid="contact id is empty"), _row(3)]
