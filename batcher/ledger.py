@@ -588,11 +588,7 @@ class Ledger:
         process writing part of the report. Takes no lock (the holder keeps it) and changes
         nothing in the file."""
         try:
-            # Autocommit: each query reads the latest outcomes (the temporary table that
-            # `report_rows` fills would otherwise open a transaction that pins its snapshot).
-            db = sqlite3.connect(
-                f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None
-            )
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         except sqlite3.Error as exc:
             raise StateError(f"{path}: cannot read the run's state ({_reason(exc)})") from exc
         return cls(db, path, None, resumed=True)
@@ -863,13 +859,6 @@ class Ledger:
         if kept is not None:
             return int(kept)
         return int(self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
-
-    @_state_errors
-    def rows_from(self, row: int) -> int:
-        """How many input rows are numbered `row` or more."""
-        return int(
-            self._db.execute("SELECT COUNT(*) FROM rows WHERE row >= ?", (row,)).fetchone()[0]
-        )
 
     @_state_errors
     def row_at(self, index: int) -> int | None:

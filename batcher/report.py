@@ -71,11 +71,9 @@ __all__ = [
     "RESULT_FIELDS",
     "XLSX_MAX_COLUMNS",
     "XLSX_MAX_DATA_ROWS",
-    "ReportFile",
     "check_report_path",
     "report_columns",
     "summary_path",
-    "write_lines",
     "write_report",
     "write_rows",
     "write_summary",
@@ -190,63 +188,60 @@ RowSource = Callable[[Inert | None], Iterable[Sequence[Cell]]]
 INERT = Inert(suspects=_SUSPECT_FIRST, make=lambda text: _inert(text))
 
 
+# Writes more rows at the end of a CSV or JSONL report (another process's part, see
+# `batcher.rendering`): called with the file once `rows` are written; returns how many it wrote.
+Rest = Callable[[IO[bytes]], int]
+
+
 def write_rows(
-    path: Path, input_columns: Sequence[str], rows: RowSource, *, summary: Summary | None = None
+    path: Path,
+    input_columns: Sequence[str],
+    rows: RowSource,
+    *,
+    summary: Summary | None = None,
+    rest: Rest | None = None,
 ) -> int:
     """Write the rows `rows` gives to `path` (format by extension), atomically; return the
     number written. Memory stays flat: rows are written as they come. `summary`, called once
-    the rows are written, gives the facts of an XLSX report's Summary sheet."""
+    the rows are written, gives the facts of an XLSX report's Summary sheet; `rest` (CSV and
+    JSONL) writes the report's last rows after them."""
     check_report_path(path, columns=len(input_columns))
-    with ReportFile(path) as out:
-        if path.suffix.lower() == ".xlsx":
-            count = _write_xlsx(out.file, path, report_columns(input_columns), rows, summary)
-        else:
-            count = write_lines(out.file, path.suffix, input_columns, rows, header=True)
-        out.publish()
+    columns = report_columns(input_columns)
+    streamed = _STREAMED.get(path.suffix.lower())
+    if rest is not None and streamed is None:
+        raise ValueError("an XLSX report is written whole, by one writer")
+    fd, tmp = _create_temporary(path)
+    try:
+        with unfinished(tmp), open(fd, "wb") as f:
+            if streamed is None:
+                count = _write_xlsx(f, path, columns, rows, summary)
+            else:
+                count = streamed(f, columns, rows, True)
+                if rest is not None:
+                    count += rest(f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename publishes it
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return count
 
 
-def write_lines(
-    file: IO[bytes], suffix: str, input_columns: Sequence[str], rows: RowSource, *, header: bool
-) -> int:
-    """Write rows of a CSV or JSONL report (`suffix`), with the header or without (a part that
-    goes after another's rows), exactly as `write_rows` writes them; returns how many."""
-    streamed = _STREAMED.get(suffix.lower())
+def write_part(file: IO[bytes], suffix: str, input_columns: Sequence[str], rows: RowSource) -> int:
+    """Write rows of a CSV or JSONL report (`suffix`: ".csv" or ".jsonl") without its header,
+    exactly as `write_rows` writes them: a part that goes after another's rows (`Rest`)."""
+    streamed = _STREAMED.get(suffix)
     if streamed is None:
-        raise ValueError(f"{suffix}: not written line by line (an XLSX report is one zip)")
-    return streamed(file, report_columns(input_columns), rows, header)
+        raise ValueError("an XLSX report is written whole, by one writer")
+    return streamed(file, report_columns(input_columns), rows, False)
 
 
-class ReportFile:
-    """A report being written: a new file of our own beside `path` (never an existing file,
-    never through a symlink), published by `publish` (synced to disk, then renamed over
-    `path`), deleted otherwise: on leaving the `with` unpublished, or on an abort."""
-
-    def __init__(self, path: Path, *, readable: bool = False) -> None:
-        fd, self._tmp = _create_temporary(path, os.O_RDWR if readable else os.O_WRONLY)
-        self.path = path
-        self.file: IO[bytes] = open(fd, "r+b" if readable else "wb")  # noqa: SIM115 (closed below)
-        self._published = False
-        self._unfinished = unfinished(self._tmp)
-        self._unfinished.__enter__()
-
-    def publish(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())  # on disk before the rename publishes it
-        self.file.close()
-        os.replace(self._tmp, self.path)
-        self._published = True
-
-    def __enter__(self) -> ReportFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.file.close()
-            if not self._published:
-                self._tmp.unlink(missing_ok=True)
-        finally:
-            self._unfinished.__exit__(None, None, None)
+def create_beside(path: Path) -> tuple[int, Path]:
+    """A new, empty file of our own beside `path` (as the report's temporary file), open for
+    reading and writing: for a part written by another process. Returns its descriptor and
+    path."""
+    return _create_temporary(path, os.O_RDWR)
 
 
 # Flags for a file that is ours alone: O_EXCL fails on any existing name, a symlink included.

@@ -41,7 +41,7 @@ from batcher.models import BatchOutcome, Cell, Inert, Status
 from batcher.pacing import Pacer
 from batcher.planning import PlanStats, count_requests
 from batcher.pool import run_pool
-from batcher.rendering import EXAMPLES, NOT_SENT, Example, Helper, Split, Tally, render
+from batcher.rendering import EXAMPLES, NOT_SENT, Example, Split, Tally, render
 from batcher.report import RowSource, check_report_path, summary_path, write_rows, write_summary
 from batcher.sandbox import Sandbox
 from batcher.sending import (
@@ -320,19 +320,14 @@ async def execute(
         "report": str(report_path.resolve()) if report_path is not None else "",
     }
     key = run_key(table, job, target)
-    split = Split(hidden=(settings.api.token_env,))
-    helper: Helper | None = None
-    with (
-        Ledger.open(
-            state_dir,
-            key,
-            fresh=job.fresh,
-            scratch=dry_run,
-            notify=lambda message: emit(Event("notice", message)),
-            about=about,
-        ) as ledger,
-        contextlib.ExitStack() as helpers,
-    ):
+    with Ledger.open(
+        state_dir,
+        key,
+        fresh=job.fresh,
+        scratch=dry_run,
+        notify=lambda message: emit(Event("notice", message)),
+        about=about,
+    ) as ledger:
         result.resumed = ledger.resumed
         if ledger.resumed and not dry_run:
             emit(Event("run.continued", "continuing an unfinished run", facts, text=False))
@@ -364,11 +359,6 @@ async def execute(
             if confirm is not None and not confirm(preview):
                 raise UsageError("not confirmed: nothing was sent")
             lap("confirm")  # a person's time to answer is no stage of the run
-            if report_path is not None:
-                # Writes the report's rows as they settle, on the core the send leaves idle.
-                helper = Helper.start(report_path, ledger, split, _notice(emit))
-                if helper is not None:
-                    helpers.enter_context(helper)
             quota = await _send(
                 settings, job, token, ledger, result, stop, on_progress, on_tick, emit, preview
             )
@@ -385,9 +375,8 @@ async def execute(
             result,
             dry_run,
             pending,
-            split=split,
-            helper=helper,
-            notify=_notice(emit),
+            split=Split(hidden=(settings.api.token_env,)),
+            notify=lambda text: emit(Event("notice", text)),
         )
         if rejects is not None:
             _write_rejects(rejects, ledger, result, dry_run, pending)
@@ -449,10 +438,6 @@ def _write_rejects(
 
     _write(path, ledger, source)
     result.rejects_path = path
-
-
-def _notice(emit: EventSink) -> Callable[[str], None]:
-    return lambda text: emit(Event("notice", text))
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -649,14 +634,12 @@ def _report(
     pending: Mapping[str, str],
     *,
     split: Split | None = None,
-    helper: Helper | None = None,
     notify: Callable[[str], None] = _ignore,
 ) -> None:
     """Render the report (or, for a plan, only count) and gather the summary's reasons.
 
     `pending` gives the pending rows of some locations their own message (daily quota);
-    `split` lets a large report be written by two processes, and `helper` is the second one,
-    started before the send (see `batcher.rendering`).
+    `split` lets a large report be written by two processes (see `batcher.rendering`).
     """
     tally = Tally()
     message = _pending_message(result, dry_run)
@@ -690,7 +673,6 @@ def _report(
                 tally,
                 summary=summary,
                 split=split,
-                helper=helper,
                 notify=notify,
             )
         except OSError as exc:

@@ -18,7 +18,7 @@ from test_ledger import COLUMNS, KEY, LOST, NOT_FOUND, OK, _record, _row, _tags,
 from batcher import rendering
 from batcher.ledger import Ledger
 from batcher.models import ContactOutcome, Status
-from batcher.rendering import EXAMPLES, Example, Helper, Split, Tally, render
+from batcher.rendering import EXAMPLES, Example, Split, Tally, render
 
 PENDING = "not sent: test stopped"
 # Splits any report of two rows or more.
@@ -62,17 +62,11 @@ def filled(tmp_path: Path) -> Iterator[Ledger]:
         yield ledger
 
 
-_QUOTA = {"LOC1": "not sent: the daily quota of LOC1 is used up"}
-
-
 def _render(
-    ledger: Ledger,
-    path: Path,
-    split: Split | None,
-    notices: list[str] | None = None,
-    by_location: dict[str, str] = _QUOTA,
+    ledger: Ledger, path: Path, split: Split | None, notices: list[str] | None = None
 ) -> Tally:
     tally = Tally()
+    by_location = {"LOC1": "not sent: the daily quota of LOC1 is used up"}
     notify = notices.append if notices is not None else lambda text: None
     count = render(path, ledger, PENDING, by_location, tally, split=split, notify=notify)
     assert count == ledger.row_count()
@@ -85,116 +79,25 @@ def test_two_processes_write_the_same_report_and_counts_as_one(
 ) -> None:
     one = _render(filled, tmp_path / f"one{suffix}", None)
     answers: list[dict[str, Any] | None] = []
-    ask = rendering.Helper._ask
+    answer = rendering._Helper.answer
 
-    def spy(helper: Helper, message: Any, key: str) -> dict[str, Any] | None:
-        answers.append(ask(helper, message, key))
+    def spy(helper: rendering._Helper) -> dict[str, Any] | None:
+        answers.append(answer(helper))
         return answers[-1]
 
-    monkeypatch.setattr(Helper, "_ask", spy)
+    monkeypatch.setattr(rendering._Helper, "answer", spy)
     notices: list[str] = []
     two = _render(filled, tmp_path / f"two{suffix}", ALWAYS, notices)
     assert notices == []
+    assert len(answers) == 1  # the helper wrote the second half
+    assert answers[0] is not None
+    assert answers[0]["rows"] == filled.row_count() - filled.row_count() * 52 // 100
     assert (tmp_path / f"two{suffix}").read_bytes() == (tmp_path / f"one{suffix}").read_bytes()
     assert two == one
     assert set(one.counts) == {"success", "error", "failed", "invalid", "duplicate", "pending"}
-    # The helper wrote the settled rows it could before being told the send was over (how many
-    # depends on how soon it started), then its half of the rest.
-    assert answers[0] is not None
-    assert 0 <= answers[0]["at"] <= _first_open(filled)
-    assert answers[1] is not None
-    assert answers[1]["rows"] >= (filled.row_count() - answers[0]["at"] // 3) // 2
-    assert sorted(os.listdir(tmp_path)) == sorted(["one" + suffix, "two" + suffix, ".batcher"])
-
-
-def test_a_helper_started_before_the_send_writes_rows_as_they_settle(
-    filled: Ledger, tmp_path: Path
-) -> None:
-    """The helper follows the send; the rows answered after it started are in the report as if
-    one process had written it at the end."""
-    rows = [n for n in range(1, 120, 3) if n % 23 and n % 17 and n != 40][25:]
-    expected = tmp_path / "expected.csv"
-    notices: list[str] = []
-    helper = Helper.start(tmp_path / "report.csv", filled, ALWAYS, notices.append)
-    assert helper is not None
-    with helper:
-        _record(filled, rows[:3], OK)  # the send goes on
-        _record(filled, rows[3:], NOT_FOUND)
-        tally = Tally()
-        count = render(tmp_path / "report.csv", filled, PENDING, {}, tally, helper=helper)
-    assert count == filled.row_count()
-    assert notices == []
-    assert tally == _render(filled, expected, None, by_location={})
-    assert (tmp_path / "report.csv").read_bytes() == expected.read_bytes()
-
-
-def _first_open(ledger: Ledger) -> int:
-    """The first row whose report line may still change (`failed`, `pending`)."""
-    return next(
-        int(str(cells[0]))
-        for cells in ledger.report_rows(PENDING)
-        if cells[6] not in ("success", "error", "invalid", "duplicate")
+    assert sorted(os.listdir(tmp_path)) == sorted(  # no part file left behind
+        ["one" + suffix, "two" + suffix, ".batcher"]
     )
-
-
-def test_a_reader_sees_the_outcomes_recorded_after_it_first_read(filled: Ledger) -> None:
-    """The helper reads beside the sending process: every query sees what is recorded by then
-    (a transaction left open would keep showing it the rows as they were)."""
-    first_open = _first_open(filled)
-    with Ledger.reader(filled.path) as reader:
-        assert _first_open(reader) == first_open
-        _record(filled, [first_open], OK)
-        assert _first_open(reader) > first_open
-
-
-class _Ready:
-    """The parent's lines as a following helper sees them: none until asked `after` times."""
-
-    def __init__(self, after: int) -> None:
-        self.asked: list[float] = []
-        self._after = after
-
-    def ready(self, timeout: float) -> bool:
-        self.asked.append(timeout)
-        return len(self.asked) > self._after
-
-
-def test_a_following_helper_writes_settled_rows_and_waits_at_the_first_unsettled(
-    filled: Ledger, tmp_path: Path
-) -> None:
-    expected = tmp_path / "expected.csv"
-    _render(filled, expected, None)
-    lines = expected.read_bytes().split(b"\r\n")
-    first_open = _first_open(filled)
-    tally, ready = Tally(), _Ready(after=2)
-    with Ledger.reader(filled.path) as reader, (tmp_path / "part").open("w+b") as out:
-        at, written = rendering._follow(reader, ".csv", out, tally, ready, lambda: None)  # type: ignore[arg-type]
-        out.seek(0)
-        part = out.read()
-    assert at == first_open
-    assert written == sum(tally.counts.values()) == first_open // 3  # rows 1, 4, 7, ... before it
-    assert expected.read_bytes().startswith(lines[0] + b"\r\n" + part)
-    assert part.count(b"\r\n") == written
-    assert ready.asked[-1] == rendering._POLL_S  # it waited at the edge
-
-
-def test_a_helper_that_dies_while_following_leaves_the_report_to_this_process(
-    filled: Ledger, tmp_path: Path
-) -> None:
-    expected = tmp_path / "expected.csv"
-    one = _render(filled, expected, None)
-    notices: list[str] = []
-    helper = Helper.start(tmp_path / "report.csv", filled, ALWAYS, notices.append)
-    assert helper is not None
-    with helper:
-        assert helper._process is not None
-        helper._process.kill()
-        tally = Tally()
-        render(tmp_path / "report.csv", filled, PENDING, _QUOTA, tally, helper=helper)
-    assert tally == one
-    assert (tmp_path / "report.csv").read_bytes() == expected.read_bytes()
-    assert len(notices) == 1
-    assert notices[0].startswith("report: the second writer failed")
 
 
 def test_a_helper_that_fails_leaves_the_rest_to_this_process(
@@ -209,7 +112,6 @@ def test_a_helper_that_fails_leaves_the_rest_to_this_process(
     assert notices == [
         "report: the second writer failed (helper broke); this process writes the rest"
     ]
-    assert sorted(os.listdir(tmp_path)) == [".batcher", "one.csv", "two.csv"]
 
 
 def test_a_helper_that_cannot_start_leaves_it_all_to_this_process(
@@ -223,7 +125,6 @@ def test_a_helper_that_cannot_start_leaves_it_all_to_this_process(
     assert two == one
     assert len(notices) == 1
     assert notices[0].startswith("report: cannot start a second writer")
-    assert sorted(os.listdir(tmp_path)) == [".batcher", "one.csv", "two.csv"]
 
 
 def test_the_helper_never_sees_the_token(
@@ -255,15 +156,21 @@ def test_small_and_xlsx_reports_are_written_by_one_process(
     assert tally.counts.total() == 40
 
 
-def test_the_helper_stops_at_once_when_batcher_is_gone(filled: Ledger, tmp_path: Path) -> None:
+def test_the_helper_stops_and_removes_its_part_when_batcher_is_gone(
+    filled: Ledger, tmp_path: Path
+) -> None:
     """Its parent is not the one named (as when batcher died and it was given to init): it
-    writes nothing and ends."""
+    writes nothing and removes the part file."""
     part = tmp_path / "part"
     fd = os.open(part, os.O_CREAT | os.O_RDWR, 0o600)
     job = {
         "ledger": str(filled.path),
         "format": ".csv",
+        "first": 1,
+        "message": PENDING,
+        "pending": {},
         "fd": fd,
+        "part": str(part),
         "parent": os.getpid() + 1_000_000,  # no such process
     }
     done = subprocess.run(
@@ -276,7 +183,7 @@ def test_the_helper_stops_at_once_when_batcher_is_gone(filled: Ledger, tmp_path:
     )
     os.close(fd)
     assert (done.returncode, done.stdout) == (1, "")
-    assert part.read_bytes() == b""
+    assert not part.exists()
 
 
 def test_tallies_of_two_halves_add_up_in_row_order() -> None:
