@@ -248,9 +248,11 @@ REPORT_BLOCK = 2_000
 # Where a report row's status is (NULL for a row of several parts, to be merged).
 _STATUS_AT = 6
 _STATUS = itemgetter(_STATUS_AT)
+# `{pre_message}` and `{answer}`: the texts from the input and from the API, which may need
+# making inert; the others are batcher's own and start with "not sent".
 _MESSAGE = """CASE
-    WHEN r.pre_status IS NOT NULL THEN r.pre_message
-    WHEN s.status IS NOT NULL THEN s.message
+    WHEN r.pre_status IS NOT NULL THEN {pre_message}
+    WHEN s.status IS NOT NULL THEN {answer}
     WHEN r.wait_row IS NOT NULL AND EXISTS (
         SELECT 1 FROM results AS f WHERE f.row = r.wait_row AND f.status = 'failed'
     ) THEN 'not sent: waits for row ' || r.wait_row || ' (the same contact''s previous change), '
@@ -588,7 +590,11 @@ class Ledger:
         process writing part of the report. Takes no lock (the holder keeps it) and changes
         nothing in the file."""
         try:
-            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            # Autocommit: each query reads the latest outcomes (the temporary table that
+            # `report_rows` fills would otherwise open a transaction that pins its snapshot).
+            db = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None
+            )
         except sqlite3.Error as exc:
             raise StateError(f"{path}: cannot read the run's state ({_reason(exc)})") from exc
         return cls(db, path, None, resumed=True)
@@ -1069,7 +1075,9 @@ class Ledger:
             contact_id=text("r.contact_id"),
             location_id=text("r.location_id"),
             action=text("r.action"),
-            message=text(f"({_MESSAGE})"),
+            # Only the message's outside texts are looked at: making the whole CASE inert
+            # would have SQLite work it out three times a row.
+            message=_MESSAGE.format(pre_message=text("r.pre_message"), answer=text("s.message")),
             cells="".join(f", {text(f'r.c{i}')}" for i in range(len(self.columns))),
         )
         make = inert.make if inert is not None else None

@@ -186,6 +186,26 @@ def test_the_helper_stops_and_removes_its_part_when_batcher_is_gone(
     assert not part.exists()
 
 
+def test_a_reader_sees_the_outcomes_recorded_after_it_first_read(filled: Ledger) -> None:
+    """The helper reads beside the process that holds the run: every query sees what is recorded
+    by then (a transaction left open would keep showing it the rows as they were)."""
+    first_open = _first_open(filled)
+    with Ledger.reader(filled.path) as reader:
+        assert _first_open(reader) == first_open
+        rendering.Tally().rows(reader.report_rows(PENDING))  # a report read, as the helper does
+        _record(filled, [first_open], OK)
+        assert _first_open(reader) > first_open
+
+
+def _first_open(ledger: Ledger) -> int:
+    """The first row whose report line is not final (`failed`, `pending`)."""
+    return next(
+        int(str(cells[0]))
+        for cells in ledger.report_rows(PENDING)
+        if cells[6] not in ("success", "error", "invalid", "duplicate")
+    )
+
+
 def test_tallies_of_two_halves_add_up_in_row_order() -> None:
     first = Tally()
     first.counts.update({"success": 3, "invalid": 4})
