@@ -437,6 +437,38 @@ def test_work_of_a_multi_part_row_lists_only_parts_still_owed(ledger: Ledger) ->
 # -- outcomes in the report -------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("ways", [1, 2, 8, 9, 30])  # a statement per outcome up to 8
+def test_a_batch_answered_in_many_ways_keeps_each_rows_own_outcome(
+    ledger: Ledger, ways: int
+) -> None:
+    """However many distinct answers a batch has (the API names each contact's tags before the
+    change), each row gets its own; a batch recorded again replaces its rows' outcomes."""
+    load(ledger, COLUMNS, [[_row(n) for n in range(1, 31)]])
+    answers = [
+        ContactOutcome(Status.SUCCESS, "Tags added", (f"t{k}", "old"), ("vip",), ())
+        if k % 3
+        else ContactOutcome(Status.ERROR, f"Contact {k} not found")
+        for k in range(ways)
+    ]
+    outcomes = tuple(answers[n % ways] for n in range(30))
+    batch = _batch(ledger, list(range(1, 31)))
+    ledger.record(BatchOutcome(batch, (LOST,) * 30, 503, 6))
+    ledger.record(BatchOutcome(batch, outcomes, 201, 2))
+    lines = _by_row(ledger)
+    for n in range(1, 31):
+        answer = answers[(n - 1) % ways]
+        assert (lines[n].status, lines[n].message, lines[n].old_tags) == (
+            answer.status,
+            answer.message,
+            answer.old_tags,
+        )
+        assert (lines[n].tags_added, lines[n].http_status, lines[n].attempts) == (
+            answer.tags_added,
+            201,
+            2,
+        )
+
+
 def test_recorded_outcomes_show_in_the_lines(ledger: Ledger) -> None:
     """Each row's line carries its status, message, tag lists, http status and attempts."""
     load(ledger, COLUMNS, [[_row(n) for n in range(1, 5)]])
