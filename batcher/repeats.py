@@ -4,10 +4,13 @@ Putting each contact's rows in order (SPEC "Input": a contact's k-th change goes
 concerns only the contacts named more than once, usually a small share of a big file. Asking SQL
 for them means grouping every row by contact: a sort of the whole input, two of the five seconds
 a million rows took to load. Here each contact id is hashed as it is loaded and marked in a bit
-set; a row whose bit was already set *may* repeat an earlier row (or share a bit by chance, about
-n/2**27 of the rows: 0.7 % for a million), and only the contacts of those rows go to SQL, which
-then checks exactly. A row whose bit was not set certainly names a contact not seen before, so
-nothing is missed. Memory is the bit set (16 MiB), whatever the row count.
+set at two places (a Bloom filter: two 27-bit slices of the one 64-bit hash); a row whose two
+bits were both already set *may* repeat an earlier row, or share them by chance, and only the
+contacts of those rows go to SQL, which then checks exactly. Chance costs SQL work that grows
+with its share of the rows: 0.01 % of a million distinct contacts and 0.2 % of five million
+(measured), against 0.7 % and 3.7 % with one bit a contact. A row with a bit not set certainly names
+a contact not seen before, so nothing is missed. Memory is the bit set (16 MiB), whatever the row
+count.
 
 numpy is used here only (pandas brings it).
 """
@@ -42,12 +45,19 @@ class RepeatFinder:
         count = len(contact_ids)
         if not count:
             return []
-        buckets = np.fromiter(map(hash, contact_ids), dtype=np.int64, count=count) & _MASK
-        bytes_, bits = buckets >> 3, (np.left_shift(1, buckets & 7)).astype(np.uint8)
-        before = (self._seen[bytes_] & bits) != 0
-        # A bucket met twice within this chunk: every meeting after its first may repeat.
-        _, first = np.unique(buckets, return_index=True)
+        hashes = np.fromiter(map(hash, contact_ids), dtype=np.int64, count=count)
+        places = [
+            (buckets >> 3, np.left_shift(1, buckets & 7).astype(np.uint8))
+            for buckets in (hashes & _MASK, (hashes >> _BITS) & _MASK)
+        ]
+        before = np.ones(count, dtype=bool)
+        for bytes_, bits in places:
+            before &= (self._seen[bytes_] & bits) != 0
+        for bytes_, bits in places:
+            np.bitwise_or.at(self._seen, bytes_, bits)
+        # A hash met twice within this chunk: every meeting after its first may repeat (the
+        # bits above were set by the whole chunk at once).
+        _, first = np.unique(hashes, return_index=True)
         again = np.ones(count, dtype=bool)
         again[first] = False
-        np.bitwise_or.at(self._seen, bytes_, bits)
         return [rows[i] for i in np.flatnonzero(before | again).tolist()]
