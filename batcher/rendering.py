@@ -276,7 +276,7 @@ class _Helper:
             # One line, read at once: the rest of stdin stays open until `answer`.
             self._process.stdin.write(json.dumps(job).encode() + b"\n")
             self._process.stdin.flush()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: no pass_fds (not POSIX)
             self.__exit__()
             notify(f"report: cannot start a second writer ({exc}); this process writes it all")
 
