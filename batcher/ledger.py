@@ -291,6 +291,17 @@ def _dump(values: tuple[str, ...] | None) -> str | None:
     return None if values is None else _compact(values)
 
 
+def _fields(result: ContactOutcome) -> tuple[str, str, str | None, str | None, str | None]:
+    """An outcome's fields as the results table keeps them."""
+    return (
+        result.status.value,
+        result.message,
+        _dump(result.old_tags),
+        _dump(result.tags_added),
+        _dump(result.tags_removed),
+    )
+
+
 def _dumped(lists: list[tuple[str, ...]]) -> list[str | None]:
     """`_dump` of each list; loading shares one tuple among the rows asking the same tags, so
     each distinct tuple is encoded once (looked up by identity: no hashing of its contents)."""
@@ -992,16 +1003,11 @@ class Ledger:
                 if len(results) > _FEW_OUTCOMES:
                     self._record_each(outcome, results)
                 for key, rows in rows_of.items():
-                    result = results[key]
                     self._db.execute(
                         RECORD_ROWS,
                         (
                             batch.part,
-                            result.status.value,
-                            result.message,
-                            _dump(result.old_tags),
-                            _dump(result.tags_added),
-                            _dump(result.tags_removed),
+                            *_fields(results[key]),
                             outcome.http_status,
                             outcome.attempts,
                             _encode(rows),
@@ -1017,16 +1023,7 @@ class Ledger:
         tags before the change, which differ from contact to contact): a statement a row, in one
         `executemany`, each distinct outcome encoded once; a statement per outcome cost ten
         times more."""
-        encoded = {
-            key: (
-                result.status.value,
-                result.message,
-                _dump(result.old_tags),
-                _dump(result.tags_added),
-                _dump(result.tags_removed),
-            )
-            for key, result in results.items()
-        }
+        encoded = {key: _fields(result) for key, result in results.items()}
         batch, http_status, attempts = outcome.batch, outcome.http_status, outcome.attempts
         self._db.executemany(
             "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -32,8 +32,10 @@ record_requests = false
 """
 SERVE = """
 import asyncio, sys
+from pathlib import Path
 from batcher.sandbox import SandboxConfig, serve
-config = SandboxConfig(rate=None, record_requests=False)
+fixture = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+config = SandboxConfig(rate=None, record_requests=False, fixture=fixture)
 asyncio.run(serve(config, lambda url: (print(url), sys.stdout.flush())))
 """
 
@@ -62,9 +64,11 @@ def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> Measured:
 
 
 @contextlib.contextmanager
-def external_sandbox() -> Iterator[str]:
-    """A fresh unthrottled sandbox in its own process; yields its URL."""
-    server = subprocess.Popen([sys.executable, "-c", SERVE], stdout=subprocess.PIPE, text=True)
+def external_sandbox(fixture: Path | None = None) -> Iterator[str]:
+    """A fresh unthrottled sandbox in its own process (its contacts from `fixture`, if given);
+    yields its URL."""
+    argv = [sys.executable, "-c", SERVE, *([str(fixture)] if fixture is not None else [])]
+    server = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     assert server.stdout is not None
     try:
         yield server.stdout.readline().strip()

@@ -1,6 +1,6 @@
 """Time and peak memory of `batcher run` on a large CSV, against a baseline of the same run.
 
-    python benchmarks/million.py [--rows N]     (default 1,000,000; --rows 5000000 for 5M)
+    python benchmarks/million.py [--rows N] [--old-tags]   (default 1,000,000 rows; 5000000 for 5M)
 
 Three measurements on one generated file, each a fresh process, the sandbox unthrottled and the
 client's own pacing lifted (so the figures are batcher's own cost, not the API's rate limit):
@@ -14,6 +14,9 @@ client's own pacing lifted (so the figures are batcher's own cost, not the API's
 - `batcher plan` on the same file, next to pandas alone reading it (all cells as text).
 Ratios are batcher / baseline. Each batcher run's stage breakdown (load, plan, send, report)
 comes from its summary; requests per second while sending are compared with the baseline's.
+By default every contact is new to the sandbox, so the 500 answers of a request are alike;
+`--old-tags` gives the contacts tags of their own first (0 to 3 of 40), so that each answer names
+its contact's old tags, as the API's do (the baseline then meets the same sandbox).
 """
 
 from __future__ import annotations
@@ -49,10 +52,33 @@ def make_input(rows: int) -> Path:
     return path
 
 
-def run_batcher(source: Path, command: str, *target: str) -> Measured:
+def make_fixture(source: Path) -> Path:
+    """The sandbox's contacts for `source`, each with 0 to 3 tags of 40 (as a CRM's contacts
+    are): each contact's answer then names its own old tags, as the API's answers do, instead of
+    all 500 answers of a request being alike."""
+    path = OUT / f"{source.stem}-old-tags.json"
+    if path.exists():
+        return path
+    rng = random.Random(7)
+    pool = [f"tag{k:02d}" for k in range(40)]
+    # Written a contact at a time: a dict of them all would raise this process's peak memory,
+    # which Linux then counts in every child's peak (see run_baseline).
+    with source.open(encoding="utf-8", newline="") as fh, path.open("w", encoding="utf-8") as out:
+        reader = csv.reader(fh)
+        next(reader)
+        out.write(f'{{"locations": {{"{LOCATION}": {{')
+        for n, row in enumerate(reader):
+            tags = json.dumps(rng.sample(pool, rng.randint(0, 3)))
+            out.write(f"{',' if n else ''}\n{json.dumps(row[0])}: {tags}")
+        out.write("\n}}}\n")
+    return path
+
+
+def run_batcher(source: Path, command: str, *target: str, fixture: Path | None = None) -> Measured:
     work = OUT / "run"
     work.mkdir(exist_ok=True)
-    (work / "batcher.toml").write_text(UNTHROTTLED, encoding="utf-8")
+    sandbox = f'fixture = "{fixture}"\n' if fixture is not None else ""
+    (work / "batcher.toml").write_text(UNTHROTTLED + sandbox, encoding="utf-8")
     (work / "batcher.toml").chmod(0o600)
     report = ["--report", "report.csv", "--yes"] if command == "run" else []
     argv = [sys.executable, "-m", "batcher", command, str(source), "--fresh", "-q", *target,
@@ -99,13 +125,13 @@ async def bare_client(source: Path, url: str) -> None:
         await asyncio.gather(*(worker(session) for _ in range(8)))
 
 
-def run_baseline(source: Path) -> tuple[float, float]:
+def run_baseline(source: Path, fixture: Path | None) -> tuple[float, float]:
     """The bare client's time and peak RSS, in a process of its own.
 
     Not in this one: Linux counts the RSS a process had when it forked into its child's peak
     (ru_maxrss survives exec), so a benchmark holding 5M ids would inflate every later figure.
     """
-    with external_sandbox() as url:
+    with external_sandbox(fixture) as url:
         measured = run_child(
             [sys.executable, __file__, "--bare-client", url, str(source)], OUT, dict(os.environ)
         )
@@ -116,6 +142,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rows_arg", nargs="?", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the generated CSV")
+    parser.add_argument(
+        "--old-tags",
+        action="store_true",
+        help="give the sandbox's contacts tags of their own, so that answers differ by contact",
+    )
     parser.add_argument("--bare-client", nargs=2, help=argparse.SUPPRESS)  # URL FILE
     args = parser.parse_args()
     if args.bare_client:
@@ -128,17 +159,19 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     source = make_input(rows)
     requests = -(-rows // 500)
-    base_s, base_mib = run_baseline(source)
-    with external_sandbox() as url:
+    fixture = make_fixture(source) if args.old_tags else None
+    base_s, base_mib = run_baseline(source, fixture)
+    with external_sandbox(fixture) as url:
         external = run_batcher(source, "run", "--base-url", url)
-    embedded = run_batcher(source, "run", "--sandbox")
+    embedded = run_batcher(source, "run", "--sandbox", fixture=fixture)
     plan = run_batcher(source, "plan")
     pandas_alone = run_child(
         [sys.executable, "-c", PANDAS_ALONE, str(source)], OUT, dict(os.environ)
     )
     own_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    print(f"input: {rows:,} rows, {source.stat().st_size / 2**20:.0f} MiB ({source})")
+    print(f"input: {rows:,} rows, {source.stat().st_size / 2**20:.0f} MiB ({source})"
+          + (f"; contacts' own tags from {fixture}" if fixture is not None else ""))  # fmt: skip
     print(f"baseline, bare client + sandbox process:   {base_s:6.1f} s  "
           f"{requests / base_s:,.0f} requests/s  peak RSS {base_mib:,.0f} MiB")  # fmt: skip
     for name, m in (("batcher --base-url + sandbox process:", external),
@@ -162,6 +195,7 @@ def main() -> None:
     external_stages = stages(external.output)
     figures = {
         "rows": rows,
+        "old_tags": fixture is not None,
         "baseline_s": round(base_s, 2),
         "external_s": round(external.seconds, 2),
         "external_peak_mib": round(external.peak_mib),
