@@ -486,12 +486,15 @@ def _outcome(entry: Mapping[str, Any]) -> ContactOutcome:
 
 
 def _tags(value: object) -> tuple[str, ...] | None:
+    # Read for each contact answered in its own way (three lists each): a plain loop, no
+    # generator, and no copy per tag for the answer as documented (a list of strings).
     if not isinstance(value, list):
         return None
     tags = tuple(value)
-    if all(type(tag) is str for tag in tags):  # the answer as documented: no copy per tag
-        return tags
-    return tuple(_scalar_text(tag) for tag in tags)
+    for tag in tags:
+        if type(tag) is not str:
+            return tuple(_scalar_text(tag) for tag in tags)
+    return tags
 
 
 def _scalar_text(value: object) -> str:
