@@ -246,6 +246,7 @@ ORDER BY r.row
 LAST_ROW = 2**63 - 1
 # Report rows are fetched, merged and passed on this many at a time.
 REPORT_BLOCK = 2_000
+_Block = list[tuple[Cell, ...]]
 # Where a report row's status is (NULL for a row of several parts, to be merged).
 _STATUS_AT = 6
 _STATUS = itemgetter(_STATUS_AT)
@@ -1056,18 +1057,13 @@ class Ledger:
         with no Python code run per row (`chain`), so that a consumer written in C (the csv
         writer) takes a million of them at C speed.
         """
-        blocks = self._report_blocks(pending_message, by_location or {}, inert, (first, last))
-        return chain.from_iterable(blocks)
+        blocks = self._report_fetched(pending_message, by_location or {}, inert, (first, last))
+        return chain.from_iterable(self._read_errors(blocks))
 
-    def _report_blocks(
-        self,
-        pending_message: str,
-        by_location: Mapping[str, str],
-        inert: Inert | None,
-        span: tuple[int, int],
-    ) -> Iterator[list[tuple[Cell, ...]]]:
+    def _read_errors(self, blocks: Iterator[_Block]) -> Iterator[_Block]:
+        """`blocks`, with an SQLite error while reading them raised as a StateError."""
         try:
-            yield from self._report_fetched(pending_message, by_location, inert, span)
+            yield from blocks
         except sqlite3.Error as exc:
             raise StateError(f"{self.path}: cannot read the run's state ({exc})") from exc
 
@@ -1077,7 +1073,7 @@ class Ledger:
         by_location: Mapping[str, str],
         inert: Inert | None,
         span: tuple[int, int],
-    ) -> Iterator[list[tuple[Cell, ...]]]:
+    ) -> Iterator[_Block]:
         db = self._db
         db.execute("CREATE TEMP TABLE IF NOT EXISTS pending_messages (location_id, message)")
         db.execute("DELETE FROM temp.pending_messages")

@@ -64,14 +64,23 @@ def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> Measured:
 
 
 @contextlib.contextmanager
-def external_sandbox(fixture: Path | None = None) -> Iterator[str]:
-    """A fresh unthrottled sandbox in its own process (its contacts from `fixture`, if given);
-    yields its URL."""
-    argv = [sys.executable, "-c", SERVE, *([str(fixture)] if fixture is not None else [])]
-    server = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+def serving(
+    argv: list[str], env: dict[str, str] | None = None, *, quiet: bool = False
+) -> Iterator[str]:
+    """A server started by `argv` that prints its URL as its first line; yields the URL and
+    stops the server after. `quiet`: its stderr (a log) is dropped."""
+    stderr = subprocess.DEVNULL if quiet else None
+    server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
     assert server.stdout is not None
     try:
         yield server.stdout.readline().strip()
     finally:
         server.terminate()
         server.wait()
+
+
+def external_sandbox(fixture: Path | None = None) -> contextlib.AbstractContextManager[str]:
+    """A fresh unthrottled sandbox in its own process (its contacts from `fixture`, if given);
+    yields its URL."""
+    argv = [sys.executable, "-c", SERVE, *([str(fixture)] if fixture is not None else [])]
+    return serving(argv)

@@ -34,6 +34,8 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from common import serving
+
 OUT = Path(__file__).resolve().parent / "out" / "shards"
 ROOT = Path(__file__).resolve().parents[1]
 LOCATIONS = [f"benchLocation{i:07d}" for i in range(40)]
@@ -66,15 +68,8 @@ def sandbox(work: Path, rate: str) -> Iterator[str]:
     config.write_text(f"[sandbox]\nlocations = [{names}]\nrecord_requests = false\n")
     argv = [sys.executable, "-m", "batcher", "sandbox", "--port", "0", "--rate", rate]
     argv += ["--config", str(config)]
-    server = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env()
-    )
-    assert server.stdout is not None
-    try:
-        yield server.stdout.readline().strip()
-    finally:
-        server.terminate()
-        server.wait()
+    with serving(argv, env(), quiet=True) as url:
+        yield url
 
 
 def env() -> dict[str, str]:
