@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import NamedTuple, ParamSpec, Self, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, ParamSpec, Self, TypeVar
 
 from batcher.errors import StateError, StateLockedError, UsageError
 from batcher.files import check_trusted, open_private, private_dir
@@ -45,6 +45,9 @@ from batcher.models import (
     by_identity,
 )
 from batcher.planning import group_of, tag_parts
+
+if TYPE_CHECKING:
+    from batcher.repeats import RepeatFinder
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -100,11 +103,14 @@ CREATE INDEX rows_settled_before ON rows (pre_status, row) WHERE pre_status IS N
 # Input order per contact (SPEC "Input"). Only contacts (a location's contact id) with more than
 # one valid row need any of this; `temp.maybe` holds the rows that may repeat an earlier row's
 # contact (see repeats.py: every real repeat is there, with a few rows that merely share a hash
-# bit), so only their contacts are looked at. For those, in row order: a row asking exactly what
-# the contact's previous row asked (same group) is a duplicate of the row that carries it, and
-# every other row is the contact's next operation: round k+1, waiting for the row of round k.
-# (A contact named once that is in `multi` by chance gets round 1 and no wait: no change.)
-ORDER_CONTACTS = """
+# bit), so only their contacts (`multi`) are looked at. Their rows are found among `{source}`:
+# every row, or the rows the repeat filter names as possibly theirs (`temp.candidates`), which
+# spares reading every row when there are few such contacts. For those, in row order: a row
+# asking exactly what the contact's previous row asked (same group) is a duplicate of the row
+# that carries it, and every other row is the contact's next operation: round k+1, waiting for
+# the row of round k. (A contact named once that is in `multi` by chance gets round 1 and no
+# wait: no change.)
+FIND_MULTI = """
 CREATE TEMP TABLE multi (location_id, contact_id, PRIMARY KEY (location_id, contact_id))
 WITHOUT ROWID;
 
@@ -112,11 +118,14 @@ INSERT OR IGNORE INTO multi
 SELECT m.location_id, m.contact_id
 FROM temp.maybe CROSS JOIN rows AS m ON m.row = maybe.row
 WHERE m.group_id IS NOT NULL;
-
+"""
+ALL_ROWS = "rows AS r NOT INDEXED"
+CANDIDATE_ROWS = "temp.candidates AS c CROSS JOIN rows AS r ON r.row = c.row"
+ORDER_CONTACTS = """
 CREATE TEMP TABLE touches AS
 SELECT r.row, r.location_id, r.contact_id, r.group_id,
        r.group_id IS LAG(r.group_id) OVER contact AS repeats
-FROM rows AS r NOT INDEXED
+FROM {source}
 JOIN temp.multi USING (location_id, contact_id)
 WHERE r.group_id IS NOT NULL
 WINDOW contact AS (PARTITION BY r.location_id, r.contact_id ORDER BY r.row);
@@ -145,7 +154,11 @@ DROP TABLE touches;
 DROP TABLE sequence;
 DROP TABLE multi;
 DROP TABLE maybe;
+DROP TABLE IF EXISTS temp.candidates;
 """
+# Contacts that may repeat, at most, for their rows to be looked for as candidates (a few rows
+# each, kept in a list) rather than by reading every row.
+_FEW_CONTACTS = 20_000
 
 # One outcome for many rows, given as a JSON array of row numbers (see `Ledger.record`).
 RECORD_ROWS = """
@@ -409,6 +422,29 @@ def _insert_valid(db: sqlite3.Connection, chunk: Chunk, groups: _GroupIds, marks
                 strict=True,
             ),
         )
+
+
+def _order_contacts(db: sqlite3.Connection, repeats: RepeatFinder) -> None:
+    """Run ORDER_CONTACTS, on the rows of the contacts that may repeat."""
+    _script(db, FIND_MULTI)
+    source = ALL_ROWS
+    if db.execute("SELECT COUNT(*) FROM temp.multi").fetchone()[0] <= _FEW_CONTACTS:
+        contacts = [contact for (contact,) in db.execute("SELECT contact_id FROM temp.multi")]
+        db.execute("DROP TABLE IF EXISTS temp.candidates")  # left by a load that failed
+        db.execute("CREATE TEMP TABLE candidates (row INTEGER PRIMARY KEY)")
+        db.executemany(
+            "INSERT OR IGNORE INTO temp.candidates VALUES (?)",
+            zip(repeats.earlier(contacts), strict=True),
+        )
+        source = CANDIDATE_ROWS
+    _script(db, ORDER_CONTACTS.format(source=source))
+
+
+def _script(db: sqlite3.Connection, statements: str) -> None:
+    """Run `;`-separated statements inside the open transaction (`executescript` commits)."""
+    for statement in statements.strip().split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
 def _same_ask(chunk: Chunk) -> tuple[str, str, tuple[str, ...]] | None:
@@ -827,13 +863,9 @@ class Ledger:
                     db.execute("COMMIT")
                     db.execute("BEGIN")
                     committed = count
-            for statement in INDEXES.strip().split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            _script(db, INDEXES)
             if db.execute("SELECT EXISTS (SELECT 1 FROM temp.maybe)").fetchone()[0]:
-                for statement in ORDER_CONTACTS.strip().split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                _order_contacts(db, repeats)
             else:
                 db.execute("DROP TABLE temp.maybe")
             self._set_meta("columns", _encode(tuple(columns)))

@@ -12,17 +12,27 @@ with its share of the rows: 0.01 % of a million distinct contacts and 0.2 % of f
 a contact not seen before, so nothing is missed. Memory is the bit set (16 MiB), whatever the row
 count.
 
+SQL then needs every row of the contacts that may repeat, the first ones included, and without
+an index on contact ids it could only find them by reading every row (a third of a second a
+million rows). So each row's 32 other bits of the hash are kept as well (4 bytes a row: 4 MiB a
+million rows), and `earlier` names the rows whose bits match one of the given contacts': all of
+their rows, plus a few that match by chance (about one in four billion rows per contact), which
+SQL drops when it compares the ids.
+
 numpy is used here only (pandas brings it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 _BITS = 27
 _MASK = (1 << _BITS) - 1
+_Hashes = np.ndarray[Any, np.dtype[np.int64]]
+_Fingerprints = np.ndarray[Any, np.dtype[np.uint32]]
 
 
 class RepeatFinder:
@@ -35,6 +45,9 @@ class RepeatFinder:
 
     def __init__(self) -> None:
         self._seen = np.zeros(1 << (_BITS - 3), dtype=np.uint8)
+        # Per chunk: its rows' fingerprints (see `earlier`) and their numbers: only the first
+        # when they follow on, as they do except in a shard.
+        self._chunks: list[tuple[_Fingerprints, int | list[int]]] = []
 
     def add(self, rows: Sequence[int], contact_ids: Sequence[str]) -> list[int]:
         """The numbers of the rows given that may name a contact some earlier row named.
@@ -46,6 +59,8 @@ class RepeatFinder:
         if not count:
             return []
         hashes = np.fromiter(map(hash, contact_ids), dtype=np.int64, count=count)
+        numbers = rows[0] if rows[-1] - rows[0] == count - 1 else list(rows)
+        self._chunks.append((_fingerprints(hashes), numbers))
         places = [
             (buckets >> 3, np.left_shift(1, buckets & 7).astype(np.uint8))
             for buckets in (hashes & _MASK, (hashes >> _BITS) & _MASK)
@@ -61,3 +76,23 @@ class RepeatFinder:
         again = np.ones(count, dtype=bool)
         again[first] = False
         return [rows[i] for i in np.flatnonzero(before | again).tolist()]
+
+    def earlier(self, contact_ids: Sequence[str]) -> list[int]:
+        """The numbers of the rows added that may name one of `contact_ids`: every row that
+        does, and rarely one that does not (see the module's note)."""
+        if not contact_ids:
+            return []
+        wanted = _fingerprints(np.fromiter(map(hash, contact_ids), dtype=np.int64))
+        found: list[int] = []
+        for fingerprints, numbers in self._chunks:
+            at = np.flatnonzero(np.isin(fingerprints, wanted)).tolist()
+            if isinstance(numbers, int):
+                found.extend(numbers + i for i in at)
+            else:
+                found.extend(numbers[i] for i in at)
+        return found
+
+
+def _fingerprints(hashes: _Hashes) -> _Fingerprints:
+    """A contact's 32 bits kept per row: the hash's high half."""
+    return (hashes >> 32).astype(np.uint32)

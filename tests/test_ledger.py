@@ -293,6 +293,41 @@ def test_a_later_change_waits_until_the_earlier_one_has_settled(ledger: Ledger) 
     assert list(ledger.members(second)) == [(2, _cid(1))]
 
 
+@pytest.mark.parametrize("few", [0, 20_000], ids=["reading-every-row", "candidates"])
+def test_contacts_are_ordered_alike_whichever_way_their_rows_are_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, few: int
+) -> None:
+    """Rows of contacts that may repeat are found by reading every row, or (few such contacts)
+    among the rows the repeat filter names: same rounds, waits and duplicates. The rows come in
+    a shard's way too (numbers with gaps), and one contact id is named in two locations."""
+    monkeypatch.setattr(ledger_module, "_FEW_CONTACTS", few)
+    rows = [
+        _row(2, contact=1, tags=("a",)),
+        _row(5, contact=2),
+        _row(6, contact=1, tags=("a",), action="remove"),
+        _row(9, contact=1, tags=("a",), location="LOC2"),
+        _row(11, contact=2),
+        _row(12, contact=1, tags=("a",), action="remove"),
+        _row(20, contact=1, tags=("a",)),
+        _row(21, contact=3),
+    ]
+    with Ledger.open(tmp_path / "state", KEY) as ledger:
+        load(ledger, COLUMNS, [rows[:3], rows[3:6], rows[6:]])
+        seen = ledger._db.execute(
+            "SELECT row, round, wait_row, pre_status, pre_message FROM rows ORDER BY row"
+        ).fetchall()
+    assert seen == [
+        (2, 1, None, None, ""),
+        (5, 1, None, None, ""),
+        (6, 2, 2, None, ""),
+        (9, 1, None, None, ""),
+        (11, None, None, "duplicate", "duplicate of row 5"),
+        (12, None, None, "duplicate", "duplicate of row 6"),
+        (20, 3, 6, None, ""),
+        (21, 1, None, None, ""),
+    ]
+
+
 def test_duplicates_across_load_chunks_are_found(ledger: Ledger) -> None:
     """A repeat in a later chunk is still a duplicate of the row in an earlier chunk."""
     load(ledger, COLUMNS, [[_row(1, contact=9)], [_row(2)], [_row(3, contact=9)]])

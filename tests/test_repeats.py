@@ -38,3 +38,30 @@ def test_rows_are_named_by_the_numbers_given_not_by_position() -> None:
     finder = RepeatFinder()
     assert finder.add([10, 20], ["x", "y"]) == []
     assert 35 in finder.add([35, 40], ["y", "z"])
+
+
+@given(
+    st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f", "g"]), max_size=60),
+    st.integers(min_value=1, max_value=7),
+    st.sets(st.sampled_from(["a", "b", "c", "x"])),
+    st.booleans(),
+)
+def test_earlier_names_every_row_of_the_contacts_asked_for(
+    ids: list[str], chunk: int, asked: set[str], gaps: bool
+) -> None:
+    """`earlier` finds each row naming one of the contacts, by its number (a shard's numbers
+    have gaps)."""
+    numbers = [n * 3 + 1 if gaps else n + 1 for n in range(len(ids))]
+    finder = RepeatFinder()
+    for start in range(0, len(ids), chunk):
+        finder.add(numbers[start : start + chunk], ids[start : start + chunk])
+    found = finder.earlier(sorted(asked))
+    assert {n for n, contact in zip(numbers, ids, strict=True) if contact in asked} <= set(found)
+    assert len(found) == len(set(found))
+
+
+def test_earlier_names_few_rows_of_other_contacts() -> None:
+    finder = RepeatFinder()
+    ids = [f"contact{n:013d}" for n in range(100_000)]
+    finder.add(list(range(1, 100_001)), ids)
+    assert finder.earlier(["contact0000000000007", "someone else"]) == [8]
