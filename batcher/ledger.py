@@ -469,6 +469,45 @@ def _uniform(values: Sequence[object]) -> bool:
 
 
 @contextlib.contextmanager
+def _written_once(db: sqlite3.Connection, path: Path) -> Iterator[None]:
+    """A load whose pages are written once, the file synced once at the end.
+
+    In WAL mode every page of the load was written twice (to the WAL, then copied back by a
+    checkpoint), and synced at each checkpoint: a twentieth of loading a million rows. A load
+    needs no such care: nothing is sent before it ends, and a run killed while loading is
+    discarded whole (`Ledger.open`). So it runs with the journal in memory (enough to roll back
+    a load that fails) and no syncing; then the file is synced and WAL mode, which keeps every
+    answer recorded afterwards, comes back. A plan's scratch file has no journal at all: left
+    as it is.
+    """
+    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        yield
+        return
+    db.execute("PRAGMA journal_mode = MEMORY")
+    db.execute("PRAGMA synchronous = OFF")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):  # the load's own error says more
+            _keep_safe(db)
+        raise
+    _keep_safe(db)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _keep_safe(db: sqlite3.Connection) -> None:
+    """WAL mode with NORMAL syncing (see `Ledger._connect`), back after a load."""
+    db.execute("PRAGMA synchronous = NORMAL")
+    mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if mode != "wal":
+        raise sqlite3.OperationalError(f"the journal stays in {mode} mode, not WAL")
+
+
+@contextlib.contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     """One explicit transaction: the connection is in autocommit mode (isolation_level=None),
     where `with db:` would commit each statement of an executemany on its own."""
@@ -825,7 +864,7 @@ class Ledger:
         insert_invalid = (
             f"INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, 'invalid', ?{marks})"
         )
-        with _transaction(db):
+        with _written_once(db, self.path), _transaction(db):
             db.execute("DROP TABLE rows")
             db.execute(ROWS_TABLE.format(cells=cells))
             db.execute("DROP TABLE IF EXISTS temp.maybe")  # left by a load that failed

@@ -866,6 +866,37 @@ def test_a_load_that_fails_after_committing_some_rows_is_discarded_by_the_next_o
     assert _archived(state_dir) == []
 
 
+def test_a_load_writes_the_file_itself_and_answers_then_go_to_the_wal(state_dir: Path) -> None:
+    """A load's pages go straight into the state file (not into the WAL, to be copied back
+    later); then the file is in WAL mode with NORMAL syncing, which keeps each answer safe."""
+    with Ledger.open(state_dir, KEY) as ledger:
+        load(ledger, COLUMNS, [[_row(n) for n in range(1, 2_001)]])
+        wal = Path(f"{ledger.path}-wal")
+        assert not wal.exists() or wal.stat().st_size == 0
+        assert ledger._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert ledger._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        _record(ledger, [1], OK)
+        assert wal.stat().st_size > 0
+    reader = sqlite3.connect(ledger.path)
+    try:
+        assert reader.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert reader.execute("SELECT COUNT(*) FROM rows").fetchone()[0] == 2_000
+    finally:
+        reader.close()
+
+
+def test_a_load_that_fails_leaves_the_file_in_wal_mode(state_dir: Path) -> None:
+    def chunks() -> Iterator[Chunk]:
+        yield Chunk.of_rows([_row(1)], len(COLUMNS))
+        raise StateError("the input broke")
+
+    with Ledger.open(state_dir, KEY) as ledger:
+        with pytest.raises(StateError, match="broke"):
+            ledger.load(COLUMNS, chunks())
+        assert ledger._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert ledger._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0] == 0
+
+
 def test_second_open_of_a_busy_state_dir_is_refused(state_dir: Path) -> None:
     """While one ledger holds the state directory, another open (even in this process) raises
     StateLockedError naming the directory and the holder's pid."""
