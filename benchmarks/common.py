@@ -45,10 +45,13 @@ class Measured:
     seconds: float
     peak_mib: float
     output: str
+    # CPU time (user + system) of the process and of the children it waited for.
+    cpu_s: float = 0.0
 
 
 def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> Measured:
-    """Run a command; its wall time and its own peak RSS (from wait4, not the children's max)."""
+    """Run a command; its wall time, its own peak RSS (from wait4, not the children's max) and
+    its CPU time."""
     with tempfile.TemporaryFile("w+") as out:
         started = time.perf_counter()
         child = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -60,7 +63,7 @@ def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> Measured:
     if code != 0:
         raise SystemExit(f"{' '.join(argv[:4])} exited {code}:\n{output}")
     # ru_maxrss is in KiB on Linux.
-    return Measured(seconds, usage.ru_maxrss / 1024, output)
+    return Measured(seconds, usage.ru_maxrss / 1024, output, usage.ru_utime + usage.ru_stime)
 
 
 @contextlib.contextmanager
