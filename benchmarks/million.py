@@ -31,6 +31,7 @@ import os
 import random
 import re
 import resource
+import shutil
 import string
 import sys
 import time
@@ -78,6 +79,9 @@ def make_fixture(source: Path) -> Path:
 
 def run_batcher(source: Path, command: str, *target: str, fixture: Path | None = None) -> Measured:
     work = OUT / "run"
+    # No state from an earlier run: `--fresh` would keep each under a dated name (a gigabyte
+    # for 5M rows), and a run looks through the kept ones when it tidies the directory.
+    shutil.rmtree(work / ".batcher", ignore_errors=True)
     work.mkdir(exist_ok=True)
     sandbox = f'fixture = "{fixture}"\n' if fixture is not None else ""
     (work / "batcher.toml").write_text(UNTHROTTLED + sandbox, encoding="utf-8")
