@@ -856,7 +856,6 @@ class Ledger:
         # rendering.py) reads a ledger without it, starting sooner and smaller.
         from batcher.repeats import RepeatFinder
 
-        repeats = RepeatFinder()
         count = committed = 0
         db = self._db
         cells = "".join(f",\n    c{i} TEXT NOT NULL" for i in range(len(columns)))
@@ -864,7 +863,7 @@ class Ledger:
         insert_invalid = (
             f"INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, 'invalid', ?{marks})"
         )
-        with _written_once(db, self.path), _transaction(db):
+        with RepeatFinder() as repeats, _written_once(db, self.path), _transaction(db):
             db.execute("DROP TABLE rows")
             db.execute(ROWS_TABLE.format(cells=cells))
             db.execute("DROP TABLE IF EXISTS temp.maybe")  # left by a load that failed

@@ -14,18 +14,19 @@ count.
 
 SQL then needs every row of the contacts that may repeat, the first ones included, and without
 an index on contact ids it could only find them by reading every row (a third of a second a
-million rows). So each row's 32 other bits of the hash are kept as well (4 bytes a row: 4 MiB a
-million rows), and `earlier` names the rows whose bits match one of the given contacts': all of
-their rows, plus a few that match by chance (about one in four billion rows per contact), which
-SQL drops when it compares the ids.
+million rows). So each row's 32 other bits of the hash are kept as well, in a temporary file (4
+bytes a row: memory stays flat), and `earlier` names the rows whose bits match one of the given
+contacts': all of their rows, plus a few that match by chance (about one in four billion rows
+per contact), which SQL drops when it compares the ids.
 
 numpy is used here only (pandas brings it).
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any, Self
 
 import numpy as np
 
@@ -45,9 +46,24 @@ class RepeatFinder:
 
     def __init__(self) -> None:
         self._seen = np.zeros(1 << (_BITS - 3), dtype=np.uint8)
-        # Per chunk: its rows' fingerprints (see `earlier`) and their numbers: only the first
-        # when they follow on, as they do except in a shard.
-        self._chunks: list[tuple[_Fingerprints, int | list[int]]] = []
+        # Each row's fingerprint (see `earlier`), in input order; each chunk's row count and
+        # the number of its first row when its numbers follow on, as they do except in a shard
+        # (None: its numbers are in `_numbers`, 8 bytes each).
+        self._prints: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (see close)
+        self._numbers: IO[bytes] | None = None
+        self._chunks: list[tuple[int, int | None]] = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the temporary files."""
+        self._prints.close()
+        if self._numbers is not None:
+            self._numbers.close()
 
     def add(self, rows: Sequence[int], contact_ids: Sequence[str]) -> list[int]:
         """The numbers of the rows given that may name a contact some earlier row named.
@@ -59,8 +75,14 @@ class RepeatFinder:
         if not count:
             return []
         hashes = np.fromiter(map(hash, contact_ids), dtype=np.int64, count=count)
-        numbers = rows[0] if rows[-1] - rows[0] == count - 1 else list(rows)
-        self._chunks.append((_fingerprints(hashes), numbers))
+        self._prints.write(_fingerprints(hashes).tobytes())
+        if rows[-1] - rows[0] == count - 1:
+            self._chunks.append((count, rows[0]))
+        else:
+            if self._numbers is None:
+                self._numbers = tempfile.TemporaryFile()  # noqa: SIM115 (see close)
+            self._numbers.write(np.array(rows, dtype=np.int64).tobytes())
+            self._chunks.append((count, None))
         places = [
             (buckets >> 3, np.left_shift(1, buckets & 7).astype(np.uint8))
             for buckets in (hashes & _MASK, (hashes >> _BITS) & _MASK)
@@ -83,13 +105,22 @@ class RepeatFinder:
         if not contact_ids:
             return []
         wanted = _fingerprints(np.fromiter(map(hash, contact_ids), dtype=np.int64))
+        self._prints.seek(0)
+        if self._numbers is not None:
+            self._numbers.seek(0)
         found: list[int] = []
-        for fingerprints, numbers in self._chunks:
-            at = np.flatnonzero(np.isin(fingerprints, wanted)).tolist()
-            if isinstance(numbers, int):
-                found.extend(numbers + i for i in at)
+        for count, first in self._chunks:
+            prints = np.frombuffer(self._prints.read(count * 4), dtype=np.uint32)
+            at = np.flatnonzero(np.isin(prints, wanted))
+            if first is not None:
+                found.extend((at + first).tolist())
             else:
-                found.extend(numbers[i] for i in at)
+                assert self._numbers is not None
+                numbers = np.frombuffer(self._numbers.read(count * 8), dtype=np.int64)
+                found.extend(numbers[at].tolist())
+        self._prints.seek(0, 2)  # where the next chunk's go
+        if self._numbers is not None:
+            self._numbers.seek(0, 2)
         return found
 
 

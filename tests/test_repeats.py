@@ -13,31 +13,33 @@ from batcher.repeats import RepeatFinder
     st.integers(min_value=1, max_value=7),
 )
 def test_every_row_naming_an_earlier_rows_contact_is_found(ids: list[str], chunk: int) -> None:
-    finder = RepeatFinder()
-    found: set[int] = set()
-    for start in range(0, len(ids), chunk):
-        part = ids[start : start + chunk]
-        found.update(finder.add(list(range(start + 1, start + 1 + len(part))), part))
-    repeats = {row for row, contact in enumerate(ids, 1) if contact in ids[: row - 1]}
-    assert repeats <= found
+    with RepeatFinder() as finder:
+        found: set[int] = set()
+        for start in range(0, len(ids), chunk):
+            part = ids[start : start + chunk]
+            found.update(finder.add(list(range(start + 1, start + 1 + len(part))), part))
+        repeats = {row for row, contact in enumerate(ids, 1) if contact in ids[: row - 1]}
+        assert repeats <= found
 
 
 def test_a_file_of_distinct_contacts_leaves_almost_nothing_to_check() -> None:
-    finder = RepeatFinder()
-    ids = [f"contact{n:013d}" for n in range(200_000)]
-    found = [
-        row
-        for start in range(0, len(ids), 50_000)
-        for row in finder.add(list(range(start + 1, start + 50_001)), ids[start : start + 50_000])
-    ]
-    # Rows sharing a hash bit by chance: about 200,000 / 2**27 of them, i.e. ~300.
-    assert len(found) < 2_000
+    with RepeatFinder() as finder:
+        ids = [f"contact{n:013d}" for n in range(200_000)]
+        found = [
+            row
+            for start in range(0, len(ids), 50_000)
+            for row in finder.add(
+                list(range(start + 1, start + 50_001)), ids[start : start + 50_000]
+            )
+        ]
+        # Rows sharing a hash bit by chance: about 200,000 / 2**27 of them, i.e. ~300.
+        assert len(found) < 2_000
 
 
 def test_rows_are_named_by_the_numbers_given_not_by_position() -> None:
-    finder = RepeatFinder()
-    assert finder.add([10, 20], ["x", "y"]) == []
-    assert 35 in finder.add([35, 40], ["y", "z"])
+    with RepeatFinder() as finder:
+        assert finder.add([10, 20], ["x", "y"]) == []
+        assert 35 in finder.add([35, 40], ["y", "z"])
 
 
 @given(
@@ -52,16 +54,30 @@ def test_earlier_names_every_row_of_the_contacts_asked_for(
     """`earlier` finds each row naming one of the contacts, by its number (a shard's numbers
     have gaps)."""
     numbers = [n * 3 + 1 if gaps else n + 1 for n in range(len(ids))]
-    finder = RepeatFinder()
-    for start in range(0, len(ids), chunk):
-        finder.add(numbers[start : start + chunk], ids[start : start + chunk])
-    found = finder.earlier(sorted(asked))
-    assert {n for n, contact in zip(numbers, ids, strict=True) if contact in asked} <= set(found)
-    assert len(found) == len(set(found))
+    with RepeatFinder() as finder:
+        for start in range(0, len(ids), chunk):
+            finder.add(numbers[start : start + chunk], ids[start : start + chunk])
+        found = finder.earlier(sorted(asked))
+        assert {n for n, contact in zip(numbers, ids, strict=True) if contact in asked} <= set(
+            found
+        )
+        assert len(found) == len(set(found))
 
 
 def test_earlier_names_few_rows_of_other_contacts() -> None:
-    finder = RepeatFinder()
-    ids = [f"contact{n:013d}" for n in range(100_000)]
-    finder.add(list(range(1, 100_001)), ids)
-    assert finder.earlier(["contact0000000000007", "someone else"]) == [8]
+    with RepeatFinder() as finder:
+        ids = [f"contact{n:013d}" for n in range(100_000)]
+        finder.add(list(range(1, 100_001)), ids)
+        assert finder.earlier(["contact0000000000007", "someone else"]) == [8]
+
+
+def test_rows_added_after_a_look_are_found_by_the_next() -> None:
+    """The fingerprints live in a file that `earlier` reads from the start: rows added after it
+    go on at its end, and the files go when the finder is closed."""
+    with RepeatFinder() as finder:
+        finder.add([1, 2], ["x", "y"])
+        assert finder.earlier(["y"]) == [2]
+        finder.add([5, 9], ["y", "z"])  # numbers with a gap: kept in a file of their own
+        assert finder.earlier(["y", "z"]) == [2, 5, 9]
+        files = [finder._prints, finder._numbers]
+    assert all(file is not None and file.closed for file in files)
