@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, NamedTuple, ParamSpec, Self, TypeVar
 
 from batcher.errors import StateError, StateLockedError, UsageError
 from batcher.files import check_trusted, open_private, private_dir
+from batcher.machine import cores
 from batcher.models import (
     Action,
     BatchOutcome,
@@ -762,6 +763,10 @@ class Ledger:
             # power cut may lose the last ones), at a fraction of FULL's fsync cost per batch.
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
+        if cores() > 1:
+            # SQLite's sorter may then sort in two threads: building the index of a million
+            # rows takes 0.33 s instead of 0.43 s (on one core, 0.47 s instead of 0.39 s).
+            db.execute("PRAGMA threads = 2")
         try:
             db.execute("SELECT value FROM json_each('[1]')")
         except sqlite3.OperationalError:

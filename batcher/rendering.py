@@ -40,6 +40,7 @@ from typing import IO, Any
 
 from batcher.files import unfinished
 from batcher.ledger import LAST_ROW, REPORT_BLOCK, Ledger
+from batcher.machine import cores
 from batcher.models import Cell, Inert, Status
 from batcher.report import (
     RESULT_FIELDS,
@@ -233,19 +234,12 @@ def _middle(path: Path, ledger: Ledger, split: Split | None) -> int | None:
     """The row from which the helper renders, or None: one process."""
     if split is None or path.suffix.lower() not in (".csv", ".jsonl") or not split.command[0]:
         return None
-    if _cores() < 2:
+    if cores() < 2:
         return None
     count = ledger.row_count()
     if count < max(split.from_rows, 2):
         return None
     return ledger.row_at(int(count * _OWN_SHARE))
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class _Helper:

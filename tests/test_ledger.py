@@ -947,3 +947,14 @@ def test_a_write_that_fails_stops_the_run_with_a_state_error(ledger: Ledger) -> 
     with pytest.raises(StateError, match="cannot record outcomes") as raised:
         ledger.record(BatchOutcome(batch, (OK,), 201, 1))
     assert raised.value.exit_code == 3
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(1, 0), (2, 2), (8, 2)])
+def test_sqlite_sorts_in_two_threads_only_with_a_second_core(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch, cores: int, threads: int
+) -> None:
+    """A second thread for SQLite's sorter (a big index) pays with a core to run on; on one
+    core the two take turns and it costs."""
+    monkeypatch.setattr(ledger_module, "cores", lambda: cores)
+    with Ledger.open(state_dir, KEY) as ledger:
+        assert ledger._db.execute("PRAGMA threads").fetchone()[0] == threads

@@ -28,7 +28,7 @@ ALWAYS = Split(from_rows=2)
 @pytest.fixture(autouse=True)
 def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     """The helper only starts with a core to spare: as on any machine of two or more."""
-    monkeypatch.setattr(rendering, "_cores", lambda: 2)
+    monkeypatch.setattr(rendering, "cores", lambda: 2)
 
 
 def _awkward(n: int) -> str:

@@ -324,7 +324,7 @@ async def test_a_report_written_by_two_processes_is_the_one_a_single_process_wri
     every report is large, and the file and the counts are those of a run that writes it alone."""
     ids = contact_ids(60)
     source = write_csv(tmp_path / "in.csv", [*ids, ids[3], "short", "=cmd", 'a "b", c'])
-    monkeypatch.setattr(rendering, "_cores", lambda: 2)
+    monkeypatch.setattr(rendering, "cores", lambda: 2)
     results, notices = [], []
     for name, from_rows in (("one.csv", 10**9), ("two.csv", 2)):
         monkeypatch.setattr("batcher.runner.Split", functools.partial(Split, from_rows=from_rows))
