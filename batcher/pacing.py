@@ -92,6 +92,14 @@ class Slot:
             self._done = True
             self._pacer._finish(self._budget, self.started)
 
+    def sent(self) -> None:
+        """The request goes out now: it starts now (it may have waited for its turn since the
+        slot was taken, counted in flight all along, which only held others back longer)."""
+        now = self._pacer._clock()
+        self._budget.in_flight.remove(self.started)
+        self._budget.in_flight.append(now)
+        self.started = now
+
 
 class Pacer:
     """Grants request slots per location within every window that applies to it."""
@@ -288,6 +296,11 @@ class Pacer:
                 )
             )
         self.changed.set()
+
+    def paused(self, location_id: str) -> bool:
+        """Whether a 429 holds `location_id` back now."""
+        budget = self._budgets.get(location_id)
+        return budget is not None and budget.paused_until > self._clock()
 
     def exhausted(self, location_id: str) -> str | None:
         """Why `location_id` gets no more requests in this run, or None."""

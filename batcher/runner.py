@@ -49,6 +49,7 @@ from batcher.sending import (
     Counters,
     ErrorRateBreaker,
     FailureBreaker,
+    Wire,
     quota_message,
     quota_reached,
 )
@@ -590,6 +591,7 @@ async def _send(
                 max_connections=limits.concurrency,
             )
         )
+        wire = Wire(limits.concurrency, stop_event)
         sender = BatchSender(
             client,
             pacer,
@@ -598,13 +600,22 @@ async def _send(
             token_source=result.token_source or "the sandbox",
             sleep=sleep,
             events=emit,
+            wire=wire,
         )
 
         async def send(dispatch: Dispatch) -> BatchOutcome | None:
             try:
                 return await sender(dispatch)
             except BaseException:
+                wire.close()  # the run ends: no batch still waiting for the wire goes out
                 lanes.settled(dispatch.batch)  # no answer to record: the pool is stopping
+                raise
+
+        def recorded(dispatch: Dispatch, outcome: BatchOutcome | None) -> None:
+            try:
+                on_done(dispatch, outcome)
+            except BaseException:
+                wire.close()  # a breaker tripped, or the ledger failed: the run ends
                 raise
 
         # Sending allocates a few thousand short-lived objects per answer, and each full
@@ -613,8 +624,11 @@ async def _send(
         # the collector skips them.
         gc.freeze()
         try:
+            # Twice as many workers as requests out at once (see `Wire`): while a worker
+            # records its answer, another's request is on the wire (a million rows: sending
+            # 4.8-5.2 s -> 4.0-4.4 s).
             await run_pool(
-                lanes.next, send, on_done, concurrency=limits.concurrency, stop=stop_event
+                lanes.next, send, recorded, concurrency=2 * limits.concurrency, stop=stop_event
             )
         except (StopRun, FatalApiError) as exc:
             result.stopped = exc

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 
 from batcher.client import Answer, BulkTagsClient
@@ -44,6 +45,7 @@ __all__ = [
     "Counters",
     "ErrorRateBreaker",
     "FailureBreaker",
+    "Wire",
     "failure_message",
     "is_permanent",
     "quota_message",
@@ -58,6 +60,37 @@ class Counters:
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
+
+
+class Wire:
+    """At most `permits` requests out at once, and none once the run stops.
+
+    The run has twice as many workers as permits: a worker holds its batch (and its pacing slot,
+    which counts from when it was taken, so the wait only makes pacing safer) until a request
+    has been answered and read, then sends at once, while the other worker records that answer:
+    the API does not wait for batcher between two requests. Once the run stops (`stop` set, or
+    `close()` after an error ends it), a batch still waiting here is not sent: Interrupted, and
+    its rows stay pending, as for a batch that never left the scheduler.
+    """
+
+    def __init__(self, permits: int, stop: asyncio.Event) -> None:
+        self._permits = asyncio.Semaphore(permits)
+        self._stop = stop
+        self._closed = False
+
+    def close(self) -> None:
+        self._closed = True
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Held while one request is out."""
+        await self._permits.acquire()
+        try:
+            if self._closed or self._stop.is_set():
+                raise Interrupted("stopped before the request went out")
+            yield
+        finally:
+            self._permits.release()
 
 
 class BatchSender:
@@ -81,8 +114,10 @@ class BatchSender:
         token_source: str,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         events: EventSink = ignore,
+        wire: Wire | None = None,
     ) -> None:
         self._client = client
+        self._wire = wire
         self._events = events
         self._pacer = pacer
         self._counters = counters
@@ -94,9 +129,23 @@ class BatchSender:
 
     async def _attempt(self, batch: Batch, slot: Slot) -> Answer:
         location = batch.location_id
-        self._counters.requests += 1
         try:
-            answer = await self._client.send(batch)
+            while True:
+                async with self._wire.turn() if self._wire is not None else nullcontext():
+                    # The slot may have waited for its turn: what answers said meanwhile holds.
+                    if (why := self._pacer.exhausted(location)) is not None:
+                        raise Interrupted(why)
+                    if not self._pacer.paused(location):
+                        slot.sent()
+                        self._counters.requests += 1
+                        answer = await self._client.send(batch)
+                        break
+                # A 429 paused the location meanwhile: wait it out, as a retry does.
+                slot.finish()
+                slot = await self._pacer.start(location)
+        except Interrupted:
+            slot.finish()
+            raise
         except ApiError as exc:
             slot.finish()
             if isinstance(exc, RateLimitedError | DailyQuotaError):

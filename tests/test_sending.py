@@ -3,6 +3,7 @@ waits, what stops the run, and what a lost batch becomes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 
@@ -15,7 +16,7 @@ from batcher.errors import AuthError
 from batcher.lanes import Dispatch
 from batcher.models import Action, Batch, BatchOutcome, Status
 from batcher.pacing import Pacer
-from batcher.sending import BatchSender, Counters
+from batcher.sending import BatchSender, Counters, Wire
 
 BASE = "https://api.example.test"
 URL = f"{BASE}/contacts/bulk/tags/update/add"
@@ -215,3 +216,87 @@ async def test_the_request_on_the_wire_is_exactly_the_documented_one(
         "tags": ["vip"],
         "locationId": "asdrwHvLUxlfw5SqKVCN",
     }
+
+
+class Waiting:
+    """A batch handed to its sender while the only turn on the wire is held elsewhere."""
+
+    def __init__(self, client: BulkTagsClient, sleeps: Sleeps, counters: Counters) -> None:
+        self.stop = asyncio.Event()
+        self.wire = Wire(1, self.stop)
+        self.pacer = Pacer(100, 10.0, clock=lambda: sleeps.now, sleep=sleeps, stop=self.stop)
+        self.sender = BatchSender(
+            client,
+            self.pacer,
+            RETRY,
+            counters,
+            token_source="$BATCHER_TOKEN",
+            sleep=sleeps,
+            wire=self.wire,
+        )
+
+    async def send_after(self, meanwhile: Callable[[], None]) -> BatchOutcome | None:
+        """Send BATCH (its slot taken now) while another request holds the wire; `meanwhile`
+        happens before that request's turn ends."""
+        slot = self.pacer.try_start(BATCH.location_id)
+        assert slot is not None
+        async with self.wire.turn():
+            sending = asyncio.ensure_future(self.sender(Dispatch(BATCH, slot)))
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert not sending.done()  # waiting for its turn
+            meanwhile()
+        return await sending
+
+
+@pytest.mark.parametrize("how", ["stop", "close"])
+async def test_a_batch_waiting_for_the_wire_is_not_sent_once_the_run_ends(
+    mocked: aioresponses, client: BulkTagsClient, how: str
+) -> None:
+    """A stop (a signal) or an error that ends the run (`Wire.close`: a breaker, the ledger)
+    while a batch waits for its turn: it is not sent, its rows stay pending (no outcome), and
+    its pacing slot is given back."""
+    mocked.post(URL, status=201, payload=created())
+    counters = Counters()
+    waiting = Waiting(client, Sleeps(), counters)
+
+    outcome = await waiting.send_after(waiting.stop.set if how == "stop" else waiting.wire.close)
+
+    assert outcome is None
+    assert counters.requests == 0
+    assert not mocked.requests
+    assert waiting.pacer._budget(BATCH.location_id).in_flight == []
+
+
+async def test_a_batch_waiting_when_its_location_s_daily_quota_runs_out_is_not_sent(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    mocked.post(URL, status=201, payload=created())
+    counters = Counters()
+    waiting = Waiting(client, Sleeps(), counters)
+
+    outcome = await waiting.send_after(
+        lambda: waiting.pacer.exhaust(BATCH.location_id, "the daily quota is reached")
+    )
+
+    assert outcome is None
+    assert counters.requests == 0
+    assert not mocked.requests
+
+
+async def test_a_batch_waiting_when_a_429_pauses_its_location_goes_after_the_pause(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    """The pause another request's 429 set holds for a batch that took its slot before it:
+    the batch waits it out with a slot of its own, then goes, once."""
+    mocked.post(URL, status=201, payload=created())
+    sleeps, counters = Sleeps(), Counters()
+    waiting = Waiting(client, sleeps, counters)
+
+    outcome = await waiting.send_after(lambda: waiting.pacer.pause(BATCH.location_id, 5.0))
+
+    assert outcome is not None
+    assert outcome.attempts == 1
+    assert sleeps.waits == [5.0]
+    assert counters.requests == 1
+    assert waiting.pacer._budget(BATCH.location_id).in_flight == []

@@ -84,6 +84,13 @@ class _Endpoint:
         self._token_bucket = f"token:{config.token}"
 
     async def update_tags(self, request: web.Request) -> web.StreamResponse:
+        self.stats.arrived()
+        try:
+            return await self._update_tags(request)
+        finally:
+            self.stats.answered()
+
+    async def _update_tags(self, request: web.Request) -> web.StreamResponse:
         fate = self.plan.draw()  # before the first await: draws follow the arrival order
         self.stats.total_requests += 1
         body = _loads(await request.read())

@@ -32,10 +32,20 @@ class SandboxStats:
     changes: Counter[str] = field(default_factory=Counter)
     # Per rate-limit bucket: the most requests ever counted in one window (never above max).
     max_window: dict[str, int] = field(default_factory=dict)
+    # Bulk requests being answered now, and the most ever at once.
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def note_window(self, key: str, count: int) -> None:
         if count > self.max_window.get(key, 0):
             self.max_window[key] = count
+
+    def arrived(self) -> None:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def answered(self) -> None:
+        self.in_flight -= 1
 
     def to_json(self) -> dict[str, object]:
         """The JSON of GET /_sandbox/stats (`changes` lists every changed contact: can be big)."""
@@ -44,6 +54,7 @@ class SandboxStats:
             "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
             "faults": dict(sorted(self.faults.items())),
             "max_window": self.max_window,
+            "max_in_flight": self.max_in_flight,
             "applied": [
                 {
                     "type": r.update.type,

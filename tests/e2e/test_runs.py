@@ -146,6 +146,24 @@ async def test_an_exhausted_daily_quota_stops_the_run(
     assert pending.startswith("not sent: the location's daily request quota is reached")
 
 
+@pytest.mark.parametrize("concurrency", [1, 3])
+async def test_the_api_never_has_more_requests_at_once_than_limits_concurrency(
+    tmp_path: Path, make_sandbox: SandboxFactory, concurrency: int
+) -> None:
+    """Twice as many workers as `limits.concurrency` record answers while others are on the
+    wire, but the API never holds more than `limits.concurrency` of them at once (each answer
+    takes the sandbox 1 to 4 ms, so requests overlap there whenever they may)."""
+    source = write_csv(tmp_path / "in.csv", contact_ids(400))
+    limits = LimitSettings(concurrency=concurrency, requests_per_interval=1000, interval_ms=1000)
+    async with make_sandbox(faults={"latency_ms": (1, 4)}) as sandbox:
+        settings = fast_settings(tmp_path, sandbox.url, limits=limits)
+        result = await execute(settings, job(tmp_path, source))
+    assert result.exit_code == 0
+    assert result.requests == 40
+    assert sandbox.stats.max_in_flight <= concurrency
+    assert sandbox.stats.in_flight == 0
+
+
 async def test_too_many_failures_in_a_row_stop_the_run(
     tmp_path: Path, make_sandbox: SandboxFactory
 ) -> None:
