@@ -337,7 +337,8 @@ async def execute(
         # A shard keeps only its own rows (with their input `row` and `line` numbers).
         selection = Selection(job.shard, count_rows=dry_run)
         if not ledger.resumed:
-            ledger.load(table.columns, selection(job.chunks(table)))
+            with _no_collections():
+                ledger.load(table.columns, selection(job.chunks(table)))
         result.rows_per_location = selection.rows_per_location
         lap("load")
         work = ledger.work()
@@ -391,6 +392,21 @@ async def execute(
     result.stages = {stage: seconds for stage, seconds in stages.items() if stage != "confirm"}
     _finish(result, emit, dry_run)
     return result
+
+
+@contextlib.contextmanager
+def _no_collections() -> Iterator[None]:
+    """No cyclic garbage collection: loading makes millions of short-lived objects and almost
+    no cycles (a few hundred a million rows, collected afterwards); the collector's passes over
+    them were a fourteenth of loading a million rows (2.9 s -> 2.7 s). Reference counting frees
+    the rest as before, so memory is the same."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _finish(result: RunResult, emit: EventSink, dry_run: bool) -> None:
