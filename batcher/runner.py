@@ -642,7 +642,7 @@ async def _send(
         try:
             # Twice as many workers as requests out at once (see `Wire`): while a worker
             # records its answer, another's request is on the wire (a million rows: sending
-            # 4.8-5.2 s -> 4.0-4.4 s).
+            # 4.9-5.4 s -> 3.9-4.2 s, the bare client's rate).
             await run_pool(
                 lanes.next, send, recorded, concurrency=2 * limits.concurrency, stop=stop_event
             )
