@@ -474,7 +474,7 @@ def _written_once(db: sqlite3.Connection, path: Path) -> Iterator[None]:
     """A load whose pages are written once, the file synced once at the end.
 
     In WAL mode every page of the load was written twice (to the WAL, then copied back by a
-    checkpoint), and synced at each checkpoint: a twentieth of loading a million rows. A load
+    checkpoint), and synced at each checkpoint: a fourteenth of loading a million rows. A load
     needs no such care: nothing is sent before it ends, and a run killed while loading is
     discarded whole (`Ledger.open`). So it runs with the journal in memory (enough to roll back
     a load that fails) and no syncing; then the file is synced and WAL mode, which keeps every
