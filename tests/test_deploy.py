@@ -1,8 +1,11 @@
 """The Kubernetes example validates against the Kubernetes schema (offline), and its shards fit
-batcher: N said the same everywhere, a ledger per shard, the token from a Secret."""
+batcher: N said the same everywhere, a ledger per shard, the token from a Secret; every pod runs
+the image deploy/build-image.sh builds, as its user on a read-only root (tests/test_image.py runs
+that image so)."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,9 @@ import yaml
 
 from batcher.sharding import resolve_shard
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy" / "kubernetes"
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 MANIFESTS = sorted(DEPLOY.glob("*.yaml"))
 # The schemas kubernetes-validate ships (no network); strict: unknown fields are errors.
 VERSION = kubernetes_validate.latest_version()
@@ -114,9 +119,45 @@ def test_the_merge_reads_one_report_per_shard_of_the_job() -> None:
     assert merge["spec"]["backoffLimit"] == 0  # a retry cannot make a missing shard appear
 
 
+def pod_specs() -> list[tuple[str, dict[str, Any]]]:
+    """Every pod the example makes: the Jobs' and CronJobs' templates, and the files pod."""
+    specs = [(name, spec["template"]["spec"]) for name, spec in job_specs()]
+    for path in MANIFESTS:
+        specs += [
+            (doc["metadata"]["name"], doc["spec"])
+            for doc in documents(path)
+            if doc["kind"] == "Pod"
+        ]
+    return specs
+
+
 def test_everything_shares_one_volume_claim() -> None:
     [pvc] = documents(DEPLOY / "pvc.yaml")
     assert "ReadWriteMany" in pvc["spec"]["accessModes"]
-    for _, spec in job_specs():
-        [volume] = spec["template"]["spec"]["volumes"]
-        assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    assert {name for name, _ in pod_specs()} >= {"batcher-shards", "batcher-merge", "batcher-files"}
+    for _, spec in pod_specs():
+        [claim] = [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
+        assert claim["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+
+
+@pytest.mark.parametrize("spec", [s for _, s in pod_specs()], ids=[n for n, _ in pod_specs()])
+def test_each_pod_runs_the_built_image_as_its_user_on_a_read_only_root(
+    spec: dict[str, Any],
+) -> None:
+    """Each pod runs the image deploy/build-image.sh tags (batcher:VERSION) as its user 10001,
+    the root filesystem read-only, /data the shared volume and /tmp an emptyDir, and the volume's
+    ownership set only when new (a recursive change at each start would open the state
+    directories to the group)."""
+    pod = spec["securityContext"]
+    assert pod["runAsNonRoot"] is True
+    assert pod["runAsUser"] == pod["runAsGroup"] == pod["fsGroup"] == 10001
+    assert pod["fsGroupChangePolicy"] == "OnRootMismatch"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    [container] = spec["containers"]
+    assert container["image"] == f"batcher:{PROJECT['version']}"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    assert "persistentVolumeClaim" in mounts["/data"]
+    assert "emptyDir" in mounts["/tmp"]
