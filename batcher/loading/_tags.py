@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Iterable
 
 from batcher.loading._common import STRIP, shown
@@ -30,6 +31,7 @@ __all__ = ["parse_tags", "read_tags", "unique_tags"]
 _MAX_LITERAL = 100_000
 # Characters that make a cell worth a closer look; most cells hold none of them.
 _LISTY = frozenset("[]\"'(")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def read_tags(text: str) -> tuple[tuple[str, ...], str]:
@@ -76,7 +78,9 @@ def read_tags(text: str) -> tuple[tuple[str, ...], str]:
             return unique_tags(items), ""
     tags = _split(text)
     for tag in tags:
-        if ("[" in tag) != ("]" in tag):
+        # A tag with a control character is invalid anyway, and says so (an ANSI colour code,
+        # ESC [31m, is not a list).
+        if ("[" in tag) != ("]" in tag) and _CONTROL.search(tag) is None:
             return (), (
                 f'"{shown(trimmed)}" look like a broken list (a bracket is not closed): write the '
                 "tags comma-separated, or as a JSON list"
