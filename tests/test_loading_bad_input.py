@@ -141,7 +141,8 @@ def test_a_cell_over_the_cap_is_refused_naming_its_line(tmp_path: Path) -> None:
     path = write(tmp_path / "in.csv", f'contact_id,note,tags\n{ID1},s,x\n{ID2},"{big}",y\n')
     assert open_error(path, action="add") == (
         f"{path}: line 3: a cell is longer than input.max_cell_kb (4,096 KiB of text): not a "
-        "contact list's cell; fix the file (or raise input.max_cell_kb)"
+        "contact list's cell (a quote opened there and never closed makes one cell of the "
+        "rest); fix the file (or raise input.max_cell_kb)"
     )
 
 

@@ -315,7 +315,33 @@ def test_a_multi_line_cell_over_the_cap_is_refused_naming_its_line(tmp_path: Pat
     caps = Caps(cell_chars=1024, line_bytes=2048)
     assert refusal(path, action="add", caps=caps) == (
         f"{path}: line 3: a cell is longer than input.max_cell_kb (1 KiB of text): not a contact "
-        "list's cell; fix the file (or raise input.max_cell_kb)"
+        "list's cell (a quote opened there and never closed makes one cell of the rest); fix "
+        "the file (or raise input.max_cell_kb)"
+    )
+
+
+def test_stray_quotes_that_only_seem_to_open_a_long_row_are_read(tmp_path: Path) -> None:
+    """An inch mark (5'11") inside a cell flips the scan's quote parity; the rows are then
+    measured exactly, found short, and read."""
+    rows = [f"{ID1},5'11\",vip"] + [f"{ID2},row {n},vip" for n in range(300)]
+    rows.append(f"{ID3},6'2\",gold")
+    path = write(tmp_path / "in.csv", "contact_id,height,tags\n" + "\n".join(rows) + "\n")
+    caps = Caps(cell_chars=1024, line_bytes=2048)
+    loaded = load(path, action="add", caps=caps)
+    assert (len(loaded), loaded[0].extra[1], loaded[-1].extra[1]) == (302, "5'11\"", "6'2\"")
+
+
+def test_a_quote_left_open_in_a_long_file_is_refused_before_pandas_holds_the_rest(
+    tmp_path: Path,
+) -> None:
+    """The scan sees a record running past the line cap; the csv module's cell limit stops
+    it at the line where the quote opened."""
+    rows = [f'{ID1},"John,vip'] + [f"{ID2},row {n},vip" for n in range(300)]
+    path = write(tmp_path / "in.csv", "contact_id,name,tags\n" + "\n".join(rows) + "\n")
+    caps = Caps(cell_chars=1024, line_bytes=2048)
+    assert refusal(path, action="add", caps=caps).startswith(
+        f"{path}: line 2: a cell is longer than input.max_cell_kb (1 KiB of text): not a "
+        "contact list's cell (a quote opened there and never closed"
     )
 
 

@@ -86,8 +86,8 @@ def open_csv(
             raise InputError(
                 f"{path}: unknown encoding {encoding!r} (--encoding, input.encoding)"
             ) from None
-        check_named(path, encoding, caps, gzipped=gzipped)
-        decided = Decided(encoding, "named")
+        long_record = check_named(path, encoding, caps, gzipped=gzipped)
+        decided = Decided(encoding, "named", long_record=long_record)
     else:
         decided = detect(path, sample, caps, gzipped=gzipped)
     text = codecs.getincrementaldecoder(decided.encoding)(errors="replace").decode(sample)
@@ -137,6 +137,8 @@ class _CsvFile:
         self.caps = caps
         # Excel's "sep=" line is a record before the header, whatever the header search finds.
         self.sep_line = sep_line
+        if decided.long_record:
+            self._measure_records()
         # Records (lines, or several lines for quoted line breaks) before the header, the
         # physical line where the data starts.
         self.skip, self.data_line = self._find_header()
@@ -188,6 +190,22 @@ class _CsvFile:
                 raise InputError(
                     f"{self.path}: line {before + 1}: not readable as CSV ({one_line(exc)})"
                 ) from exc
+
+    def _measure_records(self) -> None:
+        """Refuse the first record longer than the line cap (a cell over the cell cap is
+        refused by the csv module's field limit), before pandas holds one whole. Only for a
+        file whose scan saw a record that long (`Decided.long_record`): the csv module reads
+        a million rows in about a second."""
+        cap = self.caps.line_bytes
+        with closing(self._records()) as records:
+            for cells, first, _last in records:
+                if sum(map(len, cells)) > cap:
+                    raise InputError(
+                        f"{self.path}: line {first}: a row (with the line breaks inside its "
+                        f"quoted cells) is longer than input.max_line_kb ({cap // 1024:,} KiB): "
+                        "not a row of a contact list; close a quote left open, or fix the file "
+                        "(or raise input.max_line_kb)"
+                    )
 
     def _find_header(self) -> tuple[int, int]:
         skip = 0
@@ -273,16 +291,19 @@ class _CsvFile:
                 line = starts[-1] + 1 + extra[-1]
 
     def _check_cells(self, columns: list[list[str]], lines: Sequence[int]) -> None:
-        """Refuse the first row holding a cell over the cap (`lines`: where each row starts)."""
+        """Refuse the first row holding a cell over the cap (`lines`: where each row starts);
+        `columns` are those whose cells together are over it."""
         cap = self.caps.cell_chars
-        over = min(i for column in columns for i, value in enumerate(column) if len(value) > cap)
-        raise self._long_cell(lines[over])
+        over = [i for column in columns for i, value in enumerate(column) if len(value) > cap]
+        if over:
+            raise self._long_cell(lines[min(over)])
 
     def _long_cell(self, line: int) -> InputError:
         kib = self.caps.cell_chars // 1024
         return InputError(
             f"{self.path}: line {line}: a cell is longer than input.max_cell_kb ({kib:,} KiB of "
-            "text): not a contact list's cell; fix the file (or raise input.max_cell_kb)"
+            "text): not a contact list's cell (a quote opened there and never closed makes one "
+            "cell of the rest); fix the file (or raise input.max_cell_kb)"
         )
 
     def _open_quote(self, opened_at: int, runs_over: int | None) -> InputError:

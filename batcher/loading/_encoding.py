@@ -63,6 +63,9 @@ class Decided:
     encoding: str
     why: str
     candidates: tuple[str, ...] = ()
+    # The scan saw a record (quotes followed by parity) longer than the line cap: the CSV
+    # reader measures its records before reading any row.
+    long_record: bool = False
 
     @property
     def name(self) -> str:
@@ -94,8 +97,8 @@ def breaks(text: str) -> int:
 def detect(path: Path, sample: bytes, caps: Caps, *, gzipped: bool) -> Decided:
     """The encoding of a file nobody named (see the module docstring)."""
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        check_named(path, "utf-16", caps, gzipped=gzipped)
-        return Decided("utf-16", "BOM")
+        long_record = check_named(path, "utf-16", caps, gzipped=gzipped)
+        return Decided("utf-16", "BOM", long_record=long_record)
     if sample.startswith(b"PK\x03\x04"):
         raise InputError(
             f"{path}: is a ZIP file (an Excel workbook?), not CSV text; "
@@ -105,7 +108,8 @@ def detect(path: Path, sample: bytes, caps: Caps, *, gzipped: bool) -> Decided:
     scan.run()
     if scan.bad is None:
         # utf-8-sig reads UTF-8 with or without a BOM.
-        return Decided("utf-8-sig", "BOM" if sample.startswith(codecs.BOM_UTF8) else "valid UTF-8")
+        why = "BOM" if sample.startswith(codecs.BOM_UTF8) else "valid UTF-8"
+        return Decided("utf-8-sig", why, long_record=scan.long_record)
     if scan.multibyte or sample.startswith(codecs.BOM_UTF8):
         line = _line_at(path, scan.bad, gzipped=gzipped)
         raise InputError(
@@ -125,15 +129,17 @@ def detect(path: Path, sample: bytes, caps: Caps, *, gzipped: bool) -> Decided:
             f"{path}: not UTF-8, nor any of {', '.join(CODE_PAGES)}; name the file's encoding "
             "(--encoding, input.encoding)"
         )
-    return Decided(candidates[0], "detected", candidates)
+    return Decided(candidates[0], "detected", candidates, scan.long_record)
 
 
-def check_named(path: Path, encoding: str, caps: Caps, *, gzipped: bool) -> None:
+def check_named(path: Path, encoding: str, caps: Caps, *, gzipped: bool) -> bool:
     """Decode the whole file strictly in `encoding`; an InputError naming the line at the first
-    byte it cannot decode, or at a NUL character (and the scan's bounds)."""
+    byte it cannot decode, or at a NUL character (and the scan's bounds). Returns whether a
+    record seemed longer than the line cap (`Decided.long_record`)."""
     decoder = codecs.getincrementaldecoder(encoding)()
     line = 1
-    for offset, block in _blocks(path, caps, gzipped=gzipped, encoding=encoding):
+    blocks = _Blocks(path, caps, gzipped=gzipped, encoding=encoding)
+    for offset, block in blocks:
         try:
             text = decoder.decode(block, final=not block)
         except UnicodeDecodeError as exc:
@@ -146,6 +152,7 @@ def check_named(path: Path, encoding: str, caps: Caps, *, gzipped: bool) -> None
         if "\x00" in text:
             raise _binary(path, line + breaks(text[: text.index("\x00")]))
         line += breaks(text)
+    return blocks.long_record
 
 
 def _binary(path: Path, line: int) -> InputError:
@@ -168,10 +175,12 @@ class _Scan:
         self.multibyte = False
         self.high: set[int] = set()
         self.detector_text = bytearray()
+        self.long_record = False
 
     def run(self) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
-        for offset, block in _blocks(self.path, self.caps, gzipped=self.gzipped):
+        blocks = _Blocks(self.path, self.caps, gzipped=self.gzipped)
+        for offset, block in blocks:
             if b"\x00" in block:
                 at = offset + block.index(b"\x00")
                 raise _binary(self.path, _line_at(self.path, at, gzipped=self.gzipped))
@@ -192,56 +201,114 @@ class _Scan:
                 before = text[: escaped.start()].encode("utf-8", "surrogateescape")
                 self.bad = offset - pending + len(before)
                 self.bad_byte = ord(text[escaped.start()]) - 0xDC00
+        self.long_record = blocks.long_record
 
 
-def _blocks(
-    path: Path, caps: Caps, *, gzipped: bool, encoding: str | None = None
-) -> Iterator[tuple[int, bytes]]:
+class _Blocks:
     """(offset, block) over the whole file, then (size, b"") at its end; refuses a line longer
     than `caps.line_bytes` and a gzip file inflating beyond its cap, naming them.
 
     Blocks are never longer than the line cap, so a line within one block is within the cap:
-    only the line running across block ends is measured (a few operations per block).
+    only the line running across block ends is measured (a few operations per block). The same
+    goes for records (a line break inside quotes does not end one), followed by the parity of
+    the quotes seen: `long_record` is set when a record seems longer than the cap. Parity is
+    exact for quotes as RFC 4180 writes them; a stray quote inside a cell (5'11") can make a
+    record seem long, so `long_record` only asks the CSV reader to measure the records itself.
     """
-    size = min(_SCAN_BLOCK, caps.line_bytes)
-    inflated_cap = None
-    if gzipped and caps.inflate_ratio:
-        inflated_cap = max(_INFLATE_FLOOR, caps.inflate_ratio * os.path.getsize(path))
-    offset = 0
-    start = 0  # where the line being read started
-    try:
-        with opened(path, gzipped=gzipped) as fh:
-            while block := fh.read(size):
-                first = _first_break(block)
-                end = len(block) if first < 0 else first
-                if offset + end - start > caps.line_bytes:
-                    line = _line_at(path, start, gzipped=gzipped, encoding=encoding)
-                    raise InputError(
-                        f"{path}: line {line} is longer than input.max_line_kb "
-                        f"({caps.line_bytes // 1024:,} KiB): not a line of a contact list; fix "
-                        "the file (or raise input.max_line_kb)"
-                    )
-                if first >= 0:
-                    start = offset + max(block.rfind(b"\n"), block.rfind(b"\r")) + 1
-                yield offset, block
-                offset += len(block)
-                if inflated_cap is not None and offset > inflated_cap:
-                    raise InputError(
-                        f"{path}: inflates to more than {offset // 2**20:,} MiB from "
-                        f"{os.path.getsize(path) / 2**20:,.1f} MiB, over input.max_inflate_ratio "
-                        f"({caps.inflate_ratio}x): refused as a likely gzip bomb; if it is a real "
-                        "contact list, unpack it and give the .csv"
-                    )
-            yield offset, b""
-    except (OSError, EOFError, zlib.error) as exc:
-        raise InputError(f"{path}: cannot be read ({one_line(exc)})") from exc
+
+    def __init__(
+        self, path: Path, caps: Caps, *, gzipped: bool, encoding: str | None = None
+    ) -> None:
+        self.path = path
+        self.caps = caps
+        self.gzipped = gzipped
+        self.encoding = encoding
+        self.long_record = False
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        path, caps = self.path, self.caps
+        cap = caps.line_bytes
+        size = min(_SCAN_BLOCK, cap)
+        inflated_cap = None
+        if self.gzipped and caps.inflate_ratio:
+            inflated_cap = max(_INFLATE_FLOOR, caps.inflate_ratio * os.path.getsize(path))
+        offset = 0
+        line_start = 0  # where the line being read started
+        record_start = 0  # where the record being read started, as the quotes' parity says
+        odd = False  # an odd number of quotes so far: inside a quoted cell
+        try:
+            with opened(path, gzipped=self.gzipped) as fh:
+                while block := fh.read(size):
+                    first = _break_in(block, 0, len(block))
+                    if offset + (len(block) if first < 0 else first) - line_start > cap:
+                        raise self._long_line(line_start)
+                    if first >= 0:
+                        line_start = offset + _last_break_in(block, 0, len(block)) + 1
+                    if not self.long_record:
+                        ends = _record_ends(block, odd)
+                        reach = len(block) if ends is None else ends[0]
+                        if offset + reach - record_start > cap:
+                            self.long_record = True
+                        if ends is not None:
+                            record_start = offset + ends[1] + 1
+                        odd ^= block.count(b'"') % 2 == 1
+                    yield offset, block
+                    offset += len(block)
+                    if inflated_cap is not None and offset > inflated_cap:
+                        raise InputError(
+                            f"{path}: inflates to more than {offset // 2**20:,} MiB from "
+                            f"{os.path.getsize(path) / 2**20:,.1f} MiB, over "
+                            f"input.max_inflate_ratio ({caps.inflate_ratio}x): refused as a "
+                            "likely gzip bomb; if it is a real contact list, unpack it and give "
+                            "the .csv"
+                        )
+                yield offset, b""
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(f"{path}: cannot be read ({one_line(exc)})") from exc
+
+    def _long_line(self, start: int) -> InputError:
+        line = _line_at(self.path, start, gzipped=self.gzipped, encoding=self.encoding)
+        return InputError(
+            f"{self.path}: line {line} is longer than input.max_line_kb "
+            f"({self.caps.line_bytes // 1024:,} KiB): not a line of a contact list; fix the "
+            "file (or raise input.max_line_kb)"
+        )
 
 
-def _first_break(block: bytes) -> int:
-    lf, cr = block.find(b"\n"), block.find(b"\r")
+def _break_in(block: bytes, start: int, end: int) -> int:
+    """The first CR or LF in block[start:end], or -1."""
+    lf, cr = block.find(b"\n", start, end), block.find(b"\r", start, end)
     if lf < 0 or cr < 0:
         return max(lf, cr)
     return min(lf, cr)
+
+
+def _last_break_in(block: bytes, start: int, end: int) -> int:
+    return max(block.rfind(b"\n", start, end), block.rfind(b"\r", start, end))
+
+
+def _record_ends(block: bytes, odd: bool) -> tuple[int, int] | None:
+    """The first and the last line break of `block` outside quotes (`odd`: the block starts
+    inside a quoted cell), or None when every line break in it is inside quotes.
+
+    Walks from quote to quote with C-level finds, from each end, until a line break outside
+    quotes turns up: a few steps for a block of ordinary rows.
+    """
+    position, inside = 0, odd
+    while True:
+        quote = block.find(b'"', position)
+        end = len(block) if quote < 0 else quote
+        if not inside and (first := _break_in(block, position, end)) >= 0:
+            break
+        if quote < 0:
+            return None
+        position, inside = quote + 1, not inside
+    position, inside = len(block), odd ^ (block.count(b'"') % 2 == 1)
+    while True:
+        quote = block.rfind(b'"', 0, position)
+        if not inside and (last := _last_break_in(block, quote + 1, position)) >= 0:
+            return first, last
+        position, inside = quote, not inside  # a break outside quotes exists: so does a quote
 
 
 def _line_at(path: Path, offset: int, *, gzipped: bool, encoding: str | None = None) -> int:
