@@ -68,6 +68,13 @@ async def test_upload_plan_run_and_download_the_report(tmp_path: Path) -> None:
         assert re.search(r"2,9\d\d rows: add \[&quot;vip&quot;, &quot;newsletter&quot;\]", text)
         assert 'id="plan-requests"' in text
         assert "at the rate limit" in text
+        # How the file was read, and the distinct operations with their rows (Step 10).
+        assert "Read as CSV, UTF-8 (valid throughout), delimiter &quot;,&quot; (sniffed)." in text
+        assert re.search(
+            r"<code>add \[&quot;newsletter&quot;, &quot;vip&quot;\]</code></td>"
+            r"<td class='num'>2,9\d\d</td>",
+            text,
+        )
         assert 'id="invalid-rows"' in text  # the sample has invalid rows: the first are listed
         assert not state_files(state_dir), "a plan keeps no state"
 
