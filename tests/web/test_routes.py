@@ -144,6 +144,24 @@ async def test_a_bad_upload_is_refused_with_a_clear_message_and_nothing_sent(
         assert (await page.progress())["state"] == "none"
 
 
+async def test_a_code_page_upload_is_read_in_the_configured_encoding(tmp_path: Path) -> None:
+    """A cp1251 file whose tags only that code page reads right is refused at upload (exit 2's
+    line, showing the readings) unless input.encoding names it; then its plan says so."""
+    data = "contact_id,tags,action\ng9Tx27DdxE3tn8SefKjA,клиент,add\n".encode("cp1251")
+    async with page_for(settings_for(tmp_path / "a")) as page:
+        status, text, _ = await page.upload("contacts.csv", data)
+        assert status == 400
+        assert "&quot;клиент&quot; in cp1251" in text
+    settings = settings_for(tmp_path / "b", **{"input.encoding": "cp1251"})
+    async with page_for(settings) as page:
+        status, text, upload_id = await page.upload("contacts.csv", data)
+        assert status == 200, text
+        status, text = await page.post("/plan", {"upload": upload_id})
+        assert status == 200, text
+        assert "Read as CSV, cp1251 (as named)" in text
+        assert "<code>add [&quot;клиент&quot;]</code>" in text
+
+
 async def test_a_post_without_the_csrf_token_is_refused(tmp_path: Path) -> None:
     state_dir = tmp_path / ".batcher"
     async with page_for(settings_for(state_dir)) as page:
