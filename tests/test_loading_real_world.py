@@ -90,14 +90,31 @@ def test_non_ascii_outside_the_sent_cells_is_read_in_the_detectors_pick_and_said
     tmp_path: Path,
 ) -> None:
     """Names in a code page do not stop the run when every id, tag, action and location reads
-    the same in every likely code page; the reading says it was detected."""
+    the same in every likely code page; charset-normalizer's ranking (ties to cp1252, the most
+    common producer) reads the names, and the reading says it was detected."""
     text = f"contact_id,name,tags,action\n{ID1},Müller,vip,add\n{ID2},Zoë,gold,add\n"
     path = write(tmp_path / "in.csv", text, "cp1252")
     table = table_of(path)
     rows = [row for chunk in table.chunks() for row in chunk]
-    assert [(r.contact_id, r.tags) for r in rows] == [(ID1, ("vip",)), (ID2, ("gold",))]
-    assert table.reading.startswith("CSV, ")
-    assert "(detected: the cells sent read the same in" in table.reading
+    assert [(r.contact_id, r.tags, r.extra[1]) for r in rows] == [
+        (ID1, ("vip",), "Müller"),
+        (ID2, ("gold",), "Zoë"),
+    ]
+    assert table.reading.startswith("CSV, cp125")
+    assert "(detected: the cells sent read the same in " in table.reading
+
+
+def test_western_names_are_read_in_cp1252_when_the_code_pages_tie(tmp_path: Path) -> None:
+    """Núñez reads Núńez in cp1250, which charset-normalizer scores the same as cp1252 for
+    Western names: the tie goes to cp1252, so the report keeps the names as written."""
+    names = ["Zoë Müller", "José Núñez", "Søren Straße", "François Côté"] * 50
+    text = "contact_id,name,tags,action\n" + "".join(
+        f"{ID1[:10]}{n:010d},{name},vip,add\n" for n, name in enumerate(names)
+    )
+    table = table_of(write(tmp_path / "in.csv", text, "cp1252"))
+    rows = [row for chunk in table.chunks() for row in chunk]
+    assert [row.extra[1] for row in rows[:4]] == names[:4]
+    assert table.reading.startswith("CSV, cp1252 (detected: ")
 
 
 def test_a_difference_deep_in_the_file_is_found_and_named(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ read, with the checks made on the way.
   UTF-8 and invalid bytes is UTF-8 with stray bytes (refused, naming the first).
 - An encoding the user named is decoded strictly.
 - Any other file (8-bit text) is never guessed at silently: the code pages that decode it
-  (`CODE_PAGES` and charset-normalizer's pick) are its `candidates`; the CSV reader then decodes
+  (`CODE_PAGES` and charset-normalizer's free pick), ranked by charset-normalizer, are its
+  `candidates`; the CSV reader then decodes
   the cells that are sent (ids, tags, actions, locations) under each, and stops the run when they
   disagree on any of them (`disagreement`).
 - The same pass refuses what is not text or not bounded: a NUL byte anywhere, a line longer than
@@ -15,6 +16,7 @@ read, with the checks made on the way.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import gzip
 import io
 import os
@@ -118,12 +120,16 @@ def detect(path: Path, sample: bytes, caps: Caps, *, gzipped: bool) -> Decided:
             "(--encoding, input.encoding) if the file is not UTF-8"
         )
     high = bytes(sorted(scan.high))
-    guess = _detector_guess(bytes(scan.detector_text))
-    candidates = tuple(
+    text = bytes(scan.detector_text)
+    guess = _detector_guess(text)
+    plausible = [
         name
-        for name in dict.fromkeys(((guess,) if guess else ()) + CODE_PAGES)
+        for name in dict.fromkeys(CODE_PAGES + ((guess,) if guess else ()))
         if _decodes(high, name)
-    )
+    ]
+    # The pick is the best ranked of the likely code pages; the free guess is compared too.
+    ranked = _detector_rank(text, [name for name in plausible if name in CODE_PAGES])
+    candidates = tuple(dict.fromkeys(ranked + plausible))
     if not candidates:
         raise InputError(
             f"{path}: not UTF-8, nor any of {', '.join(CODE_PAGES)}; name the file's encoding "
@@ -343,6 +349,28 @@ def _decodes(high: bytes, encoding: str) -> bool:
     return True
 
 
+def _detector_rank(text: bytes, names: list[str]) -> list[str]:
+    """`names` as charset-normalizer ranks them for the lines holding bytes above 0x7F, best
+    first (those it finds too messy left out), ties in `names`' order. Its free pick on a few
+    short lines is often an odd one (cp775, mac-latin2 for Western names); among the likely code
+    pages Western names tie in cp1250, cp1252 and cp1257, Cyrillic ones rank cp1251 alone."""
+    if not text or not names:
+        return []
+    from charset_normalizer import from_bytes  # only for 8-bit files
+
+    spelled = {codecs.lookup(name).name: name for name in names}
+    scored = []
+    for match in from_bytes(text, cp_isolation=names):
+        with contextlib.suppress(LookupError):
+            name = spelled.get(codecs.lookup(match.encoding).name)
+            if name is not None:
+                # Ties (Western names score the same in cp1250, cp1252 and cp1257) go to the
+                # order of `names`: CODE_PAGES', the most common producer first.
+                key = (round(match.chaos, 3), -round(match.coherence, 3), names.index(name))
+                scored.append((key, name))
+    return [name for _, name in sorted(scored)]
+
+
 def _detector_guess(text: bytes) -> str | None:
     """charset-normalizer's pick for the lines holding bytes above 0x7F (None: no opinion)."""
     if not text:
@@ -353,9 +381,11 @@ def _detector_guess(text: bytes) -> str | None:
     if best is None:
         return None
     try:
-        return codecs.lookup(best.encoding).name
+        name = codecs.lookup(best.encoding).name
     except LookupError:
         return None
+    # The spelling of CODE_PAGES for one of them (codecs says mac-roman for mac_roman).
+    return next((page for page in CODE_PAGES if codecs.lookup(page).name == name), name)
 
 
 def disagreement(value: str, candidates: tuple[str, ...]) -> dict[str, str] | None:
