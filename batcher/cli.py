@@ -32,7 +32,8 @@ from batcher.jobs import build_job
 from batcher.merging import merge_reports
 from batcher.models import Status
 from batcher.planning import PlanStats
-from batcher.runner import Preview, RunProgress, RunResult, Tick, execute
+from batcher.printable import escaped
+from batcher.runner import Preview, RunProgress, RunResult, TagOperation, Tick, execute
 from batcher.sandbox import config_from_options, serve
 from batcher.secrets import Scrubber
 from batcher.sending import is_permanent
@@ -58,9 +59,11 @@ STATUS_ORDER = (
 
 
 def _echo(text: str, *, err: bool = False) -> None:
-    """Print one line; a closed pipe (`| head -1`) is not an error of ours."""
+    """Print one line, controls spelled out (`batcher.printable`: a cell or a file name with an
+    escape sequence must not drive the terminal); a closed pipe (`| head -1`) is not an error of
+    ours."""
     try:
-        click.echo(text, err=err)
+        click.echo(escaped(text), err=err)
     except BrokenPipeError:
         # Point the stream at /dev/null so that the interpreter's final flush is quiet too.
         with contextlib.suppress(OSError, ValueError):
@@ -140,6 +143,11 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "--delimiter",
             help="CSV delimiter: one character, or tab, comma, semicolon, pipe (else sniffed; "
             ".tsv is tab).",
+        ),
+        click.option(
+            "--encoding",
+            help="The CSV file's encoding, e.g. cp1251 (else UTF-8 or UTF-16 by BOM, or a code "
+            "page only when the cells sent read the same in every likely one; input.encoding).",
         ),
         click.option(
             "--allow-empty",
@@ -231,9 +239,24 @@ def _confirm(yes: bool) -> Callable[[Preview], bool] | None:
             f"(at least {_duration(preview.least_seconds)} at the rate limit)",
             err=True,
         )
+        if preview.reading:
+            _echo(f"  read as {preview.reading}", err=True)
+        for line in _operation_lines(list(preview.operations), preview.operation_count):
+            _echo(line, err=True)
         return click.confirm("Send?", default=False, err=True)
 
     return ask
+
+
+def _operation_lines(operations: list[TagOperation], count: int) -> Iterator[str]:
+    """The distinct operations to send, most rows first: `    1,234 rows  add ["vip"]`."""
+    if not operations:
+        return
+    yield f"  {count:,} distinct operation{'s' if count != 1 else ''}:"
+    for operation in operations:
+        yield f"    {operation.rows:>9,} rows  {operation}"
+    if count > len(operations):
+        yield f"    ... and {count - len(operations):,} more"
 
 
 def _duration(seconds: float) -> str:
@@ -352,6 +375,7 @@ def _summary(result: RunResult) -> None:
     target = result.target + (f" (token from {result.token_source})" if result.token_source else "")
     for name, value in (
         ("input", f"{result.input_path} ({total:,} rows)"),
+        *((("read as", result.reading),) if result.reading else ()),
         ("operation", result.operation),
         ("target", target),
         ("locations", f"{result.locations:,}"),
@@ -440,6 +464,8 @@ def plan(quiet: bool, rejects_path: Path | None, **options: Any) -> None:
     _echo(
         f"batcher: plan for {result.input_path}: {total:,} rows{resumed if result.resumed else ''}"
     )
+    if result.reading:
+        _echo(f"  read as {result.reading}")
     for status in STATUS_ORDER:
         if result.counts[status]:
             name = "to send" if status is Status.PENDING else status.value
@@ -466,6 +492,8 @@ def plan(quiet: bool, rejects_path: Path | None, **options: Any) -> None:
             "  (rounds: some contacts have several rows; each contact's rows are applied in "
             "input order, a round at a time)"
         )
+    for line in _operation_lines(result.operations, result.operation_count):
+        _echo(line)
     budget = limits.daily_requests - limits.daily_reserve
     shown = result.per_location[:PLAN_LOCATIONS]
     for location, requests in shown:
@@ -744,6 +772,7 @@ def undo(
 @click.option("--id-column", help="With INPUT: the contact id column, as given to `run`.")
 @click.option("--sheet", help="With INPUT: the Excel sheet, as given to `run`.")
 @click.option("--delimiter", help="With INPUT: the CSV delimiter, as given to `run`.")
+@click.option("--encoding", help="With INPUT: the CSV encoding, as given to `run`.")
 @click.option("--base-url", help="With INPUT: the API base URL, as given to `run`.")
 @click.option("--sandbox", is_flag=True, help="With INPUT: as given to `run`.")
 def status(input_path: Path | None, config_file: Path | None, **options: Any) -> None:

@@ -70,11 +70,18 @@ class RetrySettings:
 @dataclass(frozen=True)
 class InputSettings:
     id_pattern: str = r"^[A-Za-z0-9]{20}$"
-    # Empty: UTF-8 (with or without BOM), or cp1252 for a file with no UTF-8 in it at all.
+    # Empty: UTF-8 (with or without BOM), UTF-16 with a BOM, or an 8-bit code page only when
+    # the cells sent read the same in every likely one (else the run stops showing them).
     encoding: str = ""
     # HighLevel documents no limit; a longer "tag" is nearly always a wrong cell (a note pasted
     # into the tags column), and the rows carrying one are `invalid` rather than sent.
     max_tag_length: int = 255
+    # Bounded input (SPEC "Input"): a cell (KiB of text; Excel's own limit is 32,767
+    # characters), a line (KiB) and how many times its own size a compressed file may inflate
+    # (0: no limit; gzip's best is about 1,030x, a contact list 2-10x).
+    max_cell_kb: int = 4096
+    max_line_kb: int = 16384
+    max_inflate_ratio: int = 100
 
 
 @dataclass(frozen=True)
@@ -215,6 +222,13 @@ def _check(settings: Settings) -> None:
         "must be at least 0 and below limits.daily_requests",
     )
     need(settings.input.max_tag_length >= 1, "input.max_tag_length", "must be at least 1")
+    need(settings.input.max_cell_kb >= 1, "input.max_cell_kb", "must be at least 1")
+    need(
+        settings.input.max_line_kb >= settings.input.max_cell_kb,
+        "input.max_line_kb",
+        "must be at least input.max_cell_kb",
+    )
+    need(settings.input.max_inflate_ratio >= 0, "input.max_inflate_ratio", "must be at least 0")
     need(
         0 <= settings.run.max_error_rate <= 1,
         "run.max_error_rate",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from batcher.config import Settings, config_path
 from batcher.errors import ConfigError, UsageError
-from batcher.loading import InputOptions, InputTable, parse_tags
+from batcher.loading import Caps, InputOptions, InputTable, parse_tags
 from batcher.models import Chunk
 from batcher.sandbox import SandboxConfig, load_config
 from batcher.sharding import Shard, resolve_shard
@@ -103,13 +103,15 @@ def build_job(
     fresh: bool = False,
     allow_empty: bool = False,
     delimiter: str | None = None,
+    encoding: str | None = None,
     shard: str | None = None,
     shards: str | None = None,
 ) -> Job:
     """A Job from option values as a user gives them (None: not given).
 
     The shard comes from `shard` ("K/N"), else $BATCHER_SHARD, else `shards` with the scheduler's
-    index variable (`batcher.sharding.resolve_shard`).
+    index variable (`batcher.sharding.resolve_shard`). `encoding` (--encoding) overrides
+    `input.encoding`.
     """
     chosen_shard, shard_count = resolve_shard(shard, shards)
     if remove_all_tags:
@@ -118,6 +120,10 @@ def build_job(
         if tags is not None:
             raise UsageError("--remove-all-tags sends no tags: drop --tags")
         action = "remove"
+    try:
+        fixed_tags = parse_tags(tags) if tags is not None else None
+    except ValueError as exc:
+        raise UsageError(f"--tags: {exc}") from None
     default_location = settings.api.location_id
     config = sandbox_config(config_file, input_path) if sandbox else None
     if config is not None and not default_location:
@@ -126,14 +132,19 @@ def build_job(
         id_column=id_column,
         sheet=sheet,
         action=action.lower() if action else None,
-        tags=parse_tags(tags) if tags is not None else None,
+        tags=fixed_tags,
         remove_all=remove_all_tags,
         location_id=location_id,
         default_location_id=default_location,
         id_pattern=settings.input.id_pattern,
-        encoding=settings.input.encoding,
+        encoding=settings.input.encoding if encoding is None else encoding,
         max_tag_length=settings.input.max_tag_length,
         delimiter=delimiter,
+        caps=Caps(
+            cell_chars=settings.input.max_cell_kb * 1024,
+            line_bytes=settings.input.max_line_kb * 1024,
+            inflate_ratio=settings.input.max_inflate_ratio,
+        ),
     )
     return Job(
         input_path=input_path,

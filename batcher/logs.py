@@ -7,7 +7,8 @@ extra attributes hold its name and fields. `JsonFormatter` writes each record as
 `TextFormatter` writes `batcher: <message>` as batcher always has (`batcher: error: ...` for
 errors, `batcher: warning: ...` for the `warning` event). Both scrub the token (any
 piece of it, see `batcher.secrets`) from everything they write, as a last guard: nothing that
-reaches them should hold it in the first place.
+reaches them should hold it in the first place. Neither writes a control or bidirectional
+character raw (`batcher.printable`): a newline in a cell cannot forge a line of the log.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from batcher.events import Event
+from batcher.printable import escaped, json_escaped
 from batcher.secrets import Scrubber
 
 __all__ = ["FORMATS", "JsonFormatter", "TextFormatter", "emit", "logger", "set_scrubber", "setup"]
@@ -79,7 +81,9 @@ class JsonFormatter(logging.Formatter):
                 data[key] = value
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(_scrubbed(data, self.scrubber), ensure_ascii=False, default=str)
+        return json_escaped(
+            json.dumps(_scrubbed(data, self.scrubber), ensure_ascii=False, default=str)
+        )
 
 
 class TextFormatter(logging.Formatter):
@@ -96,7 +100,7 @@ class TextFormatter(logging.Formatter):
             prefix = "warning: "
         else:
             prefix = ""
-        return self.scrubber.scrub(f"batcher: {prefix}{record.getMessage()}")
+        return escaped(self.scrubber.scrub(f"batcher: {prefix}{record.getMessage()}"))
 
 
 class _WriteHandler(logging.Handler):

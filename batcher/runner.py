@@ -56,15 +56,37 @@ from batcher.sending import (
 from batcher.sharding import Selection, Shard, missing_index
 from batcher.stopping import Stop, interruptible_sleep
 
-__all__ = ["Example", "Job", "Preview", "RunProgress", "RunResult", "execute"]
+__all__ = ["Example", "Job", "Preview", "RunProgress", "RunResult", "TagOperation", "execute"]
 
 # The reasons the summary lists for `failed`/`error` rows.
 TOP_REASONS = 3
+# The distinct operations a plan, the confirmation and the summary list, most rows first.
+TOP_OPERATIONS = 5
+
+
+@dataclass(frozen=True)
+class TagOperation:
+    """One distinct operation of a run: an action and its tag set, and how many rows ask it
+    (over every location)."""
+
+    action: str
+    tags: tuple[str, ...]
+    remove_all: bool
+    rows: int
+
+    def __str__(self) -> str:
+        if self.remove_all:
+            return "remove all tags"
+        return f"{self.action} {json.dumps(list(self.tags), ensure_ascii=False)}"
 
 
 @dataclass(frozen=True)
 class Preview:
-    """What a run is about to send: for the confirmation asked on a terminal."""
+    """What a run is about to send: for the confirmation asked on a terminal.
+
+    `reading`: how the input was read; `operations`: the most frequent distinct operations
+    (`operation_count` in all).
+    """
 
     operation: str
     rows: int
@@ -72,6 +94,9 @@ class Preview:
     locations: int
     target: str
     least_seconds: float
+    reading: str = ""
+    operations: tuple[TagOperation, ...] = ()
+    operation_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -137,6 +162,12 @@ class RunResult:
     # The file of rows never sent (`rejects=`), and the JSON summary beside the report.
     rejects_path: Path | None = None
     summary_path: Path | None = None
+    # How the input was read (format, encoding and why, delimiter or sheet).
+    reading: str = ""
+    # The distinct operations still to send, most rows first (the first TOP_OPERATIONS), and
+    # how many there are in all.
+    operations: list[TagOperation] = field(default_factory=list)
+    operation_count: int = 0
 
     def summary(self, *, final: bool = True) -> dict[str, object]:
         """The summary's facts, JSON-safe: for scripts (the JSON summary file, the
@@ -145,7 +176,18 @@ class RunResult:
         facts: dict[str, object] = {
             "started": self.started.isoformat(timespec="seconds"),
             "input": None if self.input_path is None else str(self.input_path),
+            "reading": self.reading,
             "operation": self.operation,
+            "operations": [
+                {
+                    "action": op.action,
+                    "tags": list(op.tags),
+                    "remove_all": op.remove_all,
+                    "rows": op.rows,
+                }
+                for op in self.operations
+            ],
+            "operation_count": self.operation_count,
             "target": self.target,
             "token_env": self.token_source.removeprefix("$") or None,
             "report": None if self.report_path is None else str(self.report_path),
@@ -193,6 +235,7 @@ def run_key(table: InputTable, job: Job, target: str) -> str:
             digest.update(block)
     operation = asdict(job.input)
     operation.pop("chunk_rows", None)
+    operation.pop("caps", None)  # how much is read before refusing: the same rows either way
     operation["target"] = target
     if job.shard is not None:
         operation["shard"] = str(job.shard)
@@ -300,11 +343,13 @@ async def execute(
         target="the embedded sandbox" if job.sandbox is not None else _host(target),
         token_source="" if job.sandbox is not None else f"${settings.api.token_env}",
         shard=job.shard,
+        reading=table.reading,
     )
     if job.shard is not None:
         result.operation += f", shard {job.shard}"
     facts = {
         "input": str(job.input_path),
+        "reading": table.reading,
         "operation": result.operation,
         "target": result.target,
         "token_env": settings.api.token_env if result.token_source else None,
@@ -347,6 +392,8 @@ async def execute(
         if report_path is not None:
             check_report_path(report_path, rows=ledger.row_count(), columns=len(ledger.columns))
         if not work and not ledger.resumed and table.has_rows and not selection.valid_elsewhere:
+            if rejects is not None:  # every row is a reject: the file the user asked for
+                _write_rejects(rejects, ledger, result, dry_run, {})
             _refuse_all_invalid(ledger, job, report_path)
         if not dry_run and work and not stop.requested:
             preview = Preview(
@@ -356,6 +403,9 @@ async def execute(
                 result.locations,
                 _target_line(result),
                 result.least_seconds,
+                result.reading,
+                tuple(result.operations),
+                result.operation_count,
             )
             lap("plan")
             if confirm is not None and not confirm(preview):
@@ -495,6 +545,18 @@ def _plan(result: RunResult, work: list[WorkItem], settings: Settings) -> None:
         per_location[item.group.location_id] += -(-item.members // size)
     result.locations = len(per_location)
     result.per_location = per_location.most_common()
+    # The distinct operations: each group's rows (its first part's members, every round),
+    # summed over locations; counted by the ledger from its index, a lookup per group.
+    operations: Counter[tuple[str, tuple[str, ...], bool]] = Counter()
+    for item in work:
+        if item.part == 0:
+            group = item.group
+            operations[(group.action.value, group.tags, group.remove_all)] += item.members
+    result.operation_count = len(operations)
+    result.operations = [
+        TagOperation(action, tags, remove_all, rows)
+        for (action, tags, remove_all), rows in operations.most_common(TOP_OPERATIONS)
+    ]
     busiest = max(per_location.values(), default=0)
     limits = settings.limits
     result.least_seconds = PlanStats(groups=1, requests=busiest).seconds_at(
@@ -514,6 +576,7 @@ def _refuse_all_invalid(ledger: Ledger, job: Job, report_path: Path | None) -> N
     total = 0
     for line in ledger.lines("not sent"):
         total += 1
+        # A row's problems are joined by "; ", which no problem holds (batcher.loading).
         for problem in line.message.split("; "):
             reasons[_QUOTED.sub('"…"', problem)] += 1
     if report_path is not None:

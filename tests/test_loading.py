@@ -113,16 +113,27 @@ def test_configured_encoding_that_does_not_fit_names_the_line(tmp_path: Path) ->
         tmp_path / "in.csv", f"contact_id,name,tags,action\n{ID1},Müller,x,add\n", "cp1252"
     )
     assert input_error(path, encoding="utf-8") == (
-        f"{path}: not utf-8 text (byte 51, line 2); set input.encoding to the file's encoding"
+        f"{path}: line 2: not utf-8 text (byte 51); name the file's encoding "
+        "(--encoding, input.encoding)"
     )
 
 
-def test_text_that_is_neither_utf8_nor_cp1252_is_refused(tmp_path: Path) -> None:
+def test_text_that_no_likely_code_page_decodes_is_refused(tmp_path: Path) -> None:
+    """A byte that no candidate code page defines (0x81 is undefined in cp1252, cp1250,
+    cp1254 and cp1257, and mac_roman and cp850 read it differently from cp1251) stops the run
+    with the readings shown."""
     path = tmp_path / "in.csv"
     path.write_bytes(b"contact_id,tags,action\n" + ID1.encode() + b",\x81,add\n")
-    assert input_error(path) == (
-        f"{path}: not UTF-8 or cp1252 text (byte 45, line 2); "
-        "set input.encoding to the file's encoding"
+    message = input_error(path)
+    assert message.startswith(
+        f"{path}: not UTF-8, and which code page it is cannot be told from the data: line 2, "
+        'tags reads "'
+    )
+    assert '"Ѓ" in cp1251' in message
+    assert '"Å" in mac_roman' in message
+    assert message.endswith(
+        "name the file's encoding: --encoding and the code page whose reading is right "
+        "(or input.encoding)"
     )
 
 
@@ -468,8 +479,8 @@ def test_binary_file_named_csv(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_bytes(b"\x00\x01\x02binary\xff\x00")
     assert input_error(path) == (
-        f"{path}: is binary, not CSV text; give a CSV or Excel file "
-        "(or set input.encoding for UTF-16 without a BOM)"
+        f"{path}: is binary, not CSV text (a NUL byte on line 1); give a CSV or Excel file "
+        "(or name its encoding, e.g. --encoding utf-16, for UTF-16 without a BOM)"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import io
 import tempfile
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batcher.errors import InputError, UsageError
-from batcher.loading import InputOptions, InputTable, open_input
+from batcher.loading import Caps, InputOptions, InputTable, open_input
 from batcher.models import Row, Status
 
 ID1 = "AbCdEfGhIj0123456789"
@@ -111,23 +112,38 @@ def test_nul_bytes_in_a_text_file_are_refused_as_binary(tmp_path: Path) -> None:
     assert open_error(path, action="add").startswith(f"{path}: is binary, not CSV text")
 
 
-def test_nul_bytes_past_the_sample_stop_at_a_clear_error_or_make_the_tag_invalid(
-    tmp_path: Path,
-) -> None:
-    text = "contact_id,tags\n" + f"{ID1},x\n" * 5000 + f"{ID2},a\x00b\n"
-    rows = read_all(write(tmp_path / "in.csv", text))
-    assert rows[-1].contact_id == ID2
-    assert rows[-1].message == 'tag "a\\u0000b" contains a control character'
+def test_a_nul_byte_past_the_sample_is_refused_as_one_in_the_sample_is(tmp_path: Path) -> None:
+    """A NUL anywhere in the file makes it binary, as one in its first 64 KiB does, naming the
+    line: nothing of it is sent."""
+    text = "contact_id,tags\n" + f"{ID1},x\n" * 20_000 + f"{ID2},a\x00b\n"
+    path = write(tmp_path / "in.csv", text)
+    assert open_error(path, action="add") == (
+        f"{path}: is binary, not CSV text (a NUL byte on line 20002); give a CSV or Excel file "
+        "(or name its encoding, e.g. --encoding utf-16, for UTF-16 without a BOM)"
+    )
 
 
-def test_a_10_mb_cell_is_read(tmp_path: Path) -> None:
+def test_a_10_mb_cell_is_read_when_the_cap_allows_it(tmp_path: Path) -> None:
+    """A cell under input.max_cell_kb is read whole, however long."""
     big = "n" * 10_000_000
     path = write(tmp_path / "in.csv", f'contact_id,note,tags\n{ID1},"{big}",x\n{ID2},s,y\n')
-    rows = rows_of(open_input(path, OPTIONS))
+    options = dataclasses.replace(OPTIONS, caps=Caps(cell_chars=16 * 2**20))
+    rows = rows_of(open_input(path, options))
     assert [(r.contact_id, len(r.extra[1]), r.line) for r in rows] == [
         (ID1, 10_000_000, 2),
         (ID2, 1, 3),
     ]
+
+
+def test_a_cell_over_the_cap_is_refused_naming_its_line(tmp_path: Path) -> None:
+    """A cell longer than input.max_cell_kb (default 4 MiB) stops the run naming its line."""
+    big = "n" * 5_000_000
+    path = write(tmp_path / "in.csv", f'contact_id,note,tags\n{ID1},s,x\n{ID2},"{big}",y\n')
+    assert open_error(path, action="add") == (
+        f"{path}: line 3: a cell is longer than input.max_cell_kb (4,096 KiB of text): not a "
+        "contact list's cell (a quote opened there and never closed makes one cell of the "
+        "rest); fix the file (or raise input.max_cell_kb)"
+    )
 
 
 def test_10000_columns_are_read(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ ID1 = "AbCdEfGhIj0123456789"
 ID2 = "ZyXwVuTsRq9876543210"
 LOC = "LocLocLocLocLocLoc01"
 NUMBER_ID = (
-    "contact id is a number in the sheet (123): Excel keeps only 15 digits; "
+    "contact id is a number in the sheet (123): Excel keeps only 15 digits, so "
     "format the id column as Text and enter the ids again"
 )
 

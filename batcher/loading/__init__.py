@@ -34,20 +34,21 @@ Duplicates are not found here: that needs the whole input and is the ledger's jo
 from __future__ import annotations
 
 import gc
-import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 from typing import TypeVar
 
 from batcher.errors import InputError, UsageError
-from batcher.loading._common import INVISIBLE, STRIP, Reader, Slice, is_blank
+from batcher.loading._common import INVISIBLE, STRIP, Caps, Reader, Slice, is_blank, shown
 from batcher.loading._excel import open_excel, sheet_rows
+from batcher.loading._tags import parse_tags, read_tags, unique_tags
 from batcher.models import Chunk
+from batcher.printable import UNSAFE
 
-__all__ = ["InputOptions", "InputTable", "open_input", "parse_tags", "sheet_rows"]
+__all__ = ["Caps", "InputOptions", "InputTable", "open_input", "parse_tags", "sheet_rows"]
 
 T = TypeVar("T")
 
@@ -94,6 +95,7 @@ class InputOptions:
 
     `delimiter`: None to sniff (tab for .tsv); else one character or tab/comma/semicolon/pipe.
     `max_tag_length`: a longer tag makes its row invalid (`--tags`: a UsageError).
+    `caps`: how much of a file is read before it is refused (`input.max_cell_kb`...).
     """
 
     id_column: str | None = None
@@ -108,6 +110,7 @@ class InputOptions:
     chunk_rows: int = CHUNK_ROWS
     delimiter: str | None = None
     max_tag_length: int = 255
+    caps: Caps = field(default_factory=Caps)
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,8 @@ class InputTable:
     `columns` is the header as written (all of it, for the report); the `*_column` fields name the
     columns actually used (None when absent or overridden by an option). `has_rows` is False for
     a file with a header and no data row (the caller decides whether that is an error);
-    `highlevel_export` says the file is a HighLevel contact export (see the module docstring).
+    `highlevel_export` says the file is a HighLevel contact export (see the module docstring);
+    `reading` says how it was read (format, encoding and why, delimiter; a workbook's sheet).
     """
 
     path: Path
@@ -150,6 +154,8 @@ class InputTable:
     _chunk_rows: int = field(default=CHUNK_ROWS, repr=False, compare=False)
     has_rows: bool = True
     highlevel_export: bool = False
+    # How the file was read, for people: `CSV, UTF-8 (BOM), delimiter "," (sniffed)`.
+    reading: str = ""
 
     def chunks(self) -> Iterator[Chunk]:
         """Yield the file's rows in input order, about `chunk_rows` at a time, as columns.
@@ -165,64 +171,15 @@ class InputTable:
                 yield chunk
 
 
-def parse_tags(text: str) -> tuple[str, ...]:
-    """The tags of a tags cell (or of `--tags`): trimmed, empties dropped, repeats dropped.
-
-    The cell is split on commas, unless its trimmed text is a JSON array of strings (as a batcher
-    report writes them): then its items are the tags, commas and all. Repeats are found ignoring
-    case (HighLevel stores tags lower-cased, so "VIP" and "vip" are one tag); the first spelling
-    and the order of first occurrences are kept.
-    """
-    # Runs once per distinct tags cell of a million-row file: the common clean case (no empty,
-    # no repeat) costs one split, one strip per tag and one set, nothing per-tag in Python.
-    if "[" in text:
-        items = _json_strings(text)
-        if items is not None:
-            return _unique(items)
-    parts = [part.strip(STRIP) for part in text.split(",")]
-    if len(parts) == 1:
-        return (parts[0],) if parts[0] else ()
-    if all(parts) and len({part.casefold() for part in parts}) == len(parts):
-        return tuple(parts)
-    return _unique(parts)
-
-
-def _json_strings(text: str) -> list[str] | None:
-    """The items of a JSON array of strings, or None when the text is not one."""
-    trimmed = text.strip(STRIP)
-    if not trimmed.startswith("["):
-        return None
-    try:
-        value = json.loads(trimmed)
-    except (ValueError, RecursionError):
-        return None
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return value
-    return None
-
-
-def _unique(tags: Iterable[str]) -> tuple[str, ...]:
-    """Tags trimmed, empties and repeats (ignoring case) dropped, first spellings kept."""
-    seen: set[str] = set()
-    out: list[str] = []
-    for raw in tags:
-        tag = raw.strip(STRIP)
-        key = tag.casefold()
-        if tag and key not in seen:
-            seen.add(key)
-            out.append(tag)
-    return tuple(out)
-
-
 def _tag_problem(tags: tuple[str, ...], max_length: int) -> str:
     """Why tags cannot be sent ("" when they can): a control character, or too long."""
     problems = []
     for tag in tags:
         if _CONTROL.search(tag):
-            problems.append(f'tag "{_shown(tag)}" contains a control character')
+            problems.append(f'tag "{shown(tag)}" contains a control character')
         elif len(tag) > max_length:
             problems.append(
-                f'tag "{_shown(tag)}" has {len(tag)} characters, more than '
+                f'tag "{shown(tag)}" has {len(tag)} characters, more than '
                 f"input.max_tag_length ({max_length})"
             )
     return "; ".join(problems)
@@ -243,7 +200,7 @@ def open_input(path: Path, options: InputOptions) -> InputTable:
         raise UsageError("input.max_tag_length must be at least 1")
     fixed_tags: tuple[str, ...] | None = None
     if options.tags is not None:
-        fixed_tags = _unique(options.tags)
+        fixed_tags = unique_tags(options.tags)
         problem = _tag_problem(fixed_tags, options.max_tag_length)
         if problem:
             raise UsageError(f"--tags: {problem}")
@@ -253,6 +210,12 @@ def open_input(path: Path, options: InputOptions) -> InputTable:
         from batcher.loading._csv import parse_delimiter
 
         delimiter = parse_delimiter(options.delimiter)
+    for name, value in (
+        ("--location-id", options.location_id or ""),
+        ("api.location_id", options.default_location_id),
+    ):
+        if UNSAFE.search(value):
+            raise UsageError(f'{name} "{shown(value)}" contains a control character')
     try:
         id_regex = re.compile(options.id_pattern)
     except re.error as exc:
@@ -268,7 +231,9 @@ def open_input(path: Path, options: InputOptions) -> InputTable:
     elif name.endswith(_CSV_SUFFIXES) or name.endswith(tuple(s + ".gz" for s in _CSV_SUFFIXES)):
         from batcher.loading._csv import open_csv
 
-        source = open_csv(path, options.encoding, delimiter, gzipped=name.endswith(".gz"))
+        source = open_csv(
+            path, options.encoding, delimiter, gzipped=name.endswith(".gz"), caps=options.caps
+        )
     elif name.endswith(".xls"):
         raise InputError(
             f"{path}: old binary Excel format (.xls): open it in Excel and save as .xlsx"
@@ -302,6 +267,11 @@ def open_input(path: Path, options: InputOptions) -> InputTable:
             f"{path}: no tags column; give --tags, --remove-all-tags or add a tags column"
         )
 
+    sent = tuple(
+        index for index in (id_index, tags_index, action_index, location_index) if index is not None
+    )
+    reading = source.reading if source.settle is None else source.settle(sent)
+
     plan = _Plan(
         id_index=id_index,
         tags_index=tags_index,
@@ -332,6 +302,7 @@ def open_input(path: Path, options: InputOptions) -> InputTable:
         _chunk_rows=options.chunk_rows,
         has_rows=source.has_rows,
         highlevel_export=export,
+        reading=reading,
     )
 
 
@@ -431,6 +402,9 @@ def _build_chunk(part: Slice, plan: _Plan, number: int) -> Chunk:
         actions = _parsed(columns[plan.action_index], lambda cell: cell.strip(STRIP).lower())
 
     tags: list[tuple[str, ...]]
+    # Tags cells that cannot be read as tags (see `_tags`), and why.
+    unreadable: dict[str, str] = {}
+    cells: list[str] = []
     if plan.remove_all:
         # The request carries `tags: []`; a tags column is only carried to the report.
         tags = [()] * size
@@ -438,7 +412,14 @@ def _build_chunk(part: Slice, plan: _Plan, number: int) -> Chunk:
         tags = [plan.tags] * size  # trimmed, de-duplicated and checked by open_input
     else:
         assert plan.tags_index is not None
-        tags = _parsed(columns[plan.tags_index], parse_tags)
+        cells = columns[plan.tags_index]
+        read = {cell: read_tags(cell) for cell in set(cells)}
+        unreadable = {cell: problem for cell, (_, problem) in read.items() if problem}
+        if len(read) == 1:
+            tags = [next(iter(read.values()))[0]] * size
+        else:
+            first = {cell: found for cell, (found, _) in read.items()}
+            tags = list(map(first.__getitem__, cells))
 
     locations: list[str]
     if plan.location_id is not None:
@@ -456,7 +437,9 @@ def _build_chunk(part: Slice, plan: _Plan, number: int) -> Chunk:
         bad.update(i for i, v in enumerate(ids) if plan.id_regex.match(v) is None)
     bad.update(_where(actions, lambda v: v not in _ACTIONS or (plan.remove_all and v == "add")))
     bad.update(_where(tags, lambda v: not (v or plan.remove_all) or bool(tag_problems[v])))
-    bad.update(_where(locations, lambda v: not v))
+    bad.update(_where(locations, lambda v: not v or UNSAFE.search(v) is not None))
+    if unreadable:
+        bad.update(_where(cells, unreadable.__contains__))
     if numeric:
         bad.update(i for i, line in enumerate(lines) if line in numeric)
     invalid = {
@@ -469,6 +452,7 @@ def _build_chunk(part: Slice, plan: _Plan, number: int) -> Chunk:
                 locations[i],
                 tag_problems[tags[i]],
                 numeric.get(lines[i]),
+                unreadable.get(cells[i], "") if unreadable else "",
             )
         )
         for i in sorted(bad)
@@ -510,32 +494,34 @@ def _problems(
     location: str,
     tag_problem: str,
     number: str | None,
+    unreadable: str,
 ) -> Iterator[str]:
-    """Every reason a row cannot be sent, each naming the thing and what it should be."""
+    """Every reason a row cannot be sent, each naming the thing and what it should be.
+
+    No reason contains "; ", which separates them in the row's message.
+    """
     if number is not None:
         yield (
-            f"contact id is a number in the sheet ({number}): Excel keeps only 15 digits; "
+            f"contact id is a number in the sheet ({number}): Excel keeps only 15 digits, so "
             "format the id column as Text and enter the ids again"
         )
     elif not contact_id:
         yield "contact id is empty"
     elif plan.id_regex.match(contact_id) is None:
-        yield f'contact id "{_shown(contact_id)}" does not match {plan.id_pattern}'
+        yield f'contact id "{shown(contact_id)}" does not match {plan.id_pattern}'
     if not action:
         yield "action is empty (expected add or remove)"
     elif action not in _ACTIONS:
-        yield f'action "{_shown(action)}" is not add or remove'
-    if not tags and not plan.remove_all:
+        yield f'action "{shown(action)}" is not add or remove'
+    if unreadable:
+        yield f"tags {unreadable}"
+    elif not tags and not plan.remove_all:
         yield "no tags to apply"
     if tag_problem:
         yield tag_problem
     if not location:
         yield _NO_LOCATION
+    elif UNSAFE.search(location):
+        yield f'location id "{shown(location)}" contains a control character'
     if plan.remove_all and action == "add":
         yield "remove-all-tags goes with action remove"
-
-
-def _shown(text: str, limit: int = 60) -> str:
-    """Text for a message: invisible characters spelled out, long values cut."""
-    shown = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text[:limit])
-    return shown + "…" if len(text) > limit else shown

@@ -47,13 +47,33 @@ class Slice:
 Reader = Callable[[int, int], Iterator[Slice]]
 
 
+@dataclass(frozen=True)
+class Caps:
+    """How much of a file is read before it is refused as not a contact list (SPEC "Bounded
+    input"): a cell (characters), a line (bytes), and how far a compressed file may inflate
+    (times its own size; 0: no cap). Excel's own cell limit is 32,767 characters."""
+
+    cell_chars: int = 4096 * 1024
+    line_bytes: int = 16384 * 1024
+    inflate_ratio: int = 100
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
-    """An opened file: its header as written, its reader, whether any data row has a cell."""
+    """An opened file: its header as written, its reader, whether any data row has a cell.
+
+    `reading` says how the file was read, for people (`CSV, UTF-8 (BOM), delimiter ","`; a
+    workbook's names the sheet). `settle`, when given, is called once with the indices of the
+    columns whose cells are sent (id, tags, action, location) before any row is read: it may
+    refuse the file (an InputError: an encoding the sent cells do not settle) and returns the
+    reading phrase then known.
+    """
 
     header: list[str]
     read: Reader
     has_rows: bool
+    reading: str = ""
+    settle: Callable[[tuple[int, ...]], str] | None = None
 
 
 def is_blank(cells: tuple[str, ...] | list[str]) -> bool:
@@ -128,3 +148,9 @@ def read_ahead(parts: Iterator[T], depth: int = 1) -> Generator[T, None, None]:
             with contextlib.suppress(queue.Empty):
                 items.get(timeout=0.05)
         thread.join()
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """Text for a message: invisible and control characters spelled out, long values cut."""
+    shown = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text[:limit])
+    return shown + "…" if len(text) > limit else shown

@@ -110,7 +110,9 @@ class Page:
         self.state_dir = Path(settings.state.dir)
         self.csrf = secrets.token_urlsafe(32)
         self.scrubber = Scrubber(os.environ.get(settings.api.token_env))
-        self.uploads = Uploads(self.state_dir, settings.serve.max_upload_mb * 2**20)
+        self.uploads = Uploads(
+            self.state_dir, settings.serve.max_upload_mb * 2**20, settings.input.encoding
+        )
         self.runs = Runs(settings, self.scrubber)
 
     # -- helpers -------------------------------------------------------------------------
@@ -136,7 +138,7 @@ class Page:
         upload = state.upload
         if upload is not None and state.columns is None:
             with contextlib.suppress(BatcherError):
-                state.columns = detect_columns(upload.path)
+                state.columns = detect_columns(upload.path, encoding=self.settings.input.encoding)
         return state
 
     def _page(self, state: PageState, status: int = 200) -> web.Response:

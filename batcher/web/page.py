@@ -18,6 +18,7 @@ from typing import Any
 from batcher import __version__
 from batcher.ledger import RunInfo
 from batcher.models import Status
+from batcher.runner import RunResult
 from batcher.undo import undone_report
 from batcher.web.runs import ActiveRun, Operation, PlanView, RunRecord, UndoPlan, undo_problem
 from batcher.web.uploads import ALLOWED_SUFFIXES, Columns, Upload
@@ -259,6 +260,7 @@ def _plan_section(state: PageState) -> str:
 <section aria-labelledby="h-plan" id="plan">
   <h2 id="h-plan">3. The plan</h2>
   <p id="plan-summary">{rows:,} rows: {e(result.operation)}.</p>
+  {f'<p id="plan-reading">Read as {e(result.reading)}.</p>' if result.reading else ""}
   {resumed}
   <table id="plan-counts" aria-label="Rows by status">{lines}</table>
   <p id="plan-requests">{result.plan.requests:,} requests over {result.locations:,}
@@ -271,9 +273,29 @@ def _plan_section(state: PageState) -> str:
         else ""
     }
   {f"<p>... and {more:,} more locations</p>" if more > 0 else ""}
+  {_operations_table(result)}
   {invalid}
   {start}
 </section>"""
+
+
+def _operations_table(result: RunResult) -> str:
+    """The distinct operations to send (action and tag set), most rows first."""
+    if not result.operations:
+        return ""
+    body = "".join(
+        f"<tr><td><code>{e(str(operation))}</code></td><td class='num'>{operation.rows:,}</td></tr>"
+        for operation in result.operations
+    )
+    more = result.operation_count - len(result.operations)
+    return f"""
+  <table id="plan-operations" aria-label="The distinct operations to send">
+    <caption>{result.operation_count:,} distinct operation{
+        "s" if result.operation_count != 1 else ""
+    }{f", the {len(result.operations)} most frequent" if more > 0 else ""}</caption>
+    <thead><tr><th scope="col">operation</th><th scope="col">rows</th></tr></thead>
+    <tbody>{body}</tbody>
+  </table>"""
 
 
 def _undo_plan_section(state: PageState) -> str:

@@ -10,7 +10,6 @@ a leading dot, or a type batcher does not read.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import os
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batcher.errors import UsageError
+from batcher.errors import InputError, UsageError
 from batcher.files import PRIVATE_DIR_MODE, open_private, private_dir
 from batcher.loading import InputOptions, open_input
 
@@ -103,7 +102,7 @@ class Columns:
 
 
 def detect_columns(
-    path: Path, *, sheet: str | None = None, id_column: str | None = None
+    path: Path, *, sheet: str | None = None, id_column: str | None = None, encoding: str = ""
 ) -> Columns:
     """The file's columns as the loader sees them; InputError/UsageError when it cannot be used.
 
@@ -111,15 +110,13 @@ def detect_columns(
     given (the id and location columns, and whether the file can be read at all), one without
     tags (the tags column) and one without an action (the action column).
     """
-    base = InputOptions(sheet=sheet, id_column=id_column)
+    base = InputOptions(sheet=sheet, id_column=id_column, encoding=encoding)
     table = open_input(path, _with(base, action="add", remove_all=True))
     tags: str | None = None
     action: str | None = None
     if not table.highlevel_export:
-        with contextlib.suppress(UsageError):
-            tags = open_input(path, _with(base, action="add")).tags_column
-    with contextlib.suppress(UsageError):
-        action = open_input(path, _with(base, tags=("x",))).action_column
+        tags = _column(path, _with(base, action="add"), "tags")
+    action = _column(path, _with(base, tags=("x",)), "action")
     return Columns(
         all=table.columns,
         id=table.id_column,
@@ -131,6 +128,19 @@ def detect_columns(
     )
 
 
+def _column(path: Path, options: InputOptions, role: str) -> str | None:
+    """The tags or action column the loader finds with `options`; None when it finds none (a
+    UsageError). A file it cannot read that way (an InputError: the tags read differently in
+    the likely code pages, say) is refused."""
+    try:
+        table = open_input(path, options)
+    except InputError:
+        raise
+    except UsageError:
+        return None
+    return table.tags_column if role == "tags" else table.action_column
+
+
 def _with(options: InputOptions, **changes: Any) -> InputOptions:
     return dataclasses.replace(options, **changes)
 
@@ -138,9 +148,10 @@ def _with(options: InputOptions, **changes: Any) -> InputOptions:
 class Uploads:
     """The uploads folder of one state directory."""
 
-    def __init__(self, state_dir: Path, max_bytes: int) -> None:
+    def __init__(self, state_dir: Path, max_bytes: int, encoding: str = "") -> None:
         self.root = state_dir / "uploads"
         self.max_bytes = max_bytes
+        self.encoding = encoding  # input.encoding: how a CSV upload is read
 
     async def store(self, name: str, chunks: AsyncIterator[bytes]) -> Upload:
         """Write an upload's bytes owner-only; refuse a bad name or more than `max_bytes`.
@@ -180,10 +191,9 @@ class Uploads:
             raise
         return upload
 
-    @staticmethod
-    def _keep(upload: Upload) -> None:
+    def _keep(self, upload: Upload) -> None:
         """Check the file with the loader, then record it (its name, size and time)."""
-        detect_columns(upload.path)
+        detect_columns(upload.path, encoding=self.encoding)
         meta = {"name": upload.name, "size": upload.size, "uploaded": upload.uploaded}
         fd = open_private(upload.path.parent / _META, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         with open(fd, "w", encoding="utf-8") as out:

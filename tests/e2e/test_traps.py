@@ -172,10 +172,11 @@ def test_the_summary_says_when_what_where_and_the_top_reasons(
     start = next(i for i, line in enumerate(lines) if line.startswith("batcher: run finished"))
     assert " UTC" in lines[start]
     assert lines[start + 1].split() == ["input", "in.csv", "(4", "rows)"]
-    assert lines[start + 2] == f'  operation  add ["vip"] at location {LOCATION}'
-    assert lines[start + 3].startswith("  target     127.0.0.1:")
-    assert lines[start + 3].endswith("(token from $BATCHER_TOKEN)")
-    assert lines[start + 4].split() == ["locations", "1"]
+    assert lines[start + 2] == '  read as    CSV, UTF-8 (valid throughout), delimiter "," (sniffed)'
+    assert lines[start + 3] == f'  operation  add ["vip"] at location {LOCATION}'
+    assert lines[start + 4].startswith("  target     127.0.0.1:")
+    assert lines[start + 4].endswith("(token from $BATCHER_TOKEN)")
+    assert lines[start + 5].split() == ["locations", "1"]
     assert lines[-1].split() == ["error", "1", "contact", "is", "deleted"]
 
 

@@ -68,6 +68,13 @@ async def test_upload_plan_run_and_download_the_report(tmp_path: Path) -> None:
         assert re.search(r"2,9\d\d rows: add \[&quot;vip&quot;, &quot;newsletter&quot;\]", text)
         assert 'id="plan-requests"' in text
         assert "at the rate limit" in text
+        # How the file was read, and the distinct operations with their rows (Step 10).
+        assert "Read as CSV, UTF-8 (valid throughout), delimiter &quot;,&quot; (sniffed)." in text
+        assert re.search(
+            r"<code>add \[&quot;newsletter&quot;, &quot;vip&quot;\]</code></td>"
+            r"<td class='num'>2,9\d\d</td>",
+            text,
+        )
         assert 'id="invalid-rows"' in text  # the sample has invalid rows: the first are listed
         assert not state_files(state_dir), "a plan keeps no state"
 
@@ -135,6 +142,24 @@ async def test_a_bad_upload_is_refused_with_a_clear_message_and_nothing_sent(
         assert not uploads_in(state_dir)
         assert not state_files(state_dir)
         assert (await page.progress())["state"] == "none"
+
+
+async def test_a_code_page_upload_is_read_in_the_configured_encoding(tmp_path: Path) -> None:
+    """A cp1251 file whose tags only that code page reads right is refused at upload (exit 2's
+    line, showing the readings) unless input.encoding names it; then its plan says so."""
+    data = "contact_id,tags,action\ng9Tx27DdxE3tn8SefKjA,клиент,add\n".encode("cp1251")
+    async with page_for(settings_for(tmp_path / "a")) as page:
+        status, text, _ = await page.upload("contacts.csv", data)
+        assert status == 400
+        assert "&quot;клиент&quot; in cp1251" in text
+    settings = settings_for(tmp_path / "b", **{"input.encoding": "cp1251"})
+    async with page_for(settings) as page:
+        status, text, upload_id = await page.upload("contacts.csv", data)
+        assert status == 200, text
+        status, text = await page.post("/plan", {"upload": upload_id})
+        assert status == 200, text
+        assert "Read as CSV, cp1251 (as named)" in text
+        assert "<code>add [&quot;клиент&quot;]</code>" in text
 
 
 async def test_a_post_without_the_csrf_token_is_refused(tmp_path: Path) -> None:
