@@ -245,7 +245,7 @@ def _duration(seconds: float) -> str:
 
 def _scrubber(settings: Settings | None) -> Scrubber:
     name = settings.api.token_env if settings is not None else "BATCHER_TOKEN"
-    return Scrubber(os.environ.get(name))
+    return Scrubber.for_environment(os.environ.get(name))
 
 
 @contextmanager

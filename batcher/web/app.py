@@ -109,7 +109,7 @@ class Page:
         self.options = options
         self.state_dir = Path(settings.state.dir)
         self.csrf = secrets.token_urlsafe(32)
-        self.scrubber = Scrubber(os.environ.get(settings.api.token_env))
+        self.scrubber = Scrubber.for_environment(os.environ.get(settings.api.token_env))
         self.uploads = Uploads(self.state_dir, settings.serve.max_upload_mb * 2**20)
         self.runs = Runs(settings, self.scrubber)
 
