@@ -4,7 +4,8 @@ A config file names where the token goes and a state directory holds the input's
 phones, so, as ssh does with its own files, batcher refuses one that anyone may write or that
 belongs to another user (root aside: system-wide files are root's), and warns about one that the
 group may write. What batcher creates for itself (the state directory, its SQLite files, the
-lock) is owner-only.
+lock) is owner-only; a report, its summary or a rejects file is owner-only in an owner-only
+folder (the state directory's), and follows the umask elsewhere (`new_file_mode`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from batcher.errors import UsageError
 __all__ = [
     "check_trusted",
     "discard_unfinished",
+    "new_file_mode",
     "open_private",
     "private_dir",
     "unfinished",
@@ -54,6 +56,18 @@ def private_dir(path: Path) -> None:
     """Create `path` (and parents) owner-only if missing; an existing one is left as it is."""
     if not path.is_dir():
         path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+
+
+def new_file_mode(folder: Path) -> int:
+    """The mode a new file of contact data gets in `folder`: owner-only (0o600) in an
+    owner-only folder of ours (the state directory, the page's folders, any 700 folder), else
+    0o666 so that the umask (and a default ACL) applies as to any new file of the user's."""
+    try:
+        info = folder.stat()
+    except OSError:
+        return 0o666  # whoever creates the file reports the problem
+    private = info.st_uid == os.getuid() and not info.st_mode & 0o077
+    return PRIVATE_FILE_MODE if private else 0o666
 
 
 def open_private(path: Path, flags: int) -> int:

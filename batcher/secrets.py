@@ -136,9 +136,7 @@ class Scrubber:
         )
         words = sorted({n for n in names if n}, key=len, reverse=True)
         self._names = (
-            re.compile(
-                r"(?<!\w)(?:" + "|".join(map(re.escape, words)) + r")(?!\w)", re.IGNORECASE
-            )
+            re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, words)) + r")(?!\w)", re.IGNORECASE)
             if words
             else None
         )
