@@ -22,7 +22,9 @@ __all__ = [
     "check_trusted",
     "discard_unfinished",
     "new_file_mode",
+    "open_own_file",
     "open_private",
+    "own_subdir",
     "private_dir",
     "unfinished",
 ]
@@ -50,6 +52,45 @@ def check_trusted(path: Path, what: str, warn: Callable[[str], None]) -> None:
         raise UsageError(f"{path}: {what} is writable by anyone; fix it with `{fix}`")
     if info.st_mode & stat.S_IWGRP:
         warn(f"{path}: {what} is writable by its group; consider `{fix}`")
+
+
+def own_subdir(path: Path) -> Path:
+    """`path`, a folder of batcher's own inside a checked one (the state directory's `uploads`
+    and `web`): created owner-only if missing; else it must be a real folder (not a link) of
+    ours that nobody else may write, or UsageError."""
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=PRIVATE_DIR_MODE)
+    info = path.lstat()
+    if (
+        not stat.S_ISDIR(info.st_mode)
+        or info.st_uid != os.getuid()
+        or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    ):
+        raise UsageError(
+            f"{path}: not a folder of your own that only you may write (a link, another user's, "
+            "or writable by others); move it away and start again"
+        )
+    return path
+
+
+def open_own_file(folder: Path, name: str) -> int:
+    """A read-only descriptor of the regular file `name` that we wrote in `folder`, or OSError.
+
+    No link is followed, neither the folder nor the file (O_NOFOLLOW on each, the file opened
+    relative to the folder's descriptor); the file must be a regular file of ours with one link
+    (a hard link planted to someone else's file has two, and is not ours)."""
+    if not name or "/" in name or "\0" in name or name in (".", ".."):
+        raise FileNotFoundError(name)
+    where = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=where)
+    finally:
+        os.close(where)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_nlink != 1:
+        os.close(fd)
+        raise PermissionError(f"{folder / name}: not a file of our own")
+    return fd
 
 
 def private_dir(path: Path) -> None:
