@@ -4,6 +4,7 @@ answer 4xx."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -256,3 +257,23 @@ async def test_an_unknown_upload_with_a_valid_csrf_token_is_a_404(
         assert "that upload is not in the state directory" in text
         status, text = await page.post(path, {"upload": "../../etc", "action": "add"})
         assert status == 404
+
+
+async def test_a_full_disk_while_storing_an_upload_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC while an upload is written: 507 naming the state directory's device, nothing
+    kept, no crash file."""
+    state_dir = tmp_path / ".batcher"
+
+    def no_space(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    async with page_for(settings_for(state_dir)) as page:
+        await page.get("/")
+        monkeypatch.setattr("batcher.web.uploads.os.write", no_space)
+        status, text, _ = await page.upload("contacts.csv", CONTACTS)
+        assert status == 507
+        assert f"no space left on the device holding the state directory {state_dir}" in text
+    assert list((state_dir / "uploads").iterdir()) == []
+    assert not list(state_dir.glob("crash-*"))
