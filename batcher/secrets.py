@@ -134,6 +134,8 @@ class Scrubber:
             for text, label in ((token or "", REDACTED), *((o, SECRET) for o in others))
             if text
         )
+        # Every piece of every secret, flat: `found_in` runs on every answer of a run.
+        self._pieces = frozenset(piece for secret in self._secrets for piece in secret.pieces)
         words = sorted({n for n in names if n}, key=len, reverse=True)
         self._names = (
             re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, words)) + r")(?!\w)", re.IGNORECASE)
@@ -162,9 +164,9 @@ class Scrubber:
     def found_in(self, text: str) -> bool:
         """Whether `text` holds a secret, a piece of one, or a URL's userinfo (a fast test for
         the common case)."""
-        if self._secrets:
+        if self._pieces:
             folded = text.casefold()
-            if any(piece in folded for secret in self._secrets for piece in secret.pieces):
+            if any(piece in folded for piece in self._pieces):
                 return True
         if self._names is not None and self._names.search(text):
             return True
