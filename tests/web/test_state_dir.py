@@ -4,6 +4,7 @@ answer 4xx."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
@@ -19,6 +20,7 @@ import pytest
 
 from batcher.errors import UsageError
 from batcher.web import WebOptions, create_app
+from batcher.web.app import Page as AppPage
 from tests.web.helpers import SAMPLES, Page, page_for, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -277,3 +279,33 @@ async def test_a_full_disk_while_storing_an_upload_is_named(
         assert f"no space left on the device holding the state directory {state_dir}" in text
     assert list((state_dir / "uploads").iterdir()) == []
     assert not list(state_dir.glob("crash-*"))
+
+
+async def test_a_running_server_prunes_daily_but_never_the_current_runs_upload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While serving, old uploads keep going (the daily pass, made frequent here), but the
+    upload of the run the page shows stays however old."""
+    state_dir = tmp_path / ".batcher"
+    settings = settings_for(state_dir, **{"state.keep_days": 10})
+    loop = asyncio.get_running_loop()
+    passed = asyncio.Event()
+    prune = AppPage.prune
+
+    def noted(self: AppPage, now: float | None = None) -> None:
+        prune(self, now)
+        loop.call_soon_threadsafe(passed.set)  # prune runs in a worker thread
+
+    monkeypatch.setattr(AppPage, "prune", noted)
+    monkeypatch.setattr("batcher.web.app.PRUNE_EVERY_S", 0.01)
+    async with page_for(settings) as page:
+        await finished_run(page)
+        (used,) = (p.name for p in (state_dir / "uploads").iterdir())
+        _, _, other = await page.upload("contacts.csv", CONTACTS)
+        for upload in (used, other):
+            age(state_dir / "uploads" / upload, "upload.json", "uploaded", 11)
+        async with asyncio.timeout(30):  # a bound, not a duration asserted
+            for _ in range(2):  # the second pass began after the ageing
+                passed.clear()
+                await passed.wait()
+        assert [p.name for p in (state_dir / "uploads").iterdir()] == [used]
