@@ -268,7 +268,7 @@ def _duration(seconds: float) -> str:
 
 def _scrubber(settings: Settings | None) -> Scrubber:
     name = settings.api.token_env if settings is not None else "BATCHER_TOKEN"
-    return Scrubber(os.environ.get(name))
+    return Scrubber.for_environment(os.environ.get(name))
 
 
 @contextmanager
@@ -868,7 +868,8 @@ def _show_run(run: RunStatus) -> None:
     "--host",
     default="127.0.0.1",
     show_default=True,
-    help="Address to bind; anything but loopback needs the password named by serve.password_env.",
+    help="Address to bind; beyond loopback the page also needs a password (serve.password_env; "
+    "with none named, one is made and printed).",
 )
 @click.option(
     "--sandbox",
@@ -882,22 +883,36 @@ def _show_run(run: RunStatus) -> None:
     help="TOML settings (default: ./batcher.toml if present).",
 )
 def serve_command(port: int, host: str, sandbox: bool, config_file: Path | None) -> None:
-    """Serve the web page for uploads: plan, run, watch, stop, download the report."""
+    """Serve the web page for uploads: plan, run, watch, stop, download the report.
+
+    Prints the page's address once, with a secret made at this start: only that address (or,
+    beyond loopback, the password) opens the page.
+    """
     from batcher.web import WebOptions, check_bind, serve_page  # aiohttp.web: only when serving
 
     holder: list[Settings] = []
     with _one_line_errors(lambda: holder[0] if holder else None):
         settings = load_settings(config_file, warn=_notify)
         holder.append(settings)
+        password = check_bind(settings, host)
         options = WebOptions(
             config_file=config_file,
             sandbox=sandbox,
             host=host,
-            password=check_bind(settings, host),
+            password=password.text if password is not None else "",
+            warn=_warn,
         )
 
         def announce(url: str) -> None:
-            _echo(f"batcher: the page is at {url} (Ctrl-C to stop)", err=True)
+            # The only lines that hold the secret (and a password made here): never logged.
+            _echo(
+                f"batcher: the page is at {url} (Ctrl-C to stop; only this address opens it)",
+                err=True,
+            )
+            if password is not None and password.generated:
+                _echo(
+                    f"batcher: the page's password, made for this start: {password.text}", err=True
+                )
             _echo(url)
 
         # Ctrl-C or a service manager's SIGTERM: the server stops; a run in progress is

@@ -20,9 +20,10 @@ can answer in the API's place):
 - a body that does not parse (invalid UTF-8, not JSON, nested too deep for the parser) is a
   MalformedAnswerError for a 201 and an empty detail for an error;
 - every text that leaves this module (per-contact messages and tags, error messages, Location
-  headers, transport error texts, the headers an error carries) goes through `sanitize` (no
-  control characters, no lone surrogates) and then through the token `Scrubber` (the token, or
-  any 8+ character piece of it, in any case, becomes "[token]");
+  headers, transport error texts, a proxy's reason phrase, the headers an error carries) goes
+  through `sanitize` (no control characters, no lone surrogates) and then through the `Scrubber`
+  (the token, or any 8+ character piece of it, in any case, becomes "[token]"; the proxy's
+  credentials become "[secret]"; a URL's `user:password@` is dropped);
 - exceptions that hold the request (aiohttp's ClientResponseError and its subclasses carry
   `request_info`, whose headers include `Authorization`) are never str()'d or repr()'d into a
   message: only their class name, status and reason phrase are used;
@@ -150,7 +151,7 @@ class BulkTagsClient:
         self._version = version
         self._timeout_s = timeout_s
         self._max_connections = max_connections
-        self._scrubber = Scrubber(token)
+        self._scrubber = Scrubber.for_environment(token)
         self._proxy: URL | None = None
         self._proxy_auth: aiohttp.BasicAuth | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -169,6 +170,10 @@ class BulkTagsClient:
         # from ~/.netrc, which aiohttp refuses to combine with our Authorization header
         # (ValueError on every request for a user whose .netrc names the API host).
         self._proxy, self._proxy_auth = _env_proxy(URL(self._url_for("add")))
+        if self._proxy_auth is not None:  # a proxy's credentials are secrets like the token
+            self._scrubber = Scrubber.for_environment(
+                self._token, others=[self._proxy_auth.password], names=[self._proxy_auth.login]
+            )
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._max_connections),
             timeout=aiohttp.ClientTimeout(total=self._timeout_s),

@@ -102,11 +102,26 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class ServeSettings:
-    # The environment variable holding the page's password; `batcher serve` refuses to bind
-    # anything but loopback without one (the page can send to the API with the server's token).
+    # The environment variable holding the page's password (at least 16 characters): needed
+    # beyond loopback (the page can send to the API with the server's token); when none is
+    # named there, `batcher serve` makes one at each start and prints it once.
     password_env: str = ""
     # The largest upload the page accepts, in MiB (1 MiB = 1,048,576 bytes).
     max_upload_mb: int = 100
+    # The most the page keeps in uploads at once, in MiB: an upload past it is refused (413);
+    # uploads and the page's reports go after state.keep_days.
+    max_total_upload_mb: int = 1000
+    # A connection must send a whole request line and headers within this many seconds of
+    # opening, or of starting the request (nginx's client_header_timeout is 60 s; a browser
+    # needs milliseconds).
+    header_timeout_s: float = 10.0
+    # A request's body may pause this long between two pieces (nginx's client_body_timeout).
+    body_timeout_s: float = 60.0
+    # A connection with no request in progress is closed after this many seconds (keep-alive).
+    idle_timeout_s: float = 60.0
+    # Connections one client address may hold at once (a browser opens six per server, and
+    # one more for the progress stream); more are refused.
+    max_connections_per_client: int = 32
 
 
 @dataclass(frozen=True)
@@ -237,6 +252,22 @@ def _check(settings: Settings) -> None:
     need(settings.run.error_window >= 1, "run.error_window", "must be at least 1")
     need(settings.state.keep_days >= 0, "state.keep_days", "must be at least 0")
     need(settings.serve.max_upload_mb >= 1, "serve.max_upload_mb", "must be at least 1")
+    need(
+        settings.serve.max_total_upload_mb >= settings.serve.max_upload_mb,
+        "serve.max_total_upload_mb",
+        "must be at least serve.max_upload_mb",
+    )
+    for key in ("header_timeout_s", "body_timeout_s", "idle_timeout_s"):
+        need(
+            0 < getattr(settings.serve, key) <= 3600,
+            f"serve.{key}",
+            "must be above 0, at most 3600",
+        )
+    need(
+        settings.serve.max_connections_per_client >= 1,
+        "serve.max_connections_per_client",
+        "must be at least 1",
+    )
     need(
         settings.api.version in ("2021-07-28", "v3"), "api.version", 'must be "2021-07-28" or "v3"'
     )

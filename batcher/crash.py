@@ -1,7 +1,8 @@
 """An unexpected error: one line for the user, the details in a file, never the token.
 
-`write_crash_file` keeps the traceback under the state directory (owner-only, the token and any
-piece of it scrubbed), so that the terminal or cron's mail gets one line naming the file.
+`write_crash_file` keeps the traceback under the state directory (owner-only, the token, the
+other secrets the scrubber knows (proxy credentials) and every URL's `user:password@` scrubbed),
+so that the terminal or cron's mail gets one line naming the file.
 """
 
 from __future__ import annotations

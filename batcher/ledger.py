@@ -14,6 +14,7 @@ Layout of `state.dir`:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import json
@@ -516,7 +517,11 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        db.execute("ROLLBACK")
+        # SQLite may have rolled the transaction back itself (a full disk does: SQLITE_FULL);
+        # a ROLLBACK then fails with "no transaction is active" and would hide why.
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
 
@@ -558,7 +563,10 @@ def _state_errors(method: Callable[P, T]) -> Callable[P, T]:
         try:
             return method(*args, **kwargs)
         except (sqlite3.Error, OSError) as exc:
-            where = getattr(args[0], "path", "the state file")
+            ledger = args[0]
+            if isinstance(ledger, Ledger):
+                raise _state_error(ledger.path, exc, scratch=ledger.scratch) from exc
+            where = getattr(ledger, "path", "the state file")
             raise StateError(f"{where}: cannot use the run's state file ({_reason(exc)})") from exc
 
     return wrapper
@@ -566,6 +574,37 @@ def _state_errors(method: Callable[P, T]) -> Callable[P, T]:
 
 def _reason(exc: BaseException) -> str:
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an error it was raised from or while handling, is a full disk."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:  # SQLite's own
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _state_error(
+    path: Path, exc: BaseException, doing: str = "cannot use the run's state file", *, scratch: bool
+) -> StateError:
+    """The StateError for `exc` on the state file `path`; a full disk is named as such."""
+    if _disk_full(exc) and scratch:
+        return StateError(
+            f"no space left on the device holding the temporary folder {path.parent} (a plan's "
+            "scratch state); free some space there (or set TMPDIR to another folder) and plan "
+            "again"
+        )
+    if _disk_full(exc):
+        return StateError(
+            f"no space left on the device holding the state directory {path.parent}; free some "
+            "space (or set state.dir to another device) and run the same command again: what "
+            "was saved is kept"
+        )
+    return StateError(f"{path}: {doing} ({_reason(exc)})")
 
 
 class StateLock:
@@ -597,8 +636,12 @@ class StateLock:
                 f"{self.path.parent}: another batcher run (pid {holder}) is using this state "
                 "directory; wait for it to finish or set another state.dir"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode("ascii"))
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode("ascii"))
+        except OSError as exc:
+            os.close(fd)
+            raise _state_error(self.path, exc, "cannot write the lock", scratch=False) from None
         self._fd = fd
 
     def release(self) -> None:
@@ -645,6 +688,11 @@ class Ledger:
         # it; a resumed run may have answers anywhere.
         self._answered_up_to: float = math.inf if resumed else 0
 
+    @property
+    def scratch(self) -> bool:
+        """Whether this is a plan's throwaway state file (in a temporary folder)."""
+        return self._scratch is not None
+
     @classmethod
     def open(
         cls,
@@ -672,7 +720,7 @@ class Ledger:
             return cls._open_locked(state_dir, path, lock, fresh, scratch, notify, about or {})
         except (sqlite3.Error, OSError) as exc:
             lock.release()
-            raise StateError(f"{path}: cannot use the run's state file ({_reason(exc)})") from exc
+            raise _state_error(path, exc, scratch=scratch) from exc
         except BaseException:
             lock.release()
             raise
@@ -1092,7 +1140,9 @@ class Ledger:
         except (sqlite3.Error, ValueError) as exc:
             # The batch was sent but cannot be recorded: stop, so that no more work is lost; a
             # rerun sends this batch again (adding or removing a tag twice changes nothing).
-            raise StateError(f"{self.path}: cannot record outcomes ({exc})") from exc
+            raise _state_error(
+                self.path, exc, "cannot record outcomes", scratch=self.scratch
+            ) from exc
 
     def _record_each(self, outcome: BatchOutcome, results: Mapping[int, ContactOutcome]) -> None:
         """`record` for a batch answered in many ways (the API's answers name each contact's
@@ -1140,7 +1190,9 @@ class Ledger:
         try:
             yield from blocks
         except sqlite3.Error as exc:
-            raise StateError(f"{self.path}: cannot read the run's state ({exc})") from exc
+            raise _state_error(
+                self.path, exc, "cannot read the run's state", scratch=self.scratch
+            ) from exc
 
     def _report_fetched(
         self,

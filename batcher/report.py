@@ -40,9 +40,11 @@ Contract: SPEC.md, section "Report". Decisions taken here:
 - Created safely, replaced atomically: the report is written to a new file with a random name
   beside it (``.<name>.<random>.tmp``), created with ``O_CREAT | O_EXCL`` (never an existing file,
   never through a symlink someone planted) and mode 0o666 so that the umask (and a default ACL)
-  applies as to any new file; it is flushed to disk, then renamed over ``path`` (a symlink at
-  ``path`` is replaced, not written through). On any error the temporary file is removed and an
-  older report is left untouched; only a killed process can leave a ``.<name>.*.tmp`` behind.
+  applies as to any new file, or 0o600 in an owner-only folder (the state directory's, where the
+  page keeps its report copies); the summary and a rejects file are created the same way. It is
+  flushed to disk, then renamed over ``path`` (a symlink at ``path`` is replaced, not written
+  through). On any error the temporary file is removed and an older report is left untouched;
+  only a killed process can leave a ``.<name>.*.tmp`` behind.
 - Streaming: lines are written as they come; memory does not grow with the number of lines.
 """
 
@@ -63,7 +65,7 @@ from typing import IO, Any
 import xlsxwriter
 
 from batcher.errors import UsageError
-from batcher.files import unfinished
+from batcher.files import new_file_mode, unfinished
 from batcher.models import Cell, Inert, ReportLine
 
 __all__ = [
@@ -259,12 +261,14 @@ def _create_temporary(path: Path, access: int = os.O_WRONLY) -> tuple[int, Path]
 
     Like `tempfile.mkstemp`, but with mode 0o666 so that the kernel applies the umask (and a
     directory's default ACL) as for any new file; reading the umask would mean setting it, for
-    the whole process, for a moment.
+    the whole process, for a moment. In an owner-only folder (the state directory's: the page's
+    report copies) it is 0o600 whatever the umask (`batcher.files.new_file_mode`).
     """
+    mode = new_file_mode(path.parent)
     for _ in range(100):
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
-            return os.open(tmp, _CREATE_FLAGS | access, 0o666), tmp
+            return os.open(tmp, _CREATE_FLAGS | access, mode), tmp
         except FileExistsError:
             continue  # 48 random bits taken: another writer's, or planted; draw again
     raise FileExistsError(f"{path.parent}: no free temporary name for the report")

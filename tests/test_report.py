@@ -420,12 +420,16 @@ def test_the_temporary_file_is_a_new_hidden_file_beside_the_report(tmp_path: Pat
 def test_the_reports_permissions_follow_the_umask(
     tmp_path: Path, umask: int, mode: int, suffix: str
 ) -> None:
+    """In a folder others may enter (pytest's own are 700: owner-only, see tests/test_modes.py)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)
     previous = os.umask(umask)
     try:
-        write_report(tmp_path / f"r{suffix}", INPUT_COLUMNS, [SUCCESS])
+        write_report(shared / f"r{suffix}", INPUT_COLUMNS, [SUCCESS])
     finally:
         os.umask(previous)
-    assert stat.S_IMODE((tmp_path / f"r{suffix}").stat().st_mode) == mode
+    assert stat.S_IMODE((shared / f"r{suffix}").stat().st_mode) == mode
 
 
 def test_a_line_whose_input_cells_do_not_match_the_columns_is_a_bug(tmp_path: Path) -> None:

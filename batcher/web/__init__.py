@@ -3,19 +3,35 @@
 One server-rendered page over the same library as the CLI (`batcher.jobs.build_job`,
 `batcher.runner.execute`, `batcher.ledger.runs_in`): upload a CSV or Excel file, choose the
 operation, see the plan, start, watch, stop, download the report, see the runs. `create_app`
-builds the aiohttp application; `serve_page` runs it until cancelled.
+builds the aiohttp application; `serve_page` runs it until cancelled and announces its address
+with the start secret (`batcher.web.access`: only the operator may use the page).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
-from aiohttp import web
-
 from batcher.config import Settings
-from batcher.web.app import WebOptions, check_bind, create_app, is_loopback_host
+from batcher.web.access import PagePassword, check_bind, is_loopback_host
+from batcher.web.app import PAGE, WebOptions, create_app
+from batcher.web.connections import serving
 
-__all__ = ["WebOptions", "check_bind", "create_app", "is_loopback_host", "serve_page"]
+__all__ = [
+    "PagePassword",
+    "WebOptions",
+    "check_bind",
+    "create_app",
+    "is_loopback_host",
+    "page_address",
+    "serve_page",
+]
+
+
+def page_address(host: str, port: int, secret: str) -> str:
+    """The page's address with the start secret: the one line that opens it."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/?token={secret}"
 
 
 async def serve_page(
@@ -26,20 +42,12 @@ async def serve_page(
 ) -> None:
     """Serve the page on `options.host`:`port` until cancelled (Ctrl-C).
 
-    OSError when the address cannot be bound. On the way out a run in progress is stopped
-    gracefully (in-flight requests finish, the report is written, the rest stays pending).
+    `announce` gets the page's address with its start secret, once. UsageError for a state
+    directory `run` would refuse; OSError when the address cannot be bound. On the way out a run
+    in progress is stopped gracefully (in-flight requests finish, the report is written, the
+    rest stays pending).
     """
     app = create_app(settings, options)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, options.host, port)
-        await site.start()
-        host = f"[{options.host}]" if ":" in options.host else options.host
-        bound = runner.addresses[0][1] if runner.addresses else port
-        announce(f"http://{host}:{bound}/")
-        import asyncio
-
+    async with serving(app, options.host, port) as bound:
+        announce(page_address(options.host, bound, app[PAGE].access.secret))
         await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()

@@ -1,43 +1,53 @@
 """The page's server: routes, the guards every request passes, and the server's lifetime.
 
 Guards (SPEC "The web page", DESIGN "web/"):
+- the state directory passes `run`'s trust checks (`batcher.ledger.prepare_state_dir`: another
+  user's, or one others may write, is refused), and its `uploads` and `web` folders must be real
+  folders of ours (`batcher.files.own_subdir`);
+- each connection has header, body and idle deadlines, and each client address a cap on its
+  connections (`batcher.web.connections`);
 - bound to loopback, the `Host` header must name loopback too (a page elsewhere that rebinds its
   own name to 127.0.0.1 cannot read this one);
-- bound to any other address, every request needs the password (HTTP Basic, any user name) from
-  the environment variable that `serve.password_env` names; without one the server does not
-  start;
+- only the operator: every route but the login page needs the session cookie that the start
+  secret (or, beyond loopback, the password) is exchanged for; failures are throttled
+  (`batcher.web.access`);
 - every POST carries the page's CSRF token (a form field, or the `X-CSRF-Token` header), and a
   browser's `Origin`/`Sec-Fetch-Site` must say the request comes from the page itself;
 - the API token is never read here: the library reads it in the run's thread; messages shown
-  are scrubbed of it, and a last net scrubs every text answer;
+  are scrubbed of it (and of the start secret, the password and proxy credentials), and a last
+  net scrubs every text answer;
+- odd input gets a 4xx with a message, never a 500: an unexpected error is one line on the page
+  and its details in a crash file;
 - one run at a time: the state directory's lock (as for the CLI), checked before starting.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
+import errno
 import hmac
-import ipaddress
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from batcher.config import Settings
 from batcher.crash import write_crash_file
 from batcher.errors import BatcherError, StateLockedError, UsageError
 from batcher.jobs import Job
-from batcher.ledger import RunInfo, StateLock, runs_in
+from batcher.ledger import RunInfo, StateLock, prepare_state_dir, runs_in
 from batcher.secrets import Scrubber
-from batcher.web.page import PageState, progress_json, render
+from batcher.web.access import Access, check_bind, is_loopback_host
+from batcher.web.connections import CONNECTIONS, Connections, Limits, body_deadline, read_form
+from batcher.web.page import PageState, progress_json, render, render_login
 from batcher.web.runs import (
     ActiveRun,
     Operation,
@@ -50,7 +60,7 @@ from batcher.web.runs import (
 )
 from batcher.web.uploads import TooLargeError, Upload, Uploads, detect_columns
 
-__all__ = ["WebOptions", "check_bind", "create_app", "is_loopback_host"]
+__all__ = ["PAGE", "WebOptions", "check_bind", "create_app", "is_loopback_host"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -58,47 +68,37 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PROGRESS_EVERY_S = 0.5
 # How long a stopping server waits for the run's in-flight requests and report (seconds).
 STOP_WAIT_S = 60.0
-_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+# How often a running server deletes the uploads and page reports past state.keep_days.
+PRUNE_EVERY_S = 86_400.0
+# The routes open without a session: the login page and the style sheet it uses.
+OPEN_PATHS = frozenset({"/login", "/static/app.css"})
+# How much of a download is read from disk at a time.
+_DOWNLOAD_CHUNK = 1 << 18
 
 
-def is_loopback_host(host: str) -> bool:
-    """Whether `host` (an address or name to bind, or a Host header's name) is this machine."""
-    name = host.strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def check_bind(settings: Settings, host: str, environ: Mapping[str, str] | None = None) -> str:
-    """The page's password ("" on loopback without one); UsageError when binding elsewhere
-    without a password (SPEC "The web page": binding another address requires one)."""
-    env = os.environ if environ is None else environ
-    name = settings.serve.password_env
-    password = env.get(name, "") if name else ""
-    if not password and not is_loopback_host(host):
-        where = (
-            f"the environment variable {name} is empty or not set"
-            if name
-            else "serve.password_env names no environment variable"
-        )
-        raise UsageError(
-            f"serve: binding {host} (not loopback) needs a password, and {where}; set "
-            "serve.password_env to the name of a variable holding one, or bind 127.0.0.1"
-        )
-    return password
+def _ignore(message: str) -> None:
+    """The default `warn`: a caller that passes none hears nothing."""
 
 
 @dataclass(frozen=True)
 class WebOptions:
-    """How the page was started: `config_file` and `sandbox` go into every job, as for `run`."""
+    """How the page was started: `config_file` and `sandbox` go into every job, as for `run`.
+
+    `password` is the checked one (`check_bind`); `secret` is the start secret ("": one is made);
+    `clock` times the login throttle; `warn` hears about a group-writable state directory.
+    """
 
     config_file: Path | None = None
     sandbox: bool = False
     host: str = "127.0.0.1"
-    password: str = ""
+    password: str = field(default="", repr=False)
+    secret: str = field(default="", repr=False)
+    clock: Callable[[], float] = time.monotonic
+    warn: Callable[[str], None] = _ignore
+
+
+class _NotFoundError(UsageError):
+    """What the form names is not there (any more): a 404 with the message."""
 
 
 class Page:
@@ -109,11 +109,20 @@ class Page:
         self.options = options
         self.state_dir = Path(settings.state.dir)
         self.csrf = secrets.token_urlsafe(32)
-        self.scrubber = Scrubber(os.environ.get(settings.api.token_env))
+        self.access = Access(secret=options.secret, password=options.password, clock=options.clock)
+        self.scrubber = Scrubber.for_environment(
+            os.environ.get(settings.api.token_env),
+            others=[self.access.secret, *([options.password] if options.password else [])],
+        )
+        serve = settings.serve
         self.uploads = Uploads(
-            self.state_dir, settings.serve.max_upload_mb * 2**20, settings.input.encoding
+            self.state_dir,
+            serve.max_upload_mb * 2**20,
+            serve.max_total_upload_mb * 2**20,
+            settings.input.encoding,
         )
         self.runs = Runs(settings, self.scrubber)
+        self.limits = Limits.of(serve)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -147,16 +156,56 @@ class Page:
     def _message(self, exc: BaseException) -> str:
         if isinstance(exc, BatcherError):
             return self.scrubber.scrub(str(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return (
+                "no space left on the device holding the state directory "
+                f"{self.state_dir}; free some space and try again"
+            )
         crash = write_crash_file(self.state_dir, exc, self.scrubber)
         where = f"details in {crash}" if crash is not None else "no crash file could be written"
         return self.scrubber.scrub(
             f"internal error ({type(exc).__name__}: {exc}); {where}; please report this"
         )
 
+    @staticmethod
+    def status_of(exc: BaseException) -> int:
+        """The HTTP status of a page showing `exc`: 4xx for what the request can cause."""
+        if isinstance(exc, TooLargeError):
+            return 413
+        if isinstance(exc, StateLockedError):
+            return 409
+        if isinstance(exc, _NotFoundError):
+            return 404
+        if isinstance(exc, BatcherError):
+            return 400
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return 507
+        return 500
+
+    def error_page(self, exc: BaseException) -> web.Response:
+        """The page with `exc` as one line (an unexpected one leaves a crash file)."""
+        message, status = self._message(exc), self.status_of(exc)
+        try:
+            return self._page(self._state(error=message), status)
+        except Exception:  # the page itself cannot be drawn (the same fault): the line alone
+            return web.Response(text=f"batcher: {message}\n", status=status)
+
+    def prune(self, now: float | None = None) -> None:
+        """Delete the uploads and page reports past state.keep_days (not the current run's)."""
+        keep_days = self.settings.state.keep_days
+        current = self.runs.current
+        self.uploads.prune(
+            keep_days, now=now, keep={current.record.upload_id} if current is not None else ()
+        )
+        self.runs.prune(keep_days, now=now)
+
     def _upload(self, upload_id: str) -> Upload:
         upload = self.uploads.get(upload_id)
         if upload is None:
-            raise UsageError("that upload is not in the state directory any more; upload again")
+            raise _NotFoundError(
+                "that upload is not in the state directory (any more: uploads go after "
+                "state.keep_days days); upload the file again"
+            )
         return upload
 
     @staticmethod
@@ -208,32 +257,47 @@ class Page:
             return self._page(self._state(error="send the file as a form upload"), 400)
         given: str | None = request.headers.get("X-CSRF-Token")
         upload: Upload | None = None
+        limits = self.limits
+
+        def piece(read: Awaitable[bytes]) -> Awaitable[bytes]:
+            return body_deadline(limits, read)
+
         try:
-            while (part := await reader.next()) is not None:
+            while (part := await body_deadline(limits, reader.next())) is not None:
                 if not isinstance(part, BodyPartReader):
                     continue
                 if part.name == "csrf":
-                    given = given or (await part.read(decode=True)).decode("utf-8", "replace")
+                    given = given or (await piece(part.read(decode=True))).decode(
+                        "utf-8", "replace"
+                    )
                 elif part.name == "file":
                     self.check_csrf(given)  # before a byte of the file is stored
+                    await asyncio.to_thread(self.prune)  # room for it: old uploads go first
 
                     async def chunks(p: BodyPartReader = part) -> AsyncIterator[bytes]:
-                        while chunk := await p.read_chunk(1 << 16):
+                        while chunk := await piece(p.read_chunk(1 << 16)):
                             yield chunk
 
                     upload = await self.uploads.store(part.filename or "", chunks())
                     break
-        except TooLargeError as exc:
-            return self._page(self._state(error=self._message(exc)), 413)
-        except BatcherError as exc:
-            return self._page(self._state(error=self._message(exc)), 400)
+        except (HttpProcessingError, ValueError, AssertionError):
+            # A form aiohttp cannot take apart (a NUL in a part's header: the file name).
+            return self._page(
+                self._state(
+                    error="the upload's form could not be read (a control character in the file "
+                    "name?); rename the file and upload it again"
+                ),
+                400,
+            )
+        except (BatcherError, OSError) as exc:
+            return self.error_page(exc)
         if upload is None:
             self.check_csrf(given)
             return self._page(self._state(error="no file in the upload; choose a file"), 400)
         raise web.HTTPSeeOther(f"/?upload={upload.id}&new=1")
 
     async def _form(self, request: web.Request) -> tuple[Upload, Operation]:
-        form = await request.post()
+        form = await read_form(request)
         self.check_csrf(request.headers.get("X-CSRF-Token") or form.get("csrf"))
         upload_id = form.get("upload")
         return self._upload(upload_id if isinstance(upload_id, str) else ""), self._operation(form)
@@ -314,7 +378,7 @@ class Page:
 
     async def undo_plan(self, request: web.Request) -> web.Response:
         """The undo's plan for a finished run (sends nothing), with the button to start it."""
-        form = await request.post()
+        form = await read_form(request)
         self.check_csrf(request.headers.get("X-CSRF-Token") or form.get("csrf"))
         try:
             info = self._undoable(form.get("run"))
@@ -334,7 +398,7 @@ class Page:
 
     async def undo_run(self, request: web.Request) -> web.Response:
         """Start the undo of a finished run (after its plan was shown) as a page run."""
-        form = await request.post()
+        form = await read_form(request)
         self.check_csrf(request.headers.get("X-CSRF-Token") or form.get("csrf"))
         try:
             info = self._undoable(form.get("run"))
@@ -351,7 +415,7 @@ class Page:
         raise web.HTTPSeeOther("/#progress")
 
     async def stop(self, request: web.Request) -> web.Response:
-        form = await request.post()
+        form = await read_form(request)
         self.check_csrf(request.headers.get("X-CSRF-Token") or form.get("csrf"))
         self.runs.stop_current("stopped from the page")
         current = self.runs.current
@@ -393,23 +457,118 @@ class Page:
         return response
 
     async def report(self, request: web.Request) -> web.StreamResponse:
+        """A page run's report, read from the descriptor `Runs.report_file` opened (a regular
+        file of ours in the run's folder, no link followed), under the input's name."""
         kind = request.match_info["kind"]
-        path = self.runs.report_file(request.match_info["run"], kind)
-        if path is None:
+        found = self.runs.report_file(request.match_info["run"], kind)
+        if found is None:
             raise web.HTTPNotFound(text="batcher: no such report")
-        # An ASCII name for old clients, the real one (RFC 6266/5987) for the others.
-        fallback = "".join(
-            c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in path.name
+        fd, name = found
+        with os.fdopen(fd, "rb") as report:
+            size = os.fstat(report.fileno()).st_size
+            # Invisible characters (bidi, controls) become "_": the saved file's name shows
+            # what it is. An ASCII name for old clients, the real one (RFC 6266/5987) for others.
+            name = "".join(c if c.isprintable() else "_" for c in name)
+            fallback = "".join(c if c.isascii() and c not in '"\\' else "_" for c in name)
+            response = web.StreamResponse(
+                headers={
+                    "Content-Disposition": f'attachment; filename="{fallback}"; '
+                    f"filename*=UTF-8''{quote(name, safe='')}",
+                    "Content-Type": "text/csv; charset=utf-8"
+                    if kind == "csv"
+                    else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                }
+            )
+            response.content_length = size
+            await response.prepare(request)
+            while chunk := await asyncio.to_thread(report.read, _DOWNLOAD_CHUNK):
+                await response.write(chunk)
+            await response.write_eof()
+        return response
+
+    # -- logging in ----------------------------------------------------------------------
+
+    def _cookie_name(self, request: web.Request) -> str:
+        # Cookies do not tell ports apart: one name per port, so that two servers on one
+        # machine do not overwrite each other's session.
+        return f"batcher_session_{request.url.port or 0}"
+
+    def has_session(self, request: web.Request) -> bool:
+        return self.access.has_session(request.cookies.get(self._cookie_name(request)))
+
+    def _logged_in(self, request: web.Request, location: str) -> web.HTTPSeeOther:
+        """A redirect to `location` that carries a new session's cookie."""
+        self.access.throttle.succeeded(_client(request))
+        response = web.HTTPSeeOther(location)
+        response.set_cookie(
+            self._cookie_name(request),
+            self.access.new_session(),
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            secure=request.secure,
         )
-        return web.FileResponse(
-            path,
-            headers={
-                "Content-Disposition": f'attachment; filename="{fallback}"; '
-                f"filename*=UTF-8''{quote(path.name, safe='')}",
-                "Content-Type": "text/csv; charset=utf-8"
-                if kind == "csv"
-                else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            },
+        return response
+
+    def _login_page(self, request: web.Request, error: str, status: int) -> web.Response:
+        return web.Response(
+            text=render_login(error=error, password=bool(self.access.password)),
+            status=status,
+            content_type="text/html",
+        )
+
+    def _throttled(self, request: web.Request) -> web.Response | None:
+        wait = self.access.throttle.wait_s(_client(request))
+        if wait <= 0:
+            return None
+        response = self._login_page(
+            request,
+            f"too many wrong attempts; try again in {max(1, round(wait)):,} s (or open the "
+            "address batcher serve printed)",
+            429,
+        )
+        response.headers["Retry-After"] = str(max(1, round(wait)))
+        return response
+
+    def token_login(self, request: web.Request) -> web.StreamResponse:
+        """A GET carrying `?token=`: the start secret, exchanged for the session cookie and a
+        redirect to the same address without it; anything else counts as a failed attempt."""
+        if self.access.is_secret(request.query.get("token", "")):
+            rest = request.rel_url.with_query(
+                [(k, v) for k, v in request.rel_url.query.items() if k != "token"]
+            )
+            raise self._logged_in(request, str(rest))
+        if (throttled := self._throttled(request)) is not None:
+            return throttled
+        self.access.throttle.failed(_client(request))
+        return self._login_page(
+            request,
+            "that address's secret is not this server's: it changes each time batcher serve "
+            "starts; open the address it printed last",
+            401,
+        )
+
+    async def login_form(self, request: web.Request) -> web.StreamResponse:
+        if self.has_session(request):
+            raise web.HTTPSeeOther("/")
+        return self._login_page(request, "", 200)
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        """The login form: the start secret, the address printed with it, or the password."""
+        form = await read_form(request)
+        given = form.get("secret")
+        given = given if isinstance(given, str) else ""
+        # The printed address always gets in: a locked-out server must not lock its operator out.
+        if given and self.access.is_secret(given.strip()):
+            raise self._logged_in(request, "/")
+        if (throttled := self._throttled(request)) is not None:
+            return throttled
+        if given and self.access.accepts(given):
+            raise self._logged_in(request, "/")
+        self.access.throttle.failed(_client(request))
+        what = "the password or the address" if self.access.password else "the address"
+        return self._login_page(
+            request, f"that is not {what} batcher serve printed at its start", 401
         )
 
     async def on_shutdown(self, app: web.Application) -> None:
@@ -422,26 +581,22 @@ class Page:
 PAGE: web.AppKey[Page] = web.AppKey("page", Page)
 
 
+def _client(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
 def _guards(page: Page, options: WebOptions) -> list[Callable[..., Awaitable[web.StreamResponse]]]:
     loopback = is_loopback_host(options.host)
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if loopback and not is_loopback_host(request.url.host or ""):
-            raise web.HTTPMisdirectedRequest(
-                text="batcher: this page answers only to 127.0.0.1 or localhost"
-            )
-        if options.password:
-            _check_password(request, options.password)
-        if request.method == "POST":
-            site = request.headers.get("Sec-Fetch-Site")
-            origin = request.headers.get("Origin")
-            if (site is not None and site not in ("same-origin", "none")) or (
-                origin is not None and origin != f"{request.scheme}://{request.host}"
-            ):
-                raise web.HTTPForbidden(text="batcher: a form from another site was refused (CSRF)")
-        response = await handler(request)
-        # The last net: no text this server answers holds the API token (or a piece of it).
+        connections = request.app[CONNECTIONS]
+        connections.started(request)  # the headers are in: off the header deadline
+        try:
+            response = await _guarded(request, handler)
+        finally:
+            connections.answered(request)
+        # The last net: no text this server answers holds a secret (or a piece of one).
         if isinstance(response, web.Response) and response.body is not None:
             body = response.body
             if isinstance(body, bytes | bytearray):
@@ -450,21 +605,39 @@ def _guards(page: Page, options: WebOptions) -> list[Callable[..., Awaitable[web
                     response.text = page.scrubber.scrub(text)
         return response
 
+    async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if loopback and not is_loopback_host(request.url.host or ""):
+            raise web.HTTPMisdirectedRequest(
+                text="batcher: this page answers only to 127.0.0.1 or localhost"
+            )
+        if request.method == "POST":
+            site = request.headers.get("Sec-Fetch-Site")
+            origin = request.headers.get("Origin")
+            if (site is not None and site not in ("same-origin", "none")) or (
+                origin is not None and origin != f"{request.scheme}://{request.host}"
+            ):
+                raise web.HTTPForbidden(text="batcher: a form from another site was refused (CSRF)")
+        if request.path not in OPEN_PATHS and not page.has_session(request):
+            if request.method in ("GET", "HEAD") and "token" in request.query:
+                return page.token_login(request)
+            if request.method in ("GET", "HEAD") and request.path == "/":
+                raise web.HTTPSeeOther("/login")
+            raise web.HTTPUnauthorized(
+                text="batcher: log in first: open the address batcher serve printed (with its "
+                "?token=), or /login"
+            )
+        try:
+            return await handler(request)
+        except (web.HTTPException, asyncio.CancelledError, ConnectionError):
+            raise  # answers of their own, and a client gone (aiohttp ends those quietly)
+        except Exception as exc:  # one line on the page, never a traceback on the server
+            if request.method == "GET" and request.path != "/":
+                return web.Response(
+                    text=f"batcher: {page._message(exc)}", status=page.status_of(exc)
+                )
+            return page.error_page(exc)
+
     return [guard]
-
-
-def _check_password(request: web.Request, password: str) -> None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    given = ""
-    if scheme.lower() == "basic":
-        with contextlib.suppress(binascii.Error, UnicodeDecodeError):
-            given = base64.b64decode(value, validate=True).decode("utf-8").partition(":")[2]
-    if not hmac.compare_digest(given.encode(), password.encode()):
-        raise web.HTTPUnauthorized(
-            text="batcher: this page needs its password",
-            headers={"WWW-Authenticate": 'Basic realm="batcher", charset="UTF-8"'},
-        )
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -482,19 +655,28 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 def create_app(settings: Settings, options: WebOptions | None = None) -> web.Application:
-    """The page as an aiohttp application (the `serve` command runs it; tests drive it)."""
+    """The page as an aiohttp application (the `serve` command runs it; tests drive it).
+
+    UsageError (exit 2) for a state directory `run` would refuse, or a bind beyond loopback
+    without a password.
+    """
     options = options or WebOptions()
     if not options.password and not is_loopback_host(options.host):
         raise UsageError(f"serve: binding {options.host} (not loopback) needs a password")
+    prepare_state_dir(Path(settings.state.dir), options.warn)
     page = Page(settings, options)
     # Uploads are streamed to disk with their own limit; other bodies are small forms.
     app = web.Application(middlewares=_guards(page, options), client_max_size=1 << 20)
     app[PAGE] = page
+    app[CONNECTIONS] = Connections(page.limits)
     app.on_response_prepare.append(_security_headers)
     app.on_shutdown.append(page.on_shutdown)
+    app.cleanup_ctx.append(_pruning(page))
     static = Path(str(files("batcher.web") / "static"))
     app.add_routes(
         [
+            web.get("/login", page.login_form),
+            web.post("/login", page.login),
             web.get("/", page.index),
             web.post("/upload", page.upload),
             web.post("/plan", page.plan),
@@ -509,3 +691,24 @@ def create_app(settings: Settings, options: WebOptions | None = None) -> web.App
         ]
     )
     return app
+
+
+def _pruning(page: Page) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Uploads and page reports past state.keep_days go at the start, then daily."""
+
+    async def prune(app: web.Application) -> AsyncIterator[None]:
+        await asyncio.to_thread(page.prune)
+
+        async def daily() -> None:
+            while True:
+                await asyncio.sleep(PRUNE_EVERY_S)
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(page.prune)
+
+        task = asyncio.create_task(daily())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return prune

@@ -2,6 +2,8 @@
 
 The page works without JavaScript (forms post, the server answers with the page); `app.js` adds
 drag and drop and live progress. Content-Security-Policy allows only this server's own files.
+File names are shown with their invisible characters escaped (`batcher.web.uploads.shown`): a
+bidi control (U+202E) would show `gnp.csv` as `vsc.png`. `render_login` is the login page.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from batcher.models import Status
 from batcher.runner import RunResult
 from batcher.undo import undone_report
 from batcher.web.runs import ActiveRun, Operation, PlanView, RunRecord, UndoPlan, undo_problem
-from batcher.web.uploads import ALLOWED_SUFFIXES, Columns, Upload
+from batcher.web.uploads import ALLOWED_SUFFIXES, Columns, Upload, shown
 
-__all__ = ["PageState", "render"]
+__all__ = ["PageState", "render", "render_login"]
 
 _STATUS_NAMES = {
     Status.PENDING: "to send",
@@ -63,6 +65,11 @@ SANDBOX_UNDO_NOTE = (
 
 def e(value: object) -> str:
     return escape(str(value), quote=True)
+
+
+def shown_name(value: str) -> str:
+    """A file name as shown: invisible characters escaped, then HTML-escaped."""
+    return e(shown(value))
 
 
 def _duration(seconds: float) -> str:
@@ -178,7 +185,7 @@ def _operation_section(state: PageState) -> str:
     return f"""
 <section aria-labelledby="h-operation">
   <h2 id="h-operation">2. The operation</h2>
-  <p>File <strong id="upload-name">{e(upload.name)}</strong> ({upload.size:,} bytes,
+  <p>File <strong id="upload-name">{shown_name(upload.name)}</strong> ({upload.size:,} bytes,
      uploaded {e(_when(upload.uploaded))}).</p>
   {found}
   <form id="plan-form" method="post" action="/plan">
@@ -317,10 +324,10 @@ def _undo_plan_section(state: PageState) -> str:
     return f"""
 <section aria-labelledby="h-undo" id="undo-plan">
   <h2 id="h-undo">Undo: the plan</h2>
-  <p id="undo-summary">Undo the run of <strong>{e(view.info.input.rsplit("/", 1)[-1])}</strong>
+  <p id="undo-summary">Undo the run of <strong>{shown_name(_input_name(state, view.info))}</strong>
     ({e(view.info.operation)}, {e(view.info.created.replace("T", " "))}) from its report
-    <code>{e(Path(view.info.report).name)}</code>: remove the tags it added, add back the tags
-    it removed. Changes made since by others are not looked at.</p>
+    <code>{shown_name(Path(view.info.report).name)}</code>: remove the tags it added, add back
+    the tags it removed. Changes made since by others are not looked at.</p>
   {resumed}
   <table id="undo-counts" class="facts" aria-label="What the undo sends">
     <tr><th scope="row">rows to undo</th><td class="num" id="undo-rows">{source.undone:,} of
@@ -382,7 +389,9 @@ def _progress_section(state: PageState) -> str:
          data-state="{e(snap["state"])}"
          data-next="/?upload={e(record.upload_id)}&amp;run={e(record.id)}#progress">
   <h2 id="h-progress">The run</h2>
-  <p>{e(record.input_name)}: <span id="run-operation">{e(record.operation or "starting")}</span></p>
+  <p>{shown_name(record.input_name)}: <span id="run-operation">{
+        e(record.operation or "starting")
+    }</span></p>
   <progress id="bar" aria-label="Requests done" max="{max(snap["requests_planned"], 1)}"
             value="{snap["requests_done"]}"></progress>
   <p id="progress-text" aria-live="polite">{e(_progress_text(snap))}</p>
@@ -434,6 +443,15 @@ def _reports_by_run(runs: Sequence[RunInfo], records: Sequence[RunRecord]) -> di
     return found
 
 
+def _input_name(state: PageState, info: RunInfo) -> str:
+    """The input's name as its user knows it: an upload's own name (it is stored under one of
+    ours), else the file's."""
+    for record in state.records:
+        if record.input_path == info.input and record.input_name:
+            return record.input_name
+    return info.input.rsplit("/", 1)[-1]
+
+
 def _runs_section(state: PageState) -> str:
     reports = _reports_by_run(state.runs, state.records)
     rows = []
@@ -456,10 +474,10 @@ def _runs_section(state: PageState) -> str:
           >Undo…</button></form>"""
         )
         undone = undone_report(info.input)
-        name = f"undo of {undone}" if undone else info.input.rsplit("/", 1)[-1]
+        shown_as = f"undo of {undone}" if undone else _input_name(state, info)
         rows.append(
             f"<tr><td class='when'>{e(info.created.replace('T', ' '))}</td>"
-            f"<td title='{e(info.input)}'>{e(name)}</td>"
+            f"<td title='{shown_name(info.input)}'>{shown_name(shown_as)}</td>"
             f"<td>{e(info.operation)}</td><td>{e(info.target)}</td>"
             f"<td class='state-{e(info.state)}'>{e(info.state)}</td><td>{e(counts)}</td>"
             f"<td>{report}</td><td>{undo}</td></tr>"
@@ -520,3 +538,42 @@ def render(state: PageState) -> str:
 
 def progress_json(snapshot: dict[str, Any]) -> str:
     return json.dumps({**snapshot, "text": _progress_text(snapshot)})
+
+
+def render_login(*, error: str = "", password: bool = False) -> str:
+    """The login page: the start secret (the address batcher serve printed), or the password."""
+    what = (
+        "the password, or the address batcher serve printed"
+        if password
+        else ("the address batcher serve printed (or its secret)")
+    )
+    message = f'<p class="error" role="alert" id="error">{e(error)}</p>' if error else ""
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>batcher — log in</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="/static/app.css">
+</head>
+<body>
+<header><h1>batcher <small>contact tags, in bulk</small></h1></header>
+<main>
+<section aria-labelledby="h-login">
+  <h2 id="h-login">Log in</h2>
+  {message}
+  <p>This page can change contacts with the server's token, so only whoever started
+    <code>batcher serve</code> may use it. Open the address it printed (it ends in
+    <code>?token=</code> and a secret made at each start), or paste it here.</p>
+  <form id="login-form" method="post" action="/login">
+    <div class="field"><label for="secret">{e(what[:1].upper() + what[1:])}</label>
+      <input id="secret" name="secret" type="password" autocomplete="current-password" required
+             autofocus></div>
+    <button type="submit" id="login-button" class="primary">Log in</button>
+  </form>
+</section>
+</main>
+</body>
+</html>
+"""

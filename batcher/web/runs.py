@@ -10,7 +10,12 @@ What this module adds to the library, as thin adapters (see the module-level not
 - the report again as XLSX after a CSV run, rendered from the run's state file
   (`render_xlsx`);
 - a record of each run started from the page (`web/<run id>/run.json`), so that its report
-  can be downloaded after a restart of the server.
+  can be downloaded after a restart of the server. The report is written under a name made
+  from the input's when that name is plain and short (`contacts-report.csv`), else under one of
+  our own (`upload-report.csv`), and downloaded under one made from the input's (`download`);
+  a download opens only a regular file of ours in the run's own folder, never through a link,
+  whatever `run.json` says (`report_file`). Folders of runs older than `state.keep_days` go
+  (`prune`).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from typing import Any
 from batcher.config import Settings
 from batcher.crash import write_crash_file
 from batcher.errors import BatcherError
-from batcher.files import open_private, private_dir
+from batcher.files import open_own_file, open_private, own_subdir
 from batcher.jobs import Job, build_job
 from batcher.ledger import Ledger, RunInfo, StateLock
 from batcher.loading import open_input
@@ -221,6 +226,8 @@ class RunRecord:
     choices: dict[str, str] = field(default_factory=dict)
     # For an undo: the report of the run it takes back.
     undoes: str = ""
+    # The report's name for the download, without its extension (`contacts-report`).
+    download: str = ""
 
 
 @dataclass(frozen=True)
@@ -309,8 +316,7 @@ class Runs:
         return self.current is not None and not self.current.done
 
     def new_folder(self) -> tuple[str, Path]:
-        private_dir(self.root.parent)
-        private_dir(self.root)
+        own_subdir(self.root)
         run_id = secrets.token_hex(8)
         folder = self.root / run_id
         folder.mkdir(mode=0o700)
@@ -355,7 +361,8 @@ class Runs:
         return self._start(
             begin,
             input_name,
-            f"{stem}-report.csv",
+            f"{_file_stem(stem)}-report.csv",
+            download=f"{stem}-report",
             upload_id=upload_id,
             choices=choices,
             on_end=on_end,
@@ -406,7 +413,13 @@ class Runs:
             return work, str(report)
 
         return self._start(
-            begin, report.name, f"{stem}-undo.csv", undoes=str(report), on_end=on_end, xlsx=None
+            begin,
+            report.name,
+            f"{_file_stem(stem)}-undo.csv",
+            download=f"{stem}-undo",
+            undoes=str(report),
+            on_end=on_end,
+            xlsx=None,
         )
 
     def _start(
@@ -415,6 +428,7 @@ class Runs:
         input_name: str,
         report_name: str,
         *,
+        download: str,
         upload_id: str = "",
         choices: dict[str, str] | None = None,
         undoes: str = "",
@@ -444,6 +458,7 @@ class Runs:
                 upload_id=upload_id,
                 choices=dict(choices or {}),
                 undoes=undoes,
+                download=download,
             )
             active = ActiveRun(record, folder)
             self.current = active
@@ -551,29 +566,63 @@ class Runs:
         """The runs started from the page, newest first (from their run.json)."""
         found = []
         if self.root.is_dir():
-            for path in self.root.glob("*/run.json"):
-                with contextlib.suppress(OSError, ValueError, TypeError):
-                    found.append(RunRecord(**json.loads(path.read_text(encoding="utf-8"))))
+            for folder in self.root.iterdir():
+                if (record := _read_record(folder)) is not None:
+                    found.append(record)
         current = self.current
         if current is not None:
             found = [r for r in found if r.id != current.record.id] + [current.record]
         found.sort(key=lambda r: r.started, reverse=True)
         return found
 
-    def report_file(self, run_id: str, kind: str) -> Path | None:
-        """The report of a page run, if it exists: `kind` is "csv" or "xlsx"."""
+    def report_file(self, run_id: str, kind: str) -> tuple[int, str] | None:
+        """The report of a page run, if there is one: a read-only descriptor (the caller closes
+        it) and the name to download it under. `kind` is "csv" or "xlsx".
+
+        Only a regular file of ours inside the run's own folder, with one link, opened without
+        following a link (`batcher.files.open_own_file`), named as the page names reports: a
+        planted `run.json` naming a link, another folder or someone else's file gets nothing.
+        """
         if not _RUN_ID.match(run_id):
             return None
         folder = self.root / run_id
-        try:
-            record = RunRecord(**json.loads((folder / "run.json").read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError):
+        record = _read_record(folder)
+        if record is None:
             return None
         name = record.report_csv if kind == "csv" else record.report_xlsx
-        if not name or "/" in name:
+        if not name.endswith(f".{kind}") or name.startswith("."):
             return None
-        path = folder / name
-        return path if path.is_file() else None
+        try:
+            fd = open_own_file(folder, name)
+        except OSError:
+            return None
+        return fd, f"{record.download}.{kind}" if record.download else name
+
+    def prune(self, keep_days: int, *, now: float | None = None) -> list[str]:
+        """Delete the folders (reports, run.json) of page runs that ended, or started when they
+        never ended, more than `keep_days` days ago, but the run going now; their ids."""
+        horizon = (time.time() if now is None else now) - keep_days * 86_400
+        current = self.current.record.id if self.current is not None else ""
+        gone: list[str] = []
+        if not self.root.is_dir():
+            return gone
+        for folder in self.root.iterdir():
+            if folder.name == current or not _RUN_ID.match(folder.name):
+                continue
+            record = _read_record(folder)
+            when = horizon  # kept when nothing tells its age
+            if record is not None:
+                when = record.finished or record.started
+            else:
+                with contextlib.suppress(OSError):
+                    when = folder.lstat().st_mtime
+            if when < horizon:
+                if folder.is_symlink():
+                    folder.unlink(missing_ok=True)
+                else:
+                    shutil.rmtree(folder, ignore_errors=True)
+                gone.append(folder.name)
+        return gone
 
     def stop_current(self, reason: str) -> bool:
         current = self.current
@@ -586,3 +635,24 @@ class Runs:
         current = self.current
         if current is not None and current.thread is not None:
             current.thread.join(timeout)
+
+
+def _read_record(folder: Path) -> RunRecord | None:
+    """The run.json of a page run's folder (never through a link), or None."""
+    try:
+        fd = open_own_file(folder, "run.json")
+        with open(fd, encoding="utf-8") as data:
+            return RunRecord(**json.load(data))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+# The longest input stem a report's file name keeps, in UTF-8 bytes (NAME_MAX is 255 bytes).
+_MAX_STEM_BYTES = 100
+
+
+def _file_stem(stem: str) -> str:
+    """`stem` for a file name of ours when it is plain (printable, no leading dot) and short,
+    else "upload": the name shown and downloaded is kept in the run's record."""
+    plain = stem.isprintable() and not stem.startswith(".") and "/" not in stem
+    return stem if plain and stem and len(stem.encode()) <= _MAX_STEM_BYTES else "upload"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -101,8 +102,22 @@ class Page:
                 await asyncio.sleep(0.05)
 
 
+# The start secret the test pages use (a real start makes a random one).
+SECRET = "test-start-secret-5f1c9a7e3b2d4860aa17c3e9d0b6f248"
+
+
 @asynccontextmanager
-async def page_for(settings: Settings, options: WebOptions | None = None) -> AsyncIterator[Page]:
-    app = create_app(settings, options or WebOptions(sandbox=True))
+async def page_for(
+    settings: Settings, options: WebOptions | None = None, *, log_in: bool = True
+) -> AsyncIterator[Page]:
+    """The page on a test server; logged in with its start secret unless `log_in` is False."""
+    options = options or WebOptions(sandbox=True)
+    if not options.secret:
+        options = dataclasses.replace(options, secret=SECRET)
+    app = create_app(settings, options)
     async with TestClient(TestServer(app)) as client:
-        yield Page(client)
+        page = Page(client)
+        if log_in:
+            async with client.get(f"/?token={options.secret}", allow_redirects=False) as response:
+                assert response.status == 303, await response.text()
+        yield page

@@ -47,7 +47,8 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    """`batcher serve --sandbox` in a fresh working directory, on a free port; its URL.
+    """`batcher serve --sandbox` in a fresh working directory, on a free port; the address it
+    prints, with its start secret.
 
     60 requests paced at 20 per second: a few seconds of live progress to watch.
     """
@@ -137,7 +138,15 @@ def test_upload_plan_run_watch_and_download_in_a_real_browser(
     server: str, browser: Any, tmp_path: Path
 ) -> None:
     source = SAMPLES / "contacts.csv"
-    browser.get(server)
+    browser.get(server.partition("?")[0])  # without the start secret: the login page
+    assert browser.find_elements(By.ID, "login-form")
+    browser.get(server)  # the address `batcher serve` printed, with its start secret...
+    assert "token=" in server
+    assert "token=" not in browser.current_url  # ...taken out of the address bar and history
+    (cookie,) = browser.get_cookies()
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Strict"
+    assert cookie["value"] not in server  # a session, not the secret
     assert browser.title.startswith("batcher")
     # Every control has a label (the page's accessibility floor).
     for control in browser.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), select"):
