@@ -107,7 +107,7 @@ class ServeSettings:
     # named there, `batcher serve` makes one at each start and prints it once.
     password_env: str = ""
     # The largest upload the page accepts, in MiB (1 MiB = 1,048,576 bytes).
-    max_upload_mb: int = 100
+    max_upload_mb: int = 200
     # The most the page keeps in uploads at once, in MiB: an upload past it is refused (413);
     # uploads and the page's reports go after state.keep_days.
     max_total_upload_mb: int = 1000
