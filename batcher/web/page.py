@@ -421,6 +421,9 @@ def _runs_section(state: PageState) -> str:
         report = (
             f'<a href="/runs/{e(record.id)}/report.csv" download>CSV</a>'
             if record is not None
+            # Its latest complete report (not downloadable: not started from this page).
+            else f"<span title='{e(info.report)}'>{e(Path(info.report).name)}</span>"
+            if info.report
             else '<span class="muted" title="not started from this page">—</span>'
         )
         problem = undo_problem(info)
@@ -439,7 +442,8 @@ def _runs_section(state: PageState) -> str:
             f"<tr><td class='when'>{e(info.created.replace('T', ' '))}</td>"
             f"<td title='{e(info.input)}'>{e(name)}</td>"
             f"<td>{e(info.operation)}</td><td>{e(info.target)}</td>"
-            f"<td class='state-{e(info.state)}'>{e(info.state)}</td><td>{e(counts)}</td>"
+            f"<td class='state-{e(info.state)}'>{e(info.state)}"
+            f"{', undone' if info.undone is not None else ''}</td><td>{e(counts)}</td>"
             f"<td>{report}</td><td>{undo}</td></tr>"
         )
     body = "".join(rows) or '<tr><td colspan="8" class="muted">No runs yet.</td></tr>'
