@@ -682,6 +682,12 @@ class RunInfo:
     def latest_report(self) -> str:
         return self.reports[-1].path if self.reports else self.report
 
+    @property
+    def undo_key(self) -> str:
+        """What an undo of this run keeps as `undoes`: its id (a run of a version that kept
+        none: its state file's name)."""
+        return self.run_id or self.path.name
+
 
 def _state_errors(method: Callable[P, T]) -> Callable[P, T]:
     """Turn SQLite and OS errors of a Ledger method into a StateError naming the file (exit 3).
@@ -1638,8 +1644,8 @@ def runs_in(state_dir: Path) -> list[RunInfo]:
         if info.undoes and info.state == "finished"
     }
     return [
-        dataclasses.replace(info, undone=undone[info.run_id])
-        if info.run_id and info.run_id in undone
+        dataclasses.replace(info, undone=undone[info.undo_key])
+        if info.undo_key in undone
         else info
         for info in infos
     ]

@@ -514,7 +514,7 @@ def undo_job(
         fresh=fresh,
         sandbox=sandbox_config(config_file, source.report) if sandbox else None,
         rows=_settle(source.settled),
-        undoes=_run_key(source.run),
+        undoes=source.run.undo_key,
     )
 
 
@@ -523,12 +523,6 @@ def report_of(info: RunInfo | None) -> Path:
     a run that kept none, a name made from its state file's)."""
     assert info is not None
     return Path(info.report or info.path.with_suffix(".csv").name)
-
-
-def _run_key(info: RunInfo) -> str:
-    """What identifies a run for its undo (`RunInfo.undone`): its id (a run of an earlier
-    version has none: its state file's name)."""
-    return info.run_id or info.path.name
 
 
 async def undo(

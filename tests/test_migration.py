@@ -87,3 +87,25 @@ def test_an_old_state_file_is_listed_by_status_as_it_is(old_run: Path) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(results)")}
     db.close()
     assert "uncertain" not in columns
+
+
+def test_the_report_of_an_old_finished_run_is_undone_from_the_runs_records(
+    old_run: Path, tmp_path: Path
+) -> None:
+    """The old version kept no fingerprint of its reports: the one run that names the file is
+    taken (saying so), and what it undoes is read from that run's records, not the file."""
+    report = tmp_path / "contacts-report.csv"
+    report.write_text("not read: the run's records are\n", encoding="utf-8")
+    db = sqlite3.connect(old_run)
+    with db:
+        db.execute("UPDATE meta SET value = 'finished' WHERE key = 'state'")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'report'", (str(report),))
+    db.close()
+
+    result = CliRunner().invoke(main, ["undo", "contacts-report.csv", "--sandbox", "--yes"])
+
+    assert result.exit_code == 0, result.output
+    assert "written by an earlier version of batcher, which kept no fingerprint" in result.output
+    assert "6 of the run's 12 rows (6 operations); 6 with nothing to undo" in result.output
+    (old,) = [info for info in runs_in(old_run.parent) if not info.undoes]
+    assert old.undone is not None
