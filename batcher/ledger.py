@@ -1644,9 +1644,7 @@ def runs_in(state_dir: Path) -> list[RunInfo]:
         if info.undoes and info.state == "finished"
     }
     return [
-        dataclasses.replace(info, undone=undone[info.undo_key])
-        if info.undo_key in undone
-        else info
+        dataclasses.replace(info, undone=undone[info.undo_key]) if info.undo_key in undone else info
         for info in infos
     ]
 
