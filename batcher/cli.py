@@ -29,11 +29,20 @@ from batcher.crash import write_crash_file
 from batcher.errors import BatcherError, UsageError
 from batcher.events import Event
 from batcher.jobs import build_job
+from batcher.ledger import RunInfo
 from batcher.merging import merge_reports
-from batcher.models import Status
+from batcher.models import RUN_STATUSES, UNDO_STATUSES, Status
 from batcher.planning import PlanStats
 from batcher.printable import escaped
-from batcher.runner import Preview, RunProgress, RunResult, TagOperation, Tick, execute
+from batcher.runner import (
+    UNCERTAIN_MEANS,
+    Preview,
+    RunProgress,
+    RunResult,
+    TagOperation,
+    Tick,
+    execute,
+)
 from batcher.sandbox import config_from_options, serve
 from batcher.secrets import Scrubber
 from batcher.sending import is_permanent
@@ -48,14 +57,7 @@ PLAN_LOCATIONS = 10
 # The log format of this process's lines on stderr (`--log-format`; set by `_logging`).
 _log_format = "text"
 
-STATUS_ORDER = (
-    Status.SUCCESS,
-    Status.ERROR,
-    Status.INVALID,
-    Status.DUPLICATE,
-    Status.FAILED,
-    Status.PENDING,
-)
+STATUS_ORDER = RUN_STATUSES
 
 
 def _echo(text: str, *, err: bool = False) -> None:
@@ -383,8 +385,13 @@ def _summary(result: RunResult) -> None:
         *((("summary", str(result.summary_path)),) if result.summary_path is not None else ()),
     ):
         _echo(f"  {name:<10} {value}")
-    for status in STATUS_ORDER:
-        _echo(f"  {status.value:<9}  {result.counts[status]:>9,}")
+    statuses = STATUS_ORDER + (UNDO_STATUSES if result.undoes else ())
+    width = max(len(status.value) for status in statuses)
+    for status in statuses:
+        _echo(f"  {status.value:<{width}}  {result.counts[status]:>9,}")
+    _echo(f"  {'uncertain':<{width}}  {result.uncertain:>9,}")
+    if result.uncertain:
+        _echo(f"  (uncertain: {UNCERTAIN_MEANS})")
     if not total:
         _echo("  nothing to do: the input has no rows (--allow-empty)")
     _echo(
@@ -424,6 +431,12 @@ def _summary(result: RunResult) -> None:
         _advise(
             "some rows are pending (they wait for an earlier row of the same contact); "
             "run the same command again to send them"
+        )
+    elif result.counts[Status.SKIPPED]:
+        _advise(
+            f"{result.counts[Status.SKIPPED]:,} uncertain rows were left alone (their message "
+            "says why): check those contacts, or undo the run again with --uncertain revert "
+            "--again to revert them by the operation that was asked"
         )
 
 
@@ -686,6 +699,16 @@ def sandbox(
     is_flag=True,
     help="Start a new undo even if an unfinished undo of this report exists.",
 )
+@click.option(
+    "--uncertain",
+    type=click.Choice(["leave", "revert"], case_sensitive=False),
+    default="leave",
+    show_default=True,
+    help="Rows marked uncertain (an answer was lost): leave them alone (skipped, exit 1), or "
+    "revert them by the operation that was asked (remove the tags asked to add, add back the "
+    "tags asked to remove).",
+)
+@click.option("--again", is_flag=True, help="Undo a run that was undone already.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation before sending.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def undo(
@@ -696,14 +719,19 @@ def undo(
     report_path: Path | None,
     dry_run: bool,
     fresh: bool,
+    uncertain: str,
+    again: bool,
     yes: bool,
     quiet: bool,
 ) -> None:
-    """Take a run back from its REPORT: remove the tags it added, add back the tags it removed.
+    """Take back the run that wrote REPORT: remove the tags it added, add back the tags it
+    removed.
 
-    Only what the run changed is undone (from the API's answers in the report), not changes
-    made by others since. Batched, paced and resumable like a run: running the same command
-    again continues an unfinished undo. Exit status as for `run`.
+    REPORT identifies the run (its exact bytes, among the runs in the state directory); what
+    is undone comes from the run's own records: the API's answers, not changes made by others
+    since. Rows marked uncertain are left alone unless --uncertain revert. Batched, paced and
+    resumable like a run: running the same command again continues an unfinished undo. Exit
+    status as for `run`; 1 also when uncertain rows were left alone.
     """
     holder: list[Settings] = []
     result: UndoResult | None = None
@@ -721,6 +749,8 @@ def undo(
                     config_file=config_file,
                     fresh=fresh,
                     dry_run=dry_run,
+                    uncertain=uncertain.lower(),
+                    again=again,
                     on_tick=progress,
                     notify=_notify,
                     confirm=None if dry_run or sandbox else _confirm(yes),
@@ -730,9 +760,9 @@ def undo(
     assert result is not None  # _one_line_errors exits otherwise
     source = result.source
     line = (
-        f"  undo       {source.undone:,} of the report's {source.rows:,} rows "
-        f"({source.operations:,} operations); {source.nothing:,} with nothing to undo "
-        "(invalid, saying why)"
+        f"  undo       {source.undone:,} of the run's {source.rows:,} rows "
+        f"({source.operations:,} operations); {source.nothing:,} with nothing to undo, "
+        f"{source.skipped:,} uncertain left alone (skipped)"
     )
     if dry_run:
         run = result.run
@@ -812,12 +842,14 @@ def status(input_path: Path | None, config_file: Path | None, **options: Any) ->
         )
         _echo(f"  rows       {_counts(run)}")
         _echo(f"  to send    {run.to_send:,} rows (pending and failed)")
+        _show_reports(run.info)
     elif found.last is not None:
         _echo(
             f"  its last run finished (started {_started(found.last)}): `batcher run` would "
             "start a new one"
         )
         _echo(f"  rows       {_counts(found.last)}")
+        _show_reports(found.last.info)
     else:
         _echo("  no run of this input with this operation and target: `batcher run` starts one")
     for other in found.others:
@@ -829,8 +861,11 @@ def status(input_path: Path | None, config_file: Path | None, **options: Any) ->
 
 
 def _started(run: RunStatus) -> str:
-    created = str(run.info.created)
-    return created.replace("T", " ").replace("Z", " UTC") if created else "at an unknown time"
+    return _stamp(run.info.created)
+
+
+def _stamp(stamp: str) -> str:
+    return stamp.replace("T", " ").replace("Z", " UTC") if stamp else "at an unknown time"
 
 
 def _counts(run: RunStatus) -> str:
@@ -853,13 +888,35 @@ def _show_run(run: RunStatus) -> None:
     info = run.info
     undone = run.undo_of
     _echo(f"- started {_started(run)}, {state}")
-    _echo(f"  input      {f'undo of {undone}' if undone else info.input}")
+    if info.run_id:
+        _echo(f"  run id     {info.run_id}")
+    undoes = f" (run {info.undoes})" if info.undoes else ""
+    _echo(f"  input      {f'undo of {undone}{undoes}' if undone else info.input}")
     operation = "undo: remove what the run added, add back what it removed"
     _echo(f"  operation  {operation if undone else info.operation}")
     _echo(f"  target     {info.target}")
-    if info.report:
-        _echo(f"  report     {info.report}")
+    _show_reports(info)
     _echo(f"  rows       {_counts(run)}{'' if run.finished or run.live else ' (when it stopped)'}")
+
+
+def _show_reports(info: RunInfo) -> None:
+    """The run's report (its latest complete one), every command's report when there were
+    several, and whether the run was undone."""
+    if info.report:
+        complete = any(r.complete for r in info.reports) or not info.keeps_reports
+        _echo(f"  report     {info.report}{'' if complete else ' (partial: rows pending)'}")
+    if len(info.reports) > 1:
+        for record in info.reports:
+            kind = "complete" if record.complete else "partial"
+            _echo(
+                f"    command {record.invocation}: {record.path} ({record.rows:,} rows, {kind}, "
+                f"written {_stamp(record.written)})"
+            )
+    if info.undone is not None:
+        _echo(
+            f"  undone     {_stamp(info.undone.finished)}, by the undo whose report is "
+            f"{info.undone.report}"
+        )
 
 
 @main.command("serve")

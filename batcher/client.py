@@ -221,15 +221,26 @@ class BulkTagsClient:
                 headers = self._safe_headers(response.headers)
                 raw = await _read_capped(response)
         # aiohttp's own timeouts subclass TimeoutError (asyncio.TimeoutError is TimeoutError).
+        # Only ConnectionTimeoutError is known to come before the request was written; the
+        # total timeout running out while connecting is told from a read timeout by nothing,
+        # so it counts as exposed too (an honest "may have", never a false "did not").
         except TimeoutError as exc:
-            raise TransportError(f"no answer within {self._timeout_s:g} s (timeout)") from exc
+            raise TransportError(
+                f"no answer within {self._timeout_s:g} s (timeout)",
+                exposed=not isinstance(exc, aiohttp.ConnectionTimeoutError),
+            ) from exc
         except _TooLargeError:
             raise MalformedAnswerError(
-                self._clean(f"HTTP {status}: {TOO_LARGE_MESSAGE}"), status=status, headers=headers
+                self._clean(f"HTTP {status}: {TOO_LARGE_MESSAGE}"),
+                status=status,
+                headers=headers,
+                exposed=_exposed_status(status),
             ) from None
         # Refused, reset, dropped (ServerDisconnectedError), TLS, proxy and payload errors.
         except aiohttp.ClientError as exc:
-            raise TransportError(self._clean(f"no answer: {_describe(exc)}")) from exc
+            raise TransportError(
+                self._clean(f"no answer: {_describe(exc)}"), exposed=_may_have_arrived(exc)
+            ) from exc
 
         if status == HTTPStatus.CREATED:
             return self._parse_created(batch, raw, headers)
@@ -258,6 +269,7 @@ class BulkTagsClient:
                 _header(headers, "retry-after"), now=_http_date(_header(headers, "date"))
             ),
             rate=rate,
+            exposed=_exposed_status(status),
         )
 
     def _parse_created(self, batch: Batch, raw: bytearray, headers: Mapping[str, str]) -> Answer:
@@ -266,13 +278,17 @@ class BulkTagsClient:
             data, by_orjson = orjson.loads(raw), True
         except orjson.JSONDecodeError:
             data, by_orjson = _load_json(raw), False
+        # A 201 says the change was applied: an unreadable one loses what it changed.
         if data is None:
             raise MalformedAnswerError(
-                "HTTP 201 with a body that is not readable JSON", status=201, headers=headers
+                "HTTP 201 with a body that is not readable JSON",
+                status=201,
+                headers=headers,
+                exposed=True,
             )
         if not isinstance(data, dict) or not isinstance(data.get("responses"), list):
             raise MalformedAnswerError(
-                "HTTP 201 without a 'responses' list", status=201, headers=headers
+                "HTTP 201 without a 'responses' list", status=201, headers=headers, exposed=True
             )
 
         by_contact = _outcomes_by_contact(data["responses"], alike_keys=by_orjson)
@@ -360,6 +376,34 @@ def _load_json(raw: bytearray) -> Any:
         return json.loads(raw)
     except (ValueError, RecursionError):
         return None
+
+
+# Transport errors raised before a byte of the request left: no connection was made (refused,
+# DNS, TLS, a proxy refusing the CONNECT), the server's certificate did not match, or the URL
+# was unusable. Every other one (reset, disconnected, an unreadable answer, a read timeout)
+# came once the request was, or may have been, written.
+_NEVER_SENT = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ClientHttpProxyError,
+    aiohttp.ServerFingerprintMismatch,
+    aiohttp.InvalidURL,
+    aiohttp.NonHttpUrlClientError,
+    aiohttp.RedirectClientError,
+)
+
+
+def _may_have_arrived(exc: aiohttp.ClientError) -> bool:
+    """Whether the request may have reached the API before this transport error (see
+    `ApiError.exposed`); an error not known to come before sending counts as after."""
+    return not isinstance(exc, _NEVER_SENT)
+
+
+def _exposed_status(status: int) -> bool:
+    """Whether an answer of this status may come after the API applied the request: a 5xx (a
+    500 may follow the commit; a gateway's 502/503/504 may have passed the request on) or a
+    1xx/2xx (the API answers 201 only: another one, or an unreadable 201, proves nothing). A
+    429 (the limiter answers before applying), a 3xx and the other 4xx are refusals."""
+    return status >= HTTPStatus.INTERNAL_SERVER_ERROR or status < HTTPStatus.MULTIPLE_CHOICES
 
 
 def _describe(exc: aiohttp.ClientError) -> str:

@@ -76,6 +76,7 @@ class ApiError(BatcherError):
         headers: Mapping[str, str] | None = None,
         retry_after_s: float | None = None,
         rate: RateLimitInfo | None = None,
+        exposed: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -86,6 +87,10 @@ class ApiError(BatcherError):
         self.rate = rate or RateLimitInfo()
         # HTTP attempts made before this error settled things; set by the retrying policy.
         self.attempts = 1
+        # The attempt may have reached the API without an answer (the request was written, or
+        # a 5xx or an unreadable 201 came back): the API may have applied it. Set by the client
+        # from what happened on the wire, never read from the message.
+        self.exposed = exposed
 
 
 class TransientError(ApiError):

@@ -44,6 +44,8 @@ class Job:
     nothing to undo their own message); not part of what identifies the run.
     `shard`: take only the rows of this shard (see `batcher.sharding`); `shards`: the shard count
     asked for with no index (a plan shows the spread over it; a run refuses).
+    `undoes`: for an undo, the id of the run it takes back (kept in the undo's state, and part
+    of what identifies it: each run's undo is a run of its own).
     """
 
     input_path: Path
@@ -55,6 +57,7 @@ class Job:
     rows: RowsFilter | None = None
     shard: Shard | None = None
     shards: int | None = None
+    undoes: str | None = None
 
     def chunks(self, table: InputTable) -> Iterator[Chunk]:
         """The input's rows as the ledger saves them: the file's, through `rows` if given."""

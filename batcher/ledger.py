@@ -14,12 +14,14 @@ Layout of `state.dir`:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import functools
 import json
 import math
 import os
+import secrets
 import sqlite3
 import tempfile
 import time
@@ -32,10 +34,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, ParamSpec, Self, TypeVar
 
 from batcher.errors import StateError, StateLockedError, UsageError
+from batcher.fields import (
+    ACTION,
+    ATTEMPTS,
+    CONTACT_ID,
+    HTTP_STATUS,
+    INPUT,
+    LINE,
+    LOCATION_ID,
+    MESSAGE,
+    OLD_TAGS,
+    ROW,
+    STATUS,
+    TAGS,
+    TAGS_ADDED,
+    TAGS_REMOVED,
+    UNCERTAIN,
+)
 from batcher.files import check_trusted, open_private, private_dir
 from batcher.machine import cores
 from batcher.models import (
     Action,
+    Batch,
     BatchOutcome,
     Cell,
     Chunk,
@@ -47,6 +67,7 @@ from batcher.models import (
     by_identity,
 )
 from batcher.planning import group_of, tag_parts
+from batcher.uncertain import NOTE, judge
 
 if TYPE_CHECKING:
     from batcher.repeats import RepeatFinder
@@ -71,8 +92,27 @@ CREATE TABLE results (             -- one per (row, part) that a request settled
     tags_removed TEXT,
     http_status INTEGER,
     attempts INTEGER NOT NULL,
+    uncertain INTEGER NOT NULL DEFAULT 0,  -- 1: see batcher.uncertain
     PRIMARY KEY (row, part)
 ) WITHOUT ROWID;
+"""
+# Tables a state file written before Step 9 lacks: created with the others, and added when such
+# a file is opened to be continued (see `_migrate`).
+ADDED_TABLES = """
+CREATE TABLE IF NOT EXISTS exposed (  -- (row, part) of a request that may have reached the API
+    row INTEGER NOT NULL,             -- without an answer (see batcher.uncertain)
+    part INTEGER NOT NULL,
+    PRIMARY KEY (row, part)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reports (  -- the report each invocation of the run wrote
+    invocation INTEGER PRIMARY KEY,  -- 1: the command that started the run, 2: the next...
+    path TEXT NOT NULL,            -- resolved
+    format TEXT NOT NULL,          -- csv, xlsx or jsonl
+    rows INTEGER NOT NULL,
+    complete INTEGER NOT NULL,     -- 1: no row pending
+    sha256 TEXT NOT NULL,          -- of the file's bytes, as written
+    written TEXT NOT NULL          -- UTC, ISO 8601
+);
 """
 
 # Created by `load`, with one column per input column (c0, c1, ...): the report's input cells
@@ -88,7 +128,8 @@ CREATE TABLE rows (
     group_id INTEGER,              -- NULL when the row is invalid
     round INTEGER,                 -- k: the contact's k-th operation (NULL: never sent)
     wait_row INTEGER,              -- the contact's previous operation, which must settle first
-    pre_status TEXT,               -- 'invalid' or 'duplicate': settled before sending
+    pre_status TEXT,               -- settled before sending: 'invalid', 'duplicate', or an
+                                   -- undo's 'skipped' or 'nothing_to_undo'
     pre_message TEXT NOT NULL{cells}
 )
 """
@@ -165,8 +206,12 @@ _FEW_CONTACTS = 20_000
 # One outcome for many rows, given as a JSON array of row numbers (see `Ledger.record`).
 RECORD_ROWS = """
 INSERT OR REPLACE INTO results
-SELECT each.value, ?, ?, ?, ?, ?, ?, ?, ? FROM json_each(?) AS each
+SELECT each.value, ?, ?, ?, ?, ?, ?, ?, ?, 0 FROM json_each(?) AS each
 """
+# Rows whose request for `part` may have reached the API without an answer, and which of a
+# batch's rows (a JSON array) such a request of an earlier invocation left.
+EXPOSE_ROWS = "INSERT OR IGNORE INTO exposed SELECT each.value, ? FROM json_each(?) AS each"
+EXPOSED_AMONG = "SELECT row FROM exposed WHERE part = ? AND row IN (SELECT value FROM json_each(?))"
 
 # A row is settled when every part of it has a final answer (success or error).
 _SETTLED = """(
@@ -249,7 +294,11 @@ SELECT r.row, r.line, {contact_id}, {location_id}, {action}, r.tags,
             WHEN g.parts > 1 THEN NULL
             WHEN s.status IS NULL THEN 'pending' ELSE s.status END,
        {message},
-       s.old_tags, s.tags_added, s.tags_removed, s.http_status, s.attempts{cells}
+       s.old_tags, s.tags_added, s.tags_removed, s.http_status, s.attempts,
+       CASE WHEN {uncertain} THEN 'true'
+            WHEN (s.status IS NULL OR s.status = 'failed') AND r.pre_status IS NULL
+                 AND {exposed} THEN 'true'
+            ELSE 'false' END{cells}
 FROM rows AS r
 LEFT JOIN groups AS g ON g.id = r.group_id
 LEFT JOIN results AS s ON s.row = r.row AND s.part = 0
@@ -262,20 +311,26 @@ LAST_ROW = 2**63 - 1
 # Report rows are fetched, merged and passed on this many at a time.
 REPORT_BLOCK = 2_000
 _Block = list[tuple[Cell, ...]]
-# Where a report row's status is (NULL for a row of several parts, to be merged).
-_STATUS_AT = 6
-_STATUS = itemgetter(_STATUS_AT)
+# A report row's status (NULL for a row of several parts, to be merged).
+_STATUS = itemgetter(STATUS)
 # `{pre_message}` and `{answer}`: the texts from the input and from the API, which may need
-# making inert; the others are batcher's own and start with "not sent".
+# making inert; the others are batcher's own and start with "not sent". A row whose answer is
+# not final (failed, pending) and a request of which may have reached the API unanswered
+# (`{exposed}`) says so (`:lost`); a final answer's message was judged when it was recorded.
 _MESSAGE = """CASE
     WHEN r.pre_status IS NOT NULL THEN {pre_message}
-    WHEN s.status IS NOT NULL THEN {answer}
+    WHEN s.status IS NOT NULL AND (s.status != 'failed' OR {uncertain} OR NOT {exposed})
+        THEN {answer}
+    WHEN s.status IS NOT NULL THEN {answer} || :lost
     WHEN r.wait_row IS NOT NULL AND EXISTS (
         SELECT 1 FROM results AS f WHERE f.row = r.wait_row AND f.status = 'failed'
     ) THEN 'not sent: waits for row ' || r.wait_row || ' (the same contact''s previous change), '
            || 'which failed; running the same command again retries both, in order'
+    WHEN {exposed} THEN COALESCE(p.message, :pending) || :lost
     ELSE COALESCE(p.message, :pending)
 END"""
+# Whether a row has a request that may have reached the API without an answer.
+_EXPOSED = "EXISTS (SELECT 1 FROM exposed AS x WHERE x.row = r.row)"
 _WAITS_FOR = (
     "not sent: waits for row {row} (the same contact's previous change), which failed; "
     "running the same command again retries both, in order"
@@ -284,7 +339,8 @@ PARTS_OF_GROUP = """
 SELECT g.parts FROM rows AS r JOIN groups AS g ON g.id = r.group_id WHERE r.row = ?
 """
 PARTS_OF_ROW = """
-SELECT part, status, message, old_tags, tags_added, tags_removed, http_status, attempts
+SELECT part, status, message, old_tags, tags_added, tags_removed, http_status, attempts,
+       {uncertain}
 FROM results WHERE row = ? ORDER BY part
 """
 
@@ -526,6 +582,48 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
+class _Schema(NamedTuple):
+    """What a state file holds of what this version keeps (an older one's lacks some, and is
+    only read, or migrated when it is continued: see `_migrate`)."""
+
+    uncertain: bool  # results.uncertain
+    exposed: bool  # the exposed table
+    reports: bool  # the reports table
+
+    @classmethod
+    def of(cls, db: sqlite3.Connection) -> _Schema:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        columns = {row[1] for row in db.execute("PRAGMA table_info(results)")}
+        return cls("uncertain" in columns, "exposed" in tables, "reports" in tables)
+
+
+def _migrate(db: sqlite3.Connection, *, run_id: str, invocation: bool) -> None:
+    """Give a state file of an older version what this one keeps (a run it started is being
+    continued): the `uncertain` column, the `exposed` and `reports` tables, its `run_id`; and,
+    with `invocation`, count this command as the run's next invocation."""
+    schema = _Schema.of(db)
+    meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    if all(schema) and "run_id" in meta and not invocation:
+        return
+    with _transaction(db):
+        if not schema.uncertain:
+            db.execute("ALTER TABLE results ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0")
+        if not (schema.exposed and schema.reports):
+            _script(db, ADDED_TABLES)
+        if "run_id" not in meta:
+            db.execute("INSERT INTO meta VALUES ('run_id', ?)", (run_id,))
+        if invocation:
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('invocation', ?)",
+                (str(int(meta.get("invocation", "1")) + 1),),
+            )
+
+
+def new_run_id() -> str:
+    """A run's id: unique per run, also across `--fresh` runs of the same input."""
+    return secrets.token_hex(8)
+
+
 @dataclass(frozen=True, slots=True)
 class WorkItem:
     """One (round, group, part) with rows still to send."""
@@ -538,8 +636,37 @@ class WorkItem:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportRecord:
+    """The report one invocation of a run wrote (the `reports` table)."""
+
+    invocation: int  # 1: the command that started the run; 2: the next that continued it...
+    path: str  # resolved
+    format: str  # csv, xlsx or jsonl
+    rows: int
+    complete: bool  # no row was pending
+    sha256: str  # of the file's bytes as written
+    written: str  # UTC, ISO 8601
+
+
+@dataclass(frozen=True, slots=True)
+class Undone:
+    """The finished undo of a run: when it finished, its report and its run id."""
+
+    finished: str
+    report: str
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class RunInfo:
-    """What the state directory knows of one run, without opening it for writing."""
+    """What the state directory knows of one run, without opening it for writing.
+
+    `report` is the run's latest complete report (no row pending), or its latest report when
+    none is complete: the one `batcher status` and the page name; `latest_report` is the last
+    one written, complete or not. `reports` lists every invocation's report (empty for a run of
+    a version that did not keep them: `keeps_reports` False). `undoes` is, for an undo, the id
+    of the run it takes back; `undone` says when and by which undo this run was taken back.
+    """
 
     path: Path
     state: str  # loading, ready or finished
@@ -549,6 +676,22 @@ class RunInfo:
     target: str
     counts: dict[str, int]  # rows by status when the run last stopped (see `live_counts`)
     report: str = ""
+    run_id: str = ""
+    reports: tuple[ReportRecord, ...] = ()
+    keeps_reports: bool = False
+    finished: str = ""  # when it finished (UTC), if it did
+    undoes: str = ""
+    undone: Undone | None = None
+
+    @property
+    def latest_report(self) -> str:
+        return self.reports[-1].path if self.reports else self.report
+
+    @property
+    def undo_key(self) -> str:
+        """What an undo of this run keeps as `undoes`: its id (a run of a version that kept
+        none: its state file's name)."""
+        return self.run_id or self.path.name
 
 
 def _state_errors(method: Callable[P, T]) -> Callable[P, T]:
@@ -687,6 +830,17 @@ class Ledger:
         # No row past this one has an answer: a new run starts with none and `record` raises
         # it; a resumed run may have answers anywhere.
         self._answered_up_to: float = math.inf if resumed else 0
+        # Whether any request of the run may have reached the API unanswered (see `record`):
+        # looked up once, then kept up to date by `record` and `record_exposed`.
+        self._exposed_any = (
+            resumed
+            and self._schema.exposed
+            and bool(db.execute("SELECT EXISTS (SELECT 1 FROM exposed)").fetchone()[0])
+        )
+
+    @functools.cached_property
+    def _schema(self) -> _Schema:
+        return _Schema.of(self._db)
 
     @property
     def scratch(self) -> bool:
@@ -703,6 +857,7 @@ class Ledger:
         scratch: bool = False,
         notify: Callable[[str], None] = _ignore,
         about: dict[str, str] | None = None,
+        on_start: Callable[[str], None] | None = None,
     ) -> Self:
         """Continue the unfinished run of `run_key`, or start a new one.
 
@@ -711,13 +866,16 @@ class Ledger:
         cannot be read is set aside under a new name and `notify` says so. With `scratch` (a plan)
         nothing is changed in `state_dir`: a run that would start anew lives in a temporary file.
         `about` (input, operation, target) is kept in a new run's meta for `batcher status`.
+        `on_start` hears the run's id as soon as it is known, before a new run's file is made.
         """
         prepare_state_dir(state_dir, notify)
         lock = StateLock(state_dir)
         lock.acquire()
         path = run_file(state_dir, run_key)
         try:
-            return cls._open_locked(state_dir, path, lock, fresh, scratch, notify, about or {})
+            return cls._open_locked(
+                state_dir, path, lock, fresh, scratch, notify, about or {}, on_start
+            )
         except (sqlite3.Error, OSError) as exc:
             lock.release()
             raise _state_error(path, exc, scratch=scratch) from exc
@@ -750,13 +908,14 @@ class Ledger:
         scratch: bool,
         notify: Callable[[str], None],
         about: dict[str, str],
+        on_start: Callable[[str], None] | None,
     ) -> Self:
         resumed = False
         scratch_dir = None
-        state, created = ("absent", "")
+        state, created, run_id = ("absent", "", "")
         if path.exists():
             try:
-                state, created = cls._peek(path)
+                state, created, run_id = cls._peek(path)
             except sqlite3.DatabaseError as exc:
                 if scratch:
                     state = "unreadable"
@@ -777,16 +936,24 @@ class Ledger:
             _set_aside(path, created.replace(":", "").replace("-", ""))
         elif state == "ready":
             resumed = True
+        if not resumed or not run_id:  # a new run, or one of a version that kept no id
+            run_id = new_run_id()
+        if on_start is not None:
+            on_start(run_id)
         db = cls._connect(path, create=not resumed, throwaway=scratch_dir is not None)
-        if not resumed:
-            db.executescript(SCHEMA)
+        if resumed:
+            _migrate(db, run_id=run_id, invocation=not scratch)
+        else:
+            db.executescript(SCHEMA + ADDED_TABLES)
             db.execute(ROWS_TABLE.format(cells=""))  # `load` gives it the input's columns
             with _transaction(db):
                 db.executemany(
                     "INSERT INTO meta VALUES (?, ?)",
                     [
                         ("state", "loading"),
-                        ("created", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
+                        ("created", _now()),
+                        ("run_id", run_id),
+                        ("invocation", "1"),
                         *about.items(),
                     ],
                 )
@@ -826,19 +993,20 @@ class Ledger:
         return db
 
     @classmethod
-    def _peek(cls, path: Path) -> tuple[str, str]:
-        """The run's state and creation time; DatabaseError when the file is not a run's state."""
+    def _peek(cls, path: Path) -> tuple[str, str, str]:
+        """The run's state, creation time and id; DatabaseError when the file is not a run's
+        state."""
         if path.stat().st_size == 0:
-            return "loading", "unknown"  # killed as it started: nothing of it was sent
+            return "loading", "unknown", ""  # killed as it started: nothing of it was sent
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
             if "meta" not in tables:
-                return "loading", "unknown"  # killed before its schema was written
+                return "loading", "unknown", ""  # killed before its schema was written
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         finally:
             db.close()
-        return meta.get("state", "loading"), meta.get("created", "unknown")
+        return meta.get("state", "loading"), meta.get("created", "unknown"), meta.get("run_id", "")
 
     @staticmethod
     def _remove(path: Path) -> None:
@@ -877,6 +1045,18 @@ class Ledger:
         """The input's header, as loaded."""
         return tuple(json.loads(self._meta("columns") or "[]"))
 
+    @property
+    @_state_errors
+    def run_id(self) -> str:
+        """The run's id (see `new_run_id`)."""
+        return self._meta("run_id") or ""
+
+    @property
+    @_state_errors
+    def invocation(self) -> int:
+        """Which command of the run this is: 1 for the one that started it, 2 for the next..."""
+        return int(self._meta("invocation") or "1")
+
     @_state_errors
     def save_counts(self, counts: Mapping[str, int], *, finished: bool) -> None:
         """Keep the rows by status (for `batcher status` and other runs' summaries); with
@@ -886,6 +1066,35 @@ class Ledger:
             self._set_meta("counts", json.dumps(dict(counts), sort_keys=True))
             if finished:
                 self._set_meta("state", "finished")
+                self._set_meta("finished", _now())
+
+    @_state_errors
+    def record_report(self, path: Path, *, rows: int, complete: bool, sha256: str) -> None:
+        """Keep the report this invocation wrote (its file is written and synced, `sha256` its
+        bytes' digest), and name in the meta the run's report: the latest complete one (no row
+        pending), or the latest one when none is complete."""
+        with _transaction(self._db):
+            self._db.execute(
+                "INSERT OR REPLACE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    self.invocation,
+                    str(path.resolve()),
+                    path.suffix.lower().removeprefix("."),
+                    rows,
+                    int(complete),
+                    sha256,
+                    _now(),
+                ),
+            )
+            (report,) = self._db.execute(
+                "SELECT path FROM reports ORDER BY complete DESC, invocation DESC LIMIT 1"
+            ).fetchone()
+            self._set_meta("report", report)
+
+    @_state_errors
+    def reports(self) -> list[ReportRecord]:
+        """The reports of the run's invocations, oldest first."""
+        return _reports(self._db)
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -913,8 +1122,8 @@ class Ledger:
         db = self._db
         cells = "".join(f",\n    c{i} TEXT NOT NULL" for i in range(len(columns)))
         marks = ", ?" * len(columns)
-        insert_invalid = (
-            f"INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, 'invalid', ?{marks})"
+        insert_settled = (
+            f"INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?{marks})"
         )
         with RepeatFinder() as repeats, _written_once(db, self.path), _transaction(db):
             db.execute("DROP TABLE rows")
@@ -928,11 +1137,13 @@ class Ledger:
                 if maybe:
                     db.executemany("INSERT INTO temp.maybe VALUES (?)", zip(maybe, strict=True))
                 valid = chunk
-                if chunk.invalid:
-                    valid = chunk.take([i for i in range(len(chunk)) if i not in chunk.invalid])
-                    bad = chunk.take(sorted(chunk.invalid))
+                settled = chunk.before_sending()
+                if settled:
+                    valid = chunk.take([i for i in range(len(chunk)) if i not in settled])
+                    bad = chunk.take(sorted(settled))
+                    verdicts = [settled[i] for i in sorted(settled)]
                     db.executemany(
-                        insert_invalid,
+                        insert_settled,
                         zip(
                             bad.rows,
                             bad.lines,
@@ -940,7 +1151,8 @@ class Ledger:
                             bad.location_ids,
                             bad.actions,
                             _dumped(bad.tags),
-                            [bad.invalid[i] for i in range(len(bad))],
+                            [status.value for status, _ in verdicts],
+                            [why for _, why in verdicts],
                             *bad.cells,
                             strict=True,
                         ),
@@ -1112,37 +1324,122 @@ class Ledger:
         outcome is encoded once and written for all its rows by one statement, the rows passed
         as one JSON array (`json_each`): binding a row's nine fields from Python cost more than
         SQLite's own work for it.
+
+        A row a request of which may have reached the API without an answer (this one's
+        attempts, or an earlier invocation's: see `batcher.uncertain`) is judged from its answer
+        and written with its `uncertain` mark; the request's exposure is kept in the same
+        transaction. Nothing of this is looked at for a batch with no exposure in a ledger with
+        none (`_exposed_any`): the common case costs what it did.
         """
         batch = outcome.batch
         self._answered_up_to = max(self._answered_up_to, max(batch.rows, default=0))
         results = by_identity(outcome.outcomes)
-        rows_of: dict[int, list[int]] = {}
-        if len(results) == 1:
-            rows_of = {key: list(batch.rows) for key in results}
-        elif len(results) <= _FEW_OUTCOMES:
-            for row, result in zip(batch.rows, outcome.outcomes, strict=True):
-                rows_of.setdefault(id(result), []).append(row)
         try:
             with _transaction(self._db):
-                if len(results) > _FEW_OUTCOMES:
+                exposed = self._exposed(outcome, results)
+                if exposed:
+                    self._record_judged(outcome, results, exposed)
+                elif len(results) > _FEW_OUTCOMES:
                     self._record_each(outcome, results)
-                for key, rows in rows_of.items():
-                    self._db.execute(
-                        RECORD_ROWS,
-                        (
-                            batch.part,
-                            *_fields(results[key]),
-                            outcome.http_status,
-                            outcome.attempts,
-                            _encode(rows),
-                        ),
-                    )
+                else:
+                    self._record_alike(outcome, results)
         except (sqlite3.Error, ValueError) as exc:
             # The batch was sent but cannot be recorded: stop, so that no more work is lost; a
             # rerun sends this batch again (adding or removing a tag twice changes nothing).
             raise _state_error(
                 self.path, exc, "cannot record outcomes", scratch=self.scratch
             ) from exc
+
+    def _record_alike(self, outcome: BatchOutcome, results: Mapping[int, ContactOutcome]) -> None:
+        """`record` for a batch answered in a few ways: a statement per distinct outcome."""
+        batch = outcome.batch
+        rows_of: dict[int, list[int]] = {}
+        if len(results) == 1:
+            rows_of = {key: list(batch.rows) for key in results}
+        else:
+            for row, result in zip(batch.rows, outcome.outcomes, strict=True):
+                rows_of.setdefault(id(result), []).append(row)
+        for key, rows in rows_of.items():
+            self._db.execute(
+                RECORD_ROWS,
+                (
+                    batch.part,
+                    *_fields(results[key]),
+                    outcome.http_status,
+                    outcome.attempts,
+                    _encode(rows),
+                ),
+            )
+
+    def _exposed(
+        self, outcome: BatchOutcome, results: Mapping[int, ContactOutcome]
+    ) -> frozenset[int]:
+        """The batch's rows a request of which may have reached the API without an answer;
+        this batch's own exposure is written to the `exposed` table on the way.
+
+        Exposed: every row of a request with such an attempt, and the contacts a 201 left
+        without a usable entry (`failed`: the API applied the request, and says nothing of
+        them); and, once the ledger holds any, the rows an earlier request left so.
+        """
+        batch = outcome.batch
+        if outcome.exposed:
+            newly: Sequence[int] = batch.rows
+        elif outcome.answered and any(r.status is Status.FAILED for r in results.values()):
+            newly = [
+                row
+                for row, result in zip(batch.rows, outcome.outcomes, strict=True)
+                if result.status is Status.FAILED
+            ]
+        else:
+            newly = ()
+        if newly:
+            self._db.execute(EXPOSE_ROWS, (batch.part, _encode(newly)))
+            self._exposed_any = True
+        if outcome.exposed:
+            return frozenset(batch.rows)
+        if not self._exposed_any:
+            return frozenset()
+        found = self._db.execute(EXPOSED_AMONG, (batch.part, _encode(batch.rows)))
+        return frozenset(row for (row,) in found)
+
+    def _record_judged(
+        self,
+        outcome: BatchOutcome,
+        results: Mapping[int, ContactOutcome],
+        exposed: frozenset[int],
+    ) -> None:
+        """`record` for a batch with exposed rows: a statement a row, each exposed one judged
+        (`batcher.uncertain.judge`: once per distinct outcome) and marked uncertain unless its
+        answer proves that the lost attempt changed nothing."""
+        encoded = {key: _fields(result) for key, result in results.items()}
+        judged: dict[int, str | None] = {}
+        batch, http_status, attempts = outcome.batch, outcome.http_status, outcome.attempts
+        records = []
+        for row, result in zip(batch.rows, outcome.outcomes, strict=True):
+            status, message, *lists = encoded[id(result)]
+            unsure = 0
+            if row in exposed:
+                key = id(result)
+                if key not in judged:
+                    judged[key] = judge(batch, result)
+                said = judged[key]
+                if said is not None:
+                    message, unsure = said, 1
+            records.append(
+                (row, batch.part, status, message, *lists, http_status, attempts, unsure)
+            )
+        self._db.executemany(
+            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", records
+        )
+
+    @_state_errors
+    def record_exposed(self, batch: Batch) -> None:
+        """Keep that a request of `batch` may have reached the API without an answer, for a
+        request that ends with no outcome to record (its rows stay pending): the next run's
+        answer for them is then judged as `record` judges any exposed row."""
+        with _transaction(self._db):
+            self._db.execute(EXPOSE_ROWS, (batch.part, _encode(batch.rows)))
+        self._exposed_any = True
 
     def _record_each(self, outcome: BatchOutcome, results: Mapping[int, ContactOutcome]) -> None:
         """`record` for a batch answered in many ways (the API's answers name each contact's
@@ -1152,7 +1449,7 @@ class Ledger:
         encoded = {key: _fields(result) for key, result in results.items()}
         batch, http_status, attempts = outcome.batch, outcome.http_status, outcome.attempts
         self._db.executemany(
-            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
             [
                 (row, batch.part, *encoded[id(result)], http_status, attempts)
                 for row, result in zip(batch.rows, outcome.outcomes, strict=True)
@@ -1220,25 +1517,38 @@ class Ledger:
             def text(expr: str) -> str:
                 return expr
 
+        schema = self._schema
+        # A state file of a version that kept no exposure has nothing uncertain.
+        uncertain = "s.uncertain" if schema.uncertain else "0"
+        exposed = _EXPOSED if schema.exposed else "0"
         query = REPORT_ROWS.format(
             contact_id=text("r.contact_id"),
             location_id=text("r.location_id"),
             action=text("r.action"),
             # Only the message's outside texts are looked at: making the whole CASE inert
             # would have SQLite work it out three times a row.
-            message=_MESSAGE.format(pre_message=text("r.pre_message"), answer=text("s.message")),
+            message=_MESSAGE.format(
+                pre_message=text("r.pre_message"),
+                answer=text("s.message"),
+                uncertain=uncertain,
+                exposed=exposed,
+            ),
+            uncertain=uncertain,
+            exposed=exposed,
             cells="".join(f", {text(f'r.c{i}')}" for i in range(len(self.columns))),
         )
         make = inert.make if inert is not None else None
         # Most runs have no row of several parts: their blocks are passed on without a look.
         parted = db.execute("SELECT 1 FROM groups WHERE parts > 1 LIMIT 1").fetchone() is not None
         first, last = span
-        cursor = db.execute(query, {"pending": pending_message, "first": first, "last": last})
+        cursor = db.execute(
+            query, {"pending": pending_message, "lost": NOTE, "first": first, "last": last}
+        )
         while block := cursor.fetchmany(REPORT_BLOCK):
             if parted and None in map(_STATUS, block):
                 block = [
                     record
-                    if record[_STATUS_AT] is not None
+                    if record[STATUS] is not None
                     else self._merged(record, by_location, pending_message, make)
                     for record in block
                 ]
@@ -1253,64 +1563,79 @@ class Ledger:
     ) -> tuple[Cell, ...]:
         """A row sent in several requests, its parts folded (SPEC "Report"): `success` only if
         every part succeeded; tags_added/tags_removed the unions, old_tags from the first answer.
+        It is uncertain when a part is, or a part without a final answer was exposed; its
+        message is then an uncertain part's (which says what is known), or says so.
         """
-        row = record[0]
+        cells = list(record)
+        row = record[ROW]
         parts = int(self._db.execute(PARTS_OF_GROUP, (row,)).fetchone()[0])
+        query = PARTS_OF_ROW.format(uncertain="uncertain" if self._schema.uncertain else "0")
         results = [
-            _Result(part, Status(status), message, _load(old), _load(added), _load(removed), h, n)
-            for part, status, message, old, added, removed, h, n in self._db.execute(
-                PARTS_OF_ROW, (row,)
+            _Result(
+                part, Status(status), message, _load(old), _load(added), _load(removed), h, n, u
+            )
+            for part, status, message, old, added, removed, h, n, u in self._db.execute(
+                query, (row,)
             )
         ]
         if not results:
-            # Never answered: pending, with the query's message (which knows why).
-            return (*record[:_STATUS_AT], Status.PENDING.value, *record[_STATUS_AT + 1 :])
+            # Never answered: pending, with the query's message and mark (which know why).
+            cells[STATUS] = Status.PENDING.value
+            return tuple(cells)
+        final = {r.part for r in results if r.status is not Status.FAILED}
+        exposed = self._schema.exposed and any(
+            part not in final
+            for (part,) in self._db.execute("SELECT part FROM exposed WHERE row = ?", (row,))
+        )
+        unsure = exposed or any(r.uncertain for r in results)
         failed = [r for r in results if r.status is Status.FAILED]
         errors = [r for r in results if r.status is Status.ERROR]
         # The request that settled the row: the failed one if any, else the last one answered.
         settling = failed[0] if failed else results[-1]
         if failed:
-            status, message = Status.FAILED, failed[0].message
+            status, message = Status.FAILED, _said(failed, unsure)
         elif len(results) < parts:
             status = Status.PENDING
-            message = by_location.get(str(record[3]), pending_message)
+            message = by_location.get(str(record[LOCATION_ID]), pending_message)
+            message += NOTE if unsure else ""
         elif errors:
-            status, message = Status.ERROR, errors[0].message
+            status, message = Status.ERROR, _said(errors, unsure)
         else:
-            status, message = Status.SUCCESS, results[0].message
-        merged = (
-            status.value,
-            make(message) if make is not None else message,
-            _dump(results[0].old_tags),
-            _dump(_union(r.tags_added for r in results)),
-            _dump(_union(r.tags_removed for r in results)),
-            settling.http_status,
-            settling.attempts,
-        )
-        return (*record[:6], *merged, *record[13:])
+            status, message = Status.SUCCESS, _said(results, unsure)
+        cells[STATUS] = status.value
+        cells[MESSAGE] = make(message) if make is not None else message
+        cells[OLD_TAGS] = _dump(results[0].old_tags)
+        cells[TAGS_ADDED] = _dump(_union(r.tags_added for r in results))
+        cells[TAGS_REMOVED] = _dump(_union(r.tags_removed for r in results))
+        cells[HTTP_STATUS] = settling.http_status
+        cells[ATTEMPTS] = settling.attempts
+        cells[UNCERTAIN] = "true" if unsure else "false"
+        return tuple(cells)
 
     def lines(
         self, pending_message: str, by_location: Mapping[str, str] | None = None
     ) -> Iterator[ReportLine]:
-        """The report's rows as ReportLines (lists as tuples): for tests and library callers."""
+        """The report's rows as ReportLines (lists as tuples): for undo, tests and library
+        callers."""
         for cells in self.report_rows(pending_message, by_location):
-            row, line, contact, location, action, tags, status, message = cells[:8]
-            old, added, removed, http, attempts = cells[8:13]
+            tags, old, added = cells[TAGS], cells[OLD_TAGS], cells[TAGS_ADDED]
+            removed, http, attempts = cells[TAGS_REMOVED], cells[HTTP_STATUS], cells[ATTEMPTS]
             yield ReportLine(
-                row=int(row or 0),
-                contact_id=str(contact),
-                location_id=str(location),
-                action=str(action),
+                row=int(cells[ROW] or 0),
+                contact_id=str(cells[CONTACT_ID]),
+                location_id=str(cells[LOCATION_ID]),
+                action=str(cells[ACTION]),
                 tags=_load(None if tags is None else str(tags)) or (),
-                status=Status(str(status)),
-                message=str(message),
+                status=Status(str(cells[STATUS])),
+                message=str(cells[MESSAGE]),
                 old_tags=_load(None if old is None else str(old)),
                 tags_added=_load(None if added is None else str(added)),
                 tags_removed=_load(None if removed is None else str(removed)),
                 http_status=None if http is None else int(http),
                 attempts=None if attempts is None else int(attempts),
-                extra=tuple(str(cell) for cell in cells[13:]),
-                line=int(line or 0),
+                extra=tuple(str(cell) for cell in cells[INPUT:]),
+                line=int(cells[LINE] or 0),
+                uncertain=cells[UNCERTAIN] == "true",
             )
 
 
@@ -1330,6 +1655,7 @@ def _set_aside(path: Path, label: str) -> Path:
 
 def runs_in(state_dir: Path) -> list[RunInfo]:
     """Every run whose state is in `state_dir`, oldest first; unreadable files are skipped.
+    A run taken back by a finished undo in the same directory says so (`RunInfo.undone`).
 
     Read-only: works while another process holds the directory's lock.
     """
@@ -1339,6 +1665,8 @@ def runs_in(state_dir: Path) -> list[RunInfo]:
             db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
             try:
                 meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+                keeps = _Schema.of(db).reports
+                reports = tuple(_reports(db)) if keeps else ()
             finally:
                 db.close()
         except sqlite3.Error:
@@ -1354,10 +1682,36 @@ def runs_in(state_dir: Path) -> list[RunInfo]:
                 target=meta.get("target", ""),
                 counts={str(k): int(v) for k, v in counts.items()},
                 report=meta.get("report", ""),
+                run_id=meta.get("run_id", ""),
+                reports=reports,
+                keeps_reports=keeps,
+                finished=meta.get("finished", ""),
+                undoes=meta.get("undoes", ""),
             )
         )
     infos.sort(key=lambda info: info.created)
-    return infos
+    undone = {
+        info.undoes: Undone(info.finished or info.created, info.report, info.run_id)
+        for info in infos  # oldest first: the latest undo of a run is the one kept
+        if info.undoes and info.state == "finished"
+    }
+    return [
+        dataclasses.replace(info, undone=undone[info.undo_key]) if info.undo_key in undone else info
+        for info in infos
+    ]
+
+
+def _reports(db: sqlite3.Connection) -> list[ReportRecord]:
+    return [
+        ReportRecord(n, path, kind, rows, bool(complete), digest, written)
+        for n, path, kind, rows, complete, digest, written in db.execute(
+            "SELECT * FROM reports ORDER BY invocation"
+        )
+    ]
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def run_file(state_dir: Path, run_key: str) -> Path:
@@ -1427,6 +1781,17 @@ class _Result(NamedTuple):
     tags_removed: tuple[str, ...] | None
     http_status: int | None
     attempts: int
+    uncertain: int
+
+
+def _said(results: list[_Result], unsure: bool) -> str:
+    """The message of a row of several parts from `results` (those of its status): an
+    uncertain part's, which says what is known, or the first one's, noted when the row is
+    uncertain all the same."""
+    found = next((r for r in results if r.uncertain), None)
+    if found is not None:
+        return found.message
+    return results[0].message + (NOTE if unsure else "")
 
 
 def _union(lists: Iterable[tuple[str, ...] | None]) -> tuple[str, ...] | None:

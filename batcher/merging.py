@@ -42,22 +42,32 @@ from pathlib import Path
 from typing import IO, Any
 
 from batcher.errors import BatcherError, InputError, UsageError
+from batcher.fields import (
+    ATTEMPTS,
+    HTTP_STATUS,
+    LINE,
+    LIST_FIELDS,
+    LOCATION_ID,
+    NUMBER_FIELDS,
+    OLD_TAGS,
+    RESULT_FIELDS,
+    ROW,
+    STATUS,
+    TAGS_ADDED,
+    TAGS_REMOVED,
+    UNCERTAIN,
+    at,
+)
 from batcher.loading import sheet_rows
 from batcher.models import Cell, Inert
-from batcher.report import INERT, RESULT_FIELDS, check_report_path, write_rows
+from batcher.report import INERT, check_report_path, write_rows
 from batcher.sharding import Shard, bucket
 
 __all__ = ["IncompleteMergeError", "MergeResult", "merge_reports"]
 
-_ROW, _LINE = 0, 1
-_STATUS = RESULT_FIELDS.index("status")
-_NUMBERS = frozenset(RESULT_FIELDS.index(n) for n in ("row", "line", "http_status", "attempts"))
-_MAYBE = frozenset(
-    RESULT_FIELDS.index(n) for n in ("old_tags", "tags_added", "tags_removed")
-) | frozenset(RESULT_FIELDS.index(n) for n in ("http_status", "attempts"))
-_LISTS = frozenset(
-    RESULT_FIELDS.index(n) for n in ("tags", "old_tags", "tags_added", "tags_removed")
-)
+_NUMBERS = frozenset(NUMBER_FIELDS)
+_MAYBE = frozenset((OLD_TAGS, TAGS_ADDED, TAGS_REMOVED, HTTP_STATUS, ATTEMPTS))
+_LISTS = frozenset(LIST_FIELDS)
 # The result fields an option sets for every row when the input has no column for them, with the
 # input column's key (matched like loading matches columns).
 _OPERATION = {"action": "action", "tags": "tags", "location_id": "locationid"}
@@ -118,7 +128,7 @@ def _merge(reports: list[_Report], out: Path, shards: int | None) -> MergeResult
         merged = _Merged(reports, columns, shards)
         for cells in merged:
             result.rows += 1
-            result.counts[str(cells[_STATUS])] += 1
+            result.counts[str(cells[STATUS])] += 1
             yield cells if inert is None else _inerted(cells, inert)
         merged.finish()
 
@@ -140,7 +150,7 @@ class _Merged:
         keys = {_column_key(name) for name in columns}
         # Result field index -> (value, report) that every row must share, or None until seen.
         self._fixed: dict[int, tuple[Cell, Path] | None] = {
-            RESULT_FIELDS.index(name): None for name, key in _OPERATION.items() if key not in keys
+            at(name): None for name, key in _OPERATION.items() if key not in keys
         }
         self._missing: list[tuple[int, int]] = []
         self._missing_count = 0
@@ -150,7 +160,7 @@ class _Merged:
         previous: tuple[int, int, Path] | None = None  # row, line, report
         for number, n, cells in heapq.merge(*tagged, key=lambda item: (item[0], item[1])):
             assert isinstance(number, int)
-            line = cells[_LINE]
+            line = cells[LINE]
             assert isinstance(line, int)
             path = self._reports[n].path
             if previous is not None:
@@ -187,7 +197,7 @@ class _Merged:
                 name = RESULT_FIELDS[index]
                 raise UsageError(
                     f"reports of different operations: {seen[1]} has {name} {seen[0]!s}, {path} "
-                    f"has {cells[index]!s} (row {cells[_ROW]}), and the input has no {name} "
+                    f"has {cells[index]!s} (row {cells[ROW]}), and the input has no {name} "
                     "column; nothing was written"
                 )
 
@@ -195,7 +205,7 @@ class _Merged:
         if self._shards is None:
             return
         report = self._reports[n]
-        k = bucket(str(cells[RESULT_FIELDS.index("location_id")]), self._shards)
+        k = bucket(str(cells[LOCATION_ID]), self._shards)
         if report.bucket is None:
             report.bucket = k
             for other in self._reports:
@@ -207,7 +217,7 @@ class _Merged:
         elif report.bucket != k:
             raise UsageError(
                 f"{report.path} holds rows of shards {report.bucket}/{self._shards} and "
-                f"{k}/{self._shards} (row {cells[_ROW]}): not a report of one shard of "
+                f"{k}/{self._shards} (row {cells[ROW]}): not a report of one shard of "
                 f"{self._shards}; nothing was written"
             )
 
@@ -238,7 +248,7 @@ def _numbered(
     n: int, rows: Iterator[tuple[Cell, ...]]
 ) -> Iterator[tuple[Cell, int, tuple[Cell, ...]]]:
     for cells in rows:
-        yield cells[_ROW], n, cells
+        yield cells[ROW], n, cells
 
 
 # --- reading reports -------------------------------------------------------------------------
@@ -294,6 +304,8 @@ def _cells(path: Path, values: Sequence[Any], line: int, csv_text: bool) -> tupl
             out.append(None)
         elif i in _LISTS and isinstance(value, list):
             out.append(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+        elif i == UNCERTAIN and isinstance(value, bool):
+            out.append("true" if value else "false")  # JSONL's boolean, as CSV and XLSX write it
         elif value is None:
             out.append("")
         elif isinstance(value, float) and value.is_integer():
@@ -428,7 +440,7 @@ def _checked_width(
     for cells in rows:
         if len(cells) != width:
             raise InputError(
-                f"{path}: row {cells[_ROW] if cells else '?'} has {len(cells)} cells for "
+                f"{path}: row {cells[ROW] if cells else '?'} has {len(cells)} cells for "
                 f"{width} columns: not a batcher report, or an edited one"
             )
         yield cells

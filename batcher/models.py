@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
@@ -20,6 +20,22 @@ class Status(StrEnum):
     DUPLICATE = "duplicate"
     FAILED = "failed"
     PENDING = "pending"
+    # Only in an undo's report: a row left alone because what the run did to its contact is
+    # uncertain (the message says what to do), and a row of the run that changed nothing.
+    SKIPPED = "skipped"
+    NOTHING_TO_UNDO = "nothing_to_undo"
+
+
+# The statuses of a run's report; an undo's report may also hold UNDO_STATUSES.
+RUN_STATUSES = (
+    Status.SUCCESS,
+    Status.ERROR,
+    Status.INVALID,
+    Status.DUPLICATE,
+    Status.FAILED,
+    Status.PENDING,
+)
+UNDO_STATUSES = (Status.SKIPPED, Status.NOTHING_TO_UNDO)
 
 
 # The API takes at most this many contacts and tags per request (OpenAPI maxItems).
@@ -31,7 +47,8 @@ MAX_TAGS_PER_REQUEST = 50
 class Row:
     """One input data row, normalised by loading.
 
-    `status` is INVALID (with `message` saying why) when the row can never be sent, else None;
+    `status` is INVALID (with `message` saying why) when the row can never be sent, or the
+    status its producer settled it with before sending (see `Chunk.settled`), else None;
     duplicates are found later, across the whole input, by the ledger.
     `extra` holds all of the input's cells for the row as text, in the order of its header.
     `line` is where a person finds the row: its first physical line in a CSV file (the header's
@@ -55,8 +72,11 @@ class Chunk:
     """Successive input rows, normalised by loading, as columns (the shape the ledger stores).
 
     Lists are aligned: `rows[i]` is the data row number of the i-th row, `cells[c][i]` its cell
-    in the input's c-th column. `invalid` maps the index of a row that can never be sent to why.
-    Iterating gives the rows as `Row`s (for tests and small callers; the ledger uses the columns).
+    in the input's c-th column. `invalid` maps the index of a row that can never be sent to why
+    (loading's verdict). `settled` maps the index of a row its producer settles before sending
+    to its status and why (an undo's `skipped` and `nothing_to_undo` rows); it wins over
+    `invalid`. Iterating gives the rows as `Row`s (for tests and small callers; the ledger uses
+    the columns).
     """
 
     rows: list[int]
@@ -68,6 +88,13 @@ class Chunk:
     remove_all: bool
     invalid: dict[int, str]
     cells: list[list[str]]
+    settled: dict[int, tuple[Status, str]] = field(default_factory=dict)
+
+    def before_sending(self) -> dict[int, tuple[Status, str]]:
+        """Every row settled before sending (invalid, or as its producer says), by index."""
+        if not self.settled:
+            return {i: (Status.INVALID, why) for i, why in self.invalid.items()}
+        return {**{i: (Status.INVALID, why) for i, why in self.invalid.items()}, **self.settled}
 
     @classmethod
     def of_rows(cls, rows: Sequence[Row], width: int) -> Chunk:
@@ -83,6 +110,11 @@ class Chunk:
             any(r.remove_all for r in rows),
             {i: r.message for i, r in enumerate(rows) if r.status is Status.INVALID},
             [[r.extra[c] for r in rows] for c in range(width)],
+            {
+                i: (r.status, r.message)
+                for i, r in enumerate(rows)
+                if r.status is not None and r.status is not Status.INVALID
+            },
         )
 
     def take(self, indices: Sequence[int]) -> Chunk:
@@ -98,6 +130,7 @@ class Chunk:
             self.remove_all,
             {where[i]: message for i, message in self.invalid.items() if i in where},
             [[column[i] for i in indices] for column in self.cells],
+            {where[i]: settled for i, settled in self.settled.items() if i in where},
         )
 
     def __len__(self) -> int:
@@ -105,8 +138,9 @@ class Chunk:
 
     def __iter__(self) -> Iterator[Row]:
         records = zip(*self.cells, strict=True) if self.cells else ((),) * len(self.rows)
+        settled = self.before_sending()
         for i, extra in enumerate(records):
-            message = self.invalid.get(i)
+            status, message = settled.get(i, (None, ""))
             yield Row(
                 self.rows[i],
                 self.contact_ids[i],
@@ -114,8 +148,8 @@ class Chunk:
                 self.actions[i],
                 self.tags[i],
                 self.remove_all,
-                None if message is None else Status.INVALID,
-                message or "",
+                status,
+                message,
                 tuple(extra),
                 self.lines[i],
             )
@@ -175,7 +209,9 @@ class BatchOutcome:
     """The settled result of one batch: one outcome per contact, aligned with `batch.rows`.
 
     `answered` is False when no usable answer came (the outcomes are then `failed` ones made by
-    batcher, not the API's).
+    batcher, not the API's). `exposed` is True when an attempt of the request may have reached
+    the API without an answer (a timeout, a connection lost after sending, a 5xx, an unreadable
+    201): what that attempt changed is not in the outcomes (see `batcher.uncertain`).
     """
 
     batch: Batch
@@ -183,6 +219,7 @@ class BatchOutcome:
     http_status: int | None
     attempts: int
     answered: bool = True
+    exposed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +227,8 @@ class ReportLine:
     """One line of the report: what was asked for one input row and what became of it.
 
     `extra` holds the input's own cells, in the order of the input's header; `line` is the row's
-    line in the file (or row in the sheet), as in `Row.line`.
+    line in the file (or row in the sheet), as in `Row.line`. `uncertain`: an attempt to send
+    the row may have changed its contact without an answer (see `batcher.uncertain`).
     """
 
     row: int
@@ -207,6 +245,7 @@ class ReportLine:
     attempts: int | None = None
     extra: tuple[str, ...] = ()
     line: int = 0
+    uncertain: bool = False
 
 
 # A report cell: text, a number, or None (no value). Lists travel as their compact JSON text.

@@ -34,16 +34,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from itertools import chain, islice
-from operator import itemgetter
+from operator import countOf, itemgetter
 from pathlib import Path
 from typing import IO, Any
 
+from batcher.fields import CONTACT_ID, LINE, MESSAGE, ROW, STATUS, UNCERTAIN
 from batcher.files import unfinished
 from batcher.ledger import LAST_ROW, REPORT_BLOCK, Ledger
 from batcher.machine import cores
 from batcher.models import Cell, Inert, Status
 from batcher.report import (
-    RESULT_FIELDS,
     RowSource,
     Summary,
     create_beside,
@@ -58,9 +58,8 @@ EXAMPLES = 5
 NOT_SENT = (Status.INVALID, Status.DUPLICATE)
 # How many distinct reasons of failed/error rows are counted (the summary shows the top ones).
 _REASONS_TRACKED = 1000
-_STATUS = RESULT_FIELDS.index("status")
-_MESSAGE = RESULT_FIELDS.index("message")
-_status_of = itemgetter(_STATUS)
+_status_of = itemgetter(STATUS)
+_uncertain_of = itemgetter(UNCERTAIN)
 _NOTED = frozenset({Status.FAILED.value, Status.ERROR.value})
 
 
@@ -77,9 +76,11 @@ class Example:
 @dataclass
 class Tally:
     """What the summary tells of the report's rows, counted as the rows go by: rows by status,
-    the reasons of failed and error rows, and the first rows never sent (examples)."""
+    the uncertain rows, the reasons of failed and error rows, and the first rows never sent
+    (examples)."""
 
     counts: Counter[str] = field(default_factory=Counter)
+    uncertain: int = 0
     reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
     examples: dict[str, list[Example]] = field(
         default_factory=lambda: {status.value: [] for status in NOT_SENT}
@@ -100,18 +101,19 @@ class Tally:
     def _block(self, block: list[tuple[Cell, ...]]) -> list[tuple[Cell, ...]]:
         seen = Counter(map(_status_of, block))
         self.counts.update(seen)
+        self.uncertain += countOf(map(_uncertain_of, block), "true")
         kept = self.examples
         noted = _NOTED | {status for status, found in kept.items() if len(found) < EXAMPLES}
         if noted.isdisjoint(seen):
             return block
         for cells in block:
-            status = str(cells[_STATUS])
+            status = str(cells[STATUS])
             if status in _NOTED:
-                self._reason(status, str(cells[_MESSAGE]), 1)
+                self._reason(status, str(cells[MESSAGE]), 1)
             elif status in kept and len(kept[status]) < EXAMPLES:
-                row, line, contact = cells[0], cells[1], cells[2]
+                row, line, contact = cells[ROW], cells[LINE], cells[CONTACT_ID]
                 kept[status].append(
-                    Example(int(row or 0), int(line or 0), str(contact or ""), str(cells[_MESSAGE]))
+                    Example(int(row or 0), int(line or 0), str(contact or ""), str(cells[MESSAGE]))
                 )
         return block
 
@@ -123,6 +125,7 @@ class Tally:
     def extend(self, later: Tally) -> None:
         """Add the tally of the rows that come after these."""
         self.counts.update(later.counts)
+        self.uncertain += later.uncertain
         for (status, message), rows in later.reasons.items():
             self._reason(status, message, rows)
         for status, found in later.examples.items():
@@ -132,6 +135,7 @@ class Tally:
     def to_json(self) -> dict[str, Any]:
         return {
             "counts": dict(self.counts),
+            "uncertain": self.uncertain,
             "reasons": [[status, message, n] for (status, message), n in self.reasons.items()],
             "examples": {s: [asdict(e) for e in found] for s, found in self.examples.items()},
         }
@@ -140,6 +144,7 @@ class Tally:
     def from_json(cls, data: Mapping[str, Any]) -> Tally:
         return cls(
             Counter({str(status): int(n) for status, n in data["counts"].items()}),
+            int(data["uncertain"]),
             Counter({(str(s), str(m)): int(n) for s, m, n in data["reasons"]}),
             {s: [Example(**e) for e in found] for s, found in data["examples"].items()},
         )

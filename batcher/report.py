@@ -11,6 +11,7 @@ Contract: SPEC.md, section "Report". Decisions taken here:
 - Lists (``tags``, ``old_tags``, ``tags_added``, ``tags_removed``) are a compact JSON array in CSV
   and XLSX (``["vip","new"]``): unambiguous when a tag holds a comma or a quote. ``[]`` is an empty
   list, an empty cell is "no answer" (None). JSONL has real arrays and ``null``.
+- ``uncertain`` is the text ``true`` or ``false`` in CSV and XLSX, a JSON boolean in JSONL.
 - CSV: UTF-8 *without* BOM (scripts and ``csv``/pandas readers take it as is; Excel users import
   it via Data > From Text/CSV, or use ``.xlsx``), comma, minimal quoting, CRLF line ends (the
   ``csv`` module's default, RFC 4180), a header row.
@@ -65,6 +66,7 @@ from typing import IO, Any
 import xlsxwriter
 
 from batcher.errors import UsageError
+from batcher.fields import LIST_FIELDS, NUMBER_FIELDS, RESULT_FIELDS, UNCERTAIN
 from batcher.files import new_file_mode, unfinished
 from batcher.models import Cell, Inert, ReportLine
 
@@ -80,22 +82,6 @@ __all__ = [
     "write_rows",
     "write_summary",
 ]
-
-RESULT_FIELDS: tuple[str, ...] = (
-    "row",
-    "line",
-    "contact_id",
-    "location_id",
-    "action",
-    "tags",
-    "status",
-    "message",
-    "old_tags",
-    "tags_added",
-    "tags_removed",
-    "http_status",
-    "attempts",
-)
 
 FORMATS: tuple[str, ...] = (".csv", ".jsonl", ".xlsx")
 
@@ -119,7 +105,6 @@ _BLANKS = (
 # A cell is only inspected further when its first character is one of these.
 _SUSPECT_FIRST = _TRIGGERS | frozenset(_BLANKS)
 
-_NUMBER_FIELDS = frozenset({"row", "line", "http_status", "attempts"})
 # XLSX column widths (in characters): from the header and the first rows, within these bounds.
 _WIDTH_SAMPLE = 200
 _MIN_WIDTH = 8
@@ -301,6 +286,7 @@ def _cells(
             None if line.tags_removed is None else _json_array(line.tags_removed),
             line.http_status,
             line.attempts,
+            "true" if line.uncertain else "false",
             *(text(cell) for cell in line.extra),
         )
 
@@ -349,14 +335,6 @@ def _write_csv(file: IO[bytes], columns: tuple[str, ...], rows: RowSource, heade
 _first = operator.itemgetter(0)
 
 
-# Positions of the list fields (JSON text in the cells, real arrays in JSONL).
-_LIST_FIELDS = tuple(
-    i
-    for i, name in enumerate(RESULT_FIELDS)
-    if name in ("tags", "old_tags", "tags_added", "tags_removed")
-)
-
-
 def _write_jsonl(file: IO[bytes], columns: tuple[str, ...], rows: RowSource, header: bool) -> int:
     del header  # JSONL has none: each line names its fields
     count = 0
@@ -365,9 +343,10 @@ def _write_jsonl(file: IO[bytes], columns: tuple[str, ...], rows: RowSource, hea
     try:
         for cells in rows(None):
             values: list[Any] = list(cells)
-            for i in _LIST_FIELDS:
+            for i in LIST_FIELDS:
                 if values[i] is not None:
                     values[i] = _json_list(values[i])
+            values[UNCERTAIN] = values[UNCERTAIN] == "true"  # a JSON boolean
             f.write(encode(dict(zip(columns, values, strict=True))) + "\n")
             count += 1
         f.flush()
@@ -413,7 +392,7 @@ def _write_xlsx(
         "strings_to_numbers": False,  # ...nor silently a number (ids such as "00123")
         "strings_to_urls": False,  # ...nor a link (and Excel's 65,530-URL limit)
     }
-    number_columns = [name in _NUMBER_FIELDS for name in columns[: len(RESULT_FIELDS)]]
+    number_columns = [i in NUMBER_FIELDS for i in range(len(RESULT_FIELDS))]
     workbook = xlsxwriter.Workbook(file, options)  # the zip is written into `file` at close
     count = 0
     try:

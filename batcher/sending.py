@@ -3,9 +3,11 @@
 `BatchSender` sends a batch with pacing and retries and returns its `BatchOutcome`: the API's
 per-contact answers, or `failed` outcomes for every row when no usable answer came. It returns
 None when the run was stopped before an answer came: those rows stay `pending` and the next run
-sends them. Errors that end the whole run (401, 403) are raised with a message that says what to
-fix; the daily quota stops only its location. `FailureBreaker` stops a run whose requests keep
-failing.
+sends them. Whether any attempt of the request may have reached the API without an answer
+(`ApiError.exposed`) is kept: in the outcome, or, for a request that ends without one, handed
+to `on_exposed` so that the ledger records it all the same. Errors that end the whole run (401,
+403) are raised with a message that says what to fix; the daily quota stops only its location.
+`FailureBreaker` stops a run whose requests keep failing.
 
 HTTP statuses are read here only through the typed errors of `batcher.errors` (the client turned
 them into those); nothing here imports aiohttp.
@@ -93,6 +95,13 @@ class Wire:
             self._permits.release()
 
 
+@dataclass
+class _Lost:
+    """Whether an attempt of one request may have reached the API without an answer."""
+
+    exposed: bool = False
+
+
 class BatchSender:
     """Sends one batch with pacing and retries; turns a lost batch into `failed` outcomes.
 
@@ -101,7 +110,8 @@ class BatchSender:
     (429 with X-RateLimit-Daily-Remaining: 0) stops only that location: its rows stay pending.
     `token_source` names where the token came from (`$BATCHER_TOKEN`) for the 401 message.
     `sleep` is the retry policy's: the run passes one that a stop interrupts (tests pass a fake
-    one and never wait).
+    one and never wait). `on_exposed` hears of a request that ends without an outcome (a stop,
+    the daily quota, a 401/403) after an attempt that may have reached the API.
     """
 
     def __init__(
@@ -115,8 +125,10 @@ class BatchSender:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         events: EventSink = ignore,
         wire: Wire | None = None,
+        on_exposed: Callable[[Batch], None] | None = None,
     ) -> None:
         self._client = client
+        self._on_exposed = on_exposed
         self._wire = wire
         self._events = events
         self._pacer = pacer
@@ -127,7 +139,7 @@ class BatchSender:
     def _count_retry(self, error: ApiError, wait_s: float) -> None:
         self._counters.retries += 1
 
-    async def _attempt(self, batch: Batch, slot: Slot) -> Answer:
+    async def _attempt(self, batch: Batch, slot: Slot, lost: _Lost) -> Answer:
         location = batch.location_id
         try:
             while True:
@@ -138,7 +150,7 @@ class BatchSender:
                     if not self._pacer.paused(location):
                         slot.sent()
                         self._counters.requests += 1
-                        answer = await self._client.send(batch)
+                        answer = await self._send(batch, lost)
                         break
                 # A 429 paused the location meanwhile: wait it out, as a retry does.
                 slot.finish()
@@ -164,13 +176,37 @@ class BatchSender:
         self._pacer.observe(location, answer.rate, since=slot.started)
         return answer
 
+    async def _send(self, batch: Batch, lost: _Lost) -> Answer:
+        """One attempt on the wire, noting in `lost` whether it may have reached the API."""
+        try:
+            return await self._client.send(batch)
+        except ApiError as exc:
+            lost.exposed = lost.exposed or exc.exposed
+            raise
+        except BaseException:
+            lost.exposed = True  # cancelled with the request out: it may have been applied
+            raise
+
     async def __call__(self, dispatch: Dispatch) -> BatchOutcome | None:
+        batch = dispatch.batch
+        lost = _Lost()
+        outcome = None
+        try:
+            outcome = await self._settle(dispatch, lost)
+        finally:
+            if lost.exposed and outcome is None and self._on_exposed is not None:
+                # No outcome to carry it (its rows stay pending): recorded all the same, so
+                # that the answer of the next run's attempt is not taken as the whole story.
+                self._on_exposed(batch)
+        return outcome
+
+    async def _settle(self, dispatch: Dispatch, lost: _Lost) -> BatchOutcome | None:
         batch = dispatch.batch
         first: list[Slot] = [dispatch.slot]
 
         async def attempt() -> Answer:
             slot = first.pop() if first else await self._pacer.start(batch.location_id)
-            return await self._attempt(batch, slot)
+            return await self._attempt(batch, slot, lost)
 
         try:
             answer, attempts = await self._policy.call(attempt)
@@ -187,12 +223,12 @@ class BatchSender:
             raise self._explained(exc, batch) from None
         except ApiError as exc:
             # Rejected (400/413/422) or retries exhausted: no per-contact answer for these rows.
-            lost = ContactOutcome(Status.FAILED, failure_message(exc))
+            failed = ContactOutcome(Status.FAILED, failure_message(exc))
             self._events(
                 Event(
                     "request.failed",
                     f"a request of {len(batch.rows)} contacts to location {batch.location_id} "
-                    f"failed: {lost.message}",
+                    f"failed: {failed.message}",
                     {
                         "location_id": batch.location_id,
                         "contacts": len(batch.rows),
@@ -206,12 +242,19 @@ class BatchSender:
                 )
             )
             return BatchOutcome(
-                batch, (lost,) * len(batch.rows), exc.status, exc.attempts, answered=False
+                batch,
+                (failed,) * len(batch.rows),
+                exc.status,
+                exc.attempts,
+                answered=False,
+                exposed=lost.exposed,
             )
         finally:
             for unused in first:  # a stop before the first attempt: give the slot back
                 unused.finish()
-        return BatchOutcome(batch, answer.outcomes, answer.http_status, attempts)
+        return BatchOutcome(
+            batch, answer.outcomes, answer.http_status, attempts, exposed=lost.exposed
+        )
 
     def _explained(self, exc: FatalApiError, batch: Batch) -> FatalApiError:
         """The run-ending error, with what to do about it (SPEC "Exit status": 3)."""

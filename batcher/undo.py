@@ -1,36 +1,52 @@
-"""Take a run back from its report (SPEC "Undo"): the API's own answers turned into a new run.
+"""Take a run back (SPEC "Undo"): the API's own answers, kept in the run's ledger, turned into a
+new run.
 
 The bulk endpoint answers every contact with `oldTags`, `tagsAdded` and `tagsRemoved`, and the
-report keeps them. The inverse of a row is therefore exact: remove the tags it added, add back
-the tags it removed (after a remove-all whose answer lists no `tags_removed`: its `old_tags`).
-Tags the contact already had (so not in `tags_added`) are left alone, and so are tags a remove
-did not find. Changes made by others since the run are not looked at: undo restores what *this
-run* changed, nothing else.
+run's ledger keeps them. The inverse of a row is therefore exact: remove the tags it added, add
+back the tags it removed (after a remove-all whose answer lists no `tags_removed`: its
+`old_tags`). Tags the contact already had (so not in `tags_added`) are left alone, and so are
+tags a remove did not find. Changes made by others since the run are not looked at: undo
+restores what *this run* changed, nothing else.
 
-How an undo runs: `write_undo_input` reads the report (CSV, XLSX or JSONL) and writes an ordinary
-input file (`contact_id, location_id, action, tags` as a JSON list, plus `undoes_row`, the
-report's row, and `undo`, what the line does); `undo` runs that file through `execute`, so an undo
-is batched by (location, action, tag set), paced, retried, stoppable and reported like any run.
+**Which run.** The ledger is the source of truth, never a file that may have been overwritten or
+edited. `batcher undo REPORT` hashes the file and looks in the state directory for the run that
+wrote exactly these bytes (`ReportRecord.sha256`, kept by the run for each command's report):
+the run's latest report identifies it, and the operations are read from the run's own records;
+an earlier command's report is refused, naming the latest one; a file no run wrote (edited, or
+written with another state directory, or pruned) is refused. The page names the run itself
+(`undo(settings, run=info)`). A run already undone is refused unless `again`.
 
-- **Resumable.** The generated file depends only on the report's bytes, and a run is identified
-  by its input's content, options and target (`runner.run_key`): the same `batcher undo REPORT`
-  command on the same report continues the same unfinished undo run. The file itself is written
-  to a private folder under the state directory and deleted when the command ends: the next
-  command writes it again, byte for byte.
-- **Order.** The pipeline applies a contact's rows in input order. A report may hold several rows
+**Uncertain rows** (`batcher.uncertain`: an attempt may have changed the contact without an
+answer, so the answers may not show everything the run did) are never guessed at: by default
+each is left alone, as a `skipped` line whose message starts `uncertain:` and says what to do
+(the undo then exits 1). With `uncertain="revert"` they are reverted by the operation that was
+asked: the tags it asked to add are removed, the tags it asked to remove are added back; a
+remove-all's tags before the run are unknown: named, never invented (`skipped`).
+
+How an undo runs: `write_undo_input` writes the run's inverse as an ordinary input file
+(`contact_id, location_id, action, tags` as a JSON list, plus `undoes_row`, the run's row, and
+`undo`, what the line does); `undo` runs that file through `execute`, so an undo is batched by
+(location, action, tag set), paced, retried, stoppable and reported like any run.
+
+- **Resumable.** The generated file depends only on the run's records (and `uncertain`), and a
+  run is identified by its input's content, options, target and the run it undoes
+  (`runner.run_key`): the same `batcher undo REPORT` command continues the same unfinished undo
+  run. The file itself is written to a private folder under the state directory and deleted
+  when the command ends: the next command writes it again, byte for byte. An undo that ends
+  with nothing left to send marks its run undone (`RunInfo.undone`).
+- **Order.** The pipeline applies a contact's rows in input order. A run may hold several rows
   for one contact (add `vip` on row 3, remove it on row 9): undoing them must go backwards (add
   `vip` back for row 9, then remove it for row 3). Each contact's operations are therefore written
-  in reverse, in the places its rows had: other rows keep the report's order, so the undo's report
+  in reverse, in the places its rows had: other rows keep the run's order, so the undo's report
   reads like the run's. A row whose answer both added and removed tags gives two operations.
 - **Rows with nothing to undo** (never applied: `invalid`, `duplicate`, `failed`, `error`,
   `pending`; or applied and changing no tag) are in the file too, and in the undo's report as
-  `invalid` with a message starting "nothing to undo". A row of several requests (over 50 tags)
-  that ended `failed`, `error` or `pending` may have had some parts applied: the changes its
-  answered parts report are undone too.
-- **Not a report.** A file without the report's result fields is refused (exit 2) before anything
-  is sent, and so is a list cell that is not a JSON list of tags: an undo must not guess.
+  `nothing_to_undo` with a message starting "nothing to undo". A row of several requests (over
+  50 tags) that ended `failed`, `error` or `pending` may have had some parts applied: the
+  changes its answered parts report are undone too. The status of each line settled before
+  sending is handed to the undo's run beside the file (`Chunk.settled`), not read from text.
 
-The reordering sorts on disk with SQLite (in the same private folder): a million-row report is
+The reordering sorts on disk with SQLite (in the same private folder): a million-row run is
 reversed per contact without holding it in memory.
 """
 
@@ -40,60 +56,65 @@ import contextlib
 import csv
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 import shutil
 import sqlite3
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from batcher.config import Settings
 from batcher.errors import BatcherError, InputError, NothingToSendError, UsageError
 from batcher.files import open_private, private_dir
-from batcher.jobs import Job, sandbox_config
+from batcher.jobs import Job, RowsFilter, sandbox_config
+from batcher.ledger import Ledger, RunInfo, runs_in
 from batcher.loading import InputOptions, open_input
-from batcher.loading._common import Source, is_blank
-from batcher.loading._excel import open_excel
-from batcher.models import Chunk, Status
-from batcher.report import INERT, RESULT_FIELDS
+from batcher.models import Chunk, ReportLine, Status
 from batcher.runner import Preview, RunResult, Tick, describe_operation, execute
 from batcher.stopping import Stop
 
 __all__ = [
     "NOTHING_TO_UNDO",
+    "UNCERTAIN_CHOICES",
     "UNDO_COLUMNS",
     "UndoInput",
     "UndoResult",
     "default_undo_report_path",
+    "find_run",
+    "report_of",
     "undo",
     "undone_report",
     "write_undo_input",
 ]
 
-# The generated input's header: the columns loading recognises, then the report's row and what
+# The generated input's header: the columns loading recognises, then the run's row and what
 # the line does (both carried to the undo's report).
 UNDO_COLUMNS = ("contact_id", "location_id", "action", "tags", "undoes_row", "undo")
 _NOTE = UNDO_COLUMNS.index("undo")
 NOTHING_TO_UNDO = "nothing to undo"
+# What undo does with uncertain rows: leave them alone (the default), or revert them by the
+# operation that was asked.
+UNCERTAIN_CHOICES = ("leave", "revert")
 # The generated file's name: the report's name and this suffix (see `undone_report`).
 _SUFFIX = ".undo.csv"
 UNDO_DIR = "undo"
+# A generated line's status when it is settled before sending (see `_settled`): 0 is sent.
+_SETTLED = (None, Status.NOTHING_TO_UNDO, Status.SKIPPED)
 
 _REPORT_SUFFIXES = (".csv", ".xlsx", ".xlsm", ".jsonl")
-_LIST_FIELDS = ("tags", "old_tags", "tags_added", "tags_removed")
-_STATUSES = frozenset(status.value for status in Status)
 _CHUNK = 5_000
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """One report line, as much of it as undo needs. Lists are None where the cell is empty."""
+    """One row of the run, as much of it as undo needs. Lists are None where there was no
+    answer to take them from."""
 
-    where: int  # the report's line (CSV, JSONL) or sheet row (XLSX), for messages
-    row: str  # the report's `row`: the run's input row
+    row: str  # the run's input row
     contact_id: str
     location_id: str
     action: str
@@ -102,23 +123,45 @@ class _Entry:
     old_tags: tuple[str, ...] | None
     tags_added: tuple[str, ...] | None
     tags_removed: tuple[str, ...] | None
+    uncertain: bool = False
+
+    @classmethod
+    def of(cls, line: ReportLine) -> _Entry:
+        return cls(
+            str(line.row),
+            line.contact_id,
+            line.location_id,
+            line.action,
+            line.tags,
+            line.status.value,
+            line.old_tags,
+            line.tags_added,
+            line.tags_removed,
+            line.uncertain,
+        )
 
 
-# (action, tags, what the line does) for each operation one report line needs.
+# (action, tags, what the line does) for each operation one row needs.
 _Operation = tuple[str, tuple[str, ...], str]
+# Why a row sends nothing: its undo line's status and message.
+_Settled = tuple[Status, str]
 
 
-def inverse(entry: _Entry) -> tuple[list[_Operation], str]:
-    """The operations that take one report line back, or none and why there is nothing to undo.
+def inverse(entry: _Entry, *, revert: bool = False) -> tuple[list[_Operation], _Settled | None]:
+    """The operations that take one row back, or none and the status and message of its undo
+    line (nothing to undo, or an uncertain row left alone).
 
     Remove exactly what the API says it added; add back exactly what it says it removed. A
     remove-all (`remove` with no tags) whose answer lists no removed tags removed every tag the
-    contact had: its `old_tags`.
+    contact had: its `old_tags`. An uncertain row is left alone, or with `revert` reverted by
+    the operation that was asked (see the module docstring).
     """
+    remove_all = entry.action == "remove" and not entry.tags
+    if entry.uncertain:
+        return _uncertain(entry, remove_all, revert)
     added = entry.tags_added or ()
     removed = entry.tags_removed or ()
     applied = entry.status == Status.SUCCESS.value
-    remove_all = entry.action == "remove" and not entry.tags
     note = ""
     if applied and remove_all and not removed and entry.old_tags:
         removed = entry.old_tags
@@ -129,168 +172,118 @@ def inverse(entry: _Entry) -> tuple[list[_Operation], str]:
     if removed:
         operations.append(("add", removed, f"add back the tags row {entry.row} removed{note}"))
     if operations:
-        return operations, ""
+        return operations, None
     if applied:
-        return [], f"{NOTHING_TO_UNDO}: row {entry.row} changed no tag"
-    return [], f"{NOTHING_TO_UNDO}: row {entry.row} is {entry.status or 'without status'}"
+        why = f"{NOTHING_TO_UNDO}: row {entry.row} changed no tag"
+    else:
+        why = f"{NOTHING_TO_UNDO}: row {entry.row} is {entry.status or 'without status'}"
+    return [], (Status.NOTHING_TO_UNDO, why)
 
 
-# -- reading a report ------------------------------------------------------------------------
-
-
-def _not_a_report(path: Path, missing: list[str]) -> InputError:
-    shown = ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")
-    return InputError(
-        f"{path}: not a batcher report (no {shown} column{'s' if len(missing) > 1 else ''}); "
-        "give the report file that `batcher run` wrote (.csv, .xlsx or .jsonl)"
-    )
-
-
-@functools.lru_cache(maxsize=4096)
-def _json_list(text: str) -> tuple[str, ...] | None:
-    """A list cell's tags; None for an empty cell; ValueError when it is not a list of text."""
-    if not text.strip():
-        return None
-    value = json.loads(text)
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValueError("not a list of text")
-    return tuple(value)
-
-
-def _as_list(value: object) -> tuple[str, ...] | None:
-    """A JSONL list value (an array or null; a JSON text is taken too)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return _json_list(value)
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return tuple(value)
-    raise ValueError("not a list of text")
-
-
-def _uninert(text: str) -> str:
-    """A CSV cell as it was before the report made it inert (a `'` before a formula trigger)."""
-    if text.startswith("'") and INERT.make(text[1:]) == text:
-        return text[1:]
-    return text
-
-
-def _text(value: object) -> str:
-    if type(value) is str:
-        return value
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-# The report's fields undo reads, in the order `_entry` takes them.
-_USED = (
-    "row",
-    "contact_id",
-    "location_id",
-    "action",
-    "tags",
-    "status",
-    "old_tags",
-    "tags_added",
-    "tags_removed",
-)
-
-
-def _entry(path: Path, where: int, values: Sequence[object], lists: bool) -> _Entry:
-    """One line of the report from its `_USED` values (text cells, or JSONL values)."""
-    row, contact_id, location_id, action, tags, status, old, added, removed = values
-    status = _text(status).strip()
-    if status not in _STATUSES:
-        raise InputError(
-            f"{path}: line {where}: status {status[:40]!r} is not one a report has "
-            f"({', '.join(sorted(_STATUSES))}); is this a batcher report?"
+def _uncertain(
+    entry: _Entry, remove_all: bool, revert: bool
+) -> tuple[list[_Operation], _Settled | None]:
+    """`inverse` of a row an attempt of which may have changed the contact unanswered."""
+    row, tags = entry.row, entry.tags or ()
+    if remove_all:
+        return [], (
+            Status.SKIPPED,
+            f"uncertain: an attempt to send row {row} may have removed every tag of the "
+            "contact without an answer: the tags it had before the run are unknown, so undo "
+            "cannot put them back (it invents none); restore them from the CRM (the contact's "
+            "history, an export)",
         )
-    parsed: list[tuple[str, ...] | None] = []
-    for name, raw in zip(_LIST_FIELDS, (tags, old, added, removed), strict=True):
-        try:
-            parsed.append(_as_list(raw) if lists else _json_list(_text(raw)))
-        except (ValueError, RecursionError):
-            raise InputError(
-                f"{path}: line {where}: {name} is not a JSON list of tags "
-                f"({_text(raw)[:60]!r}); undo takes the lists as the run wrote them"
-            ) from None
-    return _Entry(
-        where,
-        _text(row).strip(),
-        _text(contact_id).strip(),
-        _text(location_id).strip(),
-        _text(action).strip().lower(),
-        parsed[0],
-        status,
-        parsed[1],
-        parsed[2],
-        parsed[3],
+    listed = json.dumps(list(tags), ensure_ascii=False, separators=(",", ":"))
+    if entry.action == "add":
+        if revert:
+            note = f"remove the tags row {row} asked to add (uncertain: reverted as asked)"
+            return [("remove", tags, note)], None
+        did, then = "added", f"remove the tags it asked to add ({listed})"
+    else:
+        if revert:
+            note = f"add back the tags row {row} asked to remove (uncertain: reverted as asked)"
+            return [("add", tags, note)], None
+        did, then = "removed", f"add back the tags it asked to remove ({listed})"
+    return [], (
+        Status.SKIPPED,
+        f"uncertain: an attempt to send row {row} may have changed the contact without an "
+        f"answer, so the run's records may not show every tag it {did}: left alone; check the "
+        f"contact, or undo with --uncertain revert to {then}",
     )
 
 
-def read_report(path: Path) -> Iterator[_Entry]:
-    """The report's lines in order. InputError (exit 2) for a file that is not a report."""
-    name = path.name.lower()
+# -- which run -------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
     if not path.exists():
         raise InputError(f"{path}: file not found")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a report file")
-    if name.endswith(".jsonl"):
-        yield from _read_jsonl(path)
-    elif name.endswith((".xlsx", ".xlsm")):
-        yield from _read_table(path, open_excel(path, None), inert=False)
-    elif name.endswith(".csv"):
-        # Imported here, as loading does: pandas costs 0.3 s of every start otherwise.
-        from batcher.loading._csv import open_csv
+    try:
+        with path.open("rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
 
-        yield from _read_table(path, open_csv(path, "", None, gzipped=False), inert=True)
-    else:
-        raise InputError(
-            f"{path}: not a report file ({path.suffix or 'no extension'}); give the .csv, "
-            ".xlsx or .jsonl report that `batcher run` wrote"
+
+def find_run(
+    settings: Settings, report: Path, notify: Callable[[str], None] = lambda message: None
+) -> RunInfo:
+    """The run whose latest report is exactly the file `report` (its bytes' SHA-256), from the
+    runs in the state directory (read-only). UsageError (exit 2) when the file is an earlier
+    command's report of its run (naming the latest), or no run wrote it as it is.
+
+    A run of an earlier version of batcher kept no fingerprint of its reports: when exactly one
+    such run names the file as its report (and no run's fingerprint matches), it is that run
+    (`notify` says so); its records, not the file, are undone all the same.
+    """
+    digest = _sha256(report)
+    state_dir = Path(settings.state.dir)
+    runs = runs_in(state_dir) if state_dir.is_dir() else []
+    matches = [
+        (info, record) for info in runs for record in info.reports if record.sha256 == digest
+    ]
+    latest = [info for info, record in matches if record is info.reports[-1]]
+    if latest:
+        return latest[-1]  # the same bytes as several runs' latest report: the newest run
+    if matches:
+        info, record = matches[-1]
+        last = info.reports[-1]
+        partial = "" if record.complete else "partial "
+        raise UsageError(
+            f"{report}: the {partial}report of an earlier command of its run (command "
+            f"{record.invocation} of {last.invocation}, written {_when(record.written)}); the "
+            f"run's latest report is {last.path}: undo that one (the run's records are undone, "
+            "whichever report names it)"
         )
+    resolved = str(report.resolve())
+    older = [info for info in runs if not info.keeps_reports and info.report == resolved]
+    if len(older) == 1:
+        notify(
+            f"{report}: written by an earlier version of batcher, which kept no fingerprint of "
+            f"its reports; undoing the run that names it (started {_when(older[0].created)}) "
+            "from that run's own records"
+        )
+        return older[0]
+    raise UsageError(
+        f"{report}: no run in {state_dir} wrote this file as it is now: it was edited, or it "
+        "was written by a run whose state is not in this state directory (another state.dir, "
+        f"or pruned after state.keep_days = {settings.state.keep_days} days), or it is not a "
+        "batcher report; give the report exactly as batcher wrote it, with the state.dir its "
+        "run used"
+    )
 
 
-def _read_table(path: Path, source: Source, *, inert: bool) -> Iterator[_Entry]:
-    header = list(source.header)
-    missing = [field for field in RESULT_FIELDS if field not in header]
-    if missing:
-        raise _not_a_report(path, missing)
-    used = [header.index(field) for field in _USED]
-    for part in source.read(_CHUNK, used[1]):
-        lines = part.lines
-        for n, values in enumerate(zip(*(part.columns[i] for i in used), strict=True)):
-            if is_blank(values):
-                continue
-            where = lines + n if isinstance(lines, int) else lines[n]
-            if inert and any(value[:1] == "'" for value in values):
-                values = tuple(_uninert(value) for value in values)
-            yield _entry(path, where, values, lists=False)
+def _when(stamp: str) -> str:
+    return stamp.replace("T", " ").replace("Z", " UTC") if stamp else "at an unknown time"
 
 
-def _read_jsonl(path: Path) -> Iterator[_Entry]:
-    with path.open(encoding="utf-8-sig") as fh:
-        checked = False
-        for where, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                raise InputError(
-                    f"{path}: line {where} is not JSON; is this a batcher report?"
-                ) from None
-            if not isinstance(record, dict):
-                raise _not_a_report(path, list(RESULT_FIELDS))
-            if not checked:
-                missing = [field for field in RESULT_FIELDS if field not in record]
-                if missing:
-                    raise _not_a_report(path, missing)
-                checked = True
-            yield _entry(path, where, [record.get(field) for field in _USED], lists=True)
+def _entries(info: RunInfo) -> Iterator[_Entry]:
+    """The run's rows, as its report gives them, read from its state file (read-only)."""
+    with Ledger.reader(info.path) as ledger:
+        for line in ledger.lines("not sent"):
+            yield _Entry.of(line)
 
 
 # -- the generated input ---------------------------------------------------------------------
@@ -298,19 +291,26 @@ def _read_jsonl(path: Path) -> Iterator[_Entry]:
 
 @dataclass(frozen=True)
 class UndoInput:
-    """The input file written for an undo, and what the report held."""
+    """The input file written for an undo, and what the run held.
+
+    `report` names the run (the report given, or the run's own); `settled` holds, for each line
+    of the file (in order), 0 when it is sent, else the index in `_SETTLED` of its status.
+    """
 
     report: Path
+    run: RunInfo
     path: Path
-    rows: int  # lines of the report
-    undone: int  # lines with something to undo
+    rows: int  # rows of the run
+    undone: int  # rows with something to undo
     operations: int  # lines of the generated file that send something
-    statuses: Counter[str]  # the report's lines by status
+    skipped: int  # uncertain rows left alone
+    statuses: Counter[str]  # the run's rows by status
+    settled: bytes = b""
 
     @property
     def nothing(self) -> int:
-        """Lines of the report with nothing to undo."""
-        return self.rows - self.undone
+        """Rows of the run with nothing to undo."""
+        return self.rows - self.undone - self.skipped
 
 
 # Each contact's operations go in reverse into the places they had (see the module docstring):
@@ -325,7 +325,7 @@ WINDOW contact AS (PARTITION BY location_id, contact_id ORDER BY seq);
 CREATE INDEX ranked_by_contact ON ranked (location_id, contact_id, k);
 """
 _ORDERED = """
-SELECT o.contact_id, o.location_id, o.action, o.tags, o.undoes_row, o.note
+SELECT o.contact_id, o.location_id, o.action, o.tags, o.undoes_row, o.note, o.settled
 FROM lines AS place
 LEFT JOIN ranked AS here ON here.seq = place.seq
 LEFT JOIN ranked AS there ON there.location_id = here.location_id
@@ -340,59 +340,78 @@ def _dump(tags: tuple[str, ...]) -> str:
     return json.dumps(list(tags), ensure_ascii=False, separators=(",", ":"))
 
 
-def write_undo_input(report: Path, folder: Path) -> UndoInput:
-    """Read `report` and write the undo's input file into `folder` (which must be private).
+def write_undo_input(
+    entries: Iterable[_Entry],
+    folder: Path,
+    report: Path,
+    run: RunInfo,
+    *,
+    revert: bool = False,
+) -> UndoInput:
+    """Write the undo's input file of the run's rows `entries` into `folder` (which must be
+    private), named after `report`; `revert`: revert uncertain rows (see `inverse`).
 
-    The file's bytes depend on the report's bytes only (see the module docstring).
+    The file's bytes depend on the run's records and `revert` only (see the module docstring).
     """
     path = folder / f"{report.name}{_SUFFIX}"
     statuses: Counter[str] = Counter()
-    undone = operations = 0
+    undone = operations = skipped = 0
     work = folder / "order.sqlite"
+    settled = bytearray()
     db = sqlite3.connect(work, isolation_level=None)
     try:
         db.execute("PRAGMA journal_mode = OFF")
         db.execute("PRAGMA synchronous = OFF")
         db.execute(
             "CREATE TABLE lines (seq INTEGER PRIMARY KEY, contact_id, location_id, action, "
-            "tags, undoes_row, note)"
+            "tags, undoes_row, note, settled)"
         )
         db.execute("BEGIN")
-        batch: list[tuple[str, str, str, str, str, str]] = []
-        for entry in read_report(report):
+        batch: list[tuple[str, str, str, str, str, str, int]] = []
+        for entry in entries:
             statuses[entry.status] += 1
-            found, why = inverse(entry)
+            found, why = inverse(entry, revert=revert)
             if found:
                 undone += 1
                 operations += len(found)
             for action, tags, note in found:
                 batch.append(
-                    (entry.contact_id, entry.location_id, action, _dump(tags), entry.row, note)
+                    (entry.contact_id, entry.location_id, action, _dump(tags), entry.row, note, 0)
                 )
-            if not found:
-                batch.append((entry.contact_id, entry.location_id, "", "", entry.row, why))
+            if why is not None:
+                status, message = why
+                skipped += status is Status.SKIPPED
+                kind = _SETTLED.index(status)
+                batch.append(
+                    (entry.contact_id, entry.location_id, "", "", entry.row, message, kind)
+                )
             if len(batch) >= _CHUNK:
-                db.executemany("INSERT INTO lines VALUES (NULL, ?, ?, ?, ?, ?, ?)", batch)
+                db.executemany("INSERT INTO lines VALUES (NULL, ?, ?, ?, ?, ?, ?, ?)", batch)
                 batch.clear()
-        db.executemany("INSERT INTO lines VALUES (NULL, ?, ?, ?, ?, ?, ?)", batch)
+        db.executemany("INSERT INTO lines VALUES (NULL, ?, ?, ?, ?, ?, ?, ?)", batch)
         db.execute("COMMIT")
         db.executescript(_ORDER)
         fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         with open(fd, "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(UNDO_COLUMNS)
-            writer.writerows(db.execute(_ORDERED))
+            for *line, kind in db.execute(_ORDERED):
+                writer.writerow(line)
+                settled.append(kind)
     finally:
         db.close()
         with contextlib.suppress(OSError):
             work.unlink()
     return UndoInput(
         report=report,
+        run=run,
         path=path,
         rows=sum(statuses.values()),
         undone=undone,
         operations=operations,
+        skipped=skipped,
         statuses=statuses,
+        settled=bytes(settled),
     )
 
 
@@ -404,15 +423,26 @@ def undone_report(input_path: str | Path) -> str | None:
     return None
 
 
-def _mark_nothing_to_undo(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
-    """Rows with nothing to undo (no action) get their `undo` cell as their message."""
-    for chunk in chunks:
-        notes = chunk.cells[_NOTE]
-        invalid = dict(chunk.invalid)
-        for i, (action, note) in enumerate(zip(chunk.actions, notes, strict=True)):
-            if not action and note.startswith(NOTHING_TO_UNDO):
-                invalid[i] = note
-        yield dataclasses.replace(chunk, invalid=invalid)
+def _settle(settled: bytes) -> RowsFilter:
+    """The generated input's lines that send nothing get their status (nothing to undo, or
+    left alone as uncertain) and their `undo` cell as their message; loading had found them
+    invalid (no action)."""
+
+    def rows(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+        for chunk in chunks:
+            notes = chunk.cells[_NOTE]
+            kinds = [settled[row - 1] for row in chunk.rows]
+            if not any(kinds):
+                yield chunk
+                continue
+            verdicts: dict[int, tuple[Status, str]] = {}
+            for i, kind in enumerate(kinds):
+                status = _SETTLED[kind]
+                if status is not None:
+                    verdicts[i] = (status, notes[i])
+            yield dataclasses.replace(chunk, settled=verdicts)
+
+    return rows
 
 
 # -- the undo run ----------------------------------------------------------------------------
@@ -428,7 +458,7 @@ def default_undo_report_path(report: Path) -> Path:
 
 @dataclass
 class UndoResult:
-    """The undo's run (its summary and exit code) and what the report held."""
+    """The undo's run (its summary and exit code) and what the run held."""
 
     run: RunResult
     source: UndoInput
@@ -468,7 +498,7 @@ def undo_job(
     """The Job that runs an undo's generated input.
 
     Every option that is part of the run's identity is fixed (the file says everything), so the
-    same report gives the same run whatever the config's location or encoding say.
+    same run gives the same undo whatever the config's location or encoding say.
     """
     options = InputOptions(
         id_column="contact_id",
@@ -483,33 +513,61 @@ def undo_job(
         report_path=report_path,
         fresh=fresh,
         sandbox=sandbox_config(config_file, source.report) if sandbox else None,
-        rows=_mark_nothing_to_undo,
+        rows=_settle(source.settled),
+        undoes=source.run.undo_key,
     )
+
+
+def report_of(info: RunInfo | None) -> Path:
+    """The report that names a run given itself (the page): its latest complete one (or, for
+    a run that kept none, a name made from its state file's)."""
+    assert info is not None
+    return Path(info.report or info.path.with_suffix(".csv").name)
 
 
 async def undo(
     settings: Settings,
-    report: Path,
+    report: Path | None = None,
     *,
+    run: RunInfo | None = None,
     report_path: Path | None = None,
     sandbox: bool = False,
     config_file: Path | None = None,
     fresh: bool = False,
     dry_run: bool = False,
+    uncertain: str = "leave",
+    again: bool = False,
     on_tick: Tick | None = None,
     notify: Callable[[str], None] = _ignore,
     confirm: Callable[[Preview], bool] | None = None,
     stop: Stop | None = None,
 ) -> UndoResult:
-    """Undo the run whose report is `report` (or, with `dry_run`, show what that would send).
+    """Undo a run (or, with `dry_run`, show what that would send): the run whose latest report
+    is the file `report` (see `find_run`), or `run` itself (the page); its records are read
+    from its state file, never from a report.
 
-    `report_path` is the undo's own report (default `<report name>-undo.csv` here). The rest is
-    as for `runner.execute`. Raises UsageError (exit 2, nothing sent) for a file that is not a
-    report, or a report with nothing to undo.
+    `report_path` is the undo's own report (default `<report name>-undo.csv` here);
+    `uncertain` is "leave" or "revert" (see `inverse`); `again` undoes a run already undone.
+    The rest is as for `runner.execute`. Raises UsageError (exit 2, nothing sent) for a file no
+    run in the state directory wrote as it is, an earlier command's report, a run already undone
+    (without `again`), or a run with nothing to undo.
     """
-    out = None if dry_run else (report_path or default_undo_report_path(report))
+    if (report is None) == (run is None):
+        raise UsageError("undo takes a run's report, or the run itself")
+    if uncertain not in UNCERTAIN_CHOICES:
+        raise UsageError(f"--uncertain {uncertain!r}: give one of {', '.join(UNCERTAIN_CHOICES)}")
+    named = report if report is not None else report_of(run)
+    out = None if dry_run else (report_path or default_undo_report_path(named))
     if out is not None:
-        _check_report_path(out, report)
+        _check_report_path(out, named)
+    if run is None:
+        run = find_run(settings, named, notify)
+    if run.undone is not None and not again:
+        raise UsageError(
+            f"{named}: its run (started {_when(run.created)}) was undone on "
+            f"{_when(run.undone.finished)} by the undo whose report is {run.undone.report}; "
+            "give --again to undo it again"
+        )
     home = Path(settings.state.dir) / UNDO_DIR
     created = not home.exists()
     try:
@@ -521,12 +579,11 @@ async def undo(
             "set state.dir to a writable folder"
         ) from None
     try:
-        source = write_undo_input(report, folder)
-        if not source.operations:
+        source = write_undo_input(_entries(run), folder, named, run, revert=uncertain == "revert")
+        if not source.operations and not source.skipped:
             counts = ", ".join(f"{n:,} {status}" for status, n in source.statuses.most_common())
             raise NothingToSendError(
-                f"{report}: nothing to undo: no row of the run changed a tag "
-                f"({counts or 'no rows'})"
+                f"{named}: nothing to undo: no row of the run changed a tag ({counts or 'no rows'})"
             )
         job = undo_job(
             settings,
@@ -536,7 +593,7 @@ async def undo(
             config_file=config_file,
             fresh=fresh,
         )
-        operation = f"undo the changes in {report}"
+        operation = f"undo the changes in {named}"
         generic = describe_operation(job, open_input(job.input_path, job.input))
 
         def told(message: str) -> None:
@@ -558,7 +615,7 @@ async def undo(
             )
         except BatcherError as exc:
             # Name the report, not the generated file nobody has seen.
-            message = str(exc).replace(str(source.path), f"{report} (its undo)")
+            message = str(exc).replace(str(source.path), f"{named} (its undo)")
             if message == str(exc):
                 raise
             raise type(exc)(message) from exc
@@ -567,6 +624,6 @@ async def undo(
         if created and dry_run:
             with contextlib.suppress(OSError):
                 home.rmdir()
-    result.input_path = report
+    result.input_path = named
     result.operation = operation
     return UndoResult(run=result, source=source)

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aioresponses import CallbackResult, aioresponses
 from jsonschema import Draft7Validator
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from batcher.client import (
@@ -471,6 +472,7 @@ async def test_no_answer_is_a_transport_error(
 
 
 async def test_a_refused_connection_is_a_transport_error() -> None:
+    """Nothing was sent: the request cannot have reached the API (not exposed)."""
     # A real refusal on loopback: bind a free port, close it, then connect to it.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -480,7 +482,65 @@ async def test_a_refused_connection_is_a_transport_error() -> None:
         with pytest.raises(TransportError) as caught:
             await client.send(make_batch())
 
-    assert isinstance(caught.value.__cause__, aiohttp.ClientConnectionError)
+    assert isinstance(caught.value.__cause__, aiohttp.ClientConnectorError)
+    assert caught.value.exposed is False
+
+
+# --- what a lost answer may have changed -------------------------------------------------------
+
+EXPOSED: list[Any] = [
+    pytest.param({"exception": TimeoutError()}, id="timeout"),
+    pytest.param({"exception": aiohttp.SocketTimeoutError("read")}, id="read timeout"),
+    pytest.param({"exception": aiohttp.ServerDisconnectedError()}, id="disconnected"),
+    pytest.param({"exception": aiohttp.ClientOSError(104, "reset by peer")}, id="reset"),
+    pytest.param({"exception": aiohttp.ClientPayloadError("truncated")}, id="truncated body"),
+    pytest.param({"status": 500, "payload": {"message": "boom"}}, id="500"),
+    pytest.param({"status": 502, "body": "bad gateway"}, id="502"),
+    pytest.param({"status": 503, "payload": {}}, id="503"),
+    pytest.param({"status": 504, "payload": {}}, id="504"),
+    pytest.param({"status": 201, "body": '{"responses": [{"contactId'}, id="201 broken body"),
+    pytest.param({"status": 201, "payload": {"succeded": True}}, id="201 without responses"),
+    pytest.param({"status": 200, "payload": {}}, id="200"),
+]
+_CONNECT = aiohttp.RequestInfo(URL(BASE), "CONNECT", CIMultiDictProxy(CIMultiDict()), URL(BASE))
+NOT_EXPOSED: list[Any] = [
+    pytest.param({"exception": aiohttp.ConnectionTimeoutError("connect")}, id="connect timeout"),
+    pytest.param(
+        {"exception": aiohttp.ClientHttpProxyError(_CONNECT, (), status=407, message="auth")},
+        id="proxy refuses the CONNECT",
+    ),
+    pytest.param({"status": 429, "payload": {}}, id="429"),
+    pytest.param(
+        {"status": 429, "payload": {}, "headers": {"X-RateLimit-Daily-Remaining": "0"}},
+        id="429 daily",
+    ),
+    pytest.param({"status": 400, "payload": {"message": "bad"}}, id="400"),
+    pytest.param({"status": 401, "payload": {}}, id="401"),
+    pytest.param({"status": 403, "payload": {}}, id="403"),
+    pytest.param({"status": 413, "payload": {}}, id="413"),
+    pytest.param({"status": 422, "payload": {"message": ["bad"]}}, id="422"),
+    pytest.param({"status": 302, "headers": {"Location": "https://x.example/"}}, id="302"),
+]
+
+
+@pytest.mark.parametrize(
+    ("answer", "exposed"),
+    [*((p.values[0], True) for p in EXPOSED), *((p.values[0], False) for p in NOT_EXPOSED)],
+    ids=[*(p.id for p in EXPOSED), *(p.id for p in NOT_EXPOSED)],
+)
+async def test_an_error_says_whether_the_attempt_may_have_reached_the_api(
+    mocked: aioresponses, client: BulkTagsClient, answer: dict[str, Any], exposed: bool
+) -> None:
+    """Exposed: a timeout or a connection lost once the request may have been written, any 5xx
+    (a 500 may follow the commit, a gateway may have passed it on), a 201 whose body cannot be
+    read and any other 1xx/2xx; not: a connection never made, and the refusals (429, 3xx, 4xx).
+    Data on the error, never read from its message."""
+    mocked.post(ADD_URL, **answer)
+
+    with pytest.raises(ApiError) as caught:
+        await client.send(make_batch())
+
+    assert caught.value.exposed is exposed
 
 
 # --- the token never leaks ---------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pytest
 from batcher import ledger as ledger_module
 from batcher import rendering, runner
 from batcher.errors import StateError, StateLockedError, UsageError
+from batcher.fields import RESULT_FIELDS
 from batcher.ledger import Ledger, WorkItem
 from batcher.models import (
     Action,
@@ -119,7 +120,11 @@ def _record(
     attempts: int = 1,
 ) -> None:
     batch = _batch(ledger, rows, part)
-    ledger.record(BatchOutcome(batch, (outcome,) * len(rows), http_status, attempts))
+    # A `failed` outcome for every row is what a request with no usable answer gives.
+    answered = outcome.status is not Status.FAILED
+    ledger.record(
+        BatchOutcome(batch, (outcome,) * len(rows), http_status, attempts, answered=answered)
+    )
 
 
 OK = ContactOutcome(Status.SUCCESS, "Tags added", ("old",), ("vip",), ())
@@ -487,7 +492,7 @@ def test_a_batch_answered_in_many_ways_keeps_each_rows_own_outcome(
     ]
     outcomes = tuple(answers[n % ways] for n in range(30))
     batch = _batch(ledger, list(range(1, 31)))
-    ledger.record(BatchOutcome(batch, (LOST,) * 30, 503, 6))
+    ledger.record(BatchOutcome(batch, (LOST,) * 30, 503, 6, answered=False))
     ledger.record(BatchOutcome(batch, outcomes, 201, 2))
     lines = _by_row(ledger)
     for n in range(1, 31):
@@ -678,7 +683,7 @@ def test_report_rows_come_in_order_across_blocks_with_multi_part_rows_merged(
         Status.SUCCESS,
     ]
     assert lines[4].tags_added == ("t000", "t050")
-    assert [len(cells) for cells in ledger.report_rows(PENDING)] == [15] * 6
+    assert [len(cells) for cells in ledger.report_rows(PENDING)] == [len(RESULT_FIELDS) + 2] * 6
 
 
 def test_multi_part_row_succeeds_when_every_part_succeeded(ledger: Ledger) -> None:

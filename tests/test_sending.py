@@ -7,12 +7,13 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 import pytest
 from aioresponses import aioresponses
 
 from batcher.client import BulkTagsClient
 from batcher.config import RetrySettings
-from batcher.errors import AuthError
+from batcher.errors import AuthError, Interrupted
 from batcher.lanes import Dispatch
 from batcher.models import Action, Batch, BatchOutcome, Status
 from batcher.pacing import Pacer
@@ -63,8 +64,15 @@ class Sending:
 
     def __init__(self, client: BulkTagsClient, sleeps: Sleeps, counters: Counters) -> None:
         self.pacer = Pacer(100, 10.0, clock=lambda: sleeps.now, sleep=sleeps)
+        self.exposed: list[Batch] = []
         self.sender = BatchSender(
-            client, self.pacer, RETRY, counters, token_source="$BATCHER_TOKEN", sleep=sleeps
+            client,
+            self.pacer,
+            RETRY,
+            counters,
+            token_source="$BATCHER_TOKEN",
+            sleep=sleeps,
+            on_exposed=self.exposed.append,
         )
 
     async def __call__(self, batch: Batch) -> BatchOutcome | None:
@@ -300,3 +308,82 @@ async def test_a_batch_waiting_when_a_429_pauses_its_location_goes_after_the_pau
     assert sleeps.waits == [5.0]
     assert counters.requests == 1
     assert waiting.pacer._budget(BATCH.location_id).in_flight == []
+
+
+# --- attempts that may have reached the API without an answer -----------------------------------
+
+
+async def test_a_lost_answer_before_a_success_is_kept_in_the_outcome(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    """The retry's answer shows the change as already made: the outcome says an earlier attempt
+    may have made it."""
+    mocked.post(URL, exception=aiohttp.ServerDisconnectedError())
+    mocked.post(URL, status=429, payload={})
+    mocked.post(URL, status=201, payload=created())
+    sending = sender(client, Sleeps(), Counters())
+
+    outcome = await sending(BATCH)
+
+    assert outcome is not None
+    assert outcome.exposed is True
+    assert outcome.attempts == 3
+    assert sending.exposed == []  # carried by the outcome
+
+
+async def test_refusals_and_a_connection_never_made_expose_nothing(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    mocked.post(URL, status=429, payload={})
+    mocked.post(URL, exception=aiohttp.ConnectionTimeoutError("connect"))
+    mocked.post(URL, status=201, payload=created())
+
+    outcome = await sender(client, Sleeps(), Counters())(BATCH)
+
+    assert outcome is not None
+    assert outcome.exposed is False
+
+
+async def test_a_request_failed_after_a_lost_answer_is_exposed_whatever_its_last_error(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    mocked.post(URL, status=504, payload={})
+    for _ in range(RETRY.attempts - 1):
+        mocked.post(URL, status=429, payload={})
+
+    outcome = await sender(client, Sleeps(), Counters())(BATCH)
+
+    assert outcome is not None
+    assert not outcome.answered
+    assert outcome.exposed is True
+
+
+def interrupt() -> None:
+    """A stop while waiting to retry (as `interruptible_sleep` raises it)."""
+    raise Interrupted("stopped")
+
+
+async def test_a_stop_after_a_lost_answer_hands_the_exposure_over(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    """No outcome to carry it (the rows stay pending): `on_exposed` hears of the batch, so that
+    the next run's answer for it is judged."""
+    mocked.post(URL, exception=TimeoutError())
+    sleeps = Sleeps()
+    sleeps.on_sleep.append(interrupt)
+    sending = sender(client, sleeps, Counters())
+
+    assert await sending(BATCH) is None
+    assert sending.exposed == [BATCH]
+
+
+async def test_a_stop_before_any_attempt_reached_the_api_hands_nothing_over(
+    mocked: aioresponses, client: BulkTagsClient
+) -> None:
+    mocked.post(URL, status=429, payload={})
+    sleeps = Sleeps()
+    sleeps.on_sleep.append(interrupt)
+    sending = sender(client, sleeps, Counters())
+
+    assert await sending(BATCH) is None
+    assert sending.exposed == []

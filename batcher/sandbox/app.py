@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from types import TracebackType
@@ -135,7 +136,15 @@ class _Endpoint:
             await self._sleep(fate.latency_s)
             return self._drop(request)
 
-        entries, errors = self.universe.apply(update, self.stats.changes)
+        if fate.fault in (Fault.DROP_AFTER, Fault.MALFORMED):
+            # Applied, but the client will not read the answer: kept apart, so that a test can
+            # tell which contacts a lost answer changed.
+            lost: Counter[str] = Counter()
+            entries, errors = self.universe.apply(update, lost)
+            self.stats.changes.update(lost)
+            self.stats.lost_changes.update(lost)
+        else:
+            entries, errors = self.universe.apply(update, self.stats.changes)
         if self.config.record_requests:
             assert version is not None  # checked above
             self.stats.applied.append(AppliedRequest(version, update, body))

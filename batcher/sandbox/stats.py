@@ -30,6 +30,9 @@ class SandboxStats:
     applied: list[AppliedRequest] = field(default_factory=list)
     # Per contact: how many updates actually changed its tags (a retried add changes nothing).
     changes: Counter[str] = field(default_factory=Counter)
+    # Per contact: how many of those changes were made by a request whose answer the client
+    # never read (dropped after applying, or a truncated 201): what a report cannot show.
+    lost_changes: Counter[str] = field(default_factory=Counter)
     # Per rate-limit bucket: the most requests ever counted in one window (never above max).
     max_window: dict[str, int] = field(default_factory=dict)
     # Bulk requests being answered now, and the most ever at once.
@@ -48,7 +51,8 @@ class SandboxStats:
         self.in_flight -= 1
 
     def to_json(self) -> dict[str, object]:
-        """The JSON of GET /_sandbox/stats (`changes` lists every changed contact: can be big)."""
+        """The JSON of GET /_sandbox/stats (`changes` lists every changed contact: can be big;
+        `lost_changes` those changed by a request whose answer was lost)."""
         return {
             "total_requests": self.total_requests,
             "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
@@ -67,4 +71,5 @@ class SandboxStats:
                 for r in self.applied
             ],
             "changes": self.changes,
+            "lost_changes": self.lost_changes,
         }

@@ -404,7 +404,7 @@ class Page:
             info = self._undoable(form.get("run"))
             self._check_free()
             self.runs.start_undo(
-                Path(info.report),
+                info,
                 config_file=self.options.config_file,
                 sandbox=self.options.sandbox,
             )

@@ -340,9 +340,12 @@ def _undo_plan_section(state: PageState) -> str:
       {run.locations:,}</td></tr>
     <tr><th scope="row">rows with nothing to undo</th><td class="num" id="undo-nothing">
       {source.nothing:,}</td></tr>
+    <tr><th scope="row">uncertain rows left alone</th><td class="num" id="undo-skipped">
+      {source.skipped:,}</td></tr>
   </table>
   <p>At least {e(_duration(run.least_seconds))} at the rate limit, to {e(run.target)}. The rows
-    with nothing to undo are in the undo's report, saying why.</p>
+    with nothing to undo, and the uncertain ones (an answer was lost: what the run did to them
+    is not known for sure), are in the undo's report, saying why and what to do.</p>
   {sandbox}
   <form id="undo-run-form" method="post" action="/undo/run">
     {_csrf(state)}
@@ -461,6 +464,9 @@ def _runs_section(state: PageState) -> str:
         report = (
             f'<a href="/runs/{e(record.id)}/report.csv" download>CSV</a>'
             if record is not None
+            # Its latest complete report (not downloadable: not started from this page).
+            else f"<span title='{e(info.report)}'>{e(Path(info.report).name)}</span>"
+            if info.report
             else '<span class="muted" title="not started from this page">—</span>'
         )
         problem = undo_problem(info)
@@ -479,15 +485,17 @@ def _runs_section(state: PageState) -> str:
             f"<tr><td class='when'>{e(info.created.replace('T', ' '))}</td>"
             f"<td title='{shown_name(info.input)}'>{shown_name(shown_as)}</td>"
             f"<td>{e(info.operation)}</td><td>{e(info.target)}</td>"
-            f"<td class='state-{e(info.state)}'>{e(info.state)}</td><td>{e(counts)}</td>"
+            f"<td class='state-{e(info.state)}'>{e(info.state)}"
+            f"{', undone' if info.undone is not None else ''}</td><td>{e(counts)}</td>"
             f"<td>{report}</td><td>{undo}</td></tr>"
         )
     body = "".join(rows) or '<tr><td colspan="8" class="muted">No runs yet.</td></tr>'
     return f"""
 <section aria-labelledby="h-runs">
   <h2 id="h-runs">Runs in the state directory</h2>
-  <p class="help">Undo takes a finished run back from its report: it shows the undo's plan
-    first, and sends nothing until you confirm.{
+  <p class="help">Undo takes a finished run back from its own records (not from a report file
+    that may have changed since): it shows the undo's plan first, and sends nothing until you
+    confirm; rows marked uncertain are left alone.{
         " " + e(SANDBOX_UNDO_NOTE) if state.sandbox else ""
     }</p>
   <table id="runs">

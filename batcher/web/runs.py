@@ -47,7 +47,7 @@ from batcher.report import check_report_path, write_rows
 from batcher.runner import Preview, RunProgress, RunResult, execute, run_key
 from batcher.secrets import Scrubber
 from batcher.stopping import Stop
-from batcher.undo import UndoResult, undo
+from batcher.undo import UndoResult, report_of, undo
 
 __all__ = [
     "ActiveRun",
@@ -140,16 +140,19 @@ def plan(settings: Settings, job: Job) -> PlanView:
 
 
 def undo_problem(info: RunInfo) -> str:
-    """Why the run cannot be undone from the page ("" when it can): finished, with its report."""
+    """Why the run cannot be undone from the page ("" when it can): finished, and not undone
+    yet. The undo reads the run's own records, whatever became of its report file."""
     if info.state != "finished":
         return (
             f"that run is {info.state}, not finished: only a finished run can be undone "
             "(start the same run again to finish it first)"
         )
-    if not info.report:
-        return "that run kept no report: undo works from the run's report"
-    if not Path(info.report).is_file():
-        return f"that run's report {info.report} is not there any more: undo works from it"
+    if info.undone is not None:
+        when = info.undone.finished.replace("T", " ").replace("Z", " UTC")
+        return (
+            f"that run was undone on {when} (the undo's report is {info.undone.report}); "
+            "`batcher undo` with --again undoes it again"
+        )
     return ""
 
 
@@ -168,11 +171,12 @@ class UndoPlan:
 def undo_plan(
     settings: Settings, info: RunInfo, *, config_file: Path | None, sandbox: bool
 ) -> UndoPlan:
-    """The undo's dry run (`batcher undo REPORT --plan`), in the calling thread."""
+    """The undo's dry run (`batcher undo REPORT --plan`) of the run itself, in the calling
+    thread."""
     result = asyncio.run(
         undo(
             settings,
-            Path(info.report),
+            run=info,
             sandbox=sandbox,
             config_file=config_file,
             dry_run=True,
@@ -371,17 +375,18 @@ class Runs:
 
     def start_undo(
         self,
-        report: Path,
+        info: RunInfo,
         *,
         config_file: Path | None,
         sandbox: bool,
         on_end: Callable[[ActiveRun], None] | None = None,
     ) -> ActiveRun:
-        """Undo the run whose report is `report` (`batcher.undo.undo`), in a worker thread.
+        """Undo the run `info` from its own records (`batcher.undo.undo`), in a worker thread.
 
         The undo's report (CSV only: its input is generated and gone when it ends) goes to the
         run's own folder.
         """
+        report = report_of(info)
         stem = report.name
         for suffix in (".csv", ".xlsx", ".xlsm", ".jsonl"):
             stem = stem.removesuffix(suffix)
@@ -394,7 +399,7 @@ class Runs:
                 found = asyncio.run(
                     undo(
                         self.settings,
-                        report,
+                        run=info,
                         report_path=out,
                         sandbox=sandbox,
                         config_file=config_file,
@@ -405,8 +410,9 @@ class Runs:
                 )
                 source = found.source
                 hooks.note(
-                    f"undid {source.undone:,} of the report's {source.rows:,} rows "
-                    f"({source.operations:,} operations); {source.nothing:,} with nothing to undo"
+                    f"undid {source.undone:,} of the run's {source.rows:,} rows "
+                    f"({source.operations:,} operations); {source.nothing:,} with nothing to "
+                    f"undo, {source.skipped:,} uncertain left alone (see the undo's report)"
                 )
                 return found.run
 

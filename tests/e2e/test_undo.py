@@ -94,7 +94,8 @@ async def test_undo_of_an_add_restores_the_tags_before_the_run(
     # Contacts whose tags the run did not change are not in the undo at all.
     unchanged = sum(1 for contact in ids if {"vip", "news"} <= set(initial[contact]))
     assert undone.source.undone == len(ids) - unchanged
-    assert undone.run.counts["invalid"] == unchanged
+    assert undone.run.counts["nothing_to_undo"] == unchanged
+    assert undone.run.counts["invalid"] == 0
 
 
 async def test_undo_of_a_remove_adds_back_only_what_was_removed(
@@ -121,12 +122,11 @@ async def test_undo_of_a_remove_adds_back_only_what_was_removed(
     assert added_back == {c for c in ids if set(initial[c]) & {"vip", "beta"}}
 
 
-@pytest.mark.parametrize("answer", ["as sent", "without tags_removed"])
 async def test_undo_of_a_remove_all_puts_every_tag_back(
-    tmp_path: Path, make_sandbox: SandboxFactory, answer: str
+    tmp_path: Path, make_sandbox: SandboxFactory
 ) -> None:
-    """The sandbox answers a remove-all with the removed tags in tagsRemoved; a report whose
-    tags_removed cells are empty falls back to old_tags."""
+    """The sandbox answers a remove-all with the removed tags in tagsRemoved; undo adds them
+    back (an answer without them falls back to old_tags: see test_undo.py)."""
     ids = contact_ids(27, seed=3)
     initial = random_tags(ids, seed=3)
     fixture = write_fixture(tmp_path / "fixture.json", initial)
@@ -140,13 +140,6 @@ async def test_undo_of_a_remove_all_puts_every_tag_back(
         assert all(
             json.loads(line["tags_removed"]) == initial[line["contact_id"]] for line in lines
         )
-        if answer == "without tags_removed":
-            for line in lines:
-                line["tags_removed"] = ""
-            with (tmp_path / "report.csv").open("w", encoding="utf-8", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(lines[0]))
-                writer.writeheader()
-                writer.writerows(lines)
         after_run = tags_now(sandbox, ids)
         undone = await undo(settings, tmp_path / "report.csv", report_path=tmp_path / "undo.csv")
         after_undo = tags_now(sandbox, ids)
@@ -260,17 +253,19 @@ async def test_an_interrupted_undo_is_finished_by_running_it_again(
 async def test_undo_of_a_run_with_failures_undoes_only_the_successes(
     tmp_path: Path, make_sandbox: SandboxFactory
 ) -> None:
-    """Rows that failed (no answer), errors (a deleted contact) and invalid rows changed
-    nothing: the undo leaves them out and says so."""
+    """Rows that failed (a request refused outright), errors (a deleted contact) and invalid
+    rows changed nothing: the undo leaves them out and says so."""
     ids = contact_ids(40, seed=5)
     deleted = ids[-3:]
     initial = random_tags(ids[:-3], seed=5)
     fixture = write_fixture(tmp_path / "fixture.json", initial, deleted)
     source = write_csv(tmp_path / "in.csv", [*ids, "not-an-id"])
     options = InputOptions(action="add", tags=("vip",), default_location_id=LOCATION)
-    # The first request fails for good (one attempt): its ten rows are `failed`.
+    # The first request is refused (a 400, which nothing is applied before): its ten rows are
+    # `failed`, and certain (a 5xx would make them uncertain: see test_uncertain.py).
     retry = RetrySettings(attempts=1, initial_backoff_s=0.0, max_backoff_s=0.0)
-    async with make_sandbox(fixture=fixture, faults={"fail_first": 1}) as sandbox:
+    faults = {"fail_first": 1, "fail_first_status": 400}
+    async with make_sandbox(fixture=fixture, faults=faults) as sandbox:
         before = tags_now(sandbox, ids)
         run, _, undone = await run_and_undo(
             tmp_path, sandbox, source, options, "report.csv", retry=retry
@@ -298,7 +293,7 @@ async def test_undo_of_a_run_with_failures_undoes_only_the_successes(
     for line, original in zip(lines, report, strict=True):
         assert line["undoes_row"] == original["row"]
         if original["status"] != "success":
-            assert line["status"] == "invalid"
+            assert line["status"] == "nothing_to_undo"
             assert (
                 line["message"] == f"nothing to undo: row {original['row']} is {original['status']}"
             )
@@ -352,14 +347,14 @@ def test_undo_on_the_command_line_restores_the_tags_and_says_what_it_did(
     planned = cli.invoke(main, ["undo", "in-report.csv", "--plan", "--base-url", served.url])
     assert planned.exit_code == 0, planned.output
     assert "undo plan for in-report.csv" in planned.output
-    assert "undo       12 of the report's 12 rows (12 operations)" in planned.output
+    assert "undo       12 of the run's 12 rows (12 operations)" in planned.output
     assert not (tmp_path / "in-report-undo.csv").exists()
     assert tags_now(served, ids) != before
 
     result = cli.invoke(main, ["undo", "in-report.csv", *common])
     assert result.exit_code == 0, result.output
     assert "undo the changes in in-report.csv" in result.output
-    assert "12 of the report's 12 rows (12 operations); 0 with nothing to undo" in result.output
+    assert "12 of the run's 12 rows (12 operations); 0 with nothing to undo" in result.output
     assert tags_now(served, ids) == before
     lines = read_csv(tmp_path / "in-report-undo.csv")
     assert [line["action"] for line in lines] == ["remove"] * 12
@@ -378,10 +373,12 @@ def test_undo_on_the_command_line_restores_the_tags_and_says_what_it_did(
 def test_undo_of_a_file_that_is_not_a_report_is_exit_2_in_one_line(
     cli: CliRunner, tmp_path: Path, content: str
 ) -> None:
+    """No run in the state directory wrote it: refused, saying what it may be and what to do."""
     (tmp_path / "in.csv").write_text(content, encoding="utf-8")
     result = cli.invoke(main, ["undo", "in.csv", "--sandbox"])
     assert result.exit_code == 2
-    assert result.output.startswith("batcher: error: in.csv: not a batcher report (no ")
+    assert result.output.startswith("batcher: error: in.csv: no run in .batcher wrote this file")
+    assert "or it is not a batcher report" in result.output
     assert result.output.count("\n") == 1
     assert not (tmp_path / "in-undo.csv").exists()
 

@@ -8,6 +8,14 @@ import re
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from batcher.ledger import runs_in
+from batcher.loading import InputOptions
+from batcher.runner import Job, execute
+from batcher.sandbox import DEFAULT_LOCATION, Sandbox, SandboxConfig
+from batcher.stopping import Stop
+from batcher.web import WebOptions
 from tests.web.helpers import SAMPLES, Page, page_for, settings_for
 
 CONTACTS = (SAMPLES / "contacts.csv").read_bytes()
@@ -93,7 +101,7 @@ async def test_undo_without_the_csrf_token_is_refused(tmp_path: Path) -> None:
         assert (await page.progress())["operation"].startswith("add")
 
 
-async def test_undo_of_an_unfinished_or_report_less_run_is_refused(tmp_path: Path) -> None:
+async def test_undo_of_an_unfinished_run_is_refused(tmp_path: Path) -> None:
     state_dir = tmp_path / ".batcher"
     async with page_for(settings_for(state_dir)) as page:
         run_name = await finished_run(page, state_dir)
@@ -109,17 +117,75 @@ async def test_undo_of_an_unfinished_or_report_less_run_is_refused(tmp_path: Pat
             assert re.search(r'class="error"[^>]*>that run is ready, not finished', text)
 
         set_meta(state_file, "state", "finished")
-        set_meta(state_file, "report", "")
-        status, text = await page.post("/undo", {"run": run_name})
-        assert status == 400, text
-        assert "that run kept no report" in text
-
         set_meta(state_file, "report", str(tmp_path / "gone-report.csv"))
         status, text = await page.post("/undo", {"run": run_name})
-        assert status == 400, text
-        assert "is not there any more" in text
+        assert status == 200, "the undo reads the run's records, not its report file"
+        assert 'id="undo-plan"' in text
 
         status, text = await page.post("/undo", {"run": "run-../../etc/passwd"})
         assert status == 400, text
         assert "not in the state directory" in text
         assert len(state_files(state_dir)) == 1, "nothing ran"
+
+
+async def test_undo_from_the_page_acts_on_the_runs_own_records_not_its_report_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs wrote one report path (vip, then newsletter): the page's Undo of the vip run
+    removes vip, never newsletter; a resumed run is shown with its final report and all its
+    rows to undo."""
+    ids = [f"contact{n:013d}" for n in range(30)]
+    source = tmp_path / "in.csv"
+    source.write_text("contact_id\n" + "".join(f"{c}\n" for c in ids), encoding="utf-8")
+    state_dir = tmp_path / ".batcher"
+    async with Sandbox(SandboxConfig(rate=None)) as sandbox:
+        monkeypatch.setenv("BATCHER_TOKEN", sandbox.token)
+        settings = settings_for(
+            state_dir,
+            **{
+                "api.base_url": sandbox.url,
+                "api.location_id": DEFAULT_LOCATION,
+                "batch.size": 10,
+                "limits.concurrency": 1,
+                "retry.initial_backoff_s": 0.0,
+                "retry.max_backoff_s": 0.0,
+            },
+        )
+        stop = Stop()
+
+        def progress(done: int, planned: int) -> None:
+            if done == 1:
+                stop.request("stopped by the test")
+
+        def job(tags: str, report: str) -> Job:
+            options = InputOptions(action="add", tags=(tags,), default_location_id=DEFAULT_LOCATION)
+            return Job(input_path=source, input=options, report_path=tmp_path / report)
+
+        vip = await execute(settings, job("vip", "report.csv"))
+        stopped = await execute(
+            settings, job("newsletter", "a.csv"), on_progress=progress, stop=stop
+        )
+        resumed = await execute(settings, job("newsletter", "report.csv"))
+        assert (vip.exit_code, stopped.exit_code, resumed.exit_code) == (0, 3, 0)
+        by_operation = {info.operation: info.path.name for info in runs_in(state_dir)}
+        vip_run = by_operation[vip.operation]
+        newsletter_run = by_operation[resumed.operation]
+
+        async with page_for(settings, WebOptions(sandbox=False)) as page:
+            await page.get("/")  # its CSRF token
+            status, text = await page.post("/undo", {"run": newsletter_run})
+            assert status == 200, text
+            assert "<code>report.csv</code>" in text  # the final report, not a.csv
+            assert re.search(r'id="undo-rows">30 of\s+30<', text)
+
+            status, text = await page.post("/undo/run", {"run": vip_run})
+            assert status == 200, text
+            snap = await page.wait_for_run()
+            assert snap["state"] == "finished", snap
+
+            status, text = await page.get("/")
+            assert "that run was undone on " in text  # its Undo is now disabled, saying why
+
+        assert {frozenset(sandbox.universe.tags(c) or ()) for c in ids} == {
+            frozenset({"newsletter"})
+        }
