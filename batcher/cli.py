@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from batcher import __version__, logs
 from batcher.config import Settings, load_settings
 from batcher.crash import write_crash_file
-from batcher.errors import BatcherError, UsageError
+from batcher.errors import RESUME, BatcherError, UsageError
 from batcher.events import Event
 from batcher.jobs import build_job
 from batcher.merging import merge_reports
@@ -333,11 +333,9 @@ def run(quiet: bool, yes: bool, **options: Any) -> None:
     sys.exit(result.exit_code)
 
 
-def _with_advice(message: str) -> str:
-    """A stop's reason, ending with what to do (every stop is resumed the same way)."""
-    if "run the same command again" in message:
-        return message
-    return f"{message}; run the same command again to resume"
+def _with_advice(stopped: BatcherError) -> str:
+    """A stop's reason, ending with what to do: its own advice, else how every stop resumes."""
+    return str(stopped) if stopped.advice else f"{stopped}; {RESUME}"
 
 
 def _summary(result: RunResult) -> None:
@@ -385,7 +383,7 @@ def _summary(result: RunResult) -> None:
             input=str(other.input),
         )
     if result.stopped is not None:
-        _advise(f"stopped: {_with_advice(str(result.stopped))}")
+        _advise(f"stopped: {_with_advice(result.stopped)}")
     elif result.counts[Status.FAILED]:
         permanent = all(is_permanent(message) for _, message, _ in result.reasons)
         _advise(

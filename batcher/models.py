@@ -175,7 +175,7 @@ class BatchOutcome:
     """The settled result of one batch: one outcome per contact, aligned with `batch.rows`.
 
     `answered` is False when no usable answer came (the outcomes are then `failed` ones made by
-    batcher, not the API's).
+    batcher, not the API's), and `reason` says why, without the advice their message gives.
     """
 
     batch: Batch
@@ -183,6 +183,7 @@ class BatchOutcome:
     http_status: int | None
     attempts: int
     answered: bool = True
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

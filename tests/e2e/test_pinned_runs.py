@@ -1,5 +1,5 @@
-"""Whole runs that pin what no other test did (issue 23): a long row among short ones, and
-non-ASCII tags in every report format."""
+"""Whole runs that pin what no other test did (issue 23): a long row among short ones, non-ASCII
+tags in every report format, the advice of rows a 403 left pending."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
+from batcher.errors import ForbiddenError
 from batcher.loading import InputOptions
 from batcher.runner import Job, execute
 
@@ -93,3 +94,30 @@ async def test_the_report_keeps_non_ascii_tags_as_they_are(
         '["été"]',
     )
     assert "\\u00e9" not in report.read_bytes().decode("utf-8", errors="replace")
+
+
+async def test_rows_a_403_left_pending_say_what_to_do_once(
+    tmp_path: Path, make_sandbox: SandboxFactory
+) -> None:
+    """The issue's reproduction: a location the token may not use stops the run, and each
+    pending row says why and what to do once ("... then run the same command again to resume"),
+    not "...; run the same command again to resume; run the same command again to send it"."""
+    source = write_csv(tmp_path / "in.csv", contact_ids(5))
+    options = InputOptions(action="add", tags=("vip",), location_id="otherLocation0000002")
+    async with make_sandbox() as sandbox:
+        result = await execute(
+            fast_settings(tmp_path, sandbox.url),
+            Job(source, options, report_path=tmp_path / "report.csv"),
+        )
+
+    assert isinstance(result.stopped, ForbiddenError)
+    messages = {line["message"] for line in read_lines(tmp_path / "report.csv")}
+    [message] = messages
+    assert message.startswith(
+        "not sent: the token has no access to location otherLocation0000002 (HTTP 403"
+    )
+    assert message.endswith(
+        "; check the location id (--location-id, the location_id column or api.location_id) "
+        "or use a token of that sub-account, then run the same command again to resume"
+    )
+    assert message.count("the same command again") == 1
