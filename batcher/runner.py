@@ -201,7 +201,7 @@ def run_key(table: InputTable, job: Job, target: str) -> str:
 
 
 def describe_operation(job: Job, table: InputTable) -> str:
-    """The operation in words, for the summary and the confirmation."""
+    """The operation in words (and the shard), for the summary, the confirmation and status."""
     options = job.input
     if options.remove_all:
         what = "remove all tags"
@@ -222,7 +222,8 @@ def describe_operation(job: Job, table: InputTable) -> str:
             else f"location {options.default_location_id or '(none)'}"
         )
     )
-    return f"{what} at {where}"
+    shard = "" if job.shard is None else f", shard {job.shard}"
+    return f"{what} at {where}{shard}"
 
 
 Progress = Callable[[int, int], None]
@@ -301,8 +302,6 @@ async def execute(
         token_source="" if job.sandbox is not None else f"${settings.api.token_env}",
         shard=job.shard,
     )
-    if job.shard is not None:
-        result.operation += f", shard {job.shard}"
     facts = {
         "input": str(job.input_path),
         "operation": result.operation,
