@@ -1,14 +1,17 @@
 """The two breakers on their own (when a run stops for lost requests or for answers of `error`,
-and what it then says), and the rate headers of an error answer reaching the pacer."""
+and what it then says), and what the sender makes of error answers: their rate headers reach the
+pacer, a 429 pauses its location, a lost request is told to machine logs."""
 
 from __future__ import annotations
 
 import pytest
 from aioresponses import aioresponses
-from test_sending import BATCH, URL, Sending, Sleeps, created
+from test_sending import BATCH, RETRY, URL, Sending, Sleeps, created
 
 from batcher.client import BulkTagsClient
 from batcher.errors import ErrorRateError, TooManyFailuresError
+from batcher.events import Event
+from batcher.lanes import Dispatch
 from batcher.models import (
     Action,
     Batch,
@@ -17,7 +20,8 @@ from batcher.models import (
     RateLimitInfo,
     Status,
 )
-from batcher.sending import Counters, ErrorRateBreaker, FailureBreaker
+from batcher.pacing import Pacer
+from batcher.sending import BatchSender, Counters, ErrorRateBreaker, FailureBreaker
 
 LOCATION = "asdrwHvLUxlfw5SqKVCN"
 OK = ContactOutcome(Status.SUCCESS, "Tags updated", (), ("vip",), ())
@@ -200,7 +204,25 @@ def test_the_message_names_the_most_common_error() -> None:
         breaker.observe(answered(errors=9, error=ELSEWHERE))
 
 
-# -- rate headers on error answers --------------------------------------------------------------
+def test_the_message_counts_keep_the_first_hundred_messages_only() -> None:
+    """The API's messages are counted for the stop's "most often" up to 100 distinct ones
+    (bounded memory whatever the API says): the 100th is still counted, a 101st never is, even
+    when it then comes most often."""
+    breaker = ErrorRateBreaker(0.9, window=2)
+    first = [ContactOutcome(Status.ERROR, f"message {n}") for n in range(100)]
+    hundredth = first[99]
+    outcomes = (*first, hundredth, hundredth, *(OK,) * 12)  # 102 of 114: not more than 0.9
+    breaker.observe(BatchOutcome(_batch(len(outcomes), LOCATION), outcomes, 201, 1))
+    late = ContactOutcome(Status.ERROR, "a message after the hundredth")
+    with pytest.raises(ErrorRateError) as tripped:
+        breaker.observe(BatchOutcome(_batch(200, LOCATION), (late,) * 200, 201, 1))
+    assert str(tripped.value).startswith(
+        "302 of the 314 contacts of the last 2 requests came back `error` (most often: "
+        '"message 99")'
+    )
+
+
+# -- the sender's error answers -------------------------------------------------------------------
 
 
 async def test_the_rate_headers_of_an_error_answer_reach_the_pacer(
@@ -254,3 +276,65 @@ async def test_the_daily_quota_s_headers_are_told_as_the_quota_not_as_a_window(
     reason = sending.pacer.exhausted(BATCH.location_id)
     assert reason is not None
     assert reason.startswith("the API answered 429 with X-RateLimit-Daily-Remaining: 0")
+
+
+async def test_a_429_without_retry_after_pauses_its_location_for_the_interval_it_names(
+    mocked: aioresponses,
+) -> None:
+    """A burst 429 with X-RateLimit-Interval-Milliseconds: 4000 and no Retry-After holds the
+    location back for those 4 s (not the configured 10 s window)."""
+    mocked.post(URL, status=429, headers={"X-RateLimit-Interval-Milliseconds": "4000"}, payload={})
+    mocked.post(URL, status=201, payload=created())
+    async with BulkTagsClient(base_url="https://api.example.test", token="t0ken") as client:
+        sending = Sending(client, Sleeps(), Counters())
+        pauses: list[tuple[str, float]] = []
+        pause = sending.pacer.pause
+
+        def spy(location_id: str, seconds: float) -> None:
+            pauses.append((location_id, seconds))
+            pause(location_id, seconds)
+
+        sending.pacer.pause = spy  # type: ignore[method-assign]
+        outcome = await sending(BATCH)
+
+    assert outcome is not None
+    assert pauses == [(BATCH.location_id, 4.0)]
+
+
+async def test_a_lost_request_is_told_to_machine_logs_with_its_first_row(
+    mocked: aioresponses,
+) -> None:
+    """Retries exhausted: a `request.failed` event names the location, the contacts, the
+    batch's first row, the last status, the attempts and the reason, for log collectors only
+    (a person sees the summary's reasons instead)."""
+    for _ in range(RETRY.attempts):
+        mocked.post(URL, status=500, payload={"statusCode": 500, "message": "Internal"})
+    events: list[Event] = []
+    sleeps = Sleeps()
+    pacer = Pacer(100, 10.0, clock=lambda: sleeps.now, sleep=sleeps)
+    async with BulkTagsClient(base_url="https://api.example.test", token="t0ken") as client:
+        sender = BatchSender(
+            client,
+            pacer,
+            RETRY,
+            Counters(),
+            token_source="$BATCHER_TOKEN",
+            sleep=sleeps,
+            events=events.append,
+        )
+        slot = pacer.try_start(BATCH.location_id)
+        assert slot is not None
+        outcome = await sender(Dispatch(BATCH, slot))
+
+    assert outcome is not None
+    assert not outcome.answered
+    [failed] = [event for event in events if event.name == "request.failed"]
+    assert dict(failed.fields) == {
+        "location_id": BATCH.location_id,
+        "contacts": 2,
+        "first_row": 1,
+        "http_status": 500,
+        "attempts": RETRY.attempts,
+        "reason": "HTTP 500: Internal",
+    }
+    assert failed.text is False
