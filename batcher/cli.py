@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from batcher import __version__, logs
 from batcher.config import Settings, load_settings
 from batcher.crash import write_crash_file
-from batcher.errors import BatcherError, UsageError
+from batcher.errors import RESUME, BatcherError, UsageError
 from batcher.events import Event
 from batcher.jobs import build_job
 from batcher.ledger import RunInfo
@@ -97,10 +97,20 @@ def _logging(log_format: str, settings: Settings | None = None) -> None:
     logs.setup(log_format, _err_line, _scrubber(settings))
 
 
-def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The options shared by `run` and `plan` (SPEC "Commands")."""
-    options = [
-        click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path)),
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _run_identity(*, input_required: bool = True) -> list[Decorator]:
+    """The options that say which run a command means (SPEC "Runs and resuming": the input, the
+    operation asked, its target, the shard): `run`, `plan` and `status` take these, from this one
+    list, so that `status INPUT` with `run`'s options finds the run that `run` continues."""
+    return [
+        click.argument(
+            "input_path",
+            metavar="INPUT" if input_required else "[INPUT]",
+            required=input_required,
+            type=click.Path(path_type=Path),
+        ),
         click.option(
             "--config",
             "config_file",
@@ -126,20 +136,9 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--sheet", help="Excel sheet to read (default: the first)."),
         click.option("--base-url", help="API base URL (default: api.base_url)."),
         click.option(
-            "--report",
-            "report_path",
-            type=click.Path(path_type=Path),
-            help="Report file: .csv, .xlsx or .jsonl (default: INPUT-report.csv here).",
-        ),
-        click.option(
             "--sandbox",
             is_flag=True,
             help="Run against the embedded emulator on loopback (no token needed).",
-        ),
-        click.option(
-            "--fresh",
-            is_flag=True,
-            help="Start a new run even if an unfinished run of this input exists.",
         ),
         click.option(
             "--delimiter",
@@ -150,11 +149,6 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "--encoding",
             help="The CSV file's encoding, e.g. cp1251 (else UTF-8 or UTF-16 by BOM, or a code "
             "page only when the cells sent read the same in every likely one; input.encoding).",
-        ),
-        click.option(
-            "--allow-empty",
-            is_flag=True,
-            help="A file with a header and no rows is 'nothing to do' (exit 0), not an error.",
         ),
         click.option(
             "--shard",
@@ -169,6 +163,40 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "$AWS_BATCH_JOB_ARRAY_INDEX, $CLOUD_RUN_TASK_INDEX); `plan --shards N` without an "
             "index shows how the rows spread over N shards.",
         ),
+    ]
+
+
+def _with_options(options: list[Decorator]) -> Decorator:
+    """One decorator applying `options` in the order listed (as if stacked in that order)."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options shared by `run` and `plan` (SPEC "Commands"): which run, then how it goes."""
+    options = [
+        *_run_identity(),
+        click.option(
+            "--report",
+            "report_path",
+            type=click.Path(path_type=Path),
+            help="Report file: .csv, .xlsx or .jsonl (default: INPUT-report.csv here).",
+        ),
+        click.option(
+            "--fresh",
+            is_flag=True,
+            help="Start a new run even if an unfinished run of this input exists.",
+        ),
+        click.option(
+            "--allow-empty",
+            is_flag=True,
+            help="A file with a header and no rows is 'nothing to do' (exit 0), not an error.",
+        ),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
         click.option(
             "--log-format",
@@ -179,9 +207,7 @@ def _job_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "log collectors).",
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return _with_options(options)(command)
 
 
 @contextmanager
@@ -358,11 +384,9 @@ def run(quiet: bool, yes: bool, **options: Any) -> None:
     sys.exit(result.exit_code)
 
 
-def _with_advice(message: str) -> str:
-    """A stop's reason, ending with what to do (every stop is resumed the same way)."""
-    if "run the same command again" in message:
-        return message
-    return f"{message}; run the same command again to resume"
+def _with_advice(stopped: BatcherError) -> str:
+    """A stop's reason, ending with what to do: its own advice, else how every stop resumes."""
+    return str(stopped) if stopped.advice else f"{stopped}; {RESUME}"
 
 
 def _summary(result: RunResult) -> None:
@@ -416,7 +440,7 @@ def _summary(result: RunResult) -> None:
             input=str(other.input),
         )
     if result.stopped is not None:
-        _advise(f"stopped: {_with_advice(str(result.stopped))}")
+        _advise(f"stopped: {_with_advice(result.stopped)}")
     elif result.counts[Status.FAILED]:
         permanent = all(is_permanent(message) for _, message, _ in result.reasons)
         _advise(
@@ -784,31 +808,11 @@ def undo(
 
 
 @main.command()
-@click.argument("input_path", metavar="[INPUT]", required=False, type=click.Path(path_type=Path))
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path),
-    help="TOML settings (default: ./batcher.toml if present).",
-)
-@click.option(
-    "--action",
-    type=click.Choice(["add", "remove"], case_sensitive=False),
-    help="With INPUT: the operation, as given to `run`.",
-)
-@click.option("--tags", help="With INPUT: the tags, as given to `run`.")
-@click.option("--remove-all-tags", is_flag=True, help="With INPUT: as given to `run`.")
-@click.option("--location-id", help="With INPUT: the location, as given to `run`.")
-@click.option("--id-column", help="With INPUT: the contact id column, as given to `run`.")
-@click.option("--sheet", help="With INPUT: the Excel sheet, as given to `run`.")
-@click.option("--delimiter", help="With INPUT: the CSV delimiter, as given to `run`.")
-@click.option("--encoding", help="With INPUT: the CSV encoding, as given to `run`.")
-@click.option("--base-url", help="With INPUT: the API base URL, as given to `run`.")
-@click.option("--sandbox", is_flag=True, help="With INPUT: as given to `run`.")
+@_with_options(_run_identity(input_required=False))
 def status(input_path: Path | None, config_file: Path | None, **options: Any) -> None:
     """The runs in the state directory and how far each got; with INPUT (and the options given
-    to `run`), the run that the same `run` command would continue. Changes nothing; works while
-    a run is going."""
+    to `run` that say which run: the operation, target and shard), the run that the same `run`
+    command would continue. Changes nothing; works while a run is going."""
     holder: list[Settings] = []
     with _one_line_errors(lambda: holder[0] if holder else None):
         base_url = options.pop("base_url")

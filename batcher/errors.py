@@ -28,6 +28,10 @@
 
 A second SIGINT/SIGTERM ends the process at once with exit 3 (see batcher.stopping).
 
+A stop (StopRun, FatalApiError) may carry `advice`, what the user does about it; its message is
+then "<what happened>; <advice>". Text built on a stop (a pending row's message, the CLI's last
+line) adds advice of its own only when the stop has none, so that it is never said twice.
+
 Messages never contain the bearer token: only statuses, the API's own messages and names.
 """
 
@@ -38,9 +42,18 @@ from types import MappingProxyType
 
 from batcher.models import RateLimitInfo
 
+# How a stopped run is resumed (SPEC "Exit status": 3, "running the same command again resumes").
+RESUME = "run the same command again to resume"
+
 
 class BatcherError(Exception):
     exit_code = 2
+    # What to do about it, when the message ends with it (see the module's docstring).
+    advice = ""
+
+
+def _said(message: str, advice: str) -> str:
+    return f"{message}; {advice}" if advice else message
 
 
 class UsageError(BatcherError):
@@ -77,9 +90,11 @@ class ApiError(BatcherError):
         retry_after_s: float | None = None,
         rate: RateLimitInfo | None = None,
         exposed: bool = False,
+        advice: str = "",
     ) -> None:
-        super().__init__(message)
+        super().__init__(_said(message, advice))
         self.message = message
+        self.advice = advice
         self.status = status
         self.headers: Mapping[str, str] = MappingProxyType(dict(headers or {}))
         self.retry_after_s = retry_after_s
@@ -135,6 +150,10 @@ class DailyQuotaError(FatalApiError):
 
 class StopRun(BatcherError):
     exit_code = 3
+
+    def __init__(self, message: str, *, advice: str = "") -> None:
+        super().__init__(_said(message, advice))
+        self.advice = advice
 
 
 class Interrupted(StopRun):

@@ -211,7 +211,8 @@ class BatchOutcome:
     `answered` is False when no usable answer came (the outcomes are then `failed` ones made by
     batcher, not the API's). `exposed` is True when an attempt of the request may have reached
     the API without an answer (a timeout, a connection lost after sending, a 5xx, an unreadable
-    201): what that attempt changed is not in the outcomes (see `batcher.uncertain`).
+    201): what that attempt changed is not in the outcomes (see `batcher.uncertain`). `reason`
+    says why the outcomes are `failed`, without the advice their message gives.
     """
 
     batch: Batch
@@ -220,6 +221,7 @@ class BatchOutcome:
     attempts: int
     answered: bool = True
     exposed: bool = False
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -284,7 +284,7 @@ def run_key(table: InputTable, job: Job, target: str) -> str:
 
 
 def describe_operation(job: Job, table: InputTable) -> str:
-    """The operation in words, for the summary and the confirmation."""
+    """The operation in words (and the shard), for the summary, the confirmation and status."""
     options = job.input
     if options.remove_all:
         what = "remove all tags"
@@ -305,7 +305,8 @@ def describe_operation(job: Job, table: InputTable) -> str:
             else f"location {options.default_location_id or '(none)'}"
         )
     )
-    return f"{what} at {where}"
+    shard = "" if job.shard is None else f", shard {job.shard}"
+    return f"{what} at {where}{shard}"
 
 
 Progress = Callable[[int, int], None]
@@ -385,8 +386,6 @@ async def execute(
         shard=job.shard,
         reading=table.reading,
     )
-    if job.shard is not None:
-        result.operation += f", shard {job.shard}"
     facts: dict[str, object] = {
         "input": str(job.input_path),
         "reading": table.reading,
@@ -871,13 +870,20 @@ def _write(report_path: Path, ledger: Ledger, rows: RowSource) -> None:
 def _unwritable(report_path: Path, exc: OSError) -> StateError:
     # Every outcome is in the ledger: the next run of the command writes the report.
     return StateError(
-        f"{report_path}: cannot write the report ({exc.strerror or exc}); every outcome is "
-        "saved: run the same command again to write it"
+        f"{report_path}: cannot write the report ({exc.strerror or exc})",
+        advice="every outcome is saved: run the same command again to write it",
     )
 
 
 def _pending_message(result: RunResult, dry_run: bool) -> str:
-    if dry_run:
-        return "would be sent"
-    reason = str(result.stopped) if result.stopped is not None else "the run ended early"
-    return f"not sent: {reason}; run the same command again to send it"
+    return "would be sent" if dry_run else pending_message(result.stopped)
+
+
+def pending_message(stopped: BatcherError | None) -> str:
+    """The message of the rows a run did not send: why it stopped, and what to do, said once
+    (a stop that says what to do ends with its own advice, which includes running again)."""
+    if stopped is None:
+        return "not sent: the run ended early; run the same command again to send it"
+    if stopped.advice:
+        return f"not sent: {stopped}"
+    return f"not sent: {stopped}; run the same command again to send it"

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from batcher.client import Answer, BulkTagsClient
 from batcher.config import RetrySettings
 from batcher.errors import (
+    RESUME,
     ApiError,
     AuthError,
     DailyQuotaError,
@@ -49,6 +50,7 @@ __all__ = [
     "FailureBreaker",
     "Wire",
     "failure_message",
+    "failure_reason",
     "is_permanent",
     "quota_message",
     "quota_reached",
@@ -248,6 +250,7 @@ class BatchSender:
                 exc.attempts,
                 answered=False,
                 exposed=lost.exposed,
+                reason=failure_reason(exc),
             )
         finally:
             for unused in first:  # a stop before the first attempt: give the slot back
@@ -259,21 +262,22 @@ class BatchSender:
     def _explained(self, exc: FatalApiError, batch: Batch) -> FatalApiError:
         """The run-ending error, with what to do about it (SPEC "Exit status": 3)."""
         if isinstance(exc, AuthError):
-            text = (
-                f"the API refused the token from {self._token_source} ({exc.message}); put a "
-                "valid token with the contacts.write scope there, then run the same command "
-                "again to resume"
-            )
+            text = f"the API refused the token from {self._token_source} ({exc.message})"
+            advice = "put a valid token with the contacts.write scope there, then " + RESUME
         elif isinstance(exc, ForbiddenError):
-            text = (
-                f"the token has no access to location {batch.location_id} ({exc.message}); check "
-                "the location id (--location-id, the location_id column or api.location_id) or "
-                "use a token of that sub-account, then run the same command again to resume"
+            text = f"the token has no access to location {batch.location_id} ({exc.message})"
+            advice = (
+                "check the location id (--location-id, the location_id column or "
+                "api.location_id) or use a token of that sub-account, then " + RESUME
             )
         else:
-            text = f"{exc.message}; run the same command again to resume"
+            text, advice = exc.message, RESUME
         explained = type(exc)(
-            text, status=exc.status, retry_after_s=exc.retry_after_s, rate=exc.rate
+            text,
+            status=exc.status,
+            retry_after_s=exc.retry_after_s,
+            rate=exc.rate,
+            advice=advice,
         )
         explained.attempts = exc.attempts
         return explained
@@ -285,7 +289,8 @@ def quota_reached(stopped: Mapping[str, str]) -> QuotaReachedError:
     count = len(stopped)
     return QuotaReachedError(
         f"the daily request quota of {count} location{'s' if count != 1 else ''} is reached: "
-        f"{names}; their rows stay pending: run the same command again when it resets"
+        f"{names}",
+        advice="their rows stay pending: run the same command again when it resets",
     )
 
 
@@ -297,15 +302,21 @@ def quota_message(reason: str) -> str:
     )
 
 
+def failure_reason(exc: ApiError) -> str:
+    """Why a batch got no usable answer, and after how many attempts (no advice)."""
+    tries = "1 attempt" if exc.attempts == 1 else f"{exc.attempts} attempts"
+    refused = "the API refused the request: " if isinstance(exc, RejectedError) else ""
+    return f"{refused}{exc.message} (after {tries})"
+
+
 def failure_message(exc: ApiError) -> str:
     """Why a batch's rows are `failed`, and whether sending them again can help."""
-    tries = "1 attempt" if exc.attempts == 1 else f"{exc.attempts} attempts"
     if isinstance(exc, RejectedError):
         return (
-            f"the API refused the request: {exc.message} (after {tries}); sending it again "
-            "will not help: fix the row (its id, tags or location) in the input"
+            f"{failure_reason(exc)}; sending it again will not help: fix the row (its id, tags "
+            "or location) in the input"
         )
-    return f"{exc.message} (after {tries}); running the same command again retries it"
+    return f"{failure_reason(exc)}; running the same command again retries it"
 
 
 def is_permanent(message: str) -> bool:
@@ -328,8 +339,14 @@ class FailureBreaker:
         self._in_a_row = 0 if outcome.answered else self._in_a_row + 1
         if self._in_a_row >= self._limit:
             raise TooManyFailuresError(
-                f"{self._limit} requests in a row failed (last: {outcome.outcomes[0].message})"
+                f"{self._limit} requests in a row failed (last: {outcome.reason})",
+                advice="the rows not sent stay pending: check the service, then " + RESUME,
             )
+
+
+_ERROR_RATE_ADVICE = (
+    f"the rows not sent stay pending: {RESUME} (set run.max_error_rate = 1 to turn this check off)"
+)
 
 
 class ErrorRateBreaker:
@@ -381,9 +398,8 @@ class ErrorRateBreaker:
                     f"the first request to location {location} came back with {errors:,} of "
                     f"{contacts:,} contacts `error` ({self._top()}), more than "
                     f"run.max_error_rate {self._max_rate:g}: check the location id (--location-id, "
-                    "the location_id column or api.location_id) and that this is the right file; "
-                    "the rows not sent stay pending: run the same command again to resume (set "
-                    "run.max_error_rate = 1 to turn this check off)"
+                    "the location_id column or api.location_id) and that this is the right file",
+                    advice=_ERROR_RATE_ADVICE,
                 )
         if len(self._window) == self._window.maxlen:
             old_errors, old_contacts = self._window[0]
@@ -398,9 +414,8 @@ class ErrorRateBreaker:
                 f"{self._errors:,} of the {self._contacts:,} contacts of the last "
                 f"{len(self._window)} requests came back `error` ({self._top()}), more than "
                 f"run.max_error_rate {self._max_rate:g}: the contacts may have been deleted or "
-                "moved, or the file is not the one meant; the rows not sent stay pending: run "
-                "the same command again to resume (set run.max_error_rate = 1 to turn this "
-                "check off)"
+                "moved, or the file is not the one meant",
+                advice=_ERROR_RATE_ADVICE,
             )
 
     def _top(self) -> str:

@@ -6,9 +6,9 @@ run wait or fail), nothing is created. An unfinished run's rows are counted from
 they are now (a run that is sending shows its progress); a finished run shows the counts it saved
 when it ended.
 
-With an input file and the operation options of `run`, `input_status` works out the run key as
-`execute` does (input content, operation, target) and finds the run that the same `batcher run`
-command would continue, and what it still has to send.
+With an input file and the options of `run` that identify a run, `input_status` works out the
+run key as `execute` does (input content, operation, target, shard) and finds the run that the
+same `batcher run` command would continue, and what it still has to send.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from batcher.jobs import Job
 from batcher.ledger import RunInfo, live_counts, run_file, runs_in
 from batcher.loading import open_input
 from batcher.runner import describe_operation, run_key
+from batcher.sharding import missing_index
 from batcher.undo import undone_report
 
 __all__ = ["InputStatus", "RunStatus", "input_status", "list_runs", "run_target"]
@@ -106,6 +107,8 @@ class InputStatus:
 
 def input_status(settings: Settings, job: Job) -> InputStatus:
     """The run that `batcher run` with this job would continue, if any. Reads only."""
+    if job.shards is not None and job.shard is None:
+        raise missing_index(job.shards)  # as `run` refuses: a shard count names no run
     table = open_input(job.input_path, job.input)
     target = run_target(settings, job)
     key = run_key(table, job, target)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -38,10 +38,11 @@ def run_all(
     pacer_limit: int,
     *,
     concurrency: int = 4,
-    duration: float = 1.0,
+    duration: float | Callable[[tuple[int, ...]], float] = 1.0,
     canary: bool = False,
 ) -> list[tuple[float, str, tuple[int, ...]]]:
-    """Send everything through Lanes with batches of 1 on fake time; (start, location, rows)."""
+    """Send everything through Lanes with batches of 1 on fake time; (start, location, rows).
+    Each request takes `duration` seconds (or `duration(rows)`)."""
     started: list[tuple[float, str, tuple[int, ...]]] = []
 
     async def scenario() -> None:
@@ -51,7 +52,7 @@ def run_all(
 
         async def send(dispatch: Dispatch) -> BatchOutcome:
             started.append((now(), dispatch.batch.location_id, dispatch.batch.rows))
-            await asyncio.sleep(duration)
+            await asyncio.sleep(duration(dispatch.batch.rows) if callable(duration) else duration)
             dispatch.slot.finish()
             return BatchOutcome(dispatch.batch, (OK,) * len(dispatch.batch.rows), 201, 1)
 

@@ -44,7 +44,7 @@ from batcher.ledger import Ledger, RunInfo, StateLock
 from batcher.loading import open_input
 from batcher.models import Row, Status
 from batcher.report import check_report_path, write_rows
-from batcher.runner import Preview, RunProgress, RunResult, execute, run_key
+from batcher.runner import Preview, RunProgress, RunResult, execute, pending_message, run_key
 from batcher.secrets import Scrubber
 from batcher.stopping import Stop
 from batcher.undo import UndoResult, report_of, undo
@@ -202,8 +202,7 @@ def render_xlsx(settings: Settings, job: Job, result: RunResult, target: Path) -
     ledger = Ledger(db, state_file, StateLock(state_file.parent), resumed=True)
     try:
         check_report_path(target, rows=ledger.row_count(), columns=len(ledger.columns))
-        reason = str(result.stopped) if result.stopped is not None else "the run ended early"
-        pending = f"not sent: {reason}; run the same command again to send it"
+        pending = pending_message(result.stopped)
         write_rows(target, ledger.columns, lambda inert: ledger.report_rows(pending, {}, inert))
     finally:
         db.close()
