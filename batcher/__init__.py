@@ -27,20 +27,20 @@ __version__ = "0.1.0"
 
 # name -> the module that defines it
 _API = {
-    "BatcherError": "batcher.errors",
-    "Job": "batcher.jobs",
-    "Preview": "batcher.runner",
-    "RunInfo": "batcher.ledger",
-    "RunResult": "batcher.runner",
-    "Settings": "batcher.config",
-    "StateLockedError": "batcher.errors",
-    "Status": "batcher.models",
-    "Stop": "batcher.stopping",
-    "UsageError": "batcher.errors",
-    "build_job": "batcher.jobs",
-    "execute": "batcher.runner",
-    "load_settings": "batcher.config",
-    "runs_in": "batcher.ledger",
+    "BatcherError": "batcher.domain.errors",
+    "Job": "batcher.app.jobs",
+    "Preview": "batcher.app.execute",
+    "RunInfo": "batcher.state.ledger",
+    "RunResult": "batcher.app.execute",
+    "Settings": "batcher.domain.config",
+    "StateLockedError": "batcher.domain.errors",
+    "Status": "batcher.domain.models",
+    "Stop": "batcher.support.stopping",
+    "UsageError": "batcher.domain.errors",
+    "build_job": "batcher.app.jobs",
+    "execute": "batcher.app.execute",
+    "load_settings": "batcher.domain.config",
+    "runs_in": "batcher.state.ledger",
 }
 
 __all__ = [
@@ -62,13 +62,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from batcher.config import Settings, load_settings
-    from batcher.errors import BatcherError, StateLockedError, UsageError
-    from batcher.jobs import Job, build_job
-    from batcher.ledger import RunInfo, runs_in
-    from batcher.models import Status
-    from batcher.runner import Preview, RunResult, execute
-    from batcher.stopping import Stop
+    from batcher.app.execute import Preview, RunResult, execute
+    from batcher.app.jobs import Job, build_job
+    from batcher.domain.config import Settings, load_settings
+    from batcher.domain.errors import BatcherError, StateLockedError, UsageError
+    from batcher.domain.models import Status
+    from batcher.state.ledger import RunInfo, runs_in
+    from batcher.support.stopping import Stop
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,7 @@
 """The command line: parse options, call the library, print one line per problem (SPEC "Commands").
 
-Thin on purpose (DESIGN.md): what a command does is in the library (`batcher.jobs` builds the
-Job with the defaults every face shares, `batcher.runner.execute` runs it); this module turns
+Thin on purpose (DESIGN.md): what a command does is in the library (`batcher.app.jobs` builds the
+Job with the defaults every face shares, `batcher.app.execute.execute` runs it); this module turns
 options into calls, asks for confirmation on a terminal, draws progress on stderr when it is a
 terminal, prints the summary, and maps every error to one line and SPEC's exit code.
 """
@@ -23,18 +23,8 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from batcher import __version__, logs
-from batcher.config import Settings, load_settings
-from batcher.crash import write_crash_file
-from batcher.errors import RESUME, BatcherError, UsageError
-from batcher.events import Event
-from batcher.jobs import build_job
-from batcher.ledger import RunInfo
-from batcher.merging import merge_reports
-from batcher.models import RUN_STATUSES, UNDO_STATUSES, Status
-from batcher.planning import PlanStats
-from batcher.printable import escaped
-from batcher.runner import (
+from batcher import __version__
+from batcher.app.execute import (
     UNCERTAIN_MEANS,
     Preview,
     RunProgress,
@@ -43,14 +33,25 @@ from batcher.runner import (
     Tick,
     execute,
 )
+from batcher.app.jobs import build_job
+from batcher.app.merging import merge_reports
+from batcher.app.sharding import dominant_location, resolve_shard, spread
+from batcher.app.status import RunStatus, input_status, list_runs
+from batcher.app.undo import UndoResult
+from batcher.app.undo import undo as run_undo
+from batcher.domain.config import Settings, load_settings
+from batcher.domain.errors import RESUME, BatcherError, UsageError
+from batcher.domain.events import Event
+from batcher.domain.models import RUN_STATUSES, UNDO_STATUSES, Status
+from batcher.domain.planning import PlanStats
 from batcher.sandbox import config_from_options, serve
-from batcher.secrets import Scrubber
-from batcher.sending import is_permanent
-from batcher.sharding import dominant_location, resolve_shard, spread
-from batcher.status import RunStatus, input_status, list_runs
-from batcher.stopping import Stop, signals_stop
-from batcher.undo import UndoResult
-from batcher.undo import undo as run_undo
+from batcher.sending.sender import is_permanent
+from batcher.state.ledger import RunInfo
+from batcher.support import logs
+from batcher.support.crash import write_crash_file
+from batcher.support.printable import escaped
+from batcher.support.secrets import Scrubber
+from batcher.support.stopping import Stop, signals_stop
 
 # Locations `plan` lists one by one, busiest first.
 PLAN_LOCATIONS = 10
@@ -61,8 +62,8 @@ STATUS_ORDER = RUN_STATUSES
 
 
 def _echo(text: str, *, err: bool = False) -> None:
-    """Print one line, controls spelled out (`batcher.printable`: a cell or a file name with an
-    escape sequence must not drive the terminal); a closed pipe (`| head -1`) is not an error of
+    """Print one line, controls spelled out (`batcher.support.printable`: a cell or a file name with
+    an escape sequence must not drive the terminal); a closed pipe (`| head -1`) is not an error of
     ours."""
     try:
         click.echo(escaped(text), err=err)

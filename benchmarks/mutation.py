@@ -63,7 +63,7 @@ class Target:
 # The logic that decides (DESIGN.md, "Mutation-test the logic that decides").
 TARGETS: dict[str, Target] = {
     "planning": Target(
-        "batcher.planning",
+        "batcher.domain.planning",
         tests=(
             "tests/test_planning.py",
             "tests/test_pins.py",
@@ -73,7 +73,7 @@ TARGETS: dict[str, Target] = {
         ),
     ),
     "lanes": Target(
-        "batcher.lanes",
+        "batcher.sending.lanes",
         tests=(
             "tests/test_lanes.py",
             "tests/test_pins.py",
@@ -82,7 +82,7 @@ TARGETS: dict[str, Target] = {
         ),
     ),
     "sending": Target(
-        "batcher.sending",
+        "batcher.sending.sender",
         tests=(
             "tests/test_sending.py",
             "tests/test_breakers.py",
@@ -93,7 +93,7 @@ TARGETS: dict[str, Target] = {
     ),
     # The ledger's work queue: what is still owed, a round and a location at a time.
     "work-queue": Target(
-        "batcher.ledger",
+        "batcher.state.ledger",
         scope=(
             "Ledger._items",
             "Ledger.work",

@@ -7,7 +7,7 @@ sandbox) and keeps its ledger under benchmarks/out/report-stage-<N>/; every call
 the report from that ledger `-n` times in this process, as a run's report stage does (the
 runner's `_report`: rows, counting, the file) and prints each time, then min and median, and the
 process's peak RSS (the helper's is not counted: about 31 MiB). A CSV or JSONL report is written
-by two processes, as a run writes it; `--one` keeps it to this one (see batcher/rendering.py).
+by two processes, as a run writes it; `--one` keeps it to this one (see batcher/app/rendering.py).
 Quicker to iterate on than a whole run, and the ledger is the same each time.
 """
 
@@ -26,9 +26,9 @@ from pathlib import Path
 from common import LOCATION, OUT, TOKEN, UNTHROTTLED
 from million import make_input
 
-from batcher.ledger import Ledger
-from batcher.rendering import Split
-from batcher.runner import RunResult, _report
+from batcher.app.execute import RunResult, _report
+from batcher.app.rendering import Split
+from batcher.state.ledger import Ledger
 
 
 class _NoLock:

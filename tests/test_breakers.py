@@ -8,11 +8,9 @@ import pytest
 from aioresponses import aioresponses
 from test_sending import BATCH, RETRY, URL, Sending, Sleeps, created
 
-from batcher.client import BulkTagsClient
-from batcher.errors import ErrorRateError, TooManyFailuresError
-from batcher.events import Event
-from batcher.lanes import Dispatch
-from batcher.models import (
+from batcher.domain.errors import ErrorRateError, TooManyFailuresError
+from batcher.domain.events import Event
+from batcher.domain.models import (
     Action,
     Batch,
     BatchOutcome,
@@ -20,8 +18,10 @@ from batcher.models import (
     RateLimitInfo,
     Status,
 )
-from batcher.pacing import Pacer
-from batcher.sending import BatchSender, Counters, ErrorRateBreaker, FailureBreaker
+from batcher.sending.client import BulkTagsClient
+from batcher.sending.lanes import Dispatch
+from batcher.sending.pacing import Pacer
+from batcher.sending.sender import BatchSender, Counters, ErrorRateBreaker, FailureBreaker
 
 LOCATION = "asdrwHvLUxlfw5SqKVCN"
 OK = ContactOutcome(Status.SUCCESS, "Tags updated", (), ("vip",), ())

@@ -17,14 +17,7 @@ from jsonschema import Draft7Validator
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from batcher.client import (
-    MAX_ANSWER_BYTES,
-    NO_ENTRY_MESSAGE,
-    BulkTagsClient,
-    parse_rate_limit,
-    parse_retry_after,
-)
-from batcher.errors import (
+from batcher.domain.errors import (
     ApiError,
     AuthError,
     DailyQuotaError,
@@ -35,8 +28,15 @@ from batcher.errors import (
     ServerError,
     TransportError,
 )
-from batcher.models import Action, Batch, ContactOutcome, RateLimitInfo, Status
-from batcher.secrets import REDACTED
+from batcher.domain.models import Action, Batch, ContactOutcome, RateLimitInfo, Status
+from batcher.sending.client import (
+    MAX_ANSWER_BYTES,
+    NO_ENTRY_MESSAGE,
+    BulkTagsClient,
+    parse_rate_limit,
+    parse_retry_after,
+)
+from batcher.support.secrets import REDACTED
 
 BASE = "https://services.leadconnectorhq.com"
 ADD_URL = f"{BASE}/contacts/bulk/tags/update/add"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from batcher.config import Settings, load_settings, read_token
-from batcher.errors import ConfigError
+from batcher.domain.config import Settings, load_settings, read_token
+from batcher.domain.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -209,7 +209,7 @@ def test_a_config_file_of_another_user_is_refused(
     if os.geteuid() == 0:
         os.chown(path, 4242, 4242)  # root's own files are trusted: give it to someone else
     else:
-        monkeypatch.setattr("batcher.files.os.getuid", lambda: os.getuid() + 4242)
+        monkeypatch.setattr("batcher.support.files.os.getuid", lambda: os.getuid() + 4242)
     with pytest.raises(ConfigError, match="belongs to another user"):
         load_settings(path, environ={})
 

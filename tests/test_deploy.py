@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from batcher.sharding import resolve_shard
+from batcher.app.sharding import resolve_shard
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy" / "kubernetes"

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from batcher import ledger as ledger_module
 from batcher.cli import main
-from batcher.ledger import Ledger
+from batcher.state import ledger as ledger_module
+from batcher.state.ledger import Ledger
 from tests.e2e.conftest import contact_ids
 
 FULL = "no space left on the device holding the state directory .batcher;"

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from test_pacing import INTERVAL_S, now, on_fake_time
 
-from batcher.lanes import Dispatch, Lanes
-from batcher.ledger import Ledger
-from batcher.models import BatchOutcome, Chunk, ContactOutcome, RateLimitInfo, Row, Status
-from batcher.pacing import Pacer
-from batcher.pool import run_pool
+from batcher.domain.models import BatchOutcome, Chunk, ContactOutcome, RateLimitInfo, Row, Status
+from batcher.sending.lanes import Dispatch, Lanes
+from batcher.sending.pacing import Pacer
+from batcher.sending.pool import run_pool
+from batcher.state.ledger import Ledger
 
 OK = ContactOutcome(Status.SUCCESS, "Tags updated", (), ("vip",), ())
 

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from batcher import ledger as ledger_module
-from batcher import rendering, runner
-from batcher.errors import StateError, StateLockedError, UsageError
-from batcher.fields import RESULT_FIELDS
-from batcher.ledger import Ledger, WorkItem
-from batcher.models import (
+from batcher.app import execute as runner
+from batcher.app import rendering
+from batcher.domain.errors import StateError, StateLockedError, UsageError
+from batcher.domain.fields import RESULT_FIELDS
+from batcher.domain.models import (
     Action,
     Batch,
     BatchOutcome,
@@ -28,6 +27,8 @@ from batcher.models import (
     Row,
     Status,
 )
+from batcher.state import ledger as ledger_module
+from batcher.state.ledger import Ledger, WorkItem
 
 COLUMNS = ("email", "tags")
 PENDING = "not sent: test stopped"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from batcher.ledger import Ledger, runs_in
-from batcher.models import BatchOutcome, ContactOutcome, Status
-from batcher.uncertain import NOTE
+from batcher.domain.models import BatchOutcome, ContactOutcome, Status
+from batcher.domain.uncertain import NOTE
+from batcher.state.ledger import Ledger, runs_in
 from tests.test_ledger import KEY, PENDING, _batch, _by_row, _row, _tags, load
 
 OK = ContactOutcome(Status.SUCCESS, "Tags updated", ("old",), ("vip",), ())

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import xlsxwriter
 
-from batcher.errors import InputError, UsageError
+from batcher.domain.errors import InputError, UsageError
+from batcher.domain.models import Row, Status
 from batcher.loading import InputOptions, InputTable, open_input, parse_tags
 from batcher.loading._common import WHITESPACE
-from batcher.models import Row, Status
 
 ID1 = "AbCdEfGhIj0123456789"
 ID2 = "ZyXwVuTsRq9876543210"

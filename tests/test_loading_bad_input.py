@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batcher.errors import InputError, UsageError
+from batcher.domain.errors import InputError, UsageError
+from batcher.domain.models import Row, Status
 from batcher.loading import Caps, InputOptions, InputTable, open_input
-from batcher.models import Row, Status
 
 ID1 = "AbCdEfGhIj0123456789"
 ID2 = "ZyXwVuTsRq9876543210"

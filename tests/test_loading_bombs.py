@@ -29,7 +29,7 @@ CHILD = """
 import resource, sys
 from pathlib import Path
 import pandas  # imported before the limit: its own size is not the file's
-from batcher.errors import InputError
+from batcher.domain.errors import InputError
 from batcher.loading import InputOptions, open_input
 with open("/proc/self/statm") as fh:
     pages = int(fh.read().split()[0])

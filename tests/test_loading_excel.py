@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import xlsxwriter
 
-from batcher.errors import InputError
+from batcher.domain.errors import InputError
+from batcher.domain.models import Row, Status
 from batcher.loading import InputOptions, InputTable, open_input
 from batcher.loading._excel import open_excel, sheet_rows
-from batcher.models import Row, Status
 
 ID1 = "AbCdEfGhIj0123456789"
 ID2 = "ZyXwVuTsRq9876543210"

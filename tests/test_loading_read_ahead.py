@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from batcher.errors import InputError
+from batcher.domain.errors import InputError
 from batcher.loading._common import read_ahead
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from batcher.errors import InputError, UsageError
+from batcher.domain.errors import InputError, UsageError
+from batcher.domain.models import Row, Status
 from batcher.loading import Caps, InputOptions, InputTable, open_input, parse_tags
-from batcher.models import Row, Status
 
 ID1 = "aB3dE5fG7hJ9kL1mN3pQ"
 ID2 = "bC4eF6gH8iJ0kL2mN4pR"
@@ -274,8 +274,8 @@ def test_list_looking_cells_in_a_file(tmp_path: Path) -> None:
 
 def test_tags_option_that_looks_like_a_broken_list_is_a_usage_error(tmp_path: Path) -> None:
     """--tags goes through the same reading: a broken list stops with exit 2 at once."""
-    from batcher.config import Settings
-    from batcher.jobs import build_job
+    from batcher.app.jobs import build_job
+    from batcher.domain.config import Settings
 
     with pytest.raises(UsageError, match=r'^--tags: "\[vip, gold\]" look like a list'):
         build_job(Settings(), tmp_path / "in.csv", action="add", tags="[vip, gold]")
@@ -389,7 +389,7 @@ BOUNDED_OPEN = """
 import resource, sys
 from pathlib import Path
 resource.setrlimit(resource.RLIMIT_CPU, ({seconds}, {seconds}))
-from batcher.errors import InputError
+from batcher.domain.errors import InputError
 from batcher.loading import InputOptions, open_input
 try:
     open_input(Path(sys.argv[1]), InputOptions(action="add", tags=("x",), default_location_id="L"))

@@ -15,7 +15,7 @@ import xlsxwriter
 from openpyxl.cell.rich_text import CellRichText, TextBlock
 from openpyxl.cell.text import InlineFont
 
-from batcher.errors import InputError
+from batcher.domain.errors import InputError
 from batcher.loading import InputOptions, open_input
 from batcher.loading import _xlsx as xlsx
 from batcher.loading import _xlsx_part as xlsx_part

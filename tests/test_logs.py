@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from batcher import logs
-from batcher.events import Event, notices
-from batcher.secrets import Scrubber
+from batcher.domain.events import Event, notices
+from batcher.support import logs
+from batcher.support.secrets import Scrubber
 
 TOKEN = "pit-0123456789abcdef0123"
 

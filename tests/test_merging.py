@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from batcher.app.merging import IncompleteMergeError, merge_reports
+from batcher.app.sharding import bucket
 from batcher.cli import main
-from batcher.errors import InputError, UsageError
-from batcher.merging import IncompleteMergeError, merge_reports
-from batcher.models import ReportLine, Status
-from batcher.report import write_report
-from batcher.sharding import bucket
+from batcher.domain.errors import InputError, UsageError
+from batcher.domain.models import ReportLine, Status
+from batcher.reports.formats import write_report
 
 COLUMNS = ("contact_id", "location_id", "formula", "note")
 LOCATIONS = [f"location{i:02d}abcdefghij" for i in range(12)]

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from batcher.app.execute import run_key
+from batcher.app.jobs import build_job
 from batcher.cli import main
-from batcher.config import load_settings
-from batcher.jobs import build_job
-from batcher.ledger import run_file, runs_in
+from batcher.domain.config import load_settings
 from batcher.loading import open_input
-from batcher.runner import run_key
+from batcher.state.ledger import run_file, runs_in
 
 OLD = Path(__file__).resolve().parent / "data" / "pre-step9"
 COMMAND = ["run", "contacts.csv", "--sandbox", "--action", "add", "--tags", "vip", "-q"]

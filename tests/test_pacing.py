@@ -11,9 +11,9 @@ from typing import TypeVar
 
 import pytest
 
-from batcher.models import RateLimitInfo
-from batcher.pacing import Pacer
-from batcher.stopping import Stop, interruptible_sleep
+from batcher.domain.models import RateLimitInfo
+from batcher.sending.pacing import Pacer
+from batcher.support.stopping import Stop, interruptible_sleep
 
 T = TypeVar("T")
 INTERVAL_S = 10.0

@@ -11,8 +11,8 @@ from test_lanes import _row, load, run_all
 from test_ledger import COLUMNS, _tags
 from test_ledger import _row as ledger_row
 
-from batcher.ledger import Ledger, WorkItem
-from batcher.models import Batch, BatchOutcome, ContactOutcome, Status
+from batcher.domain.models import Batch, BatchOutcome, ContactOutcome, Status
+from batcher.state.ledger import Ledger, WorkItem
 
 
 @pytest.fixture

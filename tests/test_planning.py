@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batcher.models import Action, Batch, Group, Row, Status
-from batcher.planning import PlanStats, count_requests, cut, group_of, tag_parts
+from batcher.domain.models import Action, Batch, Group, Row, Status
+from batcher.domain.planning import PlanStats, count_requests, cut, group_of, tag_parts
 
 
 def _row(

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 
 import pytest
 
-from batcher.errors import (
+from batcher.domain.errors import (
     AuthError,
     BatcherError,
     DailyQuotaError,
@@ -21,7 +21,7 @@ from batcher.errors import (
     StopRun,
     TooManyFailuresError,
 )
-from batcher.pool import run_pool
+from batcher.sending.pool import run_pool
 
 
 class Gated:

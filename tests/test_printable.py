@@ -1,4 +1,5 @@
-"""Nothing from a file reaches a terminal or a text log raw (batcher.printable, batcher.logs)."""
+"""Nothing from a file reaches a terminal or a text log raw (batcher.support.printable,
+batcher.support.logs)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import logging
 
 import pytest
 
-from batcher.logs import JsonFormatter, TextFormatter
-from batcher.printable import escaped, json_escaped
-from batcher.secrets import Scrubber
+from batcher.support.logs import JsonFormatter, TextFormatter
+from batcher.support.printable import escaped, json_escaped
+from batcher.support.secrets import Scrubber
 
 
 @pytest.mark.parametrize(

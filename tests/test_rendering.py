@@ -1,5 +1,5 @@
-"""The report written by two processes (batcher.rendering): the same bytes and the same counts as
-one process writes, whatever goes wrong with the helper."""
+"""The report written by two processes (batcher.app.rendering): the same bytes and the same
+counts as one process writes, whatever goes wrong with the helper."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from test_ledger import COLUMNS, KEY, LOST, NOT_FOUND, OK, _record, _row, _tags, load
 
-from batcher import rendering
-from batcher.ledger import Ledger
-from batcher.models import ContactOutcome, Status
-from batcher.rendering import EXAMPLES, Example, Split, Tally, render
+from batcher.app import rendering
+from batcher.app.rendering import EXAMPLES, Example, Split, Tally, render
+from batcher.domain.models import ContactOutcome, Status
+from batcher.state.ledger import Ledger
 
 PENDING = "not sent: test stopped"
 # Splits any report of two rows or more.
@@ -174,7 +174,7 @@ def test_the_helper_stops_and_removes_its_part_when_batcher_is_gone(
         "parent": os.getpid() + 1_000_000,  # no such process
     }
     done = subprocess.run(
-        [sys.executable, "-m", "batcher.rendering"],
+        [sys.executable, "-m", "batcher.app.rendering"],
         input=json.dumps(job) + "\n",
         capture_output=True,
         text=True,

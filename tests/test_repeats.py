@@ -1,11 +1,11 @@
-"""batcher.repeats: the filter that spares the ledger from grouping every row by contact."""
+"""batcher.state.repeats: the filter that spares the ledger from grouping every row by contact."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batcher.repeats import RepeatFinder
+from batcher.state.repeats import RepeatFinder
 
 
 @given(

@@ -14,10 +14,10 @@ from pathlib import Path
 import openpyxl  # test-only: reads the XLSX back independently of xlsxwriter
 import pytest
 
-from batcher import report
-from batcher.errors import UsageError
-from batcher.models import ReportLine, Status
-from batcher.report import RESULT_FIELDS, check_report_path, report_columns, write_report
+from batcher.domain.errors import UsageError
+from batcher.domain.models import ReportLine, Status
+from batcher.reports import formats as report
+from batcher.reports.formats import RESULT_FIELDS, check_report_path, report_columns, write_report
 
 INPUT_COLUMNS = ("email", "status", "Tags")
 

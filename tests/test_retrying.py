@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from batcher.config import RetrySettings
-from batcher.errors import (
+from batcher.domain.config import RetrySettings
+from batcher.domain.errors import (
     ApiError,
     AuthError,
     DailyQuotaError,
@@ -20,8 +20,8 @@ from batcher.errors import (
     ServerError,
     TransportError,
 )
-from batcher.models import RateLimitInfo
-from batcher.retrying import MAX_SERVER_WAIT_S, RetryPolicy
+from batcher.domain.models import RateLimitInfo
+from batcher.sending.retrying import MAX_SERVER_WAIT_S, RetryPolicy
 
 SETTINGS = RetrySettings(attempts=6, initial_backoff_s=1.0, max_backoff_s=5.0)
 

@@ -9,11 +9,11 @@ from typing import Any
 import click
 import pytest
 
+from batcher.app.execute import run_key
+from batcher.app.jobs import build_job
 from batcher.cli import plan, run, status
-from batcher.config import Settings
-from batcher.jobs import build_job
+from batcher.domain.config import Settings
 from batcher.loading import open_input
-from batcher.runner import run_key
 
 # The options of `run` and `plan` that do not change which run they mean: how it goes, where the
 # report goes, what is printed. Every other option identifies the run, and `status` takes it.

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from batcher.crash import write_crash_file
-from batcher.secrets import REDACTED, SECRET, Scrubber, proxy_credentials, strip_userinfo
+from batcher.support.crash import write_crash_file
+from batcher.support.secrets import REDACTED, SECRET, Scrubber, proxy_credentials, strip_userinfo
 
 TOKEN = "tok-Made-Up-9f8e7d6c5b4a3210zyxw"
 

@@ -11,13 +11,13 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from batcher.client import BulkTagsClient
-from batcher.config import RetrySettings
-from batcher.errors import AuthError, Interrupted
-from batcher.lanes import Dispatch
-from batcher.models import Action, Batch, BatchOutcome, Status
-from batcher.pacing import Pacer
-from batcher.sending import BatchSender, Counters, Wire
+from batcher.domain.config import RetrySettings
+from batcher.domain.errors import AuthError, Interrupted
+from batcher.domain.models import Action, Batch, BatchOutcome, Status
+from batcher.sending.client import BulkTagsClient
+from batcher.sending.lanes import Dispatch
+from batcher.sending.pacing import Pacer
+from batcher.sending.sender import BatchSender, Counters, Wire
 
 BASE = "https://api.example.test"
 URL = f"{BASE}/contacts/bulk/tags/update/add"

@@ -13,9 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batcher.errors import UsageError
-from batcher.models import Chunk, Row, Status
-from batcher.sharding import (
+from batcher.app.sharding import (
     Selection,
     Shard,
     bucket,
@@ -24,6 +22,8 @@ from batcher.sharding import (
     resolve_shard,
     spread,
 )
+from batcher.domain.errors import UsageError
+from batcher.domain.models import Chunk, Row, Status
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def test_another_process_computes_the_same_buckets() -> None:
     """Stable across processes, whatever their hash seed (no `hash()`)."""
     locations = [f"location{i:03d}xxxxxxxxxx" for i in range(50)] + ["", "é", "ø漢"]
     script = (
-        "import json, sys; from batcher.sharding import bucket; "
+        "import json, sys; from batcher.app.sharding import bucket; "
         "locations = json.load(sys.stdin); "
         "print(json.dumps([[bucket(l, n) for n in (2, 3, 4, 16)] for l in locations]))"
     )

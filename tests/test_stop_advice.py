@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from test_sending import BATCH
 
+from batcher.app.execute import _unwritable, pending_message
 from batcher.cli import _with_advice
-from batcher.config import RetrySettings
-from batcher.errors import (
+from batcher.domain.config import RetrySettings
+from batcher.domain.errors import (
     ApiError,
     AuthError,
     BatcherError,
@@ -24,12 +25,10 @@ from batcher.errors import (
     StateError,
     TooManyFailuresError,
 )
-from batcher.lanes import Dispatch
-from batcher.ledger import Ledger
-from batcher.models import BatchOutcome, ContactOutcome, RateLimitInfo, Status
-from batcher.pacing import Pacer
-from batcher.runner import _unwritable, pending_message
-from batcher.sending import (
+from batcher.domain.models import BatchOutcome, ContactOutcome, RateLimitInfo, Status
+from batcher.sending.lanes import Dispatch
+from batcher.sending.pacing import Pacer
+from batcher.sending.sender import (
     BatchSender,
     Counters,
     ErrorRateBreaker,
@@ -37,7 +36,8 @@ from batcher.sending import (
     quota_message,
     quota_reached,
 )
-from batcher.stopping import Stop
+from batcher.state.ledger import Ledger
+from batcher.support.stopping import Stop
 
 ADVICE = "the same command again"
 ONE_ATTEMPT = RetrySettings(attempts=1, initial_backoff_s=0.0, max_backoff_s=0.0)

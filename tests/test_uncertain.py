@@ -1,12 +1,12 @@
 """The proof rules: when the final answer shows that a lost attempt changed nothing, and what an
-uncertain row's message says (batcher.uncertain)."""
+uncertain row's message says (batcher.domain.uncertain)."""
 
 from __future__ import annotations
 
 import pytest
 
-from batcher.models import Action, Batch, ContactOutcome, Status
-from batcher.uncertain import NOTE, judge
+from batcher.domain.models import Action, Batch, ContactOutcome, Status
+from batcher.domain.uncertain import NOTE, judge
 
 CONTACT = "qFSqySFkVvNzOSqgGqFi"
 LOST = "an attempt to send this row may have changed the contact without an answer"

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from batcher.ledger import RunInfo
-from batcher.models import Chunk, Row, Status
-from batcher.undo import (
+from batcher.app.undo import (
     UNDO_COLUMNS,
     UndoInput,
     _Entry,
@@ -20,6 +18,8 @@ from batcher.undo import (
     undone_report,
     write_undo_input,
 )
+from batcher.domain.models import Chunk, Row, Status
+from batcher.state.ledger import RunInfo
 
 A = "A" * 20
 B = "B" * 20

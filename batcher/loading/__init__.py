@@ -41,12 +41,12 @@ from itertools import repeat
 from pathlib import Path
 from typing import TypeVar
 
-from batcher.errors import InputError, UsageError
+from batcher.domain.errors import InputError, UsageError
+from batcher.domain.models import Chunk
 from batcher.loading._common import INVISIBLE, STRIP, Caps, Reader, Slice, is_blank, shown
 from batcher.loading._excel import open_excel, sheet_rows
 from batcher.loading._tags import parse_tags, read_tags, unique_tags
-from batcher.models import Chunk
-from batcher.printable import UNSAFE
+from batcher.support.printable import UNSAFE
 
 __all__ = ["Caps", "InputOptions", "InputTable", "open_input", "parse_tags", "sheet_rows"]
 

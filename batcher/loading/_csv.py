@@ -28,7 +28,7 @@ from typing import IO, cast
 
 import pandas as pd
 
-from batcher.errors import InputError, UsageError
+from batcher.domain.errors import InputError, UsageError
 from batcher.loading._common import STRIP, Caps, Slice, Source, has_rows, one_line, shown
 from batcher.loading._encoding import (
     Decided,

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from batcher.errors import InputError
+from batcher.domain.errors import InputError
 from batcher.loading._common import Caps, one_line, shown
 
 __all__ = ["CODE_PAGES", "Decided", "breaks", "check_named", "detect", "opened", "read_sample"]

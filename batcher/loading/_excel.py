@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
 
-from batcher.errors import InputError
+from batcher.domain.errors import InputError
 from batcher.loading._common import Slice, Source, is_blank, one_line, read_ahead
 from batcher.loading._xlsx import READ_ERRORS, Block, Book
 

@@ -1,10 +1,10 @@
 """The ops page: `batcher serve` (SPEC "The web page"; DESIGN "web/").
 
-One server-rendered page over the same library as the CLI (`batcher.jobs.build_job`,
-`batcher.runner.execute`, `batcher.ledger.runs_in`): upload a CSV or Excel file, choose the
-operation, see the plan, start, watch, stop, download the report, see the runs. `create_app`
-builds the aiohttp application; `serve_page` runs it until cancelled and announces its address
-with the start secret (`batcher.web.access`: only the operator may use the page).
+One server-rendered page over the same library as the CLI (`batcher.app.jobs.build_job`,
+`batcher.app.execute.execute`, `batcher.state.ledger.runs_in`): upload a CSV or Excel file,
+choose the operation, see the plan, start, watch, stop, download the report, see the runs.
+`create_app` builds the aiohttp application; `serve_page` runs it until cancelled and announces its
+address with the start secret (`batcher.web.access`: only the operator may use the page).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from batcher.config import Settings
+from batcher.domain.config import Settings
 from batcher.web.access import PagePassword, check_bind, is_loopback_host
 from batcher.web.app import PAGE, WebOptions, create_app
 from batcher.web.connections import serving

@@ -32,8 +32,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from batcher.config import Settings
-from batcher.errors import UsageError
+from batcher.domain.config import Settings
+from batcher.domain.errors import UsageError
 
 __all__ = [
     "MIN_PASSWORD",

@@ -1,9 +1,9 @@
 """The page's server: routes, the guards every request passes, and the server's lifetime.
 
 Guards (SPEC "The web page", DESIGN "web/"):
-- the state directory passes `run`'s trust checks (`batcher.ledger.prepare_state_dir`: another
+- the state directory passes `run`'s trust checks (`batcher.state.ledger.prepare_state_dir`: another
   user's, or one others may write, is refused), and its `uploads` and `web` folders must be real
-  folders of ours (`batcher.files.own_subdir`);
+  folders of ours (`batcher.support.files.own_subdir`);
 - each connection has header, body and idle deadlines, and each client address a cap on its
   connections (`batcher.web.connections`);
 - bound to loopback, the `Host` header must name loopback too (a page elsewhere that rebinds its
@@ -39,12 +39,12 @@ from urllib.parse import quote, urlsplit
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from batcher.config import Settings
-from batcher.crash import write_crash_file
-from batcher.errors import BatcherError, StateLockedError, UsageError
-from batcher.jobs import Job
-from batcher.ledger import RunInfo, StateLock, prepare_state_dir, runs_in
-from batcher.secrets import Scrubber
+from batcher.app.jobs import Job
+from batcher.domain.config import Settings
+from batcher.domain.errors import BatcherError, StateLockedError, UsageError
+from batcher.state.ledger import RunInfo, StateLock, prepare_state_dir, runs_in
+from batcher.support.crash import write_crash_file
+from batcher.support.secrets import Scrubber
 from batcher.web.access import Access, check_bind, is_loopback_host
 from batcher.web.connections import CONNECTIONS, Connections, Limits, body_deadline, read_form
 from batcher.web.page import PageState, progress_json, render, render_login

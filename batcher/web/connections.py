@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from batcher.config import ServeSettings
+from batcher.domain.config import ServeSettings
 
 __all__ = ["CONNECTIONS", "Connections", "Limits", "body_deadline", "read_form", "serving"]
 

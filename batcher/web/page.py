@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from batcher import __version__
-from batcher.ledger import RunInfo
-from batcher.models import Status
-from batcher.runner import RunResult
-from batcher.undo import undone_report
+from batcher.app.execute import RunResult
+from batcher.app.undo import undone_report
+from batcher.domain.models import Status
+from batcher.state.ledger import RunInfo
 from batcher.web.runs import ActiveRun, Operation, PlanView, RunRecord, UndoPlan, undo_problem
 from batcher.web.uploads import ALLOWED_SUFFIXES, Columns, Upload, shown
 

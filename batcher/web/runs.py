@@ -1,6 +1,6 @@
 """The page's side of a run: the plan, one run at a time in a worker thread, its progress.
 
-A run (and a plan) is `batcher.runner.execute`, exactly as the CLI calls it, in a thread of its
+A run (and a plan) is `batcher.app.execute.execute`, exactly as the CLI calls it, in a thread of its
 own with its own event loop: loading a file, SQLite and writing the report block, and the page
 must keep answering (progress, stop) meanwhile. `Stop.request` is thread-safe, and progress
 crosses threads as plain numbers read under the GIL.
@@ -35,19 +35,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batcher.config import Settings
-from batcher.crash import write_crash_file
-from batcher.errors import BatcherError
-from batcher.files import open_own_file, open_private, own_subdir
-from batcher.jobs import Job, build_job
-from batcher.ledger import Ledger, RunInfo, StateLock
+from batcher.app.execute import Preview, RunProgress, RunResult, execute, pending_message, run_key
+from batcher.app.jobs import Job, build_job
+from batcher.app.undo import UndoResult, report_of, undo
+from batcher.domain.config import Settings
+from batcher.domain.errors import BatcherError
+from batcher.domain.models import Row, Status
 from batcher.loading import open_input
-from batcher.models import Row, Status
-from batcher.report import check_report_path, write_rows
-from batcher.runner import Preview, RunProgress, RunResult, execute, pending_message, run_key
-from batcher.secrets import Scrubber
-from batcher.stopping import Stop
-from batcher.undo import UndoResult, report_of, undo
+from batcher.reports.formats import check_report_path, write_rows
+from batcher.state.ledger import Ledger, RunInfo, StateLock
+from batcher.support.crash import write_crash_file
+from batcher.support.files import open_own_file, open_private, own_subdir
+from batcher.support.secrets import Scrubber
+from batcher.support.stopping import Stop
 
 __all__ = [
     "ActiveRun",
@@ -89,7 +89,8 @@ class Operation:
         sandbox: bool,
         report_path: Path | None = None,
     ) -> Job:
-        """The Job `batcher run` would build from the same choices (`batcher.jobs.build_job`)."""
+        """The Job `batcher run` would build from the same choices
+        (`batcher.app.jobs.build_job`)."""
         remove_all = self.action == "remove-all"
         return build_job(
             settings,
@@ -380,7 +381,7 @@ class Runs:
         sandbox: bool,
         on_end: Callable[[ActiveRun], None] | None = None,
     ) -> ActiveRun:
-        """Undo the run `info` from its own records (`batcher.undo.undo`), in a worker thread.
+        """Undo the run `info` from its own records (`batcher.app.undo.undo`), in a worker thread.
 
         The undo's report (CSV only: its input is generated and gone when it ends) goes to the
         run's own folder.
@@ -585,7 +586,7 @@ class Runs:
         it) and the name to download it under. `kind` is "csv" or "xlsx".
 
         Only a regular file of ours inside the run's own folder, with one link, opened without
-        following a link (`batcher.files.open_own_file`), named as the page names reports: a
+        following a link (`batcher.support.files.open_own_file`), named as the page names reports: a
         planted `run.json` naming a link, another folder or someone else's file gets nothing.
         """
         if not _RUN_ID.match(run_id):

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batcher.errors import InputError, UsageError
-from batcher.files import PRIVATE_DIR_MODE, open_own_file, open_private, own_subdir
+from batcher.domain.errors import InputError, UsageError
 from batcher.loading import InputOptions, open_input
+from batcher.support.files import PRIVATE_DIR_MODE, open_own_file, open_private, own_subdir
 
 __all__ = [
     "ALLOWED_SUFFIXES",

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft7Validator
 
-from batcher.config import (
+from batcher.domain.config import (
     ApiSettings,
     BatchSettings,
     LimitSettings,

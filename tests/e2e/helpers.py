@@ -89,7 +89,7 @@ elif _WHERE == "writing-a-body":
 
     client_reqrep.ClientRequest.write_bytes = _paused_write_bytes
 elif _WHERE == "report":
-    from batcher import ledger
+    from batcher.state import ledger
 
     _rows = ledger.Ledger.report_rows
 

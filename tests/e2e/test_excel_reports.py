@@ -9,8 +9,8 @@ import openpyxl
 import pytest
 import xlsxwriter
 
+from batcher.app.execute import Job, execute
 from batcher.loading import InputOptions
-from batcher.runner import Job, execute
 
 from .conftest import LOCATION, SandboxFactory, contact_ids, fast_settings
 

@@ -24,16 +24,16 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from batcher.app.execute import Job, execute
 from batcher.cli import main
-from batcher.client import Answer, BulkTagsClient
-from batcher.config import BatchSettings, LimitSettings
-from batcher.errors import Interrupted, StateError
-from batcher.ledger import Ledger
+from batcher.domain.config import BatchSettings, LimitSettings
+from batcher.domain.errors import Interrupted, StateError
+from batcher.domain.models import Batch, BatchOutcome
 from batcher.loading import InputOptions
-from batcher.models import Batch, BatchOutcome
-from batcher.runner import Job, execute
 from batcher.sandbox import FaultConfig, Sandbox, SandboxConfig
-from batcher.stopping import Stop
+from batcher.sending.client import Answer, BulkTagsClient
+from batcher.state.ledger import Ledger
+from batcher.support.stopping import Stop
 
 from .conftest import (
     LOCATION,
@@ -331,7 +331,7 @@ async def test_a_full_disk_under_the_state_file_stops_with_exit_3_and_a_rerun_co
     full = False
     records = 0
     record = Ledger.record
-    transaction = __import__("batcher.ledger", fromlist=["_transaction"])._transaction
+    transaction = __import__("batcher.state.ledger", fromlist=["_transaction"])._transaction
 
     def record_until_full(self: Ledger, outcome: BatchOutcome) -> None:
         nonlocal full, records
@@ -350,7 +350,7 @@ async def test_a_full_disk_under_the_state_file_stops_with_exit_3_and_a_rerun_co
         settings = one_at_a_time(tmp_path, sandbox.url)
         with monkeypatch.context() as patch:
             patch.setattr(Ledger, "record", record_until_full)
-            patch.setattr("batcher.ledger._transaction", disk_full_transaction)
+            patch.setattr("batcher.state.ledger._transaction", disk_full_transaction)
             with pytest.raises(StateError) as raised:
                 await execute(settings, job(tmp_path, source))
         [state_file] = state_files(tmp_path / "state")
@@ -452,7 +452,7 @@ def test_a_report_on_a_full_disk_exits_3_saying_every_outcome_is_saved_and_a_rer
     with ThreadedSandbox(SandboxConfig(token=SECRET, rate=None)) as sandbox:
         sandboxes.append(sandbox)
         with monkeypatch.context() as patch:
-            patch.setattr("batcher.report.os.fsync", disk_full)
+            patch.setattr("batcher.reports.formats.os.fsync", disk_full)
             first = CliRunner().invoke(main, cli_args(source, sandbox.url))
         applied = len(sandbox.stats.applied)
         second = CliRunner().invoke(main, cli_args(source, sandbox.url))

@@ -7,10 +7,10 @@ import dataclasses
 import json
 from pathlib import Path
 
-from batcher.config import LimitSettings, RunSettings
-from batcher.errors import ErrorRateError
+from batcher.app.execute import Job, execute
+from batcher.domain.config import LimitSettings, RunSettings
+from batcher.domain.errors import ErrorRateError
 from batcher.loading import InputOptions
-from batcher.runner import Job, execute
 from batcher.sandbox import EXAMPLE_LOCATION
 
 from .conftest import LOCATION, SandboxFactory, contact_ids, fast_settings, write_csv

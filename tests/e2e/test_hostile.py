@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from batcher.config import LimitSettings, RetrySettings, Settings
-from batcher.errors import AuthError
+from batcher.app.execute import Job, RunResult, execute
+from batcher.domain.config import LimitSettings, RetrySettings, Settings
+from batcher.domain.errors import AuthError
 from batcher.loading import InputOptions
-from batcher.runner import Job, RunResult, execute
 
 from .conftest import LOCATION, contact_ids, fast_settings, write_csv
 from .hostile import MIB, HostileServer, created, entries, healthy, stream

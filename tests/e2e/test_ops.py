@@ -10,9 +10,9 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
+from batcher.app.execute import Job, RunProgress, execute
 from batcher.cli import _pace, main
 from batcher.loading import InputOptions
-from batcher.runner import Job, RunProgress, execute
 from batcher.sandbox import FaultConfig, SandboxConfig
 
 from .conftest import (

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from batcher.config import BatchSettings, LimitSettings, RetrySettings
-from batcher.errors import Interrupted
+from batcher.app.execute import Job, execute
+from batcher.domain.config import BatchSettings, LimitSettings, RetrySettings
+from batcher.domain.errors import Interrupted
 from batcher.loading import InputOptions
-from batcher.runner import Job, execute
 from batcher.sandbox import Sandbox, SandboxConfig
-from batcher.stopping import Stop
+from batcher.support.stopping import Stop
 
 from .conftest import LOCATION, SandboxFactory, contact_ids, fast_settings
 from .helpers import Gate, read_csv, recorded

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from test_pacing import on_fake_time
 
-from batcher.config import BatchSettings, LimitSettings
-from batcher.errors import QuotaReachedError
+from batcher.app.execute import Job, execute
+from batcher.domain.config import BatchSettings, LimitSettings
+from batcher.domain.errors import QuotaReachedError
 from batcher.loading import InputOptions
-from batcher.runner import Job, execute
 from batcher.sandbox import RateConfig, Sandbox, SandboxConfig
 
 from .conftest import LOCATION, contact_ids, fast_settings

@@ -10,9 +10,9 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from batcher.errors import ForbiddenError
+from batcher.app.execute import Job, execute
+from batcher.domain.errors import ForbiddenError
 from batcher.loading import InputOptions
-from batcher.runner import Job, execute
 
 from .conftest import LOCATION, SandboxFactory, contact_ids, fast_settings, write_csv
 

@@ -11,21 +11,21 @@ from typing import Any
 
 import pytest
 
-from batcher import rendering
-from batcher.config import LimitSettings, RetrySettings
-from batcher.errors import (
+from batcher.app import rendering
+from batcher.app.execute import Job, execute
+from batcher.app.rendering import Split
+from batcher.domain.config import LimitSettings, RetrySettings
+from batcher.domain.errors import (
     AuthError,
     ForbiddenError,
     QuotaReachedError,
     StateError,
     TooManyFailuresError,
 )
-from batcher.ledger import Ledger
+from batcher.domain.models import Status
 from batcher.loading import InputOptions
-from batcher.models import Status
-from batcher.rendering import Split
-from batcher.runner import Job, execute
 from batcher.sandbox import RateConfig
+from batcher.state.ledger import Ledger
 
 from .conftest import LOCATION, SandboxFactory, contact_ids, fast_settings, write_csv
 
@@ -283,7 +283,7 @@ async def test_a_report_that_cannot_be_written_stops_with_exit_3_and_keeps_the_o
 
     async with make_sandbox() as sandbox:
         settings = fast_settings(tmp_path, sandbox.url)
-        monkeypatch.setattr("batcher.rendering.write_rows", disk_full)
+        monkeypatch.setattr("batcher.app.rendering.write_rows", disk_full)
         with pytest.raises(StateError, match="No space left") as raised:
             await execute(settings, job(tmp_path, source))
         assert raised.value.exit_code == 3
@@ -318,7 +318,7 @@ async def test_a_csv_report_makes_every_formula_cell_inert_and_no_other(
     """The report rendered from the ledger guards exactly the cells `_inert` would: formula
     starts (ASCII and fullwidth), behind blanks too; plain text, digits, accents and dashes
     inside a cell are left alone."""
-    from batcher.report import _inert
+    from batcher.reports.formats import _inert
 
     notes = [
         "=HYPERLINK(1)", " =1+1", "\u00a0@SUM(A1)", "\uff1d1", "\tx", "-2", "+1 555",
@@ -340,14 +340,16 @@ async def test_a_csv_report_makes_every_formula_cell_inert_and_no_other(
 async def test_a_report_written_by_two_processes_is_the_one_a_single_process_writes(
     tmp_path: Path, make_sandbox: SandboxFactory, monkeypatch: Any
 ) -> None:
-    """A large report is written by batcher and a helper process (batcher.rendering): here
+    """A large report is written by batcher and a helper process (batcher.app.rendering): here
     every report is large, and the file and the counts are those of a run that writes it alone."""
     ids = contact_ids(60)
     source = write_csv(tmp_path / "in.csv", [*ids, ids[3], "short", "=cmd", 'a "b", c'])
     monkeypatch.setattr(rendering, "cores", lambda: 2)
     results, notices = [], []
     for name, from_rows in (("one.csv", 10**9), ("two.csv", 2)):
-        monkeypatch.setattr("batcher.runner.Split", functools.partial(Split, from_rows=from_rows))
+        monkeypatch.setattr(
+            "batcher.app.execute.Split", functools.partial(Split, from_rows=from_rows)
+        )
         async with make_sandbox() as sandbox:
             result = await execute(
                 fast_settings(tmp_path, sandbox.url),

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from batcher.app.execute import execute
+from batcher.app.jobs import Job, build_job
+from batcher.app.merging import IncompleteMergeError, merge_reports
+from batcher.app.sharding import Shard, bucket
 from batcher.cli import main
-from batcher.config import Settings, StateSettings
-from batcher.errors import UsageError
-from batcher.jobs import Job, build_job
-from batcher.merging import IncompleteMergeError, merge_reports
-from batcher.runner import execute
+from batcher.domain.config import Settings, StateSettings
+from batcher.domain.errors import UsageError
 from batcher.sandbox import Sandbox, SandboxConfig
-from batcher.sharding import Shard, bucket
 
 from .conftest import SandboxFactory, contact_ids, fast_settings, write_csv
 from .helpers import (

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from batcher.app.sharding import bucket
 from batcher.cli import main
 from batcher.sandbox import FaultConfig, Sandbox, SandboxConfig
-from batcher.sharding import bucket
 
 from .conftest import LOCATION, ThreadedSandbox, contact_ids, write_csv
 from .helpers import write_config

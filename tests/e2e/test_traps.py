@@ -308,7 +308,7 @@ def test_an_xlsx_report_too_long_for_excel_is_refused_before_sending(
 ) -> None:
     """Exit 2 promises nothing was sent: the sheet's row limit is checked after loading and
     before the first request (the limit is lowered here instead of loading a million rows)."""
-    monkeypatch.setattr("batcher.report.XLSX_MAX_DATA_ROWS", 5)
+    monkeypatch.setattr("batcher.reports.formats.XLSX_MAX_DATA_ROWS", 5)
     write_csv(tmp_path / "in.csv", contact_ids(6))
     result = run(cli, served, "in.csv", "--action", "add", "--tags", "x", "--report", "r.xlsx")
     assert result.exit_code == 2, result.output

@@ -13,13 +13,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from batcher.config import BatchSettings, LimitSettings, RetrySettings, Settings
-from batcher.errors import Interrupted
+from batcher.app.execute import Job, execute
+from batcher.app.undo import undo
+from batcher.domain.config import BatchSettings, LimitSettings, RetrySettings, Settings
+from batcher.domain.errors import Interrupted
 from batcher.loading import InputOptions
-from batcher.runner import Job, execute
 from batcher.sandbox import FaultConfig, Sandbox, SandboxConfig
-from batcher.stopping import Stop
-from batcher.undo import undo
+from batcher.support.stopping import Stop
 
 from .conftest import LOCATION, SandboxFactory, contact_ids, fast_settings, write_csv
 from .helpers import Gate, read_csv

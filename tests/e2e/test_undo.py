@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from batcher.app.execute import Job, RunResult, execute
+from batcher.app.undo import UndoResult, undo
 from batcher.cli import main
-from batcher.config import RetrySettings
-from batcher.errors import Interrupted, NothingToSendError
+from batcher.domain.config import RetrySettings
+from batcher.domain.errors import Interrupted, NothingToSendError
 from batcher.loading import InputOptions
-from batcher.runner import Job, RunResult, execute
 from batcher.sandbox import Sandbox, SandboxConfig
-from batcher.stopping import Stop
-from batcher.undo import UndoResult, undo
+from batcher.support.stopping import Stop
 
 from .conftest import LOCATION, SandboxFactory, contact_ids, fast_settings, write_csv
 from .helpers import Gate, read_csv, write_config

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from batcher.app.execute import Job, RunResult, execute
 from batcher.cli import main
-from batcher.config import BatchSettings, LimitSettings
+from batcher.domain.config import BatchSettings, LimitSettings
 from batcher.loading import InputOptions
-from batcher.runner import Job, RunResult, execute
 from batcher.sandbox import Sandbox
-from batcher.stopping import Stop
+from batcher.support.stopping import Stop
 
 from .conftest import LOCATION, contact_ids, fast_settings, write_csv
 from .helpers import read_csv, write_config

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from batcher.errors import UsageError
+from batcher.domain.errors import UsageError
 from batcher.web import PagePassword, WebOptions, check_bind, create_app
 from batcher.web.access import MIN_PASSWORD, Throttle
 from batcher.web.app import PAGE

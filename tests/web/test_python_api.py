@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import batcher
-from batcher.jobs import build_job
+from batcher.app.jobs import build_job
 from batcher.web.runs import Operation
 from tests.web.helpers import SAMPLES, settings_for
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_every_documented_name_is_there() -> None:
     for name in batcher.__all__:
         assert getattr(batcher, name) is not None, name
-    assert batcher.execute.__module__ == "batcher.runner"
+    assert batcher.execute.__module__ == "batcher.app.execute"
     assert batcher.build_job is build_job
 
 

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from batcher.cli import main
-from batcher.ledger import StateLock
 from batcher.sandbox import Sandbox, SandboxConfig
+from batcher.state.ledger import StateLock
 from batcher.web import WebOptions
 from tests.web.helpers import SAMPLES, Page, page_for, settings_for
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from batcher.errors import UsageError
+from batcher.domain.errors import UsageError
 from batcher.web import WebOptions, create_app
 from batcher.web.app import Page as AppPage
 from tests.web.helpers import SAMPLES, Page, page_for, settings_for
@@ -55,7 +55,7 @@ def foreign(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         os.chown(path, 4242, 4242)
     else:
         real = os.getuid()
-        monkeypatch.setattr("batcher.files.os.getuid", lambda: real + 1)
+        monkeypatch.setattr("batcher.support.files.os.getuid", lambda: real + 1)
 
 
 def test_a_state_directory_of_another_user_is_refused(

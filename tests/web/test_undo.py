@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from batcher.ledger import runs_in
+from batcher.app.execute import Job, execute
 from batcher.loading import InputOptions
-from batcher.runner import Job, execute
 from batcher.sandbox import DEFAULT_LOCATION, Sandbox, SandboxConfig
-from batcher.stopping import Stop
+from batcher.state.ledger import runs_in
+from batcher.support.stopping import Stop
 from batcher.web import WebOptions
 from tests.web.helpers import SAMPLES, Page, page_for, settings_for
 

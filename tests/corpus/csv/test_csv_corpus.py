@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from batcher.errors import InputError, UsageError
+from batcher.domain.errors import InputError, UsageError
+from batcher.domain.models import Row, Status
 from batcher.loading import InputOptions, InputTable, open_input
-from batcher.models import Row, Status
 
 HERE = Path(__file__).resolve().parent
 SPECTRUM = HERE / "spectrum"

@@ -1,9 +1,9 @@
 """One HTTP attempt at the bulk contact-tags endpoint, and the translation of its answer.
 
 This is the only module that imports aiohttp (client side): everything that can go wrong on the
-wire or in an answer leaves here as a `batcher.errors` exception ("Translate errors at the edge",
-DESIGN.md), so nothing above catches `aiohttp.*`. Retrying and pacing live elsewhere: `send` makes
-exactly one attempt.
+wire or in an answer leaves here as a `batcher.domain.errors` exception ("Translate errors at the
+edge", DESIGN.md), so nothing above catches `aiohttp.*`. Retrying and pacing live elsewhere:
+`send` makes exactly one attempt.
 
 Wire facts (reference/API-NOTES.md, bulk-tags.openapi.json):
 - `POST {base}/contacts/bulk/tags/update/{add|remove}` with `Authorization: Bearer <token>`,
@@ -51,7 +51,7 @@ import orjson
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
-from batcher.errors import (
+from batcher.domain.errors import (
     ApiError,
     AuthError,
     DailyQuotaError,
@@ -62,8 +62,8 @@ from batcher.errors import (
     ServerError,
     TransportError,
 )
-from batcher.models import Batch, ContactOutcome, RateLimitInfo, Status, by_identity
-from batcher.secrets import Scrubber, sanitize
+from batcher.domain.models import Batch, ContactOutcome, RateLimitInfo, Status, by_identity
+from batcher.support.secrets import Scrubber, sanitize
 
 DEFAULT_VERSION = "2021-07-28"
 NO_ENTRY_MESSAGE = "no per-contact answer in the API's response"

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
-from batcher.errors import ConfigError, UsageError
-from batcher.files import check_trusted
-from batcher.models import MAX_CONTACTS_PER_REQUEST
+from batcher.domain.errors import ConfigError, UsageError
+from batcher.domain.models import MAX_CONTACTS_PER_REQUEST
+from batcher.support.files import check_trusted
 
 DEFAULT_CONFIG_FILE = "batcher.toml"
 

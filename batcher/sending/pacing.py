@@ -45,9 +45,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from batcher.errors import Interrupted
-from batcher.events import Event, EventSink, ignore
-from batcher.models import RateLimitInfo
+from batcher.domain.errors import Interrupted
+from batcher.domain.events import Event, EventSink, ignore
+from batcher.domain.models import RateLimitInfo
 
 __all__ = ["Pacer", "Slot", "comes_back", "first_of"]
 

@@ -16,7 +16,7 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from batcher.errors import UsageError
+from batcher.domain.errors import UsageError
 
 __all__ = [
     "check_trusted",

@@ -14,7 +14,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 
-from batcher.models import MAX_CONTACTS_PER_REQUEST, MAX_TAGS_PER_REQUEST, Action, Batch, Group
+from batcher.domain.models import (
+    MAX_CONTACTS_PER_REQUEST,
+    MAX_TAGS_PER_REQUEST,
+    Action,
+    Batch,
+    Group,
+)
 
 
 def group_of(location_id: str, action: str, tags: tuple[str, ...], remove_all: bool) -> Group:

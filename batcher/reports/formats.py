@@ -65,10 +65,10 @@ from typing import IO, Any
 
 import xlsxwriter
 
-from batcher.errors import UsageError
-from batcher.fields import LIST_FIELDS, NUMBER_FIELDS, RESULT_FIELDS, UNCERTAIN
-from batcher.files import new_file_mode, unfinished
-from batcher.models import Cell, Inert, ReportLine
+from batcher.domain.errors import UsageError
+from batcher.domain.fields import LIST_FIELDS, NUMBER_FIELDS, RESULT_FIELDS, UNCERTAIN
+from batcher.domain.models import Cell, Inert, ReportLine
+from batcher.support.files import new_file_mode, unfinished
 
 __all__ = [
     "FORMATS",
@@ -176,7 +176,7 @@ INERT = Inert(suspects=_SUSPECT_FIRST, make=lambda text: _inert(text))
 
 
 # Writes more rows at the end of a CSV or JSONL report (another process's part, see
-# `batcher.rendering`): called with the file once `rows` are written; returns how many it wrote.
+# `batcher.app.rendering`): called with the file once `rows` are written; returns how many it wrote.
 Rest = Callable[[IO[bytes]], int]
 
 
@@ -247,7 +247,7 @@ def _create_temporary(path: Path, access: int = os.O_WRONLY) -> tuple[int, Path]
     Like `tempfile.mkstemp`, but with mode 0o666 so that the kernel applies the umask (and a
     directory's default ACL) as for any new file; reading the umask would mean setting it, for
     the whole process, for a moment. In an owner-only folder (the state directory's: the page's
-    report copies) it is 0o600 whatever the umask (`batcher.files.new_file_mode`).
+    report copies) it is 0o600 whatever the umask (`batcher.support.files.new_file_mode`).
     """
     mode = new_file_mode(path.parent)
     for _ in range(100):

@@ -26,7 +26,7 @@
         ├── QuotaReachedError         a location's daily quota (or its reserve) is reached
         └── StateError                the run's state or report cannot be written (disk full…)
 
-A second SIGINT/SIGTERM ends the process at once with exit 3 (see batcher.stopping).
+A second SIGINT/SIGTERM ends the process at once with exit 3 (see batcher.support.stopping).
 
 A stop (StopRun, FatalApiError) may carry `advice`, what the user does about it; its message is
 then "<what happened>; <advice>". Text built on a stop (a pending row's message, the CLI's last
@@ -40,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from batcher.models import RateLimitInfo
+from batcher.domain.models import RateLimitInfo
 
 # How a stopped run is resumed (SPEC "Exit status": 3, "running the same command again resumes").
 RESUME = "run the same command again to resume"

@@ -37,8 +37,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from batcher.errors import UsageError
-from batcher.models import Chunk
+from batcher.domain.errors import UsageError
+from batcher.domain.models import Chunk
 
 __all__ = [
     "INDEX_VARIABLES",

@@ -211,8 +211,8 @@ class BatchOutcome:
     `answered` is False when no usable answer came (the outcomes are then `failed` ones made by
     batcher, not the API's). `exposed` is True when an attempt of the request may have reached
     the API without an answer (a timeout, a connection lost after sending, a 5xx, an unreadable
-    201): what that attempt changed is not in the outcomes (see `batcher.uncertain`). `reason`
-    says why the outcomes are `failed`, without the advice their message gives.
+    201): what that attempt changed is not in the outcomes (see `batcher.domain.uncertain`).
+    `reason` says why the outcomes are `failed`, without the advice their message gives.
     """
 
     batch: Batch
@@ -230,7 +230,7 @@ class ReportLine:
 
     `extra` holds the input's own cells, in the order of the input's header; `line` is the row's
     line in the file (or row in the sheet), as in `Row.line`. `uncertain`: an attempt to send
-    the row may have changed its contact without an answer (see `batcher.uncertain`).
+    the row may have changed its contact without an answer (see `batcher.domain.uncertain`).
     """
 
     row: int

@@ -19,8 +19,8 @@ import signal
 from collections.abc import Iterator
 from types import FrameType
 
-from batcher.errors import Interrupted
-from batcher.files import discard_unfinished
+from batcher.domain.errors import Interrupted
+from batcher.support.files import discard_unfinished
 
 __all__ = ["Stop", "interruptible_sleep", "signals_stop"]
 

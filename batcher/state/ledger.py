@@ -33,8 +33,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, ParamSpec, Self, TypeVar
 
-from batcher.errors import StateError, StateLockedError, UsageError
-from batcher.fields import (
+from batcher.domain.errors import StateError, StateLockedError, UsageError
+from batcher.domain.fields import (
     ACTION,
     ATTEMPTS,
     CONTACT_ID,
@@ -51,9 +51,7 @@ from batcher.fields import (
     TAGS_REMOVED,
     UNCERTAIN,
 )
-from batcher.files import check_trusted, open_private, private_dir
-from batcher.machine import cores
-from batcher.models import (
+from batcher.domain.models import (
     Action,
     Batch,
     BatchOutcome,
@@ -66,11 +64,13 @@ from batcher.models import (
     Status,
     by_identity,
 )
-from batcher.planning import group_of, tag_parts
-from batcher.uncertain import NOTE, judge
+from batcher.domain.planning import group_of, tag_parts
+from batcher.domain.uncertain import NOTE, judge
+from batcher.support.files import check_trusted, open_private, private_dir
+from batcher.support.machine import cores
 
 if TYPE_CHECKING:
-    from batcher.repeats import RepeatFinder
+    from batcher.state.repeats import RepeatFinder
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -92,7 +92,7 @@ CREATE TABLE results (             -- one per (row, part) that a request settled
     tags_removed TEXT,
     http_status INTEGER,
     attempts INTEGER NOT NULL,
-    uncertain INTEGER NOT NULL DEFAULT 0,  -- 1: see batcher.uncertain
+    uncertain INTEGER NOT NULL DEFAULT 0,  -- 1: see batcher.domain.uncertain
     PRIMARY KEY (row, part)
 ) WITHOUT ROWID;
 """
@@ -100,7 +100,7 @@ CREATE TABLE results (             -- one per (row, part) that a request settled
 # a file is opened to be continued (see `_migrate`).
 ADDED_TABLES = """
 CREATE TABLE IF NOT EXISTS exposed (  -- (row, part) of a request that may have reached the API
-    row INTEGER NOT NULL,             -- without an answer (see batcher.uncertain)
+    row INTEGER NOT NULL,             -- without an answer (see batcher.domain.uncertain)
     part INTEGER NOT NULL,
     PRIMARY KEY (row, part)
 ) WITHOUT ROWID;
@@ -1116,7 +1116,7 @@ class Ledger:
         groups = _GroupIds(self._db)
         # Imported here: numpy is only needed to load, and the report's helper process (see
         # rendering.py) reads a ledger without it, starting sooner and smaller.
-        from batcher.repeats import RepeatFinder
+        from batcher.state.repeats import RepeatFinder
 
         count = committed = 0
         db = self._db
@@ -1326,8 +1326,8 @@ class Ledger:
         SQLite's own work for it.
 
         A row a request of which may have reached the API without an answer (this one's
-        attempts, or an earlier invocation's: see `batcher.uncertain`) is judged from its answer
-        and written with its `uncertain` mark; the request's exposure is kept in the same
+        attempts, or an earlier invocation's: see `batcher.domain.uncertain`) is judged from its
+        answer and written with its `uncertain` mark; the request's exposure is kept in the same
         transaction. Nothing of this is looked at for a batch with no exposure in a ledger with
         none (`_exposed_any`): the common case costs what it did.
         """
@@ -1409,8 +1409,8 @@ class Ledger:
         exposed: frozenset[int],
     ) -> None:
         """`record` for a batch with exposed rows: a statement a row, each exposed one judged
-        (`batcher.uncertain.judge`: once per distinct outcome) and marked uncertain unless its
-        answer proves that the lost attempt changed nothing."""
+        (`batcher.domain.uncertain.judge`: once per distinct outcome) and marked uncertain unless
+        its answer proves that the lost attempt changed nothing."""
         encoded = {key: _fields(result) for key, result in results.items()}
         judged: dict[int, str | None] = {}
         batch, http_status, attempts = outcome.batch, outcome.http_status, outcome.attempts

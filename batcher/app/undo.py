@@ -16,7 +16,7 @@ an earlier command's report is refused, naming the latest one; a file no run wro
 written with another state directory, or pruned) is refused. The page names the run itself
 (`undo(settings, run=info)`). A run already undone is refused unless `again`.
 
-**Uncertain rows** (`batcher.uncertain`: an attempt may have changed the contact without an
+**Uncertain rows** (`batcher.domain.uncertain`: an attempt may have changed the contact without an
 answer, so the answers may not show everything the run did) are never guessed at: by default
 each is left alone, as a `skipped` line whose message starts `uncertain:` and says what to do
 (the undo then exits 1). With `uncertain="revert"` they are reverted by the operation that was
@@ -67,15 +67,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from batcher.config import Settings
-from batcher.errors import BatcherError, InputError, NothingToSendError, UsageError
-from batcher.files import open_private, private_dir
-from batcher.jobs import Job, RowsFilter, sandbox_config
-from batcher.ledger import Ledger, RunInfo, runs_in
+from batcher.app.execute import Preview, RunResult, Tick, describe_operation, execute
+from batcher.app.jobs import Job, RowsFilter, sandbox_config
+from batcher.domain.config import Settings
+from batcher.domain.errors import BatcherError, InputError, NothingToSendError, UsageError
+from batcher.domain.models import Chunk, ReportLine, Status
 from batcher.loading import InputOptions, open_input
-from batcher.models import Chunk, ReportLine, Status
-from batcher.runner import Preview, RunResult, Tick, describe_operation, execute
-from batcher.stopping import Stop
+from batcher.state.ledger import Ledger, RunInfo, runs_in
+from batcher.support.files import open_private, private_dir
+from batcher.support.stopping import Stop
 
 __all__ = [
     "NOTHING_TO_UNDO",

@@ -22,10 +22,10 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from batcher.ledger import Ledger
-from batcher.models import Batch
-from batcher.pacing import Pacer, Slot, first_of
-from batcher.planning import cut
+from batcher.domain.models import Batch
+from batcher.domain.planning import cut
+from batcher.sending.pacing import Pacer, Slot, first_of
+from batcher.state.ledger import Ledger
 
 __all__ = ["Dispatch", "Lanes"]
 

@@ -2,8 +2,8 @@
 
 The library emits `Event`s through a callable it is given (`execute(events=...)`, the pacer's and
 the sender's `events`); it never imports `logging` nor decides how they are shown. The CLI turns
-them into log records (`batcher.logs`): one line each, the text of today's notices or one JSON
-object. `message` is the line for people; `fields` the facts for scripts (JSON-safe values).
+them into log records (`batcher.support.logs`): one line each, the text of today's notices or one
+JSON object. `message` is the line for people; `fields` the facts for scripts (JSON-safe values).
 `text=False` marks events that only machine logs show (a 429 pause, the final summary): a
 person at a terminal sees the progress display and the summary instead.
 

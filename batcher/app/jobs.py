@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from batcher.config import Settings, config_path
-from batcher.errors import ConfigError, UsageError
+from batcher.app.sharding import Shard, resolve_shard
+from batcher.domain.config import Settings, config_path
+from batcher.domain.errors import ConfigError, UsageError
+from batcher.domain.models import Chunk
 from batcher.loading import Caps, InputOptions, InputTable, parse_tags
-from batcher.models import Chunk
 from batcher.sandbox import SandboxConfig, load_config
-from batcher.sharding import Shard, resolve_shard
 
 __all__ = [
     "SANDBOX_FIXTURE_NAME",
@@ -42,8 +42,8 @@ class Job:
     `sandbox`: the emulator to start on loopback and send to instead of the API.
     `rows`: rewrites the input's rows before they are saved (`batcher undo` gives its rows with
     nothing to undo their own message); not part of what identifies the run.
-    `shard`: take only the rows of this shard (see `batcher.sharding`); `shards`: the shard count
-    asked for with no index (a plan shows the spread over it; a run refuses).
+    `shard`: take only the rows of this shard (see `batcher.app.sharding`); `shards`: the shard
+    count asked for with no index (a plan shows the spread over it; a run refuses).
     `undoes`: for an undo, the id of the run it takes back (kept in the undo's state, and part
     of what identifies it: each run's undo is a run of its own).
     """
@@ -113,7 +113,7 @@ def build_job(
     """A Job from option values as a user gives them (None: not given).
 
     The shard comes from `shard` ("K/N"), else $BATCHER_SHARD, else `shards` with the scheduler's
-    index variable (`batcher.sharding.resolve_shard`). `encoding` (--encoding) overrides
+    index variable (`batcher.app.sharding.resolve_shard`). `encoding` (--encoding) overrides
     `input.encoding`.
     """
     chosen_shard, shard_count = resolve_shard(shard, shards)

@@ -9,8 +9,8 @@ to `on_exposed` so that the ledger records it all the same. Errors that end the 
 403) are raised with a message that says what to fix; the daily quota stops only its location.
 `FailureBreaker` stops a run whose requests keep failing.
 
-HTTP statuses are read here only through the typed errors of `batcher.errors` (the client turned
-them into those); nothing here imports aiohttp.
+HTTP statuses are read here only through the typed errors of `batcher.domain.errors` (the client
+turned them into those); nothing here imports aiohttp.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 
-from batcher.client import Answer, BulkTagsClient
-from batcher.config import RetrySettings
-from batcher.errors import (
+from batcher.domain.config import RetrySettings
+from batcher.domain.errors import (
     RESUME,
     ApiError,
     AuthError,
@@ -37,11 +36,19 @@ from batcher.errors import (
     RejectedError,
     TooManyFailuresError,
 )
-from batcher.events import Event, EventSink, ignore
-from batcher.lanes import Dispatch
-from batcher.models import Batch, BatchOutcome, ContactOutcome, RateLimitInfo, Status, by_identity
-from batcher.pacing import Pacer, Slot, comes_back
-from batcher.retrying import RetryPolicy
+from batcher.domain.events import Event, EventSink, ignore
+from batcher.domain.models import (
+    Batch,
+    BatchOutcome,
+    ContactOutcome,
+    RateLimitInfo,
+    Status,
+    by_identity,
+)
+from batcher.sending.client import Answer, BulkTagsClient
+from batcher.sending.lanes import Dispatch
+from batcher.sending.pacing import Pacer, Slot, comes_back
+from batcher.sending.retrying import RetryPolicy
 
 __all__ = [
     "BatchSender",

@@ -6,9 +6,9 @@ extra attributes hold its name and fields. `JsonFormatter` writes each record as
 (`time`, `level`, `event`, `message`, then the event's fields) with `json.dumps`, never by hand;
 `TextFormatter` writes `batcher: <message>` as batcher always has (`batcher: error: ...` for
 errors, `batcher: warning: ...` for the `warning` event). Both scrub the token (any
-piece of it, see `batcher.secrets`) from everything they write, as a last guard: nothing that
-reaches them should hold it in the first place. Neither writes a control or bidirectional
-character raw (`batcher.printable`): a newline in a cell cannot forge a line of the log.
+piece of it, see `batcher.support.secrets`) from everything they write, as a last guard: nothing
+that reaches them should hold it in the first place. Neither writes a control or bidirectional
+character raw (`batcher.support.printable`): a newline in a cell cannot forge a line of the log.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from batcher.events import Event
-from batcher.printable import escaped, json_escaped
-from batcher.secrets import Scrubber
+from batcher.domain.events import Event
+from batcher.support.printable import escaped, json_escaped
+from batcher.support.secrets import Scrubber
 
 __all__ = ["FORMATS", "JsonFormatter", "TextFormatter", "emit", "logger", "set_scrubber", "setup"]
 

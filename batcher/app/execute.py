@@ -1,6 +1,6 @@
 """One run, wired: load → plan → send → report. The faces parse; this composes; modules do.
 
-`execute()` is the library entry point: it takes settings and a `Job` (see `batcher.jobs`), and
+`execute()` is the library entry point: it takes settings and a `Job` (see `batcher.app.jobs`), and
 returns a `RunResult` whatever happens after the input has been accepted (a stopped run still
 writes its report). Usage errors raise before anything is sent.
 """
@@ -22,9 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from batcher.client import BulkTagsClient
-from batcher.config import Settings, read_token
-from batcher.errors import (
+from batcher.app.jobs import Job, default_report_path
+from batcher.app.rendering import EXAMPLES, NOT_SENT, Example, Split, Tally, render
+from batcher.app.sharding import Selection, Shard, missing_index
+from batcher.domain.config import Settings, read_token
+from batcher.domain.errors import (
     BatcherError,
     FatalApiError,
     NothingToSendError,
@@ -32,20 +34,24 @@ from batcher.errors import (
     StopRun,
     UsageError,
 )
-from batcher.events import Event, EventSink, notices
-from batcher.fields import STATUS
-from batcher.jobs import Job, default_report_path
-from batcher.lanes import Dispatch, Lanes
-from batcher.ledger import Ledger, RunInfo, WorkItem, prune_finished, runs_in
+from batcher.domain.events import Event, EventSink, notices
+from batcher.domain.fields import STATUS
+from batcher.domain.models import RUN_STATUSES, UNDO_STATUSES, BatchOutcome, Cell, Inert, Status
+from batcher.domain.planning import PlanStats, count_requests
 from batcher.loading import InputTable, open_input
-from batcher.models import RUN_STATUSES, UNDO_STATUSES, BatchOutcome, Cell, Inert, Status
-from batcher.pacing import Pacer
-from batcher.planning import PlanStats, count_requests
-from batcher.pool import run_pool
-from batcher.rendering import EXAMPLES, NOT_SENT, Example, Split, Tally, render
-from batcher.report import RowSource, check_report_path, summary_path, write_rows, write_summary
+from batcher.reports.formats import (
+    RowSource,
+    check_report_path,
+    summary_path,
+    write_rows,
+    write_summary,
+)
 from batcher.sandbox import Sandbox
-from batcher.sending import (
+from batcher.sending.client import BulkTagsClient
+from batcher.sending.lanes import Dispatch, Lanes
+from batcher.sending.pacing import Pacer
+from batcher.sending.pool import run_pool
+from batcher.sending.sender import (
     BatchSender,
     Counters,
     ErrorRateBreaker,
@@ -54,8 +60,8 @@ from batcher.sending import (
     quota_message,
     quota_reached,
 )
-from batcher.sharding import Selection, Shard, missing_index
-from batcher.stopping import Stop, interruptible_sleep
+from batcher.state.ledger import Ledger, RunInfo, WorkItem, prune_finished, runs_in
+from batcher.support.stopping import Stop, interruptible_sleep
 
 __all__ = ["Example", "Job", "Preview", "RunProgress", "RunResult", "TagOperation", "execute"]
 
@@ -81,7 +87,7 @@ class TagOperation:
         return f"{self.action} {json.dumps(list(self.tags), ensure_ascii=False)}"
 
 
-# What the summary says of the rows marked uncertain (see batcher.uncertain).
+# What the summary says of the rows marked uncertain (see batcher.domain.uncertain).
 UNCERTAIN_MEANS = (
     "an attempt to send these rows may have reached the API without an answer and changed "
     "their contacts, so old_tags/tags_added/tags_removed may not show that change; undo "
@@ -180,7 +186,7 @@ class RunResult:
     # The run's id, and which command of the run this was (1: the one that started it).
     run_id: str = ""
     invocation: int = 0
-    # Rows marked uncertain (see batcher.uncertain).
+    # Rows marked uncertain (see batcher.domain.uncertain).
     uncertain: int = 0
     # The SHA-256 of the report this command wrote, and the run's latest complete report
     # (None while no report of the run is complete: a row was pending in each).
@@ -336,7 +342,7 @@ async def execute(
     """Run (or, with `dry_run`, only plan) one job.
 
     `notify` receives one-line notices for the user while the run goes on; `events`, if given,
-    receives every event instead (see `batcher.events`: the notices and what log collectors
+    receives every event instead (see `batcher.domain.events`: the notices and what log collectors
     want); `confirm` (if given) sees what is about to be sent and may decline (UsageError,
     nothing sent); `stop` lets the caller (a signal handler, the web page) ask for a graceful
     stop at any time. `on_progress` hears (requests settled, planned), `on_tick` a RunProgress.
@@ -818,7 +824,7 @@ def _report(
     """Render the report (or, for a plan, only count) and gather the summary's reasons.
 
     `pending` gives the pending rows of some locations their own message (daily quota);
-    `split` lets a large report be written by two processes (see `batcher.rendering`).
+    `split` lets a large report be written by two processes (see `batcher.app.rendering`).
     """
     tally = Tally()
     message = _pending_message(result, dry_run)

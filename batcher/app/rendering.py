@@ -4,7 +4,7 @@ process or, for a large CSV or JSONL report on a machine with a core to spare, b
 Why two: rendering is SQLite handing rows to Python and the csv module writing them, both holding
 the GIL (a thread gains nothing), and with a million rows it took a third of a run's time while
 the machine's other core idled (5.5 s; 3.1 s with the helper). So a helper process (``python -m
-batcher.rendering``) renders the rows from the middle one on into a part file while this process
+batcher.app.rendering``) renders the rows from the middle one on into a part file while this process
 renders the first half; the part's bytes are then appended, and the report is the very file one
 process writes, byte for byte. The helper's counts, reasons and examples are merged into this
 process's `Tally`.
@@ -38,18 +38,18 @@ from operator import countOf, itemgetter
 from pathlib import Path
 from typing import IO, Any
 
-from batcher.fields import CONTACT_ID, LINE, MESSAGE, ROW, STATUS, UNCERTAIN
-from batcher.files import unfinished
-from batcher.ledger import LAST_ROW, REPORT_BLOCK, Ledger
-from batcher.machine import cores
-from batcher.models import Cell, Inert, Status
-from batcher.report import (
+from batcher.domain.fields import CONTACT_ID, LINE, MESSAGE, ROW, STATUS, UNCERTAIN
+from batcher.domain.models import Cell, Inert, Status
+from batcher.reports.formats import (
     RowSource,
     Summary,
     create_beside,
     write_part,
     write_rows,
 )
+from batcher.state.ledger import LAST_ROW, REPORT_BLOCK, Ledger
+from batcher.support.files import unfinished
+from batcher.support.machine import cores
 
 __all__ = ["EXAMPLES", "NOT_SENT", "Example", "Split", "Tally", "render"]
 
@@ -176,7 +176,7 @@ class Split:
 
     from_rows: int = SPLIT_FROM_ROWS
     hidden: tuple[str, ...] = ()
-    command: tuple[str, ...] = (sys.executable, "-m", "batcher.rendering")
+    command: tuple[str, ...] = (sys.executable, "-m", "batcher.app.rendering")
 
 
 def render(
@@ -260,7 +260,7 @@ class _Helper:
         env = {name: value for name, value in os.environ.items() if name not in hidden}
         # This very batcher, wherever it was imported from.
         env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, (str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH")))
+            filter(None, (str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")))
         )
         try:
             self._process = subprocess.Popen(
@@ -332,7 +332,7 @@ def _part(job: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    """`python -m batcher.rendering`: one helper's work, its job read from stdin."""
+    """`python -m batcher.app.rendering`: one helper's work, its job read from stdin."""
     json.dump(_part(json.loads(sys.stdin.readline())), sys.stdout)
 
 

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from batcher import __version__
-from batcher.files import open_private, private_dir
-from batcher.secrets import Scrubber
+from batcher.support.files import open_private, private_dir
+from batcher.support.secrets import Scrubber
 
 __all__ = ["write_crash_file"]
 

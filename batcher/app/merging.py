@@ -3,7 +3,7 @@
 Each shard's report (CSV, XLSX or JSONL, any mix) holds only its own rows, in input order, with
 the input's `row` and `line` numbers; merging is a streaming k-way merge on `row`, so memory does
 not grow with the number of rows. The merged report's format follows OUT's extension and is
-written like any report (`batcher.report.write_rows`: atomic, formula-safe).
+written like any report (`batcher.reports.formats.write_rows`: atomic, formula-safe).
 
 Reports carry no extra field saying which input and operation they come from; what they hold is
 enough to refuse a mix (nothing is written then, UsageError, exit 2):
@@ -15,15 +15,16 @@ enough to refuse a mix (nothing is written then, UsageError, exit 2):
 - the operation: where the input has no column for it (no `action`, `tags` or `location_id`
   column, so `--action`, `--tags`/`--remove-all-tags` or `--location-id` set it for every row),
   every row of every report must carry the same value;
-- with `shards=N`: all rows of a report fall in one bucket of N (`batcher.sharding`), no two
+- with `shards=N`: all rows of a report fall in one bucket of N (`batcher.app.sharding`), no two
   reports in the same bucket, and there are N reports.
 Rows missing between reported rows (a shard that has not run yet, or whose report was not
 given) are named and nothing is written (`IncompleteMergeError`, exit 1). Rows after the last
 reported row cannot be seen missing from the reports alone: `shards=N` closes that gap by
 requiring a report for each shard.
 
-A CSV report made text cells inert with a leading `'` (see `batcher.report`); merging removes
-that mark when reading and the writer puts it back for a CSV OUT, so CSV in, CSV out is exact.
+A CSV report made text cells inert with a leading `'` (see `batcher.reports.formats`); merging
+removes that mark when reading and the writer puts it back for a CSV OUT, so CSV in, CSV out is
+exact.
 Into XLSX or JSONL, a cell whose own text began with `'` and a trigger (`'=x`) loses its `'`:
 a CSV report cannot tell it from `=x`.
 """
@@ -41,8 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from batcher.errors import BatcherError, InputError, UsageError
-from batcher.fields import (
+from batcher.app.sharding import Shard, bucket
+from batcher.domain.errors import BatcherError, InputError, UsageError
+from batcher.domain.fields import (
     ATTEMPTS,
     HTTP_STATUS,
     LINE,
@@ -58,10 +60,9 @@ from batcher.fields import (
     UNCERTAIN,
     at,
 )
+from batcher.domain.models import Cell, Inert
 from batcher.loading import sheet_rows
-from batcher.models import Cell, Inert
-from batcher.report import INERT, check_report_path, write_rows
-from batcher.sharding import Shard, bucket
+from batcher.reports.formats import INERT, check_report_path, write_rows
 
 __all__ = ["IncompleteMergeError", "MergeResult", "merge_reports"]
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batcher.config import Settings
-from batcher.jobs import Job
-from batcher.ledger import RunInfo, live_counts, run_file, runs_in
+from batcher.app.execute import describe_operation, run_key
+from batcher.app.jobs import Job
+from batcher.app.sharding import missing_index
+from batcher.app.undo import undone_report
+from batcher.domain.config import Settings
 from batcher.loading import open_input
-from batcher.runner import describe_operation, run_key
-from batcher.sharding import missing_index
-from batcher.undo import undone_report
+from batcher.state.ledger import RunInfo, live_counts, run_file, runs_in
 
 __all__ = ["InputStatus", "RunStatus", "input_status", "list_runs", "run_target"]
 

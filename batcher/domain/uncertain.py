@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 
-from batcher.models import Action, Batch, ContactOutcome, Status
+from batcher.domain.models import Action, Batch, ContactOutcome, Status
 
 __all__ = ["LOST", "NOTE", "judge"]
 

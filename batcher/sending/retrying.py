@@ -22,8 +22,8 @@ from typing import TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base
 
-from batcher.config import RetrySettings
-from batcher.errors import ApiError, RateLimitedError, TransientError
+from batcher.domain.config import RetrySettings
+from batcher.domain.errors import ApiError, RateLimitedError, TransientError
 
 T = TypeVar("T")
 
