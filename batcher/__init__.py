@@ -30,7 +30,7 @@ _API = {
     "BatcherError": "batcher.domain.errors",
     "Job": "batcher.app.jobs",
     "Preview": "batcher.app.execute",
-    "RunInfo": "batcher.state.ledger",
+    "RunInfo": "batcher.state",
     "RunResult": "batcher.app.execute",
     "Settings": "batcher.domain.config",
     "StateLockedError": "batcher.domain.errors",
@@ -40,7 +40,7 @@ _API = {
     "build_job": "batcher.app.jobs",
     "execute": "batcher.app.execute",
     "load_settings": "batcher.domain.config",
-    "runs_in": "batcher.state.ledger",
+    "runs_in": "batcher.state",
 }
 
 __all__ = [
@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from batcher.domain.config import Settings, load_settings
     from batcher.domain.errors import BatcherError, StateLockedError, UsageError
     from batcher.domain.models import Status
-    from batcher.state.ledger import RunInfo, runs_in
+    from batcher.state import RunInfo, runs_in
     from batcher.support.stopping import Stop
 
 

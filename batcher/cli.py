@@ -46,7 +46,7 @@ from batcher.domain.models import RUN_STATUSES, UNDO_STATUSES, Status
 from batcher.domain.planning import PlanStats
 from batcher.sandbox import config_from_options, serve
 from batcher.sending.sender import is_permanent
-from batcher.state.ledger import RunInfo
+from batcher.state import RunInfo
 from batcher.support import logs
 from batcher.support.crash import write_crash_file
 from batcher.support.printable import escaped

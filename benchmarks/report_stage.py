@@ -28,7 +28,7 @@ from million import make_input
 
 from batcher.app.execute import RunResult, _report
 from batcher.app.rendering import Split
-from batcher.state.ledger import Ledger
+from batcher.state import Ledger
 
 
 class _NoLock:

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from batcher.cli import main
-from batcher.state.ledger import StateLock
+from batcher.state import StateLock
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 DEMO = [

@@ -19,8 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from batcher.cli import main
-from batcher.state import ledger as ledger_module
-from batcher.state.ledger import Ledger
+from batcher.state import Ledger
+from batcher.state import db as db_module
 from tests.e2e.conftest import contact_ids
 
 FULL = "no space left on the device holding the state directory .batcher;"
@@ -52,14 +52,14 @@ def run(*args: str) -> tuple[int, list[str]]:
 
 def cap_pages(monkeypatch: pytest.MonkeyPatch, pages: int) -> None:
     """Every state file SQLite opens holds at most `pages` pages."""
-    connect = Ledger._connect
+    connect = db_module.connect
 
     def capped(path: Path, *, create: bool, throwaway: bool = False) -> sqlite3.Connection:
         db = connect(path, create=create, throwaway=throwaway)
         db.execute(f"PRAGMA max_page_count = {pages}")
         return db
 
-    monkeypatch.setattr(Ledger, "_connect", staticmethod(capped))
+    monkeypatch.setattr("batcher.state.ledger.connect", capped)
 
 
 def test_a_full_disk_while_loading_is_named_not_a_failed_rollback(
@@ -113,7 +113,7 @@ def test_enospc_when_syncing_the_load_is_named(work: Path, monkeypatch: pytest.M
     def no_space(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(ledger_module.os, "fsync", no_space)
+    monkeypatch.setattr(db_module.os, "fsync", no_space)
     code, lines = run("run")
     assert code == 3
     assert len(lines) == 1

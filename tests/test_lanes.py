@@ -13,7 +13,7 @@ from batcher.domain.models import BatchOutcome, Chunk, ContactOutcome, RateLimit
 from batcher.sending.lanes import Dispatch, Lanes
 from batcher.sending.pacing import Pacer
 from batcher.sending.pool import run_pool
-from batcher.state.ledger import Ledger
+from batcher.state import Ledger
 
 OK = ContactOutcome(Status.SUCCESS, "Tags updated", (), ("vip",), ())
 

@@ -27,8 +27,10 @@ from batcher.domain.models import (
     Row,
     Status,
 )
-from batcher.state import ledger as ledger_module
-from batcher.state.ledger import Ledger, WorkItem
+from batcher.domain.planning import WorkItem
+from batcher.state import Ledger, ordering, reading, work
+from batcher.state import db as db_module
+from batcher.state import rows as rows_module
 
 COLUMNS = ("email", "tags")
 PENDING = "not sent: test stopped"
@@ -279,7 +281,7 @@ def test_each_contact_s_k_th_change_goes_in_round_k(ledger: Ledger) -> None:
         (1, Action.REMOVE, 1),
         (2, Action.REMOVE, 1),
     ]
-    assert ledger.rounds() == 2
+    assert max(ledger.rounds_by_location().values()) == 2
     assert _by_row(ledger)[5].message == "duplicate of row 2"
 
 
@@ -306,7 +308,7 @@ def test_contacts_are_ordered_alike_whichever_way_their_rows_are_found(
     """Rows of contacts that may repeat are found by reading every row, or (few such contacts)
     among the rows the repeat filter names: same rounds, waits and duplicates. The rows come in
     a shard's way too (numbers with gaps), and one contact id is named in two locations."""
-    monkeypatch.setattr(ledger_module, "_FEW_CONTACTS", few)
+    monkeypatch.setattr(ordering, "_FEW_CONTACTS", few)
     rows = [
         _row(2, contact=1, tags=("a",)),
         _row(5, contact=2),
@@ -426,7 +428,7 @@ def test_members_pages_through_every_row_once(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch, count: int
 ) -> None:
     """members() returns every member exactly once, in order, whatever the page size."""
-    monkeypatch.setattr(ledger_module, "PAGE_ROWS", 2)
+    monkeypatch.setattr(work, "PAGE_ROWS", 2)
     rows = [_row(n) for n in range(1, count + 1)]
     rows.insert(1, _row(100, contact=1))  # a duplicate between pages must not appear
     load(ledger, COLUMNS, [rows])
@@ -439,7 +441,7 @@ def test_members_may_be_recorded_between_pages(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Recording outcomes of one page while paging neither skips nor repeats a member."""
-    monkeypatch.setattr(ledger_module, "PAGE_ROWS", 2)
+    monkeypatch.setattr(work, "PAGE_ROWS", 2)
     load(ledger, COLUMNS, [[_row(n) for n in range(1, 8)]])
     (item,) = ledger.work()
     seen = []
@@ -600,7 +602,7 @@ def test_the_report_stage_counts_every_row_across_blocks(
 ) -> None:
     """The runner counts the report's rows a block at a time: the counts, the top reasons and
     the examples of rows never sent are those of every row, wherever the blocks split them."""
-    monkeypatch.setattr(ledger_module, "REPORT_BLOCK", 3)
+    monkeypatch.setattr(reading, "REPORT_BLOCK", 3)
     monkeypatch.setattr(rendering, "REPORT_BLOCK", 2)
     rows = [
         _row(1, invalid="contact id is empty"),
@@ -664,7 +666,7 @@ def test_report_rows_come_in_order_across_blocks_with_multi_part_rows_merged(
 ) -> None:
     """Rows are fetched a block at a time: every row once, in input order, each multi-part row
     merged wherever it falls in a block."""
-    monkeypatch.setattr(ledger_module, "REPORT_BLOCK", 2)
+    monkeypatch.setattr(reading, "REPORT_BLOCK", 2)
     load(
         ledger,
         COLUMNS,
@@ -811,7 +813,7 @@ def test_runs_created_in_the_same_second_are_all_kept(
     state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two finished runs with the same creation stamp are archived under two names, none lost."""
-    monkeypatch.setattr(ledger_module, "datetime", _FrozenDatetime)
+    monkeypatch.setattr(db_module, "datetime", _FrozenDatetime)
     for rows in (1, 2):
         with Ledger.open(state_dir, KEY) as run:
             assert run.resumed is False
@@ -853,7 +855,7 @@ def test_a_load_that_fails_after_committing_some_rows_is_discarded_by_the_next_o
 ) -> None:
     """A big file is loaded in committed parts; one that breaks halfway stays 'loading', so the
     next open throws its committed rows away instead of resuming a half-loaded run."""
-    monkeypatch.setattr(ledger_module, "_LOAD_COMMIT_ROWS", 2)
+    monkeypatch.setattr(rows_module, "_LOAD_COMMIT_ROWS", 2)
 
     def chunks() -> Iterator[Chunk]:
         yield Chunk.of_rows([_row(1), _row(2)], len(COLUMNS))
@@ -961,6 +963,6 @@ def test_sqlite_sorts_in_two_threads_only_with_a_second_core(
 ) -> None:
     """A second thread for SQLite's sorter (a big index) pays with a core to run on; on one
     core the two take turns and it costs."""
-    monkeypatch.setattr(ledger_module, "cores", lambda: cores)
+    monkeypatch.setattr(db_module, "cores", lambda: cores)
     with Ledger.open(state_dir, KEY) as ledger:
         assert ledger._db.execute("PRAGMA threads").fetchone()[0] == threads

@@ -11,7 +11,7 @@ import pytest
 
 from batcher.domain.models import BatchOutcome, ContactOutcome, Status
 from batcher.domain.uncertain import NOTE
-from batcher.state.ledger import Ledger, runs_in
+from batcher.state import Ledger, runs_in
 from tests.test_ledger import KEY, PENDING, _batch, _by_row, _row, _tags, load
 
 OK = ContactOutcome(Status.SUCCESS, "Tags updated", ("old",), ("vip",), ())

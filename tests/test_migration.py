@@ -17,7 +17,7 @@ from batcher.app.jobs import build_job
 from batcher.cli import main
 from batcher.domain.config import load_settings
 from batcher.loading import open_input
-from batcher.state.ledger import run_file, runs_in
+from batcher.state import run_file, runs_in
 
 OLD = Path(__file__).resolve().parent / "data" / "pre-step9"
 COMMAND = ["run", "contacts.csv", "--sandbox", "--action", "add", "--tags", "vip", "-q"]

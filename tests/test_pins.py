@@ -12,7 +12,8 @@ from test_ledger import COLUMNS, _tags
 from test_ledger import _row as ledger_row
 
 from batcher.domain.models import Batch, BatchOutcome, ContactOutcome, Status
-from batcher.state.ledger import Ledger, WorkItem
+from batcher.domain.planning import WorkItem
+from batcher.state import Ledger
 
 
 @pytest.fixture

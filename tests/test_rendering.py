@@ -18,7 +18,7 @@ from test_ledger import COLUMNS, KEY, LOST, NOT_FOUND, OK, _record, _row, _tags,
 from batcher.app import rendering
 from batcher.app.rendering import EXAMPLES, Example, Split, Tally, render
 from batcher.domain.models import ContactOutcome, Status
-from batcher.state.ledger import Ledger
+from batcher.state import Ledger
 
 PENDING = "not sent: test stopped"
 # Splits any report of two rows or more.

@@ -15,7 +15,7 @@ from batcher.app.status import list_runs
 from batcher.cli import main
 from batcher.domain.errors import StateLockedError
 from batcher.domain.models import Action, Batch, BatchOutcome, Chunk, ContactOutcome, Row, Status
-from batcher.state.ledger import Ledger, StateLock
+from batcher.state import Ledger, StateLock
 
 ROOT = Path(__file__).resolve().parents[1]
 LOC = "L" * 20
@@ -118,7 +118,7 @@ def locked_by_another_process(tmp_path: Path) -> Iterator[Path]:
         [
             sys.executable,
             "-c",
-            "import sys; from pathlib import Path; from batcher.state.ledger import StateLock; "
+            "import sys; from pathlib import Path; from batcher.state import StateLock; "
             "StateLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); "
             "sys.stdin.read(1)",
             str(state),

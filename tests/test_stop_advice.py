@@ -36,7 +36,7 @@ from batcher.sending.sender import (
     quota_message,
     quota_reached,
 )
-from batcher.state.ledger import Ledger
+from batcher.state import Ledger
 from batcher.support.stopping import Stop
 
 ADVICE = "the same command again"

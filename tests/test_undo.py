@@ -19,7 +19,7 @@ from batcher.app.undo import (
     write_undo_input,
 )
 from batcher.domain.models import Chunk, Row, Status
-from batcher.state.ledger import RunInfo
+from batcher.state import RunInfo
 
 A = "A" * 20
 B = "B" * 20

@@ -37,7 +37,7 @@ from batcher.domain.errors import (
 from batcher.domain.events import Event, EventSink, notices
 from batcher.domain.fields import STATUS
 from batcher.domain.models import RUN_STATUSES, UNDO_STATUSES, BatchOutcome, Cell, Inert, Status
-from batcher.domain.planning import PlanStats, count_requests
+from batcher.domain.planning import PlanStats, WorkItem, count_requests
 from batcher.loading import InputTable, open_input
 from batcher.reports.formats import (
     RowSource,
@@ -60,7 +60,7 @@ from batcher.sending.sender import (
     quota_message,
     quota_reached,
 )
-from batcher.state.ledger import Ledger, RunInfo, WorkItem, prune_finished, runs_in
+from batcher.state import Ledger, RunInfo, prune_finished, runs_in
 from batcher.support.stopping import Stop, interruptible_sleep
 
 __all__ = ["Example", "Job", "Preview", "RunProgress", "RunResult", "TagOperation", "execute"]

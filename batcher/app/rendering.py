@@ -47,7 +47,7 @@ from batcher.reports.formats import (
     write_part,
     write_rows,
 )
-from batcher.state.ledger import LAST_ROW, REPORT_BLOCK, Ledger
+from batcher.state import LAST_ROW, REPORT_BLOCK, Ledger
 from batcher.support.files import unfinished
 from batcher.support.machine import cores
 

@@ -22,7 +22,7 @@ from batcher.app.sharding import missing_index
 from batcher.app.undo import undone_report
 from batcher.domain.config import Settings
 from batcher.loading import open_input
-from batcher.state.ledger import RunInfo, live_counts, run_file, runs_in
+from batcher.state import RunInfo, live_counts, run_file, runs_in
 
 __all__ = ["InputStatus", "RunStatus", "input_status", "list_runs", "run_target"]
 

@@ -73,7 +73,7 @@ from batcher.domain.config import Settings
 from batcher.domain.errors import BatcherError, InputError, NothingToSendError, UsageError
 from batcher.domain.models import Chunk, ReportLine, Status
 from batcher.loading import InputOptions, open_input
-from batcher.state.ledger import Ledger, RunInfo, runs_in
+from batcher.state import Ledger, RunInfo, runs_in
 from batcher.support.files import open_private, private_dir
 from batcher.support.stopping import Stop
 

@@ -70,6 +70,18 @@ def cut(
 
 
 @dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One (round, group, part) with rows still to send: `members` of them, `group_id` the
+    group's number in the run's state."""
+
+    group_id: int
+    group: Group
+    part: int
+    members: int
+    round: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class PlanStats:
     """What a plan amounts to, for `batcher plan` and the run's progress bar."""
 

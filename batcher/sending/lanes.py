@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from batcher.domain.models import Batch
 from batcher.domain.planning import cut
 from batcher.sending.pacing import Pacer, Slot, first_of
-from batcher.state.ledger import Ledger
+from batcher.state import Ledger
 
 __all__ = ["Dispatch", "Lanes"]
 

@@ -1,7 +1,7 @@
 """The ops page: `batcher serve` (SPEC "The web page"; DESIGN "web/").
 
 One server-rendered page over the same library as the CLI (`batcher.app.jobs.build_job`,
-`batcher.app.execute.execute`, `batcher.state.ledger.runs_in`): upload a CSV or Excel file,
+`batcher.app.execute.execute`, `batcher.state.runs_in`): upload a CSV or Excel file,
 choose the operation, see the plan, start, watch, stop, download the report, see the runs.
 `create_app` builds the aiohttp application; `serve_page` runs it until cancelled and announces its
 address with the start secret (`batcher.web.access`: only the operator may use the page).

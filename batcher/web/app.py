@@ -1,7 +1,7 @@
 """The page's server: routes, the guards every request passes, and the server's lifetime.
 
 Guards (SPEC "The web page", DESIGN "web/"):
-- the state directory passes `run`'s trust checks (`batcher.state.ledger.prepare_state_dir`: another
+- the state directory passes `run`'s trust checks (`batcher.state.prepare_state_dir`: another
   user's, or one others may write, is refused), and its `uploads` and `web` folders must be real
   folders of ours (`batcher.support.files.own_subdir`);
 - each connection has header, body and idle deadlines, and each client address a cap on its
@@ -42,7 +42,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from batcher.app.jobs import Job
 from batcher.domain.config import Settings
 from batcher.domain.errors import BatcherError, StateLockedError, UsageError
-from batcher.state.ledger import RunInfo, StateLock, prepare_state_dir, runs_in
+from batcher.state import RunInfo, StateLock, prepare_state_dir, runs_in
 from batcher.support.crash import write_crash_file
 from batcher.support.secrets import Scrubber
 from batcher.web.access import Access, check_bind, is_loopback_host

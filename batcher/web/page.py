@@ -21,7 +21,7 @@ from batcher import __version__
 from batcher.app.execute import RunResult
 from batcher.app.undo import undone_report
 from batcher.domain.models import Status
-from batcher.state.ledger import RunInfo
+from batcher.state import RunInfo
 from batcher.web.runs import ActiveRun, Operation, PlanView, RunRecord, UndoPlan, undo_problem
 from batcher.web.uploads import ALLOWED_SUFFIXES, Columns, Upload, shown
 

@@ -43,7 +43,7 @@ from batcher.domain.errors import BatcherError
 from batcher.domain.models import Row, Status
 from batcher.loading import open_input
 from batcher.reports.formats import check_report_path, write_rows
-from batcher.state.ledger import Ledger, RunInfo, StateLock
+from batcher.state import Ledger, RunInfo, StateLock
 from batcher.support.crash import write_crash_file
 from batcher.support.files import open_own_file, open_private, own_subdir
 from batcher.support.secrets import Scrubber

@@ -32,7 +32,7 @@ from batcher.domain.models import Batch, BatchOutcome
 from batcher.loading import InputOptions
 from batcher.sandbox import FaultConfig, Sandbox, SandboxConfig
 from batcher.sending.client import Answer, BulkTagsClient
-from batcher.state.ledger import Ledger
+from batcher.state import Ledger
 from batcher.support.stopping import Stop
 
 from .conftest import (
@@ -331,7 +331,7 @@ async def test_a_full_disk_under_the_state_file_stops_with_exit_3_and_a_rerun_co
     full = False
     records = 0
     record = Ledger.record
-    transaction = __import__("batcher.state.ledger", fromlist=["_transaction"])._transaction
+    transaction = __import__("batcher.state.db", fromlist=["transaction"]).transaction
 
     def record_until_full(self: Ledger, outcome: BatchOutcome) -> None:
         nonlocal full, records
@@ -350,7 +350,8 @@ async def test_a_full_disk_under_the_state_file_stops_with_exit_3_and_a_rerun_co
         settings = one_at_a_time(tmp_path, sandbox.url)
         with monkeypatch.context() as patch:
             patch.setattr(Ledger, "record", record_until_full)
-            patch.setattr("batcher.state.ledger._transaction", disk_full_transaction)
+            patch.setattr("batcher.state.outcomes.transaction", disk_full_transaction)
+            patch.setattr("batcher.state.schema.transaction", disk_full_transaction)
             with pytest.raises(StateError) as raised:
                 await execute(settings, job(tmp_path, source))
         [state_file] = state_files(tmp_path / "state")

@@ -25,7 +25,7 @@ from batcher.domain.errors import (
 from batcher.domain.models import Status
 from batcher.loading import InputOptions
 from batcher.sandbox import RateConfig
-from batcher.state.ledger import Ledger
+from batcher.state import Ledger
 
 from .conftest import LOCATION, SandboxFactory, contact_ids, fast_settings, write_csv
 

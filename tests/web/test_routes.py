@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from batcher.cli import main
 from batcher.sandbox import Sandbox, SandboxConfig
-from batcher.state.ledger import StateLock
+from batcher.state import StateLock
 from batcher.web import WebOptions
 from tests.web.helpers import SAMPLES, Page, page_for, settings_for
 

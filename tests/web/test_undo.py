@@ -13,7 +13,7 @@ import pytest
 from batcher.app.execute import Job, execute
 from batcher.loading import InputOptions
 from batcher.sandbox import DEFAULT_LOCATION, Sandbox, SandboxConfig
-from batcher.state.ledger import runs_in
+from batcher.state import runs_in
 from batcher.support.stopping import Stop
 from batcher.web import WebOptions
 from tests.web.helpers import SAMPLES, Page, page_for, settings_for
