@@ -45,7 +45,6 @@ from batcher.domain.events import Event
 from batcher.domain.models import RUN_STATUSES, UNDO_STATUSES, Status
 from batcher.domain.planning import PlanStats
 from batcher.sandbox import config_from_options, serve
-from batcher.sending.sender import is_permanent
 from batcher.state import RunInfo
 from batcher.support import logs
 from batcher.support.crash import write_crash_file
@@ -443,7 +442,7 @@ def _summary(result: RunResult) -> None:
     if result.stopped is not None:
         _advise(f"stopped: {_with_advice(result.stopped)}")
     elif result.counts[Status.FAILED]:
-        permanent = all(is_permanent(message) for _, message, _ in result.reasons)
+        permanent = not result.retryable_failed
         _advise(
             "some rows failed; "
             + (

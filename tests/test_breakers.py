@@ -18,10 +18,11 @@ from batcher.domain.models import (
     RateLimitInfo,
     Status,
 )
+from batcher.sending.breakers import ErrorRateBreaker, FailureBreaker
 from batcher.sending.client import BulkTagsClient
 from batcher.sending.lanes import Dispatch
 from batcher.sending.pacing import Pacer
-from batcher.sending.sender import BatchSender, Counters, ErrorRateBreaker, FailureBreaker
+from batcher.sending.sender import BatchSender, Counters
 
 LOCATION = "asdrwHvLUxlfw5SqKVCN"
 OK = ContactOutcome(Status.SUCCESS, "Tags updated", (), ("vip",), ())

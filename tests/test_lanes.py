@@ -128,7 +128,7 @@ def test_an_exhausted_location_gets_nothing_more_and_says_why(ledger: Ledger) ->
         stop = asyncio.Event()
         pacer = Pacer(10, INTERVAL_S, clock=now)
         pacer.observe("loc-A", RateLimitInfo(daily_remaining=0))
-        lanes = Lanes(ledger, 1, pacer, stop)
+        lanes = Lanes(ledger, 1, pacer, stop, canary=False)
         handed = []
         while (dispatch := await lanes.next()) is not None:
             handed.append(dispatch.batch.location_id)
@@ -148,7 +148,7 @@ def test_a_stop_ends_the_wait_for_a_location_that_may_send(ledger: Ledger) -> No
     async def scenario() -> tuple[Dispatch | None, float]:
         stop = asyncio.Event()
         pacer = Pacer(1, INTERVAL_S, clock=now)
-        lanes = Lanes(ledger, 1, pacer, stop)
+        lanes = Lanes(ledger, 1, pacer, stop, canary=False)
         first = await lanes.next()
         assert first is not None
         first.slot.finish()
@@ -171,7 +171,7 @@ def test_a_wait_that_ends_while_the_budget_is_read_never_hangs(ledger: Ledger) -
         pacer = Pacer(10, INTERVAL_S, clock=now)
         readings = iter([5e-7])
         pacer.delay = lambda location_id: next(readings, 0.0)  # type: ignore[method-assign]
-        lanes = Lanes(ledger, 1, pacer, asyncio.Event())
+        lanes = Lanes(ledger, 1, pacer, asyncio.Event(), canary=False)
         return await asyncio.wait_for(lanes.next(), timeout=3)
 
     dispatched = on_fake_time(scenario)

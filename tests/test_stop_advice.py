@@ -26,13 +26,12 @@ from batcher.domain.errors import (
     TooManyFailuresError,
 )
 from batcher.domain.models import BatchOutcome, ContactOutcome, RateLimitInfo, Status
+from batcher.sending.breakers import ErrorRateBreaker, FailureBreaker
 from batcher.sending.lanes import Dispatch
 from batcher.sending.pacing import Pacer
 from batcher.sending.sender import (
     BatchSender,
     Counters,
-    ErrorRateBreaker,
-    FailureBreaker,
     quota_message,
     quota_reached,
 )

@@ -47,6 +47,7 @@ from batcher.reports.formats import (
     write_summary,
 )
 from batcher.sandbox import Sandbox
+from batcher.sending.breakers import ErrorRateBreaker, FailureBreaker
 from batcher.sending.client import BulkTagsClient
 from batcher.sending.lanes import Dispatch, Lanes
 from batcher.sending.pacing import Pacer
@@ -54,8 +55,6 @@ from batcher.sending.pool import run_pool
 from batcher.sending.sender import (
     BatchSender,
     Counters,
-    ErrorRateBreaker,
-    FailureBreaker,
     Wire,
     quota_message,
     quota_reached,
@@ -188,6 +187,9 @@ class RunResult:
     invocation: int = 0
     # Rows marked uncertain (see batcher.domain.uncertain).
     uncertain: int = 0
+    # Failed rows that running the same command again may settle (the others' requests the API
+    # refused: they need fixing in the input).
+    retryable_failed: int = 0
     # The SHA-256 of the report this command wrote, and the run's latest complete report
     # (None while no report of the run is complete: a row was pending in each).
     report_sha256: str | None = None
@@ -864,6 +866,8 @@ def _report(
         except OSError as exc:
             raise _unwritable(report_path, exc) from exc
     totals()
+    if result.counts[Status.FAILED]:
+        result.retryable_failed = ledger.retryable_failed()
 
 
 def _write(report_path: Path, ledger: Ledger, rows: RowSource) -> None:

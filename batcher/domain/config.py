@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import ipaddress
 import math
 import os
 import re
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 
 from batcher.domain.errors import ConfigError, UsageError
 from batcher.domain.models import MAX_CONTACTS_PER_REQUEST
+from batcher.domain.net import is_loopback
 from batcher.support.files import check_trusted
 
 DEFAULT_CONFIG_FILE = "batcher.toml"
@@ -174,17 +174,6 @@ def _coerce(path: str, kind: type[Any], value: object, *, from_text: bool) -> ob
     raise ConfigError(f"{path}: expected {kind.__name__}, got {value!r}")
 
 
-def is_loopback(url: str) -> bool:
-    """Whether `url`'s host is this machine: 127.0.0.0/8, ::1 or localhost."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _check(settings: Settings) -> None:
     """Range checks that the types alone do not express."""
 
@@ -224,7 +213,7 @@ def _check(settings: Settings) -> None:
     )
     need(
         settings.api.base_url.startswith("https://")
-        or is_loopback(settings.api.base_url)
+        or is_loopback(urlsplit(settings.api.base_url).hostname or "")
         or settings.api.allow_insecure,
         "api.base_url",
         f"{settings.api.base_url} is plain http to another machine: the token would travel in "
@@ -393,4 +382,4 @@ def read_token(settings: Settings, environ: Mapping[str, str] | None = None) -> 
     return token
 
 
-__all__ = ["Settings", "config_path", "is_loopback", "load_settings", "read_token"]
+__all__ = ["Settings", "config_path", "load_settings", "read_token"]

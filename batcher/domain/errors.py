@@ -80,6 +80,9 @@ class ApiError(BatcherError):
     """An answer from the API other than a usable 201, or no answer at all."""
 
     exit_code = 1
+    # Sending the same request again cannot help (the API refused the request itself): the
+    # rows it leaves `failed` must be fixed in the input, not retried (kept with each outcome).
+    permanent = False
 
     def __init__(
         self,
@@ -130,6 +133,8 @@ class MalformedAnswerError(TransientError):
 
 class RejectedError(ApiError):
     """The API refused the request itself (400/422); sending it again cannot help."""
+
+    permanent = True
 
 
 class FatalApiError(ApiError):

@@ -215,7 +215,9 @@ class BatchOutcome:
     batcher, not the API's). `exposed` is True when an attempt of the request may have reached
     the API without an answer (a timeout, a connection lost after sending, a 5xx, an unreadable
     201): what that attempt changed is not in the outcomes (see `batcher.domain.uncertain`).
-    `reason` says why the outcomes are `failed`, without the advice their message gives.
+    `reason` says why the outcomes are `failed`, without the advice their message gives;
+    `permanent` that sending the request again cannot help (`ApiError.permanent`: the API
+    refused it), so its `failed` rows are to be fixed in the input, not retried.
     """
 
     batch: Batch
@@ -225,6 +227,7 @@ class BatchOutcome:
     answered: bool = True
     exposed: bool = False
     reason: str = ""
+    permanent: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,15 +118,23 @@ class FaultConfig:
 
 
 def is_loopback(host: str) -> bool:
-    """True for `localhost` and the loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
+    """Whether `host` is this machine: `localhost` and the names under it (RFC 6761), also
+    with a final dot; 127.0.0.0/8, ::1, an IPv4-mapped loopback address, bracketed or not.
+
+    The sandbox imports nothing of batcher: this is a copy of `batcher.domain.net.is_loopback`,
+    and tests/test_net.py holds both to one table."""
+    name = host.lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    name = name.removesuffix(".")
+    if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddress.ip_address(name)
     except ValueError:
         return False  # any other name may resolve to anything
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+        return address.ipv4_mapped.is_loopback
     return address.is_loopback
 
 

@@ -36,7 +36,6 @@ never goes through a proxy.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -63,6 +62,7 @@ from batcher.domain.errors import (
     TransportError,
 )
 from batcher.domain.models import Batch, ContactOutcome, RateLimitInfo, Status, by_identity
+from batcher.domain.net import is_loopback
 from batcher.support.secrets import Scrubber, sanitize
 
 DEFAULT_VERSION = "2021-07-28"
@@ -421,24 +421,12 @@ def _describe(exc: aiohttp.ClientError) -> str:
 
 def _env_proxy(url: URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
     """The proxy for `url` from the environment (None for loopback or NO_PROXY or none set)."""
-    if _is_loopback(url.host):
+    if url.host is not None and is_loopback(url.host):
         return None, None
     try:
         return get_env_proxy_for_url(url)
     except LookupError:  # no proxy for this scheme, or NO_PROXY names the host
         return None, None
-
-
-def _is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    name = host.strip("[]").rstrip(".").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def _encode_body(batch: Batch) -> bytes:

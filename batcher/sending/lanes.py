@@ -1,15 +1,16 @@
 """Which batch goes next: one lane per location, fair, paced, a contact's rows in input order.
 
-Every location has its own lane. A lane cuts its batches from the ledger a round at a time
-(round k holds each contact's k-th change) and starts round k+1 only once every batch of round
-k has settled, so that a contact's rows reach the API in input order. A free worker asks
-`Lanes.next()` for work and gets the next batch of a location that may send *now* (its pacing
-budget has room), taking the lanes in turn; a location that must wait never holds up another.
+Every location has its own lane. A lane cuts its batches from the run's work (a `WorkSource`: the
+ledger) a round at a time (round k holds each contact's k-th change) and starts round k+1 only
+once every batch of round k has settled, so that a contact's rows reach the API in input order.
+A free worker asks `Lanes.next()` for work and gets the next batch of a location that may send
+*now* (its pacing budget has room), taking the lanes in turn; a location that must wait never
+holds up another.
 So a file with rows for many locations takes about as long as its busiest location alone.
 
 With `canary=True` each location's first batch is sent alone: the lane hands out its second
 batch only once the first has settled, so that a wrong location or a wrong file costs one request
-(the error-rate breaker in `sending.py` judges its answer).
+(the error-rate breaker in `breakers.py` judges its answer).
 
 A location whose daily quota is reached (the pacer says it is exhausted) gets no more batches:
 its rows stay pending, and `stopped()` tells why.
@@ -21,13 +22,29 @@ import asyncio
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from batcher.domain.models import Batch
-from batcher.domain.planning import cut
+from batcher.domain.planning import WorkItem, cut
 from batcher.sending.pacing import Pacer, Slot, first_of
-from batcher.state import Ledger
 
-__all__ = ["Dispatch", "Lanes"]
+__all__ = ["Dispatch", "Lanes", "WorkSource"]
+
+
+class WorkSource(Protocol):
+    """Where the lanes find their work: the run's ledger (`batcher.state.Ledger`)."""
+
+    def rounds_by_location(self) -> dict[str, int]:
+        """Each location with rows to send, and the highest round among them."""
+        ...
+
+    def ready_work(self, round_: int, location_id: str | None = None) -> list[WorkItem]:
+        """The (group, part) items of a location's round whose rows may be sent now."""
+        ...
+
+    def members(self, item: WorkItem) -> Iterator[tuple[int, str]]:
+        """`(row, contact_id)` of `item` still to send, in row order."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,21 +74,21 @@ class Lanes:
 
     def __init__(
         self,
-        ledger: Ledger,
+        work: WorkSource,
         batch_size: int,
         pacer: Pacer,
         stop: asyncio.Event,
         *,
-        canary: bool = False,
+        canary: bool,
     ) -> None:
-        self._ledger = ledger
+        self._work = work
         self._canary = canary
         self._size = batch_size
         self._pacer = pacer
         self._stop = stop
         self._lanes = [
             _Lane(location_id, last_round)
-            for location_id, last_round in ledger.rounds_by_location().items()
+            for location_id, last_round in work.rounds_by_location().items()
         ]
         self._turn = 0
         self._lock = asyncio.Lock()
@@ -89,11 +106,11 @@ class Lanes:
                 lane.finished = True
                 return None
             lane.round += 1
-            work = self._ledger.ready_work(lane.round, lane.location_id)
+            ready = self._work.ready_work(lane.round, lane.location_id)
             lane.batches = (
                 batch
-                for item in work
-                for batch in cut(item.group, item.part, self._ledger.members(item), self._size)
+                for item in ready
+                for batch in cut(item.group, item.part, self._work.members(item), self._size)
             )
         return lane.ahead
 

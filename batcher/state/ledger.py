@@ -96,6 +96,7 @@ class Ledger:
             and bool(db.execute("SELECT EXISTS (SELECT 1 FROM exposed)").fetchone()[0]),
         )
         self._reader = ReportReader(db, kept)
+        self._schema = kept
 
     @property
     def scratch(self) -> bool:
@@ -358,6 +359,12 @@ class Ledger:
     def status_counts(self) -> dict[str, int]:
         """Rows by status as the report would show them, counted in SQL (for a plan)."""
         return reading.status_counts(self._db, self.row_count())
+
+    @_state_errors
+    def retryable_failed(self) -> int:
+        """Failed rows that running the same command again may settle (the others' requests
+        the API refused: they need fixing in the input)."""
+        return reading.retryable_failed(self._db, self._schema)
 
     @_state_errors
     def first_rows(self, pre_status: str, limit: int) -> list[tuple[int, int, str, str]]:

@@ -18,7 +18,7 @@ __all__ = ["Outcomes"]
 # One outcome for many rows, given as a JSON array of row numbers (see `Outcomes.record`).
 RECORD_ROWS = """
 INSERT OR REPLACE INTO results
-SELECT each.value, ?, ?, ?, ?, ?, ?, ?, ?, 0 FROM json_each(?) AS each
+SELECT each.value, ?, ?, ?, ?, ?, ?, ?, ?, 0, ? FROM json_each(?) AS each
 """
 # Rows whose request for `part` may have reached the API without an answer, and which of a
 # batch's rows (a JSON array) such a request of an earlier invocation left.
@@ -100,6 +100,7 @@ class Outcomes:
                     *_fields(results[key]),
                     outcome.http_status,
                     outcome.attempts,
+                    int(outcome.permanent),
                     encode(rows),
                 ),
             )
@@ -147,6 +148,7 @@ class Outcomes:
         encoded = {key: _fields(result) for key, result in results.items()}
         judged: dict[int, str | None] = {}
         batch, http_status, attempts = outcome.batch, outcome.http_status, outcome.attempts
+        permanent = int(outcome.permanent)
         records = []
         for row, result in zip(batch.rows, outcome.outcomes, strict=True):
             status, message, *lists = encoded[id(result)]
@@ -159,10 +161,10 @@ class Outcomes:
                 if said is not None:
                     message, unsure = said, 1
             records.append(
-                (row, batch.part, status, message, *lists, http_status, attempts, unsure)
+                (row, batch.part, status, message, *lists, http_status, attempts, unsure, permanent)
             )
         self._db.executemany(
-            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", records
+            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", records
         )
 
     def _record_each(self, outcome: BatchOutcome, results: Mapping[int, ContactOutcome]) -> None:
@@ -172,10 +174,11 @@ class Outcomes:
         times more."""
         encoded = {key: _fields(result) for key, result in results.items()}
         batch, http_status, attempts = outcome.batch, outcome.http_status, outcome.attempts
+        permanent = int(outcome.permanent)
         self._db.executemany(
-            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
             [
-                (row, batch.part, *encoded[id(result)], http_status, attempts)
+                (row, batch.part, *encoded[id(result)], http_status, attempts, permanent)
                 for row, result in zip(batch.rows, outcome.outcomes, strict=True)
             ],
         )

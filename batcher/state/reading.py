@@ -47,6 +47,7 @@ __all__ = [
     "first_rows",
     "lines",
     "live_counts",
+    "retryable_failed",
     "status_counts",
 ]
 
@@ -309,6 +310,16 @@ def first_rows(
         "ORDER BY row LIMIT ?",
         (pre_status, limit),
     ).fetchall()
+
+
+def retryable_failed(db: sqlite3.Connection, schema: Schema) -> int:
+    """Failed rows that sending again may settle: those with a failed request that the API did
+    not refuse (`permanent`, kept with each outcome)."""
+    permanent = "permanent" if schema.permanent else "0"
+    (count,) = db.execute(
+        f"SELECT COUNT(DISTINCT row) FROM results WHERE status = 'failed' AND NOT {permanent}"
+    ).fetchone()
+    return int(count)
 
 
 # Rows by status as the report would give them now (a row of several parts as `_merged` folds

@@ -51,6 +51,7 @@ CREATE TABLE results (             -- one per (row, part) that a request settled
     http_status INTEGER,
     attempts INTEGER NOT NULL,
     uncertain INTEGER NOT NULL DEFAULT 0,  -- 1: see batcher.domain.uncertain
+    permanent INTEGER NOT NULL DEFAULT 0,  -- 1: failed, and sending it again cannot help
     PRIMARY KEY (row, part)
 ) WITHOUT ROWID;
 """
@@ -106,12 +107,18 @@ class Schema(NamedTuple):
     uncertain: bool  # results.uncertain
     exposed: bool  # the exposed table
     reports: bool  # the reports table
+    permanent: bool  # results.permanent
 
     @classmethod
     def of(cls, db: sqlite3.Connection) -> Schema:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
         columns = {row[1] for row in db.execute("PRAGMA table_info(results)")}
-        return cls("uncertain" in columns, "exposed" in tables, "reports" in tables)
+        return cls(
+            "uncertain" in columns,
+            "exposed" in tables,
+            "reports" in tables,
+            "permanent" in columns,
+        )
 
 
 def new_run_id() -> str:
@@ -139,8 +146,11 @@ def create(db: sqlite3.Connection, *, run_id: str, about: Mapping[str, str]) -> 
 
 def migrate(db: sqlite3.Connection, *, run_id: str, invocation: bool) -> None:
     """Give a state file of an older version what this one keeps (a run it started is being
-    continued): the `uncertain` column, the `exposed` and `reports` tables, its `run_id`; and,
-    with `invocation`, count this command as the run's next invocation."""
+    continued): the `uncertain` and `permanent` columns, the `exposed` and `reports` tables, its
+    `run_id`; and, with `invocation`, count this command as the run's next invocation.
+
+    A file from before Step 15 said that a failed row's request was refused only in its message
+    (`batcher.sending.sender.failure_message`): read once here, into `permanent`."""
     schema = Schema.of(db)
     meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
     if all(schema) and "run_id" in meta and not invocation:
@@ -148,6 +158,13 @@ def migrate(db: sqlite3.Connection, *, run_id: str, invocation: bool) -> None:
     with transaction(db):
         if not schema.uncertain:
             db.execute("ALTER TABLE results ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0")
+        if not schema.permanent:
+            db.execute("ALTER TABLE results ADD COLUMN permanent INTEGER NOT NULL DEFAULT 0")
+            db.execute(
+                "UPDATE results SET permanent = 1 WHERE status = 'failed' "
+                "AND substr(message, 1, length(:refused)) = :refused",
+                {"refused": _REFUSED},
+            )
         if not (schema.exposed and schema.reports):
             script(db, ADDED_TABLES)
         if "run_id" not in meta:
@@ -157,6 +174,10 @@ def migrate(db: sqlite3.Connection, *, run_id: str, invocation: bool) -> None:
                 "INSERT OR REPLACE INTO meta VALUES ('invocation', ?)",
                 (str(int(meta.get("invocation", "1")) + 1),),
             )
+
+
+# How the message of a row whose request the API refused began before Step 15.
+_REFUSED = "the API refused the request:"
 
 
 def get_meta(db: sqlite3.Connection, key: str) -> str | None:

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable
 
 from batcher.domain.config import Settings
-from batcher.web.access import PagePassword, check_bind, is_loopback_host
+from batcher.web.access import PagePassword, check_bind
 from batcher.web.app import PAGE, WebOptions, create_app
 from batcher.web.connections import serving
 
@@ -22,7 +22,6 @@ __all__ = [
     "WebOptions",
     "check_bind",
     "create_app",
-    "is_loopback_host",
     "page_address",
     "serve_page",
 ]

@@ -23,7 +23,6 @@ loopback too (another user of the same machine can connect to 127.0.0.1):
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import os
 import secrets
 import time
@@ -34,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from batcher.domain.config import Settings
 from batcher.domain.errors import UsageError
+from batcher.domain.net import is_loopback
 
 __all__ = [
     "MIN_PASSWORD",
@@ -41,7 +41,6 @@ __all__ = [
     "PagePassword",
     "Throttle",
     "check_bind",
-    "is_loopback_host",
 ]
 
 # 32 random bytes, 256 bits (Jupyter's token is 24 bytes): never guessed, throttled or not.
@@ -53,17 +52,6 @@ MIN_PASSWORD = 16
 GENERATED_PASSWORD_BYTES = 18
 # Sessions kept at once (each login makes one); the oldest goes first.
 MAX_SESSIONS = 64
-
-
-def is_loopback_host(host: str) -> bool:
-    """Whether `host` (an address or name to bind, or a Host header's name) is this machine."""
-    name = host.strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -88,7 +76,7 @@ def check_bind(
     """
     env = os.environ if environ is None else environ
     name = settings.serve.password_env
-    loopback = is_loopback_host(host)
+    loopback = is_loopback(host)
     if not name:
         if loopback:
             return None

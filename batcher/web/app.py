@@ -42,10 +42,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 from batcher.app.jobs import Job
 from batcher.domain.config import Settings
 from batcher.domain.errors import BatcherError, StateLockedError, UsageError
+from batcher.domain.net import is_loopback
 from batcher.state import RunInfo, StateLock, prepare_state_dir, runs_in
 from batcher.support.crash import write_crash_file
 from batcher.support.secrets import Scrubber
-from batcher.web.access import Access, check_bind, is_loopback_host
+from batcher.web.access import Access, check_bind
 from batcher.web.connections import CONNECTIONS, Connections, Limits, body_deadline, read_form
 from batcher.web.page import PageState, progress_json, render, render_login
 from batcher.web.runs import (
@@ -60,7 +61,7 @@ from batcher.web.runs import (
 )
 from batcher.web.uploads import TooLargeError, Upload, Uploads, detect_columns
 
-__all__ = ["PAGE", "WebOptions", "check_bind", "create_app", "is_loopback_host"]
+__all__ = ["PAGE", "WebOptions", "check_bind", "create_app"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -586,7 +587,7 @@ def _client(request: web.Request) -> str:
 
 
 def _guards(page: Page, options: WebOptions) -> list[Callable[..., Awaitable[web.StreamResponse]]]:
-    loopback = is_loopback_host(options.host)
+    loopback = is_loopback(options.host)
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -606,7 +607,7 @@ def _guards(page: Page, options: WebOptions) -> list[Callable[..., Awaitable[web
         return response
 
     async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if loopback and not is_loopback_host(request.url.host or ""):
+        if loopback and not is_loopback(request.url.host or ""):
             raise web.HTTPMisdirectedRequest(
                 text="batcher: this page answers only to 127.0.0.1 or localhost"
             )
@@ -661,7 +662,7 @@ def create_app(settings: Settings, options: WebOptions | None = None) -> web.App
     without a password.
     """
     options = options or WebOptions()
-    if not options.password and not is_loopback_host(options.host):
+    if not options.password and not is_loopback(options.host):
         raise UsageError(f"serve: binding {options.host} (not loopback) needs a password")
     prepare_state_dir(Path(settings.state.dir), options.warn)
     page = Page(settings, options)
