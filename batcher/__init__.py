@@ -29,9 +29,9 @@ __version__ = "0.1.0"
 _API = {
     "BatcherError": "batcher.domain.errors",
     "Job": "batcher.app.jobs",
-    "Preview": "batcher.app.execute",
+    "Preview": "batcher.app.result",
     "RunInfo": "batcher.state",
-    "RunResult": "batcher.app.execute",
+    "RunResult": "batcher.app.result",
     "Settings": "batcher.domain.config",
     "StateLockedError": "batcher.domain.errors",
     "Status": "batcher.domain.models",
@@ -39,7 +39,7 @@ _API = {
     "UsageError": "batcher.domain.errors",
     "build_job": "batcher.app.jobs",
     "execute": "batcher.app.execute",
-    "load_settings": "batcher.domain.config",
+    "load_settings": "batcher.app.settings",
     "runs_in": "batcher.state",
 }
 
@@ -62,9 +62,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from batcher.app.execute import Preview, RunResult, execute
+    from batcher.app.execute import execute
     from batcher.app.jobs import Job, build_job
-    from batcher.domain.config import Settings, load_settings
+    from batcher.app.result import Preview, RunResult
+    from batcher.app.settings import load_settings
+    from batcher.domain.config import Settings
     from batcher.domain.errors import BatcherError, StateLockedError, UsageError
     from batcher.domain.models import Status
     from batcher.state import RunInfo, runs_in

@@ -24,22 +24,23 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from batcher import __version__
-from batcher.app.execute import (
+from batcher.app.execute import execute
+from batcher.app.jobs import build_job
+from batcher.app.merging import merge_reports
+from batcher.app.result import (
     UNCERTAIN_MEANS,
     Preview,
     RunProgress,
     RunResult,
     TagOperation,
     Tick,
-    execute,
 )
-from batcher.app.jobs import build_job
-from batcher.app.merging import merge_reports
+from batcher.app.settings import load_settings
 from batcher.app.sharding import dominant_location, resolve_shard, spread
 from batcher.app.status import RunStatus, input_status, list_runs
 from batcher.app.undo import UndoResult
 from batcher.app.undo import undo as run_undo
-from batcher.domain.config import Settings, load_settings
+from batcher.domain.config import Settings
 from batcher.domain.errors import RESUME, BatcherError, UsageError
 from batcher.domain.events import Event
 from batcher.domain.models import RUN_STATUSES, UNDO_STATUSES, Status

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -26,16 +25,10 @@ from pathlib import Path
 from common import LOCATION, OUT, TOKEN, UNTHROTTLED
 from million import make_input
 
-from batcher.app.execute import RunResult, _report
 from batcher.app.rendering import Split
+from batcher.app.result import pending_message
+from batcher.app.stages.report import tallied
 from batcher.state import Ledger
-
-
-class _NoLock:
-    """The benchmark's ledger is its own: no other process uses its directory."""
-
-    def release(self) -> None:
-        pass
 
 
 def finished_ledger(rows: int) -> Path:
@@ -63,18 +56,20 @@ def main() -> None:
     parser.add_argument("--one", action="store_true", help="render in this process alone")
     args = parser.parse_args()
     path = finished_ledger(args.rows)
-    ledger = Ledger(
-        sqlite3.connect(path, isolation_level=None),
-        path,
-        _NoLock(),  # type: ignore[arg-type]
-        resumed=True,
-    )
+    ledger = Ledger.reader(path)
     report = path.parent.parent / f"report-stage.{args.format}"
     times = []
     for _ in range(args.n):
-        result = RunResult(report_path=report)
         started, cpu = time.perf_counter(), time.process_time()
-        _report(ledger, report, result, False, {}, split=None if args.one else Split())
+        result = tallied(
+            ledger,
+            report,
+            pending_message(None),
+            {},
+            summary=lambda tallied: {},
+            split=None if args.one else Split(),
+            notify=print,
+        )
         times.append(time.perf_counter() - started)
         counts = ", ".join(f"{status} {n:,}" for status, n in result.counts.items())
         print(f"report {times[-1]:.2f} s (CPU {time.process_time() - cpu:.2f} s): {counts}")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from batcher.domain.config import Settings, load_settings, read_token
+from batcher.app.settings import load_settings
+from batcher.domain.config import Settings, read_token
 from batcher.domain.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from batcher.app import execute as runner
 from batcher.app import rendering
+from batcher.app.result import pending_message
+from batcher.app.stages.report import report
 from batcher.domain.errors import StateError, StateLockedError, UsageError
 from batcher.domain.fields import RESULT_FIELDS
 from batcher.domain.models import (
@@ -615,8 +616,16 @@ def test_the_report_stage_counts_every_row_across_blocks(
     _record(ledger, [2, 4], OK)
     _record(ledger, [5, 6, 7], LOST, http_status=503, attempts=6)
     _record(ledger, [8], NOT_FOUND)
-    result = runner.RunResult(report_path=tmp_path / "report.csv")
-    runner._report(ledger, tmp_path / "report.csv", result, False, {})
+    result = report(
+        ledger,
+        tmp_path / "report.csv",
+        pending_message(None),
+        {},
+        rejects=None,
+        summary=lambda tallied: {},
+        split=None,
+        notify=lambda text: None,
+    )
     assert result.counts == {
         Status.INVALID: 2,
         Status.SUCCESS: 2,

@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from batcher.app.execute import run_key
-from batcher.app.jobs import build_job
+from batcher.app.identity import identify
+from batcher.app.jobs import build_job, input_options
+from batcher.app.settings import load_settings
 from batcher.cli import main
-from batcher.domain.config import load_settings
-from batcher.loading import open_input
-from batcher.state import run_file, runs_in
+from batcher.state import runs_in
 
 OLD = Path(__file__).resolve().parent / "data" / "pre-step9"
 COMMAND = ["run", "contacts.csv", "--sandbox", "--action", "add", "--tags", "vip", "-q"]
@@ -38,7 +37,7 @@ def old_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )  # fmt: skip
     state_dir = tmp_path / ".batcher"
     state_dir.mkdir(mode=0o700)
-    path = run_file(state_dir, run_key(open_input(job.input_path, job.input), job, "sandbox"))
+    path = identify(settings, job, input_options(settings, job)).state_file(state_dir)
     db = sqlite3.connect(path)
     db.executescript((OLD / "state.sql").read_text(encoding="utf-8"))
     db.close()

@@ -3,17 +3,18 @@ command it reports on (issue 23: `status INPUT` had no `--shard`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import click
 import pytest
 
-from batcher.app.execute import run_key
-from batcher.app.jobs import build_job
+from batcher.app.emulator import SandboxConfig
+from batcher.app.identity import identify
+from batcher.app.jobs import build_job, input_options
 from batcher.cli import plan, run, status
-from batcher.domain.config import Settings
-from batcher.loading import open_input
+from batcher.domain.config import ApiSettings, Settings
 
 # The options of `run` and `plan` that do not change which run they mean: how it goes, where the
 # report goes, what is printed. Every other option identifies the run, and `status` takes it.
@@ -60,5 +61,32 @@ def test_an_option_left_off_status_does_not_change_the_run(
     settings = Settings()
     plain = build_job(settings, source, action="add", tags="vip")
     changed = build_job(settings, source, action="add", tags="vip", **{option: value})
-    table = open_input(source, plain.input)
-    assert run_key(table, changed, "target") == run_key(table, plain, "target")
+    assert identify(settings, changed, input_options(settings, changed)) == identify(
+        settings, plain, input_options(settings, plain)
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"action": "add"}, "6877ee50bfed82339387"),
+        (
+            {"action": "remove", "tags": "a,b", "shard": "1/3", "encoding": "cp1252"},
+            "bca37fa92d557e06266d",
+        ),
+        ({"action": "add", "undoes": "abc"}, "5cbc5b899aab1411cb4b"),
+    ],
+)
+def test_a_run_keeps_the_key_earlier_versions_gave_it(
+    tmp_path: Path, options: dict[str, str], key: str
+) -> None:
+    """The key of a file and options is the one batcher gave them before Step 15 (worked out
+    by that version): an unfinished run it left is continued, not started again."""
+    source = tmp_path / "in.csv"
+    source.write_bytes(b"contact_id,tags\nqFSqySFkVvNzOSqgGqFi,vip\n")
+    settings = Settings(api=ApiSettings(location_id="loc1"))
+    undoes = options.pop("undoes", None)
+    job = dataclasses.replace(build_job(settings, source, **options), undoes=undoes)
+    if undoes is not None or "shard" in options:
+        job = dataclasses.replace(job, sandbox=SandboxConfig())
+    assert identify(settings, job, input_options(settings, job)).key == key

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from test_sending import BATCH
 
-from batcher.app.execute import _unwritable, pending_message
+from batcher.app.result import pending_message
+from batcher.app.stages.report import unwritable as _unwritable
 from batcher.cli import _with_advice
 from batcher.domain.config import RetrySettings
 from batcher.domain.errors import (

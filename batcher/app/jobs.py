@@ -3,32 +3,35 @@
 The CLI, the web page and a Python caller all build their `Job` with `build_job`, so that an
 option means the same everywhere: `--remove-all-tags` implies remove, `--sandbox` loads the
 fixture beside the input, the report goes to `<input name>-report.csv` in the working directory.
+
+A Job says what was asked, and settings stay settings: what the input options leave unsaid
+(the default location, the id pattern, the encoding, the longest tag, how much of a file is
+read) is taken from the run's settings when it runs (`input_options`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from batcher.app.emulator import SandboxConfig, sandbox_config
 from batcher.app.sharding import Shard, resolve_shard
-from batcher.domain.config import Settings, config_path
-from batcher.domain.errors import ConfigError, UsageError
+from batcher.domain.config import Settings
+from batcher.domain.errors import UsageError
 from batcher.domain.models import Chunk
 from batcher.loading import Caps, InputOptions, InputTable, parse_tags
-from batcher.sandbox import SandboxConfig, load_config
 
 __all__ = [
-    "SANDBOX_FIXTURE_NAME",
     "Job",
     "RowsFilter",
     "build_job",
     "default_report_path",
-    "sandbox_config",
+    "describe_operation",
+    "input_options",
 ]
-
-SANDBOX_FIXTURE_NAME = "sandbox-fixture.json"
 
 # Rewrites the input's rows, a chunk at a time, before the ledger saves them.
 RowsFilter = Callable[[Iterator[Chunk]], Iterator[Chunk]]
@@ -38,14 +41,18 @@ RowsFilter = Callable[[Iterator[Chunk]], Iterator[Chunk]]
 class Job:
     """What one `batcher run`/`plan` was asked to do.
 
-    `allow_empty`: a file with a header and no rows is "nothing to do" (exit 0), not an error.
-    `sandbox`: the emulator to start on loopback and send to instead of the API.
-    `rows`: rewrites the input's rows before they are saved (`batcher undo` gives its rows with
-    nothing to undo their own message); not part of what identifies the run.
+    `input`: how to read the input; what it leaves unsaid comes from the settings
+    (`input_options`). `allow_empty`: a file with a header and no rows is "nothing to do"
+    (exit 0), not an error. `sandbox`: the emulator to start on loopback and send to instead of
+    the API. `rows`: rewrites the input's rows before they are saved (`batcher undo` gives its
+    rows with nothing to undo their own message); not part of what identifies the run.
     `shard`: take only the rows of this shard (see `batcher.app.sharding`); `shards`: the shard
     count asked for with no index (a plan shows the spread over it; a run refuses).
     `undoes`: for an undo, the id of the run it takes back (kept in the undo's state, and part
     of what identifies it: each run's undo is a run of its own).
+    `shown_as` and `described_as`: what the run's summary and messages call the input and the
+    operation, when not the input's path and the options in words (an undo names the report
+    it takes back); neither is part of what identifies the run.
     """
 
     input_path: Path
@@ -58,11 +65,73 @@ class Job:
     shard: Shard | None = None
     shards: int | None = None
     undoes: str | None = None
+    shown_as: Path | None = None
+    described_as: str | None = None
 
     def chunks(self, table: InputTable) -> Iterator[Chunk]:
         """The input's rows as the ledger saves them: the file's, through `rows` if given."""
         chunks = table.chunks()
         return chunks if self.rows is None else self.rows(chunks)
+
+    @property
+    def shown_input(self) -> Path:
+        """What the run's summary and messages call its input."""
+        return self.input_path if self.shown_as is None else self.shown_as
+
+
+def input_options(settings: Settings, job: Job) -> InputOptions:
+    """How a run reads its input: the job's options, each one it leaves unsaid from `settings`
+    (the default location: `api.location_id`, else the sandbox's own default location)."""
+    asked, given = job.input, settings.input
+    location = asked.default_location_id
+    if location is None:
+        location = settings.api.location_id
+        if not location and job.sandbox is not None:
+            location = job.sandbox.default_location
+    return dataclasses.replace(
+        asked,
+        default_location_id=location,
+        id_pattern=given.id_pattern if asked.id_pattern is None else asked.id_pattern,
+        encoding=given.encoding if asked.encoding is None else asked.encoding,
+        max_tag_length=given.max_tag_length
+        if asked.max_tag_length is None
+        else asked.max_tag_length,
+        caps=Caps(
+            cell_chars=given.max_cell_kb * 1024,
+            line_bytes=given.max_line_kb * 1024,
+            inflate_ratio=given.max_inflate_ratio,
+        )
+        if asked.caps is None
+        else asked.caps,
+    )
+
+
+def describe_operation(job: Job, options: InputOptions, table: InputTable) -> str:
+    """The operation in words (and the shard), for the summary, the confirmation and status;
+    `options` as the run reads its input (`input_options`)."""
+    if job.described_as is not None:
+        return job.described_as
+    if options.remove_all:
+        what = "remove all tags"
+    else:
+        action = options.action or f"the {table.action_column} column's action"
+        tags = (
+            json.dumps(list(options.tags), ensure_ascii=False)
+            if options.tags is not None
+            else f"the {table.tags_column} column's tags"
+        )
+        what = f"{action} {tags}"
+    where = (
+        f"location {options.location_id}"
+        if options.location_id is not None
+        else (
+            f"the {table.location_column} column's location"
+            if table.location_column is not None
+            else f"location {options.default_location_id or '(none)'}"
+        )
+    )
+    shard = "" if job.shard is None else f", shard {job.shard}"
+    return f"{what} at {where}{shard}"
 
 
 def default_report_path(input_path: Path) -> Path:
@@ -71,23 +140,6 @@ def default_report_path(input_path: Path) -> Path:
     for suffix in (".gz", ".csv", ".tsv", ".txt", ".xlsx", ".xlsm"):
         name = name.removesuffix(suffix)
     return Path(f"{name}-report.csv")
-
-
-def sandbox_config(config_file: Path | None, input_path: Path) -> SandboxConfig:
-    """The embedded emulator: the config's [sandbox] table, and the input's fixture if any.
-
-    A `sandbox-fixture.json` beside the input (as in samples/) gives the contacts their state, so
-    the demo shows every kind of outcome; without one every well-formed id exists, untagged.
-    """
-    source = config_path(config_file)
-    try:
-        config = load_config(source) if source is not None else SandboxConfig()
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    fixture = input_path.parent / SANDBOX_FIXTURE_NAME
-    if config.fixture is None and fixture.is_file():
-        config = dataclasses.replace(config, fixture=fixture)
-    return config
 
 
 def build_job(
@@ -127,10 +179,6 @@ def build_job(
         fixed_tags = parse_tags(tags) if tags is not None else None
     except ValueError as exc:
         raise UsageError(f"--tags: {exc}") from None
-    default_location = settings.api.location_id
-    config = sandbox_config(config_file, input_path) if sandbox else None
-    if config is not None and not default_location:
-        default_location = config.default_location
     options = InputOptions(
         id_column=id_column,
         sheet=sheet,
@@ -138,23 +186,15 @@ def build_job(
         tags=fixed_tags,
         remove_all=remove_all_tags,
         location_id=location_id,
-        default_location_id=default_location,
-        id_pattern=settings.input.id_pattern,
-        encoding=settings.input.encoding if encoding is None else encoding,
-        max_tag_length=settings.input.max_tag_length,
+        encoding=encoding,
         delimiter=delimiter,
-        caps=Caps(
-            cell_chars=settings.input.max_cell_kb * 1024,
-            line_bytes=settings.input.max_line_kb * 1024,
-            inflate_ratio=settings.input.max_inflate_ratio,
-        ),
     )
     return Job(
         input_path=input_path,
         input=options,
         report_path=report_path,
         fresh=fresh,
-        sandbox=config,
+        sandbox=sandbox_config(config_file, input_path) if sandbox else None,
         allow_empty=allow_empty,
         shard=chosen_shard,
         shards=shard_count if chosen_shard is None else None,

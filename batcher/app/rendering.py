@@ -38,6 +38,7 @@ from operator import countOf, itemgetter
 from pathlib import Path
 from typing import IO, Any
 
+from batcher.app.result import Example
 from batcher.domain.fields import CONTACT_ID, LINE, MESSAGE, ROW, STATUS, UNCERTAIN
 from batcher.domain.models import Cell, Inert, Status
 from batcher.reports.formats import (
@@ -51,7 +52,7 @@ from batcher.state import LAST_ROW, REPORT_BLOCK, Ledger
 from batcher.support.files import unfinished
 from batcher.support.machine import cores
 
-__all__ = ["EXAMPLES", "NOT_SENT", "Example", "Split", "Tally", "render"]
+__all__ = ["EXAMPLES", "NOT_SENT", "Split", "Tally", "render"]
 
 # The first rows of each kind that is never sent (invalid, duplicate) kept as examples for `plan`.
 EXAMPLES = 5
@@ -61,16 +62,6 @@ _REASONS_TRACKED = 1000
 _status_of = itemgetter(STATUS)
 _uncertain_of = itemgetter(UNCERTAIN)
 _NOTED = frozenset({Status.FAILED.value, Status.ERROR.value})
-
-
-@dataclass(frozen=True)
-class Example:
-    """One row that will not be sent, and why: for `plan`'s preflight."""
-
-    row: int
-    line: int
-    contact_id: str
-    message: str
 
 
 @dataclass

@@ -6,9 +6,10 @@ run wait or fail), nothing is created. An unfinished run's rows are counted from
 they are now (a run that is sending shows its progress); a finished run shows the counts it saved
 when it ended.
 
-With an input file and the options of `run` that identify a run, `input_status` works out the
-run key as `execute` does (input content, operation, target, shard) and finds the run that the
-same `batcher run` command would continue, and what it still has to send.
+With an input file and the options of `run` that identify a run, `input_status` identifies the
+run as `execute` does (`batcher.app.identity`: input content, operation, target, shard) and
+finds the run that the same `batcher run` command would continue, and what it still has to
+send.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batcher.app.execute import describe_operation, run_key
-from batcher.app.jobs import Job
+from batcher.app.identity import identify
+from batcher.app.jobs import Job, describe_operation, input_options
 from batcher.app.sharding import missing_index
 from batcher.app.undo import undone_report
 from batcher.domain.config import Settings
 from batcher.loading import open_input
-from batcher.state import RunInfo, live_counts, run_file, runs_in
+from batcher.state import RunInfo, live_counts, runs_in
 
-__all__ = ["InputStatus", "RunStatus", "input_status", "list_runs", "run_target"]
+__all__ = ["InputStatus", "RunStatus", "input_status", "list_runs"]
 
 # Loading, ready (started, not finished) and finished, as the ledger's meta says.
 FINISHED = "finished"
@@ -82,11 +83,6 @@ def list_runs(state_dir: Path) -> list[RunStatus]:
     return [_status(info) for info in runs_in(state_dir)]
 
 
-def run_target(settings: Settings, job: Job) -> str:
-    """Where a job's requests go, as part of its run's identity (as `execute` computes it)."""
-    return "sandbox" if job.sandbox is not None else settings.api.base_url.rstrip("/")
-
-
 @dataclass(frozen=True)
 class InputStatus:
     """What `batcher run` would do with an input and options.
@@ -109,11 +105,11 @@ def input_status(settings: Settings, job: Job) -> InputStatus:
     """The run that `batcher run` with this job would continue, if any. Reads only."""
     if job.shards is not None and job.shard is None:
         raise missing_index(job.shards)  # as `run` refuses: a shard count names no run
-    table = open_input(job.input_path, job.input)
-    target = run_target(settings, job)
-    key = run_key(table, job, target)
+    options = input_options(settings, job)
+    table = open_input(job.input_path, options)
+    identity = identify(settings, job, options)
     state_dir = Path(settings.state.dir)
-    path = run_file(state_dir, key)
+    path = identity.state_file(state_dir)
     runs = list_runs(state_dir)
     current = next((run for run in runs if run.info.path == path), None)
     same_key = [
@@ -131,9 +127,9 @@ def input_status(settings: Settings, job: Job) -> InputStatus:
     ]
     return InputStatus(
         input_path=job.input_path,
-        operation=describe_operation(job, table),
-        target=target,
-        key=key,
+        operation=describe_operation(job, options, table),
+        target=identity.target,
+        key=identity.key,
         run=current if current is not None and current.state == "ready" else None,
         last=finished[-1] if finished else None,
         others=others,

@@ -67,12 +67,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from batcher.app.execute import Preview, RunResult, Tick, describe_operation, execute
-from batcher.app.jobs import Job, RowsFilter, sandbox_config
+from batcher.app.emulator import sandbox_config
+from batcher.app.execute import execute
+from batcher.app.jobs import Job, RowsFilter
+from batcher.app.result import Preview, RunResult, Tick
 from batcher.domain.config import Settings
-from batcher.domain.errors import BatcherError, InputError, NothingToSendError, UsageError
+from batcher.domain.errors import InputError, NothingToSendError, UsageError
 from batcher.domain.models import Chunk, ReportLine, Status
-from batcher.loading import InputOptions, open_input
+from batcher.loading import Caps, InputOptions
 from batcher.state import Ledger, RunInfo, runs_in
 from batcher.support.files import open_private, private_dir
 from batcher.support.stopping import Stop
@@ -495,17 +497,18 @@ def undo_job(
     config_file: Path | None = None,
     fresh: bool = False,
 ) -> Job:
-    """The Job that runs an undo's generated input.
+    """The Job that runs an undo's generated input, named after the report it takes back.
 
     Every option that is part of the run's identity is fixed (the file says everything), so the
-    same run gives the same undo whatever the config's location or encoding say.
+    same run gives the same undo whatever the config's location or encoding say (the id
+    pattern and the longest tag are the settings', as for the run).
     """
     options = InputOptions(
         id_column="contact_id",
-        id_pattern=settings.input.id_pattern,
+        default_location_id="",
         encoding="utf-8",
         delimiter=",",
-        max_tag_length=settings.input.max_tag_length,
+        caps=Caps(),
     )
     return Job(
         input_path=source.path,
@@ -515,6 +518,8 @@ def undo_job(
         sandbox=sandbox_config(config_file, source.report) if sandbox else None,
         rows=_settle(source.settled),
         undoes=source.run.undo_key,
+        shown_as=source.report,
+        described_as=f"undo the changes in {source.report}",
     )
 
 
@@ -548,9 +553,9 @@ async def undo(
 
     `report_path` is the undo's own report (default `<report name>-undo.csv` here);
     `uncertain` is "leave" or "revert" (see `inverse`); `again` undoes a run already undone.
-    The rest is as for `runner.execute`. Raises UsageError (exit 2, nothing sent) for a file no
-    run in the state directory wrote as it is, an earlier command's report, a run already undone
-    (without `again`), or a run with nothing to undo.
+    The rest is as for `batcher.app.execute.execute`. Raises UsageError (exit 2, nothing sent)
+    for a file no run in the state directory wrote as it is, an earlier command's report, a run
+    already undone (without `again`), or a run with nothing to undo.
     """
     if (report is None) == (run is None):
         raise UsageError("undo takes a run's report, or the run itself")
@@ -560,6 +565,38 @@ async def undo(
     out = None if dry_run else (report_path or default_undo_report_path(named))
     if out is not None:
         _check_report_path(out, named)
+    run = _undoable(settings, named, run, again, notify)
+    with _workspace(Path(settings.state.dir), keep_home=not dry_run) as folder:
+        source = write_undo_input(_entries(run), folder, named, run, revert=uncertain == "revert")
+        if not source.operations and not source.skipped:
+            counts = ", ".join(f"{n:,} {status}" for status, n in source.statuses.most_common())
+            raise NothingToSendError(
+                f"{named}: nothing to undo: no row of the run changed a tag ({counts or 'no rows'})"
+            )
+        job = undo_job(
+            settings, source, report_path=out, sandbox=sandbox, config_file=config_file, fresh=fresh
+        )
+        result = await execute(
+            settings,
+            job,
+            dry_run=dry_run,
+            on_tick=on_tick,
+            notify=notify,
+            confirm=confirm,
+            stop=stop,
+        )
+    return UndoResult(run=result, source=source)
+
+
+def _undoable(
+    settings: Settings,
+    named: Path,
+    run: RunInfo | None,
+    again: bool,
+    notify: Callable[[str], None],
+) -> RunInfo:
+    """The run to undo: `run`, or the one whose latest report is `named`; refused when it was
+    undone already, unless `again`."""
     if run is None:
         run = find_run(settings, named, notify)
     if run.undone is not None and not again:
@@ -568,7 +605,14 @@ async def undo(
             f"{_when(run.undone.finished)} by the undo whose report is {run.undone.report}; "
             "give --again to undo it again"
         )
-    home = Path(settings.state.dir) / UNDO_DIR
+    return run
+
+
+@contextlib.contextmanager
+def _workspace(state_dir: Path, *, keep_home: bool) -> Iterator[Path]:
+    """A private folder of its own under `state.dir/undo` for the generated input, removed
+    when the command ends (and `undo` with it, unless `keep_home`, when it made it)."""
+    home = state_dir / UNDO_DIR
     created = not home.exists()
     try:
         private_dir(home)
@@ -579,51 +623,9 @@ async def undo(
             "set state.dir to a writable folder"
         ) from None
     try:
-        source = write_undo_input(_entries(run), folder, named, run, revert=uncertain == "revert")
-        if not source.operations and not source.skipped:
-            counts = ", ".join(f"{n:,} {status}" for status, n in source.statuses.most_common())
-            raise NothingToSendError(
-                f"{named}: nothing to undo: no row of the run changed a tag ({counts or 'no rows'})"
-            )
-        job = undo_job(
-            settings,
-            source,
-            report_path=out,
-            sandbox=sandbox,
-            config_file=config_file,
-            fresh=fresh,
-        )
-        operation = f"undo the changes in {named}"
-        generic = describe_operation(job, open_input(job.input_path, job.input))
-
-        def told(message: str) -> None:
-            notify(message.replace(generic, operation, 1))
-
-        def asked(preview: Preview) -> bool:
-            assert confirm is not None
-            return confirm(dataclasses.replace(preview, operation=operation))
-
-        try:
-            result = await execute(
-                settings,
-                job,
-                dry_run=dry_run,
-                on_tick=on_tick,
-                notify=told,
-                confirm=None if confirm is None else asked,
-                stop=stop,
-            )
-        except BatcherError as exc:
-            # Name the report, not the generated file nobody has seen.
-            message = str(exc).replace(str(source.path), f"{named} (its undo)")
-            if message == str(exc):
-                raise
-            raise type(exc)(message) from exc
+        yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-        if created and dry_run:
+        if created and not keep_home:
             with contextlib.suppress(OSError):
                 home.rmdir()
-    result.input_path = named
-    result.operation = operation
-    return UndoResult(run=result, source=source)

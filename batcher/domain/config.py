@@ -1,4 +1,5 @@
-"""Settings: defaults, then the TOML file, then BATCHER_* environment variables, then options.
+"""Settings: defaults, then the TOML file, then BATCHER_* environment variables, then options
+(`settings_from`; `batcher.app.settings.load_settings` reads the file, once it trusts it).
 
 Every key lives at a path `section.key` (as in `config.example.toml`); its environment variable is
 `BATCHER_<SECTION>_<KEY>` in capitals, e.g. `BATCHER_LIMITS_CONCURRENCY`. A wrong key or value
@@ -14,16 +15,15 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
-from batcher.domain.errors import ConfigError, UsageError
+from batcher.domain.errors import ConfigError
 from batcher.domain.models import MAX_CONTACTS_PER_REQUEST
 from batcher.domain.net import is_loopback
-from batcher.support.files import check_trusted
 
 DEFAULT_CONFIG_FILE = "batcher.toml"
 
@@ -306,37 +306,35 @@ def config_path(config_file: Path | None) -> Path | None:
     return default if default.is_file() else None
 
 
-def _ignore(message: str) -> None:
-    """The default `warn`: a library caller that passes none hears nothing."""
-
-
-def load_settings(
-    config_file: Path | None = None,
-    *,
-    environ: Mapping[str, str] | None = None,
+def settings_from(
+    data: Mapping[str, Any],
+    environ: Mapping[str, str],
     overrides: Mapping[str, object] | None = None,
-    warn: Callable[[str], None] = _ignore,
 ) -> Settings:
-    """Build the one Settings object of a run.
-
-    `config_file` None means `./batcher.toml` if it exists. `overrides` maps key paths such as
-    "api.base_url" to values from command-line options (None values are ignored).
-    Sections other than batcher's own (e.g. `[sandbox]`) are left to their readers.
-    A config file that others may write is refused (it decides where the token goes);
-    `warn` hears about one that its group may write.
-    """
-    env = os.environ if environ is None else environ
-    source = config_path(config_file)
-    data: dict[str, Any] = {}
-    if source is not None:
-        try:
-            check_trusted(source, "config file", warn)
-        except UsageError as exc:
-            raise ConfigError(str(exc)) from None
-        data = read_config_file(source)
-
+    """The one Settings object of a run: defaults, then `data` (a config file's TOML document),
+    then BATCHER_* variables of `environ`, then `overrides` (key paths such as "api.base_url"
+    to values from command-line options; None values are ignored). Sections other than
+    batcher's own (e.g. `[sandbox]`) are left to their readers."""
     sections = _section_types()
     values: dict[str, dict[str, object]] = {name: {} for name in sections}
+    _from_file(data, sections, values)
+    _from_environment(environ, sections, values)
+    for path, value in (overrides or {}).items():
+        if value is None:
+            continue
+        name, _, key = path.partition(".")
+        kind = _key_types(sections[name])[key]
+        values[name][key] = _coerce(path, kind, value, from_text=False)
+    settings = Settings(**{name: sections[name](**values[name]) for name in sections})
+    _check(settings)
+    return settings
+
+
+def _from_file(
+    data: Mapping[str, Any],
+    sections: Mapping[str, type[Any]],
+    values: dict[str, dict[str, object]],
+) -> None:
     for name, content in data.items():
         if name == "sandbox":  # read by batcher.sandbox, which keeps its own settings
             continue
@@ -350,24 +348,19 @@ def load_settings(
                 raise ConfigError(f"{name}.{key}: unknown key (known: {', '.join(keys)})")
             values[name][key] = _coerce(f"{name}.{key}", keys[key], value, from_text=False)
 
+
+def _from_environment(
+    environ: Mapping[str, str],
+    sections: Mapping[str, type[Any]],
+    values: dict[str, dict[str, object]],
+) -> None:
     for name, section_type in sections.items():
         for key, kind in _key_types(section_type).items():
             var = f"BATCHER_{name}_{key}".upper()
-            if var in env:
+            if var in environ:
                 values[name][key] = _coerce(
-                    f"{name}.{key} (from ${var})", kind, env[var], from_text=True
+                    f"{name}.{key} (from ${var})", kind, environ[var], from_text=True
                 )
-
-    for path, value in (overrides or {}).items():
-        if value is None:
-            continue
-        name, _, key = path.partition(".")
-        kind = _key_types(sections[name])[key]
-        values[name][key] = _coerce(path, kind, value, from_text=False)
-
-    settings = Settings(**{name: sections[name](**values[name]) for name in sections})
-    _check(settings)
-    return settings
 
 
 def read_token(settings: Settings, environ: Mapping[str, str] | None = None) -> str:
@@ -382,4 +375,4 @@ def read_token(settings: Settings, environ: Mapping[str, str] | None = None) -> 
     return token
 
 
-__all__ = ["Settings", "config_path", "load_settings", "read_token"]
+__all__ = ["Settings", "config_path", "read_config_file", "read_token", "settings_from"]

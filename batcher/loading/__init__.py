@@ -33,6 +33,7 @@ Duplicates are not found here: that needs the whole input and is the ledger's jo
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import re
 from collections.abc import Callable, Iterator
@@ -41,6 +42,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import TypeVar
 
+from batcher.domain.config import ApiSettings, InputSettings
 from batcher.domain.errors import InputError, UsageError
 from batcher.domain.models import Chunk
 from batcher.loading._common import INVISIBLE, STRIP, Caps, Reader, Slice, is_blank, shown
@@ -96,6 +98,11 @@ class InputOptions:
     `delimiter`: None to sniff (tab for .tsv); else one character or tab/comma/semicolon/pipe.
     `max_tag_length`: a longer tag makes its row invalid (`--tags`: a UsageError).
     `caps`: how much of a file is read before it is refused (`input.max_cell_kb`...).
+
+    The fields the settings also say (`default_location_id` from `api.location_id`, and
+    `id_pattern`, `encoding`, `max_tag_length`, `caps` from `[input]`) are None when the caller
+    did not give them: a run takes them from its settings (`batcher.app.jobs.input_options`),
+    and `open_input` alone takes the settings' defaults.
     """
 
     id_column: str | None = None
@@ -104,13 +111,29 @@ class InputOptions:
     tags: tuple[str, ...] | None = None
     remove_all: bool = False
     location_id: str | None = None
-    default_location_id: str = ""
-    id_pattern: str = r"^[A-Za-z0-9]{20}$"
-    encoding: str = ""
+    default_location_id: str | None = None
+    id_pattern: str | None = None
+    encoding: str | None = None
     chunk_rows: int = CHUNK_ROWS
     delimiter: str | None = None
-    max_tag_length: int = 255
-    caps: Caps = field(default_factory=Caps)
+    max_tag_length: int | None = None
+    caps: Caps | None = None
+
+    def completed(self) -> InputOptions:
+        """These options, each one not given taken from the settings' defaults."""
+        defaults = InputSettings()
+        return dataclasses.replace(
+            self,
+            default_location_id=_given(self.default_location_id, ApiSettings().location_id),
+            id_pattern=_given(self.id_pattern, defaults.id_pattern),
+            encoding=_given(self.encoding, defaults.encoding),
+            max_tag_length=_given(self.max_tag_length, defaults.max_tag_length),
+            caps=_given(self.caps, Caps()),
+        )
+
+
+def _given(value: T | None, default: T) -> T:
+    return default if value is None else value
 
 
 @dataclass(frozen=True)
@@ -192,6 +215,11 @@ def open_input(path: Path, options: InputOptions) -> InputTable:
     do not say what to do), each with a one-line message naming the file and the fix.
     """
     path = Path(path)
+    options = options.completed()
+    assert options.max_tag_length is not None
+    assert options.id_pattern is not None
+    assert options.encoding is not None
+    assert options.default_location_id is not None
     if options.tags is not None and options.remove_all:
         raise UsageError("--tags and --remove-all-tags do not go together: give one of them")
     if options.chunk_rows < 1:

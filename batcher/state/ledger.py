@@ -159,23 +159,9 @@ class Ledger:
         about: dict[str, str],
         on_start: Callable[[str], None] | None,
     ) -> Self:
+        state, created, run_id = cls._found(path, scratch, notify)
         resumed = False
         scratch_dir = None
-        state, created, run_id = ("absent", "", "")
-        if path.exists():
-            try:
-                state, created, run_id = directory.peek(path)
-            except sqlite3.DatabaseError as exc:
-                if scratch:
-                    state = "unreadable"
-                else:
-                    aside = directory.set_aside(path, "unreadable")
-                    notify(
-                        f"{path}: the state file cannot be read ({exc}); set aside as "
-                        f"{aside.name}, and a new run starts (rows it had settled are sent again, "
-                        "which changes nothing for tags already applied)"
-                    )
-                    state = "absent"
         if scratch and (fresh or state != "ready"):
             scratch_dir = tempfile.TemporaryDirectory(prefix="batcher-plan-")
             path = Path(scratch_dir.name) / path.name
@@ -195,6 +181,25 @@ class Ledger:
         else:
             schema.create(db, run_id=run_id, about=about)
         return cls(db, path, lock, resumed=resumed, scratch=scratch_dir)
+
+    @staticmethod
+    def _found(path: Path, scratch: bool, notify: Callable[[str], None]) -> tuple[str, str, str]:
+        """The state, creation time and id of the run in `path` ("absent" when there is none);
+        a file that cannot be read is set aside (a plan leaves it, as "unreadable")."""
+        if not path.exists():
+            return "absent", "", ""
+        try:
+            return directory.peek(path)
+        except sqlite3.DatabaseError as exc:
+            if scratch:
+                return "unreadable", "", ""
+            aside = directory.set_aside(path, "unreadable")
+            notify(
+                f"{path}: the state file cannot be read ({exc}); set aside as {aside.name}, and "
+                "a new run starts (rows it had settled are sent again, which changes nothing "
+                "for tags already applied)"
+            )
+            return "absent", "", ""
 
     def __enter__(self) -> Self:
         return self

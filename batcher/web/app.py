@@ -1,7 +1,7 @@
 """The page's server: routes, the guards every request passes, and the server's lifetime.
 
 Guards (SPEC "The web page", DESIGN "web/"):
-- the state directory passes `run`'s trust checks (`batcher.state.prepare_state_dir`: another
+- the state directory passes `run`'s trust checks (`batcher.app.directory.check_state_dir`: another
   user's, or one others may write, is refused), and its `uploads` and `web` folders must be real
   folders of ours (`batcher.support.files.own_subdir`);
 - each connection has header, body and idle deadlines, and each client address a cap on its
@@ -39,11 +39,13 @@ from urllib.parse import quote, urlsplit
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from batcher import RunInfo, runs_in
+from batcher.app.directory import check_free, check_state_dir
+from batcher.app.inputs import detect_columns
 from batcher.app.jobs import Job
 from batcher.domain.config import Settings
 from batcher.domain.errors import BatcherError, StateLockedError, UsageError
 from batcher.domain.net import is_loopback
-from batcher.state import RunInfo, StateLock, prepare_state_dir, runs_in
 from batcher.support.crash import write_crash_file
 from batcher.support.secrets import Scrubber
 from batcher.web.access import Access, check_bind
@@ -59,7 +61,7 @@ from batcher.web.runs import (
     undo_plan,
     undo_problem,
 )
-from batcher.web.uploads import TooLargeError, Upload, Uploads, detect_columns
+from batcher.web.uploads import TooLargeError, Upload, Uploads
 
 __all__ = ["PAGE", "WebOptions", "check_bind", "create_app"]
 
@@ -373,9 +375,7 @@ class Page:
                 f"{self.state_dir}: a run started from this page is still going; wait for it "
                 "to finish or stop it"
             )
-        lock = StateLock(self.state_dir)
-        lock.acquire()  # refused now, with the CLI's message, if another run holds it
-        lock.release()
+        check_free(self.state_dir)  # refused now, with the CLI's message, if another run holds it
 
     async def undo_plan(self, request: web.Request) -> web.Response:
         """The undo's plan for a finished run (sends nothing), with the button to start it."""
@@ -664,7 +664,7 @@ def create_app(settings: Settings, options: WebOptions | None = None) -> web.App
     options = options or WebOptions()
     if not options.password and not is_loopback(options.host):
         raise UsageError(f"serve: binding {options.host} (not loopback) needs a password")
-    prepare_state_dir(Path(settings.state.dir), options.warn)
+    check_state_dir(Path(settings.state.dir), options.warn)
     page = Page(settings, options)
     # Uploads are streamed to disk with their own limit; other bodies are small forms.
     app = web.Application(middlewares=_guards(page, options), client_max_size=1 << 20)

@@ -17,13 +17,13 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from batcher import __version__
-from batcher.app.execute import RunResult
+from batcher import RunInfo, __version__
+from batcher.app.inputs import Columns
+from batcher.app.result import RunResult
 from batcher.app.undo import undone_report
 from batcher.domain.models import Status
-from batcher.state import RunInfo
 from batcher.web.runs import ActiveRun, Operation, PlanView, RunRecord, UndoPlan, undo_problem
-from batcher.web.uploads import ALLOWED_SUFFIXES, Columns, Upload, shown
+from batcher.web.uploads import ALLOWED_SUFFIXES, Upload, shown
 
 __all__ = ["PageState", "render", "render_login"]
 

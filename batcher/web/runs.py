@@ -1,14 +1,12 @@
 """The page's side of a run: the plan, one run at a time in a worker thread, its progress.
 
-A run (and a plan) is `batcher.app.execute.execute`, exactly as the CLI calls it, in a thread of its
-own with its own event loop: loading a file, SQLite and writing the report block, and the page
-must keep answering (progress, stop) meanwhile. `Stop.request` is thread-safe, and progress
-crosses threads as plain numbers read under the GIL.
+A run (and a plan) is `batcher.app.execute.execute`, exactly as the CLI calls it, in a thread of
+its own with its own event loop: loading a file, SQLite and writing the report block, and the
+page must keep answering (progress, stop) meanwhile. `Stop.request` is thread-safe, and progress
+crosses threads as plain numbers read under the GIL. The plan's first invalid rows and the
+report again as XLSX after a CSV run come from `batcher.app` (`inputs`, `export`).
 
-What this module adds to the library, as thin adapters (see the module-level notes):
-- the first invalid rows of a plan, read from the loader (`first_invalid_rows`);
-- the report again as XLSX after a CSV run, rendered from the run's state file
-  (`render_xlsx`);
+What this module adds:
 - a record of each run started from the page (`web/<run id>/run.json`), so that its report
   can be downloaded after a restart of the server. The report is written under a name made
   from the input's when that name is plain and short (`contacts-report.csv`), else under one of
@@ -27,7 +25,6 @@ import os
 import re
 import secrets
 import shutil
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -35,15 +32,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batcher.app.execute import Preview, RunProgress, RunResult, execute, pending_message, run_key
+from batcher import RunInfo
+from batcher.app.execute import execute
+from batcher.app.export import export_report
+from batcher.app.inputs import first_invalid_rows
 from batcher.app.jobs import Job, build_job
+from batcher.app.result import Preview, RunProgress, RunResult
 from batcher.app.undo import UndoResult, report_of, undo
 from batcher.domain.config import Settings
 from batcher.domain.errors import BatcherError
 from batcher.domain.models import Row, Status
-from batcher.loading import open_input
-from batcher.reports.formats import check_report_path, write_rows
-from batcher.state import Ledger, RunInfo, StateLock
 from batcher.support.crash import write_crash_file
 from batcher.support.files import open_own_file, open_private, own_subdir
 from batcher.support.secrets import Scrubber
@@ -56,8 +54,6 @@ __all__ = [
     "RunRecord",
     "Runs",
     "UndoPlan",
-    "first_invalid_rows",
-    "render_xlsx",
 ]
 
 # How many invalid rows the plan lists (their reasons; the report has them all).
@@ -119,25 +115,11 @@ class PlanView:
         return self.result.counts[Status.PENDING]
 
 
-def first_invalid_rows(job: Job, limit: int = INVALID_SHOWN) -> list[Row]:
-    """The first `limit` rows that the loader marks invalid, with why (reads until found).
-
-    Adapter: a dry run keeps no report, and RunResult carries counts only; the library could
-    give a plan's first rows of each status from its ledger (duplicates included, which only
-    the ledger knows). Until then the loader's verdict is read again here.
-    """
-    found: list[Row] = []
-    for chunk in open_input(job.input_path, job.input).chunks():
-        found.extend(row for row in chunk if row.status is Status.INVALID)
-        if len(found) >= limit:
-            break
-    return found[:limit]
-
-
 def plan(settings: Settings, job: Job) -> PlanView:
     """The dry run, in the calling thread (the page calls this in a worker thread)."""
     result = asyncio.run(execute(settings, job, dry_run=True))
-    return PlanView(result, first_invalid_rows(job) if result.counts[Status.INVALID] else [])
+    invalid = result.counts[Status.INVALID]
+    return PlanView(result, first_invalid_rows(settings, job, INVALID_SHOWN) if invalid else [])
 
 
 def undo_problem(info: RunInfo) -> str:
@@ -186,27 +168,6 @@ def undo_plan(
     if result.run.stopped is not None:
         raise BatcherError(f"{result.run.stopped}; nothing was sent")
     return UndoPlan(info, result)
-
-
-def render_xlsx(settings: Settings, job: Job, result: RunResult, target: Path) -> None:
-    """The finished run's report again, as XLSX, from its state file (read-only).
-
-    Adapter: the library writes one report per run; a second format needs the ledger, opened
-    here read-only through its constructor. The library could offer `render_report(state_file,
-    path)` (and `batcher report STATE --format xlsx`) instead. Pending rows get the run's stop
-    message (the daily quota's per-location messages are not repeated here).
-    """
-    table = open_input(job.input_path, job.input)
-    where = "sandbox" if job.sandbox is not None else settings.api.base_url.rstrip("/")
-    state_file = Path(settings.state.dir) / f"run-{run_key(table, job, where)}.sqlite"
-    db = sqlite3.connect(f"{state_file.resolve().as_uri()}?mode=ro", uri=True)
-    ledger = Ledger(db, state_file, StateLock(state_file.parent), resumed=True)
-    try:
-        check_report_path(target, rows=ledger.row_count(), columns=len(ledger.columns))
-        pending = pending_message(result.stopped)
-        write_rows(target, ledger.columns, lambda inert: ledger.report_rows(pending, {}, inert))
-    finally:
-        db.close()
 
 
 @dataclass
@@ -538,11 +499,11 @@ class Runs:
         assert job.report_path is not None
         target = job.report_path.with_suffix(".xlsx")
         try:
-            render_xlsx(self.settings, job, result, target)
+            export_report(self.settings, job, result, target)
             active.record.report_xlsx = target.name
         except BatcherError as exc:
             active.record.xlsx_note = self.scrubber.scrub(str(exc))
-        except (OSError, sqlite3.Error, ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError) as exc:
             active.record.xlsx_note = self.scrubber.scrub(
                 f"the XLSX copy could not be written ({type(exc).__name__}); the CSV is complete"
             )

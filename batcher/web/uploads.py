@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import re
@@ -29,18 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batcher.domain.errors import InputError, UsageError
-from batcher.loading import InputOptions, open_input
+from batcher.app.inputs import detect_columns
+from batcher.domain.errors import UsageError
 from batcher.support.files import PRIVATE_DIR_MODE, open_own_file, open_private, own_subdir
 
 __all__ = [
     "ALLOWED_SUFFIXES",
-    "Columns",
     "TooLargeError",
     "Upload",
     "Uploads",
     "check_name",
-    "detect_columns",
     "shown",
 ]
 
@@ -110,67 +107,6 @@ class Upload:
     path: Path  # the stored file, under a name of our own
     size: int
     uploaded: float
-
-
-@dataclass(frozen=True)
-class Columns:
-    """What `batcher.loading` finds in a file, before any operation is chosen.
-
-    `tags`/`action`/`location` are None when the file has no such column; a HighLevel contact
-    export's `Tags` column holds current tags and is never the operation (`export` is True).
-    """
-
-    all: tuple[str, ...]
-    id: str
-    tags: str | None
-    action: str | None
-    location: str | None
-    export: bool
-    has_rows: bool
-
-
-def detect_columns(
-    path: Path, *, sheet: str | None = None, id_column: str | None = None, encoding: str = ""
-) -> Columns:
-    """The file's columns as the loader sees them; InputError/UsageError when it cannot be used.
-
-    Three looks at the file's start through the public `open_input`: one with the operation
-    given (the id and location columns, and whether the file can be read at all), one without
-    tags (the tags column) and one without an action (the action column).
-    """
-    base = InputOptions(sheet=sheet, id_column=id_column, encoding=encoding)
-    table = open_input(path, _with(base, action="add", remove_all=True))
-    tags: str | None = None
-    action: str | None = None
-    if not table.highlevel_export:
-        tags = _column(path, _with(base, action="add"), "tags")
-    action = _column(path, _with(base, tags=("x",)), "action")
-    return Columns(
-        all=table.columns,
-        id=table.id_column,
-        tags=tags,
-        action=action,
-        location=table.location_column,
-        export=table.highlevel_export,
-        has_rows=table.has_rows,
-    )
-
-
-def _column(path: Path, options: InputOptions, role: str) -> str | None:
-    """The tags or action column the loader finds with `options`; None when it finds none (a
-    UsageError). A file it cannot read that way (an InputError: the tags read differently in
-    the likely code pages, say) is refused."""
-    try:
-        table = open_input(path, options)
-    except InputError:
-        raise
-    except UsageError:
-        return None
-    return table.tags_column if role == "tags" else table.action_column
-
-
-def _with(options: InputOptions, **changes: Any) -> InputOptions:
-    return dataclasses.replace(options, **changes)
 
 
 class Uploads:

@@ -9,7 +9,8 @@ import openpyxl
 import pytest
 import xlsxwriter
 
-from batcher.app.execute import Job, execute
+from batcher.app.execute import execute
+from batcher.app.jobs import Job
 from batcher.loading import InputOptions
 
 from .conftest import LOCATION, SandboxFactory, contact_ids, fast_settings

@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from batcher.app.execute import Job, execute
+from batcher.app.execute import execute
+from batcher.app.jobs import Job
 from batcher.cli import main
 from batcher.domain.config import BatchSettings, LimitSettings
 from batcher.domain.errors import Interrupted, StateError

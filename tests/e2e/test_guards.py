@@ -7,7 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from batcher.app.execute import Job, execute
+from batcher.app.execute import execute
+from batcher.app.jobs import Job
 from batcher.domain.config import LimitSettings, RunSettings
 from batcher.domain.errors import ErrorRateError
 from batcher.loading import InputOptions

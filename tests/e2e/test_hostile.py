@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from batcher.app.execute import Job, RunResult, execute
+from batcher.app.execute import execute
+from batcher.app.jobs import Job
+from batcher.app.result import RunResult
 from batcher.domain.config import LimitSettings, RetrySettings, Settings
 from batcher.domain.errors import AuthError
 from batcher.loading import InputOptions

@@ -10,7 +10,9 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from batcher.app.execute import Job, RunProgress, execute
+from batcher.app.execute import execute
+from batcher.app.jobs import Job
+from batcher.app.result import RunProgress
 from batcher.cli import _pace, main
 from batcher.loading import InputOptions
 from batcher.sandbox import FaultConfig, SandboxConfig

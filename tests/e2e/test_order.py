@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from batcher.app.execute import Job, execute
+from batcher.app.execute import execute
+from batcher.app.jobs import Job
 from batcher.domain.config import BatchSettings, LimitSettings, RetrySettings
 from batcher.domain.errors import Interrupted
 from batcher.loading import InputOptions

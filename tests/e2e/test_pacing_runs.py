@@ -17,7 +17,8 @@ from pathlib import Path
 
 from test_pacing import on_fake_time
 
-from batcher.app.execute import Job, execute
+from batcher.app.execute import execute
+from batcher.app.jobs import Job
 from batcher.domain.config import BatchSettings, LimitSettings
 from batcher.domain.errors import QuotaReachedError
 from batcher.loading import InputOptions

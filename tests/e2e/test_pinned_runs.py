@@ -10,7 +10,8 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from batcher.app.execute import Job, execute
+from batcher.app.execute import execute
+from batcher.app.jobs import Job
 from batcher.domain.errors import ForbiddenError
 from batcher.loading import InputOptions
 

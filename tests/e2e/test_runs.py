@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from batcher.app import rendering
-from batcher.app.execute import Job, execute
+from batcher.app.execute import execute
+from batcher.app.jobs import Job
 from batcher.app.rendering import Split
 from batcher.domain.config import LimitSettings, RetrySettings
 from batcher.domain.errors import (

@@ -13,7 +13,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from batcher.app.execute import Job, execute
+from batcher.app.execute import execute
+from batcher.app.jobs import Job
 from batcher.app.undo import undo
 from batcher.domain.config import BatchSettings, LimitSettings, RetrySettings, Settings
 from batcher.domain.errors import Interrupted

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from batcher.app.execute import Job, RunResult, execute
+from batcher.app.execute import execute
+from batcher.app.jobs import Job
+from batcher.app.result import RunResult
 from batcher.app.undo import UndoResult, undo
 from batcher.cli import main
 from batcher.domain.config import RetrySettings

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from batcher.app.execute import Job, RunResult, execute
+from batcher.app.execute import execute
+from batcher.app.jobs import Job
+from batcher.app.result import RunResult
 from batcher.cli import main
 from batcher.domain.config import BatchSettings, LimitSettings
 from batcher.loading import InputOptions

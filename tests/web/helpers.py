@@ -14,7 +14,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from batcher.domain.config import Settings, load_settings
+from batcher.app.settings import load_settings
+from batcher.domain.config import Settings
 from batcher.web import WebOptions, create_app
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"

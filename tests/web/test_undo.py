@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from batcher.app.execute import Job, execute
+from batcher.app.execute import execute
+from batcher.app.jobs import Job
 from batcher.loading import InputOptions
 from batcher.sandbox import DEFAULT_LOCATION, Sandbox, SandboxConfig
 from batcher.state import runs_in

@@ -1,0 +1,74 @@
+"""The emulator as the faces start it (`batcher sandbox`, and a run's `--sandbox`): the one
+module above `batcher.sandbox` that imports it, so that the sandbox stays a judge that shares
+nothing with the client but the spec."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from batcher.domain.config import config_path
+from batcher.domain.errors import ConfigError, UsageError
+from batcher.sandbox import Sandbox, SandboxConfig, config_from_options, load_config, serve
+
+__all__ = [
+    "SANDBOX_FIXTURE_NAME",
+    "Sandbox",
+    "SandboxConfig",
+    "emulator_config",
+    "sandbox_config",
+    "serve_emulator",
+]
+
+SANDBOX_FIXTURE_NAME = "sandbox-fixture.json"
+
+
+def sandbox_config(config_file: Path | None, input_path: Path) -> SandboxConfig:
+    """The embedded emulator of a run: the config's [sandbox] table, and the input's fixture.
+
+    A `sandbox-fixture.json` beside the input (as in samples/) gives the contacts their state, so
+    the demo shows every kind of outcome; without one every well-formed id exists, untagged.
+    """
+    source = config_path(config_file)
+    try:
+        config = load_config(source) if source is not None else SandboxConfig()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    fixture = input_path.parent / SANDBOX_FIXTURE_NAME
+    if config.fixture is None and fixture.is_file():
+        config = dataclasses.replace(config, fixture=fixture)
+    return config
+
+
+def emulator_config(
+    *,
+    config_file: Path | None,
+    port: int | None,
+    token: str | None,
+    rate: str | None,
+    faults: str | None,
+    fixture: Path | None,
+    public: bool | None,
+) -> SandboxConfig:
+    """What `batcher sandbox` serves: its options (None: not given) over the config's
+    [sandbox] table; UsageError (exit 2) for a wrong one."""
+    try:
+        return config_from_options(
+            config_file=config_file,
+            port=port,
+            token=token,
+            rate=rate,
+            faults=faults,
+            fixture=fixture,
+            public=public,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+async def serve_emulator(
+    config: SandboxConfig, announce: Callable[[str], None], *, warn: Callable[[str], None]
+) -> None:
+    """Serve the emulator until cancelled; `announce(url)` once it listens."""
+    await serve(config, announce, warn=warn)

@@ -1,0 +1,81 @@
+"""The load stage: the input's rows written to a new run's ledger, once; the state directory
+tidied."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from batcher.app.jobs import Job
+from batcher.app.sharding import Selection
+from batcher.domain.config import Settings
+from batcher.loading import InputTable
+from batcher.state import Ledger, RunInfo, prune_finished, runs_in
+
+__all__ = ["Loaded", "load"]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The run as its ledger knows it once loaded: its id, which command of it this is, whether
+    it continues an unfinished run; unfinished runs of other inputs in the same state directory;
+    for a plan, the input's rows per location (for `plan --shards N`; empty when the plan
+    continues an unfinished run); the valid rows a shard left to the others."""
+
+    run_id: str
+    invocation: int
+    resumed: bool
+    others: tuple[RunInfo, ...] = ()
+    rows_per_location: Counter[str] = field(default_factory=Counter)
+    valid_elsewhere: int = 0
+
+
+def load(
+    ledger: Ledger, job: Job, table: InputTable, settings: Settings, *, dry_run: bool
+) -> Loaded:
+    """Tidy the state directory (a run, not a plan), then write every row of a new run (a
+    shard keeps only its own rows, with their input `row` and `line` numbers)."""
+    others: tuple[RunInfo, ...] = ()
+    if not dry_run:
+        others = _tidy_state_dir(Path(settings.state.dir), ledger, settings.state.keep_days)
+    selection = Selection(job.shard, count_rows=dry_run)
+    if not ledger.resumed:
+        with _no_collections():
+            ledger.load(table.columns, selection(job.chunks(table)))
+    return Loaded(
+        run_id=ledger.run_id,
+        invocation=ledger.invocation,
+        resumed=ledger.resumed,
+        others=others,
+        rows_per_location=selection.rows_per_location,
+        valid_elsewhere=selection.valid_elsewhere,
+    )
+
+
+def _tidy_state_dir(state_dir: Path, ledger: Ledger, keep_days: int) -> tuple[RunInfo, ...]:
+    """Forget finished runs older than state.keep_days; the unfinished runs of other inputs."""
+    prune_finished(state_dir, keep_days)
+    return tuple(
+        info
+        for info in runs_in(state_dir)
+        if info.state == "ready" and info.path.resolve() != ledger.path.resolve()
+    )
+
+
+@contextlib.contextmanager
+def _no_collections() -> Iterator[None]:
+    """No cyclic garbage collection: loading makes millions of short-lived objects and almost
+    no cycles (a few hundred a million rows, collected afterwards); the collector's passes over
+    them were a fourteenth of loading a million rows (2.9 s -> 2.7 s). Reference counting frees
+    the rest as before, so memory is the same."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -1,0 +1,86 @@
+"""The plan stage: what is still to send, counted from the ledger's index (requests, rounds,
+locations, the distinct operations, the least time at the rate limit)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from batcher.app.result import TOP_OPERATIONS, TagOperation
+from batcher.domain.config import Settings
+from batcher.domain.models import Status
+from batcher.domain.planning import PlanStats, WorkItem, count_requests
+from batcher.state import Ledger
+
+__all__ = ["Planned", "all_invalid", "plan"]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What is still to send: the work items, its requests and rounds, its locations (requests
+    each, busiest first: what `plan` shows, with the daily share), the least time at the limit
+    (the busiest location's), and the distinct operations, most rows first (the first
+    TOP_OPERATIONS; `operation_count` in all)."""
+
+    work: tuple[WorkItem, ...]
+    stats: PlanStats
+    rounds: int
+    per_location: tuple[tuple[str, int], ...]
+    least_seconds: float
+    operations: tuple[TagOperation, ...]
+    operation_count: int
+
+    @property
+    def rows(self) -> int:
+        """The rows to send (a row of several parts counted once)."""
+        return sum(item.members for item in self.work if item.part == 0)
+
+    @property
+    def locations(self) -> int:
+        return len(self.per_location)
+
+
+def plan(ledger: Ledger, settings: Settings) -> Planned:
+    """Count what the ledger still owes; nothing is sent."""
+    work = tuple(ledger.work())
+    size = settings.batch.size
+    per_location: Counter[str] = Counter()
+    for item in work:
+        per_location[item.group.location_id] += -(-item.members // size)
+    operations = _operations(work)
+    busiest = max(per_location.values(), default=0)
+    limits = settings.limits
+    return Planned(
+        work=work,
+        stats=count_requests(((item.group, item.part, item.members) for item in work), size),
+        rounds=max((item.round for item in work), default=0),
+        per_location=tuple(per_location.most_common()),
+        least_seconds=PlanStats(groups=1, requests=busiest).seconds_at(
+            limits.requests_per_interval, limits.interval_ms / 1000
+        ),
+        operations=tuple(
+            TagOperation(action, tags, remove_all, rows)
+            for (action, tags, remove_all), rows in operations.most_common(TOP_OPERATIONS)
+        ),
+        operation_count=len(operations),
+    )
+
+
+def _operations(work: tuple[WorkItem, ...]) -> Counter[tuple[str, tuple[str, ...], bool]]:
+    """The distinct operations: each group's rows (its first part's members, every round),
+    summed over locations; counted by the ledger from its index, a lookup per group."""
+    operations: Counter[tuple[str, tuple[str, ...], bool]] = Counter()
+    for item in work:
+        if item.part == 0:
+            group = item.group
+            operations[(group.action.value, group.tags, group.remove_all)] += item.members
+    return operations
+
+
+def all_invalid(ledger: Ledger) -> bool:
+    """Whether every row of a run with nothing to send is invalid (or a duplicate): not when
+    its producer settled rows otherwise (an undo whose rows are all left alone, which is no
+    error of the input)."""
+    counts = ledger.status_counts()
+    invalid = counts.get(Status.INVALID.value, 0) + counts.get(Status.DUPLICATE.value, 0)
+    return invalid == sum(counts.values())
