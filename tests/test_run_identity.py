@@ -13,7 +13,7 @@ import pytest
 from batcher.app.emulator import SandboxConfig
 from batcher.app.identity import identify
 from batcher.app.jobs import build_job, input_options
-from batcher.cli import plan, run, status
+from batcher.cli.commands import plan, run, status
 from batcher.domain.config import ApiSettings, Settings
 
 # The options of `run` and `plan` that do not change which run they mean: how it goes, where the

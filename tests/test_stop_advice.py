@@ -12,7 +12,7 @@ from test_sending import BATCH
 
 from batcher.app.result import pending_message
 from batcher.app.stages.report import unwritable as _unwritable
-from batcher.cli import _with_advice
+from batcher.cli.output import with_advice as _with_advice
 from batcher.domain.config import RetrySettings
 from batcher.domain.errors import (
     ApiError,

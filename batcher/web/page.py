@@ -22,8 +22,9 @@ from batcher.app.inputs import Columns
 from batcher.app.result import RunResult
 from batcher.app.undo import undone_report
 from batcher.domain.models import Status
+from batcher.support.printable import escaped
 from batcher.web.runs import ActiveRun, Operation, PlanView, RunRecord, UndoPlan, undo_problem
-from batcher.web.uploads import ALLOWED_SUFFIXES, Upload, shown
+from batcher.web.uploads import ALLOWED_SUFFIXES, Upload
 
 __all__ = ["PageState", "render", "render_login"]
 
@@ -68,8 +69,9 @@ def e(value: object) -> str:
 
 
 def shown_name(value: str) -> str:
-    """A file name as shown: invisible characters escaped, then HTML-escaped."""
-    return e(shown(value))
+    """A file name as shown: control and bidirectional characters spelled out, then
+    HTML-escaped."""
+    return e(escaped(value))
 
 
 def _duration(seconds: float) -> str:

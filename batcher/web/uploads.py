@@ -7,7 +7,8 @@ from it), and the browser's file name is kept in `upload.json` for display only:
 system cannot hold (150 `é` are 300 bytes, past NAME_MAX's 255) or a name with bidi controls
 (U+202E shows `gnp.csv` as `vsc.png`) never reaches it. A name is refused when it cannot be
 meant as a plain file name: a path separator, a control character (NUL included), or a type
-batcher does not read; `shown` escapes the invisible characters it may hold (`\\u202e`).
+batcher does not read; what it shows of a name has its control and bidirectional characters
+spelled out (`batcher.support.printable.escaped`: `\\u202e`).
 
 Uploads go when they are older than `state.keep_days` (`prune`), and all of them together may
 not pass `serve.max_total_upload_mb` (the upload that would is refused, 413).
@@ -31,6 +32,7 @@ from typing import Any
 from batcher.app.inputs import detect_columns
 from batcher.domain.errors import UsageError
 from batcher.support.files import PRIVATE_DIR_MODE, open_own_file, open_private, own_subdir
+from batcher.support.printable import escaped
 
 __all__ = [
     "ALLOWED_SUFFIXES",
@@ -38,7 +40,6 @@ __all__ = [
     "Upload",
     "Uploads",
     "check_name",
-    "shown",
 ]
 
 # What `batcher.loading` reads (SPEC "Input"); `.csv.gz` etc. end in one of these after `.gz`.
@@ -57,17 +58,6 @@ class TooLargeError(UsageError):
     `serve.max_total_upload_mb`."""
 
 
-def shown(name: str) -> str:
-    """`name` with every character that prints nothing (controls, bidi and other format
-    characters, odd spaces) written as its escape (`\\u202e`), so that what is shown is what
-    the name holds."""
-    if name.isprintable():
-        return name
-    return "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name
-    )
-
-
 def _suffix(name: str) -> str:
     lower = name.lower()
     return next(s for s in sorted(ALLOWED_SUFFIXES, key=len, reverse=True) if lower.endswith(s))
@@ -79,7 +69,7 @@ def check_name(name: str) -> str:
     Never taken apart to "fix" it: a name with a path in it is refused, not trimmed, so that
     what is shown is exactly what the user chose.
     """
-    display = shown(name[:_MAX_NAME])
+    display = escaped(name[:_MAX_NAME])
     if not name:
         raise UsageError("the upload has no file name; choose a CSV or Excel file")
     if "/" in name or "\\" in name or _CONTROL.search(name):
@@ -149,7 +139,7 @@ class Uploads:
             finally:
                 os.close(fd)
             if size == 0:
-                raise UsageError(f"{shown(name)}: the file is empty; choose the file again")
+                raise UsageError(f"{escaped(name)}: the file is empty; choose the file again")
             upload = Upload(upload_id, name, path, size, time.time())
             await asyncio.to_thread(self._keep, upload)
         except BaseException:
@@ -162,12 +152,12 @@ class Uploads:
     def _check_room(self, name: str, size: int, total: int) -> None:
         if size > self.max_bytes:
             raise TooLargeError(
-                f"{shown(name)}: larger than the limit of {self.max_bytes // 2**20:,} MiB "
+                f"{escaped(name)}: larger than the limit of {self.max_bytes // 2**20:,} MiB "
                 "(serve.max_upload_mb); split the file, or raise the limit"
             )
         if total > self.max_total_bytes:
             raise TooLargeError(
-                f"{shown(name)}: the uploads kept would pass {self.max_total_bytes // 2**20:,} "
+                f"{escaped(name)}: the uploads kept would pass {self.max_total_bytes // 2**20:,} "
                 "MiB (serve.max_total_upload_mb); they are deleted after state.keep_days days, "
                 "or raise the limit"
             )

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from batcher.app.execute import execute
 from batcher.app.jobs import Job
 from batcher.app.result import RunProgress
-from batcher.cli import _pace, main
+from batcher.cli import main
+from batcher.cli.output import pace as _pace
 from batcher.loading import InputOptions
 from batcher.sandbox import FaultConfig, SandboxConfig
 

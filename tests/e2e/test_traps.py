@@ -184,7 +184,7 @@ def test_a_declined_confirmation_sends_nothing(
     cli: CliRunner, tmp_path: Path, served: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a terminal batcher shows what it is about to do and asks; 'no' sends nothing."""
-    monkeypatch.setattr("batcher.cli._interactive", lambda: True)
+    monkeypatch.setattr("batcher.cli.terminal.interactive", lambda: True)
     write_csv(tmp_path / "in.csv", contact_ids(7))
     result = cli.invoke(
         main,
@@ -208,7 +208,7 @@ def test_a_declined_confirmation_sends_nothing(
 def test_yes_and_a_non_terminal_are_never_asked(
     cli: CliRunner, tmp_path: Path, served: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("batcher.cli._interactive", lambda: True)
+    monkeypatch.setattr("batcher.cli.terminal.interactive", lambda: True)
     write_csv(tmp_path / "in.csv", contact_ids(3))
     result = run(cli, served, "in.csv", "--action", "add", "--tags", "vip", "--yes")
     assert result.exit_code == 0, result.output
