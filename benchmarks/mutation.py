@@ -91,17 +91,25 @@ TARGETS: dict[str, Target] = {
             "tests/e2e/test_runs.py",
         ),
     ),
+    "breakers": Target(
+        "batcher.sending.breakers",
+        tests=(
+            "tests/test_breakers.py",
+            "tests/test_stop_advice.py",
+            "tests/e2e/test_guards.py",
+            "tests/e2e/test_runs.py",
+        ),
+    ),
     # The ledger's work queue: what is still owed, a round and a location at a time.
     "work-queue": Target(
-        "batcher.state.ledger",
+        "batcher.state.work",
         scope=(
-            "Ledger._items",
-            "Ledger.work",
-            "Ledger.ready_work",
-            "Ledger.rounds",
-            "Ledger.rounds_by_location",
-            "Ledger.members",
-            "Ledger._page",
+            "WorkQueue._items",
+            "WorkQueue.work",
+            "WorkQueue.ready_work",
+            "WorkQueue.rounds_by_location",
+            "WorkQueue.members",
+            "WorkQueue._page",
         ),
         tests=(
             "tests/test_ledger.py",

@@ -22,53 +22,39 @@ given) are named and nothing is written (`IncompleteMergeError`, exit 1). Rows a
 reported row cannot be seen missing from the reports alone: `shards=N` closes that gap by
 requiring a report for each shard.
 
-A CSV report made text cells inert with a leading `'` (see `batcher.reports.formats`); merging
-removes that mark when reading and the writer puts it back for a CSV OUT, so CSV in, CSV out is
-exact.
-Into XLSX or JSONL, a cell whose own text began with `'` and a trigger (`'=x`) loses its `'`:
-a CSV report cannot tell it from `=x`.
+Reports are read back by `batcher.reports.reading`. A CSV report made text cells inert with a
+leading `'` (see `batcher.reports.formats`); merging removes that mark when reading and the
+writer puts it back for a CSV OUT, so CSV in, CSV out is exact. Into XLSX or JSONL, a cell
+whose own text began with `'` and a trigger (`'=x`) loses its `'`: a CSV report cannot tell it
+from `=x`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import heapq
-import json
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
 
 from batcher.app.sharding import Shard, bucket
 from batcher.domain.errors import BatcherError, InputError, UsageError
 from batcher.domain.fields import (
-    ATTEMPTS,
-    HTTP_STATUS,
     LINE,
-    LIST_FIELDS,
     LOCATION_ID,
-    NUMBER_FIELDS,
-    OLD_TAGS,
     RESULT_FIELDS,
     ROW,
     STATUS,
-    TAGS_ADDED,
-    TAGS_REMOVED,
-    UNCERTAIN,
     at,
 )
 from batcher.domain.models import Cell, Inert
-from batcher.loading import sheet_rows
-from batcher.reports.formats import INERT, check_report_path, write_rows
+from batcher.reports.formats import check_report_path, write_rows
+from batcher.reports.reading import ReportFile, open_report
 
 __all__ = ["IncompleteMergeError", "MergeResult", "merge_reports"]
 
-_NUMBERS = frozenset(NUMBER_FIELDS)
-_MAYBE = frozenset((OLD_TAGS, TAGS_ADDED, TAGS_REMOVED, HTTP_STATUS, ATTEMPTS))
-_LISTS = frozenset(LIST_FIELDS)
 # The result fields an option sets for every row when the input has no column for them, with the
 # input column's key (matched like loading matches columns).
 _OPERATION = {"action": "action", "tags": "tags", "location_id": "locationid"}
@@ -92,15 +78,6 @@ class MergeResult:
     counts: Counter[str] = field(default_factory=Counter)
 
 
-@dataclass
-class _Report:
-    path: Path
-    columns: tuple[str, ...] | None  # the input's columns; None: an empty JSONL report
-    rows: Iterator[tuple[Cell, ...]]
-    bucket: int | None = None
-    file: IO[Any] | None = None  # closed by merge_reports, whatever happens
-
-
 def merge_reports(paths: Sequence[Path], out: Path, *, shards: int | None = None) -> MergeResult:
     """Merge the reports at `paths` into `out` (see the module docstring for the checks)."""
     if not paths:
@@ -111,14 +88,14 @@ def merge_reports(paths: Sequence[Path], out: Path, *, shards: int | None = None
     with contextlib.ExitStack() as files:
         reports = []
         for path in paths:
-            report = _open(Path(path))
+            report = open_report(Path(path))
             if report.file is not None:
                 files.callback(report.file.close)
             reports.append(report)
         return _merge(reports, out, shards)
 
 
-def _merge(reports: list[_Report], out: Path, shards: int | None) -> MergeResult:
+def _merge(reports: list[ReportFile], out: Path, shards: int | None) -> MergeResult:
     columns = _same_columns(reports)
     result = MergeResult(path=out, reports=len(reports))
     width = len(RESULT_FIELDS) + len(columns)
@@ -144,7 +121,7 @@ class _Merged:
     """The reports' rows in row order, checked on the way (see the module docstring)."""
 
     def __init__(
-        self, reports: list[_Report], columns: tuple[str, ...], shards: int | None
+        self, reports: list[ReportFile], columns: tuple[str, ...], shards: int | None
     ) -> None:
         self._reports = reports
         self._shards = shards
@@ -252,173 +229,7 @@ def _numbered(
         yield cells[ROW], n, cells
 
 
-# --- reading reports -------------------------------------------------------------------------
-
-
-def _open(path: Path) -> _Report:
-    suffix = path.suffix.lower()
-    if not path.is_file():
-        raise InputError(f"{path}: report not found")
-    if suffix == ".csv":
-        return _open_csv(path)
-    if suffix == ".jsonl":
-        return _open_jsonl(path)
-    if suffix == ".xlsx":
-        return _open_xlsx(path)
-    raise InputError(f"{path}: not a batcher report (.csv, .xlsx or .jsonl)")
-
-
-def _header(path: Path, names: Sequence[str]) -> tuple[str, ...]:
-    """The input's columns from a report's header; InputError when it is not batcher's."""
-    if tuple(names[: len(RESULT_FIELDS)]) != RESULT_FIELDS:
-        raise InputError(
-            f"{path}: not a batcher report (its first columns are not {', '.join(RESULT_FIELDS)})"
-        )
-    return tuple(names[len(RESULT_FIELDS) :])
-
-
-def _number(path: Path, value: Any, index: int, line: int) -> int | None:
-    if value is None or value == "":
-        if index in _MAYBE:
-            return None
-    elif isinstance(value, bool):
-        pass
-    elif isinstance(value, int):
-        return value
-    elif (isinstance(value, float) and value.is_integer()) or (
-        isinstance(value, str) and value.strip().isdigit()
-    ):
-        return int(value)
-    raise InputError(
-        f"{path}: line {line}: {RESULT_FIELDS[index]} {value!r} is not a number: not a batcher "
-        "report, or an edited one"
-    )
-
-
-def _cells(path: Path, values: Sequence[Any], line: int, csv_text: bool) -> tuple[Cell, ...]:
-    """A report row read back as the cells a report is written from (lists as JSON text)."""
-    out: list[Cell] = []
-    for i, value in enumerate(values):
-        if i in _NUMBERS:
-            out.append(_number(path, value, i, line))
-        elif i in _MAYBE and (value is None or value == ""):
-            out.append(None)
-        elif i in _LISTS and isinstance(value, list):
-            out.append(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
-        elif i == UNCERTAIN and isinstance(value, bool):
-            out.append("true" if value else "false")  # JSONL's boolean, as CSV and XLSX write it
-        elif value is None:
-            out.append("")
-        elif isinstance(value, float) and value.is_integer():
-            out.append(str(int(value)))  # an XLSX number cell in an input column
-        else:
-            text = str(value)
-            out.append(_uninert(text) if csv_text else text)
-    return tuple(out)
-
-
-def _uninert(text: str) -> str:
-    """A CSV cell without the `'` that made it inert (see the module docstring)."""
-    if text[:1] == "'" and INERT.make(text[1:]) == text:
-        return text[1:]
-    return text
-
-
-def _open_csv(path: Path) -> _Report:
-    try:
-        fh = path.open(encoding="utf-8", newline="")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
-    try:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            raise InputError(f"{path}: empty file, not a batcher report")
-        columns = _header(path, [_uninert(name) for name in header])
-    except (UnicodeDecodeError, csv.Error) as exc:
-        fh.close()
-        raise InputError(f"{path}: cannot be read as a CSV report ({exc})") from exc
-    except BaseException:
-        fh.close()
-        raise
-
-    def rows() -> Iterator[tuple[Cell, ...]]:
-        try:
-            for values in reader:
-                yield _cells(path, values, reader.line_num, csv_text=True)
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise InputError(f"{path}: line {reader.line_num}: cannot be read ({exc})") from exc
-
-    return _Report(path, columns, rows(), file=fh)
-
-
-def _open_jsonl(path: Path) -> _Report:
-    try:
-        fh = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
-    try:
-        first = fh.readline()
-        if not first.strip():
-            # A shard with no rows: no line says its columns.
-            return _Report(path, None, iter(()), file=fh)
-        names = list(_json_line(path, first, 1))
-        columns = _header(path, names)
-    except UnicodeDecodeError as exc:
-        fh.close()
-        raise InputError(f"{path}: cannot be read as a JSONL report ({exc})") from exc
-    except BaseException:
-        fh.close()
-        raise
-
-    def rows() -> Iterator[tuple[Cell, ...]]:
-        number = 1
-        line = first
-        while line:
-            if line.strip():
-                record = _json_line(path, line, number)
-                if list(record) != names:
-                    raise InputError(
-                        f"{path}: line {number}: its keys differ from the first line's: not "
-                        "a batcher report, or an edited one"
-                    )
-                yield _cells(path, list(record.values()), number, csv_text=False)
-            number += 1
-            try:
-                line = fh.readline()
-            except UnicodeDecodeError as exc:
-                raise InputError(f"{path}: line {number}: not UTF-8 ({exc})") from exc
-
-    return _Report(path, columns, rows(), file=fh)
-
-
-def _json_line(path: Path, line: str, number: int) -> dict[str, Any]:
-    try:
-        record = json.loads(line)
-    except ValueError as exc:
-        raise InputError(f"{path}: line {number}: not JSON ({exc})") from exc
-    if not isinstance(record, dict):
-        raise InputError(f"{path}: line {number}: not a JSON object: not a batcher report")
-    return record
-
-
-def _open_xlsx(path: Path) -> _Report:
-    sheet = sheet_rows(path)
-    header = next(sheet, None)
-    if header is None:
-        raise InputError(f"{path}: empty workbook, not a batcher report")
-    columns = _header(path, [str(name) for name in header])
-
-    def rows() -> Iterator[tuple[Cell, ...]]:
-        for number, values in enumerate(sheet, start=2):
-            if all(v == "" or v is None for v in values):
-                continue
-            yield _cells(path, values, number, csv_text=False)
-
-    return _Report(path, columns, rows())
-
-
-def _same_columns(reports: list[_Report]) -> tuple[str, ...]:
+def _same_columns(reports: list[ReportFile]) -> tuple[str, ...]:
     """The input's columns, the same in every report (an empty JSONL report has no say)."""
     first: tuple[Path, tuple[str, ...]] | None = None
     for report in reports:

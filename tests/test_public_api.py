@@ -1,0 +1,28 @@
+"""The public API (`import batcher`) is pinned: what the CLI, the page and a Python caller use."""
+
+from __future__ import annotations
+
+import batcher
+
+
+def test_the_public_names_are_exactly_these() -> None:
+    """`batcher.__all__` names the documented API, no more and no less, and each resolves."""
+    assert batcher.__all__ == [
+        "BatcherError",
+        "Job",
+        "Preview",
+        "RunInfo",
+        "RunResult",
+        "Settings",
+        "StateLockedError",
+        "Status",
+        "Stop",
+        "UsageError",
+        "__version__",
+        "build_job",
+        "execute",
+        "load_settings",
+        "runs_in",
+    ]
+    for name in batcher.__all__:
+        assert getattr(batcher, name) is not None, name
