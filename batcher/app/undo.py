@@ -30,10 +30,10 @@ How an undo runs: `write_undo_input` writes the run's inverse as an ordinary inp
 
 - **Resumable.** The generated file depends only on the run's records (and `uncertain`), and a
   run is identified by its input's content, options, target and the run it undoes
-  (`runner.run_key`): the same `batcher undo REPORT` command continues the same unfinished undo
-  run. The file itself is written to a private folder under the state directory and deleted
-  when the command ends: the next command writes it again, byte for byte. An undo that ends
-  with nothing left to send marks its run undone (`RunInfo.undone`).
+  (`batcher.app.identity`): the same `batcher undo REPORT` command continues the same
+  unfinished undo run. The file itself is written to a private folder under the state directory
+  and deleted when the command ends: the next command writes it again, byte for byte. An undo
+  that ends with nothing left to send marks its run undone (`RunInfo.undone`).
 - **Order.** The pipeline applies a contact's rows in input order. A run may hold several rows
   for one contact (add `vip` on row 3, remove it on row 9): undoing them must go backwards (add
   `vip` back for row 9, then remove it for row 3). Each contact's operations are therefore written

@@ -36,7 +36,7 @@ Contract: SPEC.md, section "Report". Decisions taken here:
 - The summary for scripts: ``write_summary`` writes the run's facts as one JSON object to
   ``<report name without extension>.summary.json`` beside the report (``summary_path``).
 - A sheet holds at most 1,048,575 data rows and 16,384 columns; a longer or wider report stops
-  with UsageError, and the runner checks first: ``check_report_path(path, rows=n, columns=k)``.
+  with UsageError, and a run checks first: ``check_report_path(path, rows=n, columns=k)``.
   Excel caps a cell at 32,767 characters; xlsxwriter truncates longer text.
 - Created safely, replaced atomically: the report is written to a new file with a random name
   beside it (``.<name>.<random>.tmp``), created with ``O_CREAT | O_EXCL`` (never an existing file,
@@ -110,7 +110,7 @@ _WIDTH_SAMPLE = 200
 _MIN_WIDTH = 8
 _MAX_WIDTH = 60
 
-# The facts a report's Summary sheet shows (the runner's `RunResult.summary(final=False)`).
+# The facts a report's Summary sheet shows (`RunResult.summary(final=False)`).
 Summary = Callable[[], Mapping[str, object]]
 _PREFIX = "input_"
 
@@ -272,23 +272,23 @@ def _cells(
             raise ValueError(
                 f"report row {line.row}: {len(line.extra)} input cells for {n_extra} input columns"
             )
-        yield (
-            line.row,
-            line.line,
-            text(line.contact_id),
-            text(line.location_id),
-            text(line.action),
-            _json_array(line.tags),
-            str(line.status),
-            text(line.message),
-            None if line.old_tags is None else _json_array(line.old_tags),
-            None if line.tags_added is None else _json_array(line.tags_added),
-            None if line.tags_removed is None else _json_array(line.tags_removed),
-            line.http_status,
-            line.attempts,
-            "true" if line.uncertain else "false",
-            *(text(cell) for cell in line.extra),
-        )
+        fields: dict[str, Cell] = {
+            "row": line.row,
+            "line": line.line,
+            "contact_id": text(line.contact_id),
+            "location_id": text(line.location_id),
+            "action": text(line.action),
+            "tags": _json_array(line.tags),
+            "status": str(line.status),
+            "message": text(line.message),
+            "old_tags": None if line.old_tags is None else _json_array(line.old_tags),
+            "tags_added": None if line.tags_added is None else _json_array(line.tags_added),
+            "tags_removed": None if line.tags_removed is None else _json_array(line.tags_removed),
+            "http_status": line.http_status,
+            "attempts": line.attempts,
+            "uncertain": "true" if line.uncertain else "false",
+        }
+        yield (*(fields[name] for name in RESULT_FIELDS), *(text(cell) for cell in line.extra))
 
 
 # Most rows carry the same few tag lists: encode (and decode) each distinct one once.
