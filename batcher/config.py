@@ -75,6 +75,9 @@ class InputSettings:
     # HighLevel documents no limit; a longer "tag" is nearly always a wrong cell (a note pasted
     # into the tags column), and the rows carrying one are `invalid` rather than sent.
     max_tag_length: int = 255
+    # The most text one cell may hold (KiB of UTF-8): a file with a longer cell stops (exit 2)
+    # naming it. Excel's own cells stop at 32,767 characters (at most 128 KiB).
+    max_cell_kb: int = 1024
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,11 @@ def _check(settings: Settings) -> None:
         "must be at least 0 and below limits.daily_requests",
     )
     need(settings.input.max_tag_length >= 1, "input.max_tag_length", "must be at least 1")
+    need(
+        1 <= settings.input.max_cell_kb <= 1 << 20,
+        "input.max_cell_kb",
+        "must be between 1 and 1048576 (1 GiB)",
+    )
     need(
         0 <= settings.run.max_error_rate <= 1,
         "run.max_error_rate",

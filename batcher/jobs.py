@@ -133,6 +133,7 @@ def build_job(
         id_pattern=settings.input.id_pattern,
         encoding=settings.input.encoding,
         max_tag_length=settings.input.max_tag_length,
+        max_cell_kb=settings.input.max_cell_kb,
         delimiter=delimiter,
     )
     return Job(

@@ -94,6 +94,8 @@ class InputOptions:
 
     `delimiter`: None to sniff (tab for .tsv); else one character or tab/comma/semicolon/pipe.
     `max_tag_length`: a longer tag makes its row invalid (`--tags`: a UsageError).
+    `max_cell_kb`: a cell (a sheet's cell or shared string) holding more text (KiB of UTF-8) is
+    an InputError naming it.
     """
 
     id_column: str | None = None
@@ -108,6 +110,7 @@ class InputOptions:
     chunk_rows: int = CHUNK_ROWS
     delimiter: str | None = None
     max_tag_length: int = 255
+    max_cell_kb: int = 1024
 
 
 @dataclass(frozen=True)
@@ -264,7 +267,7 @@ def open_input(path: Path, options: InputOptions) -> InputTable:
 
     name = path.name.lower()
     if name.endswith(_EXCEL_SUFFIXES):
-        source = open_excel(path, options.sheet)
+        source = open_excel(path, options.sheet, options.max_cell_kb * 1024)
     elif name.endswith(_CSV_SUFFIXES) or name.endswith(tuple(s + ".gz" for s in _CSV_SUFFIXES)):
         from batcher.loading._csv import open_csv
 
