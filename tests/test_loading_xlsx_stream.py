@@ -227,10 +227,10 @@ def random_sheet(seed: int) -> tuple[str, str]:
             if roll < 0.35:
                 cells.append(f'<c{ref} t="s"><v>{rng.randrange(50)}</v></c>')
             elif roll < 0.55:
-                text = rng.choice(["x", " pad ", "a&lt;b", "_x000D_", ""])
-                cells.append(
-                    f'<c{ref} t="inlineStr"><is><t xml:space="preserve">{text}</t></is></c>'
-                )
+                text = rng.choice(["x", " pad ", "a&lt;b", "_x000D_", "", "\tt;", "&#32;r"])
+                # preserved or not (then trimmed): the fast paths must read what the parser does
+                space = ' xml:space="preserve"' if rng.random() < 0.5 else ""
+                cells.append(f'<c{ref} t="inlineStr"><is><t{space}>{text}</t></is></c>')
             elif roll < 0.7:
                 cells.append(
                     f'<c{ref} s="{rng.randrange(3)}"><v>{rng.choice(["1", "2.5", "45296"])}</v></c>'

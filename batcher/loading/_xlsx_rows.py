@@ -29,6 +29,7 @@ from xml.etree import ElementTree
 
 from batcher.loading._xlsx_part import Part, Readable, Refused, XlsxError, item_limit
 from batcher.loading._xlsx_strings import (
+    PLAIN_T_TEXT,
     T_TEXT,
     SharedStrings,
     fix_text,
@@ -152,12 +153,13 @@ def _shape(
 
 
 def _shaped_pattern(
-    prefix: bytes, letters: tuple[bytes, ...], shapes: list[_Shape]
+    prefix: bytes, letters: tuple[bytes, ...], shapes: list[_Shape], preserved: bool
 ) -> re.Pattern[bytes]:
     """A row whose cells are all there, each in its column's one form: half the time of the
-    row pattern (no alternatives, one group a cell). Groups: the row's number, then each cell's
-    text or value."""
+    row pattern (no alternatives, one group a cell; `preserved`: whether the inline strings may
+    say xml:space="preserve"). Groups: the row's number, then each cell's text or value."""
     p = re.escape(prefix)
+    t_text = T_TEXT if preserved else PLAIN_T_TEXT
     cells = []
     for column, (inline, style, kind) in zip(letters, shapes, strict=True):
         attributes = b"".join(
@@ -165,7 +167,7 @@ def _shaped_pattern(
             for name, value in ((b"s", style), (b"t", kind))
             if value is not None
         )
-        text = rb"<%(p)bis>" + T_TEXT + rb"</%(p)bis>" if inline else rb"<%(p)bv>([^<]*)</%(p)bv>"
+        text = rb"<%(p)bis>" + t_text + rb"</%(p)bis>" if inline else rb"<%(p)bv>([^<]*)</%(p)bv>"
         body = b">" + text
         cells.append(
             rb'<%bc r="%b\1"%b' % (p, column, attributes) + body % {b"p": p} + b"</%bc>" % p
@@ -179,6 +181,8 @@ _ROW_GROUPS = 1 + _CELL_GROUPS  # a row pattern's groups per column
 _SPACED = re.compile(rb">\s+<")
 # The most columns a row pattern is made for (wider sheets are read cell by cell).
 _ROW_COLUMNS = 256
+# How a block says that some of its text is preserved (see `_learn`).
+_PRESERVE = b'xml:space="preserve"'
 # A block this large holds a long row (blocks are cut every 64 KiB): its cells are counted.
 _LARGE = 1 << 20
 
@@ -227,7 +231,7 @@ class SheetReader:
         self._spaced = False
         self._prefix = b""
         # The row pattern made for the shapes the last block's columns had, one group a cell.
-        self._shaped: tuple[list[_Shape], re.Pattern[bytes]] | None = None
+        self._shaped: tuple[tuple[list[_Shape], bool], re.Pattern[bytes]] | None = None
 
     def blocks(self) -> Iterator[Block]:
         part = Part(
@@ -394,17 +398,18 @@ class SheetReader:
                 columns[index] = column
             else:
                 columns[index] = self._texts(styles, types, inline, values, lines, watched)
-        self._learn(shapes)
+        self._learn(shapes, _PRESERVE in block)
         return Block(lines, _trimmed(columns, blank), numbers)
 
-    def _learn(self, shapes: list[_Shape | None]) -> None:
+    def _learn(self, shapes: list[_Shape | None], preserved: bool) -> None:
         """The shaped row pattern for the next blocks, when every column of this one had a
         single shape; else none."""
         known = [shape for shape in shapes if shape is not None]
         if len(known) < len(shapes):
             self._shaped = None
-        elif self._shaped is None or self._shaped[0] != known:
-            self._shaped = known, _shaped_pattern(self._prefix, self._ordered, known)
+        elif self._shaped is None or self._shaped[0] != (known, preserved):
+            pattern = _shaped_pattern(self._prefix, self._ordered, known, preserved)
+            self._shaped = (known, preserved), pattern
 
     def _by_shape(self, block: bytes, row_gaps: re.Pattern[bytes]) -> Block | None:
         """A block split by the shaped row pattern (one group a cell); None when some of its
@@ -412,7 +417,7 @@ class SheetReader:
         assert self._row is not None
         assert self._shaped is not None
         indices = self._row[0]
-        shapes, row = self._shaped
+        (shapes, _), row = self._shaped
         split = self._split(block, row, 1, row_gaps)
         if split is None:
             return None

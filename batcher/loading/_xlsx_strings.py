@@ -32,6 +32,9 @@ T_TEXT = (
     rb'<%(p)bt(?: xml:space="preserve">|>(?![ \t\r\n]|&#)(?=[^<]*(?<![ \t\r\n;])<))'
     rb"([^<]*)</%(p)bt>"
 )
+# T_TEXT without xml:space: where no text is preserved (as most producers write most blocks),
+# the shaped row pattern has no alternative to try per cell: as fast as before text was trimmed.
+PLAIN_T_TEXT = rb"<%(p)bt>(?![ \t\r\n]|&#)([^<]*)(?<![ \t\r\n;])</%(p)bt>"
 # What an unpreserved `<t>` loses at its ends (XML's whitespace).
 XML_SPACE = " \t\n\r"
 _SPACE_BYTES = XML_SPACE.encode()
