@@ -7,10 +7,11 @@ deleted). The web page's stop button and a library caller ask for the same grace
 `Stop.request`.
 
 From the input's opening until it is loaded (`Stop.loading` to `Stop.loaded`) nothing has been
-sent, and a report could not list the rows not yet read: a stop then ends the run at once, with
-Interrupted (exit 3, one line). A signal raises it where it lands in the main thread, which is
-where the CLI loads, so that a hostile file cannot hold off cron's `timeout`; a stop from another
-thread is seen at the next chunk (`Stop.watch`).
+sent: a signal then ends the run at once, with Interrupted (exit 3, one line; no report, as the
+rows are not all read), raised where it lands in the main thread, which is where the CLI loads,
+so that a hostile file cannot hold off cron's `timeout` (in another thread, at the next chunk:
+`Stop.watch`). A stop asked otherwise (the page's button, a library caller) stays graceful:
+the loading ends first, so that the report lists every row.
 
 `Stop` is safe to call from a signal handler or another thread: the event it sets lives in the
 run's event loop and is set through `call_soon_threadsafe`.
@@ -43,13 +44,16 @@ class Stop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
         self._loading: int | None = None  # the thread loading the input, meanwhile
+        self._at_once = False  # a signal asked: while loading, the run ends at once
 
     @property
     def requested(self) -> bool:
         return self.reason is not None
 
-    def request(self, reason: str) -> None:
-        """Ask the run to stop gracefully (the first reason given is kept)."""
+    def request(self, reason: str, *, at_once: bool = False) -> None:
+        """Ask the run to stop gracefully (the first reason given is kept); `at_once` (a signal):
+        while the input loads, the run ends at once (see the module)."""
+        self._at_once = self._at_once or at_once
         if self.reason is None:
             self.reason = reason
         loop, event = self._loop, self._event
@@ -69,9 +73,9 @@ class Stop:
         return Interrupted(self.reason or "stopped")
 
     def loading(self) -> None:
-        """The input is being opened and loaded by this thread: a stop ends the run at once, until
-        `loaded` (see the module). (Left set by an error, it is cleared by `signals_stop`, the
-        only one to act on it outside `watch`.)"""
+        """The input is being opened and loaded by this thread: a signal ends the run at once,
+        until `loaded` (see the module). (Left set by an error, it is cleared by `signals_stop`,
+        the only one to act on it outside `watch`.)"""
         self.check_loading()
         self._loading = threading.get_ident()
 
@@ -84,15 +88,15 @@ class Stop:
         return self._loading == threading.get_ident()
 
     def check_loading(self) -> None:
-        """Raise the error of a stop while loading, if one was asked for."""
-        if self.reason is not None:
+        """Raise the error of a signal's stop while loading, if one was asked for."""
+        if self.reason is not None and self._at_once:
             raise Interrupted(
                 f"{self.reason} while loading the input: nothing was sent; run the same command "
                 "again to start over"
             )
 
     def watch(self, items: Iterable[T]) -> Iterator[T]:
-        """`items` (the input's chunks), ending with the error of a stop asked for meanwhile."""
+        """`items` (the input's chunks), ending with the error of a signal's stop meanwhile."""
         for item in items:
             self.check_loading()
             yield item
@@ -133,7 +137,7 @@ def signals_stop(stop: Stop) -> Iterator[None]:
                     "kept: run the same command again to resume\n".encode(),
                 )
             os._exit(3)  # SPEC "Exit status": stopped early
-        stop.request(f"interrupted by {name}")
+        stop.request(f"interrupted by {name}", at_once=True)
         del frame
         if stop.loading_here():
             stop.check_loading()  # raised here, in the loading: its line is the only one

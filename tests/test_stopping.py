@@ -19,26 +19,35 @@ LOADING = (
 )
 
 
-def test_a_stop_asked_while_loading_ends_the_chunks_at_the_next_one() -> None:
-    """A stop asked from anywhere (the page, a library caller) while loading ends the input's
-    chunks before the next one, with the loading's error."""
+def test_a_signals_stop_while_loading_ends_the_chunks_at_the_next_one() -> None:
+    """A signal's stop while loading, seen from the loading thread, ends the input's chunks
+    before the next one, with the loading's error."""
     stop = Stop()
     stop.loading()
     chunks = stop.watch(iter(range(10)))
     assert next(chunks) == 0
-    stop.request("stopped from the page")
+    stop.request("interrupted by SIGTERM", at_once=True)
     with pytest.raises(Interrupted) as info:
         next(chunks)
-    assert str(info.value) == (
-        "stopped from the page while loading the input: nothing was sent; run the same command "
-        "again to start over"
-    )
+    assert str(info.value) == LOADING.format("SIGTERM")
 
 
-def test_a_stop_asked_before_loading_ends_the_run_as_loading_starts() -> None:
-    """A stop asked before the input is opened ends the run as it starts loading."""
+def test_a_stop_from_the_page_while_loading_lets_the_loading_end() -> None:
+    """A stop asked otherwise (the page's button, a library caller) stays graceful: every chunk
+    is loaded, so that the report lists every row."""
     stop = Stop()
-    stop.request("interrupted by SIGTERM")
+    stop.loading()
+    chunks = stop.watch(iter(range(3)))
+    assert next(chunks) == 0
+    stop.request("stopped from the page")
+    assert list(chunks) == [1, 2]
+    assert stop.requested
+
+
+def test_a_signals_stop_before_loading_ends_the_run_as_loading_starts() -> None:
+    """A signal that came before the input is opened ends the run as it starts loading."""
+    stop = Stop()
+    stop.request("interrupted by SIGTERM", at_once=True)
     with pytest.raises(Interrupted, match="while loading the input"):
         stop.loading()
 
