@@ -75,9 +75,12 @@ class InputSettings:
     # HighLevel documents no limit; a longer "tag" is nearly always a wrong cell (a note pasted
     # into the tags column), and the rows carrying one are `invalid` rather than sent.
     max_tag_length: int = 255
-    # The most text one cell may hold (KiB of UTF-8): a file with a longer cell stops (exit 2)
-    # naming it. Excel's own cells stop at 32,767 characters (at most 128 KiB).
-    max_cell_kb: int = 1024
+    # Bounded input (SPEC "Input"): a cell (KiB of text; Excel's own limit is 32,767
+    # characters), a line (a sheet's row: KiB of its XML) and how many times its own size a
+    # compressed file (a workbook's part) may inflate (0: no limit).
+    max_cell_kb: int = 4096
+    max_line_kb: int = 16384
+    max_inflate_ratio: int = 100
 
 
 @dataclass(frozen=True)
@@ -218,11 +221,13 @@ def _check(settings: Settings) -> None:
         "must be at least 0 and below limits.daily_requests",
     )
     need(settings.input.max_tag_length >= 1, "input.max_tag_length", "must be at least 1")
+    need(settings.input.max_cell_kb >= 1, "input.max_cell_kb", "must be at least 1")
     need(
-        1 <= settings.input.max_cell_kb <= 1 << 20,
-        "input.max_cell_kb",
-        "must be between 1 and 1048576 (1 GiB)",
+        settings.input.max_line_kb >= settings.input.max_cell_kb,
+        "input.max_line_kb",
+        "must be at least input.max_cell_kb",
     )
+    need(settings.input.max_inflate_ratio >= 0, "input.max_inflate_ratio", "must be at least 0")
     need(
         0 <= settings.run.max_error_rate <= 1,
         "run.max_error_rate",

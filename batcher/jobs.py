@@ -134,6 +134,8 @@ def build_job(
         encoding=settings.input.encoding,
         max_tag_length=settings.input.max_tag_length,
         max_cell_kb=settings.input.max_cell_kb,
+        max_line_kb=settings.input.max_line_kb,
+        max_inflate_ratio=settings.input.max_inflate_ratio,
         delimiter=delimiter,
     )
     return Job(

@@ -10,8 +10,9 @@ xlsxwriter wrote, tests/corpus/xlsx/producers/xlsxwriter.xlsx). Before Step 10 t
 ended in MemoryError.
 
 The series then reads one long cell, or one long shared string, of 8 to 64 MiB of text that does
-not compress (so that no check refuses it; input.max_cell_kb raised to 128 MiB): the time per
-MiB must stay flat (time linear in the inflated size).
+not compress (so that no check refuses it; input.max_cell_kb and input.max_line_kb raised to
+128 MiB): the time per MiB must stay flat, each doubling of the size about doubling the time
+(linear in the inflated size; it quadrupled before).
 """
 
 from __future__ import annotations
@@ -30,17 +31,26 @@ sys.path.insert(0, str(ROOT / "tests" / "corpus" / "xlsx"))
 import xlsx_make  # noqa: E402 - tests/corpus/xlsx makes the bombs for the tests too
 
 MIB = 1 << 20
+PADDING = 256 * 1024  # a picture that does not compress: the parts may inflate to 25 MiB
 BOMBS: list[tuple[str, Callable[[Path], Path]]] = [
     ("1,100 MiB row of small cells", lambda p: xlsx_make.long_row(p, 1100 * MIB)),
     ("2,800 MiB styles part", lambda p: xlsx_make.styles_bomb(p, 2800 * MIB)),
     ("282 MiB styles part", lambda p: xlsx_make.styles_bomb(p, 282 * MIB)),
-    ("2 MiB header cell", lambda p: xlsx_make.long_cell(p, 2 * MIB, header=True)),
     ("32 MiB data cell", lambda p: xlsx_make.long_cell(p, 32 * MIB)),
+    ("2 MiB header cell", lambda p: xlsx_make.long_cell(p, 2 * MIB, header=True)),
     ("8 MiB shared string", lambda p: xlsx_make.long_string(p, 8 * MIB)),
-    ("15 MiB row of 700,000 cells", lambda p: xlsx_make.long_row(p, 15 * MIB)),
+    (
+        "5 MiB header cell, padded",
+        lambda p: xlsx_make.long_cell(p, 5 * MIB, header=True, padding=PADDING),
+    ),
+    ("5 MiB shared string, padded", lambda p: xlsx_make.long_string(p, 5 * MIB, padding=PADDING)),
+    ("15 MiB row of 700,000 cells", lambda p: xlsx_make.long_row(p, 15 * MIB, padding=PADDING)),
     ("17 MiB row of random numbers", lambda p: xlsx_make.random_row(p, 17 * MIB)),
     ("262,145 cell formats", lambda p: xlsx_make.many_formats(p, (1 << 18) + 1)),
-    ("16 MiB styles of 2.4 M fonts", lambda p: xlsx_make.styles_bomb(p, 16 * MIB - 65536)),
+    (
+        "16 MiB styles of 2.4 M fonts",
+        lambda p: xlsx_make.styles_bomb(p, 16 * MIB, padding=PADDING),
+    ),
 ]
 
 
@@ -84,9 +94,13 @@ def main() -> None:
         )
     if args.no_series:
         return
-    raised = {**env, "BATCHER_INPUT_MAX_CELL_KB": str(128 * 1024)}
+    raised = {
+        **env,
+        "BATCHER_INPUT_MAX_CELL_KB": str(128 * 1024),
+        "BATCHER_INPUT_MAX_LINE_KB": str(128 * 1024),
+    }
     for shared in (False, True):
-        first = 0.0
+        previous = 0.0
         for size in (8, 16, 32, 64):
             kind = "shared string" if shared else "inline cell"
             path = made(
@@ -95,10 +109,11 @@ def main() -> None:
             )
             seconds, peak, _ = plan(path, raised, 0)
             reading = seconds - base_s  # the plan's own cost aside
-            first = first or reading / size
+            doubled = f"{reading / previous:4.2f}x the half size's" if previous else " " * 22
+            previous = reading
             print(
                 f"{size:3} MiB {kind:13} read: {seconds:5.2f} s, {reading / size * 1000:4.0f} ms "
-                f"a MiB ({reading / size / first:4.2f}x the 8 MiB one's)  {peak:4.0f} MiB peak"
+                f"a MiB, {doubled} (linear: 2, quadratic: 4)  {peak:4.0f} MiB peak"
             )
 
 

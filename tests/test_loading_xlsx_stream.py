@@ -22,6 +22,7 @@ from batcher.loading import _xlsx as xlsx
 from batcher.loading import _xlsx_part as xlsx_part
 from batcher.loading._excel import open_excel, sheet_rows
 from batcher.loading._xlsx import format_kind
+from batcher.loading._xlsx_part import Limits
 from batcher.loading._xlsx_rows import DATE, DURATION, PLAIN
 from batcher.loading._xlsx_strings import SharedStrings
 
@@ -658,7 +659,7 @@ def test_an_item_longer_than_a_block_is_read_in_a_few_reads_not_one_per_block(
         return data
 
     monkeypatch.setattr(zipfile.ZipExtFile, "read", read)
-    rows_read = list(sheet_rows(path, cell_limit=4 << 20))
+    rows_read = list(sheet_rows(path, Limits(inflate_ratio=0)))  # a small file: no ratio
     assert rows_read[1] == [text, ""]
     assert sum(reads) >= 2 * (3 << 20)  # two readings: the header's, then the rows'
     assert len(reads) <= 2 * 10  # block by block: 2 * 48
@@ -667,7 +668,7 @@ def test_an_item_longer_than_a_block_is_read_in_a_few_reads_not_one_per_block(
 def test_a_part_that_would_inflate_beyond_the_files_size_is_refused_before_reading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A sheet the zip says inflates to more than 100 times the file (and over 16 MiB) is
+    """A sheet the zip says inflates to more than 100 times the file (and over 1 MiB) is
     refused from the zip's directory: not a byte of it is inflated."""
     rows = HEADER_ROW + '<row r="2"><c r="A2"><v>1</v></c></row>' * 1_000_000
     path = package(tmp_path / "in.xlsx", [("S", worksheet(rows))])
@@ -680,8 +681,9 @@ def test_a_part_that_would_inflate_beyond_the_files_size_is_refused_before_readi
 
     monkeypatch.setattr(zipfile.ZipExtFile, "read", read)
     assert error_of(path) == (
-        f"{path}: xl/sheets/s1.xml inflates to 37 MiB, more than 100 times the file's size: "
-        "refused as a zip bomb (if the workbook is genuine, save its sheet as CSV and give that)"
+        f"{path}: xl/sheets/s1.xml inflates to 37 MiB, more than input.max_inflate_ratio (100) "
+        "times the file's size: refused as a zip bomb (if the workbook is genuine, raise "
+        "input.max_inflate_ratio, or save the sheet as CSV)"
     )
     assert not any(name.endswith("s1.xml") for name in inflated)
 
@@ -719,29 +721,38 @@ def test_a_dtd_in_any_part_is_refused(tmp_path: Path, part: str) -> None:
 def test_a_cell_over_the_limit_is_refused_naming_it_on_every_path(
     tmp_path: Path, block: int
 ) -> None:
-    """A cell whose text is over input.max_cell_kb is refused naming its cell, whatever the
-    block size and however it is written (inline, shared, a formula's text)."""
-    text = "é" * 600  # 1,200 bytes of UTF-8, over a 1 KiB limit
+    """A cell whose text is over input.max_cell_kb (characters, not bytes: 1,500 two-byte
+    characters are within 2 KiB) is refused naming its cell, whatever the block size and however
+    it is written (inline, rich, a formula's text, shared)."""
+    limits = Limits(cell_chars=2048)
+    within, over = "é" * 1500, "é" * 2100
     for cell in (
-        f'<c r="B3" t="inlineStr"><is><t>{text}</t></is></c>',
-        f'<c r="B3" t="str"><f>A1</f><v>{text}</v></c>',
-        f'<c r="B3" t="inlineStr"><is><r><t>{text[:300]}</t></r><r><t>{text[300:]}</t></r>'
-        "</is></c>",
+        '<c r="B3" t="inlineStr"><is><t>{}</t></is></c>',
+        '<c r="B3" t="str"><f>A1</f><v>{}</v></c>',
+        '<c r="B3" t="inlineStr"><is><r><t>é</t></r><r><t>{}</t></r></is></c>',
     ):
-        rows = HEADER_ROW + f'<row r="2"><c r="A2"><v>1</v></c></row><row r="3">{cell}</row>'
-        path = package(tmp_path / "in.xlsx", [("S", worksheet(rows))])
+        head = HEADER_ROW + '<row r="2"><c r="A2"><v>1</v></c></row>'
+        path = package(
+            tmp_path / "in.xlsx",
+            [("S", worksheet(head + f'<row r="3">{cell.format(within)}</row>'))],
+        )
+        assert len(list(sheet_rows(path, limits))) == 3
+        path = package(
+            tmp_path / "in.xlsx", [("S", worksheet(head + f'<row r="3">{cell.format(over)}</row>'))]
+        )
         with pytest.raises(InputError) as info:
-            list(sheet_rows(path, cell_limit=1024))
+            list(sheet_rows(path, limits))
+        length = 2101 if "<r>" in cell else 2100
         assert str(info.value) == (
-            f"{path}: sheet 'S' cell B3 holds 1,200 bytes of text, over input.max_cell_kb (1; "
-            "Excel's own cells stop at 32,767 characters): shorten it, or raise "
+            f"{path}: sheet 'S' cell B3 holds {length:,} characters, more than input.max_cell_kb "
+            "(2 KiB of text; Excel's own cells stop at 32,767 characters): shorten it, or raise "
             "input.max_cell_kb"
         )
-    strings = sst(f"<si><t>note</t></si><si><t>{text}</t></si>")
+    strings = sst(f"<si><t>{within}</t></si><si><t>{over}</t></si>")
     rows = HEADER_ROW + '<row r="2"><c r="B2" t="s"><v>1</v></c></row>'
     path = package(tmp_path / "in.xlsx", [("S", worksheet(rows))], strings=strings)
-    with pytest.raises(InputError, match="the workbook's shared string 1 holds 1,200 bytes"):
-        list(sheet_rows(path, cell_limit=1024))
+    with pytest.raises(InputError, match="the workbook's shared string 1 holds 2,100 characters"):
+        list(sheet_rows(path, limits))
 
 
 def test_a_reading_abandoned_stops_at_its_next_read(tmp_path: Path) -> None:
@@ -752,7 +763,7 @@ def test_a_reading_abandoned_stops_at_its_next_read(tmp_path: Path) -> None:
     )
     path = package(tmp_path / "in.xlsx", [("S", worksheet(rows))])
     cancel = threading.Event()
-    with xlsx.Book(path, 1 << 20, cancel) as book:
+    with xlsx.Book(path, Limits(), cancel) as book:
         blocks = book.rows(0, None)
         next(blocks)
         cancel.set()
@@ -791,7 +802,7 @@ def test_empty_cells_far_right_make_no_block_that_wide(tmp_path: Path) -> None:
         for r in range(1, 3000)
     )
     path = package(tmp_path / "in.xlsx", [("S", worksheet(rows))])
-    with xlsx.Book(path, 1 << 20) as book:
+    with xlsx.Book(path) as book:
         widths = {len(block.columns) for block in book.rows(0, None)}
     assert widths == {1}
 

@@ -45,6 +45,7 @@ from typing import TypeVar
 from batcher.errors import InputError, UsageError
 from batcher.loading._common import INVISIBLE, STRIP, Reader, Slice, is_blank
 from batcher.loading._excel import open_excel, sheet_rows
+from batcher.loading._xlsx_part import Limits
 from batcher.models import Chunk
 
 __all__ = ["InputOptions", "InputTable", "open_input", "parse_tags", "sheet_rows"]
@@ -94,8 +95,8 @@ class InputOptions:
 
     `delimiter`: None to sniff (tab for .tsv); else one character or tab/comma/semicolon/pipe.
     `max_tag_length`: a longer tag makes its row invalid (`--tags`: a UsageError).
-    `max_cell_kb`: a cell (a sheet's cell or shared string) holding more text (KiB of UTF-8) is
-    an InputError naming it.
+    `max_cell_kb`, `max_line_kb`, `max_inflate_ratio`: how much of a workbook is read before it
+    is refused (`batcher.loading._xlsx_part.Limits`).
     """
 
     id_column: str | None = None
@@ -110,7 +111,9 @@ class InputOptions:
     chunk_rows: int = CHUNK_ROWS
     delimiter: str | None = None
     max_tag_length: int = 255
-    max_cell_kb: int = 1024
+    max_cell_kb: int = 4096
+    max_line_kb: int = 16384
+    max_inflate_ratio: int = 100
 
 
 @dataclass(frozen=True)
@@ -267,7 +270,10 @@ def open_input(path: Path, options: InputOptions) -> InputTable:
 
     name = path.name.lower()
     if name.endswith(_EXCEL_SUFFIXES):
-        source = open_excel(path, options.sheet, options.max_cell_kb * 1024)
+        limits = Limits(
+            options.max_cell_kb * 1024, options.max_line_kb * 1024, options.max_inflate_ratio
+        )
+        source = open_excel(path, options.sheet, limits)
     elif name.endswith(_CSV_SUFFIXES) or name.endswith(tuple(s + ".gz" for s in _CSV_SUFFIXES)):
         from batcher.loading._csv import open_csv
 

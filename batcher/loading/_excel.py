@@ -36,6 +36,7 @@ from pathlib import Path
 from batcher.errors import InputError
 from batcher.loading._common import Slice, Source, is_blank, one_line, read_ahead
 from batcher.loading._xlsx import READ_ERRORS, Block, Book, Refused, Sheet
+from batcher.loading._xlsx_part import DEFAULT_LIMITS, Limits
 from batcher.loading._xlsx_rows import column_letters
 from batcher.models import MAX_INPUT_COLUMNS
 
@@ -44,18 +45,16 @@ _CFB_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
 # The stream every encrypted OOXML package holds (MS-OFFCRYPTO), as its CFB directory spells it.
 _ENCRYPTION_INFO = "EncryptionInfo".encode("utf-16-le")
 _SCAN_BLOCK = 1024 * 1024
-# The most UTF-8 bytes of one cell's text, unless the caller says (input.max_cell_kb's default).
-CELL_LIMIT = 1024 * 1024
 
 
-def open_excel(path: Path, sheet: str | None, cell_limit: int = CELL_LIMIT) -> Source:
+def open_excel(path: Path, sheet: str | None, limits: Limits = DEFAULT_LIMITS) -> Source:
     """Pick the sheet and find the header (the first row with a non-empty cell).
 
     `sheet`: a sheet's name (case ignored when no sheet has it exactly), else, when it is a
     whole number, the visible sheet at that 1-based position; None for the first visible sheet.
-    `cell_limit`: the most UTF-8 bytes one cell's text may take.
+    `limits`: how much is read before the workbook is refused.
     """
-    found = _find_header(path, sheet, cell_limit)
+    found = _find_header(path, sheet, limits)
     if found.line == 0:
         raise InputError(f"{path}: sheet {found.name!r} is empty")
     if found.width > MAX_INPUT_COLUMNS:
@@ -74,7 +73,7 @@ def open_excel(path: Path, sheet: str | None, cell_limit: int = CELL_LIMIT) -> S
         columns: list[list[str]] = [[] for _ in range(found.width)]
         first = top + 1  # the sheet row of the columns' first cells
         numeric: dict[int, str] = {}
-        for block in _blocks(path, found, id_index, cell_limit, cancel):
+        for block in _blocks(path, found, id_index, limits, cancel):
             numeric.update(block.numbers)
             for line, run in _runs(path, found, block):
                 gap = line - first - len(columns[0])
@@ -126,15 +125,15 @@ class _Header:
         return len(self.header)
 
 
-def _find_header(path: Path, wanted: str | None, cell_limit: int) -> _Header:
+def _find_header(path: Path, wanted: str | None, limits: Limits) -> _Header:
     """The chosen sheet's header, read as far as the first data row with a cell."""
     _refuse_ole(path)
-    with _errors(path), Book(path, cell_limit) as book:
+    with _errors(path), Book(path, limits) as book:
         sheets = book.sheets
         index, reading = _choose_sheet(path, sheets, wanted)
         styles = book.style_kinds()
     found = _Header(index, sheets[index].name, reading, styles)
-    for block in _blocks(path, found, None, cell_limit):
+    for block in _blocks(path, found, None, limits):
         for n, cells in enumerate(zip(*block.columns, strict=True)):
             if is_blank(cells):
                 continue
@@ -165,11 +164,11 @@ def _blocks(
     path: Path,
     found: _Header,
     watch: int | None,
-    cell_limit: int,
+    limits: Limits,
     cancel: threading.Event | None = None,
 ) -> Iterator[Block]:
     """The sheet's rows in blocks; a damaged file is an InputError naming it."""
-    with _errors(path), Book(path, cell_limit, cancel) as book, _errors(path, found.name):
+    with _errors(path), Book(path, limits, cancel) as book, _errors(path, found.name):
         yield from book.rows(found.index, watch, found.styles)
 
 
@@ -293,15 +292,15 @@ def _refuse_ole(path: Path) -> None:
     )
 
 
-def sheet_rows(path: Path, cell_limit: int = CELL_LIMIT) -> Iterator[list[str]]:
+def sheet_rows(path: Path, limits: Limits = DEFAULT_LIMITS) -> Iterator[list[str]]:
     """The first visible sheet's rows as text, from its header on, one list per sheet row (rows
     without cells as empty lists), for reading a batcher XLSX report back (`batcher merge`)."""
-    found = _find_header(path, None, cell_limit)
+    found = _find_header(path, None, limits)
     if found.line == 0:
         return
     yield list(found.header)
     line = found.line
-    for part in _rows_below(path, found, cell_limit):
+    for part in _rows_below(path, found, limits):
         for number, cells in part:
             while line + 1 < number:
                 line += 1
@@ -311,10 +310,10 @@ def sheet_rows(path: Path, cell_limit: int = CELL_LIMIT) -> Iterator[list[str]]:
 
 
 def _rows_below(
-    path: Path, found: _Header, cell_limit: int
+    path: Path, found: _Header, limits: Limits
 ) -> Iterator[list[tuple[int, list[str]]]]:
     """The data rows below a found header: (sheet row, cells) in blocks."""
-    for block in _blocks(path, found, None, cell_limit):
+    for block in _blocks(path, found, None, limits):
         skip = 0
         while skip < len(block.lines) and block.lines[skip] <= found.line:
             skip += 1

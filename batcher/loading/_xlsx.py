@@ -10,12 +10,12 @@ as far as the cells read so far need (`_xlsx_strings`).
 Read as every producer writes it, Strict Open XML (`http://purl.oclc.org/ooxml/...`) included,
 and part names written with backslashes (`xl\\workbook.xml`, as some Windows tools zip them).
 
-Bounded work on any file: a part is refused before it is inflated when the zip says it inflates
-to more than 100 times the file's size (16 MiB at least: a zip bomb; a part may never inflate
-beyond what the zip says), or when it is compressed by a method no spreadsheet program uses
-(bzip2 and LZMA inflate without bound); a cell's text, a row and a shared string have caps
-(`input.max_cell_kb`); the styles part is streamed, and refused past 262,144 formats (Excel
-allows 64,000).
+Bounded work on any file (`Limits`): a part is refused before it is inflated when the zip says
+it inflates to more than `input.max_inflate_ratio` (100) times the file's size (1 MiB at least:
+a zip bomb; a part may never inflate beyond what the zip says), or when it is compressed by a
+method no spreadsheet program uses (bzip2 and LZMA inflate without bound); a cell's text, a
+row's XML and a shared string's have caps (`input.max_cell_kb`, `input.max_line_kb`); the
+styles part is streamed, and refused past 262,144 formats (Excel allows 64,000).
 
 This module is the package: the zip, its relationships, the workbook's sheets, the styles and
 the 1904 date system; and what callers use (`Book`, `Block`, `XlsxError`, `Refused`,
@@ -37,7 +37,7 @@ from typing import IO, Any
 from xml.etree import ElementTree
 from xml.parsers import expat
 
-from batcher.loading._xlsx_part import MAIN_NAMESPACES, Cancelled, mib
+from batcher.loading._xlsx_part import DEFAULT_LIMITS, MAIN_NAMESPACES, Cancelled, Limits, mib
 from batcher.loading._xlsx_part import Refused as Refused
 from batcher.loading._xlsx_part import XlsxError as XlsxError
 from batcher.loading._xlsx_rows import DATE, DURATION, PLAIN, SheetReader, int_or_none
@@ -51,12 +51,14 @@ _REL_NAMESPACES = (
 _PACKAGE = ("http://schemas.openxmlformats.org/package/2006/relationships",)
 _BUILTIN_DATES = frozenset({*range(14, 23), 45, 47})
 _BUILTIN_DURATION = 46
-# A part may inflate to this many times the file's size, and to this many bytes whatever the
-# file's size. Real sheets inflate 5 to 45 times (measured: xlsxwriter and LibreOffice sheets
-# of a million rows, Excel's shared strings); Apache POI refuses an entry past 100 times its
-# own compressed size, a stricter rule than this one (the whole file's size).
-_RATIO = 100
-_LEAST = 16 << 20
+# A part may inflate to `Limits.inflate_ratio` times the file's size (100 by default), and to
+# this many bytes whatever the file's size. Real sheets inflate 5 to 45 times the size of their
+# own compressed bytes (measured: rows of xlsxwriter and LibreOffice, of styled empty cells, of
+# one shared string each), and less against the whole file; Apache POI refuses an entry past
+# 100 times its own compressed size, a stricter rule than this one. A gzip CSV may inflate to
+# 64 MiB whatever its size; a workbook part only to 1 MiB, so that a 4 KB workbook holding a
+# 2 MiB cell is refused at once (it is not a contact list's).
+FLOOR = 1 << 20
 # Cell formats taken from the styles: 4 times what Excel allows (64,000).
 _MAX_FORMATS = 1 << 18
 _READ = 1 << 16  # bytes read at a time from a small part
@@ -106,18 +108,21 @@ class _Guarded:
 class Book:
     """An opened workbook: its worksheets (chart sheets are not sheets of rows) in order.
 
-    `cell_limit`: the most UTF-8 bytes a cell's text may take; `cancel`: set when whoever reads
+    `limits`: how much is read before the workbook is refused; `cancel`: set when whoever reads
     has gone (the reading stops at the next block).
     """
 
-    def __init__(self, path: Path, cell_limit: int, cancel: threading.Event | None = None) -> None:
-        self._cell_limit = cell_limit
+    def __init__(
+        self, path: Path, limits: Limits = DEFAULT_LIMITS, cancel: threading.Event | None = None
+    ) -> None:
+        self._limits = limits
         self._cancel = cancel
         self._zip = zipfile.ZipFile(path)
         try:
             if any(info.flag_bits & 1 for info in self._zip.infolist()):
                 raise XlsxError("its parts are encrypted (a zip password, not Excel's)")
-            self._largest = max(_LEAST, _RATIO * os.stat(path).st_size)
+            ratio = limits.inflate_ratio
+            self._largest = max(FLOOR, ratio * os.stat(path).st_size) if ratio else None
             # Part names are case-insensitive, and some tools write `\` for `/`.
             self._names = {name.replace("\\", "/").lower(): name for name in self._zip.namelist()}
             workbook = self._main_part()
@@ -168,10 +173,10 @@ class Book:
             strings = SharedStrings()
             if self._strings_member is not None and self._strings_member.lower() in self._names:
                 part = stack.enter_context(self._open(self._strings_member))
-                strings = SharedStrings(string_blocks(part, self._cell_limit))
+                strings = SharedStrings(string_blocks(part, self._limits))
             fh = stack.enter_context(self._open(sheet.member))
             reader = SheetReader(
-                fh, styles, strings, self.date1904, watch, self._cell_limit, f"sheet {sheet.name!r}"
+                fh, styles, strings, self.date1904, watch, self._limits, f"sheet {sheet.name!r}"
             )
             yield from reader.blocks()
 
@@ -192,11 +197,12 @@ class Book:
                 f"{name} is compressed by a method no spreadsheet program uses; open the "
                 "workbook in Excel and save it again"
             )
-        if info.file_size > self._largest:
+        if self._largest is not None and info.file_size > self._largest:
             raise Refused(
-                f"{name} inflates to {mib(info.file_size)}, more than {_RATIO} times the file's "
-                "size: refused as a zip bomb (if the workbook is genuine, save its sheet as CSV "
-                "and give that)"
+                f"{name} inflates to {mib(info.file_size)}, more than input.max_inflate_ratio "
+                f"({self._limits.inflate_ratio}) times the file's size: refused as a zip bomb "
+                "(if the workbook is genuine, raise input.max_inflate_ratio, or save the sheet as "
+                "CSV)"
             )
         return info
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Protocol
 from xml.etree import ElementTree
 
@@ -57,14 +58,22 @@ _NOT_UTF8 = re.compile(rb"<\?xml[^>]*encoding\s*=\s*[\"'](?!utf-8[\"'])", re.I)
 # A document type declaration: Open XML parts may not have one (ECMA-376 Part 2, 8.1.4), and
 # its entities are how an XML bomb multiplies text.
 DOCTYPE = b"<!DOCTYPE"
-# How an item's limit follows from the cell's (see `item_limit`), for messages.
-LIMIT_ADVICE = "16 times input.max_cell_kb"
 
 
-def item_limit(cell_limit: int) -> int:
-    """The most XML one row (or one shared string) may take: 16 cells at their limit, markup
-    included. A full row of Excel's 16,384 cells takes about 1 MiB of markup."""
-    return 16 * cell_limit
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much of a workbook is read before it is refused (SPEC "Bounded input"), as the CSV
+    reader's caps say it: a cell's text (characters: input.max_cell_kb), one row's or shared
+    string's XML (bytes: input.max_line_kb, a row being a sheet's line), and how far a part may
+    inflate (times the file's size, at least `FLOOR`; 0: no check: input.max_inflate_ratio).
+    Excel's own cells stop at 32,767 characters."""
+
+    cell_chars: int = 4096 * 1024
+    line_bytes: int = 16384 * 1024
+    inflate_ratio: int = 100
+
+
+DEFAULT_LIMITS = Limits()
 
 
 def mib(size: int) -> str:
@@ -134,7 +143,7 @@ class Part:
             elif len(buffer) > self._limit:
                 raise Refused(
                     f"{self._place(buffer[:256])} is over {mib(self._limit)} of XML, more than "
-                    f"one row or string may take ({LIMIT_ADVICE})"
+                    "one row or string may take (input.max_line_kb)"
                 )
             else:
                 # No whole item yet: read as much again (within the limit), so that a long item
@@ -223,7 +232,7 @@ def _open_container(
             raise XlsxError(f"no <{container}> in the part")
         if len(data) > limit:
             raise Refused(
-                f"{name} has over {mib(limit)} of XML before its <{container}> ({LIMIT_ADVICE})"
+                f"{name} has over {mib(limit)} of XML before its <{container}> (input.max_line_kb)"
             )
 
 

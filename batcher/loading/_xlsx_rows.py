@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from xml.etree import ElementTree
 
-from batcher.loading._xlsx_part import Part, Readable, Refused, XlsxError, item_limit
+from batcher.loading._xlsx_part import Limits, Part, Readable, Refused, XlsxError
 from batcher.loading._xlsx_strings import (
     PLAIN_T_TEXT,
     T_TEXT,
@@ -200,8 +200,8 @@ class SheetReader:
     row's plus one; a cell with `r` goes where that says (written in any column order), one
     without in its row, right of the cell before it. Rows are refused (Refused) when their
     numbers go backwards or repeat (Excel never writes that), or leave rows 1 to 1,048,576, or
-    a cell leaves columns A to XFD; and a cell whose text is over `cell_limit` UTF-8 bytes, or a
-    row over `item_limit(cell_limit)` bytes of XML.
+    a cell leaves columns A to XFD; and a cell whose text, or a row whose XML, is over its
+    limit (`Limits`), or a row of more cells than a row has columns.
     """
 
     def __init__(
@@ -211,7 +211,7 @@ class SheetReader:
         strings: SharedStrings,
         date1904: bool,
         watch: int | None,
-        cell_limit: int,
+        limits: Limits,
         sheet: str,
     ) -> None:
         self._fh = fh
@@ -221,7 +221,7 @@ class SheetReader:
         self._epoch = _EPOCH_1904 if date1904 else _EPOCH_1900
         self._date1904 = date1904
         self._watch = watch
-        self._cell_limit = cell_limit
+        self._limits = limits
         self._last_row = 0  # the last row element's number (a row without `r` is the next)
         self._last_line = 0  # the last row with cells handed on (rows only go forwards)
         # The row pattern: the columns it knows (as indices) and the pattern.
@@ -238,7 +238,7 @@ class SheetReader:
             self._fh,
             "sheetData",
             "row",
-            limit=item_limit(self._cell_limit),
+            limit=self._limits.line_bytes,
             name=self._sheet,
             place=self._place,
         )
@@ -339,17 +339,13 @@ class SheetReader:
                     )
                 previous = line
         self._last_line = lines[-1]
-        if size > self._cell_limit:  # only then can one cell's text be over it
+        cap = self._limits.cell_chars
+        if size > cap:  # only then can one cell's text be over it
             for index, column in enumerate(block.columns):
-                # A character takes at most 4 bytes in UTF-8: shorter texts are within it.
-                longest = max(column, key=len)
-                if 4 * len(longest) > self._cell_limit:
-                    for n, text in enumerate(column):
-                        if 4 * len(text) > self._cell_limit:
-                            length = len(text.encode("utf-8", "surrogatepass"))
-                            if length > self._cell_limit:
-                                place = f"{self._sheet} cell {column_letters(index)}{lines[n]}"
-                                raise too_long(place, length, self._cell_limit)
+                if len(max(column, key=len)) > cap:
+                    n = next(n for n, text in enumerate(column) if len(text) > cap)
+                    place = f"{self._sheet} cell {column_letters(index)}{lines[n]}"
+                    raise too_long(place, len(column[n]), self._limits)
 
     def _split(
         self, block: bytes, row: re.Pattern[bytes], per_cell: int, row_gaps: re.Pattern[bytes]

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from itertools import accumulate, repeat
 from xml.etree import ElementTree
 
-from batcher.loading._xlsx_part import Part, Readable, Refused, XlsxError, item_limit
+from batcher.loading._xlsx_part import Limits, Part, Readable, Refused, XlsxError
 
 # --- text -------------------------------------------------------------------------------------
 
@@ -143,17 +143,15 @@ class SharedStrings:
         del self._ends[len(self._ends) - len(items) - 1]
 
 
-def string_blocks(fh: Readable, cell_limit: int) -> Iterator[list[bytes]]:
+def string_blocks(fh: Readable, limits: Limits) -> Iterator[list[bytes]]:
     """The shared strings part's strings (UTF-8, unescaped), a block at a time; a string over
-    `cell_limit` bytes is refused."""
+    the limits is refused."""
     count = 0  # strings read so far: the next one's index
 
     def place(head: bytes) -> str:
         return f"the workbook's shared string {count:,}"
 
-    part = Part(
-        fh, "sst", "si", limit=item_limit(cell_limit), name="the shared strings", place=place
-    )
+    part = Part(fh, "sst", "si", limit=limits.line_bytes, name="the shared strings", place=place)
     p = re.escape(part.prefix)
     item = re.compile(
         (rb"<%(p)bsi>(?:" + T_TEXT + rb"|<%(p)bt\s*/>)</%(p)bsi>|<%(p)bsi\s*/>") % {b"p": p}
@@ -184,11 +182,13 @@ def string_blocks(fh: Readable, cell_limit: int) -> Iterator[list[bytes]]:
                     raw = [fix_text(t.decode("utf-8")).encode("utf-8") for t in raw]
         if raw is None:
             raw = [si_text(si).encode("utf-8") for si in part.parse(block)]
-        if len(block) > cell_limit:  # only then can one string be over it
+        if len(block) > limits.cell_chars:  # only then can one string be over it
             for n, text in enumerate(raw):
-                if len(text) > cell_limit:
-                    count += n
-                    raise too_long(place(b""), len(text), cell_limit)
+                if len(text) > limits.cell_chars:  # bytes: perhaps over it in characters
+                    length = len(text.decode("utf-8"))
+                    if length > limits.cell_chars:
+                        count += n
+                        raise too_long(place(b""), length, limits)
         count += len(raw)
         yield raw
 
@@ -198,12 +198,12 @@ def _trimmed(raw: bytes) -> bytes:
     return ooxml_text(xml_text(raw.decode("utf-8")).strip(XML_SPACE)).encode("utf-8")
 
 
-def too_long(place: str, size: int, cell_limit: int) -> Refused:
-    """The error for a cell's text over the limit (`size`, `cell_limit`: UTF-8 bytes)."""
+def too_long(place: str, length: int, limits: Limits) -> Refused:
+    """The error for a cell's text of `length` characters, over the limit."""
     return Refused(
-        f"{place} holds {size:,} bytes of text, over input.max_cell_kb "
-        f"({cell_limit // 1024:,}; Excel's own cells stop at 32,767 characters): shorten it, "
-        "or raise input.max_cell_kb"
+        f"{place} holds {length:,} characters, more than input.max_cell_kb "
+        f"({limits.cell_chars // 1024:,} KiB of text; Excel's own cells stop at 32,767 "
+        "characters): shorten it, or raise input.max_cell_kb"
     )
 
 

@@ -45,43 +45,53 @@ def test_a_normal_workbook_plans_within_the_limits(tmp_path: Path) -> None:
     assert "to send" in done.stdout
 
 
+ZIP_BOMB = (
+    "inflates to {}, more than input.max_inflate_ratio (100) times the file's size: refused as a "
+    "zip bomb (if the workbook is genuine, raise input.max_inflate_ratio, or save the sheet as CSV)"
+)
+PADDING = 256 * 1024  # a picture that does not compress: the parts may inflate to 25 MiB
+
 BOMBS: list[tuple[str, Callable[[Path], Path], str]] = [
     (
         "a 110 MiB row of cells in a 0.3 MB file",
         lambda p: xlsx_make.long_row(p, 110 * MIB),
-        "xl/sheets/sheet1.xml inflates to 110 MiB, more than 100 times the file's size: refused "
-        "as a zip bomb (if the workbook is genuine, save its sheet as CSV and give that)",
+        "xl/sheets/sheet1.xml " + ZIP_BOMB.format("110 MiB"),
     ),
     (
         "a 282 MiB styles part in a 0.4 MB file",
         lambda p: xlsx_make.styles_bomb(p, 282 * MIB),
-        "xl/styles.xml inflates to 282 MiB, more than 100 times the file's size: refused as a zip "
-        "bomb (if the workbook is genuine, save its sheet as CSV and give that)",
+        "xl/styles.xml " + ZIP_BOMB.format("282 MiB"),
     ),
     (
         "a 2 MiB header cell in a 3 KB file",
         lambda p: xlsx_make.long_cell(p, 2 * MIB, header=True),
-        "sheet 'S' cell C1 holds 2,097,152 bytes of text, over input.max_cell_kb (1,024; Excel's "
-        "own cells stop at 32,767 characters): shorten it, or raise input.max_cell_kb",
+        "xl/sheets/sheet1.xml " + ZIP_BOMB.format("2 MiB"),
     ),
     (
-        "a 2 MiB shared string",
-        lambda p: xlsx_make.long_string(p, 2 * MIB),
-        "the workbook's shared string 0 holds 2,097,152 bytes of text, over input.max_cell_kb "
-        "(1,024; Excel's own cells stop at 32,767 characters): shorten it, or raise "
+        "a 5 MiB header cell in a file that may inflate to 25 MiB",
+        lambda p: xlsx_make.long_cell(p, 5 * MIB, header=True, padding=PADDING),
+        "sheet 'S' cell C1 holds 5,242,880 characters, more than input.max_cell_kb (4,096 KiB "
+        "of text; Excel's own cells stop at 32,767 characters): shorten it, or raise "
+        "input.max_cell_kb",
+    ),
+    (
+        "a 5 MiB shared string in a file that may inflate to 25 MiB",
+        lambda p: xlsx_make.long_string(p, 5 * MIB, padding=PADDING),
+        "the workbook's shared string 0 holds 5,242,880 characters, more than input.max_cell_kb "
+        "(4,096 KiB of text; Excel's own cells stop at 32,767 characters): shorten it, or raise "
         "input.max_cell_kb",
     ),
     (
         "a row of 700,000 cells (15 MiB)",
-        lambda p: xlsx_make.long_row(p, 15 * MIB),
+        lambda p: xlsx_make.long_row(p, 15 * MIB, padding=PADDING),
         "sheet 'S' row 2 has more cells than a row has columns (16,384): open the file in Excel "
         "and save it again",
     ),
     (
         "a row of 17 MiB that compresses as real data does",
         lambda p: xlsx_make.random_row(p, 17 * MIB),
-        "sheet 'S' row 2 is over 16 MiB of XML, more than one row or string may take (16 times "
-        "input.max_cell_kb)",
+        "sheet 'S' row 2 is over 16 MiB of XML, more than one row or string may take "
+        "(input.max_line_kb)",
     ),
     (
         "262,145 cell formats",
@@ -104,9 +114,9 @@ def test_a_bomb_is_refused_in_one_line_within_the_limits(
 
 
 def test_a_styles_part_of_millions_of_elements_is_streamed(tmp_path: Path) -> None:
-    """A styles part just within the inflation check (16 MiB of 2.4 million empty fonts, which
-    took 2 GB parsed whole) is streamed: the plan ends normally within the limits."""
-    path = xlsx_make.styles_bomb(tmp_path / "styles.xlsx", 16 * MIB - 64 * 1024)
+    """A styles part within the inflation check (16 MiB of 2.4 million empty fonts, which
+    Python's XML tree held in 261 MiB) is streamed: the plan ends normally within the limits."""
+    path = xlsx_make.styles_bomb(tmp_path / "styles.xlsx", 16 * MIB, padding=PADDING)
     done = plan(path, tmp_path)
     assert done.returncode == 0, done.stderr
     assert "to send" in done.stdout

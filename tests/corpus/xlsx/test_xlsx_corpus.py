@@ -98,7 +98,7 @@ def test_every_workbook_has_its_expected_reading_and_a_source() -> None:
 def cells(path: Path) -> dict[int, list[str]]:
     """Every cell of a workbook's first sheet, by sheet row (no header rule)."""
     found: dict[int, list[str]] = {}
-    with Book(path, 1 << 20) as book:
+    with Book(path) as book:
         for block in book.rows(0, None):
             for n, line in enumerate(block.lines):
                 found[line] = [column[n] for column in block.columns]

@@ -62,10 +62,12 @@ def package(
     hidden: dict[str, str] | None = None,
     strict: bool = False,
     backslash: bool = False,
+    padding: int = 0,
 ) -> Path:
     """A workbook of `sheets` (name, worksheet part); `hidden`: sheet name -> state ("hidden",
     "veryHidden"); `strict`: Strict Open XML names; `backslash`: part names written with `\\`
-    (as some Windows tools zip them)."""
+    (as some Windows tools zip them); `padding`: bytes of a picture that does not compress
+    (docProps/thumbnail.jpeg, as Excel saves one), to make the file that much larger."""
     main, rels_ns = (STRICT_MAIN, STRICT_RELS) if strict else (MAIN, RELS)
     kind = f"{rels_ns}/" if strict else f"{RELS}/"
     hidden = hidden or {}
@@ -116,6 +118,10 @@ def package(
         **{f"xl/sheets/sheet{n + 1}.xml": xml for n, (_, xml) in enumerate(sheets)},
         **parts,
     }
+    if padding:
+        import random
+
+        parts["docProps/thumbnail.jpeg"] = random.Random(padding).randbytes(padding)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
         for name, content in parts.items():
             info = zipfile.ZipInfo(name.replace("/", "\\") if backslash else name)
@@ -164,23 +170,24 @@ def _sheet(*middle: Callable[[], Iterable[bytes]] | bytes) -> Callable[[], Itera
 # --- bombs ------------------------------------------------------------------------------------
 
 
-def long_cell(path: Path, size: int, *, header: bool = False) -> Path:
+def long_cell(path: Path, size: int, *, header: bool = False, padding: int = 0) -> Path:
     """A cell (column C) holding `size` bytes of text: in the header row, or in the data row."""
     start = HEADER_ROW[: HEADER_ROW.index(b'<c r="C1"')] if header else HEADER_ROW + DATA_ROW[:-6]
     cell = b'<c r="C%d" t="inlineStr"><is><t>' % (1 if header else 2)
     end = b"</t></is></c></row>" + (DATA_ROW if header else b"")
-    return package(path, [("S", _sheet(start + cell, lambda: repeated(b"note", size), end))])
+    sheet = _sheet(start + cell, lambda: repeated(b"note", size), end)
+    return package(path, [("S", sheet)], padding=padding)
 
 
-def long_row(path: Path, size: int) -> Path:
+def long_row(path: Path, size: int, *, padding: int = 0) -> Path:
     """A data row going on for `size` bytes of small cells, all in column C."""
     cells = _sheet(
         HEADER_ROW + DATA_ROW[:-6], lambda: repeated(b'<c r="C2"><v>1</v></c>', size), b"</row>"
     )
-    return package(path, [("S", cells)])
+    return package(path, [("S", cells)], padding=padding)
 
 
-def long_string(path: Path, size: int) -> Path:
+def long_string(path: Path, size: int, *, padding: int = 0) -> Path:
     """A shared string of `size` bytes, used by the data row's note."""
 
     def strings() -> Iterator[bytes]:
@@ -189,10 +196,10 @@ def long_string(path: Path, size: int) -> Path:
         yield b"</t></si></sst>"
 
     row = HEADER_ROW + DATA_ROW[:-6] + b'<c r="C2" t="s"><v>0</v></c></row>'
-    return package(path, [("S", worksheet(row))], strings=strings)
+    return package(path, [("S", worksheet(row))], strings=strings, padding=padding)
 
 
-def styles_bomb(path: Path, size: int) -> Path:
+def styles_bomb(path: Path, size: int, *, padding: int = 0) -> Path:
     """A styles part of `size` bytes, nearly all of it empty fonts (which nothing reads)."""
 
     def styles() -> Iterator[bytes]:
@@ -200,7 +207,7 @@ def styles_bomb(path: Path, size: int) -> Path:
         yield from repeated(b"<font/>", size)
         yield b'</fonts><cellXfs count="1"><xf numFmtId="0"/></cellXfs></styleSheet>'
 
-    return package(path, [("S", worksheet(HEADER_ROW + DATA_ROW))], styles=styles)
+    return package(path, [("S", worksheet(HEADER_ROW + DATA_ROW))], styles=styles, padding=padding)
 
 
 def many_formats(path: Path, count: int) -> Path:
