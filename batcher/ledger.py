@@ -54,6 +54,7 @@ from batcher.fields import (
 from batcher.files import check_trusted, open_private, private_dir
 from batcher.machine import cores
 from batcher.models import (
+    MAX_INPUT_COLUMNS,
     Action,
     Batch,
     BatchOutcome,
@@ -133,9 +134,6 @@ CREATE TABLE rows (
     pre_message TEXT NOT NULL{cells}
 )
 """
-
-# SQLite's default limit is 2,000 columns per table; the rows table has 11 of its own.
-MAX_INPUT_COLUMNS = 1_900
 
 # Built after loading: bulk inserts into an unindexed table are several times faster.
 INDEXES = """

@@ -41,6 +41,9 @@ UNDO_STATUSES = (Status.SKIPPED, Status.NOTHING_TO_UNDO)
 # The API takes at most this many contacts and tags per request (OpenAPI maxItems).
 MAX_CONTACTS_PER_REQUEST = 500
 MAX_TAGS_PER_REQUEST = 50
+# The most columns an input may have: every column is kept for the report in the run's rows
+# table, and SQLite's default limit is 2,000 columns per table, 11 of them the table's own.
+MAX_INPUT_COLUMNS = 1_900
 
 
 @dataclass(frozen=True, slots=True)

@@ -369,6 +369,7 @@ async def execute(
         check_report_path(path)
         if _same_file(path, job.input_path) or (report_path is not None and path == report_path):
             raise UsageError(f"{path}: the rejects file would replace the input or the report")
+    stop.loading()  # until the input is loaded, a stop ends the run at once: nothing is sent yet
     table = open_input(job.input_path, job.input)
     if not table.has_rows and not job.allow_empty:
         raise NothingToSendError(
@@ -430,7 +431,8 @@ async def execute(
         selection = Selection(job.shard, count_rows=dry_run)
         if not ledger.resumed:
             with _no_collections():
-                ledger.load(table.columns, selection(job.chunks(table)))
+                ledger.load(table.columns, selection(stop.watch(job.chunks(table))))
+        stop.loaded()
         result.rows_per_location = selection.rows_per_location
         lap("load")
         work = ledger.work()
