@@ -49,9 +49,9 @@ class Measured:
     cpu_s: float = 0.0
 
 
-def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> Measured:
+def run_child(argv: list[str], cwd: Path, env: dict[str, str], expect: int = 0) -> Measured:
     """Run a command; its wall time, its own peak RSS (from wait4, not the children's max) and
-    its CPU time."""
+    its CPU time. Any exit status but `expect` stops the benchmark."""
     with tempfile.TemporaryFile("w+") as out:
         started = time.perf_counter()
         child = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -60,7 +60,7 @@ def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> Measured:
         code = os.waitstatus_to_exitcode(status)
         out.seek(0)
         output = out.read()
-    if code != 0:
+    if code != expect:
         raise SystemExit(f"{' '.join(argv[:4])} exited {code}:\n{output}")
     # ru_maxrss is in KiB on Linux.
     return Measured(seconds, usage.ru_maxrss / 1024, output, usage.ru_utime + usage.ru_stime)

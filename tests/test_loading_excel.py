@@ -208,8 +208,8 @@ def test_a_position_out_of_range_says_how_many_sheets_there_are(tmp_path: Path) 
     path = two_sheets(tmp_path)
     for position in ("3", "0"):
         assert input_error(path, action="add", sheet=position) == (
-            f"{path}: no sheet '{position}', and the workbook has only 2 sheets ('One', 'Two'); "
-            "give a name, or a position from 1 to 2, with --sheet"
+            f"{path}: no sheet '{position}', and the workbook has only 2 visible sheets ('One', "
+            "'Two'); give a name, or a position from 1 to 2, with --sheet"
         )
 
 

@@ -43,3 +43,26 @@ def test_closing_it_early_stops_the_thread_and_closes_the_reader_there() -> None
 
 def test_an_empty_reader_gives_nothing() -> None:
     assert list(read_ahead(iter(()))) == []
+
+
+def test_a_reader_in_the_middle_of_an_item_sees_the_stop_when_the_consumer_goes() -> None:
+    """The event passed as `stop` is set as the consumer goes, while the reader is still
+    working on an item: a long item's reading can end at its next step, not at its end."""
+    stop = threading.Event()
+    working = threading.Event()
+    steps: list[int] = []
+
+    def parts() -> Iterator[int]:
+        yield 0
+        working.set()
+        for step in itertools.count():  # one long item, watching the stop between steps
+            if stop.wait(0.01):
+                break
+            steps.append(step)
+        yield 1
+
+    items = read_ahead(parts(), stop=stop)
+    assert next(items) == 0
+    assert working.wait(timeout=60)
+    items.close()
+    assert stop.is_set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import random
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from batcher.loading import _xlsx as xlsx
 from batcher.loading import _xlsx_part as xlsx_part
 from batcher.loading._excel import open_excel, sheet_rows
 from batcher.loading._xlsx import format_kind
+from batcher.loading._xlsx_part import Limits
 from batcher.loading._xlsx_rows import DATE, DURATION, PLAIN
 from batcher.loading._xlsx_strings import SharedStrings
 
@@ -226,10 +228,10 @@ def random_sheet(seed: int) -> tuple[str, str]:
             if roll < 0.35:
                 cells.append(f'<c{ref} t="s"><v>{rng.randrange(50)}</v></c>')
             elif roll < 0.55:
-                text = rng.choice(["x", " pad ", "a&lt;b", "_x000D_", ""])
-                cells.append(
-                    f'<c{ref} t="inlineStr"><is><t xml:space="preserve">{text}</t></is></c>'
-                )
+                text = rng.choice(["x", " pad ", "a&lt;b", "_x000D_", "", "\tt;", "&#32;r"])
+                # preserved or not (then trimmed): the fast paths must read what the parser does
+                space = ' xml:space="preserve"' if rng.random() < 0.5 else ""
+                cells.append(f'<c{ref} t="inlineStr"><is><t{space}>{text}</t></is></c>')
             elif roll < 0.7:
                 cells.append(
                     f'<c{ref} s="{rng.randrange(3)}"><v>{rng.choice(["1", "2.5", "45296"])}</v></c>'
@@ -459,23 +461,51 @@ def test_shared_strings_are_one_buffer_and_offsets() -> None:
 # --- which sheet ------------------------------------------------------------------------------
 
 
-def test_hidden_sheets_count_and_chart_sheets_do_not(tmp_path: Path) -> None:
-    def one(cell: str) -> str:
-        return worksheet(f'<row r="1"><c r="A1" t="inlineStr"><is><t>{cell}</t></is></c></row>')
+def one_cell(cell: str) -> str:
+    return worksheet(f'<row r="1"><c r="A1" t="inlineStr"><is><t>{cell}</t></is></c></row>')
 
+
+def test_the_first_visible_sheet_is_read_unless_one_is_named(tmp_path: Path) -> None:
+    """Without --sheet the first visible sheet is read, and the reading names it; a hidden sheet
+    is read only when named; positions count the visible sheets; a chart sheet is no sheet."""
     path = package(
         tmp_path / "in.xlsx",
-        [("Hidden", one("h")), ("Shown", one("s"))],
-        states={"Hidden": "hidden"},
+        [("Old", one_cell("h")), ("Contacts", one_cell("s")), ("Secret", one_cell("v"))],
+        states={"Old": "hidden", "Secret": "veryHidden"},
         chart=True,
     )
-    assert open_excel(path, None).header == ["h"]
-    assert open_excel(path, "2").header == ["s"]
+    source = open_excel(path, None)
+    assert (source.header, source.reading) == (["s"], 'sheet "Contacts", the first visible of 3')
+    source = open_excel(path, "old")
+    assert (source.header, source.reading) == (["h"], 'sheet "Old" (hidden), named by --sheet')
+    assert open_excel(path, "Secret").header == ["v"]
+    source = open_excel(path, "1")
+    assert (source.header, source.reading) == (["s"], 'sheet "Contacts", visible sheet 1 of 3')
+    listed = "'Old' (hidden), 'Contacts', 'Secret' (hidden)"
+    with pytest.raises(InputError) as info:
+        open_excel(path, "2")
+    assert str(info.value) == (
+        f"{path}: no sheet '2', and the workbook has only 1 visible sheet ({listed}); give a "
+        "name, or a position from 1 to 1, with --sheet"
+    )
     with pytest.raises(InputError) as info:
         open_excel(path, "Chart")
     assert str(info.value) == (
-        f"{path}: no sheet 'Chart' (sheets: 'Hidden', 'Shown'); give one of them with --sheet"
+        f"{path}: no sheet 'Chart' (sheets: {listed}); give one of them with --sheet"
     )
+
+
+def test_a_workbook_of_hidden_sheets_only_asks_for_one_by_name(tmp_path: Path) -> None:
+    """A workbook whose every sheet is hidden (Excel never saves one) is refused without
+    --sheet, naming the sheets; a single visible sheet is "the only sheet"."""
+    path = package(tmp_path / "in.xlsx", [("A", one_cell("a"))], states={"A": "hidden"})
+    with pytest.raises(InputError) as info:
+        open_excel(path, None)
+    assert str(info.value) == (
+        f"{path}: every sheet is hidden ('A' (hidden)); name the one to read with --sheet"
+    )
+    path = package(tmp_path / "one.xlsx", [("A", one_cell("a"))])
+    assert open_excel(path, None).reading == 'sheet "A", the only sheet'
 
 
 # --- what cannot be read ----------------------------------------------------------------------
@@ -601,3 +631,203 @@ def write_zip_encrypted(path: Path) -> Path:
         at += 46 + sum(int.from_bytes(data[at + k : at + k + 2], "little") for k in (28, 30, 32))
     path.write_bytes(bytes(data))
     return path
+
+
+# --- bounded work -----------------------------------------------------------------------------
+
+HEADER_ROW = (
+    '<row r="1"><c r="A1" t="inlineStr"><is><t>contact_id</t></is></c>'
+    '<c r="B1" t="inlineStr"><is><t>note</t></is></c></row>'
+)
+
+
+def test_an_item_longer_than_a_block_is_read_in_a_few_reads_not_one_per_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 3 MiB cell is read by reads that double (a handful of scans of it in all: time linear
+    in its length), not by 48 reads of a 64 KiB block, each rescanning it (quadratic)."""
+    text = "x" * (3 << 20)
+    rows = HEADER_ROW + f'<row r="2"><c r="A2" t="inlineStr"><is><t>{text}</t></is></c></row>'
+    path = package(tmp_path / "in.xlsx", [("S", worksheet(rows))])
+    reads: list[int] = []
+    real = zipfile.ZipExtFile.read
+
+    def read(self: zipfile.ZipExtFile, n: int = -1) -> bytes:
+        data = real(self, n)
+        if self.name.endswith("s1.xml"):
+            reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", read)
+    rows_read = list(sheet_rows(path, Limits(inflate_ratio=0)))  # a small file: no ratio
+    assert rows_read[1] == [text, ""]
+    assert sum(reads) >= 2 * (3 << 20)  # two readings: the header's, then the rows'
+    assert len(reads) <= 2 * 10  # block by block: 2 * 48
+
+
+def test_a_part_that_would_inflate_beyond_the_files_size_is_refused_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sheet the zip says inflates to more than 100 times the file (and over 1 MiB) is
+    refused from the zip's directory: not a byte of it is inflated."""
+    rows = HEADER_ROW + '<row r="2"><c r="A2"><v>1</v></c></row>' * 1_000_000
+    path = package(tmp_path / "in.xlsx", [("S", worksheet(rows))])
+    inflated: list[str] = []
+    real = zipfile.ZipExtFile.read
+
+    def read(self: zipfile.ZipExtFile, n: int = -1) -> bytes:
+        inflated.append(self.name)
+        return real(self, n)
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", read)
+    assert error_of(path) == (
+        f"{path}: xl/sheets/s1.xml inflates to 37 MiB, more than input.max_inflate_ratio (100) "
+        "times the file's size: refused as a zip bomb (if the workbook is genuine, raise "
+        "input.max_inflate_ratio, or save the sheet as CSV)"
+    )
+    assert not any(name.endswith("s1.xml") for name in inflated)
+
+
+def test_a_part_compressed_by_a_method_no_spreadsheet_uses_is_refused(tmp_path: Path) -> None:
+    """bzip2 and LZMA inflate without bound in one read: a part compressed so is refused."""
+    path = package(tmp_path / "in.xlsx", [("S", worksheet(HEADER_ROW))])
+    with zipfile.ZipFile(path) as z:
+        parts = {info.filename: z.read(info) for info in z.infolist()}
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in parts.items():
+            method = zipfile.ZIP_BZIP2 if name.endswith("s1.xml") else zipfile.ZIP_DEFLATED
+            z.writestr(name, data, compress_type=method)
+    assert error_of(path) == (
+        f"{path}: xl/sheets/s1.xml is compressed by a method no spreadsheet program uses; open "
+        "the workbook in Excel and save it again"
+    )
+
+
+@pytest.mark.parametrize("part", ["workbook", "styles"])
+def test_a_dtd_in_any_part_is_refused(tmp_path: Path, part: str) -> None:
+    """A document type declaration (entities are how an XML bomb grows) is refused in the
+    workbook and the styles as in a sheet: Open XML parts may not hold one."""
+    path = package(tmp_path / "in.xlsx", [("S", worksheet(HEADER_ROW))], styles=STYLES)
+    with zipfile.ZipFile(path) as z:
+        parts = {info.filename: z.read(info) for info in z.infolist()}
+    name = {"workbook": "xl/book.xml", "styles": "xl/looks.xml"}[part]
+    parts[name] = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]>' + parts[name]
+    with zipfile.ZipFile(path, "w") as z:
+        for member, data in parts.items():
+            z.writestr(member, data)
+    assert error_of(path) == f"{path}: {name} holds a DTD, which Open XML parts may not have"
+
+
+def test_a_cell_over_the_limit_is_refused_naming_it_on_every_path(
+    tmp_path: Path, block: int
+) -> None:
+    """A cell whose text is over input.max_cell_kb (characters, not bytes: 1,500 two-byte
+    characters are within 2 KiB) is refused naming its cell, whatever the block size and however
+    it is written (inline, rich, a formula's text, shared)."""
+    limits = Limits(cell_chars=2048)
+    within, over = "é" * 1500, "é" * 2100
+    for cell in (
+        '<c r="B3" t="inlineStr"><is><t>{}</t></is></c>',
+        '<c r="B3" t="str"><f>A1</f><v>{}</v></c>',
+        '<c r="B3" t="inlineStr"><is><r><t>é</t></r><r><t>{}</t></r></is></c>',
+    ):
+        head = HEADER_ROW + '<row r="2"><c r="A2"><v>1</v></c></row>'
+        path = package(
+            tmp_path / "in.xlsx",
+            [("S", worksheet(head + f'<row r="3">{cell.format(within)}</row>'))],
+        )
+        assert len(list(sheet_rows(path, limits))) == 3
+        path = package(
+            tmp_path / "in.xlsx", [("S", worksheet(head + f'<row r="3">{cell.format(over)}</row>'))]
+        )
+        with pytest.raises(InputError) as info:
+            list(sheet_rows(path, limits))
+        length = 2101 if "<r>" in cell else 2100
+        assert str(info.value) == (
+            f"{path}: sheet 'S' cell B3 holds {length:,} characters, more than input.max_cell_kb "
+            "(2 KiB of text; Excel's own cells stop at 32,767 characters): shorten it, or raise "
+            "input.max_cell_kb"
+        )
+    strings = sst(f"<si><t>{within}</t></si><si><t>{over}</t></si>")
+    rows = HEADER_ROW + '<row r="2"><c r="B2" t="s"><v>1</v></c></row>'
+    path = package(tmp_path / "in.xlsx", [("S", worksheet(rows))], strings=strings)
+    with pytest.raises(InputError, match="the workbook's shared string 1 holds 2,100 characters"):
+        list(sheet_rows(path, limits))
+
+
+def test_a_reading_abandoned_stops_at_its_next_read(tmp_path: Path) -> None:
+    """Once its reader has gone (`cancel` set), a sheet's reading ends at its next read."""
+    rows = HEADER_ROW + "".join(
+        f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{ID1}</t></is></c></row>'
+        for r in range(2, 20_000)
+    )
+    path = package(tmp_path / "in.xlsx", [("S", worksheet(rows))])
+    cancel = threading.Event()
+    with xlsx.Book(path, Limits(), cancel) as book:
+        blocks = book.rows(0, None)
+        next(blocks)
+        cancel.set()
+        with pytest.raises(xlsx_part.Cancelled):
+            next(blocks)
+
+
+# --- where cells go ---------------------------------------------------------------------------
+
+
+def test_cells_go_where_their_r_says_in_any_order(tmp_path: Path, block: int) -> None:
+    """Cells written right to left, or twice, go where their `r` says (of a column written
+    twice, the last cell counts), on every path; a cell without `r` goes right of the one
+    before it, in its row."""
+    rows = (
+        '<row r="1"><c r="C1" t="inlineStr"><is><t>c</t></is></c>'
+        '<c r="A1" t="inlineStr"><is><t>a</t></is></c><c t="inlineStr"><is><t>b</t></is></c>'
+        "</row>"
+        '<row r="2"><c r="B2"><v>1</v></c><c r="B2"><v>2</v></c><c r="A2"><v>3</v></c></row>'
+        '<row r="4"><c r="C4"><v>5</v></c><c r="A4"><v>4</v></c></row>'
+    )
+    assert read_rows(package(tmp_path / "in.xlsx", [("S", worksheet(rows))])) == [
+        ["a", "b", "c"],
+        ["3", "2", ""],
+        [],
+        ["4", "", "5"],
+    ]
+
+
+def test_empty_cells_far_right_make_no_block_that_wide(tmp_path: Path) -> None:
+    """A styled empty cell in column XFD of every row (formatting carried to the sheet's edge)
+    gives blocks as wide as their text, not 16,384 columns of empty cells."""
+    rows = "".join(
+        f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{ID1}</t></is></c>'
+        f'<c r="XFD{r}" s="1"/></row>'
+        for r in range(1, 3000)
+    )
+    path = package(tmp_path / "in.xlsx", [("S", worksheet(rows))])
+    with xlsx.Book(path) as book:
+        widths = {len(block.columns) for block in book.rows(0, None)}
+    assert widths == {1}
+
+
+@pytest.mark.parametrize(
+    ("rows", "refusal"),
+    [
+        ('<row r="0"><c r="A0"><v>1</v></c></row>', "has a row 0, outside Excel's rows"),
+        ('<row r="3"><c r="A3"><v>1</v></c></row><row r="3"><c r="A3"><v>2</v></c></row>',
+         "row 3 comes after row 3 in the file"),
+        ('<row r="1"><c r="ZZZ1"><v>1</v></c></row>', "has a cell in column ZZZ"),
+    ],
+)  # fmt: skip
+def test_rows_and_cells_outside_the_sheet_are_refused_on_every_path(
+    tmp_path: Path, block: int, rows: str, refusal: str
+) -> None:
+    """A row 0, a row repeated, a column past XFD: refused, whichever way the block is read."""
+    path = package(tmp_path / "in.xlsx", [("S", worksheet(rows))])
+    with pytest.raises(InputError, match=refusal):
+        read_rows(path)
+
+
+def test_a_style_number_out_of_range_is_a_plain_number(tmp_path: Path) -> None:
+    """A cell whose style index is negative or past the styles reads as a plain number (a
+    negative index once picked the last style: a date)."""
+    rows = '<row r="1"><c r="A1" s="-1"><v>45296</v></c><c r="B1" s="99"><v>45296</v></c></row>'
+    path = package(tmp_path / "in.xlsx", [("S", worksheet(rows))], styles=STYLES)
+    assert read_rows(path) == [["45296", "45296"]]

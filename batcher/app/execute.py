@@ -81,10 +81,10 @@ async def execute(
     emit = events or notices(notify)
     laps = _Laps()
     stop = stop or Stop()
-    prepared = prepare(settings, job, dry_run=dry_run, rejects=rejects)
+    prepared = prepare(settings, job, stop, dry_run=dry_run, rejects=rejects)
     facts = _facts(settings, job, prepared)
     with _open_ledger(settings, job, prepared, facts, emit, dry_run=dry_run) as ledger:
-        loaded = load(ledger, job, prepared.table, settings, dry_run=dry_run)
+        loaded = load(ledger, job, prepared.table, settings, stop, dry_run=dry_run)
         laps.lap("load")
         planned = plan(ledger, settings)
         _check_plan(ledger, job, prepared, loaded, planned, dry_run=dry_run)

@@ -93,7 +93,11 @@ def run_identity(*, input_required: bool = True) -> list[Decorator]:
         ),
         click.option("--location-id", help="The location for every row (else column, config)."),
         click.option("--id-column", help="The column holding the contact id (else detected)."),
-        click.option("--sheet", help="Excel sheet to read (default: the first)."),
+        click.option(
+            "--sheet",
+            help="Excel sheet to read: a name, or a position among the visible sheets "
+            "(default: the first visible sheet).",
+        ),
         base_url(),
         sandbox(),
         click.option(

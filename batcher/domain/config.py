@@ -77,8 +77,9 @@ class InputSettings:
     # into the tags column), and the rows carrying one are `invalid` rather than sent.
     max_tag_length: int = 255
     # Bounded input (SPEC "Input"): a cell (KiB of text; Excel's own limit is 32,767
-    # characters), a line (KiB) and how many times its own size a compressed file may inflate
-    # (0: no limit; gzip's best is about 1,030x, a contact list 2-10x).
+    # characters), a line (KiB: a sheet's row or shared string, its XML) and how many times its
+    # own size a compressed file may inflate, a workbook's part included (0: no limit; gzip's
+    # best is about 1,030x, a contact list 2-10x).
     max_cell_kb: int = 4096
     max_line_kb: int = 16384
     max_inflate_ratio: int = 100

@@ -48,6 +48,7 @@ from batcher.domain.models import Chunk
 from batcher.loading._common import INVISIBLE, STRIP, Caps, Reader, Slice, is_blank, shown
 from batcher.loading._excel import open_excel, sheet_rows
 from batcher.loading._tags import parse_tags, read_tags, unique_tags
+from batcher.loading._xlsx_part import Limits
 from batcher.support.printable import UNSAFE
 
 __all__ = ["Caps", "InputOptions", "InputTable", "open_input", "parse_tags", "sheet_rows"]
@@ -255,7 +256,10 @@ def open_input(path: Path, options: InputOptions) -> InputTable:
 
     name = path.name.lower()
     if name.endswith(_EXCEL_SUFFIXES):
-        source = open_excel(path, options.sheet)
+        caps = options.caps
+        assert caps is not None
+        limits = Limits(caps.cell_chars, caps.line_bytes, caps.inflate_ratio)
+        source = open_excel(path, options.sheet, limits)
     elif name.endswith(_CSV_SUFFIXES) or name.endswith(tuple(s + ".gz" for s in _CSV_SUFFIXES)):
         from batcher.loading._csv import open_csv
 

@@ -110,16 +110,19 @@ class _Failed:
 _END = object()
 
 
-def read_ahead(parts: Iterator[T], depth: int = 1) -> Generator[T, None, None]:
+def read_ahead(
+    parts: Iterator[T], depth: int = 1, stop: threading.Event | None = None
+) -> Generator[T, None, None]:
     """`parts`, produced by a thread of their own up to `depth` items ahead of the consumer.
 
     SQLite gives up the GIL while it inserts (and zlib while it unzips): with the file read in a
     thread, the next chunk is read while the ledger writes this one. The thread's
     errors come out of this generator; closing it stops the thread (after the item it is
-    reading) and closes `parts` there, where it runs.
+    reading, or sooner where `parts` watches `stop`, the event set then) and closes `parts`
+    there, where it runs.
     """
     items: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    stop = threading.Event() if stop is None else stop
 
     def produce() -> None:
         try:

@@ -6,7 +6,9 @@ strings of about 14 characters take 72 MB and 21 MB so, and would take about 380
 Python `str`.
 
 Text is unescaped as XML does (entities and character references, line ends normalised), then
-OOXML's own `_xHHHH_` escapes (control characters) are decoded, as Excel shows them.
+OOXML's own `_xHHHH_` escapes (control characters) are decoded, as Excel shows them. A `<t>`
+without `xml:space="preserve"` loses the whitespace (space, tab, line ends) at its ends, as Excel
+shows it: every producer writes `preserve` on text that keeps such spaces.
 """
 
 from __future__ import annotations
@@ -14,13 +16,29 @@ from __future__ import annotations
 import re
 from array import array
 from collections.abc import Iterator
-from itertools import accumulate
-from typing import IO
+from itertools import accumulate, repeat
 from xml.etree import ElementTree
 
-from batcher.loading._xlsx_part import Part, XlsxError
+from batcher.loading._xlsx_part import Limits, Part, Readable, Refused, XlsxError
 
 # --- text -------------------------------------------------------------------------------------
+
+# A `<t>` element and its text as the fast paths take it (`%(p)b`: the namespace prefix): with
+# xml:space="preserve", any text; without, text with nothing at either end that the parser's
+# reading trims (whitespace, or a character reference that may stand for some): that rare text
+# goes to the parser (producers mark text that keeps end spaces "preserve"). The lookahead
+# runs once to the text's end and looks at its last character: a fraction of the pattern's time.
+T_TEXT = (
+    rb'<%(p)bt(?: xml:space="preserve">|>(?![ \t\r\n]|&#)(?=[^<]*(?<![ \t\r\n;])<))'
+    rb"([^<]*)</%(p)bt>"
+)
+# T_TEXT without xml:space: where no text is preserved (as most producers write most blocks),
+# the shaped row pattern has no alternative to try per cell: as fast as before text was trimmed.
+PLAIN_T_TEXT = rb"<%(p)bt>(?![ \t\r\n]|&#)([^<]*)(?<![ \t\r\n;])</%(p)bt>"
+# What an unpreserved `<t>` loses at its ends (XML's whitespace).
+XML_SPACE = " \t\n\r"
+_SPACE_BYTES = XML_SPACE.encode()
+_PRESERVE = "{http://www.w3.org/XML/1998/namespace}space"
 
 _ENTITY = re.compile(r"&(?:(amp|lt|gt|quot|apos)|#([0-9]+)|#x([0-9a-fA-F]+));|&")
 _NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
@@ -46,11 +64,16 @@ def _entity(match: re.Match[str]) -> str:
 
 def fix_text(text: str) -> str:
     """Raw XML text as an XML parser gives it, then with OOXML's `_xHHHH_` escapes decoded."""
+    return ooxml_text(xml_text(text))
+
+
+def xml_text(text: str) -> str:
+    """Raw XML text as an XML parser gives it: line ends normalised, references resolved."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if "&" in text:
         text = _ENTITY.sub(_entity, text)
-    return ooxml_text(text)
+    return text
 
 
 def ooxml_text(text: str) -> str:
@@ -120,13 +143,18 @@ class SharedStrings:
         del self._ends[len(self._ends) - len(items) - 1]
 
 
-def string_blocks(fh: IO[bytes]) -> Iterator[list[bytes]]:
-    """The shared strings part's strings (UTF-8, unescaped), a block at a time."""
-    part = Part(fh, "sst", "si")
+def string_blocks(fh: Readable, limits: Limits) -> Iterator[list[bytes]]:
+    """The shared strings part's strings (UTF-8, unescaped), a block at a time; a string over
+    the limits is refused."""
+    count = 0  # strings read so far: the next one's index
+
+    def place(head: bytes) -> str:
+        return f"the workbook's shared string {count:,}"
+
+    part = Part(fh, "sst", "si", limit=limits.line_bytes, name="the shared strings", place=place)
     p = re.escape(part.prefix)
     item = re.compile(
-        rb"<%(p)bsi>(?:<%(p)bt(?: xml:space=\"preserve\")?>([^<]*)</%(p)bt>|<%(p)bt\s*/>)"
-        rb"</%(p)bsi>|<%(p)bsi\s*/>" % {b"p": p}
+        (rb"<%(p)bsi>(?:" + T_TEXT + rb"|<%(p)bt\s*/>)</%(p)bsi>|<%(p)bsi\s*/>") % {b"p": p}
     )
     gaps = re.compile(rb"[\s\0]*+")
     # The commonest block of all: nothing but plain strings, back to back. A bytes split on the
@@ -136,23 +164,53 @@ def string_blocks(fh: IO[bytes]) -> Iterator[list[bytes]]:
     end = b"</%bt></%bsi>" % (part.prefix, part.prefix)
     between = end + start
     for block, plain in part.blocks():
+        raw = None
         if plain and block.startswith(start) and block.endswith(end):
             inner = block[len(start) : -len(end)]
             raw = inner.split(between)
-            if inner.count(b"<") == between.count(b"<") * (len(raw) - 1):
-                if b"&" in inner or b"\r" in inner or b"_x" in inner:
-                    raw = [fix_text(t.decode("utf-8")).encode("utf-8") for t in raw]
-                yield raw
-                continue
-        if plain:
+            if inner.count(b"<") != between.count(b"<") * (len(raw) - 1):
+                raw = None
+            elif b"&" in inner or b"\r" in inner or b"_x" in inner:
+                raw = [_trimmed(t) for t in raw]
+            else:  # unpreserved, every one: trimmed (bytes.strip hands back an untouched one)
+                raw = list(map(bytes.strip, raw, repeat(_SPACE_BYTES)))
+        if raw is None and plain:
             pieces = item.split(block)
             if gaps.fullmatch(b"\0".join(pieces[::2])):
                 raw = [t or b"" for t in pieces[1::2]]
                 if b"&" in block or b"\r" in block or b"_x" in block:
                     raw = [fix_text(t.decode("utf-8")).encode("utf-8") for t in raw]
-                yield raw
-                continue
-        yield [si_text(si).encode("utf-8") for si in part.parse(block)]
+        if raw is None:
+            raw = [si_text(si).encode("utf-8") for si in part.parse(block)]
+        if len(block) > limits.cell_chars:  # only then can one string be over it
+            for n, text in enumerate(raw):
+                if len(text) > limits.cell_chars:  # bytes: perhaps over it in characters
+                    length = len(text.decode("utf-8"))
+                    if length > limits.cell_chars:
+                        count += n
+                        raise too_long(place(b""), length, limits)
+        count += len(raw)
+        yield raw
+
+
+def _trimmed(raw: bytes) -> bytes:
+    """An unpreserved `<t>`'s raw text as it reads (UTF-8): unescaped, trimmed, then decoded."""
+    return ooxml_text(xml_text(raw.decode("utf-8")).strip(XML_SPACE)).encode("utf-8")
+
+
+def too_long(place: str, length: int, limits: Limits) -> Refused:
+    """The error for a cell's text of `length` characters, over the limit."""
+    return Refused(
+        f"{place} holds {length:,} characters, more than input.max_cell_kb "
+        f"({limits.cell_chars // 1024:,} KiB of text; Excel's own cells stop at 32,767 "
+        "characters): shorten it, or raise input.max_cell_kb"
+    )
+
+
+def t_text(t: ElementTree.Element) -> str:
+    """A parsed `<t>`'s text, trimmed unless it says xml:space="preserve"."""
+    text = t.text or ""
+    return text if t.get(_PRESERVE) == "preserve" else text.strip(XML_SPACE)
 
 
 def si_text(si: ElementTree.Element) -> str:
@@ -161,7 +219,7 @@ def si_text(si: ElementTree.Element) -> str:
     for child in si:
         local = child.tag.rpartition("}")[2]
         if local == "t":
-            parts.append(child.text or "")
+            parts.append(t_text(child))
         elif local == "r":
-            parts.extend(t.text or "" for t in child if t.tag.rpartition("}")[2] == "t")
+            parts.extend(t_text(t) for t in child if t.tag.rpartition("}")[2] == "t")
     return ooxml_text("".join(parts))

@@ -6,6 +6,13 @@ Retry-After) ends at once, the requests in flight finish, the report is written 
 deleted). The web page's stop button and a library caller ask for the same graceful stop through
 `Stop.request`.
 
+From the input's opening until it is loaded (`Stop.loading` to `Stop.loaded`) nothing has been
+sent: a signal then ends the run at once, with Interrupted (exit 3, one line; no report, as the
+rows are not all read), raised where it lands in the main thread, which is where the CLI loads,
+so that a hostile file cannot hold off cron's `timeout` (in another thread, at the next chunk:
+`Stop.watch`). A stop asked otherwise (the page's button, a library caller) stays graceful:
+the loading ends first, so that the report lists every row.
+
 `Stop` is safe to call from a signal handler or another thread: the event it sets lives in the
 run's event loop and is set through `call_soon_threadsafe`.
 """
@@ -16,13 +23,17 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from types import FrameType
+from typing import TypeVar
 
 from batcher.domain.errors import Interrupted
 from batcher.support.files import discard_unfinished
 
 __all__ = ["Stop", "interruptible_sleep", "signals_stop"]
+
+T = TypeVar("T")
 
 
 class Stop:
@@ -32,13 +43,17 @@ class Stop:
         self.reason: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
+        self._loading: int | None = None  # the thread loading the input, meanwhile
+        self._at_once = False  # a signal asked: while loading, the run ends at once
 
     @property
     def requested(self) -> bool:
         return self.reason is not None
 
-    def request(self, reason: str) -> None:
-        """Ask the run to stop gracefully (the first reason given is kept)."""
+    def request(self, reason: str, *, at_once: bool = False) -> None:
+        """Ask the run to stop gracefully (the first reason given is kept); `at_once` (a signal):
+        while the input loads, the run ends at once (see the module)."""
+        self._at_once = self._at_once or at_once
         if self.reason is None:
             self.reason = reason
         loop, event = self._loop, self._event
@@ -57,6 +72,35 @@ class Stop:
     def error(self) -> Interrupted:
         return Interrupted(self.reason or "stopped")
 
+    def loading(self) -> None:
+        """The input is being opened and loaded by this thread: a signal ends the run at once,
+        until `loaded` (see the module). (Left set by an error, it is cleared by `signals_stop`,
+        the only one to act on it outside `watch`.)"""
+        self.check_loading()
+        self._loading = threading.get_ident()
+
+    def loaded(self) -> None:
+        """The input is loaded: a stop is graceful again."""
+        self._loading = None
+
+    def loading_here(self) -> bool:
+        """Whether this thread is loading the input (a signal handler asks: the main thread)."""
+        return self._loading == threading.get_ident()
+
+    def check_loading(self) -> None:
+        """Raise the error of a signal's stop while loading, if one was asked for."""
+        if self.reason is not None and self._at_once:
+            raise Interrupted(
+                f"{self.reason} while loading the input: nothing was sent; run the same command "
+                "again to start over"
+            )
+
+    def watch(self, items: Iterable[T]) -> Iterator[T]:
+        """`items` (the input's chunks), ending with the error of a signal's stop meanwhile."""
+        for item in items:
+            self.check_loading()
+            yield item
+
 
 async def interruptible_sleep(stop: Stop, seconds: float) -> None:
     """Sleep `seconds`, or raise Interrupted as soon as a stop is requested."""
@@ -74,8 +118,9 @@ def signals_stop(stop: Stop) -> Iterator[None]:
     """SIGINT/SIGTERM: the first asks `stop` for a graceful stop, the second aborts at once.
 
     Installed with `signal.signal` (not the loop's handlers) so that a signal also lands while
-    the process is busy outside the event loop: loading a file or writing the report. The notice
-    is written with one `os.write`, which is safe inside a signal handler.
+    the process is busy outside the event loop: loading a file (where it raises, see the
+    module) or writing the report. The notice is written with one `os.write`, which is safe
+    inside a signal handler.
     """
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -92,8 +137,10 @@ def signals_stop(stop: Stop) -> Iterator[None]:
                     "kept: run the same command again to resume\n".encode(),
                 )
             os._exit(3)  # SPEC "Exit status": stopped early
-        stop.request(f"interrupted by {name}")
+        stop.request(f"interrupted by {name}", at_once=True)
         del frame
+        if stop.loading_here():
+            stop.check_loading()  # raised here, in the loading: its line is the only one
         with contextlib.suppress(OSError):
             os.write(
                 2,
@@ -107,5 +154,6 @@ def signals_stop(stop: Stop) -> Iterator[None]:
     try:
         yield
     finally:
+        stop.loaded()
         for sig, old in previous.items():
             signal.signal(sig, old)

@@ -2,8 +2,10 @@
 
 Each instant is reached without timing luck: the child parks at a named place (`helpers.HOOKS`:
 importing the CLI, loading the input, writing the report) or the sandbox holds an answer, and
-the signal is sent while it waits there. One test also interrupts the loading of a large input
-once its state file appears: whichever step it lands in, what must hold is the same.
+the signal is sent while it waits there. A signal while loading ends the run at once: the child
+parked in the loading is never released, and must end by itself. One test also interrupts a
+large input once its state file appears: whichever step it lands in, what must hold for that
+step holds.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import xlsxwriter
 
 from batcher.sandbox import Sandbox, SandboxConfig
 
 from .conftest import LOCATION, contact_ids, write_csv
 from .helpers import (
+    BOUND_S,
     HOOK_MARK,
     SECRET,
     Gate,
@@ -47,6 +51,10 @@ ACK = (
 )
 STOPPED = "batcher: stopped: interrupted by SIGINT; run the same command again to resume"
 PENDING = "not sent: interrupted by SIGINT; run the same command again to send it"
+LOADING = (
+    "batcher: error: interrupted by {} while loading the input: nothing was sent; run the same "
+    "command again to start over"
+)
 
 
 @pytest.fixture
@@ -102,56 +110,94 @@ async def test_ctrl_c_while_starting_up_exits_3_with_one_line(
     assert sandbox.stats.total_requests == 0
 
 
-async def test_ctrl_c_while_loading_sends_nothing_and_reports_every_row_pending(
-    tmp_path: Path, gated: Any
+async def stopped_in_loading(
+    tmp_path: Path, argv: list[str], signum: signal.Signals = signal.SIGINT
+) -> tuple[str, list[str]]:
+    """Start `argv` parked in its loading (after the first chunk), signal it, and wait for it to
+    end by itself (it is never released: the loading cannot finish). Its stdout and lines."""
+    env = child_env(write_hooks(tmp_path / "hooks"), pause="loading")
+    process = await start(tmp_path, argv, env)
+    seen: list[str] = []
+    await read_until(process.stderr, HOOK_MARK, seen)  # the first rows are in the ledger
+    process.send_signal(signum)
+    await asyncio.wait_for(process.wait(), timeout=BOUND_S)
+    stdout, stderr, code = await finish(process, seen)
+    assert code == 3
+    assert "Traceback" not in stderr
+    return stdout, batcher_lines(stderr)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_a_signal_while_loading_stops_at_once_sending_nothing(
+    tmp_path: Path, gated: Any, signum: signal.Signals
 ) -> None:
-    """Ctrl-C while the input is being loaded: loading ends, nothing is sent, the report lists
-    every row `pending`, exit 3, one line saying it stopped (after the signal's acknowledgement)."""
+    """SIGINT or SIGTERM while the input is being loaded ends the run at once, the loading left
+    unfinished: exit 3, one line saying nothing was sent, no report; the same command then
+    starts over and sends every row."""
     source, ids = setup(tmp_path)
     sandbox, _ = await gated(hold=None)
     report = tmp_path / "report.csv"
-    env = child_env(write_hooks(tmp_path / "hooks"), pause="loading")
-    process = await start(tmp_path, batcher_argv("run", source, sandbox.url, report), env)
-    seen: list[str] = []
-    await read_until(process.stderr, HOOK_MARK, seen)  # the first rows are in the ledger
-    assert len(state_files(tmp_path / ".batcher")) == 1
-    process.send_signal(signal.SIGINT)
-    await read_until(process.stderr, "SIGINT received", seen)
-    assert process.stdin is not None
-    process.stdin.write(b"go on\n")
-    stdout, stderr, code = await finish(process, seen)
+    argv = batcher_argv("run", source, sandbox.url, report)
+    stdout, lines = await stopped_in_loading(tmp_path, argv, signum)
 
-    assert code == 3
-    assert "Traceback" not in stderr
-    lines = batcher_lines(stderr)
-    assert len(lines) == 3
+    assert len(lines) == 2
     assert lines[0].startswith('batcher: add ["vip"] at location sandboxLocation00001: sending')
-    assert lines[1:] == [ACK, STOPPED]
-    assert stdout.startswith("batcher: run stopped in ")
+    assert lines[1] == LOADING.format(signum.name)
+    assert stdout == ""
     assert sandbox.stats.total_requests == 0
+    assert not report.exists()
+    assert not report_temporaries(report)
+    assert len(state_files(tmp_path / ".batcher")) == 1  # "loading": the next run discards it
+
+    rerun = await start(tmp_path, argv)
+    stdout, stderr, code = await finish(rerun, [])
+    assert code == 0, stderr
+    assert "(continued an unfinished run)" not in stdout
     rows = read_csv(report)
     assert [row["contact_id"] for row in rows] == ids
-    assert {row["status"] for row in rows} == {"pending"}
-    assert {row["message"] for row in rows} == {PENDING}
+    assert {row["status"] for row in rows} == {"success"}
 
 
 async def test_ctrl_c_while_a_plan_is_loading_exits_3(tmp_path: Path, gated: Any) -> None:
-    """Ctrl-C while `plan` loads the input ends it with exit 3 and one line saying it stopped."""
+    """Ctrl-C while `plan` loads the input ends it at once with exit 3 and one line."""
     source, _ = setup(tmp_path)
     sandbox, _ = await gated(hold=None)
-    env = child_env(write_hooks(tmp_path / "hooks"), pause="loading")
-    process = await start(tmp_path, batcher_argv("plan", source, sandbox.url, None), env)
-    seen: list[str] = []
-    await read_until(process.stderr, HOOK_MARK, seen)
-    process.send_signal(signal.SIGINT)
-    await read_until(process.stderr, "SIGINT received", seen)
-    assert process.stdin is not None
-    process.stdin.write(b"go on\n")
-    _, stderr, code = await finish(process, seen)
-
-    assert "Traceback" not in stderr
+    stdout, lines = await stopped_in_loading(
+        tmp_path, batcher_argv("plan", source, sandbox.url, None)
+    )
+    assert lines == [LOADING.format("SIGINT")]
+    assert stdout == ""
     assert sandbox.stats.total_requests == 0
-    assert code == 3
+
+
+@pytest.fixture(scope="session")
+def big_workbook(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 200,000-row workbook (ids as inline strings), written once per session."""
+    ids = contact_ids(200_000, seed=14)
+    path = tmp_path_factory.mktemp("big") / "big.xlsx"
+    book = xlsxwriter.Workbook(str(path), {"constant_memory": True})
+    sheet = book.add_worksheet("Contacts")
+    sheet.write_row(0, 0, ["contact_id", "email"])
+    for n, contact in enumerate(ids, start=1):
+        sheet.write_row(n, 0, [contact, f"p{n}@example.com"])
+    book.close()
+    return path
+
+
+async def test_ctrl_c_while_a_workbook_loads_stops_its_reading_thread_at_once(
+    tmp_path: Path, gated: Any, big_workbook: Path
+) -> None:
+    """Ctrl-C while a large workbook loads (its sheet read ahead in a thread of its own) ends
+    the run at once: exit 3, one line, nothing sent, no report."""
+    setup(tmp_path)
+    sandbox, _ = await gated(hold=None)
+    report = tmp_path / "report.csv"
+    _, lines = await stopped_in_loading(
+        tmp_path, batcher_argv("run", big_workbook, sandbox.url, report)
+    )
+    assert lines[1:] == [LOADING.format("SIGINT")]
+    assert sandbox.stats.total_requests == 0
+    assert not report.exists()
 
 
 async def test_ctrl_c_while_sending_lets_the_request_in_flight_finish_and_exits_3(
@@ -284,7 +330,8 @@ async def test_ctrl_c_while_a_large_input_loads_stops_and_reports_every_row(
     tmp_path: Path, gated: Any, big_input: tuple[Path, list[str]]
 ) -> None:
     """Ctrl-C once a large input's state file appears: exit 3, no traceback, one line saying it
-    stopped, and a report listing every input row once, `pending` or `success`."""
+    stopped. Landing in the loading (as it nearly always does): nothing sent, no report;
+    landing after it: a report listing every input row once, `pending` or `success`."""
     source, ids = big_input
     setup(tmp_path, size=500)
     sandbox, gate = await gated(hold=1)  # however far it gets, it cannot finish
@@ -297,12 +344,17 @@ async def test_ctrl_c_while_a_large_input_loads_stops_and_reports_every_row(
     assert state_files(tmp_path / ".batcher")
     process.send_signal(signal.SIGINT)
     seen: list[str] = []
-    await read_until(process.stderr, "SIGINT received", seen)
+    await read_until(process.stderr, "SIGINT", seen)
     await gate.open()  # if a request was already held, it may now be answered
     stdout, stderr, code = await finish(process, seen)
 
     assert code == 3
     assert "Traceback" not in stderr
+    if batcher_lines(stderr)[1:] == [LOADING.format("SIGINT")]:
+        assert stdout == ""
+        assert sandbox.stats.total_requests == 0
+        assert not report.exists()
+        return
     assert batcher_lines(stderr)[1:] == [ACK, STOPPED]
     assert stdout.startswith("batcher: run stopped in ")
     assert len(sandbox.stats.applied) <= 1

@@ -15,6 +15,7 @@ from batcher.app.sharding import Selection
 from batcher.domain.config import Settings
 from batcher.loading import InputTable
 from batcher.state import Ledger, RunInfo, prune_finished, runs_in
+from batcher.support.stopping import Stop
 
 __all__ = ["Loaded", "load"]
 
@@ -35,17 +36,19 @@ class Loaded:
 
 
 def load(
-    ledger: Ledger, job: Job, table: InputTable, settings: Settings, *, dry_run: bool
+    ledger: Ledger, job: Job, table: InputTable, settings: Settings, stop: Stop, *, dry_run: bool
 ) -> Loaded:
     """Tidy the state directory (a run, not a plan), then write every row of a new run (a
-    shard keeps only its own rows, with their input `row` and `line` numbers)."""
+    shard keeps only its own rows, with their input `row` and `line` numbers). A signal's stop
+    meanwhile ends the run at once (`Stop.watch`); once loaded, a stop is graceful again."""
     others: tuple[RunInfo, ...] = ()
     if not dry_run:
         others = _tidy_state_dir(Path(settings.state.dir), ledger, settings.state.keep_days)
     selection = Selection(job.shard, count_rows=dry_run)
     if not ledger.resumed:
         with _no_collections():
-            ledger.load(table.columns, selection(job.chunks(table)))
+            ledger.load(table.columns, selection(stop.watch(job.chunks(table))))
+    stop.loaded()
     return Loaded(
         run_id=ledger.run_id,
         invocation=ledger.invocation,

@@ -14,6 +14,7 @@ from batcher.domain.config import Settings, read_token
 from batcher.domain.errors import NothingToSendError, UsageError
 from batcher.loading import InputOptions, InputTable, open_input
 from batcher.reports.formats import check_report_path
+from batcher.support.stopping import Stop
 
 __all__ = ["Prepared", "prepare"]
 
@@ -42,15 +43,20 @@ class Prepared:
         return f"{self.target} with the token from {self.token_source}"
 
 
-def prepare(settings: Settings, job: Job, *, dry_run: bool, rejects: Path | None) -> Prepared:
+def prepare(
+    settings: Settings, job: Job, stop: Stop, *, dry_run: bool, rejects: Path | None
+) -> Prepared:
     """Check the report and rejects paths, open the input, read the token, name the run.
 
-    UsageError (exit 2) for what cannot go: nothing has been sent, nothing written.
+    UsageError (exit 2) for what cannot go: nothing has been sent, nothing written. From the
+    input's opening until it is loaded (`batcher.app.stages.load`), a signal's stop ends the run
+    at once (`Stop.loading`).
     """
     if job.shards is not None and job.shard is None and not dry_run:
         raise missing_index(job.shards)
     report_path = None if dry_run else (job.report_path or default_report_path(job.input_path))
     _check_outputs(job, report_path, rejects)
+    stop.loading()  # until the input is loaded, a stop ends the run at once: nothing is sent yet
     options = input_options(settings, job)
     table = _opened(job, options)
     token = None if (dry_run or job.sandbox is not None) else read_token(settings)
