@@ -101,7 +101,8 @@ async def execute(
         laps.lap("plan" if dry_run else "confirm")
 
         def assembled(reported: Reported, seconds: float = 0.0) -> RunResult:
-            return _assembled(job, prepared, loaded, planned, sent, stopped, reported, seconds)
+            result = _assembled(job, prepared, loaded, planned, sent, stopped, reported, seconds)
+            return dataclasses.replace(result, planned_only=dry_run)
 
         reported = report(
             ledger,
@@ -163,6 +164,7 @@ def _open_ledger(
         "target": prepared.identity.target,
         "report": str(prepared.report_path.resolve()) if prepared.report_path is not None else "",
         **({"undoes": job.undoes} if job.undoes is not None else {}),
+        **({"input_name": job.input_name} if job.input_name else {}),
     }
 
     def announce(run_id: str) -> None:
@@ -286,7 +288,7 @@ def _finish(result: RunResult, emit: EventSink, dry_run: bool) -> RunResult:
                 "run.stopped",
                 f"stopped: {result.stopped}",
                 {"reason": str(result.stopped), "exit_code": result.exit_code},
-                level="warning",
+                level="error" if result.stopped.needs_person else "warning",
                 text=False,
             )
         )

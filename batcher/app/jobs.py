@@ -52,7 +52,9 @@ class Job:
     of what identifies it: each run's undo is a run of its own).
     `shown_as` and `described_as`: what the run's summary and messages call the input and the
     operation, when not the input's path and the options in words (an undo names the report
-    it takes back); neither is part of what identifies the run.
+    it takes back); neither is part of what identifies the run. `input_name`: the file's name
+    as the person knows it when it is stored under another (the page keeps an upload as
+    `input.csv`): kept in the run's meta for `batcher status`.
     """
 
     input_path: Path
@@ -67,6 +69,7 @@ class Job:
     undoes: str | None = None
     shown_as: Path | None = None
     described_as: str | None = None
+    input_name: str | None = None
 
     def chunks(self, table: InputTable) -> Iterator[Chunk]:
         """The input's rows as the ledger saves them: the file's, through `rows` if given."""

@@ -176,6 +176,8 @@ class RunResult:
     latest_complete_report: str | None = None
     # For an undo: the id of the run it takes back.
     undoes: str | None = None
+    # A plan (nothing sent): its exit status is 0 unless it refuses.
+    planned_only: bool = False
 
     def summary(self, *, final: bool = True) -> dict[str, object]:
         """The summary's facts, JSON-safe: for scripts (the JSON summary file, the
@@ -240,9 +242,12 @@ class RunResult:
     @property
     def exit_code(self) -> int:
         """SPEC "Exit status": 3 stopped early, 1 some rows failed (or, in an undo, were left
-        alone as uncertain), else 0."""
+        alone as uncertain), else 0. A plan's is 0 unless it stopped: its rows to send are
+        `pending` because a plan sends nothing, not because anything went wrong."""
         if self.stopped is not None:
             return self.stopped.exit_code
+        if self.planned_only:
+            return 0
         if not self.settled or self.counts[Status.SKIPPED]:
             return 1
         return 0

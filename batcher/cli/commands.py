@@ -36,7 +36,9 @@ from batcher.cli.terminal import (
     confirm,
     echo,
     echo_all,
+    json_logs,
     notify,
+    prints_text,
     progress,
     scrubber,
     set_logging,
@@ -71,7 +73,7 @@ def _run_job(
 ) -> tuple[Settings, RunResult]:
     holder: list[Settings] = []
     log_format = options.pop("log_format", None) or "text"
-    set_logging(log_format.lower())
+    set_logging(log_format.lower(), quiet=quiet)
     with one_line_errors(lambda: holder[0] if holder else None):
         config_file = options.pop("config_file")
         settings = _settings(config_file, options.pop("base_url"))
@@ -111,13 +113,16 @@ def run(quiet: bool, yes: bool, **options: Any) -> None:
 
 
 def _summary(result: RunResult) -> None:
-    """The summary on stdout, warnings of other unfinished runs, and the last word on stderr."""
-    echo_all(output.summary_lines(result))
+    """The summary on stdout (text logs, not quiet: JSON logs have it as their `run.finished`
+    event), warnings of other unfinished runs, and the last word on stderr: an error when a
+    person must act (see `BatcherError.needs_person`)."""
+    if prints_text():
+        echo_all(output.summary_lines(result))
     for message, other_input in output.other_runs(result):
         warn(message, input=other_input)
     said = output.advice(result)
     if said is not None:
-        advise(said)
+        advise(said, error=result.stopped is not None and result.stopped.needs_person)
 
 
 @main.command()
@@ -140,12 +145,14 @@ def plan(quiet: bool, rejects_path: Path | None, **options: Any) -> None:
     settings, result = _run_job(
         {**options, "report_path": None},
         dry_run=True,
-        quiet=True,
+        quiet=quiet,
         yes=True,
         rejects=rejects_path,
     )
     if result.stopped is not None:
         fail(f"{result.stopped}; nothing was sent (plan sends nothing)", 3)
+    if json_logs():
+        return  # the plan is the `plan.finished` object on stdout
     echo_all(output.plan_lines(result, settings, rejects_path))
     if result.shard is None and shards is not None:
         count = int(shards)
@@ -280,6 +287,7 @@ def undo(
     """
     holder: list[Settings] = []
     result: UndoResult | None = None
+    set_logging("text", quiet=quiet)
     with one_line_errors(lambda: holder[0] if holder else None):
         settings = _settings(config_file, base_url)
         holder.append(settings)
@@ -309,7 +317,8 @@ def undo(
         echo_all(output.undo_plan_lines(report, result.run, result.source))
         return
     _summary(result.run)
-    echo(output.undo_line(result.source))
+    if prints_text():
+        echo(output.undo_line(result.source))
     sys.exit(result.exit_code)
 
 

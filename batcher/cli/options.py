@@ -41,7 +41,13 @@ CONFIG = click.option(
     help="TOML settings (default: ./batcher.toml if present).",
 )
 YES = click.option("--yes", is_flag=True, help="Do not ask for confirmation before sending.")
-QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+QUIET = click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Print nothing on success: no progress bar, no summary (it is in the summary file); "
+    "warnings and errors only, on stderr.",
+)
 
 
 def base_url(help: str = "API base URL (default: api.base_url).") -> Decorator:

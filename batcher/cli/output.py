@@ -367,7 +367,7 @@ def run_lines(run: RunStatus) -> Iterator[str]:
     if info.run_id:
         yield f"  run id     {info.run_id}"
     undoes = f" (run {info.undoes})" if info.undoes else ""
-    yield f"  input      {f'undo of {undone}{undoes}' if undone else info.input}"
+    yield f"  input      {f'undo of {undone}{undoes}' if undone else info.shown_input}"
     operation = "undo: remove what the run added, add back what it removed"
     yield f"  operation  {operation if undone else info.operation}"
     yield f"  target     {info.target}"

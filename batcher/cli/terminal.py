@@ -26,15 +26,19 @@ __all__ = [
     "confirm",
     "echo",
     "interactive",
+    "json_logs",
     "notify",
+    "prints_text",
     "progress",
     "scrubber",
     "set_logging",
     "warn",
 ]
 
-# The log format of this process's lines on stderr (`--log-format`; set by `set_logging`).
+# The log format of this process's lines on stderr (`--log-format`) and whether it is quiet
+# (`-q`): set by `set_logging`.
 _log_format = "text"
+_quiet = False
 
 
 def echo(text: str, *, err: bool = False) -> None:
@@ -62,13 +66,29 @@ def warn(message: str, **fields: object) -> None:
     logs.emit(Event("warning", message, fields, level="warning"))
 
 
-def advise(message: str) -> None:
-    """The summary's last word on stderr: what happened and what to do next."""
-    logs.emit(Event("advice", message, level="warning"))
+def advise(message: str, *, error: bool = False) -> None:
+    """The summary's last word on stderr: what happened and what to do next; at `error` when a
+    person must act."""
+    logs.emit(Event("advice", message, level="error" if error else "warning"))
 
 
 def _err_line(line: str) -> None:
     echo(line, err=True)
+
+
+def _out_line(line: str) -> None:
+    echo(line)
+
+
+def json_logs() -> bool:
+    """Whether the lines are JSON objects (`--log-format json`): stdout carries JSON only."""
+    return _log_format == "json"
+
+
+def prints_text() -> bool:
+    """Whether stdout carries the text summary and reports: not with `-q` (nothing on success)
+    nor with JSON logs (stdout carries the summary as one JSON object, nothing else)."""
+    return _log_format == "text" and not _quiet
 
 
 def scrubber(settings: Settings | None) -> Scrubber:
@@ -77,12 +97,13 @@ def scrubber(settings: Settings | None) -> Scrubber:
     return Scrubber.for_environment(os.environ.get(name))
 
 
-def set_logging(log_format: str, settings: Settings | None = None) -> None:
-    """Lines on stderr as `log_format` says (text: `batcher: ...`; json: one object per event),
-    the token of `settings` (else $BATCHER_TOKEN) scrubbed from every one."""
-    global _log_format
-    _log_format = log_format
-    logs.setup(log_format, _err_line, scrubber(settings))
+def set_logging(log_format: str, settings: Settings | None = None, *, quiet: bool = False) -> None:
+    """Lines on stderr as `log_format` says (text: `batcher: ...`; json: one object per event,
+    the summary's on stdout), the token of `settings` (else $BATCHER_TOKEN) scrubbed from every
+    one; `quiet`: warnings and errors only."""
+    global _log_format, _quiet
+    _log_format, _quiet = log_format, quiet
+    logs.setup(log_format, _err_line, scrubber(settings), quiet=quiet, out=_out_line)
 
 
 @contextmanager

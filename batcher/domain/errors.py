@@ -50,6 +50,10 @@ class BatcherError(Exception):
     exit_code = 2
     # What to do about it, when the message ends with it (see the module's docstring).
     advice = ""
+    # Whether a person must act before the same command can succeed (a refused token, a
+    # quota, a breaker, a disk): logged at `error`, so that a collector alerting on errors
+    # hears of it. An interruption (a cron `timeout`) needs no one: the next run resumes.
+    needs_person = True
 
 
 def _said(message: str, advice: str) -> str:
@@ -162,7 +166,7 @@ class StopRun(BatcherError):
 
 
 class Interrupted(StopRun):
-    pass
+    needs_person = False
 
 
 class TooManyFailuresError(StopRun):

@@ -172,6 +172,15 @@ class RunInfo:
     finished: str = ""  # when it finished (UTC), if it did
     undoes: str = ""
     undone: Undone | None = None
+    input_name: str = ""  # the input's name as its person knows it (a page upload's own name)
+
+    @property
+    def shown_input(self) -> str:
+        """The input as `batcher status` names it: its own name beside the stored file's path
+        when the two differ (a page upload)."""
+        if self.input_name and self.input_name != Path(self.input).name:
+            return f"{self.input_name} (uploaded, kept as {self.input})"
+        return self.input
 
     @property
     def latest_report(self) -> str:
@@ -218,6 +227,7 @@ def runs_in(state_dir: Path) -> list[RunInfo]:
                 keeps_reports=keeps,
                 finished=meta.get("finished", ""),
                 undoes=meta.get("undoes", ""),
+                input_name=meta.get("input_name", ""),
             )
         )
     infos.sort(key=lambda info: info.created)

@@ -5,10 +5,15 @@ with the formatter of the format asked for, and `emit(event)` logs an Event as a
 extra attributes hold its name and fields. `JsonFormatter` writes each record as one JSON object
 (`time`, `level`, `event`, `message`, then the event's fields) with `json.dumps`, never by hand;
 `TextFormatter` writes `batcher: <message>` as batcher always has (`batcher: error: ...` for
-errors, `batcher: warning: ...` for the `warning` event). Both scrub the token (any
-piece of it, see `batcher.support.secrets`) from everything they write, as a last guard: nothing
-that reaches them should hold it in the first place. Neither writes a control or bidirectional
-character raw (`batcher.support.printable`): a newline in a cell cannot forge a line of the log.
+errors, `batcher: warning: ...` for the `warning` event), and once a run's id is known
+`batcher[run <id>]: <message>`: every line of a run names it (a JSON object has it as `run_id`),
+so that the lines of several nights in one log, or one mail, can be told apart. `quiet` keeps
+the lines at `warning` and `error` only; with JSON, the summary event (`run.finished`,
+`plan.finished`) goes to `out` (stdout) as the one object there, not to stderr. Both scrub
+the token (any piece of it, see `batcher.support.secrets`) from everything they write, as a
+last guard: nothing that reaches them should hold it in the first place. Neither writes a
+control or bidirectional character raw (`batcher.support.printable`): a newline in a cell
+cannot forge a line of the log.
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ __all__ = ["FORMATS", "JsonFormatter", "TextFormatter", "emit", "logger", "set_s
 
 FORMATS = ("text", "json")
 LOGGER = "batcher"
+
+# The events that carry the whole summary: with JSON logs, the one object on stdout.
+SUMMARY_EVENTS = ("run.finished", "plan.finished")
+# The events that tell a run's id first (see `batcher.domain.events`).
+_ID_EVENTS = ("run.started", "run.continued")
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -74,8 +84,11 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "event": getattr(record, "event", "message"),
-            "message": record.getMessage(),
         }
+        run_id = getattr(record, "run_id", "")
+        if run_id:
+            data["run_id"] = run_id
+        data["message"] = record.getMessage()
         for key, value in getattr(record, "fields", {}).items():
             if key not in data:
                 data[key] = value
@@ -87,7 +100,8 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """`batcher: <message>`, the lines batcher has always written."""
+    """`batcher: <message>`, the lines batcher has always written; `batcher[run <id>]: ...` once
+    the run's id is known."""
 
     def __init__(self, scrubber: Scrubber) -> None:
         super().__init__()
@@ -100,35 +114,78 @@ class TextFormatter(logging.Formatter):
             prefix = "warning: "
         else:
             prefix = ""
-        return escaped(self.scrubber.scrub(f"batcher: {prefix}{record.getMessage()}"))
+        run_id = getattr(record, "run_id", "")
+        name = f"batcher[run {run_id}]" if run_id else "batcher"
+        return escaped(self.scrubber.scrub(f"{name}: {prefix}{record.getMessage()}"))
+
+
+class _RunId(logging.Filter):
+    """Stamps every record with the run's id (`record.run_id`), once an event has told it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run_id = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = getattr(record, "fields", {})
+        if getattr(record, "event", "") in _ID_EVENTS and fields.get("run_id"):
+            self.run_id = str(fields["run_id"])
+        record.run_id = self.run_id
+        return True
 
 
 class _WriteHandler(logging.Handler):
     """Hands each formatted line to `write` (the CLI's, which copes with a closed pipe)."""
 
-    def __init__(self, write: Callable[[str], None], *, text_only: bool) -> None:
-        super().__init__(logging.DEBUG)
+    def __init__(
+        self,
+        write: Callable[[str], None],
+        *,
+        text_only: bool,
+        quiet: bool,
+        out: Callable[[str], None] | None,
+    ) -> None:
+        super().__init__(logging.WARNING if quiet else logging.DEBUG)
         self._write = write
         self._text_only = text_only
+        self._out = out
 
     def emit(self, record: logging.LogRecord) -> None:
         if self._text_only and not getattr(record, "text", True):
             return  # for machine logs only (a 429 pause, the summary already on stdout)
+        write = self._write
+        if getattr(record, "event", "") in SUMMARY_EVENTS and self._out is not None:
+            write = self._out  # the summary: stdout's one JSON object
         try:
-            self._write(self.format(record))
+            write(self.format(record))
         except Exception:
             self.handleError(record)
 
 
-def setup(log_format: str, write: Callable[[str], None], scrubber: Scrubber) -> logging.Logger:
-    """Send the `batcher` logger's records to `write`, formatted as `log_format` says."""
+def setup(
+    log_format: str,
+    write: Callable[[str], None],
+    scrubber: Scrubber,
+    *,
+    quiet: bool = False,
+    out: Callable[[str], None] | None = None,
+) -> logging.Logger:
+    """Send the `batcher` logger's records to `write`, formatted as `log_format` says: with
+    `quiet`, only warnings and errors; with JSON, the summary event to `out` if given."""
     if log_format not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {log_format!r}")
     log = logger()
     for handler in list(log.handlers):
         log.removeHandler(handler)
+    for old in list(log.filters):
+        log.removeFilter(old)
+    # On the logger, not the handler: a quiet handler never sees `run.started`, yet its lines
+    # name the run too.
+    log.addFilter(_RunId())
     json_format = log_format == "json"
-    handler = _WriteHandler(write, text_only=not json_format)
+    handler = _WriteHandler(
+        write, text_only=not json_format, quiet=quiet, out=out if json_format else None
+    )
     handler.setFormatter(JsonFormatter(scrubber) if json_format else TextFormatter(scrubber))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if json_format else logging.INFO)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import hmac
 import os
@@ -336,13 +337,15 @@ class Page:
             self._check_free()
 
             def make_job(report: Path) -> Job:
-                return operation.job(
+                job = operation.job(
                     self.settings,
                     upload.path,
                     config_file=self.options.config_file,
                     sandbox=self.options.sandbox,
                     report_path=report,
                 )
+                # `batcher status` names the upload as the person knows it (cron team, CLI).
+                return dataclasses.replace(job, input_name=upload.name)
 
             self.runs.start(make_job, upload.name, upload.id, asdict(operation))
         except StateLockedError as exc:

@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import sqlite3
 import sys
@@ -232,9 +233,19 @@ async def finish(
     return stdout.decode(), "".join(stderr_seen) + stderr.decode(), process.returncode
 
 
+# The run's id that every line of a run carries once it is known (`batcher[run <id>]: ...`).
+RUN_TAG = re.compile(r"^batcher\[run [0-9a-f]{16}\]:", re.M)
+
+
+def untagged(text: str) -> str:
+    """`text` with each line's run id taken out (`batcher[run <id>]:` read as `batcher:`), for
+    tests about what the lines say."""
+    return RUN_TAG.sub("batcher:", text)
+
+
 def batcher_lines(stderr: str) -> list[str]:
-    """stderr without the test hook's own notes."""
-    return [line for line in stderr.splitlines() if not line.startswith(HOOK_MARK)]
+    """stderr without the test hook's own notes, each line's run id taken out (`untagged`)."""
+    return [untagged(line) for line in stderr.splitlines() if not line.startswith(HOOK_MARK)]
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

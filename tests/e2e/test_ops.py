@@ -46,7 +46,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [(429, {"run.started", "location.paused", "run.finished"}), (422, {"request.failed"})],
+    [(429, {"run.started", "location.paused"}), (422, {"request.failed"})],
 )
 def test_every_json_log_line_parses_carries_an_event_and_never_the_token(
     cli: CliRunner,
@@ -87,7 +87,12 @@ def test_every_json_log_line_parses_carries_an_event_and_never_the_token(
     started = next(e for e in events if e["event"] == "run.started")
     assert started["token_env"] == "BATCHER_TOKEN"
     assert started["target"].startswith("127.0.0.1:")
-    finished = next(e for e in events if e["event"] == "run.finished")
+    # Every line of the run names it, from the first on.
+    assert {event.get("run_id") for event in events} == {started["run_id"]}
+    # stdout carries JSON only: the summary, as one `run.finished` object.
+    (finished,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert finished["event"] == "run.finished"
+    assert finished["run_id"] == started["run_id"]
     assert finished["counts"]["invalid"] == 1
     assert finished["exit_code"] == result.exit_code
     assert {"requests", "retries", "rate_limited", "seconds", "stages"} <= set(finished)
