@@ -113,6 +113,7 @@ async def execute(
             summary=lambda tallied: assembled(tallied).summary(final=False),
             split=Split(hidden=(settings.api.token_env,)),
             notify=lambda text: emit(Event("notice", text)),
+            warn=lambda text: emit(Event("warning", text, level="warning")),
         )
         laps.lap("report")
         _save_counts(ledger, assembled(reported), dry_run=dry_run)
@@ -139,7 +140,7 @@ def _facts(settings: Settings, job: Job, prepared: Prepared) -> dict[str, object
     """What the run's first events say of it (`run.started`, `run.continued`)."""
     return {
         "input": str(job.shown_input),
-        "reading": prepared.table.reading,
+        "reading": prepared.reading,
         "operation": prepared.operation,
         "target": prepared.target,
         "token_env": settings.api.token_env if prepared.token_source else None,
@@ -205,7 +206,7 @@ def _check_plan(
         check_report_path(
             prepared.report_path, rows=ledger.row_count(), columns=len(ledger.columns)
         )
-    if planned.work or loaded.resumed or not prepared.table.has_rows or loaded.valid_elsewhere:
+    if planned.work or loaded.resumed or not prepared.has_rows or loaded.valid_elsewhere:
         return
     if all_invalid(ledger):
         refuse_all_invalid(
@@ -253,7 +254,7 @@ def _assembled(
         rows_per_location=loaded.rows_per_location,
         examples=dict(reported.examples),
         rejects_path=reported.rejects_path,
-        reading=prepared.table.reading,
+        reading=prepared.reading,
         operations=list(planned.operations),
         operation_count=planned.operation_count,
         run_id=loaded.run_id,

@@ -26,6 +26,7 @@ from batcher.loading import Caps, InputOptions, InputTable, parse_tags
 
 __all__ = [
     "Job",
+    "Recorded",
     "RowsFilter",
     "build_job",
     "default_report_path",
@@ -35,6 +36,18 @@ __all__ = [
 
 # Rewrites the input's rows, a chunk at a time, before the ledger saves them.
 RowsFilter = Callable[[Iterator[Chunk]], Iterator[Chunk]]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """An unfinished run to finish from its state alone (`batcher resume RUN_ID`): its key, id,
+    operation and target as its state records them. Every row, with all its columns, is in the
+    state; the input file is not read (it may be gone: the next night's export replaced it)."""
+
+    key: str
+    run_id: str
+    operation: str
+    target: str
 
 
 @dataclass(frozen=True)
@@ -54,7 +67,8 @@ class Job:
     operation, when not the input's path and the options in words (an undo names the report
     it takes back); neither is part of what identifies the run. `input_name`: the file's name
     as the person knows it when it is stored under another (the page keeps an upload as
-    `input.csv`): kept in the run's meta for `batcher status`.
+    `input.csv`): kept in the run's meta for `batcher status`. `resumes`: the unfinished run
+    this job finishes from its state alone (see `batcher.app.resume`), its input not read.
     """
 
     input_path: Path
@@ -70,6 +84,7 @@ class Job:
     shown_as: Path | None = None
     described_as: str | None = None
     input_name: str | None = None
+    resumes: Recorded | None = None
 
     def chunks(self, table: InputTable) -> Iterator[Chunk]:
         """The input's rows as the ledger saves them: the file's, through `rows` if given."""

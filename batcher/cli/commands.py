@@ -23,6 +23,7 @@ from batcher.app.execute import execute
 from batcher.app.jobs import build_job
 from batcher.app.merging import merge_reports
 from batcher.app.result import RunResult
+from batcher.app.resume import resume_job
 from batcher.app.settings import load_settings
 from batcher.app.sharding import resolve_shard, spread
 from batcher.app.status import input_status, list_runs
@@ -49,7 +50,11 @@ from batcher.domain.errors import UsageError
 from batcher.support import logs
 from batcher.support.stopping import Stop, signals_stop
 
-__all__ = ["main"]
+__all__ = ["STRICT_EXIT", "main"]
+
+# `run --strict`: the run settled, but unfinished runs of other inputs wait in the state
+# directory. Not 1-3 (those say what happened to this run's rows); 4 is free in SPEC's table.
+STRICT_EXIT = 4
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,16 +75,24 @@ def _run_job(
     quiet: bool,
     yes: bool,
     rejects: Path | None = None,
+    resume: str | None = None,
 ) -> tuple[Settings, RunResult]:
+    """Build the job (`build_job` from the options; with `resume`, the unfinished run of that
+    id from its state alone) and execute it, one line and the exit code for any error."""
     holder: list[Settings] = []
     log_format = options.pop("log_format", None) or "text"
     set_logging(log_format.lower(), quiet=quiet)
     with one_line_errors(lambda: holder[0] if holder else None):
         config_file = options.pop("config_file")
-        settings = _settings(config_file, options.pop("base_url"))
+        settings = _settings(config_file, options.pop("base_url", None))
         holder.append(settings)
         logs.set_scrubber(scrubber(settings))
-        job = build_job(settings, config_file=config_file, **options)
+        if resume is None:
+            job = build_job(settings, config_file=config_file, **options)
+        else:
+            settings, job = resume_job(
+                settings, resume, report_path=options["report_path"], config_file=config_file
+            )
         stop = Stop()
         with signals_stop(stop), progress(quiet or dry_run) as tick:
             return settings, asyncio.run(
@@ -101,25 +114,57 @@ def _run_job(
 @main.command()
 @opt.with_options(opt.job_options())
 @opt.YES
+@opt.STRICT
 def run(quiet: bool, yes: bool, **options: Any) -> None:
     """Send the tag operations in INPUT and write the report.
 
     Exit status: 0 all rows settled, 1 some rows failed (run again to retry them),
-    2 usage/config/input error (nothing sent), 3 stopped early (run again to resume).
+    2 usage/config/input error (nothing sent), 3 stopped early (run again to resume),
+    4 (with --strict) settled, but unfinished runs of other inputs wait (see `status`).
     """
+    strict = options.pop("strict")
     _, result = _run_job(options, dry_run=False, quiet=quiet, yes=yes)
-    _summary(result)
-    sys.exit(result.exit_code)
+    _summary(result, strict=strict)
+    sys.exit(_exit_code(result, strict=strict))
 
 
-def _summary(result: RunResult) -> None:
+@main.command()
+@click.argument("run_id", metavar="RUN_ID")
+@opt.CONFIG
+@opt.report("Report file: .csv, .xlsx or .jsonl (default: where the run's last report went).")
+@opt.QUIET
+@opt.LOG_FORMAT
+@opt.YES
+@opt.STRICT
+def resume(quiet: bool, yes: bool, strict: bool, run_id: str, **options: Any) -> None:
+    """Finish the unfinished run RUN_ID from its saved state: the input file is not needed.
+
+    For a run whose input is gone or changed (the next night's export replaced it): every row
+    was saved when the run started. Same pacing, report and exit status as `run`; the report
+    goes where the run's last report went unless --report. `batcher status` lists the runs
+    and names this command for each unfinished one.
+    """
+    _, result = _run_job(options, dry_run=False, quiet=quiet, yes=yes, resume=run_id)
+    _summary(result, strict=strict)
+    sys.exit(_exit_code(result, strict=strict))
+
+
+def _exit_code(result: RunResult, *, strict: bool) -> int:
+    """The run's exit status; with --strict, 4 when the run itself settled (0) but unfinished
+    runs of other inputs are in the state directory (cron alerts; `status` names them)."""
+    if strict and result.exit_code == 0 and result.others:
+        return STRICT_EXIT
+    return result.exit_code
+
+
+def _summary(result: RunResult, *, strict: bool = False) -> None:
     """The summary on stdout (text logs, not quiet: JSON logs have it as their `run.finished`
-    event), warnings of other unfinished runs, and the last word on stderr: an error when a
-    person must act (see `BatcherError.needs_person`)."""
+    event), the unfinished runs of other inputs (errors with --strict) and the last word on
+    stderr: an error when a person must act (see `BatcherError.needs_person`)."""
     if prints_text():
         echo_all(output.summary_lines(result))
-    for message, other_input in output.other_runs(result):
-        warn(message, input=other_input)
+    for message, other in output.other_runs(result):
+        warn(message, error=strict, input=other.input, run_id=other.run_id)
     said = output.advice(result)
     if said is not None:
         advise(said, error=result.stopped is not None and result.stopped.needs_person)
@@ -333,14 +378,14 @@ def status(input_path: Path | None, config_file: Path | None, **options: Any) ->
         settings = _settings(config_file, options.pop("base_url"))
         holder.append(settings)
         if input_path is None:
-            _list_runs(Path(settings.state.dir), options)
+            _list_runs(Path(settings.state.dir), options, config_file)
             return
         job = build_job(settings, input_path, config_file=config_file, **options)
         found = input_status(settings, job)
     echo_all(output.input_status_lines(found))
 
 
-def _list_runs(state_dir: Path, options: dict[str, Any]) -> None:
+def _list_runs(state_dir: Path, options: dict[str, Any], config_file: Path | None) -> None:
     """`status` alone: every run in the state directory (an option that names a run needs
     INPUT)."""
     given = [name for name, value in options.items() if value not in (None, False)]
@@ -352,7 +397,7 @@ def _list_runs(state_dir: Path, options: dict[str, Any]) -> None:
         return
     echo(f"batcher: {len(runs):,} run{'s' if len(runs) != 1 else ''} in {state_dir}")
     for found in runs:
-        echo_all(output.run_lines(found))
+        echo_all(output.run_lines(found, config_file))
 
 
 @main.command("serve")

@@ -19,7 +19,9 @@ from batcher.support import logs
 
 __all__ = [
     "CONFIG",
+    "LOG_FORMAT",
     "QUIET",
+    "STRICT",
     "YES",
     "Decorator",
     "base_url",
@@ -47,6 +49,23 @@ QUIET = click.option(
     is_flag=True,
     help="Print nothing on success: no progress bar, no summary (it is in the summary file); "
     "warnings and errors only, on stderr.",
+)
+
+
+LOG_FORMAT = click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS, case_sensitive=False),
+    default="text",
+    show_default=True,
+    help="Lines on stderr: text for people, json for one JSON object per event (cron, log "
+    "collectors); with json, stdout carries the summary as one JSON object, nothing else.",
+)
+STRICT = click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 4 (instead of 0) when this run settled but unfinished runs of other inputs "
+    "are in the state directory (their rows wait: `batcher status` names the command that "
+    "finishes each), and say so as errors: for cron to alert.",
 )
 
 
@@ -144,14 +163,7 @@ def job_options() -> list[Decorator]:
             help="A file with a header and no rows is 'nothing to do' (exit 0), not an error.",
         ),
         QUIET,
-        click.option(
-            "--log-format",
-            type=click.Choice(logs.FORMATS, case_sensitive=False),
-            default="text",
-            show_default=True,
-            help="Lines on stderr: text for people, json for one JSON object per event (cron, "
-            "log collectors).",
-        ),
+        LOG_FORMAT,
     ]
 
 

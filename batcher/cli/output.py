@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from batcher import RunInfo
 from batcher.app.merging import MergeResult
 from batcher.app.result import UNCERTAIN_MEANS, Preview, RunProgress, RunResult, TagOperation
+from batcher.app.resume import resume_command
 from batcher.app.sharding import ShardLoad, dominant_location
 from batcher.app.status import InputStatus, RunStatus
 from batcher.app.undo import UndoInput
@@ -141,23 +143,27 @@ def _time_and_reasons(result: RunResult) -> Iterator[str]:
             yield f"    {status.value:<7} {count:>9,}  {message}"
 
 
-def other_runs(result: RunResult) -> Iterator[tuple[str, str]]:
-    """A warning for each of the first unfinished runs of other inputs (and its input)."""
+def other_runs(result: RunResult) -> Iterator[tuple[str, RunInfo]]:
+    """A line for each of the first unfinished runs of other inputs, with the command that
+    finishes it from its state (its input may be gone), and the run."""
     for other in result.others[:3]:
         failed = other.counts.get("failed", 0)
         pending = other.counts.get("pending", 0)
         yield (
             f"an unfinished run of another input is in the state directory: "
-            f"{other.input} ({other.operation}; {failed:,} failed, {pending:,} pending rows "
-            f"when it stopped); run its command again to finish it",
-            str(other.input),
+            f"{other.shown_input} ({other.operation}; {failed:,} failed, {pending:,} pending "
+            f"rows when it stopped); `{resume_command(other)}` finishes it (the input file is "
+            "not needed)",
+            other,
         )
 
 
 def advice(result: RunResult) -> str | None:
     """The summary's last word: what happened and what to do next (None: nothing to do)."""
     if result.stopped is not None:
-        return f"stopped: {with_advice(result.stopped)}"
+        # Its input may be gone by the next run (a nightly export): name the run too.
+        by_id = f" (or `batcher resume {result.run_id}`)" if result.run_id else ""
+        return f"stopped: {with_advice(result.stopped)}{by_id}"
     if result.counts[Status.FAILED]:
         refused = not result.retryable_failed
         return "some rows failed; " + (
@@ -349,18 +355,24 @@ def input_status_lines(found: InputStatus) -> Iterator[str]:
         yield (
             f"  note: an unfinished run of this file with another content, operation or target "
             f"(started {_started(other)}: {other.info.operation}, to {other.info.target}); "
-            "it is not the one this command would continue"
+            f"it is not the one this command would continue: `{resume_command(other.info)}` "
+            "finishes it"
         )
 
 
-def run_lines(run: RunStatus) -> Iterator[str]:
-    """One run of `status`'s list."""
+def run_lines(run: RunStatus, config_file: Path | None = None) -> Iterator[str]:
+    """One run of `status`'s list; an unfinished one names the command that finishes it from
+    its state (with `config_file`, the --config that status was given)."""
     if run.finished:
         state = "finished"
     elif run.state == "loading":
         state = "stopped while loading: nothing was sent; its command starts it again"
     else:
-        state = f"unfinished: {run.to_send:,} rows still to send; run its command again to continue"
+        state = (
+            f"unfinished: {run.to_send:,} rows still to send; "
+            f"`{resume_command(run.info, config_file)}`"
+            " finishes it (its input file is not needed), as does its own command"
+        )
     info = run.info
     undone = run.undo_of
     yield f"- started {_started(run)}, {state}"

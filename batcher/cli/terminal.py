@@ -62,8 +62,12 @@ def notify(message: str) -> None:
     logs.emit(Event("notice", message))
 
 
-def warn(message: str, **fields: object) -> None:
-    logs.emit(Event("warning", message, fields, level="warning"))
+def warn(message: str, *, error: bool = False, **fields: object) -> None:
+    """A warning on stderr; with `error`, the same words at `error` (`run --strict`)."""
+    if error:
+        logs.emit(Event("error", message, fields, level="error"))
+    else:
+        logs.emit(Event("warning", message, fields, level="warning"))
 
 
 def advise(message: str, *, error: bool = False) -> None:

@@ -28,7 +28,16 @@ from batcher.domain.events import Event
 from batcher.support.printable import escaped, json_escaped
 from batcher.support.secrets import Scrubber
 
-__all__ = ["FORMATS", "JsonFormatter", "TextFormatter", "emit", "logger", "set_scrubber", "setup"]
+__all__ = [
+    "FORMATS",
+    "JsonFormatter",
+    "TextFormatter",
+    "emit",
+    "logger",
+    "name",
+    "set_scrubber",
+    "setup",
+]
 
 FORMATS = ("text", "json")
 LOGGER = "batcher"
@@ -115,22 +124,29 @@ class TextFormatter(logging.Formatter):
         else:
             prefix = ""
         run_id = getattr(record, "run_id", "")
-        name = f"batcher[run {run_id}]" if run_id else "batcher"
-        return escaped(self.scrubber.scrub(f"{name}: {prefix}{record.getMessage()}"))
+        shown = f"batcher[run {run_id}]" if run_id else "batcher"
+        return escaped(self.scrubber.scrub(f"{shown}: {prefix}{record.getMessage()}"))
+
+
+# The id of this process's run, once an event has told it (one run per process: the CLI's).
+_run_id = ""
+
+
+def name() -> str:
+    """How this process's lines begin: `batcher`, or `batcher[run <id>]` once the run's id is
+    known (for lines written outside logging: the signal handler's)."""
+    return f"batcher[run {_run_id}]" if _run_id else "batcher"
 
 
 class _RunId(logging.Filter):
     """Stamps every record with the run's id (`record.run_id`), once an event has told it."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.run_id = ""
-
     def filter(self, record: logging.LogRecord) -> bool:
+        global _run_id
         fields = getattr(record, "fields", {})
         if getattr(record, "event", "") in _ID_EVENTS and fields.get("run_id"):
-            self.run_id = str(fields["run_id"])
-        record.run_id = self.run_id
+            _run_id = str(fields["run_id"])
+        record.run_id = _run_id
         return True
 
 
@@ -177,6 +193,8 @@ def setup(
     log = logger()
     for handler in list(log.handlers):
         log.removeHandler(handler)
+    global _run_id
+    _run_id = ""
     for old in list(log.filters):
         log.removeFilter(old)
     # On the logger, not the handler: a quiet handler never sees `run.started`, yet its lines

@@ -29,6 +29,7 @@ from types import FrameType
 from typing import TypeVar
 
 from batcher.domain.errors import Interrupted
+from batcher.support import logs
 from batcher.support.files import discard_unfinished
 
 __all__ = ["Stop", "interruptible_sleep", "signals_stop"]
@@ -133,7 +134,8 @@ def signals_stop(stop: Stop) -> Iterator[None]:
             with contextlib.suppress(OSError):
                 os.write(
                     2,
-                    f"batcher: error: {name} received again: stopped at once; what was saved is "
+                    f"{logs.name()}: error: {name} received again: stopped at once; what was "
+                    "saved is "
                     "kept: run the same command again to resume\n".encode(),
                 )
             os._exit(3)  # SPEC "Exit status": stopped early
@@ -144,7 +146,7 @@ def signals_stop(stop: Stop) -> Iterator[None]:
         with contextlib.suppress(OSError):
             os.write(
                 2,
-                f"batcher: {name} received: finishing what is in flight, then writing the "
+                f"{logs.name()}: {name} received: finishing what is in flight, then writing the "
                 f"report ({name} again to stop at once)\n".encode(),
             )
 

@@ -243,6 +243,13 @@ def untagged(text: str) -> str:
     return RUN_TAG.sub("batcher:", text)
 
 
+def run_id(stderr: str) -> str:
+    """The run id the lines of a run carry (the first one named)."""
+    found = re.search(r"^batcher\[run ([0-9a-f]{16})\]:", stderr, re.M)
+    assert found is not None, stderr
+    return found.group(1)
+
+
 def batcher_lines(stderr: str) -> list[str]:
     """stderr without the test hook's own notes, each line's run id taken out (`untagged`)."""
     return [untagged(line) for line in stderr.splitlines() if not line.startswith(HOOK_MARK)]

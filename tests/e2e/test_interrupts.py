@@ -37,6 +37,7 @@ from .helpers import (
     read_until,
     reap_children,  # noqa: F401 - an autouse fixture: imported to take effect here
     report_temporaries,
+    run_id,
     start,
     state_files,
     write_config,
@@ -49,7 +50,10 @@ ACK = (
     "batcher: SIGINT received: finishing what is in flight, then writing the report "
     "(SIGINT again to stop at once)"
 )
-STOPPED = "batcher: stopped: interrupted by SIGINT; run the same command again to resume"
+STOPPED = (
+    "batcher: stopped: interrupted by SIGINT; run the same command again to resume "
+    "(or `batcher resume {}`)"
+)
 PENDING = "not sent: interrupted by SIGINT; run the same command again to send it"
 LOADING = (
     "batcher: error: interrupted by {} while loading the input: nothing was sent; run the same "
@@ -218,7 +222,7 @@ async def test_ctrl_c_while_sending_lets_the_request_in_flight_finish_and_exits_
 
     assert code == 3
     assert "Traceback" not in stderr
-    assert batcher_lines(stderr)[1:] == [ACK, STOPPED]
+    assert batcher_lines(stderr)[1:] == [ACK, STOPPED.format(run_id(stderr))]
     assert "requests 3 (retries 0, 429s 0)" in stdout
     assert len(sandbox.stats.applied) == 3
     rows = read_csv(report)
@@ -355,7 +359,7 @@ async def test_ctrl_c_while_a_large_input_loads_stops_and_reports_every_row(
         assert sandbox.stats.total_requests == 0
         assert not report.exists()
         return
-    assert batcher_lines(stderr)[1:] == [ACK, STOPPED]
+    assert batcher_lines(stderr)[1:] == [ACK, STOPPED.format(run_id(stderr))]
     assert stdout.startswith("batcher: run stopped in ")
     assert len(sandbox.stats.applied) <= 1
     rows = read_csv(report)

@@ -21,7 +21,7 @@ def preview(prepared: Prepared, planned: Planned) -> Preview:
         planned.locations,
         prepared.target_line,
         planned.least_seconds,
-        prepared.table.reading,
+        prepared.reading,
         planned.operations,
         planned.operation_count,
     )

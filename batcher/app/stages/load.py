@@ -13,6 +13,7 @@ from pathlib import Path
 from batcher.app.jobs import Job
 from batcher.app.sharding import Selection
 from batcher.domain.config import Settings
+from batcher.domain.errors import UsageError
 from batcher.loading import InputTable
 from batcher.state import Ledger, RunInfo, prune_finished, runs_in
 from batcher.support.stopping import Stop
@@ -36,16 +37,31 @@ class Loaded:
 
 
 def load(
-    ledger: Ledger, job: Job, table: InputTable, settings: Settings, stop: Stop, *, dry_run: bool
+    ledger: Ledger,
+    job: Job,
+    table: InputTable | None,
+    settings: Settings,
+    stop: Stop,
+    *,
+    dry_run: bool,
 ) -> Loaded:
     """Tidy the state directory (a run, not a plan), then write every row of a new run (a
     shard keeps only its own rows, with their input `row` and `line` numbers). A signal's stop
-    meanwhile ends the run at once (`Stop.watch`); once loaded, a stop is graceful again."""
+    meanwhile ends the run at once (`Stop.watch`); once loaded, a stop is graceful again.
+
+    A run finished from its state alone (`table` None: `batcher resume`) must find its run
+    unfinished and its id the one asked; else UsageError (nothing was sent)."""
+    if job.resumes is not None and not (ledger.resumed and ledger.run_id == job.resumes.run_id):
+        raise UsageError(
+            f"run {job.resumes.run_id} is no longer unfinished (another command finished or "
+            "replaced it); `batcher status` lists the runs"
+        )
     others: tuple[RunInfo, ...] = ()
     if not dry_run:
         others = _tidy_state_dir(Path(settings.state.dir), ledger, settings.state.keep_days)
     selection = Selection(job.shard, count_rows=dry_run)
     if not ledger.resumed:
+        assert table is not None  # only a resume has no table, and it continues a run
         with _no_collections():
             ledger.load(table.columns, selection(stop.watch(job.chunks(table))))
     stop.loaded()

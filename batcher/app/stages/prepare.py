@@ -16,7 +16,10 @@ from batcher.loading import InputOptions, InputTable, open_input
 from batcher.reports.formats import check_report_path
 from batcher.support.stopping import Stop
 
-__all__ = ["Prepared", "prepare"]
+__all__ = ["RECORDED", "Prepared", "prepare"]
+
+# How a run finished from its state alone (`batcher resume`) "reads" its input.
+RECORDED = "the run's state (every row was saved when the run started; the input is not read)"
 
 
 @dataclass(frozen=True)
@@ -28,12 +31,21 @@ class Prepared:
     started: datetime
     report_path: Path | None
     rejects_path: Path | None
-    table: InputTable
+    table: InputTable | None  # None: a run finished from its state alone, its input not read
     token: str | None
     identity: RunIdentity
     operation: str
     target: str
     token_source: str
+
+    @property
+    def reading(self) -> str:
+        """How the input was read, in words."""
+        return RECORDED if self.table is None else self.table.reading
+
+    @property
+    def has_rows(self) -> bool:
+        return self.table is None or self.table.has_rows
 
     @property
     def target_line(self) -> str:
@@ -57,19 +69,26 @@ def prepare(
     report_path = None if dry_run else (job.report_path or default_report_path(job.input_path))
     _check_outputs(job, report_path, rejects)
     stop.loading()  # until the input is loaded, a stop ends the run at once: nothing is sent yet
-    options = input_options(settings, job)
-    table = _opened(job, options)
+    recorded = job.resumes
+    table = None
+    if recorded is None:
+        options = input_options(settings, job)
+        table = _opened(job, options)
+        identity = identify(settings, job, options)
+        operation = describe_operation(job, options, table)
+    else:  # finished from its state alone: the input is not read
+        identity = RunIdentity(recorded.key, recorded.target)
+        operation = recorded.operation
     token = None if (dry_run or job.sandbox is not None) else read_token(settings)
-    started = datetime.now(UTC)
     target, token_source = _target(settings, job)
     return Prepared(
-        started=started,
+        started=datetime.now(UTC),
         report_path=report_path,
         rejects_path=rejects,
         table=table,
         token=token,
-        identity=identify(settings, job, options),
-        operation=describe_operation(job, options, table),
+        identity=identity,
+        operation=operation,
         target=target,
         token_source=token_source,
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
+from batcher.app.keeping import keep_earlier
 from batcher.app.rendering import EXAMPLES, NOT_SENT, Split, Tally, render
 from batcher.app.result import TOP_REASONS, Example
 from batcher.domain.errors import NothingToSendError, StateError
@@ -65,17 +66,24 @@ def report(
     summary: Callable[[Reported], Mapping[str, object]],
     split: Split | None,
     notify: Callable[[str], None],
+    warn: Callable[[str], None] | None = None,
 ) -> Reported:
     """Render the report (or, for a plan, only count) and keep it in the run's record; write
-    the rejects file if asked.
+    the rejects file if asked. A partial report never silently replaces another run's complete
+    one: that one is kept beside it (`batcher.app.keeping`), and `warn` says so.
 
     Rows never sent get `message`, or their location's own in `pending` (daily quota);
     `summary` gives the facts of an XLSX report's Summary sheet once every row is counted;
     `split` lets a large report be written by two processes (see `batcher.app.rendering`).
     """
+    kept = None
+    if report_path is not None and not ledger.scratch:
+        kept = keep_earlier(ledger.path.parent, report_path, ledger.run_id)
     reported = tallied(
         ledger, report_path, message, pending, summary=summary, split=split, notify=notify
     )
+    if kept is not None:
+        kept.settle(partial=bool(reported.counts[Status.PENDING]), warn=warn or notify)
     if reported.counts[Status.FAILED]:
         reported = dataclasses.replace(reported, retryable_failed=ledger.retryable_failed())
     if report_path is not None:
