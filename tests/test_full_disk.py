@@ -22,6 +22,7 @@ from batcher.cli import main
 from batcher.state import Ledger
 from batcher.state import db as db_module
 from tests.e2e.conftest import contact_ids
+from tests.e2e.helpers import untagged
 
 FULL = "no space left on the device holding the state directory .batcher;"
 
@@ -40,12 +41,12 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def run(*args: str) -> tuple[int, list[str]]:
     result = CliRunner().invoke(
-        main, [*args, "in.csv", "--action", "add", "--tags", "vip", "--sandbox", "-q"]
+        main, [*args, "in.csv", "--action", "add", "--tags", "vip", "--sandbox"]
     )
     assert "Traceback" not in result.output
     return result.exit_code, [
         line
-        for line in result.output.splitlines()
+        for line in untagged(result.output).splitlines()
         if line.startswith(("batcher: error", "batcher: stopped"))
     ]
 
@@ -103,7 +104,7 @@ def test_a_full_disk_while_recording_answers_stops_the_run_naming_it(
     monkeypatch.setattr(Ledger, "load", then_full)
     code, lines = run("run")
     assert code == 3
-    assert lines == [f"batcher: stopped: {FULL}" + lines[0].split(FULL, 1)[1]]
+    assert lines == [f"batcher: error: stopped: {FULL}" + lines[0].split(FULL, 1)[1]]
     assert (work / "in-report.csv").is_file()  # the rest is pending, the report written
 
 

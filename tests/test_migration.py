@@ -19,7 +19,7 @@ from batcher.cli import main
 from batcher.state import runs_in
 
 OLD = Path(__file__).resolve().parent / "data" / "pre-step9"
-COMMAND = ["run", "contacts.csv", "--sandbox", "--action", "add", "--tags", "vip", "-q"]
+COMMAND = ["run", "contacts.csv", "--sandbox", "--action", "add", "--tags", "vip"]
 
 
 @pytest.fixture

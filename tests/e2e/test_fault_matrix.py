@@ -63,6 +63,7 @@ from .helpers import (
     start,
     state_files,
     status_counts,
+    untagged,
     write_config,
     write_hooks,
 )
@@ -462,7 +463,7 @@ def test_a_report_on_a_full_disk_exits_3_saying_every_outcome_is_saved_and_a_rer
 
     report = cli_dir / "report.csv"
     assert first.exit_code == 3
-    errors = [line for line in first.stderr.splitlines() if "error" in line]
+    errors = [line for line in untagged(first.stderr).splitlines() if "error" in line]
     assert errors == [
         f"batcher: error: {report}: cannot write the report (No space left on device); every "
         "outcome is saved: run the same command again to write it"
@@ -504,7 +505,7 @@ def test_an_exception_inside_a_worker_exits_3_with_a_private_crash_file_and_a_re
     assert first.exit_code == 3
     assert "Traceback" not in first.output
     assert SECRET not in first.output
-    [line] = [line for line in first.stderr.splitlines() if "internal error" in line]
+    [line] = [line for line in untagged(first.stderr).splitlines() if "internal error" in line]
     assert line.startswith("batcher: error: internal error (RuntimeError: boom")
     found = re.search(r"details in (\S+\.txt);", line)
     assert found is not None

@@ -50,7 +50,7 @@ def test_an_escape_sequence_in_a_location_never_reaches_the_terminal_or_the_api(
     )
     write(tmp_path / "in.csv", text)
     plan = invoke(cli, "plan", "in.csv", "--base-url", served.url)
-    ran = invoke(cli, "run", "in.csv", "--base-url", served.url, "-q")
+    ran = invoke(cli, "run", "in.csv", "--base-url", served.url)
     for result in (plan, ran):
         assert "\x1b" not in result.output
         assert "\x07" not in result.output
@@ -72,7 +72,7 @@ def test_a_newline_in_a_location_cannot_forge_a_log_line(
         f'{IDS[0]},vip,add,"loc\nbatcher: run finished, nothing to see"\n'
     )
     write(tmp_path / "in.csv", text)
-    result = invoke(cli, "run", "in.csv", "--base-url", served.url, "-q")
+    result = invoke(cli, "run", "in.csv", "--base-url", served.url)
     assert result.exit_code == 2, result.output
     assert not any(
         line.startswith("batcher: run finished, nothing to see")
@@ -124,11 +124,11 @@ def test_a_code_page_file_stops_with_the_readings_and_runs_once_named(
     """Issue 21: `клиент` in cp1251 is never sent as `êëèåíò`: exit 2 and nothing sent; with
     --encoding cp1251 it is sent right, and the summary says the encoding was named."""
     write(tmp_path / "in.csv", f"contact_id,tags,action\n{IDS[0]},клиент,add\n", "cp1251")
-    refused = invoke(cli, "run", "in.csv", "--base-url", served.url, "-q")
+    refused = invoke(cli, "run", "in.csv", "--base-url", served.url)
     assert refused.exit_code == 2
     assert '"клиент" in cp1251' in refused.output
     assert served.stats.total_requests == 0
-    ran = invoke(cli, "run", "in.csv", "--encoding", "cp1251", "--base-url", served.url, "-q")
+    ran = invoke(cli, "run", "in.csv", "--encoding", "cp1251", "--base-url", served.url)
     assert ran.exit_code == 0, ran.output
     assert '  read as    CSV, cp1251 (as named), delimiter "," (sniffed)' in ran.output
     summary = json.loads((tmp_path / "in-report.summary.json").read_text(encoding="utf-8"))
@@ -162,7 +162,7 @@ def test_the_numeric_id_reason_is_one_reason_in_the_all_invalid_line(
         sheet.write_number(row, 0, 12345678901234567890)
         sheet.write_row(row, 1, ["vip", "add"])
     book.close()
-    result = invoke(cli, "run", "in.xlsx", "--base-url", served.url, "-q")
+    result = invoke(cli, "run", "in.xlsx", "--base-url", served.url)
     assert result.exit_code == 2, result.output
     assert (
         "Excel keeps only 15 digits, so format the id column as Text and enter the ids again "

@@ -18,6 +18,7 @@ from batcher.cli import main
 from batcher.sandbox import RateConfig, Sandbox, SandboxConfig
 
 from .conftest import LOCATION, ThreadedSandbox, contact_ids, write_csv
+from .helpers import untagged
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,11 +34,13 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
 
 
 def run(cli: CliRunner, sandbox: Sandbox, *args: str) -> Result:
-    return cli.invoke(main, ["run", *args, "--base-url", sandbox.url, "-q"])
+    return cli.invoke(main, ["run", *args, "--base-url", sandbox.url])
 
 
 def errors(result: Result) -> list[str]:
-    return [line for line in result.output.splitlines() if line.startswith("batcher: error:")]
+    return [
+        line for line in untagged(result.output).splitlines() if line.startswith("batcher: error:")
+    ]
 
 
 def report_rows(path: Path) -> list[dict[str, str]]:
@@ -105,7 +108,9 @@ def test_a_refused_token_names_the_variable_it_came_from(
     write_csv(tmp_path / "in.csv", contact_ids(3))
     result = run(cli, served, "in.csv", "--action", "add", "--tags", "x")
     assert result.exit_code == 3, result.output
-    assert "batcher: stopped: the API refused the token from $MY_CRM_TOKEN" in result.output
+    # A stop that needs a person is said at `error`, on a line naming the run.
+    said = untagged(result.output)
+    assert "batcher: error: stopped: the API refused the token from $MY_CRM_TOKEN" in said
     assert "not-the-token-at-all" not in result.output
     assert served.stats.by_status == {401: 1}
     assert {row["status"] for row in report_rows(tmp_path / "in-report.csv")} == {"pending"}
