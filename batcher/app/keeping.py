@@ -2,13 +2,14 @@
 stop, a refused token, a cron `timeout`) over the complete report of another run keeps that
 report beside it, as `<name>.<its run id>.<suffix>` (and its summary), and says so.
 
-The earlier report is recognised by its bytes: each run records the SHA-256 of every report it
-writes (`batcher.state.ReportRecord`), so a file at the path is another run's complete report
-when its digest is one that run recorded as complete. Before the report is rendered, the file is
-hard-linked to its kept name (no copy: a report may be hundreds of megabytes; a copy only where
-links are not possible); once the new report is written, the link stays if the new report is
-partial and goes if it is complete (a complete report replacing a complete one is an ordinary
-undated rerun: the README's crontab line dates its reports instead).
+Before the report is rendered, the file at its path (and its summary) is hard-linked to a
+hidden name beside it: no copy, no read (a report may be hundreds of megabytes; a copy only
+where links are not possible). Once the new report is written: if it is complete, the links go
+(a complete report replacing a complete one is an ordinary undated rerun: the README's crontab
+line dates its reports instead), with nothing hashed; if it is partial, the kept bytes are
+looked up among the reports the state directory's runs recorded as complete (each run records
+the SHA-256 of every report it writes, `batcher.state.ReportRecord`): another run's complete
+report is renamed to its kept name, anything else goes.
 """
 
 from __future__ import annotations
@@ -24,51 +25,75 @@ from pathlib import Path
 from batcher.reports.formats import summary_path
 from batcher.state import RunInfo, runs_in
 
-__all__ = ["Kept", "keep_earlier"]
+__all__ = ["Earlier", "hold_earlier"]
 
 
 @dataclass(frozen=True)
-class Kept:
-    """An earlier run's complete report, linked to a name of its own before it is replaced."""
+class Earlier:
+    """The file that was at the report's path (and its summary), held under hidden names
+    while the new report is written."""
 
     original: Path
-    aside: Path
-    run_id: str
-    links: tuple[Path, ...]
+    held: Path
+    held_summary: Path | None
 
-    def settle(self, *, partial: bool, warn: Callable[[str], None]) -> None:
-        """Keep the links when the new report is partial (and say so), else drop them."""
-        if partial:
-            warn(
-                f"{self.original} held the complete report of run {self.run_id}; this run's "
-                f"report is partial (rows pending), so that report is kept as {self.aside} "
-                "(undo takes it as it is)"
-            )
-            return
-        for link in self.links:
-            with contextlib.suppress(OSError):
-                link.unlink()
+    def release(self) -> None:
+        """Let the held files go (the file at the path was not replaced, or need not be kept)."""
+        for held in (self.held, self.held_summary):
+            if held is not None:
+                with contextlib.suppress(OSError):
+                    held.unlink()
+
+    def settle(
+        self, state_dir: Path, run_id: str, *, partial: bool, warn: Callable[[str], None]
+    ) -> Path | None:
+        """Keep the earlier file as `<name>.<its run id>.<suffix>` when the new report is
+        partial and the earlier one is another run's complete report (and say so); else let
+        it go. Returns where it is kept, if it is."""
+        owner = _owner(runs_in(state_dir), _sha256(self.held), run_id) if partial else None
+        if owner is None:
+            self.release()
+            return None
+        kept = self.original.with_name(f"{self.original.stem}.{owner}{self.original.suffix}")
+        self.held.replace(kept)
+        if self.held_summary is not None:
+            self.held_summary.replace(summary_path(kept))
+        warn(
+            f"{self.original} held the complete report of run {owner}; this run's report is "
+            f"partial (rows pending), so that report is kept as {kept} (undo takes it as it is)"
+        )
+        return kept
 
 
-def keep_earlier(state_dir: Path, report_path: Path, run_id: str) -> Kept | None:
-    """Link aside the file at `report_path` if it is a complete report of another run in
-    `state_dir` (and its summary beside it); None when there is nothing to keep."""
+def hold_earlier(report_path: Path) -> Earlier | None:
+    """Hold the file at `report_path` (and its summary) under hidden names beside it, before a
+    new report replaces it; None when there is none."""
+    held = _hold(report_path)
+    if held is None:
+        return None
+    return Earlier(report_path, held, _hold(summary_path(report_path)))
+
+
+def _hold(path: Path) -> Path | None:
+    """`path`'s bytes under a hidden name beside it: a hard link, else a copy."""
+    if not path.is_file():
+        return None
+    held = path.with_name(f".{path.name}.earlier")
+    with contextlib.suppress(FileNotFoundError):
+        held.unlink()
     try:
-        with report_path.open("rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        os.link(path, held)
     except OSError:
-        return None  # no file there (or none we can read): nothing to lose
-    owner = _owner(runs_in(state_dir), digest, run_id)
-    if owner is None:
-        return None
-    aside = report_path.with_name(f"{report_path.stem}.{owner}{report_path.suffix}")
-    links = []
-    for source, target in ((report_path, aside), (summary_path(report_path), summary_path(aside))):
-        if source.is_file() and _link(source, target):
-            links.append(target)
-    if aside not in links:
-        return None
-    return Kept(report_path, aside, owner, tuple(links))
+        try:
+            shutil.copy2(path, held)
+        except OSError:
+            return None
+    return held
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _owner(runs: list[RunInfo], digest: str, run_id: str) -> str | None:
@@ -79,17 +104,3 @@ def _owner(runs: list[RunInfo], digest: str, run_id: str) -> str | None:
         if any(kept.complete and kept.sha256 == digest for kept in info.reports):
             return info.run_id or info.path.name
     return None
-
-
-def _link(source: Path, target: Path) -> bool:
-    """`target` is `source`'s bytes under another name: a hard link, else a copy."""
-    with contextlib.suppress(FileNotFoundError):
-        target.unlink()
-    try:
-        os.link(source, target)
-    except OSError:
-        try:
-            shutil.copy2(source, target)
-        except OSError:
-            return False
-    return True

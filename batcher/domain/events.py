@@ -17,9 +17,16 @@ Event names (SPEC "--log-format") and their fields:
 - `request.failed`: a request got no per-contact answer after its retries: location_id,
   contacts, first_row, http_status, attempts, reason.
 - `notice`: anything else worth a line (a state file set aside, a config warning).
-- `run.stopped`: the run stopped early (exit 3): reason, exit_code.
-- `run.finished` / `plan.finished`: the summary, the fields of `RunResult.summary()`.
-- `warning`, `advice`, `error`: what the CLI says on stderr (`error` has exit_code).
+- `run.stopped`: the run stopped early (exit 3): reason, exit_code; at `error` when a person
+  must act (`BatcherError.needs_person`: a refused token, a quota, a breaker, the state or
+  report unwritable), at `warning` for a signal (the next run resumes).
+- `run.finished` / `plan.finished`: the summary, the fields of `RunResult.summary()`; with JSON
+  logs, the one object on stdout.
+- `warning`, `advice`, `error`: what the CLI says on stderr (`error` has exit_code; `advice`,
+  the last word, is at `error` when the stop needs a person).
+
+Once `run.started` or `run.continued` has told the run's id, every line the CLI writes names it
+(`batcher.support.logs`).
 """
 
 from __future__ import annotations

@@ -156,6 +156,7 @@ def test_a_stopped_run_keeps_the_complete_report_it_would_replace(
         assert kept.read_bytes() == good
         assert json.loads((tmp_path / f"r.{good_id}.summary.json").read_text())["run_id"] == good_id
         assert {row["status"] for row in read_csv(tmp_path / "r.csv")} == {"pending"}
+        assert not list(tmp_path.glob(".r*"))  # nothing held is left behind
         undone = cli.invoke(main, ["undo", str(kept), "--base-url", sandbox.url, "-q"])
     assert undone.exit_code == 0, undone.output
 
@@ -170,7 +171,7 @@ def test_a_complete_report_replaces_a_complete_report_as_before(
             source = write_csv(tmp_path / "nightly.csv", contact_ids(8, seed=seed))
             code, _, _ = _report_run(cli, source, sandbox.url, "r.csv")
             assert code == 0
-    assert sorted(path.name for path in tmp_path.glob("r*")) == ["r.csv", "r.summary.json"]
+    assert sorted(path.name for path in tmp_path.glob("*r.*")) == ["r.csv", "r.summary.json"]
 
 
 async def test_status_names_an_upload_by_the_name_its_person_gave(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-from batcher.app.keeping import keep_earlier
+from batcher.app.keeping import hold_earlier
 from batcher.app.rendering import EXAMPLES, NOT_SENT, Split, Tally, render
 from batcher.app.result import TOP_REASONS, Example
 from batcher.domain.errors import NothingToSendError, StateError
@@ -76,14 +76,20 @@ def report(
     `summary` gives the facts of an XLSX report's Summary sheet once every row is counted;
     `split` lets a large report be written by two processes (see `batcher.app.rendering`).
     """
-    kept = None
+    earlier = None
     if report_path is not None and not ledger.scratch:
-        kept = keep_earlier(ledger.path.parent, report_path, ledger.run_id)
-    reported = tallied(
-        ledger, report_path, message, pending, summary=summary, split=split, notify=notify
-    )
-    if kept is not None:
-        kept.settle(partial=bool(reported.counts[Status.PENDING]), warn=warn or notify)
+        earlier = hold_earlier(report_path)
+    try:
+        reported = tallied(
+            ledger, report_path, message, pending, summary=summary, split=split, notify=notify
+        )
+    except BaseException:
+        if earlier is not None:
+            earlier.release()  # not replaced: a report is written whole or not at all
+        raise
+    if earlier is not None:
+        partial = bool(reported.counts[Status.PENDING])
+        earlier.settle(ledger.path.parent, ledger.run_id, partial=partial, warn=warn or notify)
     if reported.counts[Status.FAILED]:
         reported = dataclasses.replace(reported, retryable_failed=ledger.retryable_failed())
     if report_path is not None:
