@@ -19,7 +19,7 @@ from batcher.domain.config import ApiSettings, Settings
 # The options of `run` and `plan` that do not change which run they mean: how it goes, where the
 # report goes, what is printed. Every other option identifies the run, and `status` takes it.
 HOW_IT_GOES = {"report_path", "fresh", "allow_empty", "quiet", "log_format"}
-ONLY = {run: {"yes"}, plan: {"rejects_path"}, status: set()}
+ONLY = {run: {"yes", "strict"}, plan: {"rejects_path"}, status: set()}
 
 
 def described(param: click.Parameter) -> dict[str, Any]:
