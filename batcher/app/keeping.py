@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batcher.reports.formats import summary_path
-from batcher.state import RunInfo, runs_in
+from batcher.state import RunInfo, moved_report, runs_in
 
 __all__ = ["Earlier", "hold_earlier"]
 
@@ -54,12 +54,14 @@ class Earlier:
         if owner is None:
             self.release()
             return None
-        kept = self.original.with_name(f"{self.original.stem}.{owner}{self.original.suffix}")
+        name = owner.undo_key
+        kept = self.original.with_name(f"{self.original.stem}.{name}{self.original.suffix}")
         self.held.replace(kept)
         if self.held_summary is not None:
             self.held_summary.replace(summary_path(kept))
+        moved_report(owner, self.original, kept)
         warn(
-            f"{self.original} held the complete report of run {owner}; this run's report is "
+            f"{self.original} held the complete report of run {name}; this run's report is "
             f"partial (rows pending), so that report is kept as {kept} (undo takes it as it is)"
         )
         return kept
@@ -96,11 +98,11 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _owner(runs: list[RunInfo], digest: str, run_id: str) -> str | None:
-    """The id of the other run whose complete report has these bytes."""
+def _owner(runs: list[RunInfo], digest: str, run_id: str) -> RunInfo | None:
+    """The other run whose complete report has these bytes."""
     for info in reversed(runs):  # newest first
         if info.run_id == run_id:
             continue
         if any(kept.complete and kept.sha256 == digest for kept in info.reports):
-            return info.run_id or info.path.name
+            return info
     return None

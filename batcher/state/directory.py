@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batcher.domain.errors import StateLockedError, UsageError
-from batcher.state.db import read_only, reason, state_error
+from batcher.state import schema
+from batcher.state.db import connect, read_only, reason, state_error
 from batcher.state.schema import ReportRecord, Schema, reports
 from batcher.support.files import check_trusted, open_private, private_dir
 
@@ -30,6 +31,7 @@ __all__ = [
     "RunInfo",
     "StateLock",
     "Undone",
+    "moved_report",
     "peek",
     "prepare_state_dir",
     "prune_finished",
@@ -191,6 +193,21 @@ class RunInfo:
         """What an undo of this run keeps as `undoes`: its id (a run of a version that kept
         none: its state file's name)."""
         return self.run_id or self.path.name
+
+
+def moved_report(info: RunInfo, old: Path, new: Path) -> bool:
+    """Tell `info`'s run that its report at `old` is now at `new` (so that `status` and the
+    page name it where it is); the caller holds the state directory's lock. False when its
+    state file cannot be written (the report is where it is either way)."""
+    try:
+        db = connect(info.path, create=False)
+        try:
+            schema.move_report(db, str(old.resolve()), str(new.resolve()))
+        finally:
+            db.close()
+    except (sqlite3.Error, OSError):
+        return False
+    return True
 
 
 def runs_in(state_dir: Path) -> list[RunInfo]:

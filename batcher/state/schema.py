@@ -23,6 +23,7 @@ __all__ = [
     "create",
     "get_meta",
     "migrate",
+    "move_report",
     "new_run_id",
     "record_report",
     "reports",
@@ -219,6 +220,15 @@ def reports(db: sqlite3.Connection) -> list[ReportRecord]:
             "SELECT * FROM reports ORDER BY invocation"
         )
     ]
+
+
+def move_report(db: sqlite3.Connection, old: str, new: str) -> None:
+    """A report of the run was moved from `old` to `new` (resolved paths): its record, and the
+    meta's report if it is that one, follow it."""
+    with transaction(db):
+        db.execute("UPDATE reports SET path = ? WHERE path = ?", (new, old))
+        if get_meta(db, "report") == old:
+            set_meta(db, "report", new)
 
 
 def record_report(

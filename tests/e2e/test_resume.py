@@ -157,6 +157,9 @@ def test_a_stopped_run_keeps_the_complete_report_it_would_replace(
         assert json.loads((tmp_path / f"r.{good_id}.summary.json").read_text())["run_id"] == good_id
         assert {row["status"] for row in read_csv(tmp_path / "r.csv")} == {"pending"}
         assert not list(tmp_path.glob(".r*"))  # nothing held is left behind
+        # The run that wrote it names it where it is now (status, the page).
+        (good_run,) = [run for run in list_runs(tmp_path / ".batcher") if run.finished]
+        assert good_run.info.report == str(kept.resolve())
         undone = cli.invoke(main, ["undo", str(kept), "--base-url", sandbox.url, "-q"])
     assert undone.exit_code == 0, undone.output
 
