@@ -69,6 +69,7 @@ def resume_job(
         report_path=report_path or (Path(info.latest_report) if info.latest_report else None),
         sandbox=sandbox_config(config_file, input_path) if info.target == _SANDBOX else None,
         input_name=info.input_name or None,
+        undoes=info.undoes or None,  # an undo's summary counts the rows it left alone
         resumes=Recorded(key=key, run_id=info.run_id, operation=info.operation, target=info.target),
     )
     if info.target != _SANDBOX and info.target != settings.api.base_url.rstrip("/"):

@@ -190,3 +190,32 @@ async def test_status_names_an_upload_by_the_name_its_person_gave(tmp_path: Path
     (run,) = list_runs(Path(settings.state.dir))
     (line,) = [line for line in run_lines(run) if line.startswith("  input")]
     assert line == f"  input      Spring leads.csv (uploaded, kept as {source.resolve()})"
+
+
+def test_resume_finishes_a_stopped_undo_as_an_undo(
+    cli: CliRunner, tmp_path: Path, api: ThreadedSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An undo stopped by a refused token is finished by `resume` as an undo: its summary
+    names the run it takes back, and every tag it added is gone."""
+    source = write_csv(tmp_path / "in.csv", contact_ids(6))
+    with api as sandbox:
+        code, _, err = _run(cli, source, sandbox.url, "--log-format", "json")
+        assert code == 0, err
+        taken_back = json.loads(err.splitlines()[0])["run_id"]
+        monkeypatch.setenv("BATCHER_TOKEN", "a-rotated-token")
+        undo = cli.invoke(main, ["undo", "in-report.csv", "--base-url", sandbox.url])
+        monkeypatch.setenv("BATCHER_TOKEN", SECRET)
+        assert undo.exit_code == 3, undo.output
+        found = RESUME.search(untagged(undo.stderr))
+        assert found is not None, undo.stderr
+        result = cli.invoke(main, ["resume", found.group(1), "--log-format", "json"])
+        assert result.exit_code == 0, result.output
+        last = sandbox.stats.applied[-1].update
+    (summary,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert summary["undoes"] == taken_back
+    assert summary["counts"]["success"] == 6
+    assert (last.type, last.tags, sorted(last.contacts)) == (
+        "remove",
+        ["vip"],
+        sorted(contact_ids(6)),
+    )
