@@ -163,7 +163,7 @@ def main() -> None:
         with external_sandbox() as url:
             run = run_child(
                 [sys.executable, "-m", "batcher", "run", str(source), "--base-url", url,
-                 "--fresh", "--report", "out.csv", "-q", "--yes", *options],
+                 "--fresh", "--report", "out.csv", "--yes", *options],
                 work, env,
             )  # fmt: skip
 

@@ -87,7 +87,9 @@ def run_batcher(source: Path, command: str, *target: str, fixture: Path | None =
     (work / "batcher.toml").write_text(UNTHROTTLED + sandbox, encoding="utf-8")
     (work / "batcher.toml").chmod(0o600)
     report = ["--report", "report.csv", "--yes"] if command == "run" else []
-    argv = [sys.executable, "-m", "batcher", command, str(source), "--fresh", "-q", *target,
+    # No -q: the stage times are read from the summary -q would leave out (and there is no
+    # progress bar to silence: stderr is not a terminal).
+    argv = [sys.executable, "-m", "batcher", command, str(source), "--fresh", *target,
             "--action", "add", "--tags", "vip,2026-promo", "--location-id", LOCATION,
             *report]  # fmt: skip
     return run_child(argv, work, {**os.environ, "BATCHER_TOKEN": TOKEN})
