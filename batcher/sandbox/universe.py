@@ -17,6 +17,10 @@ An id absent from the fixture that is well-formed is, on first touch, created as
 of the requesting location (unless `strict_unknown`): a client can push any number of generated
 ids through the sandbox without a fixture.
 
+Tags are stored as the service stores them: trimmed and lower-cased (HighLevel's import help:
+"UPPERCASE ... will be lowercased"; API-NOTES.md, "Tags and what a change sets off"), so `VIP`,
+`vip` and `Vip ` are one tag, in a request, in the fixture and in `oldTags`/`tagsAdded`.
+
 Memory: one dict entry per touched contact, whose value is an interned tuple of tags shared by every
 contact with the same tags. Tuples rather than frozensets so that `oldTags` keeps the stored order
 and answers are byte-for-byte reproducible (frozenset order changes with PYTHONHASHSEED).
@@ -54,6 +58,12 @@ class TagUpdate:
     contacts: list[str]
     tags: list[str]
     remove_all_tags: bool
+
+
+def stored(tag: str) -> str:
+    """A tag as the service keeps it: trimmed, lower-cased (JavaScript's toLowerCase, which
+    Python's `lower` matches; not `casefold`, which would also turn "ß" into "ss")."""
+    return tag.strip().lower()
 
 
 def is_valid_id(contact_id: str) -> bool:
@@ -106,7 +116,7 @@ class Universe:
         if contact_id in self._deleted or self.location_of(contact_id) is not None:
             raise ValueError(f"contact {contact_id} is given twice")
         contacts = self._by_location.setdefault(location_id, {})
-        contacts[contact_id] = self._intern(tuple(dict.fromkeys(tags)))
+        contacts[contact_id] = self._intern(tuple(dict.fromkeys(map(stored, tags))))
 
     def delete_contact(self, contact_id: str) -> None:
         """Mark a contact deleted (wherever it was): it then answers "contact is deleted"."""
@@ -184,8 +194,8 @@ class Universe:
         return None
 
     def _step(self, old: Tags, update: TagUpdate) -> tuple[Tags, list[str], list[str]]:
-        """New tags, tags added, tags removed: only real changes are reported (exact case)."""
-        wanted = dict.fromkeys(update.tags)
+        """New tags, tags added, tags removed: only real changes are reported (tags as stored)."""
+        wanted = dict.fromkeys(map(stored, update.tags))
         if update.type == "add":
             added = [tag for tag in wanted if tag not in old]
             return self._intern(old + tuple(added)), added, []
