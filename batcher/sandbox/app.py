@@ -16,6 +16,7 @@ on stderr when nothing else is set up).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -295,6 +296,9 @@ class Sandbox:
             if fixture is not None
             else Universe(strict_unknown=strict)
         )
+        if self.universe.tokens:  # the fixture's tokens, under the config's own
+            tokens = {**self.universe.tokens, **self.config.tokens}
+            self.config = dataclasses.replace(self.config, tokens=tokens)
         self.stats = SandboxStats()
         self._endpoint = _Endpoint(self.config, self.universe, self.stats, clock, wall_clock, sleep)
         self._runner: web.AppRunner | None = None

@@ -7,11 +7,14 @@ Fixture format (JSON, UTF-8)::
         "sandboxLocation00001": {"qFSqySFkVvNzOSqgGqFi": ["tag-1", "tag-2"], "...": []},
         "otherLocation0000002": {"3ualbhnV7j3n3a9r2moD": []}
       },
-      "deleted": ["aDeletedContact00001"]
+      "deleted": ["aDeletedContact00001"],
+      "tokens": {"token-of-other-location": ["otherLocation0000002"]}
     }
 
 `locations` maps a location id to its contacts, each to its tags in stored order; `deleted` lists
-contacts that answer "contact is deleted". Every id must be 20 letters/digits, and appear once.
+contacts that answer "contact is deleted"; `tokens` (optional) binds more sub-account tokens to
+the locations each may reach, as `[sandbox.tokens]` does. Every id must be 20 letters/digits, and
+appear once.
 
 An id absent from the fixture that is well-formed is, on first touch, created as a tagless contact
 of the requesting location (unless `strict_unknown`): a client can push any number of generated
@@ -78,6 +81,8 @@ class Universe:
         self._by_location: dict[str, dict[str, Tags]] = {}
         self._deleted: set[str] = set()
         self._interned: dict[Tags, Tags] = {(): ()}
+        # The fixture's `tokens`: more sub-account tokens and the locations each may reach.
+        self.tokens: dict[str, frozenset[str]] = {}
 
     @classmethod
     def from_fixture(cls, path: Path, *, strict_unknown: bool = False) -> Universe:
@@ -88,8 +93,20 @@ class Universe:
             raise ValueError(f"cannot read fixture {path}: {exc}") from None
         universe = cls(strict_unknown=strict_unknown)
         try:
-            if not isinstance(document, dict) or set(document) - {"locations", "deleted"}:
-                raise ValueError("the top level must be an object with 'locations', 'deleted'")
+            if not isinstance(document, dict) or set(document) - {"locations", "deleted", "tokens"}:
+                raise ValueError(
+                    "the top level must be an object with 'locations', 'deleted', 'tokens'"
+                )
+            tokens = document.get("tokens", {})
+            if not isinstance(tokens, dict) or not all(
+                isinstance(t, str)
+                and t
+                and isinstance(v, list)
+                and all(isinstance(x, str) for x in v)
+                for t, v in tokens.items()
+            ):
+                raise ValueError("'tokens' must map tokens to lists of location ids")
+            universe.tokens = {token: frozenset(places) for token, places in tokens.items()}
             deleted = document.get("deleted", [])
             if not isinstance(deleted, list) or not all(isinstance(c, str) for c in deleted):
                 raise ValueError("'deleted' must be a list of contact ids")

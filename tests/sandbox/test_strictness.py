@@ -214,3 +214,27 @@ def test_revoking_a_token_the_sandbox_does_not_serve_is_refused() -> None:
     """A typo in [sandbox.revoke_after] is named rather than silently ignored."""
     with pytest.raises(ValueError, match="revoke_after names tokens not served: nope"):
         SandboxConfig(revoke_after={"nope": 1})
+
+
+async def test_a_fixture_binds_tokens_to_locations_too(
+    make_sandbox: SandboxFactory, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A fixture's `tokens` reach their locations only, beside the config's."""
+    fixture = tmp_path / "fixture.json"
+    fixture.write_text(
+        json.dumps({"locations": {OTHER: {}}, "tokens": {"fixture-token-0001": [OTHER]}})
+    )
+    async with make_sandbox(fixture=fixture) as sandbox:
+        own = await post(
+            session, sandbox, body(locationId=OTHER), headers=as_("fixture-token-0001")
+        )
+        home = await post(session, sandbox, body(), headers=as_("fixture-token-0001"))
+    assert (own.status, home.status) == (201, 403)
+
+
+def test_a_fixture_s_tokens_must_name_lists_of_locations(tmp_path: Path) -> None:
+    """A malformed `tokens` entry is refused naming the key."""
+    fixture = tmp_path / "fixture.json"
+    fixture.write_text(json.dumps({"tokens": {"t": "not-a-list"}}))
+    with pytest.raises(ValueError, match="'tokens' must map tokens to lists of location ids"):
+        Sandbox(SandboxConfig(fixture=fixture))
