@@ -148,8 +148,9 @@ class BatchSender:
         self._tokens = tokens
         self._credential = credential
         self._shared = shared
-        # Locations paused because their credential was refused: the pending rows' message.
-        self.refused: dict[str, str] = {}
+        # Locations paused because their credential was refused: the credential's name, and
+        # the pending rows' message.
+        self.refused: dict[str, tuple[str, str]] = {}
         self._on_exposed = on_exposed
         self._wire = wire
         self._events = events
@@ -326,7 +327,8 @@ class BatchSender:
         reason = f"the API refused {credential.label} for location {location} ({exc.message})"
         self._pacer.refuse(location, reason)
         self.refused.setdefault(
-            location, f"not sent: {reason}; {credential.fix(location)}, then {RESUME}"
+            location,
+            (credential.label, f"not sent: {reason}; {credential.fix(location)}, then {RESUME}"),
         )
         return True
 
@@ -373,9 +375,10 @@ def quota_reached(stopped: Mapping[str, str]) -> QuotaReachedError:
 
 
 def credentials_refused(refused: Mapping[str, str]) -> CredentialsRefusedError:
-    """The run's stop when some locations' credentials were refused (the others finished)."""
+    """The run's stop when some locations' credentials (location -> the credential's name)
+    were refused (the others finished)."""
     count = len(refused)
-    names = ", ".join(sorted(refused))
+    names = ", ".join(f"{location}: {label}" for location, label in sorted(refused.items()))
     return CredentialsRefusedError(
         f"the API refused the credential of {count} location{'s' if count != 1 else ''} "
         f"({names}); the other locations finished",

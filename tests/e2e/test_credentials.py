@@ -104,7 +104,7 @@ async def test_a_token_revoked_mid_run_pauses_its_location_and_a_rerun_completes
 
     assert first.exit_code == 3
     assert isinstance(first.stopped, CredentialsRefusedError)
-    assert B in str(first.stopped)
+    assert f"{B}: $BATCHER_TOKEN_B" in str(first.stopped)
     assert by_location(rows) == {
         A: Counter(success=60),
         B: Counter(success=30, pending=30),

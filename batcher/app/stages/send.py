@@ -45,14 +45,14 @@ class Sent:
     """What sending did: requests made, retried, refused with 429; the error that stopped it
     (a breaker, a credential every location shares refused, the state file), the locations
     whose daily quota was reached, with why, and those whose own credential was refused, with
-    their rows' message (their rows stay pending)."""
+    that credential's name and their rows' message (their rows stay pending)."""
 
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
     stopped: BatcherError | None = None
     quota: Mapping[str, str] = field(default_factory=dict)
-    refused: Mapping[str, str] = field(default_factory=dict)
+    refused: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     def outcome(self, stop: Stop) -> tuple[BatcherError | None, dict[str, str]]:
         """Why the run stopped, if it did (this stage's error, else a stop asked for, else a
@@ -62,11 +62,11 @@ class Sent:
         if stop.requested and stopped is None:
             stopped = stop.error()
         if self.refused and stopped is None:
-            stopped = credentials_refused(self.refused)
+            stopped = credentials_refused({k: label for k, (label, _) in self.refused.items()})
         if self.quota and stopped is None:
             stopped = quota_reached(self.quota)
         pending = {location: quota_message(why) for location, why in self.quota.items()}
-        return stopped, {**pending, **self.refused}
+        return stopped, {**pending, **{k: message for k, (_, message) in self.refused.items()}}
 
 
 class _Progress:
