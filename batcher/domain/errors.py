@@ -158,7 +158,10 @@ class DailyQuotaError(FatalApiError):
 
 class ExchangeError(FatalApiError):
     """POST /oauth/locationToken refused to give a location's token (the agency token itself,
-    status 401, or the company or location, 400/403/422): that location cannot be sent to."""
+    status 401: `agency_refused`; or the company or location, 400/403/422): that location
+    cannot be sent to."""
+
+    agency_refused = False
 
 
 class StopRun(BatcherError):

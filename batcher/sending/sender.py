@@ -218,6 +218,7 @@ class BatchSender:
                 f"the location-token exchange answered {exc.message}", status=exc.status
             )
             error.attempts = exc.attempts
+            error.agency_refused = isinstance(exc, AuthError)
             raise error from None
 
     async def _send(self, batch: Batch, lost: _Lost) -> Answer:
@@ -319,7 +320,12 @@ class BatchSender:
     def _pause(self, exc: FatalApiError, location: str) -> bool:
         """Pause `location` if `exc` refuses a credential of its own (not one every location
         shares: that one stops the run); True if it did."""
-        if self._credential is None or self._shared:
+        if self._credential is None:
+            return False
+        # The agency's exchange refusing one location (not the agency token itself: a 401)
+        # concerns that location even when every location goes through the agency.
+        of_location = isinstance(exc, ExchangeError) and not exc.agency_refused
+        if self._shared and not of_location:
             return False
         if not isinstance(exc, AuthError | ForbiddenError | ExchangeError):
             return False

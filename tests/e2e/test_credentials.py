@@ -13,7 +13,7 @@ from batcher.app.execute import execute
 from batcher.app.jobs import Job
 from batcher.cli.output import plan_lines
 from batcher.domain.config import ApiSettings, Settings
-from batcher.domain.errors import AuthError, ConfigError, CredentialsRefusedError
+from batcher.domain.errors import AuthError, ConfigError, CredentialsRefusedError, ExchangeError
 from batcher.loading import InputOptions
 from batcher.sandbox import Sandbox, SandboxConfig
 
@@ -246,3 +246,38 @@ async def test_a_credential_every_location_shares_refused_stops_the_run_at_once(
         B: Counter(pending=30),
     }
     assert sandbox.stats.total_requests <= 2  # the canaries of both locations, at most
+
+
+async def test_the_agency_refused_for_one_location_pauses_only_that_location(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandboxes: list[Sandbox]
+) -> None:
+    """Every location goes through the agency; the exchange refuses C (not the agency's): C's
+    rows stay pending naming the agency exchange, A's succeed, exit 3. The agency token itself
+    refused would stop the run at once instead."""
+    monkeypatch.setenv("AGENCY_TOKEN", AGENCY)
+    config = SandboxConfig(
+        rate=None, agency_token=AGENCY, company_id=COMPANY, agency_locations=frozenset({A})
+    )
+    source = write_locations(tmp_path / "in.csv", 20, (A, C))
+    job = Job(input_path=source, input=ADD_VIP, report_path=tmp_path / "report.csv")
+    async with Sandbox(config) as sandbox:
+        sandboxes.append(sandbox)
+        settings = fast_settings(tmp_path, sandbox.url)
+        api = ApiSettings(
+            base_url=sandbox.url,
+            timeout_s=10.0,
+            agency_token_env="AGENCY_TOKEN",
+            company_id=COMPANY,
+        )
+        result = await execute(Settings(**{**settings.__dict__, "api": api}), job)
+        rows = report_rows(tmp_path / "report.csv")
+        monkeypatch.setenv("AGENCY_TOKEN", "an-agency-token-revoked")
+        stopped = await execute(Settings(**{**settings.__dict__, "api": api}), job)
+    assert result.exit_code == 3
+    assert isinstance(result.stopped, CredentialsRefusedError)
+    assert f"{C}: agency exchange via $AGENCY_TOKEN" in str(result.stopped)
+    assert by_location(rows) == {A: Counter(success=20), C: Counter(pending=20)}
+    messages = {row["message"] for row in rows if row["status"] == "pending"}
+    assert all("Location not found for this company" in message for message in messages)
+    assert isinstance(stopped.stopped, ExchangeError)
+    assert stopped.exit_code == 3
