@@ -81,10 +81,11 @@ def build(rng: random.Random) -> dict[str, bytes]:
     for index, contact_id in enumerate(main):
         own = ["vip"] if index % 10 == 3 else []  # one contact in ten already has "vip"
         own += rng.sample(TAG_POOL, k=rng.choice((0, 0, 1, 1, 2, 3)))
-        tags[contact_id] = own
+        # As HighLevel stores them: lower-cased, so "Lead" and "lead" are one tag.
+        tags[contact_id] = list(dict.fromkeys(tag.lower() for tag in own))
     locations = {
         LOCATION: tags,
-        OTHER_LOCATION: {c: rng.sample(TAG_POOL, k=1) for c in foreign},
+        OTHER_LOCATION: {c: [t.lower() for t in rng.sample(TAG_POOL, k=1)] for c in foreign},
     }
     people = _People(rng)
     return {

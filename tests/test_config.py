@@ -97,7 +97,11 @@ def test_environment_text_is_converted_to_the_key_type() -> None:
         ("[batch]\nsize = 2.5\n", {}, "batch.size: expected int, got 2.5"),
         ("", {"BATCHER_BATCH_SIZE": "2.5"}, "batch.size (from $BATCHER_BATCH_SIZE): expected int"),
         ("[limits]\nconcurrency = 0\n", {}, "limits.concurrency: must be at least 1"),
-        ('[api]\nversion = "2020"\n', {}, 'api.version: must be "2021-07-28" or "v3"'),
+        (
+            '[api]\nversion = "2020"\n',
+            {},
+            'api.version: must be one of "2021-07-28", "2021-04-15", "2023-02-21", "v3"',
+        ),
         ('[api]\nbase_url = "ftp://x"\n', {}, "api.base_url: must start with http"),
         ('[input]\nid_pattern = "("\n', {}, "input.id_pattern: not a valid regular expression"),
         ('[input]\nencoding = "klingon"\n', {}, "input.encoding: unknown encoding 'klingon'"),

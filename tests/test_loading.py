@@ -296,6 +296,8 @@ def test_ids_are_trimmed_of_whitespace_and_invisible_characters(tmp_path: Path) 
         ("", ()),
         ("VIP,b,VIP,a,b", ("VIP", "b", "a")),
         ("Vip,vip,VIP", ("Vip",)),
+        # As HighLevel compares tags (lower-cased): "straße" and "strasse" are two tags.
+        ("Straße,STRASSE,straße", ("Straße", "STRASSE")),
         ("New Lead, \u200bhot\u00a0", ("New Lead", "hot")),
     ],
 )

@@ -97,3 +97,18 @@ def test_a_crash_file_keeps_no_proxy_credentials(tmp_path: Path) -> None:
     assert "cannot reach http://proxy.example:3128 (407)" in text
     assert "Pr0xy-pa55word" not in text
     assert "opsuser" not in text
+
+
+def test_many_long_tokens_are_each_found_by_any_piece_and_a_short_one_whole() -> None:
+    """With 20 JWT-sized location tokens (looked up by the text's windows) and a secret
+    shorter than a piece, a piece of any of them, in any case, is found and replaced; text
+    without one is left alone."""
+    tokens = [
+        f"eyJ{n:02d}" + "".join(chr(65 + (n * 7 + i) % 26) for i in range(700)) for n in range(20)
+    ]
+    scrubber = Scrubber("short", tokens=tokens)
+    piece = tokens[19][300:309].lower()
+    assert scrubber.found_in(f"echo {piece} back")
+    assert scrubber.scrub(f"echo {piece} back") == f"echo {REDACTED} back"
+    assert scrubber.found_in("a SHORT one")
+    assert not scrubber.found_in("Tags updated vip newsletter")

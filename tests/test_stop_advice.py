@@ -33,6 +33,7 @@ from batcher.sending.pacing import Pacer
 from batcher.sending.sender import (
     BatchSender,
     Counters,
+    credentials_refused,
     quota_message,
     quota_reached,
 )
@@ -139,6 +140,7 @@ STOPS: dict[str, Stopper] = {
     "401": lambda _: refused(AuthError("HTTP 401: Invalid JWT", status=401)),
     "403": lambda _: refused(ForbiddenError("HTTP 403: no access to location", status=403)),
     "daily quota": lambda _: daily_quota(),
+    "a location's credential": lambda _: credentials_refused({BATCH.location_id: "$TOKEN_B"}),
     "lost requests": lambda _: failures(ServerError("HTTP 503: unavailable", status=503)),
     "refused requests": lambda _: failures(RejectedError("HTTP 422: tags must be", status=422)),
     "canary": lambda _: errors_in(2),

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from batcher.app.credentials import LocationCredential, credentials_of, require
 from batcher.app.jobs import Job
 from batcher.app.rendering import Split
 from batcher.app.result import Preview, Progress, RunResult, Tick, pending_message
@@ -24,6 +25,7 @@ from batcher.app.stages.prepare import Prepared, prepare
 from batcher.app.stages.report import Reported, refuse_all_invalid, report
 from batcher.app.stages.send import Sent, send
 from batcher.domain.config import Settings
+from batcher.domain.credentials import credential_variables
 from batcher.domain.errors import BatcherError
 from batcher.domain.events import Event, EventSink, notices
 from batcher.reports.formats import check_report_path, summary_path, write_summary
@@ -88,10 +90,11 @@ async def execute(
         laps.lap("load")
         planned = plan(ledger, settings)
         _check_plan(ledger, job, prepared, loaded, planned, dry_run=dry_run)
+        credentials = _credentials(settings, job, planned, dry_run=dry_run)
         sent = Sent()
         if not dry_run and planned.work and not stop.requested:
             laps.lap("plan")
-            confirm_stage(confirm, preview(prepared, planned))
+            confirm_stage(confirm, preview(prepared, planned, credentials))
             laps.lap("confirm")  # a person's time to answer is no stage of the run
             sent = await send(
                 settings, job, prepared, ledger, planned, stop, on_progress, on_tick, emit
@@ -102,7 +105,7 @@ async def execute(
 
         def assembled(reported: Reported, seconds: float = 0.0) -> RunResult:
             result = _assembled(job, prepared, loaded, planned, sent, stopped, reported, seconds)
-            return dataclasses.replace(result, planned_only=dry_run)
+            return dataclasses.replace(result, planned_only=dry_run, credentials=credentials)
 
         reported = report(
             ledger,
@@ -111,7 +114,7 @@ async def execute(
             pending,
             rejects=rejects,
             summary=lambda tallied: assembled(tallied).summary(final=False),
-            split=Split(hidden=(settings.api.token_env,)),
+            split=Split(hidden=credential_variables(settings.api)),
             notify=lambda text: emit(Event("notice", text)),
             warn=lambda text: emit(Event("warning", text, level="warning")),
         )
@@ -121,6 +124,19 @@ async def execute(
         assembled(reported, time.monotonic() - laps.began), stages=laps.shown()
     )
     return _finish(result, emit, dry_run)
+
+
+def _credentials(
+    settings: Settings, job: Job, planned: Planned, *, dry_run: bool
+) -> tuple[LocationCredential, ...]:
+    """Each location's credential (none for the sandbox, which gives its own); a run refuses
+    (exit 2, nothing sent) a location whose credential is not set."""
+    if job.sandbox is not None:
+        return ()
+    found = credentials_of(settings, (location for location, _ in planned.per_location))
+    if not dry_run and planned.work:
+        require(found)
+    return found
 
 
 def _not_sent(stopped: BatcherError | None, *, dry_run: bool) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from batcher.app.credentials import LocationCredential
 from batcher.app.sharding import Shard
 from batcher.domain.errors import BatcherError
 from batcher.domain.models import RUN_STATUSES, UNDO_STATUSES, Status
@@ -90,6 +91,8 @@ class Preview:
     reading: str = ""
     operations: tuple[TagOperation, ...] = ()
     operation_count: int = 0
+    # Each location's credential and whether it is set (Step 11).
+    credentials: tuple[LocationCredential, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,8 @@ class RunResult:
     operation: str = ""
     target: str = ""
     token_source: str = ""
+    # Each location's credential and whether it is set, for plan (Step 11).
+    credentials: tuple[LocationCredential, ...] = ()
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     counts: Counter[Status] = field(default_factory=Counter)
     plan: PlanStats = field(default_factory=lambda: PlanStats(groups=0, requests=0))
@@ -202,7 +207,8 @@ class RunResult:
             ],
             "operation_count": self.operation_count,
             "target": self.target,
-            "token_env": self.token_source.removeprefix("$") or None,
+            "token_env": _variable(self.token_source),
+            "credentials": {c.location_id: c.credential.label for c in self.credentials},
             "report": None if self.report_path is None else str(self.report_path),
             "resumed": self.resumed,
             "rows": sum(self.counts.values()),
@@ -258,6 +264,12 @@ Progress = Callable[[int, int], None]
 
 Tick = Callable[[RunProgress], None]
 """Called with how far the run has got, as batches settle (rows, pace, retries, 429s)."""
+
+
+def _variable(source: str) -> str | None:
+    """The variable's name when one variable holds the token for every location."""
+    name = source.removeprefix("$")
+    return name if name != source and name.isidentifier() else None
 
 
 def pending_message(stopped: BatcherError | None) -> str:

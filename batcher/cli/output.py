@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from batcher import RunInfo
+from batcher.app.credentials import LocationCredential
 from batcher.app.merging import MergeResult
 from batcher.app.result import UNCERTAIN_MEANS, Preview, RunProgress, RunResult, TagOperation
 from batcher.app.resume import resume_command
@@ -75,6 +76,21 @@ def preview_lines(preview: Preview) -> Iterator[str]:
     if preview.reading:
         yield f"  read as {preview.reading}"
     yield from _operation_lines(list(preview.operations), preview.operation_count)
+    yield from credential_lines(preview.credentials)
+
+
+def credential_lines(credentials: Sequence[LocationCredential]) -> Iterator[str]:
+    """Which credential each location sends with, and whether it is set: the first
+    PLAN_LOCATIONS, then those not set among the rest."""
+    if not credentials:
+        return
+    yield "  credentials:"
+    shown = list(credentials[:PLAN_LOCATIONS])
+    shown += [c for c in credentials[PLAN_LOCATIONS:] if not c.set]
+    for credential in shown:
+        yield f"    {credential.location_id}  {credential.text}"
+    if len(credentials) > len(shown):
+        yield f"    ... and {len(credentials) - len(shown):,} more locations, each set"
 
 
 def _operation_lines(operations: list[TagOperation], count: int) -> Iterator[str]:
@@ -210,6 +226,7 @@ def plan_lines(result: RunResult, settings: Settings, rejects_path: object | Non
         )
     yield from _operation_lines(result.operations, result.operation_count)
     yield from _quota_lines(result, settings)
+    yield from credential_lines(result.credentials)
     if result.rejects_path is not None:
         rejected = sum(result.counts[status] for status in (Status.INVALID, Status.DUPLICATE))
         yield f"  rejects  {rejected:,} rows not to be sent written to {result.rejects_path}"

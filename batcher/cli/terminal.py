@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from batcher.app.result import Preview, RunProgress, Tick
 from batcher.cli.output import pace, preview_lines
 from batcher.domain.config import Settings
+from batcher.domain.credentials import credential_variables
 from batcher.domain.events import Event
 from batcher.support import logs
 from batcher.support.printable import escaped
@@ -96,9 +97,11 @@ def prints_text() -> bool:
 
 
 def scrubber(settings: Settings | None) -> Scrubber:
-    """The scrubber of the token of `settings` (else $BATCHER_TOKEN)."""
-    name = settings.api.token_env if settings is not None else "BATCHER_TOKEN"
-    return Scrubber.for_environment(os.environ.get(name))
+    """The scrubber of every token `settings` names (each location's, the agency's; else
+    $BATCHER_TOKEN)."""
+    names = credential_variables(settings.api) if settings is not None else ("BATCHER_TOKEN",)
+    tokens = [os.environ.get(name, "") for name in names]
+    return Scrubber.for_environment(None, tokens=[t for t in tokens if t])
 
 
 def set_logging(log_format: str, settings: Settings | None = None, *, quiet: bool = False) -> None:

@@ -4,7 +4,8 @@
 Every key lives at a path `section.key` (as in `config.example.toml`); its environment variable is
 `BATCHER_<SECTION>_<KEY>` in capitals, e.g. `BATCHER_LIMITS_CONCURRENCY`. A wrong key or value
 raises ConfigError naming that path. The token itself is never a setting: only the *name* of the
-environment variable that holds it is (`api.token_env`).
+environment variable that holds it is (`api.token_env`; a location's own, `api.location_tokens`;
+an agency's, `api.agency_token_env`).
 """
 
 from __future__ import annotations
@@ -27,12 +28,27 @@ from batcher.domain.net import is_loopback
 
 DEFAULT_CONFIG_FILE = "batcher.toml"
 
+# The `Version` values HighLevel's versioning page lists (API-NOTES.md, "Tags and what a change
+# sets off"). The endpoint's own spec lists 2021-07-28 (and v3 in the v3 file): whether it
+# accepts 2021-04-15 or 2023-02-21 (the official Node SDK's default) is not documented.
+VERSIONS = ("2021-07-28", "2021-04-15", "2023-02-21", "v3")
+# What an environment variable's name may look like (POSIX): a value that is not one is
+# more likely a token pasted where its variable's name belongs, and is never echoed back.
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
 
 @dataclass(frozen=True)
 class ApiSettings:
     base_url: str = "https://services.leadconnectorhq.com"
     version: str = "2021-07-28"
     token_env: str = "BATCHER_TOKEN"
+    # Location id -> the name of the environment variable holding that sub-account's token
+    # (`[api.location_tokens]`); locations not listed use the agency exchange, else token_env.
+    location_tokens: dict[str, str] = field(default_factory=dict)
+    # An agency OAuth token's variable, and the agency's company id: each location's token is
+    # obtained from POST /oauth/locationToken (oauth.openapi.json) and kept in memory only.
+    agency_token_env: str = ""
+    company_id: str = ""
     location_id: str = ""
     timeout_s: float = 30.0
     # The token travels in a header: over plain HTTP anyone on the path reads it. Loopback (the
@@ -155,6 +171,8 @@ def _coerce(path: str, kind: type[Any], value: object, *, from_text: bool) -> ob
     """
     if kind is str and isinstance(value, str):
         return value
+    if kind == dict[str, str]:
+        return _variables(path, value, from_text=from_text)
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -173,6 +191,28 @@ def _coerce(path: str, kind: type[Any], value: object, *, from_text: bool) -> ob
         if number is not None:
             return number
     raise ConfigError(f"{path}: expected {kind.__name__}, got {value!r}")
+
+
+def _variables(path: str, value: object, *, from_text: bool) -> dict[str, str]:
+    """`[api.location_tokens]`: location ids to variable names (environment text:
+    `LOCATION=VARIABLE,...`). A value that is no variable's name is refused without being
+    shown: it may be the token itself."""
+    if from_text and isinstance(value, str):
+        pairs = [part.partition("=") for part in value.split(",") if part.strip()]
+        if any(not sep for _, sep, _ in pairs):
+            raise ConfigError(f"{path}: expected LOCATION=VARIABLE, separated by commas")
+        value = {key.strip(): name.strip() for key, _, name in pairs}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a table of location id = variable name")
+    for location, name in value.items():
+        if not location:
+            raise ConfigError(f"{path}: a location id must not be empty")
+        if not isinstance(name, str) or _VARIABLE.fullmatch(name) is None:
+            raise ConfigError(
+                f"{path}.{location}: must be the NAME of an environment variable (letters, "
+                "digits, _), never the token itself; export the token in that variable"
+            )
+    return dict(value)
 
 
 def _check(settings: Settings) -> None:
@@ -259,9 +299,24 @@ def _check(settings: Settings) -> None:
         "must be at least 1",
     )
     need(
-        settings.api.version in ("2021-07-28", "v3"), "api.version", 'must be "2021-07-28" or "v3"'
+        settings.api.version in VERSIONS,
+        "api.version",
+        "must be one of " + ", ".join(f'"{v}"' for v in VERSIONS),
     )
     need(bool(settings.api.token_env), "api.token_env", "must name an environment variable")
+    for key in ("token_env", "agency_token_env"):
+        name = getattr(settings.api, key)
+        need(
+            not name or _VARIABLE.fullmatch(name) is not None,
+            f"api.{key}",
+            "must be the NAME of an environment variable (letters, digits, _), never a token",
+        )
+    need(
+        bool(settings.api.agency_token_env) == bool(settings.api.company_id),
+        "api.company_id" if settings.api.agency_token_env else "api.agency_token_env",
+        "api.agency_token_env and api.company_id go together (the agency's token, and its "
+        "company id for POST /oauth/locationToken)",
+    )
     need(bool(settings.state.dir), "state.dir", "must not be empty")
     try:
         re.compile(settings.input.id_pattern)
@@ -376,4 +431,11 @@ def read_token(settings: Settings, environ: Mapping[str, str] | None = None) -> 
     return token
 
 
-__all__ = ["Settings", "config_path", "read_config_file", "read_token", "settings_from"]
+__all__ = [
+    "VERSIONS",
+    "Settings",
+    "config_path",
+    "read_config_file",
+    "read_token",
+    "settings_from",
+]

@@ -16,6 +16,7 @@
     │   └── FatalApiError             3  the whole run stops
     │       ├── AuthError             401
     │       ├── ForbiddenError        403
+    │       ├── ExchangeError         the agency exchange refused a location's token (Step 11)
     │       └── DailyQuotaError       429 with X-RateLimit-Daily-Remaining: 0 (only its
     │                                    location stops: see QuotaReachedError)
     └── StopRun                       3  the run stopped early on its own account
@@ -24,6 +25,8 @@
         ├── ErrorRateError            too many contacts answered `error` (the canary of a
         │                                location, or the recent requests): run.max_error_rate
         ├── QuotaReachedError         a location's daily quota (or its reserve) is reached
+        ├── CredentialsRefusedError   some locations' credentials were refused (401/403): their
+        │                                rows stay pending, the other locations finished
         └── StateError                the run's state or report cannot be written (disk full…)
 
 A second SIGINT/SIGTERM ends the process at once with exit 3 (see batcher.support.stopping).
@@ -157,6 +160,14 @@ class DailyQuotaError(FatalApiError):
     pass
 
 
+class ExchangeError(FatalApiError):
+    """POST /oauth/locationToken refused to give a location's token (the agency token itself,
+    status 401: `agency_refused`; or the company or location, 400/403/422): that location
+    cannot be sent to."""
+
+    agency_refused = False
+
+
 class StopRun(BatcherError):
     exit_code = 3
 
@@ -180,6 +191,11 @@ class ErrorRateError(StopRun):
 
 class QuotaReachedError(StopRun):
     """Some locations' daily quota is reached: their rows stay pending; the others finished."""
+
+
+class CredentialsRefusedError(StopRun):
+    """The API refused some locations' credentials (401/403, or the agency exchange): their rows
+    stay pending; the other locations finished."""
 
 
 class StateError(StopRun):

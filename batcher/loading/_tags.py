@@ -100,7 +100,7 @@ def _split(text: str) -> tuple[str, ...]:
     parts = [part.strip(STRIP) for part in text.split(",")]
     if len(parts) == 1:
         return (parts[0],) if parts[0] else ()
-    if all(parts) and len({part.casefold() for part in parts}) == len(parts):
+    if all(parts) and len({part.lower() for part in parts}) == len(parts):
         return tuple(parts)
     return unique_tags(parts)
 
@@ -139,12 +139,17 @@ def _python_strings(text: str) -> list[str] | None:
 
 
 def unique_tags(tags: Iterable[str]) -> tuple[str, ...]:
-    """Tags trimmed, empties and repeats (ignoring case) dropped, first spellings kept."""
+    """Tags trimmed, empties and repeats (ignoring case) dropped, first spellings kept.
+
+    Case is ignored as HighLevel ignores it: it stores tags lower-cased (API-NOTES.md, "Tags
+    and what a change sets off"; JavaScript's toLowerCase, which `str.lower` matches), so `VIP`
+    and `vip` are one tag, while `Straße` and `STRASSE` stay two (`casefold` would merge them).
+    """
     seen: set[str] = set()
     out: list[str] = []
     for raw in tags:
         tag = raw.strip(STRIP)
-        key = tag.casefold()
+        key = tag.lower()
         if tag and key not in seen:
             seen.add(key)
             out.append(tag)

@@ -1,9 +1,12 @@
 """The emulator's HTTP side: the endpoint's handler, the Sandbox context manager, serve().
 
 A request goes through the checks in the real service's order, and the first that fails answers:
-1 token (401), 2 rate limits (429; counted from here on), 3 Version header (400), 4 `{type}` and
-5 body (422), 6 location access (403), 7 injected faults, 8 the update itself (201). Every answer of
-the endpoint carries the five X-RateLimit-* headers. `GET /_sandbox/stats` is the bookkeeping.
+1 token (401: unknown, expired, revoked), 2 rate limits (429; counted from here on), 3 Version
+header (400), 4 `{type}` and 5 body (422; a body not sent as `application/json` is read as
+empty), 6 location access (403, or 401 for a location token: see `tokens.py`), 7 injected
+faults, 8 the update itself (201). Every answer of the endpoint carries the five X-RateLimit-*
+headers. `POST /oauth/locationToken` exchanges the agency token for a location token (not rate
+limited here). `GET /_sandbox/stats` is the bookkeeping.
 
 A sandbox listens on loopback unless its config says `allow_public`; then, once listening, it
 hands one warning line to `warn` (by default the `batcher.sandbox` logger, which Python prints
@@ -13,6 +16,7 @@ on stderr when nothing else is set up).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -27,8 +31,16 @@ from batcher.sandbox.config import SandboxConfig
 from batcher.sandbox.faults import Fate, Fault, FaultPlan
 from batcher.sandbox.ratelimit import RateLimiter
 from batcher.sandbox.stats import AppliedRequest, SandboxStats
+from batcher.sandbox.tokens import INVALID_JWT, Refusal, Tokens
 from batcher.sandbox.universe import Universe
-from batcher.sandbox.validation import parse_update, version_problem
+from batcher.sandbox.validation import (
+    FORM,
+    OAUTH_VERSIONS,
+    exchange_problems,
+    parse_update,
+    read_body,
+    version_problem,
+)
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -37,6 +49,7 @@ Warn = Callable[[str], None]
 _logger = logging.getLogger("batcher.sandbox")
 
 UPDATE_PATH = "/contacts/bulk/tags/update/{type}"
+EXCHANGE_PATH = "/oauth/locationToken"
 STATS_PATH = "/_sandbox/stats"
 
 # Bodies as documented in API-NOTES.md ("Response", "Rate limits") and the task's 403 wording.
@@ -45,7 +58,6 @@ _UNAUTHORIZED = {
     "message": "Invalid token: access token is invalid",
     "error": "Unauthorized",
 }
-_FORBIDDEN = {"statusCode": 403, "message": "The token does not have access to this location."}
 _TOO_MANY = {"statusCode": 429, "message": "Too Many Requests"}
 
 
@@ -53,12 +65,17 @@ def _dumps(payload: object) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _loads(raw: bytes) -> object:
-    """The parsed body, or None when it is not JSON (then validation answers 422)."""
-    try:
-        return json.loads(raw)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
-        return None
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    return header[len("Bearer ") :] if header.startswith("Bearer ") else None
+
+
+def _refused(refusal: Refusal) -> dict[str, object]:
+    """The body of a refusal: a 401 as UnauthorizedDTO (with `error`), others as reported."""
+    body: dict[str, object] = {"statusCode": refusal.status, "message": refusal.message}
+    if refusal.status == HTTPStatus.UNAUTHORIZED:
+        body["error"] = "Unauthorized"
+    return body
 
 
 class _Endpoint:
@@ -80,9 +97,7 @@ class _Endpoint:
         self.plan = FaultPlan(config.faults)
         self.stopping = asyncio.Event()  # set at shutdown: releases the "slow" requests
         self._sleep = sleep
-        self._authorization = f"Bearer {config.token}"
-        # Requests whose locationId cannot be read are counted against the token itself.
-        self._token_bucket = f"token:{config.token}"
+        self.tokens = Tokens(config, clock)
 
     async def update_tags(self, request: web.Request) -> web.StreamResponse:
         self.stats.arrived()
@@ -94,12 +109,17 @@ class _Endpoint:
     async def _update_tags(self, request: web.Request) -> web.StreamResponse:
         fate = self.plan.draw()  # before the first await: draws follow the arrival order
         self.stats.total_requests += 1
-        body = _loads(await request.read())
+        body = read_body(request.content_type, await request.read())
         location = body.get("locationId") if isinstance(body, dict) else None
-        bucket = location if isinstance(location, str) else self._token_bucket
+        token = _bearer(request)
+        # Requests whose locationId cannot be read are counted against the token itself.
+        bucket = location if isinstance(location, str) else f"token:{token}"
 
-        if request.headers.get("Authorization") != self._authorization:
+        if token is None or not self.tokens.known(token):
             return await self._answer(fate, 401, _UNAUTHORIZED, self.limiter.peek(bucket).headers)
+        if (refusal := self.tokens.use(token)) is not None:
+            headers = self.limiter.peek(bucket).headers
+            return await self._answer(fate, refusal.status, _refused(refusal), headers)
 
         verdict = self.limiter.admit(bucket)
         self.stats.note_window(bucket, verdict.window_count)
@@ -119,8 +139,8 @@ class _Endpoint:
             unprocessable = {"statusCode": 422, "message": update, "error": "Unprocessable Entity"}
             return await self._answer(fate, 422, unprocessable, headers)
 
-        if update.location_id not in self.config.locations:
-            return await self._answer(fate, 403, _FORBIDDEN, headers)
+        if (refusal := self.tokens.reach(token, update.location_id)) is not None:
+            return await self._answer(fate, refusal.status, _refused(refusal), headers)
 
         fate = self.plan.settle(fate)
         if fate.fault is not Fault.NONE:
@@ -162,6 +182,48 @@ class _Endpoint:
         if fate.fault is Fault.MALFORMED:
             raw = raw[: len(raw) // 2]
         return await self._answer(fate, 201, raw, headers)
+
+    async def exchange(self, request: web.Request) -> web.Response:
+        """`POST /oauth/locationToken`: the agency token, a form with `companyId` and
+        `locationId`, `Version: 2021-07-28` (oauth.openapi.json) -> a location token."""
+        self.stats.exchange_requests += 1
+        token = _bearer(request)
+        if token is None or not self.tokens.is_agency(token):
+            return self._plain(
+                401, _UNAUTHORIZED if token is None else _refused(Refusal(401, INVALID_JWT))
+            )
+        problem = version_problem(request.headers.get("Version"), OAUTH_VERSIONS)
+        if problem is not None:
+            return self._plain(400, {"statusCode": 400, "message": problem})
+        # Like JSON, a form is parsed only when it says it is one (Express's urlencoded parser).
+        form = await request.post() if request.content_type == FORM else {}
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        if problems := exchange_problems(fields):
+            unprocessable = {
+                "statusCode": 422,
+                "message": problems,
+                "error": "Unprocessable Entity",
+            }
+            return self._plain(422, unprocessable)
+        issued = self.tokens.exchange(fields["companyId"], fields["locationId"])
+        if isinstance(issued, Refusal):
+            return self._plain(issued.status, _refused(issued))
+        access_token, expires_in = issued
+        return self._plain(
+            200,
+            {
+                "access_token": access_token,
+                "token_type": "Bearer",
+                "expires_in": expires_in,
+                "scope": "contacts.write contacts.readonly",
+                "locationId": fields["locationId"],
+                "userId": "sandboxUser000000001",
+            },
+        )
+
+    def _plain(self, status: int, payload: object) -> web.Response:
+        self.stats.by_status[status] += 1
+        return web.Response(status=status, body=_dumps(payload), content_type="application/json")
 
     async def report_stats(self, request: web.Request) -> web.Response:
         return web.Response(body=_dumps(self.stats.to_json()), content_type="application/json")
@@ -234,6 +296,9 @@ class Sandbox:
             if fixture is not None
             else Universe(strict_unknown=strict)
         )
+        if self.universe.tokens:  # the fixture's tokens, under the config's own
+            tokens = {**self.universe.tokens, **self.config.tokens}
+            self.config = dataclasses.replace(self.config, tokens=tokens)
         self.stats = SandboxStats()
         self._endpoint = _Endpoint(self.config, self.universe, self.stats, clock, wall_clock, sleep)
         self._runner: web.AppRunner | None = None
@@ -243,9 +308,15 @@ class Sandbox:
     def token(self) -> str:
         return self.config.token
 
+    @property
+    def tokens(self) -> Tokens:
+        """The tokens it knows and issued (`exchanges`: location tokens issued so far)."""
+        return self._endpoint.tokens
+
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post(UPDATE_PATH, self._endpoint.update_tags)
+        app.router.add_post(EXCHANGE_PATH, self._endpoint.exchange)
         app.router.add_get(STATS_PATH, self._endpoint.report_stats)
         # No access log: a benchmark sends thousands of requests. The shutdown timeout only
         # bounds a handler stuck in the injected `sleep`; slow requests are released by stop().

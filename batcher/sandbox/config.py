@@ -8,7 +8,11 @@ value is refused with the same one-line `ValueError` naming the option or TOML k
     allow_public = false
     port = 8765                      # 0: an ephemeral port
     token = "sandbox-token"
-    locations = ["sandboxLocation00001", "asdrwHvLUxlfw5SqKVCN"]
+    locations = ["sandboxLocation00001", "asdrwHvLUxlfw5SqKVCN"]   # what `token` may reach
+    agency_token = ""                # an agency OAuth token, good only at /oauth/locationToken
+    company_id = "sandboxCompany000001"
+    agency_locations = []            # the locations it may exchange for (empty: `locations`)
+    location_token_ttl_s = 86399     # an exchanged token's lifetime (the service's expires_in)
     fixture = "sandbox-fixture.json"   # relative to the TOML file
     strict_unknown = false
     record_requests = true
@@ -32,6 +36,12 @@ value is refused with the same one-line `ValueError` naming the option or TOML k
     malformed = 0.02
     latency_ms = [5, 50]             # MIN, MAX
     seed = 7
+
+    [sandbox.tokens]                 # more sub-account tokens, each bound to its locations
+    "token-of-main-street" = ["mainStreetLocation01"]
+
+    [sandbox.revoke_after]           # a token refused (401 "Invalid JWT") after N requests
+    "token-of-main-street" = 40
 
 Option strings: `--rate "100/10000"`, `"100/10000,daily=200000,retry_after=true,window=fixed"`
 or `"off"`;
@@ -158,6 +168,21 @@ class SandboxConfig:
     strict_unknown: bool = False
     # False: keep no copy of accepted bodies (a 1,000,000-contact benchmark).
     record_requests: bool = True
+    # More sub-account tokens (Private Integration Tokens), each bound to the locations it may
+    # reach; `token` reaches `locations`. One location's token does not open another
+    # (API-NOTES.md, "Credentials across locations").
+    tokens: dict[str, frozenset[str]] = field(default_factory=dict)
+    # A token refused (401 "Invalid JWT") once it has made this many bulk requests: a token
+    # revoked while a run goes on, reached deterministically.
+    revoke_after: dict[str, int] = field(default_factory=dict)
+    # An agency OAuth token: refused at the bulk endpoint, exchanged at /oauth/locationToken
+    # for a location token of `company_id`'s locations (`agency_locations`, else `locations`
+    # and every location of `tokens`), which expires after `location_token_ttl_s` seconds
+    # (HighLevel's expires_in is 86399: oauth.openapi.json).
+    agency_token: str = ""
+    company_id: str = "sandboxCompany000001"
+    agency_locations: frozenset[str] = frozenset()
+    location_token_ttl_s: float = 86_399.0
     rate: RateConfig | None = field(default_factory=RateConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
 
@@ -166,6 +191,15 @@ class SandboxConfig:
             raise ValueError(f"port must be between 0 and 65535, got {self.port}")
         if not self.token:
             raise ValueError("token must not be empty")
+        if self.location_token_ttl_s <= 0:
+            raise ValueError(
+                f"location_token_ttl_s must be above 0, got {self.location_token_ttl_s}"
+            )
+        if any(not token for token in self.tokens):
+            raise ValueError("tokens: a token must not be empty")
+        unknown = set(self.revoke_after) - set(self.tokens) - {self.token}
+        if unknown:
+            raise ValueError(f"revoke_after names tokens not served: {', '.join(sorted(unknown))}")
         if not self.allow_public and not is_loopback(self.host):
             raise ValueError(
                 f"sandbox.host {self.host!r} is not a loopback address (127.0.0.0/8, ::1, "
@@ -177,6 +211,22 @@ class SandboxConfig:
     def default_location(self) -> str:
         """The location for rows that name none: DEFAULT_LOCATION if served, else the first."""
         return DEFAULT_LOCATION if DEFAULT_LOCATION in self.locations else min(self.locations)
+
+    def reach(self, token: str) -> frozenset[str] | None:
+        """The locations a sub-account token may reach, or None for a token not served."""
+        if token in self.tokens:
+            return self.tokens[token]
+        return self.locations if token == self.token else None
+
+    @property
+    def served_locations(self) -> frozenset[str]:
+        """Every location some token reaches."""
+        return self.locations.union(*self.tokens.values())
+
+    @property
+    def exchangeable(self) -> frozenset[str]:
+        """The locations the agency token may obtain a location token for."""
+        return self.agency_locations or self.served_locations
 
     @property
     def is_public(self) -> bool:
@@ -225,9 +275,23 @@ def _convert(where: str, kind: Any, value: object, *, from_text: bool) -> object
             return (numbers[0], numbers[-1])
         raise ValueError(f"{where} must be MIN-MAX (e.g. 5-50), got {value!r}")
     if kind == frozenset[str]:
-        if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        if (
+            isinstance(value, list)
+            and all(isinstance(v, str) and v for v in value)
+            and (value or where.endswith("agency_locations"))
+        ):
             return frozenset(value)
         raise ValueError(f"{where} must be a non-empty list of strings, got {value!r}")
+    if kind == dict[str, frozenset[str]] and isinstance(value, dict):
+        return {
+            key: _convert(f"{where}.{key}", frozenset[str], item, from_text=from_text)
+            for key, item in value.items()
+        }
+    if kind == dict[str, int] and isinstance(value, dict):
+        return {
+            key: _convert(f"{where}.{key}", int, item, from_text=from_text)
+            for key, item in value.items()
+        }
     if kind == Path | None:
         return Path(_convert(where, str, value, from_text=from_text))  # type: ignore[arg-type]
     raise AssertionError(f"no converter for {kind}")  # a new field type needs one here

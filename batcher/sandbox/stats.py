@@ -23,6 +23,8 @@ class SandboxStats:
     """Counters, updated in place while the sandbox runs."""
 
     total_requests: int = 0
+    # Requests to POST /oauth/locationToken (also counted in by_status).
+    exchange_requests: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
     # Injected faults by kind (faults.Fault values); drops and slow answers have no status.
     faults: Counter[str] = field(default_factory=Counter)
@@ -55,6 +57,7 @@ class SandboxStats:
         `lost_changes` those changed by a request whose answer was lost)."""
         return {
             "total_requests": self.total_requests,
+            "exchange_requests": self.exchange_requests,
             "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
             "faults": dict(sorted(self.faults.items())),
             "max_window": self.max_window,

@@ -7,15 +7,22 @@ Fixture format (JSON, UTF-8)::
         "sandboxLocation00001": {"qFSqySFkVvNzOSqgGqFi": ["tag-1", "tag-2"], "...": []},
         "otherLocation0000002": {"3ualbhnV7j3n3a9r2moD": []}
       },
-      "deleted": ["aDeletedContact00001"]
+      "deleted": ["aDeletedContact00001"],
+      "tokens": {"token-of-other-location": ["otherLocation0000002"]}
     }
 
 `locations` maps a location id to its contacts, each to its tags in stored order; `deleted` lists
-contacts that answer "contact is deleted". Every id must be 20 letters/digits, and appear once.
+contacts that answer "contact is deleted"; `tokens` (optional) binds more sub-account tokens to
+the locations each may reach, as `[sandbox.tokens]` does. Every id must be 20 letters/digits, and
+appear once.
 
 An id absent from the fixture that is well-formed is, on first touch, created as a tagless contact
 of the requesting location (unless `strict_unknown`): a client can push any number of generated
 ids through the sandbox without a fixture.
+
+Tags are stored as the service stores them: trimmed and lower-cased (HighLevel's import help:
+"UPPERCASE ... will be lowercased"; API-NOTES.md, "Tags and what a change sets off"), so `VIP`,
+`vip` and `Vip ` are one tag, in a request, in the fixture and in `oldTags`/`tagsAdded`.
 
 Memory: one dict entry per touched contact, whose value is an interned tuple of tags shared by every
 contact with the same tags. Tuples rather than frozensets so that `oldTags` keeps the stored order
@@ -56,6 +63,12 @@ class TagUpdate:
     remove_all_tags: bool
 
 
+def stored(tag: str) -> str:
+    """A tag as the service keeps it: trimmed, lower-cased (JavaScript's toLowerCase, which
+    Python's `lower` matches; not `casefold`, which would also turn "ß" into "ss")."""
+    return tag.strip().lower()
+
+
 def is_valid_id(contact_id: str) -> bool:
     return _FIREBASE_ID.fullmatch(contact_id) is not None
 
@@ -68,6 +81,8 @@ class Universe:
         self._by_location: dict[str, dict[str, Tags]] = {}
         self._deleted: set[str] = set()
         self._interned: dict[Tags, Tags] = {(): ()}
+        # The fixture's `tokens`: more sub-account tokens and the locations each may reach.
+        self.tokens: dict[str, frozenset[str]] = {}
 
     @classmethod
     def from_fixture(cls, path: Path, *, strict_unknown: bool = False) -> Universe:
@@ -78,8 +93,20 @@ class Universe:
             raise ValueError(f"cannot read fixture {path}: {exc}") from None
         universe = cls(strict_unknown=strict_unknown)
         try:
-            if not isinstance(document, dict) or set(document) - {"locations", "deleted"}:
-                raise ValueError("the top level must be an object with 'locations', 'deleted'")
+            if not isinstance(document, dict) or set(document) - {"locations", "deleted", "tokens"}:
+                raise ValueError(
+                    "the top level must be an object with 'locations', 'deleted', 'tokens'"
+                )
+            tokens = document.get("tokens", {})
+            if not isinstance(tokens, dict) or not all(
+                isinstance(t, str)
+                and t
+                and isinstance(v, list)
+                and all(isinstance(x, str) for x in v)
+                for t, v in tokens.items()
+            ):
+                raise ValueError("'tokens' must map tokens to lists of location ids")
+            universe.tokens = {token: frozenset(places) for token, places in tokens.items()}
             deleted = document.get("deleted", [])
             if not isinstance(deleted, list) or not all(isinstance(c, str) for c in deleted):
                 raise ValueError("'deleted' must be a list of contact ids")
@@ -106,7 +133,7 @@ class Universe:
         if contact_id in self._deleted or self.location_of(contact_id) is not None:
             raise ValueError(f"contact {contact_id} is given twice")
         contacts = self._by_location.setdefault(location_id, {})
-        contacts[contact_id] = self._intern(tuple(dict.fromkeys(tags)))
+        contacts[contact_id] = self._intern(tuple(dict.fromkeys(map(stored, tags))))
 
     def delete_contact(self, contact_id: str) -> None:
         """Mark a contact deleted (wherever it was): it then answers "contact is deleted"."""
@@ -184,8 +211,8 @@ class Universe:
         return None
 
     def _step(self, old: Tags, update: TagUpdate) -> tuple[Tags, list[str], list[str]]:
-        """New tags, tags added, tags removed: only real changes are reported (exact case)."""
-        wanted = dict.fromkeys(update.tags)
+        """New tags, tags added, tags removed: only real changes are reported (tags as stored)."""
+        wanted = dict.fromkeys(map(stored, update.tags))
         if update.type == "add":
             added = [tag for tag in wanted if tag not in old]
             return self._intern(old + tuple(added)), added, []

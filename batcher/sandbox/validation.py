@@ -7,17 +7,34 @@ wordings. Two choices of ours, documented here:
 
 - an unknown `{type}` is a 422 like any other failed constraint (the OpenAPI declares it an enum
   `[add, remove]`), with class-validator's `IsEnum` wording;
-- a body that is not JSON, or JSON but not an object, is a 422 ("body must be a JSON object").
+- a body that is not JSON, or JSON but not an object, is a 422 ("body must be a JSON object");
+- a body sent with a `Content-Type` other than `application/json` is not read at all: Express's
+  JSON parser, which NestJS puts in front of every route, only parses that type and leaves the
+  body empty (`{}`) otherwise, so the answer is the 422 of an empty body (every required
+  property missing), not a 415, which NestJS never sends on its own;
+- an empty tag (`""`, or blanks only: the service trims and lower-cases tags before storing
+  them) is a 422 ("each value in tags should not be empty", class-validator's `IsNotEmpty`
+  with `each`); `removeAllTags` with `tags: []` has none, and is fine.
+
+The `Version` header is checked against the endpoint's own list (bulk-tags.openapi.json says
+`2021-07-28`; the v3 file `v3`): HighLevel's versioning page also lists `2021-04-15` and
+`2023-02-21`, which this endpoint's spec does not, so the sandbox refuses them (400).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Literal
 
 from batcher.sandbox.universe import TagUpdate
 
 # `Version: 2021-07-28` for v2, `Version: v3` for v3 (API-NOTES.md, "Request").
 VERSIONS = ("2021-07-28", "v3")
+# `POST /oauth/locationToken` lists only 2021-07-28 (oauth.openapi.json).
+OAUTH_VERSIONS = ("2021-07-28",)
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
 TYPES: tuple[Literal["add", "remove"], ...] = ("add", "remove")
 
 # The OpenAPI's maxItems for UpdateTagsDTO (bulk-tags.openapi.json).
@@ -27,13 +44,31 @@ MAX_TAGS = 50
 _FIELDS = ("contacts", "tags", "locationId", "removeAllTags")
 
 
-def version_problem(version: str | None) -> str | None:
-    """The 400 message for a missing or unknown Version header, or None."""
+def version_problem(version: str | None, versions: tuple[str, ...] = VERSIONS) -> str | None:
+    """The 400 message for a missing Version header or one not in `versions`, or None."""
     if version is None:
         return "Version header was not found"
-    if version not in VERSIONS:
-        return f"Version header must be one of: {', '.join(VERSIONS)}"
+    if version not in versions:
+        return f"Version header must be one of: {', '.join(versions)}"
     return None
+
+
+def read_body(content_type: str, raw: bytes) -> object:
+    """The body as the service's JSON parser leaves it: parsed for `application/json`, an empty
+    object for any other type (not parsed at all), None for JSON that cannot be read."""
+    if content_type != JSON:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
+        return None
+
+
+def exchange_problems(fields: Mapping[str, str]) -> list[str]:
+    """The 422's messages for a `/oauth/locationToken` form (GetLocationAccessCodeBodyDto)."""
+    return [
+        f"{name} must be a string" for name in ("companyId", "locationId") if name not in fields
+    ]
 
 
 def parse_update(type_: str, body: object) -> TagUpdate | list[str]:
@@ -49,6 +84,8 @@ def parse_update(type_: str, body: object) -> TagUpdate | list[str]:
     remove_all = body.get("removeAllTags")  # @IsOptional: null is the same as absent
     problems += _string_array_problems("contacts", contacts, MAX_CONTACTS)
     problems += _string_array_problems("tags", tags, MAX_TAGS)
+    if isinstance(tags, list) and any(isinstance(t, str) and not t.strip() for t in tags):
+        problems.append("each value in tags should not be empty")
     if not isinstance(location_id, str):
         problems.append("locationId must be a string")
     if remove_all is not None and not isinstance(remove_all, bool):

@@ -29,6 +29,12 @@ can answer in the API's place):
   message: only their class name, status and reason phrase are used;
 - redirects are never followed.
 
+Credentials: a batch is sent with its location's token (`send(batch, token)`; the client's own
+`token` when none is given), in the `Authorization` header of that request only. `exchange`
+obtains a location's token with an agency token (`POST /oauth/locationToken`, form-encoded
+`companyId` and `locationId`, `Version: 2021-07-28`: oauth.openapi.json); the token obtained is
+learnt by the Scrubber before it is returned, so no text leaving here can hold it.
+
 Proxies: for a base URL that is not loopback, HTTPS_PROXY/HTTP_PROXY/NO_PROXY are honoured as
 aiohttp's `trust_env` reads them; a loopback base URL (127.0.0.0/8, ::1, localhost: the sandbox)
 never goes through a proxy.
@@ -37,13 +43,15 @@ never goes through a proxy.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -66,6 +74,9 @@ from batcher.domain.net import is_loopback
 from batcher.support.secrets import Scrubber, sanitize
 
 DEFAULT_VERSION = "2021-07-28"
+# The only Version the location-token exchange lists (oauth.openapi.json), whatever api.version.
+EXCHANGE_VERSION = "2021-07-28"
+EXCHANGE_PATH = "/oauth/locationToken"
 NO_ENTRY_MESSAGE = "no per-contact answer in the API's response"
 
 # The largest answer body read, 201 or error alike. A 201 for 500 contacts (the most one request
@@ -134,24 +145,44 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max((_aware(when) - _aware(reference)).total_seconds(), 0.0)
 
 
+@dataclass(frozen=True, slots=True)
+class LocationToken:
+    """A location's access token from the agency exchange, and its lifetime in seconds."""
+
+    token: str = field(repr=False)
+    expires_in: float
+
+
 class BulkTagsClient:
-    """Sends one batch per call over one pooled aiohttp session; use it as `async with`."""
+    """Sends one batch per call over one pooled aiohttp session; use it as `async with`.
+
+    `token` is the default credential; `tokens` every other one the run may send (each
+    location's), all scrubbed from any text as the default one is."""
 
     def __init__(
         self,
         *,
         base_url: str,
         token: str,
+        tokens: Iterable[str] = (),
         version: str = DEFAULT_VERSION,
         timeout_s: float = 30.0,
         max_connections: int = 8,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._token = token
+        self._tokens = tuple(tokens)
         self._version = version
         self._timeout_s = timeout_s
         self._max_connections = max_connections
-        self._scrubber = Scrubber.for_environment(token)
+        self._scrubber = Scrubber.for_environment(token, tokens=self._tokens)
+        # The bulk request's headers; Authorization is replaced for a batch sent with another
+        # location's token.
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            "Version": version,
+            "Content-Type": "application/json",
+        }
         self._proxy: URL | None = None
         self._proxy_auth: aiohttp.BasicAuth | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -172,17 +203,16 @@ class BulkTagsClient:
         self._proxy, self._proxy_auth = _env_proxy(URL(self._url_for("add")))
         if self._proxy_auth is not None:  # a proxy's credentials are secrets like the token
             self._scrubber = Scrubber.for_environment(
-                self._token, others=[self._proxy_auth.password], names=[self._proxy_auth.login]
+                self._token,
+                others=[self._proxy_auth.password],
+                names=[self._proxy_auth.login],
+                tokens=self._tokens,
             )
+        # Authorization goes with each request: a batch carries its own location's token.
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._max_connections),
             timeout=aiohttp.ClientTimeout(total=self._timeout_s),
-            headers={
-                "Authorization": f"Bearer {self._token}",
-                "Version": self._version,
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-            },
+            headers={"Accept": "application/json"},
         )
         return self
 
@@ -204,21 +234,71 @@ class BulkTagsClient:
         """The proxy requests go through (None: direct), without its credentials."""
         return None if self._proxy is None else str(self._proxy.with_user(None))
 
-    async def send(self, batch: Batch) -> Answer:
-        """Make ONE attempt for `batch`; return its usable 201 or raise an ApiError subclass."""
+    async def send(self, batch: Batch, token: str | None = None) -> Answer:
+        """Make ONE attempt for `batch` with `token` (else the default one); return its usable
+        201 or raise an ApiError subclass."""
+        headers = self._headers
+        if token is not None and token != self._token:
+            headers = {**headers, "Authorization": f"Bearer {token}"}
+        status, reason, answer_headers, raw = await self._post(
+            self._url_for(batch.action.value), _encode_body(batch), headers
+        )
+        if status == HTTPStatus.CREATED:
+            return self._parse_created(batch, raw, answer_headers)
+        raise self._error_for(status, reason, answer_headers, raw)
+
+    def learn(self, token: str) -> None:
+        """Scrub `token` (a location token obtained elsewhere) from every text from now on."""
+        self._scrubber = self._scrubber.knowing(token)
+
+    async def exchange(self, agency_token: str, company_id: str, location_id: str) -> LocationToken:
+        """ONE attempt at `POST /oauth/locationToken`: `location_id`'s access token obtained
+        with `agency_token`, learnt by the scrubber before it is returned; or an ApiError
+        (the agency token refused: AuthError; the company or location refused: RejectedError,
+        ForbiddenError; or transient)."""
+        self._scrubber = self._scrubber.knowing(agency_token)
+        headers = {
+            "Authorization": f"Bearer {agency_token}",
+            "Version": EXCHANGE_VERSION,
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        form = urlencode({"companyId": company_id, "locationId": location_id}).encode()
+        status, reason, answer_headers, raw = await self._post(
+            self._base_url + EXCHANGE_PATH, form, headers
+        )
+        if status != HTTPStatus.OK:
+            raise self._error_for(status, reason, answer_headers, raw)
+        data = _load_json(raw)
+        token = data.get("access_token") if isinstance(data, dict) else None
+        expires_in = data.get("expires_in") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            raise MalformedAnswerError(
+                "HTTP 200 from the location-token exchange without an access_token",
+                status=status,
+                headers=answer_headers,
+            )
+        self.learn(token)
+        lifetime = float(expires_in) if isinstance(expires_in, int | float) else 0.0
+        return LocationToken(token, lifetime if math.isfinite(lifetime) else 0.0)
+
+    async def _post(
+        self, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[int, str, dict[str, str], bytearray]:
+        """One POST: its status, reason phrase, headers (cleaned) and body (capped)."""
         if self._session is None:
-            raise RuntimeError("BulkTagsClient.send() outside 'async with BulkTagsClient(...)'")
+            raise RuntimeError("BulkTagsClient used outside 'async with BulkTagsClient(...)'")
         try:
             async with self._session.post(
-                self._url_for(batch.action.value),
-                data=_encode_body(batch),
+                url,
+                data=body,
+                headers=headers,
                 allow_redirects=False,
                 proxy=self._proxy,
                 proxy_auth=self._proxy_auth,
             ) as response:
                 status = response.status
                 reason = response.reason or ""
-                headers = self._safe_headers(response.headers)
+                answer_headers = self._safe_headers(response.headers)
                 raw = await _read_capped(response)
         # aiohttp's own timeouts subclass TimeoutError (asyncio.TimeoutError is TimeoutError).
         # Only ConnectionTimeoutError is known to come before the request was written; the
@@ -233,7 +313,7 @@ class BulkTagsClient:
             raise MalformedAnswerError(
                 self._clean(f"HTTP {status}: {TOO_LARGE_MESSAGE}"),
                 status=status,
-                headers=headers,
+                headers=answer_headers,
                 exposed=_exposed_status(status),
             ) from None
         # Refused, reset, dropped (ServerDisconnectedError), TLS, proxy and payload errors.
@@ -241,10 +321,7 @@ class BulkTagsClient:
             raise TransportError(
                 self._clean(f"no answer: {_describe(exc)}"), exposed=_may_have_arrived(exc)
             ) from exc
-
-        if status == HTTPStatus.CREATED:
-            return self._parse_created(batch, raw, headers)
-        raise self._error_for(status, reason, headers, raw)
+        return status, reason, answer_headers, raw
 
     def _error_for(
         self, status: int, reason: str, headers: Mapping[str, str], raw: bytearray
@@ -607,6 +684,7 @@ __all__ = [
     "TOO_LARGE_MESSAGE",
     "Answer",
     "BulkTagsClient",
+    "LocationToken",
     "parse_rate_limit",
     "parse_retry_after",
 ]

@@ -43,7 +43,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 from batcher.domain.errors import Interrupted
 from batcher.domain.events import Event, EventSink, ignore
@@ -249,16 +248,17 @@ class Pacer:
             budget.daily_limit = info.daily_limit
         if info.daily_remaining is not None:
             if info.daily_remaining <= self._daily_reserve:
+                of = f" of {info.daily_limit:,}" if info.daily_limit else ""
                 self.exhaust(
                     location_id,
-                    f"X-RateLimit-Daily-Remaining is {info.daily_remaining}, limits.daily_reserve "
-                    f"{self._daily_reserve}; it {comes_back(None)}",
+                    f"X-RateLimit-Daily-Remaining is {info.daily_remaining:,}{of}, "
+                    f"limits.daily_reserve {self._daily_reserve}; {comes_back(None)}",
                 )
         elif budget.sent >= budget.daily_limit - self._daily_reserve:
             self.exhaust(
                 location_id,
                 f"{budget.sent:,} requests sent in this run, limits.daily_requests "
-                f"{budget.daily_limit:,}, limits.daily_reserve {self._daily_reserve}; it "
+                f"{budget.daily_limit:,}, limits.daily_reserve {self._daily_reserve}; "
                 f"{comes_back(None)}",
             )
         self.changed.set()
@@ -282,14 +282,31 @@ class Pacer:
 
     def exhaust(self, location_id: str, reason: str) -> None:
         """The location's daily quota is reached: nothing more is sent to it in this run."""
+        self._close(
+            location_id,
+            reason,
+            "location.quota_reached",
+            f"location {location_id}: the daily request quota is reached ({reason}); its "
+            "rows stay pending",
+        )
+
+    def refuse(self, location_id: str, reason: str) -> None:
+        """The location's credential was refused: nothing more is sent to it in this run."""
+        self._close(
+            location_id,
+            reason,
+            "location.refused",
+            f"location {location_id}: {reason}; its rows stay pending",
+        )
+
+    def _close(self, location_id: str, reason: str, name: str, text: str) -> None:
         budget = self._budget(location_id)
         if budget.exhausted is None:
             budget.exhausted = reason
             self._events(
                 Event(
-                    "location.quota_reached",
-                    f"location {location_id}: the daily request quota is reached ({reason}); its "
-                    "rows stay pending",
+                    name,
+                    text,
                     {"location_id": location_id, "reason": reason},
                     level="warning",
                     text=False,
@@ -312,16 +329,21 @@ class Pacer:
         return max(interval for _, interval in self._budget(location_id).windows)
 
 
-def comes_back(retry_after_s: float | None, now: datetime | None = None) -> str:
-    """When a spent daily quota comes back: the server's Retry-After if it gave one, else the
-    next midnight UTC (the sandbox's day; HighLevel does not document its own)."""
-    moment = now or datetime.now(UTC)
+def comes_back(retry_after_s: float | None) -> str:
+    """When a spent daily quota comes back, as far as the API says: its `Retry-After`, if the
+    answer had one; else that it does not say. HighLevel documents neither the reset time nor
+    the window ("per day" on one page, "per 24 hours" on another: API-NOTES.md, "Credentials
+    across locations"), so no time is made up."""
     if retry_after_s is not None:
-        at = moment + timedelta(seconds=retry_after_s)
-    else:
-        at = (moment + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    left = max(int((at - moment).total_seconds()), 0)
-    return f"comes back at {at:%Y-%m-%d %H:%M} UTC (in {left // 3600} h {left % 3600 // 60} min)"
+        return f"the answer's Retry-After says it comes back in {_duration(retry_after_s)}"
+    return "the API does not say when it resets"
+
+
+def _duration(seconds: float) -> str:
+    left = max(int(seconds), 0)
+    if left < 60:
+        return f"{left} s"
+    return f"{left // 3600} h {left % 3600 // 60} min"
 
 
 async def first_of(*events: asyncio.Event, within: float | None = None) -> None:

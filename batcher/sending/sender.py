@@ -5,8 +5,11 @@ per-contact answers, or `failed` outcomes for every row when no usable answer ca
 None when the run was stopped before an answer came: those rows stay `pending` and the next run
 sends them. Whether any attempt of the request may have reached the API without an answer
 (`ApiError.exposed`) is kept: in the outcome, or, for a request that ends without one, handed
-to `on_exposed` so that the ledger records it all the same. Errors that end the whole run (401,
-403) are raised with a message that says what to fix; the daily quota stops only its location.
+to `on_exposed` so that the ledger records it all the same. A 401/403 that concerns one
+location's credential stops only that location (its rows stay pending, `refused` says why and
+what to fix), as the daily quota does; a credential every location shares that is refused ends
+the whole run, raised with a message that says what to fix. A location token obtained through
+the agency is obtained again once after a 401 (`tokens.py`).
 The breakers that stop a run going wrong are in `breakers.py`.
 
 HTTP statuses are read here only through the typed errors of `batcher.domain.errors` (the client
@@ -21,16 +24,20 @@ from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 
 from batcher.domain.config import RetrySettings
+from batcher.domain.credentials import Credential
 from batcher.domain.errors import (
     RESUME,
     ApiError,
     AuthError,
+    CredentialsRefusedError,
     DailyQuotaError,
+    ExchangeError,
     FatalApiError,
     ForbiddenError,
     Interrupted,
     QuotaReachedError,
     RateLimitedError,
+    RejectedError,
 )
 from batcher.domain.events import Event, EventSink, ignore
 from batcher.domain.models import (
@@ -44,11 +51,13 @@ from batcher.sending.client import Answer, BulkTagsClient
 from batcher.sending.lanes import Dispatch
 from batcher.sending.pacing import Pacer, Slot, comes_back
 from batcher.sending.retrying import RetryPolicy
+from batcher.sending.tokens import Tokens
 
 __all__ = [
     "BatchSender",
     "Counters",
     "Wire",
+    "credentials_refused",
     "failure_message",
     "failure_reason",
     "quota_message",
@@ -98,9 +107,11 @@ class Wire:
 
 @dataclass
 class _Lost:
-    """Whether an attempt of one request may have reached the API without an answer."""
+    """Whether an attempt of one request may have reached the API without an answer, and the
+    token its last attempt went with (None: the client's default)."""
 
     exposed: bool = False
+    token: str | None = None
 
 
 class BatchSender:
@@ -110,6 +121,8 @@ class BatchSender:
     a slot of its own. A 429 pauses the batch's location for every worker; the daily quota
     (429 with X-RateLimit-Daily-Remaining: 0) stops only that location: its rows stay pending.
     `token_source` names where the token came from (`$BATCHER_TOKEN`) for the 401 message.
+    With `tokens` (each location's token) and `credential` (each location's Credential), a
+    refused credential that `shared` is False for pauses only its location (`refused`).
     `sleep` is the retry policy's: the run passes one that a stop interrupts (tests pass a fake
     one and never wait). `on_exposed` hears of a request that ends without an outcome (a stop,
     the daily quota, a 401/403) after an attempt that may have reached the API.
@@ -127,8 +140,17 @@ class BatchSender:
         events: EventSink = ignore,
         wire: Wire | None = None,
         on_exposed: Callable[[Batch], None] | None = None,
+        tokens: Tokens | None = None,
+        credential: Callable[[str], Credential] | None = None,
+        shared: bool = True,
     ) -> None:
         self._client = client
+        self._tokens = tokens
+        self._credential = credential
+        self._shared = shared
+        # Locations paused because their credential was refused: the credential's name, and
+        # the pending rows' message.
+        self.refused: dict[str, tuple[str, str]] = {}
         self._on_exposed = on_exposed
         self._wire = wire
         self._events = events
@@ -140,9 +162,15 @@ class BatchSender:
     def _count_retry(self, error: ApiError, wait_s: float) -> None:
         self._counters.retries += 1
 
-    async def _attempt(self, batch: Batch, slot: Slot, lost: _Lost) -> Answer:
+    async def _attempt(
+        self, batch: Batch, slot: Slot, lost: _Lost, *, renew: str | None = None
+    ) -> Answer:
         location = batch.location_id
         try:
+            if self._tokens is not None:
+                if (why := self._pacer.exhausted(location)) is not None:
+                    raise Interrupted(why)
+                lost.token = await self._token(location, renew)
             while True:
                 async with self._wire.turn() if self._wire is not None else nullcontext():
                     # The slot may have waited for its turn: what answers said meanwhile holds.
@@ -177,10 +205,28 @@ class BatchSender:
         self._pacer.observe(location, answer.rate, since=slot.started)
         return answer
 
+    async def _token(self, location: str, renew: str | None) -> str:
+        """The location's token (a new one after `renew` was refused); the exchange's refusal
+        of a location is an ExchangeError (transient trouble is retried like a request)."""
+        assert self._tokens is not None
+        try:
+            if renew is not None:
+                return await self._tokens.renew(location, renew, self._client, self._pacer)
+            return await self._tokens.token(location, self._client, self._pacer)
+        except (FatalApiError, RejectedError) as exc:
+            error = ExchangeError(
+                f"the location-token exchange answered {exc.message}", status=exc.status
+            )
+            error.attempts = exc.attempts
+            error.agency_refused = isinstance(exc, AuthError)
+            raise error from None
+
     async def _send(self, batch: Batch, lost: _Lost) -> Answer:
         """One attempt on the wire, noting in `lost` whether it may have reached the API."""
         try:
-            return await self._client.send(batch)
+            if lost.token is None:  # the client's own token
+                return await self._client.send(batch)
+            return await self._client.send(batch, lost.token)
         except ApiError as exc:
             lost.exposed = lost.exposed or exc.exposed
             raise
@@ -204,10 +250,20 @@ class BatchSender:
     async def _settle(self, dispatch: Dispatch, lost: _Lost) -> BatchOutcome | None:
         batch = dispatch.batch
         first: list[Slot] = [dispatch.slot]
+        renewed: list[bool] = []
 
         async def attempt() -> Answer:
             slot = first.pop() if first else await self._pacer.start(batch.location_id)
-            return await self._attempt(batch, slot, lost)
+            try:
+                return await self._attempt(batch, slot, lost)
+            except AuthError:
+                # An obtained location token may have expired or been revoked: a new one, once.
+                tokens = self._tokens
+                if renewed or tokens is None or not tokens.exchanged(batch.location_id):
+                    raise
+                renewed.append(True)
+                slot = await self._pacer.start(batch.location_id)
+                return await self._attempt(batch, slot, lost, renew=lost.token)
 
         try:
             answer, attempts = await self._policy.call(attempt)
@@ -216,11 +272,13 @@ class BatchSender:
         except DailyQuotaError as exc:
             self._pacer.exhaust(
                 batch.location_id,
-                "the API answered 429 with X-RateLimit-Daily-Remaining: 0; it "
+                "the API answered 429 with X-RateLimit-Daily-Remaining: 0; "
                 + comes_back(exc.retry_after_s),
             )
             return None  # the location is done for today: its rows stay pending
         except FatalApiError as exc:
+            if self._pause(exc, batch.location_id):
+                return None  # the location's credential is refused: its rows stay pending
             raise self._explained(exc, batch) from None
         except ApiError as exc:
             # Rejected (400/413/422) or retries exhausted: no per-contact answer for these rows.
@@ -259,10 +317,38 @@ class BatchSender:
             batch, answer.outcomes, answer.http_status, attempts, exposed=lost.exposed
         )
 
+    def _pause(self, exc: FatalApiError, location: str) -> bool:
+        """Pause `location` if `exc` refuses a credential of its own (not one every location
+        shares: that one stops the run); True if it did."""
+        if self._credential is None:
+            return False
+        # The agency's exchange refusing one location (not the agency token itself: a 401)
+        # concerns that location even when every location goes through the agency.
+        of_location = isinstance(exc, ExchangeError) and not exc.agency_refused
+        if self._shared and not of_location:
+            return False
+        if not isinstance(exc, AuthError | ForbiddenError | ExchangeError):
+            return False
+        credential = self._credential(location)
+        reason = f"the API refused {credential.label} for location {location} ({exc.message})"
+        self._pacer.refuse(location, reason)
+        self.refused.setdefault(
+            location,
+            (credential.label, f"not sent: {reason}; {credential.fix(location)}, then {RESUME}"),
+        )
+        return True
+
     def _explained(self, exc: FatalApiError, batch: Batch) -> FatalApiError:
         """The run-ending error, with what to do about it (SPEC "Exit status": 3)."""
-        if isinstance(exc, AuthError):
-            text = f"the API refused the token from {self._token_source} ({exc.message})"
+        if isinstance(exc, ExchangeError) and self._credential is not None:
+            credential = self._credential(batch.location_id)
+            text = f"{credential.label} failed for location {batch.location_id} ({exc.message})"
+            advice = f"{credential.fix(batch.location_id)}, then {RESUME}"
+        elif isinstance(exc, AuthError):
+            source = self._token_source
+            if self._credential is not None:
+                source = self._credential(batch.location_id).label
+            text = f"the API refused the token from {source} ({exc.message})"
             advice = "put a valid token with the contacts.write scope there, then " + RESUME
         elif isinstance(exc, ForbiddenError):
             text = f"the token has no access to location {batch.location_id} ({exc.message})"
@@ -291,6 +377,18 @@ def quota_reached(stopped: Mapping[str, str]) -> QuotaReachedError:
         f"the daily request quota of {count} location{'s' if count != 1 else ''} is reached: "
         f"{names}",
         advice="their rows stay pending: run the same command again when it resets",
+    )
+
+
+def credentials_refused(refused: Mapping[str, str]) -> CredentialsRefusedError:
+    """The run's stop when some locations' credentials (location -> the credential's name)
+    were refused (the others finished)."""
+    count = len(refused)
+    names = ", ".join(f"{location}: {label}" for location, label in sorted(refused.items()))
+    return CredentialsRefusedError(
+        f"the API refused the credential of {count} location{'s' if count != 1 else ''} "
+        f"({names}); the other locations finished",
+        advice="each report line says which credential to fix; then " + RESUME,
     )
 
 

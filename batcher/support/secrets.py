@@ -3,8 +3,9 @@
 Two tools, used wherever text from outside (the API's answers, exception messages) is kept or
 shown:
 
-- `Scrubber(token, others=..., names=...).scrub(text)` replaces every piece of the token of
-  `MIN_PIECE` or more characters, in any case, with `[token]`, and every such piece of the other
+- `Scrubber(token, others=..., names=..., tokens=...).scrub(text)` replaces every piece of the
+  token (and of each of `tokens`: every location's) of `MIN_PIECE` or more characters, in any
+  case, with `[token]`, and every such piece of the other
   secrets (a proxy's password, the page's start secret and password) with `[secret]`; user names
   (a proxy's) are replaced as whole words, so that a short one does not eat ordinary words; and
   the userinfo of any URL (`http://user:password@host`) is dropped. A server or a proxy that
@@ -127,15 +128,27 @@ class Scrubber:
     any case (`[secret]`); and the userinfo of every URL."""
 
     def __init__(
-        self, token: str | None, *, others: Iterable[str] = (), names: Iterable[str] = ()
+        self,
+        token: str | None,
+        *,
+        others: Iterable[str] = (),
+        names: Iterable[str] = (),
+        tokens: Iterable[str] = (),
     ) -> None:
+        self._args = (token, tuple(others), tuple(names), tuple(tokens))
+        labelled = ((token or "", REDACTED), *((t, REDACTED) for t in tokens))
         self._secrets = tuple(
             _Secret.of(text, label)
-            for text, label in ((token or "", REDACTED), *((o, SECRET) for o in others))
+            for text, label in dict.fromkeys((*labelled, *((o, SECRET) for o in others)))
             if text
         )
-        # Every piece of every secret, flat: `found_in` runs on every answer of a run.
+        # Every piece of every secret, flat: `found_in` runs on every answer of a run. The
+        # MIN_PIECE-long ones are looked up by the text's own windows (a set lookup per
+        # character of the text, whatever the number of secrets: 20 JWT-sized location tokens
+        # are 14,000 pieces, which searched one by one took 3 ms an answer); the whole of a
+        # shorter secret is searched for as it is.
         self._pieces = frozenset(piece for secret in self._secrets for piece in secret.pieces)
+        self._short = tuple(piece for piece in self._pieces if len(piece) < MIN_PIECE)
         words = sorted({n for n in names if n}, key=len, reverse=True)
         self._names = (
             re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, words)) + r")(?!\w)", re.IGNORECASE)
@@ -150,12 +163,18 @@ class Scrubber:
         *,
         others: Iterable[str] = (),
         names: Iterable[str] = (),
+        tokens: Iterable[str] = (),
         environ: Mapping[str, str] | None = None,
     ) -> Scrubber:
-        """A scrubber of `token`, `others`, `names`, and the proxy credentials the environment
-        holds."""
+        """A scrubber of `token` and `tokens` (every location's, `[token]`), `others`, `names`,
+        and the proxy credentials the environment holds."""
         passwords, users = proxy_credentials(environ)
-        return cls(token, others=[*others, *passwords], names=[*names, *users])
+        return cls(token, others=[*others, *passwords], names=[*names, *users], tokens=tokens)
+
+    def knowing(self, token: str) -> Scrubber:
+        """This scrubber, also of `token` (a location token obtained while a run goes on)."""
+        first, others, names, tokens = self._args
+        return Scrubber(first, others=others, names=names, tokens=(*tokens, token))
 
     def __repr__(self) -> str:
         sizes = ", ".join(str(len(secret.folded)) for secret in self._secrets)
@@ -166,7 +185,14 @@ class Scrubber:
         the common case)."""
         if self._pieces:
             folded = text.casefold()
-            if any(piece in folded for piece in self._pieces):
+            if len(folded) < len(self._pieces):
+                pieces = self._pieces
+                windows = range(len(folded) - MIN_PIECE + 1)
+                if any(folded[i : i + MIN_PIECE] in pieces for i in windows):
+                    return True
+                if any(piece in folded for piece in self._short):
+                    return True
+            elif any(piece in folded for piece in self._pieces):
                 return True
         if self._names is not None and self._names.search(text):
             return True

@@ -45,6 +45,7 @@ from batcher.app.directory import check_free, check_state_dir
 from batcher.app.inputs import detect_columns
 from batcher.app.jobs import Job
 from batcher.domain.config import Settings
+from batcher.domain.credentials import credential_variables
 from batcher.domain.errors import BatcherError, StateLockedError, UsageError
 from batcher.domain.net import is_loopback
 from batcher.support.crash import write_crash_file
@@ -114,8 +115,10 @@ class Page:
         self.state_dir = Path(settings.state.dir)
         self.csrf = secrets.token_urlsafe(32)
         self.access = Access(secret=options.secret, password=options.password, clock=options.clock)
+        tokens = (os.environ.get(name, "") for name in credential_variables(settings.api))
         self.scrubber = Scrubber.for_environment(
-            os.environ.get(settings.api.token_env),
+            None,
+            tokens=[token for token in tokens if token],
             others=[self.access.secret, *([options.password] if options.password else [])],
         )
         serve = settings.serve

@@ -232,8 +232,11 @@ def _plan_section(state: PageState) -> str:
         for status in Status
         if result.counts[status]
     )
+    credentials = {c.location_id: c.text for c in result.credentials}
+    own = "the sandbox's own"  # a sandbox run: the sandbox's token reaches its locations
     per_location = "".join(
-        f"<tr><td><code>{e(location)}</code></td><td class='num'>{requests:,}</td></tr>"
+        f"<tr><td><code>{e(location)}</code></td><td class='num'>{requests:,}</td>"
+        f"<td>{e(credentials.get(location, own))}</td></tr>"
         for location, requests in result.per_location[:10]
     )
     more = len(result.per_location) - 10
@@ -277,7 +280,8 @@ def _plan_section(state: PageState) -> str:
     {e(_duration(result.least_seconds))} at the rate limit.</p>
   {
         f'<table aria-label="Requests per location"><thead><tr><th scope="col">location</th>'
-        f'<th scope="col">requests</th></tr></thead><tbody>{per_location}</tbody></table>'
+        f'<th scope="col">requests</th><th scope="col">credential</th></tr></thead>'
+        f"<tbody>{per_location}</tbody></table>"
         if per_location
         else ""
     }

@@ -27,7 +27,8 @@ from batcher.support.stopping import Stop
 from .conftest import LOCATION, SandboxFactory, contact_ids, fast_settings, write_csv
 from .helpers import Gate, read_csv, write_config
 
-POOL = ("vip", "news", "beta", "Old Customer")
+# Lower-cased, as HighLevel (and the sandbox) store tags.
+POOL = ("vip", "news", "beta", "old customer")
 FROM_COLUMNS = InputOptions(default_location_id=LOCATION)
 
 

@@ -73,11 +73,23 @@ def test_removing_an_absent_tag_removes_nothing(universe: Universe) -> None:
     assert changes == {CONTACT: 1}
 
 
-def test_tags_compare_exactly_with_case(universe: Universe) -> None:
+def test_tags_are_stored_lower_cased_and_compared_without_case(universe: Universe) -> None:
+    """As HighLevel: `TAG-1` is the `tag-1` the contact has, `Tag-2 ` removes `tag-2`, and
+    `vip`, `VIP` and `Vip ` added one after another leave one `vip`."""
     entries, _ = universe.apply(_update("add", [CONTACT], ["TAG-1"]), Counter())
-    assert entries[0]["tagsAdded"] == ["TAG-1"]
-    entries, _ = universe.apply(_update("remove", [CONTACT], ["Tag-2"]), Counter())
-    assert entries[0]["tagsRemoved"] == []
+    assert entries[0]["tagsAdded"] == []
+    entries, _ = universe.apply(_update("remove", [CONTACT], ["Tag-2 "]), Counter())
+    assert entries[0]["tagsRemoved"] == ["tag-2"]
+    for spelling in ("vip", "VIP", "Vip "):
+        universe.apply(_update("add", [CONTACT], [spelling]), Counter())
+    assert universe.tags(CONTACT) == ("tag-1", "vip")
+
+
+def test_a_fixture_s_tags_are_stored_as_the_service_stores_them(tmp_path: Path) -> None:
+    """A fixture written with capitals holds lower-cased tags, each once."""
+    fixture = tmp_path / "f.json"
+    fixture.write_text(json.dumps({"locations": {"L": {CONTACT: ["VIP", "vip", " Lead"]}}}))
+    assert Universe.from_fixture(fixture).tags(CONTACT) == ("vip", "lead")
 
 
 def test_remove_all_tags_removes_every_tag(universe: Universe) -> None:

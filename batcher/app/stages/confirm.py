@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from batcher.app.credentials import LocationCredential
 from batcher.app.result import Preview
 from batcher.app.stages.plan import Planned
 from batcher.app.stages.prepare import Prepared
@@ -12,8 +13,10 @@ from batcher.domain.errors import UsageError
 __all__ = ["confirm", "preview"]
 
 
-def preview(prepared: Prepared, planned: Planned) -> Preview:
-    """What the run is about to send."""
+def preview(
+    prepared: Prepared, planned: Planned, credentials: tuple[LocationCredential, ...] = ()
+) -> Preview:
+    """What the run is about to send, and with which credentials."""
     return Preview(
         prepared.operation,
         planned.rows,
@@ -24,6 +27,7 @@ def preview(prepared: Prepared, planned: Planned) -> Preview:
         prepared.reading,
         planned.operations,
         planned.operation_count,
+        credentials,
     )
 
 

@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from batcher.app.credentials import uses_one_credential
 from batcher.app.identity import RunIdentity, identify
 from batcher.app.jobs import Job, default_report_path, describe_operation, input_options
 from batcher.app.sharding import missing_index
 from batcher.domain.config import Settings, read_token
+from batcher.domain.credentials import credentials_text
 from batcher.domain.errors import NothingToSendError, UsageError
 from batcher.loading import InputOptions, InputTable, open_input
 from batcher.reports.formats import check_report_path
@@ -79,7 +81,10 @@ def prepare(
     else:  # finished from its state alone: the input is not read
         identity = RunIdentity(recorded.key, recorded.target)
         operation = recorded.operation
-    token = None if (dry_run or job.sandbox is not None) else read_token(settings)
+    # One credential for every location is checked before the input is read, as it always
+    # was; credentials per location are checked once the file's locations are known.
+    checked = not dry_run and job.sandbox is None and uses_one_credential(settings)
+    token = read_token(settings) if checked else None
     target, token_source = _target(settings, job)
     return Prepared(
         started=datetime.now(UTC),
@@ -110,7 +115,7 @@ def _target(settings: Settings, job: Job) -> tuple[str, str]:
     sandbox gives its own)."""
     if job.sandbox is not None:
         return "the embedded sandbox", ""
-    return _host(settings.api.base_url.rstrip("/")), f"${settings.api.token_env}"
+    return _host(settings.api.base_url.rstrip("/")), credentials_text(settings.api)
 
 
 def _check_outputs(job: Job, report_path: Path | None, rejects: Path | None) -> None:

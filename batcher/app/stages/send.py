@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from batcher.app.credentials import read_credentials
 from batcher.app.emulator import Sandbox
 from batcher.app.jobs import Job
 from batcher.app.result import Progress, RunProgress, Tick
@@ -25,7 +26,14 @@ from batcher.sending.client import BulkTagsClient
 from batcher.sending.lanes import Dispatch, Lanes
 from batcher.sending.pacing import Pacer
 from batcher.sending.pool import run_pool
-from batcher.sending.sender import BatchSender, Counters, Wire, quota_message, quota_reached
+from batcher.sending.sender import (
+    BatchSender,
+    Counters,
+    Wire,
+    credentials_refused,
+    quota_message,
+    quota_reached,
+)
 from batcher.state import Ledger
 from batcher.support.stopping import Stop, interruptible_sleep
 
@@ -35,24 +43,30 @@ __all__ = ["Sent", "send"]
 @dataclass(frozen=True)
 class Sent:
     """What sending did: requests made, retried, refused with 429; the error that stopped it
-    (a breaker, a 401/403, the state file), and the locations whose daily quota was reached
-    (their rows stay pending), with why."""
+    (a breaker, a credential every location shares refused, the state file), the locations
+    whose daily quota was reached, with why, and those whose own credential was refused, with
+    that credential's name and their rows' message (their rows stay pending)."""
 
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
     stopped: BatcherError | None = None
     quota: Mapping[str, str] = field(default_factory=dict)
+    refused: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     def outcome(self, stop: Stop) -> tuple[BatcherError | None, dict[str, str]]:
-        """Why the run stopped, if it did (this stage's error, else a stop asked for, else the
-        daily quota), and the pending message of each location stopped by its quota."""
+        """Why the run stopped, if it did (this stage's error, else a stop asked for, else a
+        refused credential, else the daily quota), and the pending message of each location
+        stopped by its quota or its credential."""
         stopped = self.stopped
         if stop.requested and stopped is None:
             stopped = stop.error()
+        if self.refused and stopped is None:
+            stopped = credentials_refused({k: label for k, (label, _) in self.refused.items()})
         if self.quota and stopped is None:
             stopped = quota_reached(self.quota)
-        return stopped, {location: quota_message(why) for location, why in self.quota.items()}
+        pending = {location: quota_message(why) for location, why in self.quota.items()}
+        return stopped, {**pending, **{k: message for k, (_, message) in self.refused.items()}}
 
 
 class _Progress:
@@ -173,15 +187,19 @@ async def send(
     limits = settings.limits
     stopped: BatcherError | None = None
     async with contextlib.AsyncExitStack() as stack:
-        base_url, token = settings.api.base_url, prepared.token
+        base_url, token, credentials = settings.api.base_url, prepared.token, None
         if job.sandbox is not None:
             sandbox = await stack.enter_async_context(Sandbox(job.sandbox))
             base_url, token = sandbox.url, sandbox.token
-        assert token is not None  # read_token ran unless the sandbox supplies one
+        elif token is None:  # a credential per location, checked by the plan stage
+            locations = [location for location, _ in planned.per_location]
+            credentials = read_credentials(settings, locations, asyncio.get_running_loop().time)
+            token = credentials.default
         client = await stack.enter_async_context(
             BulkTagsClient(
                 base_url=base_url,
                 token=token,
+                tokens=credentials.secrets if credentials is not None else (),
                 version=settings.api.version,
                 timeout_s=settings.api.timeout_s,
                 max_connections=limits.concurrency,
@@ -197,6 +215,9 @@ async def send(
             events=emit,
             wire=sending.wire,
             on_exposed=ledger.record_exposed,
+            tokens=None if credentials is None else credentials.tokens,
+            credential=None if credentials is None else credentials.credential,
+            shared=True if credentials is None else credentials.shared,
         )
         # Sending allocates a few thousand short-lived objects per answer, and each full
         # collection the allocations set off would walk every object the process holds
@@ -219,10 +240,12 @@ async def send(
         finally:
             gc.unfreeze()
     counters = sending.counters
+    refused = dict(sending.sender.refused)
     return Sent(
         counters.requests,
         counters.retries,
         counters.rate_limited,
         stopped,
-        sending.lanes.stopped(),
+        {k: why for k, why in sending.lanes.stopped().items() if k not in refused},
+        refused,
     )
