@@ -33,8 +33,6 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
-import xlsxwriter
-
 from batcher.domain.fields import NUMBER_FIELDS, RESULT_FIELDS
 from batcher.domain.models import Cell
 
@@ -257,6 +255,10 @@ def _skeleton(
 ) -> dict[str, bytes]:
     """The parts of a workbook like the report with only its header row (`rows` the number of
     data rows the autofilter spans), and a Summary sheet of `facts` when given."""
+    # Imported here: only an XLSX report needs it, and every command (a CSV run, a plan, the
+    # report's helper) starts without its 50 ms.
+    import xlsxwriter
+
     buffer = io.BytesIO()
     workbook = xlsxwriter.Workbook(
         buffer,
