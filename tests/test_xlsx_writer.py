@@ -177,3 +177,21 @@ def test_more_rows_than_the_limit_are_refused(tmp_path: Path) -> None:
     assert write(1_001) == 1_001
     with pytest.raises(TooMany):
         write(1_000)
+
+
+def test_rows_written_whole_are_the_xml_of_rows_written_cell_by_cell() -> None:
+    """The template path (a row formatted at once, the batch looked at once) gives the very XML
+    of the careful path, empty cells and None included; a batch with one awkward cell, or text
+    in a number column, goes the careful way whole."""
+    encoder = xlsx._RowEncoder(COLUMNS)
+    plain = [tuple(row(n, note="" if n % 3 else "x")) for n in range(1, 50)]
+    plain.append((*row(50)[:8], None, None, None, None, None, "true", "", "last"))
+    assert encoder.rows(plain) == encoder._careful(plain)
+    assert "<c/>" in encoder.rows(plain)
+    assert "None" not in encoder.rows(plain)
+    for odd in ("a & b", " lead", "tail ", "x\x01", "_x0041_", "\u00a0nbsp", "x" * 20_000):
+        batch = [*plain, tuple(row(51, note=odd))]
+        assert encoder.rows(batch) == encoder._careful(batch)
+    texty = [*plain, (*row(52)[:11], "503", 2, "false", "x", "")]
+    assert encoder.rows(texty) == encoder._careful(texty)
+    assert "<t>503</t>" in encoder.rows(texty)

@@ -1,9 +1,10 @@
 """The XLSX report: its data sheet's XML written here, as a stream; the rest by xlsxwriter.
 
 xlsxwriter's constant-memory mode writes a cell at a time through several Python calls each:
-a 600,000-row report took minutes. Here a row's text cells are joined into its XML at once and
-looked at one row at a time: only a row holding something to escape (``& < >``, a control
-character, a leading or trailing blank, a cell over Excel's 32,767 characters) has its cells
+a 600,000-row report took minutes. Here each row is formatted whole from a template of its
+cells, and a thousand rows' text is looked at at once, at C speed: only a batch holding
+something to escape (``& < >``, a control character, a blank at a cell's edge, a cell over
+Excel's 32,767 characters, text in a number column) is written row by row, its awkward cells
 escaped one by one, as xlsxwriter escapes them.
 
 The workbook around the data is xlsxwriter's: a skeleton workbook with the same sheets, the
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import operator
 import re
 import zipfile
 import zlib
@@ -48,16 +50,25 @@ _OPEN = '<c t="inlineStr"><is><t>'
 _CLOSE = "</t></is></c>"
 _BETWEEN = _CLOSE + _OPEN
 _EMPTY = _OPEN + _CLOSE
-# What makes a row go cell by cell: XML's three, the control characters XML 1.0 cannot hold
-# and Excel's own escape of them (`_xHHHH_`, itself escaped when literal), the two non-characters,
+_NUMBER = "<c><v>%s</v></c>"
+_EMPTY_NUMBER = _NUMBER % ""
+_INT = frozenset({int, type(None)})
+# What makes a cell need care: XML's three, the control characters XML 1.0 cannot hold and
+# Excel's own escape of them (`_xHHHH_`, itself escaped when literal), the two non-characters,
 # and the blanks other than the space (a cell starting or ending with one needs
 # xml:space="preserve"; the space is looked for at the cells' edges).
 _SPECIAL = re.compile(
     "[&<>\x00-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufffe\uffff]|_x"
 )
-# The same for ASCII text, as bytes to delete: `bytes.translate` finds them at C speed, where a
-# regular expression takes tens of nanoseconds a character.
+# The same in UTF-8, looked for in the bytes of many cells at once: the ASCII ones deleted by
+# `bytes.translate`, the others found as byte strings (a regular expression takes tens of
+# nanoseconds a character).
 _ASCII_SPECIAL = bytes(range(32)) + b"&<>"
+_UTF8_SPECIAL = tuple(
+    chr(code).encode("utf-8")
+    for code in (0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F,
+                 0x3000, 0xFFFE, 0xFFFF)
+)  # fmt: skip
 _ESCAPED_ESCAPE = re.compile("(_x[0-9A-Fa-f]{4}_)")
 _CONTROL = re.compile("([\x00-\x08\x0b-\x1f])")
 # Excel caps a cell at 32,767 characters, counted in UTF-16 units; longer text is cut.
@@ -166,11 +177,17 @@ def _widths(columns: Sequence[str], sample: list[Sequence[Cell]]) -> list[int]:
 
 
 class _RowEncoder:
-    """The XML of report rows: runs of text columns joined at once, number columns apart."""
+    """The XML of report rows: a row formatted at once from a template of its cells."""
 
     def __init__(self, columns: Sequence[str]) -> None:
-        numbers = {i for i in NUMBER_FIELDS if i < len(RESULT_FIELDS)}
-        # (start, stop, numbers?) runs of columns.
+        numbers = [i for i in NUMBER_FIELDS if i < min(len(RESULT_FIELDS), len(columns))]
+        texts = [i for i in range(len(columns)) if i not in numbers]
+        cells = "".join(
+            _NUMBER if i in numbers else _OPEN + "%s" + _CLOSE for i in range(len(columns))
+        )
+        self._template = f"<row>{cells}</row>"
+        self._numbers = operator.itemgetter(*numbers) if len(numbers) > 1 else None
+        self._texts = operator.itemgetter(*texts) if len(texts) > 1 else None
         self._runs = [
             (group[0][0], group[-1][0] + 1, number)
             for number, grouped in itertools.groupby(
@@ -179,50 +196,71 @@ class _RowEncoder:
             for group in [list(grouped)]
         ]
 
-    def rows(self, rows: Iterable[Sequence[Cell]]) -> str:
-        """The `<row>` elements of `rows`."""
+    def rows(self, rows: Sequence[Sequence[Cell]]) -> str:
+        """The `<row>` elements of `rows`: each formatted whole from the template (no Python
+        code a cell), then all looked at once for anything that needs care (`_plain`); only
+        if something does, row by row (`_careful`)."""
+        if self._numbers is None or self._texts is None:
+            return self._careful(rows)
+        # Numbers as numbers: a number column holding anything but integers goes with care.
+        if not set(map(type, itertools.chain.from_iterable(map(self._numbers, rows)))) <= _INT:
+            return self._careful(rows)
+        # An empty cell is "" for the template (None would print as "None").
+        filled = [
+            r if type(r) is tuple and None not in r else tuple("" if v is None else v for v in r)
+            for r in rows
+        ]
+        texts = list(itertools.chain.from_iterable(map(self._texts, filled)))
+        xml = "".join(map(self._template.__mod__, filled))
+        if "<t> " in xml or " </t>" in xml or not _plain(texts):
+            return self._careful(rows)
+        return xml.replace(_EMPTY, "<c/>").replace(_EMPTY_NUMBER, "<c/>")
+
+    def _careful(self, rows: Iterable[Sequence[Cell]]) -> str:
+        """`rows` for rows with something to take care of: a run of text cells at a time,
+        each cell of a run with something in it on its own (`_cell`)."""
         out: list[str] = []
         add = out.append
-        runs = self._runs
         for values in rows:
             add("<row>")
-            for start, stop, number in runs:
+            for start, stop, number in self._runs:
                 cells = values[start:stop]
                 if number:
-                    for value in cells:
-                        add(f"<c><v>{value}</v></c>" if type(value) is int else _cell(value))
-                    continue
-                if None in cells:
-                    cells = ["" if value is None else value for value in cells]
-                try:
-                    plain = "".join(cells)  # type: ignore[arg-type]
-                except TypeError:  # a number among the text: each cell on its own
-                    add("".join(map(_cell, cells)))
-                    continue
-                joined = _OPEN + _BETWEEN.join(cells) + _CLOSE  # type: ignore[arg-type]
-                if _needs_care(plain, joined):
-                    add("".join(map(_cell, cells)))
+                    add("".join(map(_number, cells)))
+                elif all(type(cell) is str for cell in cells) and _plain(cells):
+                    add(_fast(cells))  # type: ignore[arg-type]
                 else:
-                    add(joined.replace(_EMPTY, "<c/>"))
+                    add("".join(map(_cell, cells)))
             add("</row>")
         return "".join(out)
 
 
-def _needs_care(plain: str, joined: str) -> bool:
-    """Whether a run of text cells (`plain` their text end to end, `joined` their XML as is)
-    holds a cell to escape, one with a blank at an edge, or one that may be too long."""
-    if plain.isascii():
-        ascii = plain.encode("ascii")
-        special = len(ascii.translate(None, _ASCII_SPECIAL)) != len(ascii)
-    else:
-        special = _SPECIAL.search(plain) is not None
-    return (
-        special
-        or "_x" in plain
-        or "<t> " in joined
-        or " </t>" in joined
-        or len(plain) > _CELL_MAX // 2
-    )
+def _number(value: Cell) -> str:
+    """A cell of a number column: a number if it is an integer, else text."""
+    return _NUMBER % value if type(value) is int else _cell(value)
+
+
+def _fast(cells: Sequence[str]) -> str:
+    """Text cells with nothing in them to take care of (`_plain`), as XML."""
+    joined = _OPEN + _BETWEEN.join(cells) + _CLOSE
+    if "<t> " in joined or " </t>" in joined:
+        return "".join(map(_cell, cells))
+    return joined.replace(_EMPTY, "<c/>")
+
+
+def _plain(texts: Sequence[Cell]) -> bool:
+    """Whether text cells (None or str) hold nothing to escape, no blank but the space, and
+    none that may be too long: looked for in their UTF-8 bytes end to end, at C speed."""
+    try:
+        data = "".join(filter(None, texts)).encode("utf-8")  # type: ignore[arg-type]
+    except (TypeError, UnicodeEncodeError):  # not text, or half a surrogate pair
+        return False
+    if len(data.translate(None, _ASCII_SPECIAL)) != len(data) or b"_x" in data:
+        return False
+    if not data.isascii() and any(special in data for special in _UTF8_SPECIAL):
+        return False
+    longest = max(map(len, filter(None, texts)), default=0)  # type: ignore[arg-type]
+    return longest <= _CELL_MAX // 2
 
 
 def _cell(value: Cell) -> str:
