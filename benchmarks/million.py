@@ -1,6 +1,7 @@
 """Time and peak memory of `batcher run` on a large CSV, against a baseline of the same run.
 
-    python benchmarks/million.py [--rows N] [--old-tags]   (default 1,000,000 rows; 5000000 for 5M)
+    python benchmarks/million.py [--rows N] [--shape narrow|wide] [--old-tags]
+    (default 1,000,000 rows, narrow; 5000000 for 5M)
 
 Three measurements on one generated file, each a fresh process, the sandbox unthrottled and the
 client's own pacing lifted (so the figures are batcher's own cost, not the API's rate limit):
@@ -11,7 +12,11 @@ client's own pacing lifted (so the figures are batcher's own cost, not the API's
   baseline, plus everything batcher does (ledger, retries, pacing, report);
 - `batcher run --sandbox`: as a user runs the demo, the sandbox inside batcher's process (its
   memory and CPU then count too).
-- `batcher plan` on the same file, next to pandas alone reading it (all cells as text).
+- `batcher plan` on the same file, next to pandas alone reading it (all cells as text);
+- the report stage alone, from the `--base-url` run's ledger, writing CSV (two processes, as a
+  run does) and XLSX, each in a fresh process.
+`--shape wide` makes a CRM export's six columns (id, first and last name, email, phone, company)
+instead of three short ones.
 Ratios are batcher / baseline, each the wall time of its whole process (Python's start
 included, as for a command a user runs). Each batcher run's stage breakdown (load, plan, send,
 report) comes from its summary; its requests per second while sending are compared with the
@@ -40,18 +45,89 @@ from pathlib import Path
 import aiohttp
 from common import LOCATION, OUT, TOKEN, UNTHROTTLED, Measured, external_sandbox, run_child
 
+# A CRM export's columns, with realistic widths (the `wide` shape).
+_FIRST = (
+    "Olivia",
+    "Liam",
+    "Emma",
+    "Noah",
+    "Charlotte",
+    "Oliver",
+    "Amelia",
+    "Elijah",
+    "Sophia",
+    "Mateo",
+    "Isabella",
+    "Lucas",
+    "Mia",
+    "Levi",
+    "Evelyn",
+    "Asher",
+    "Harper",
+    "James",
+)
+_LAST = (
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Moore",
+)
+_COMPANY = (
+    "Acme Widgets LLC",
+    "Northwind Traders",
+    "Globex Corporation",
+    "Initech",
+    "Umbrella Health Partners",
+    "Stark Industrial Supply",
+    "Wayne Logistics Inc.",
+    "Hooli",
+    "Vandelay Imports",
+    "Soylent Foods Co.",
+    "Cyberdyne Systems",
+)
 
-def make_input(rows: int) -> Path:
-    path = OUT / f"contacts-{rows}.csv"
+
+def make_input(rows: int, shape: str = "narrow") -> Path:
+    """The generated CSV: `narrow` (id, first name, email) or `wide` (id, first and last name,
+    email, phone, company: a CRM export's width)."""
+    path = OUT / (f"contacts-{rows}.csv" if shape == "narrow" else f"contacts-{shape}-{rows}.csv")
     if path.exists():
         return path
     rng = random.Random(42)
     alphabet = string.ascii_letters + string.digits
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["contact_id", "first_name", "email"])
+        if shape == "narrow":
+            writer.writerow(["contact_id", "first_name", "email"])
+            for n in range(rows):
+                contact = "".join(rng.choices(alphabet, k=20))
+                writer.writerow([contact, f"Name{n}", f"p{n}@example.com"])
+            return path
+        writer.writerow(["contact_id", "first_name", "last_name", "email", "phone", "company"])
         for n in range(rows):
-            writer.writerow(["".join(rng.choices(alphabet, k=20)), f"Name{n}", f"p{n}@example.com"])
+            first, last = rng.choice(_FIRST), rng.choice(_LAST)
+            writer.writerow(
+                [
+                    "".join(rng.choices(alphabet, k=20)),
+                    first,
+                    last,
+                    f"{first.lower()}.{last.lower()}{n}@example.com",
+                    f"+1 ({rng.randint(200, 999)}) 555-{rng.randint(0, 9999):04d}",
+                    rng.choice(_COMPANY),
+                ]
+            )
     return path
 
 
@@ -101,6 +177,36 @@ def stages(output: str) -> dict[str, float]:
     if found is None:
         return {}
     return {name: float(value) for name, value in re.findall(r"(\w+) ([\d.]+) s", found[1])}
+
+
+# The report stage alone, as a run's (`batcher.app.stages.report.tallied`: rows, counting, the
+# file; a CSV written by two processes as a run writes it), from a finished run's ledger; prints
+# its seconds.
+REPORT_ALONE = """
+import sys, time
+from pathlib import Path
+from batcher.app.rendering import Split
+from batcher.app.result import pending_message
+from batcher.app.stages.report import tallied
+from batcher.state import Ledger
+
+ledger, report = Ledger.reader(Path(sys.argv[1])), Path(sys.argv[2])
+started = time.perf_counter()
+tallied(ledger, report, pending_message(None), {}, summary=lambda tallied: {}, split=Split(),
+        notify=lambda text: None)
+print(time.perf_counter() - started)
+"""
+
+
+def run_report(ledger: Path, suffix: str) -> tuple[Measured, float]:
+    """The report of a finished run (its `ledger`) written alone, in a process of its own: the
+    process's figures and the report stage's seconds."""
+    measured = run_child(
+        [sys.executable, "-c", REPORT_ALONE, str(ledger), str(OUT / "run" / f"again{suffix}")],
+        OUT,
+        dict(os.environ),
+    )
+    return measured, float(measured.output.split()[-1])
 
 
 PANDAS_ALONE = """
@@ -156,6 +262,12 @@ def main() -> None:
         action="store_true",
         help="give the sandbox's contacts tags of their own, so that answers differ by contact",
     )
+    parser.add_argument(
+        "--shape",
+        choices=("narrow", "wide"),
+        default="narrow",
+        help="the input's columns: narrow (id, name, email) or wide (6 columns of contact data)",
+    )
     parser.add_argument("--bare-client", nargs=2, help=argparse.SUPPRESS)  # URL FILE
     args = parser.parse_args()
     if args.bare_client:
@@ -166,13 +278,16 @@ def main() -> None:
         return
     rows = args.rows_arg or args.rows
     OUT.mkdir(exist_ok=True)
-    source = make_input(rows)
+    source = make_input(rows, args.shape)
     requests = -(-rows // 500)
     fixture = make_fixture(source) if args.old_tags else None
     base, sending_s = run_baseline(source, fixture)
     base_s = base.seconds
     with external_sandbox(fixture) as url:
         external = run_batcher(source, "run", "--base-url", url)
+    (ledger,) = (OUT / "run" / ".batcher").glob("run-*.sqlite")
+    csv_report, csv_s = run_report(ledger, ".csv")
+    xlsx_report, xlsx_s = run_report(ledger, ".xlsx")
     embedded = run_batcher(source, "run", "--sandbox", fixture=fixture)
     plan = run_batcher(source, "plan")
     pandas_alone = run_child(
@@ -180,14 +295,20 @@ def main() -> None:
     )
     own_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    print(f"input: {rows:,} rows, {source.stat().st_size / 2**20:.0f} MiB ({source})"
-          + (f"; contacts' own tags from {fixture}" if fixture is not None else ""))  # fmt: skip
-    print(f"baseline, bare client + sandbox process:   {base_s:6.1f} s  "
-          f"{requests / sending_s:,.0f} requests/s  peak RSS {base.peak_mib:,.0f} MiB  "
-          f"CPU {base.cpu_s:.1f} s  (reading and sending {sending_s:.1f} s, the rest starting "
-          "Python)")  # fmt: skip
-    for name, m in (("batcher --base-url + sandbox process:", external),
-                    ("batcher --sandbox (one process):     ", embedded)):  # fmt: skip
+    print(
+        f"input: {rows:,} rows, {source.stat().st_size / 2**20:.0f} MiB ({source})"
+        + (f"; contacts' own tags from {fixture}" if fixture is not None else "")
+    )
+    print(
+        f"baseline, bare client + sandbox process:   {base_s:6.1f} s  "
+        f"{requests / sending_s:,.0f} requests/s  peak RSS {base.peak_mib:,.0f} MiB  "
+        f"CPU {base.cpu_s:.1f} s  (reading and sending {sending_s:.1f} s, the rest starting "
+        "Python)"
+    )
+    for name, m in (
+        ("batcher --base-url + sandbox process:", external),
+        ("batcher --sandbox (one process):     ", embedded),
+    ):
         parts = stages(m.output)
         rate = (
             f"  {requests / parts['send']:,.0f} requests/s while sending"
@@ -205,9 +326,20 @@ def main() -> None:
         f"peak RSS {plan.peak_mib:,.0f} MiB; pandas alone reading the file: "
         f"{pandas_alone.seconds:.1f} s ({plan.seconds / pandas_alone.seconds:.1f}x)"
     )
+    print(
+        f"report stage alone, from the run's ledger: CSV {csv_s:.1f} s (peak RSS "
+        f"{csv_report.peak_mib:,.0f} MiB), XLSX {xlsx_s:.1f} s (peak RSS "
+        f"{xlsx_report.peak_mib:,.0f} MiB): XLSX {xlsx_s / csv_s:.2f}x CSV"
+    )
+    print(
+        f"ratios: run --base-url {external.seconds / base_s:.2f}x bare client, "
+        f"run --sandbox {embedded.seconds / base_s:.2f}x, "
+        f"plan {plan.seconds / pandas_alone.seconds:.2f}x pandas, XLSX {xlsx_s / csv_s:.2f}x CSV"
+    )
     external_stages = stages(external.output)
     figures = {
         "rows": rows,
+        "shape": args.shape,
         "old_tags": fixture is not None,
         "baseline_s": round(base_s, 2),
         "baseline_sending_s": round(sending_s, 2),
@@ -224,6 +356,9 @@ def main() -> None:
         "embedded_peak_mib": round(embedded.peak_mib),
         "plan_s": round(plan.seconds, 2),
         "plan_peak_mib": round(plan.peak_mib),
+        "report_csv_s": round(csv_s, 2),
+        "report_xlsx_s": round(xlsx_s, 2),
+        "report_xlsx_peak_mib": round(xlsx_report.peak_mib),
         "pandas_alone_s": round(pandas_alone.seconds, 2),
         "baseline_peak_mib": round(base.peak_mib),
         "baseline_cpu_s": round(base.cpu_s, 2),

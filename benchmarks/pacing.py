@@ -207,8 +207,9 @@ HANG_S = 60.0  # no run here needs more than about 25 s
 
 def run_batcher(work: Path, source: Path, url: str, *options: str) -> Run:
     report = work / f"{source.stem}-report.jsonl"
+    # No -q: the request counts are read from the summary, which -q leaves out.
     argv = [sys.executable, "-m", "batcher", "run", str(source), "--base-url", url, "--fresh",
-            "-q", "--yes", "--report", str(report), *options]  # fmt: skip
+            "--yes", "--report", str(report), *options]  # fmt: skip
     env = {**os.environ, "BATCHER_TOKEN": TOKEN}
     started = time.perf_counter()
     child = subprocess.Popen(

@@ -1,6 +1,7 @@
 """Time the report stage alone: render a finished run's report from its ledger, several times.
 
-    python benchmarks/report_stage.py [--rows N] [--format csv|xlsx|jsonl] [-n RUNS] [--one]
+    python benchmarks/report_stage.py [--rows N] [--shape narrow|wide] [--old-tags]
+                                      [--format csv|xlsx|jsonl] [-n RUNS] [--one]
 
 The first call makes the run once (the same generated file as `million.py`, sent to the embedded
 sandbox) and keeps its ledger under benchmarks/out/report-stage-<N>/; every call then renders
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 from common import LOCATION, OUT, TOKEN, UNTHROTTLED
-from million import make_input
+from million import make_fixture, make_input
 
 from batcher.app.rendering import Split
 from batcher.app.result import pending_message
@@ -31,16 +32,23 @@ from batcher.app.stages.report import tallied
 from batcher.state import Ledger
 
 
-def finished_ledger(rows: int) -> Path:
-    """The ledger of a finished run over `rows` generated rows, made on the first call."""
-    work = OUT / f"report-stage-{rows}"
+def finished_ledger(rows: int, shape: str, old_tags: bool = False) -> Path:
+    """The ledger of a finished run over `rows` generated rows, made on the first call (with
+    `old_tags`, against contacts with tags of their own: answers that differ by contact)."""
+    name = f"report-stage-{rows}" if shape == "narrow" else f"report-stage-{shape}-{rows}"
+    work = OUT / (name + ("-old-tags" if old_tags else ""))
     found = sorted((work / ".batcher").glob("run-*.sqlite"))
     if found:
         return found[0]
     work.mkdir(parents=True, exist_ok=True)
     (work / "batcher.toml").write_text(UNTHROTTLED, encoding="utf-8")
     (work / "batcher.toml").chmod(0o600)
-    source = make_input(rows)
+    source = make_input(rows, shape)
+    if old_tags:
+        fixture = make_fixture(source)
+        (work / "batcher.toml").write_text(
+            UNTHROTTLED + f'fixture = "{fixture}"\n', encoding="utf-8"
+        )
     argv = [sys.executable, "-m", "batcher", "run", str(source), "--sandbox", "-q",
             "--action", "add", "--tags", "vip,2026-promo", "--location-id", LOCATION,
             "--report", "report.csv", "--yes"]  # fmt: skip
@@ -51,11 +59,13 @@ def finished_ledger(rows: int) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--shape", choices=("narrow", "wide"), default="narrow")
+    parser.add_argument("--old-tags", action="store_true", help="as million.py's")
     parser.add_argument("--format", choices=("csv", "xlsx", "jsonl"), default="csv")
     parser.add_argument("-n", type=int, default=3, help="renderings to time")
     parser.add_argument("--one", action="store_true", help="render in this process alone")
     args = parser.parse_args()
-    path = finished_ledger(args.rows)
+    path = finished_ledger(args.rows, args.shape, args.old_tags)
     ledger = Ledger.reader(path)
     report = path.parent.parent / f"report-stage.{args.format}"
     times = []

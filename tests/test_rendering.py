@@ -8,10 +8,12 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openpyxl  # test-only: reads the XLSX back independently of the writer
 import pytest
 from test_ledger import COLUMNS, KEY, LOST, NOT_FOUND, OK, _record, _row, _tags, load
 
@@ -100,6 +102,37 @@ def test_two_processes_write_the_same_report_and_counts_as_one(
     )
 
 
+def _sheet(path: Path) -> bytes:
+    with zipfile.ZipFile(path) as book:
+        return book.read("xl/worksheets/sheet1.xml")
+
+
+@pytest.mark.parametrize("helper", ["works", "fails"])
+def test_two_processes_write_the_same_xlsx_sheet_and_counts_as_one(
+    filled: Ledger, tmp_path: Path, helper: str
+) -> None:
+    """An XLSX report split between two processes (the helper's rows deflated into its part,
+    inflated into the sheet) has the very sheet XML one process writes, and reads back the
+    same; so does one whose helper failed, its rows written by this process."""
+    one = _render(filled, tmp_path / "one.xlsx", None)
+    failing = (sys.executable, "-c", "import sys; sys.exit('helper broke')")
+    split = ALWAYS if helper == "works" else Split(from_rows=2, command=failing)
+    notices: list[str] = []
+    two = _render(filled, tmp_path / "two.xlsx", split, notices)
+    assert notices == ([] if helper == "works" else [
+        "report: the second writer failed (helper broke); this process writes the rest"
+    ])  # fmt: skip
+    assert _sheet(tmp_path / "two.xlsx") == _sheet(tmp_path / "one.xlsx")
+    assert two == one
+    read = [
+        list(openpyxl.load_workbook(tmp_path / name)["report"].iter_rows(values_only=True))
+        for name in ("one.xlsx", "two.xlsx")
+    ]
+    assert read[1] == read[0]
+    assert len(read[0]) == filled.row_count() + 1
+    assert sorted(os.listdir(tmp_path)) == [".batcher", "one.xlsx", "two.xlsx"]
+
+
 def test_a_helper_that_fails_leaves_the_rest_to_this_process(
     filled: Ledger, tmp_path: Path
 ) -> None:
@@ -143,12 +176,14 @@ def test_the_helper_never_sees_the_token(
     ]
 
 
-@pytest.mark.parametrize(("name", "split"), [("r.xlsx", ALWAYS), ("r.csv", Split(from_rows=41))])
-def test_small_and_xlsx_reports_are_written_by_one_process(
+@pytest.mark.parametrize(
+    ("name", "split"), [("r.xlsx", Split(from_rows=41)), ("r.csv", Split(from_rows=41))]
+)
+def test_small_reports_are_written_by_one_process(
     filled: Ledger, tmp_path: Path, name: str, split: Split
 ) -> None:
-    """No helper starts (its command would fail, and say so): an XLSX file is one zip, and a
-    helper's start costs more than it saves on a small report (40 rows here)."""
+    """No helper starts (its command would fail, and say so): a helper's start costs more than
+    it saves on a small report (40 rows here)."""
     broken = Split(split.from_rows, command=(str(tmp_path / "no-such-python"),))
     notices: list[str] = []
     tally = _render(filled, tmp_path / name, broken, notices)

@@ -1,13 +1,14 @@
 """The report stage: a run's report rendered from its ledger and counted as it is written, by one
-process or, for a large CSV or JSONL report on a machine with a core to spare, by two.
+process or, for a large report on a machine with a core to spare, by two.
 
 Why two: rendering is SQLite handing rows to Python and the csv module writing them, both holding
 the GIL (a thread gains nothing), and with a million rows it took a third of a run's time while
 the machine's other core idled (5.5 s; 3.1 s with the helper). So a helper process (``python -m
 batcher.app.rendering``) renders the rows from the middle one on into a part file while this process
 renders the first half; the part's bytes are then appended, and the report is the very file one
-process writes, byte for byte. The helper's counts, reasons and examples are merged into this
-process's `Tally`.
+process writes, byte for byte (an XLSX report: the same sheet XML; the part holds its rows
+deflated, and is inflated into the sheet). The helper's counts, reasons and examples are merged
+into this process's `Tally`.
 
 The helper:
 - reads the run's state file read-only (`Ledger.reader`) beside this process, which holds the
@@ -27,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -44,6 +44,7 @@ from batcher.domain.models import Cell, Inert, Status
 from batcher.reports.formats import (
     RowSource,
     Summary,
+    copy_part,
     create_beside,
     write_part,
     write_rows,
@@ -218,10 +219,10 @@ def render(
                     return write_part(out, suffix, columns, rows(middle, LAST_ROW))
                 tally.extend(Tally.from_json(answer["tally"]))
                 file.seek(0)
-                shutil.copyfileobj(file, out, 1 << 20)
+                copy_part(file, out, suffix)
                 return int(answer["rows"])
 
-            return write_rows(path, columns, rows(0, middle - 1), rest=rest)
+            return write_rows(path, columns, rows(0, middle - 1), summary=summary, rest=rest)
     finally:
         file.close()
         part.unlink(missing_ok=True)
@@ -229,7 +230,7 @@ def render(
 
 def _middle(path: Path, ledger: Ledger, split: Split | None) -> int | None:
     """The row from which the helper renders, or None: one process."""
-    if split is None or path.suffix.lower() not in (".csv", ".jsonl") or not split.command[0]:
+    if split is None or not split.command[0]:
         return None
     if cores() < 2:
         return None
@@ -318,7 +319,7 @@ def _part(job: Mapping[str, Any]) -> dict[str, Any]:
             cells = ledger.report_rows(job["message"], job["pending"], inert, first=job["first"])
             return tally.rows(cells, check_parent)
 
-        rows = write_part(out, job["format"], ledger.columns, source)
+        rows = write_part(out, job["format"], ledger.columns, source, packed=True)
     return {"rows": rows, "tally": tally.to_json()}
 
 

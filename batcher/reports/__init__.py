@@ -1,2 +1,2 @@
-"""The report as a file: written to CSV, XLSX or JSONL, formula-safe and atomically (`formats`,
-xlsxwriter here only), and read back (`reading`)."""
+"""The report as a file: written to CSV, XLSX or JSONL, formula-safe and atomically (`formats`;
+the XLSX sheet in `xlsx`, xlsxwriter there only), and read back (`reading`)."""

@@ -25,19 +25,19 @@ Contract: SPEC.md, section "Report". Decisions taken here:
   tab, CR or LF among the blanks is a trigger itself. Other cells are left exactly as they are,
   and a cell is only looked at further when its first character is a trigger or a blank (one set
   lookup: a report writes millions of cells). In XLSX every text cell is written as a string cell
-  (``write_string``, and the workbook never converts strings to formulas, numbers or URLs): a
-  spreadsheet only runs a cell that holds a formula, never a string cell, so the text is left
-  exactly as it is. JSONL is data for programs and is left unchanged.
-- XLSX: constant-memory mode (rows are streamed to disk), bold frozen header, an autofilter over
-  the data, column widths from the header and the first rows (between 8 and 60 characters), and,
-  when the caller gives one, a ``Summary`` sheet (the run's facts: when, input, operation,
-  target, rows by status, requests, top reasons); ``row``, ``line``, ``http_status`` and
-  ``attempts`` are numbers. CSV stays plain: data only.
+  (an inline string: never a formula, a number or a URL): a spreadsheet only runs a cell that
+  holds a formula, never a string cell, so the text is left exactly as it is. JSONL is data for
+  programs and is left unchanged.
+- XLSX (`batcher.reports.xlsx`): rows streamed into the zip, bold frozen header, an autofilter
+  over the data, column widths from the header and the first rows (between 8 and 60
+  characters), and, when the caller gives one, a ``Summary`` sheet (the run's facts: when,
+  input, operation, target, rows by status, requests, top reasons); ``row``, ``line``,
+  ``http_status`` and ``attempts`` are numbers. CSV stays plain: data only.
 - The summary for scripts: ``write_summary`` writes the run's facts as one JSON object to
   ``<report name without extension>.summary.json`` beside the report (``summary_path``).
 - A sheet holds at most 1,048,575 data rows and 16,384 columns; a longer or wider report stops
   with UsageError, and a run checks first: ``check_report_path(path, rows=n, columns=k)``.
-  Excel caps a cell at 32,767 characters; xlsxwriter truncates longer text.
+  Excel caps a cell at 32,767 characters; longer text is cut there, as xlsxwriter cuts it.
 - Created safely, replaced atomically: the report is written to a new file with a random name
   beside it (``.<name>.<random>.tmp``), created with ``O_CREAT | O_EXCL`` (never an existing file,
   never through a symlink someone planted) and mode 0o666 so that the umask (and a default ACL)
@@ -59,15 +59,15 @@ import json
 import operator
 import os
 import secrets
+import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-import xlsxwriter
-
 from batcher.domain.errors import UsageError
-from batcher.domain.fields import LIST_FIELDS, NUMBER_FIELDS, RESULT_FIELDS, UNCERTAIN
+from batcher.domain.fields import LIST_FIELDS, RESULT_FIELDS, UNCERTAIN
 from batcher.domain.models import Cell, Inert, ReportLine
+from batcher.reports.xlsx import copy_sheet_rows, write_sheet_rows, write_xlsx
 from batcher.support.files import new_file_mode, unfinished
 
 __all__ = [
@@ -76,6 +76,7 @@ __all__ = [
     "XLSX_MAX_COLUMNS",
     "XLSX_MAX_DATA_ROWS",
     "check_report_path",
+    "copy_part",
     "report_columns",
     "summary_path",
     "write_report",
@@ -104,11 +105,6 @@ _BLANKS = (
 )
 # A cell is only inspected further when its first character is one of these.
 _SUSPECT_FIRST = _TRIGGERS | frozenset(_BLANKS)
-
-# XLSX column widths (in characters): from the header and the first rows, within these bounds.
-_WIDTH_SAMPLE = 200
-_MIN_WIDTH = 8
-_MAX_WIDTH = 60
 
 # The facts a report's Summary sheet shows (`RunResult.summary(final=False)`).
 Summary = Callable[[], Mapping[str, object]]
@@ -175,8 +171,8 @@ RowSource = Callable[[Inert | None], Iterable[Sequence[Cell]]]
 INERT = Inert(suspects=_SUSPECT_FIRST, make=lambda text: _inert(text))
 
 
-# Writes more rows at the end of a CSV or JSONL report (another process's part, see
-# `batcher.app.rendering`): called with the file once `rows` are written; returns how many it wrote.
+# Writes more rows at the end of a report (another process's part, see `batcher.app.rendering`):
+# called with the file (an XLSX report's sheet) once `rows` are written; returns how many it wrote.
 Rest = Callable[[IO[bytes]], int]
 
 
@@ -190,18 +186,18 @@ def write_rows(
 ) -> int:
     """Write the rows `rows` gives to `path` (format by extension), atomically; return the
     number written. Memory stays flat: rows are written as they come. `summary`, called once
-    the rows are written, gives the facts of an XLSX report's Summary sheet; `rest` (CSV and
-    JSONL) writes the report's last rows after them."""
+    the rows are written, gives the facts of an XLSX report's Summary sheet; `rest` writes the
+    report's last rows after them."""
     check_report_path(path, columns=len(input_columns))
     columns = report_columns(input_columns)
     streamed = _STREAMED.get(path.suffix.lower())
-    if rest is not None and streamed is None:
-        raise ValueError("an XLSX report is written whole, by one writer")
     fd, tmp = _create_temporary(path)
     try:
         with unfinished(tmp), open(fd, "wb") as f:
             if streamed is None:
-                count = _write_xlsx(f, path, columns, rows, summary)
+                limit = XLSX_MAX_DATA_ROWS
+                too_many = functools.partial(_too_many_rows, path)
+                count = write_xlsx(f, columns, rows(None), summary, limit, too_many, rest)
             else:
                 count = streamed(f, columns, rows, True)
                 if rest is not None:
@@ -215,13 +211,30 @@ def write_rows(
     return count
 
 
-def write_part(file: IO[bytes], suffix: str, input_columns: Sequence[str], rows: RowSource) -> int:
-    """Write rows of a CSV or JSONL report (`suffix`: ".csv" or ".jsonl") without its header,
-    exactly as `write_rows` writes them: a part that goes after another's rows (`Rest`)."""
-    streamed = _STREAMED.get(suffix)
-    if streamed is None:
-        raise ValueError("an XLSX report is written whole, by one writer")
-    return streamed(file, report_columns(input_columns), rows, False)
+def write_part(
+    file: IO[bytes],
+    suffix: str,
+    input_columns: Sequence[str],
+    rows: RowSource,
+    *,
+    packed: bool = False,
+) -> int:
+    """Write rows of a report (`suffix`: ".csv", ".jsonl" or ".xlsx") without its header,
+    exactly as `write_rows` writes them: a part that goes after another's rows (`Rest`). An
+    XLSX part is its sheet's rows; `packed` (a part written into a file of its own, for
+    `copy_part`) deflates them: their XML is several times a CSV's size."""
+    columns = report_columns(input_columns)
+    if suffix == ".xlsx":
+        return write_sheet_rows(file, columns, rows(None), packed=packed)
+    return _STREAMED[suffix](file, columns, rows, False)
+
+
+def copy_part(part: IO[bytes], out: IO[bytes], suffix: str) -> None:
+    """Copy a part `write_part` wrote with `packed` (read from its start) into the report."""
+    if suffix == ".xlsx":
+        copy_sheet_rows(part, out)
+    else:
+        shutil.copyfileobj(part, out, 1 << 20)
 
 
 def create_beside(path: Path) -> tuple[int, Path]:
@@ -373,104 +386,6 @@ def write_summary(path: Path, facts: Mapping[str, object]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _width(value: Cell) -> int:
-    return min(len(str(value)), _MAX_WIDTH)
-
-
-def _write_xlsx(
-    file: IO[bytes],
-    path: Path,
-    columns: tuple[str, ...],
-    rows: RowSource,
-    summary: Summary | None = None,
-) -> int:
-    options: dict[str, Any] = {
-        "constant_memory": True,  # rows are flushed as written: 1M rows in bounded memory
-        "strings_to_formulas": False,  # a text cell is never a formula...
-        "strings_to_numbers": False,  # ...nor silently a number (ids such as "00123")
-        "strings_to_urls": False,  # ...nor a link (and Excel's 65,530-URL limit)
-    }
-    number_columns = [i in NUMBER_FIELDS for i in range(len(RESULT_FIELDS))]
-    workbook = xlsxwriter.Workbook(file, options)  # the zip is written into `file` at close
-    count = 0
-    try:
-        sheet = workbook.add_worksheet("report")
-        bold = workbook.add_format({"bold": True})
-        for col, name in enumerate(columns):
-            sheet.write_string(0, col, name, bold)
-        sheet.freeze_panes(1, 0)
-        # Readable widths: the header's and the first rows' (a sample: a million rows stream).
-        widths = [max(len(name) + 2, _MIN_WIDTH) for name in columns]
-        for values in rows(None):
-            if count == XLSX_MAX_DATA_ROWS:
-                raise _too_many_rows(path)
-            count += 1
-            sampling = count <= _WIDTH_SAMPLE
-            for col, value in enumerate(values):
-                if value is None or value == "":
-                    continue  # an empty cell
-                if sampling:
-                    widths[col] = max(widths[col], _width(value) + 1)
-                if col < len(number_columns) and number_columns[col] and isinstance(value, int):
-                    sheet.write_number(count, col, value)
-                else:
-                    sheet.write_string(count, col, str(value))
-        for col, width in enumerate(widths):
-            sheet.set_column(col, col, min(width, _MAX_WIDTH))
-        sheet.autofilter(0, 0, count, len(columns) - 1)
-        if summary is not None:
-            _summary_sheet(workbook, summary(), bold)
-    finally:
-        workbook.close()
-    return count
-
-
-def _summary_sheet(workbook: Any, facts: Mapping[str, object], bold: Any) -> None:
-    """The `Summary` sheet: one fact per line; rows by status and the top reasons as tables."""
-    sheet = workbook.add_worksheet("Summary")
-    sheet.set_column(0, 0, 18)
-    sheet.set_column(1, 1, 60)
-    sheet.set_column(2, 2, 12)
-    line = 0
-
-    def put(label: str, value: object, *, label_format: Any = bold) -> None:
-        nonlocal line
-        sheet.write_string(line, 0, label, label_format)
-        if isinstance(value, bool) or value is None:
-            sheet.write_string(line, 1, "" if value is None else ("yes" if value else "no"))
-        elif isinstance(value, int | float):
-            sheet.write_number(line, 1, value)
-        else:
-            sheet.write_string(line, 1, str(value))
-        line += 1
-
-    for key, value in facts.items():
-        if key == "counts" and isinstance(value, Mapping):
-            line += 1
-            sheet.write_string(line, 0, "rows by status", bold)
-            line += 1
-            for status, rows in value.items():
-                put(str(status), rows, label_format=None)
-            line += 1
-        elif key == "reasons" and isinstance(value, list):
-            if not value:
-                continue
-            line += 1
-            sheet.write_string(line, 0, "top reasons", bold)
-            sheet.write_string(line, 2, "rows", bold)
-            line += 1
-            for reason in value:
-                if isinstance(reason, Mapping):
-                    sheet.write_string(line, 0, str(reason.get("status", "")))
-                    sheet.write_string(line, 1, str(reason.get("message", "")))
-                    sheet.write_number(line, 2, int(str(reason.get("rows", 0))))
-                    line += 1
-        elif isinstance(value, Mapping):
-            put(key, ", ".join(f"{k} {v}" for k, v in value.items()))
-        else:
-            put(key.replace("_", " "), value)
 
 
 def _too_many_rows(path: Path) -> UsageError:

