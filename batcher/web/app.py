@@ -147,6 +147,8 @@ class Page:
         )
         for key, value in changes.items():
             setattr(state, key, value)
+        if state.error and not state.focus:
+            state.focus = "error"
         upload = state.upload
         if upload is not None and state.columns is None:
             with contextlib.suppress(BatcherError):
@@ -250,7 +252,14 @@ class Page:
             # The page after a run shows the operation it ran, ready to run again.
             with contextlib.suppress(TypeError):
                 operation = Operation(**current.record.choices)
-        return self._page(self._state(upload=upload, notice=notice, operation=operation))
+        focus = ""
+        if notice:
+            focus = "action"  # a new upload: the operation is next
+        elif "run" in request.query and current is not None and not current.done:
+            focus = "stop-button"  # a run just started: Stop is the one thing left to do
+        return self._page(
+            self._state(upload=upload, notice=notice, operation=operation, focus=focus)
+        )
 
     async def upload(self, request: web.Request) -> web.Response:
         """multipart: the `csrf` field first (the form puts it first), then the `file`."""
@@ -328,7 +337,9 @@ class Page:
             return self._page(
                 self._state(upload=upload, operation=operation, error=self._message(exc)), 400
             )
-        return self._page(self._state(upload=upload, operation=operation, plan=view))
+        return self._page(
+            self._state(upload=upload, operation=operation, plan=view, focus="run-button")
+        )
 
     async def run(self, request: web.Request) -> web.Response:
         upload, operation = await self._form(request)
@@ -344,7 +355,7 @@ class Page:
                     report_path=report,
                 )
 
-            self.runs.start(make_job, upload.name, upload.id, asdict(operation))
+            active = self.runs.start(make_job, upload.name, upload.id, asdict(operation))
         except StateLockedError as exc:
             return self._page(
                 self._state(upload=upload, operation=operation, error=self._message(exc)), 409
@@ -353,7 +364,7 @@ class Page:
             return self._page(
                 self._state(upload=upload, operation=operation, error=self._message(exc)), 400
             )
-        raise web.HTTPSeeOther(f"/?upload={upload.id}#progress")
+        raise web.HTTPSeeOther(f"/?upload={upload.id}&run={active.record.id}#progress")
 
     def _undoable(self, given: object) -> RunInfo:
         """The finished run, with its report, that the form names (its state file's name)."""
@@ -395,7 +406,7 @@ class Page:
             return self._page(self._state(error=self._message(exc)), 409)
         except Exception as exc:
             return self._page(self._state(error=self._message(exc)), 400)
-        return self._page(self._state(undo_plan=view))
+        return self._page(self._state(undo_plan=view, focus="undo-run-button"))
 
     async def undo_run(self, request: web.Request) -> web.Response:
         """Start the undo of a finished run (after its plan was shown) as a page run."""
@@ -404,7 +415,7 @@ class Page:
         try:
             info = self._undoable(form.get("run"))
             self._check_free()
-            self.runs.start_undo(
+            active = self.runs.start_undo(
                 info,
                 config_file=self.options.config_file,
                 sandbox=self.options.sandbox,
@@ -413,15 +424,16 @@ class Page:
             return self._page(self._state(error=self._message(exc)), 409)
         except Exception as exc:
             return self._page(self._state(error=self._message(exc)), 400)
-        raise web.HTTPSeeOther("/#progress")
+        raise web.HTTPSeeOther(f"/?run={active.record.id}#progress")
 
     async def stop(self, request: web.Request) -> web.Response:
         form = await read_form(request)
         self.check_csrf(request.headers.get("X-CSRF-Token") or form.get("csrf"))
         self.runs.stop_current("stopped from the page")
-        current = self.runs.current
-        where = f"?upload={current.record.upload_id}" if current is not None else ""
-        raise web.HTTPSeeOther(f"/{where}#progress")
+        # Back to the page the Stop was pressed on (its own upload, not the run's).
+        upload = form.get("upload")
+        known = isinstance(upload, str) and self.uploads.get(upload) is not None
+        raise web.HTTPSeeOther(f"/?upload={upload}#progress" if known else "/#progress")
 
     def _current(self, request: web.Request) -> ActiveRun | None:
         current = self.runs.current

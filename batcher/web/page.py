@@ -55,6 +55,8 @@ class PageState:
     runs: Sequence[RunInfo] = ()
     records: Sequence[RunRecord] = ()
     undo_plan: UndoPlan | None = None
+    # The id of the element that gets the focus: the next thing to do after a POST ("": none).
+    focus: str = ""
 
 
 # The embedded sandbox starts empty for each run: an undo there cannot see the run's tags.
@@ -85,6 +87,12 @@ def _when(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _focus(state: PageState, element: str) -> str:
+    """` autofocus` on the element the page was drawn to go on with (WCAG 2.4.3: after a form,
+    the next thing to do has the focus, not the top of the page)."""
+    return " autofocus" if state.focus == element else ""
+
+
 def _csrf(state: PageState) -> str:
     return f'<input type="hidden" name="csrf" value="{e(state.csrf)}">'
 
@@ -103,7 +111,10 @@ def _operation_fields(state: PageState) -> str:
 def _messages(state: PageState) -> str:
     out = []
     if state.error:
-        out.append(f'<p class="error" role="alert" id="error">{e(state.error)}</p>')
+        out.append(
+            f'<p class="error" role="alert" id="error" tabindex="-1"{_focus(state, "error")}>'
+            f"{e(state.error)}</p>"
+        )
     if state.notice:
         out.append(f'<p class="notice" role="status" id="notice">{e(state.notice)}</p>')
     return "".join(out)
@@ -161,9 +172,10 @@ def _operation_section(state: PageState) -> str:
     def radio(value: str, label: str, disabled: bool = False) -> str:
         checked = " checked" if chosen == value else ""
         off = " disabled" if disabled else ""
+        focus = _focus(state, "action") if chosen == value else ""
         return (
             f'<label class="choice"><input type="radio" name="action" value="{value}"'
-            f"{checked}{off}> {e(label)}</label>"
+            f"{checked}{off}{focus}> {e(label)}</label>"
         )
 
     file_action = (
@@ -258,11 +270,15 @@ def _plan_section(state: PageState) -> str:
         if result.resumed
         else ""
     )
-    can_start = plan.to_send > 0 and not (state.current is not None and not state.current.done)
+    busy = state.current is not None and not state.current.done
+    # Held back only while another run goes on: the page lets it go when that run ends.
+    held = " disabled data-after-run" if busy else ""
     start = f"""
   <form id="run-form" method="post" action="/run">
     {_csrf(state)}{_operation_fields(state)}
-    <button type="submit" id="run-button" class="primary"{"" if can_start else " disabled"}>
+    <button type="submit" id="run-button" class="primary"{
+        held if plan.to_send > 0 else " disabled"
+    }{_focus(state, "run-button")}>
       Start: send {plan.to_send:,} rows to {e(result.target)}</button>
   </form>"""
     return f"""
@@ -352,7 +368,9 @@ def _undo_plan_section(state: PageState) -> str:
   <form id="undo-run-form" method="post" action="/undo/run">
     {_csrf(state)}
     <input type="hidden" name="run" value="{e(view.info.path.name)}">
-    <button type="submit" id="undo-run-button" class="primary"{"" if can_start else " disabled"}>
+    <button type="submit" id="undo-run-button" class="primary"{"" if can_start else " disabled"}{
+        _focus(state, "undo-run-button")
+    }>
       Undo: send {view.to_send:,} operations to {e(run.target)}</button>
   </form>
 </section>"""
@@ -384,7 +402,10 @@ def _progress_section(state: PageState) -> str:
             downloads += f' <span class="muted">(no XLSX: {e(record.xlsx_note)})</span>'
     stop = (
         f"""<form method="post" action="/stop" id="stop-form">{_csrf(state)}
-      <button type="submit" id="stop-button"{" disabled" if current.stop.requested else ""}>
+      <input type="hidden" name="upload" value="{e(state.upload.id if state.upload else "")}">
+      <button type="submit" id="stop-button"{" disabled" if current.stop.requested else ""}{
+            _focus(state, "stop-button")
+        }>
         Stop (requests in flight finish; the rest stays pending)</button></form>"""
         if not current.done
         else ""
@@ -483,17 +504,20 @@ def _runs_section(state: PageState) -> str:
         )
         undone = undone_report(info.input)
         shown_as = f"undo of {undone}" if undone else _input_name(state, info)
+        # data-label: on a narrow screen each cell is a line that names its column.
         rows.append(
-            f"<tr><td class='when'>{e(info.created.replace('T', ' '))}</td>"
-            f"<td title='{shown_name(info.input)}'>{shown_name(shown_as)}</td>"
-            f"<td>{e(info.operation)}</td><td>{e(info.target)}</td>"
-            f"<td class='state-{e(info.state)}'>{e(info.state)}"
-            f"{', undone' if info.undone is not None else ''}</td><td>{e(counts)}</td>"
-            f"<td>{report}</td><td>{undo}</td></tr>"
+            f"<tr><td class='when' data-label='started'>{e(info.created.replace('T', ' '))}</td>"
+            f"<td data-label='input' title='{shown_name(info.input)}'>{shown_name(shown_as)}</td>"
+            f"<td data-label='operation'>{e(info.operation)}</td>"
+            f"<td data-label='target'>{e(info.target)}</td>"
+            f"<td data-label='state' class='state-{e(info.state)}'>{e(info.state)}"
+            f"{', undone' if info.undone is not None else ''}</td>"
+            f"<td data-label='rows'>{e(counts)}</td>"
+            f"<td data-label='report'>{report}</td><td data-label='undo'>{undo}</td></tr>"
         )
     body = "".join(rows) or '<tr><td colspan="8" class="muted">No runs yet.</td></tr>'
     return f"""
-<section aria-labelledby="h-runs">
+<section aria-labelledby="h-runs" id="history">
   <h2 id="h-runs">Runs in the state directory</h2>
   <p class="help">Undo takes a finished run back from its own records (not from a report file
     that may have changed since): it shows the undo's plan first, and sends nothing until you

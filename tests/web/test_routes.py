@@ -132,7 +132,7 @@ async def test_a_bad_upload_is_refused_with_a_clear_message_and_nothing_sent(
     async with page_for(settings_for(state_dir, **{"serve.max_upload_mb": 1})) as page:
         status, text, _ = await page.upload(name, data)
         assert status == code
-        error = re.search(r'<p class="error" role="alert" id="error">([^<]*)</p>', text)
+        error = re.search(r'<p class="error" role="alert" id="error"[^>]*>([^<]*)</p>', text)
         assert error is not None, text
         assert expected in error.group(1)
         assert "Traceback" not in text
