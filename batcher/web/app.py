@@ -58,6 +58,7 @@ from batcher.web.runs import (
     Runs,
     UndoPlan,
     plan,
+    resumable,
     undo_plan,
     undo_problem,
 )
@@ -316,6 +317,33 @@ class Page:
 
     async def plan(self, request: web.Request) -> web.Response:
         upload, operation = await self._form(request)
+        return await self._plan(upload, operation)
+
+    async def resume(self, request: web.Request) -> web.Response:
+        """The plan of an unfinished page run, with the choices it saved (after a restart too):
+        Start continues it, never a new run beside it."""
+        form = await read_form(request)
+        self.check_csrf(request.headers.get("X-CSRF-Token") or form.get("csrf"))
+        try:
+            info = self._run_named(form.get("run"))
+            record = resumable(info, self.runs.records())
+            if record is None:
+                raise UsageError(
+                    "that run was not started from this page, or is finished: "
+                    "`batcher status` names the command that goes on with it"
+                )
+            upload = self.uploads.get(record.upload_id)
+            if upload is None:
+                raise _NotFoundError(
+                    "that run's upload is gone (uploads go after state.keep_days days): upload "
+                    "the same file again and choose the same operation; its plan goes on with "
+                    "the unfinished run"
+                )
+        except Exception as exc:
+            return self.error_page(exc)
+        return await self._plan(upload, Operation.saved(record.choices))
+
+    async def _plan(self, upload: Upload, operation: Operation) -> web.Response:
         try:
             job = operation.job(
                 self.settings,
@@ -368,6 +396,13 @@ class Page:
 
     def _undoable(self, given: object) -> RunInfo:
         """The finished run, with its report, that the form names (its state file's name)."""
+        info = self._run_named(given)
+        if problem := undo_problem(info):
+            raise UsageError(problem)
+        return info
+
+    def _run_named(self, given: object) -> RunInfo:
+        """The run in the state directory that the form names (its state file's name)."""
         name = given if isinstance(given, str) else ""
         runs = runs_in(self.state_dir) if name and self.state_dir.is_dir() else []
         info = next((info for info in runs if info.path.name == name), None)
@@ -376,8 +411,6 @@ class Page:
                 "that run is not in the state directory (any more); reload the page and choose "
                 "a run from the list"
             )
-        if problem := undo_problem(info):
-            raise UsageError(problem)
         return info
 
     def _check_free(self) -> None:
@@ -695,6 +728,7 @@ def create_app(settings: Settings, options: WebOptions | None = None) -> web.App
             web.post("/plan", page.plan),
             web.post("/run", page.run),
             web.post("/stop", page.stop),
+            web.post("/resume", page.resume),
             web.post("/undo", page.undo_plan),
             web.post("/undo/run", page.undo_run),
             web.get("/progress", page.progress),

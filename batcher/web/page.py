@@ -23,7 +23,16 @@ from batcher.app.result import RunResult
 from batcher.app.undo import undone_report
 from batcher.domain.models import Status
 from batcher.support.printable import escaped
-from batcher.web.runs import ActiveRun, Operation, PlanView, RunRecord, UndoPlan, undo_problem
+from batcher.web.runs import (
+    ActiveRun,
+    Operation,
+    PlanView,
+    RunRecord,
+    UndoPlan,
+    resumable,
+    state_name,
+    undo_problem,
+)
 from batcher.web.uploads import ALLOWED_SUFFIXES, Upload
 
 __all__ = ["PageState", "render", "render_login"]
@@ -493,7 +502,18 @@ def _runs_section(state: PageState) -> str:
             else '<span class="muted" title="not started from this page">—</span>'
         )
         problem = undo_problem(info)
-        undo = (
+        saved = resumable(info, list(state.records))
+        busy = state.current is not None and not state.current.done
+        resume = (
+            f"""<form method="post" action="/resume" class="undo-form">{_csrf(state)}
+        <input type="hidden" name="run" value="{e(info.path.name)}">
+        <button type="submit" class="resume"{" disabled" if busy else ""}
+          aria-label="Resume this run with its saved choices: see its plan first">Resume…</button>
+        </form>"""
+            if saved is not None
+            else ""
+        )
+        undo = resume + (
             f'<button type="button" class="undo" disabled aria-disabled="true" '
             f'title="{e(problem)}" aria-label="Undo: {e(problem)}">Undo</button>'
             if problem
@@ -510,10 +530,11 @@ def _runs_section(state: PageState) -> str:
             f"<td data-label='input' title='{shown_name(info.input)}'>{shown_name(shown_as)}</td>"
             f"<td data-label='operation'>{e(info.operation)}</td>"
             f"<td data-label='target'>{e(info.target)}</td>"
-            f"<td data-label='state' class='state-{e(info.state)}'>{e(info.state)}"
+            f"<td data-label='state' class='state-{e(info.state)}'>"
+            f"{e(state_name(info.state))}"
             f"{', undone' if info.undone is not None else ''}</td>"
             f"<td data-label='rows'>{e(counts)}</td>"
-            f"<td data-label='report'>{report}</td><td data-label='undo'>{undo}</td></tr>"
+            f"<td data-label='report'>{report}</td><td data-label='next'>{undo}</td></tr>"
         )
     body = "".join(rows) or '<tr><td colspan="8" class="muted">No runs yet.</td></tr>'
     return f"""
@@ -527,7 +548,7 @@ def _runs_section(state: PageState) -> str:
   <table id="runs">
     <thead><tr><th scope="col">started</th><th scope="col">input</th>
       <th scope="col">operation</th><th scope="col">target</th><th scope="col">state</th>
-      <th scope="col">rows</th><th scope="col">report</th><th scope="col">undo</th></tr></thead>
+      <th scope="col">rows</th><th scope="col">report</th><th scope="col">next</th></tr></thead>
     <tbody>{body}</tbody>
   </table>
 </section>"""

@@ -54,6 +54,9 @@ __all__ = [
     "RunRecord",
     "Runs",
     "UndoPlan",
+    "page_words",
+    "resumable",
+    "state_name",
 ]
 
 # How many invalid rows the plan lists (their reasons; the report has them all).
@@ -102,6 +105,45 @@ class Operation:
             sandbox=sandbox,
         )
 
+    @classmethod
+    def saved(cls, choices: dict[str, str]) -> Operation:
+        """The operation a page run saved (`RunRecord.choices`); a field it did not know is
+        left at its default."""
+        known = {k: str(v) for k, v in choices.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def resumable(info: RunInfo, records: list[RunRecord]) -> RunRecord | None:
+    """The page run whose saved choices continue the unfinished run `info` (the newest of the
+    same input and operation, from an upload), or None: finished, or not started here."""
+    if info.state == "finished":
+        return None
+    found = [
+        record
+        for record in records
+        if record.upload_id
+        and not record.undoes
+        and record.input_path == info.input
+        # Saved before the run said its operation (a server killed mid-run): the input decides.
+        and record.operation in (info.operation, "")
+    ]
+    return max(found, key=lambda record: record.started, default=None)
+
+
+# The CLI's advice, in the page's words: a run goes on with Resume in the runs list.
+_CLI_WORDS = (
+    ("running the same command again", "resuming the run"),
+    ("run the same command again", "press Resume in the runs list"),
+    ("start the same run again", "press Resume in the runs list"),
+)
+
+
+def page_words(text: str) -> str:
+    """A message of the library's for the page: the command line's advice in the page's words."""
+    for cli, page in _CLI_WORDS:
+        text = text.replace(cli, page)
+    return text
+
 
 @dataclass
 class PlanView:
@@ -122,13 +164,22 @@ def plan(settings: Settings, job: Job) -> PlanView:
     return PlanView(result, first_invalid_rows(settings, job, INVALID_SHOWN) if invalid else [])
 
 
+# A run's state as the page says it.
+_STATE_NAMES = {"ready": "unfinished", "loading": "unfinished (stopped while loading)"}
+
+
+def state_name(state: str) -> str:
+    """A run's state (`RunInfo.state`) in plain words."""
+    return _STATE_NAMES.get(state, state)
+
+
 def undo_problem(info: RunInfo) -> str:
     """Why the run cannot be undone from the page ("" when it can): finished, and not undone
     yet. The undo reads the run's own records, whatever became of its report file."""
     if info.state != "finished":
         return (
-            f"that run is {info.state}, not finished: only a finished run can be undone "
-            "(start the same run again to finish it first)"
+            f"that run is {state_name(info.state)}: only a finished run can be undone "
+            "(press Resume to finish it first)"
         )
     if info.undone is not None:
         when = info.undone.finished.replace("T", " ").replace("Z", " UTC")
@@ -460,6 +511,9 @@ class Runs:
             active.requests_planned = preview.requests
             record.operation = preview.operation
             active.sending_since = time.time()
+            # Saved now: a server killed mid-run still knows what this run is (for Resume).
+            with contextlib.suppress(OSError):
+                self._save(active)
             return True
 
         try:
@@ -475,7 +529,7 @@ class Runs:
             else:
                 record.report_csv = ""
         except BatcherError as exc:
-            active.error = record.message = self.scrubber.scrub(str(exc))
+            active.error = record.message = self.scrubber.scrub(page_words(str(exc)))
             record.exit_code = exc.exit_code
             if not report.is_file():
                 record.report_csv = ""
@@ -484,7 +538,7 @@ class Runs:
             where = f"details in {crash}" if crash is not None else "no crash file could be written"
             active.error = record.message = self.scrubber.scrub(
                 f"internal error ({type(exc).__name__}: {exc}); {where}; what was saved is kept: "
-                "start the same run again to resume, and please report this"
+                "press Resume in the runs list to go on, and please report this"
             )
             record.exit_code = 3
             record.report_csv = ""
@@ -509,14 +563,19 @@ class Runs:
             )
 
     def _summary(self, result: RunResult) -> str:
-        if result.stopped is not None:
+        """The run's end in the page's words, its advice said once."""
+        stopped = result.stopped
+        if stopped is not None:
+            said = str(stopped)
+            if stopped.advice:
+                return self.scrubber.scrub(f"stopped: {page_words(said)}")
             return self.scrubber.scrub(
-                f"stopped: {result.stopped}; start the same run again to resume"
+                f"stopped: {said}; the rest is pending: press Resume in the runs list to send it"
             )
         if result.counts[Status.FAILED]:
-            return "some rows failed: start the same run again to retry them"
+            return "some rows failed: press Resume in the runs list to retry them"
         if result.counts[Status.PENDING]:
-            return "some rows are pending: start the same run again to send them"
+            return "some rows are pending: press Resume in the runs list to send them"
         return f"finished in {result.seconds:.1f} s"
 
     def _save(self, active: ActiveRun) -> None:

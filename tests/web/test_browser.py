@@ -367,3 +367,38 @@ def test_at_375_px_nothing_overflows_and_the_focus_ring_stands_out(
     assert ring[0] == "solid", ring
     assert float(ring[1].removesuffix("px")) >= 2, ring
     assert _contrast(_rgb(ring[2]), _rgb(ring[3])) >= 3, ring
+
+
+def test_resume_after_a_server_restart_keeps_the_saved_choices(
+    tmp_path: Path, browser: Any
+) -> None:
+    """A run stopped on the page, then the server restarted: the runs list offers Resume, and
+    Resume shows that run's plan with its action and tags, continuing it."""
+    # 60 requests at 2 a second: the Stop comes long before the end.
+    with serving(tmp_path, per_second=2) as url:
+        browser.get(url)
+        upload_and_choose(browser, SAMPLES / "contacts.csv", "remove", "my-own-tags")
+        browser.find_element(By.ID, "plan-button").click()
+        wait(browser, lambda d: d.find_element(By.ID, "run-button").is_enabled())
+        browser.find_element(By.ID, "run-button").click()
+        wait(browser, lambda d: d.find_element(By.ID, "stop-button")).click()
+        wait(
+            browser,
+            lambda d: d.find_element(By.ID, "progress").get_attribute("data-state") == "stopped",
+        )
+    with serving(tmp_path, per_second=20) as url:  # the same folder, a new server
+        browser.get(url)
+        row = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#runs tbody tr"))
+        assert "unfinished" in row.text
+        row.find_element(By.CSS_SELECTOR, "button.resume").click()
+        wait(browser, lambda d: d.find_element(By.ID, "plan-summary"))
+        assert "An unfinished run of this file and operation exists" in browser.page_source
+        assert browser.find_element(By.ID, "tags").get_attribute("value") == "my-own-tags"
+        assert browser.find_element(
+            By.CSS_SELECTOR, "input[name=action][value=remove]"
+        ).is_selected()
+        assert browser.switch_to.active_element.get_attribute("id") == "run-button"
+        browser.switch_to.active_element.click()
+        wait(browser, lambda d: d.find_elements(By.ID, "report-csv"))
+        assert browser.find_element(By.ID, "progress").get_attribute("data-state") == "finished"
+        assert len(list((tmp_path / "work" / ".batcher").glob("run-*.sqlite"))) == 1
