@@ -399,7 +399,9 @@ def serve_command(port: int, host: str, sandbox: bool, config_file: Path | None)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
-            asyncio.run(serve_page(settings, options, port, announce))
+            asyncio.run(
+                serve_page(settings, options, port, announce, say=lambda line: echo(line, err=True))
+            )
         except KeyboardInterrupt:
             pass
         except OSError as exc:

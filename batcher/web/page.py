@@ -403,7 +403,12 @@ def _progress_section(state: PageState) -> str:
             f'<a id="report-csv" href="/runs/{e(record.id)}/report.csv" download>'
             "Download the report (CSV)</a>"
         )
-        if record.report_xlsx:
+        if current.writing_xlsx:
+            downloads += (
+                ' <span class="muted" id="xlsx-pending">· the XLSX copy is being written; '
+                "it appears here when ready</span>"
+            )
+        elif record.report_xlsx:
             downloads += (
                 f' · <a id="report-xlsx" href="/runs/{e(record.id)}/report.xlsx" download>XLSX</a>'
             )
@@ -421,7 +426,7 @@ def _progress_section(state: PageState) -> str:
     )
     return f"""
 <section aria-labelledby="h-progress" id="progress" data-run="{e(record.id)}"
-         data-state="{e(snap["state"])}"
+         data-state="{e(snap["state"])}" data-xlsx="{e(snap["xlsx"])}"
          data-next="/?upload={e(record.upload_id)}&amp;run={e(record.id)}#progress">
   <h2 id="h-progress">The run</h2>
   <p>{shown_name(record.input_name)}: <span id="run-operation">{

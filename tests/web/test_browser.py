@@ -7,13 +7,16 @@ a developer without a browser can still run the suite.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import csv
 import io
 import os
+import queue
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +25,10 @@ from typing import Any
 
 import pytest
 
-from tests.web.helpers import SAMPLES
+import batcher.web.runs
+from batcher.web import WebOptions, create_app
+from batcher.web.connections import serving as serving_app
+from tests.web.helpers import SAMPLES, SECRET, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -402,3 +408,57 @@ def test_resume_after_a_server_restart_keeps_the_saved_choices(
         wait(browser, lambda d: d.find_elements(By.ID, "report-csv"))
         assert browser.find_element(By.ID, "progress").get_attribute("data-state") == "finished"
         assert len(list((tmp_path / "work" / ".batcher").glob("run-*.sqlite"))) == 1
+
+
+@contextmanager
+def in_process(tmp_path: Path) -> Iterator[str]:
+    """The page served by this process (so that a test can hold a part of it), in a thread of
+    its own; its address with the start secret."""
+    settings = settings_for(tmp_path / ".batcher", **{"batch.size": 50})
+    app = create_app(settings, WebOptions(sandbox=True, secret=SECRET))
+    loop = asyncio.new_event_loop()
+    ports: queue.Queue[int] = queue.Queue()
+    done = asyncio.Event()
+
+    async def serve() -> None:
+        async with serving_app(app, "127.0.0.1", 0) as port:
+            ports.put(port)
+            await done.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),))
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{ports.get(timeout=30)}/?token={SECRET}"
+    finally:
+        loop.call_soon_threadsafe(done.set)
+        thread.join(60)
+        loop.close()
+
+
+def test_the_csv_is_offered_before_the_xlsx_copy_is_done(
+    tmp_path: Path, browser: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the XLSX writer held at a gate, the finished run's card offers the CSV and says the
+    copy is coming; once the writer goes on, the XLSX link appears by itself."""
+    gate = threading.Event()
+    real = batcher.web.runs.export_report
+
+    def held(*args: Any, **kwargs: Any) -> None:
+        assert gate.wait(60), "the test never opened the gate"
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(batcher.web.runs, "export_report", held)
+    with in_process(tmp_path) as url:
+        try:
+            browser.get(url)
+            upload_and_choose(browser, SAMPLES / "contacts.csv", "add", "vip")
+            browser.find_element(By.ID, "plan-button").click()
+            wait(browser, lambda d: d.find_element(By.ID, "run-button").is_enabled())
+            browser.find_element(By.ID, "run-button").click()
+            wait(browser, lambda d: d.find_elements(By.ID, "report-csv"))
+            assert browser.find_element(By.ID, "xlsx-pending").is_displayed()
+            assert not browser.find_elements(By.ID, "report-xlsx")
+        finally:
+            gate.set()
+        wait(browser, lambda d: d.find_elements(By.ID, "report-xlsx"))
+        assert not browser.find_elements(By.ID, "xlsx-pending")

@@ -40,21 +40,10 @@
   // another tab, mid-edit on another file, keeps its file, tags and action.
   const section = document.getElementById("progress");
   if (!section) return;
-  const state = section.dataset.state;
-  if (state !== "running" && state !== "stopping") return;
-  const bar = document.getElementById("bar");
-  const text = document.getElementById("progress-text");
-  const message = document.getElementById("run-message");
-  const source = new EventSource("/events?run=" + encodeURIComponent(section.dataset.run));
-  source.onmessage = (event) => {
-    const snap = JSON.parse(event.data);
-    bar.max = Math.max(snap.requests_planned, 1);
-    bar.value = snap.requests_done;
-    text.textContent = snap.text;
-    message.textContent = snap.message;
-    section.dataset.state = snap.state;
-  };
-  function redraw(attempt) {
+
+  // Redraw the run's card and the runs list from the server's page of the run; `then` runs
+  // after (with the new card).
+  function redraw(attempt, then) {
     fetch(section.dataset.next, { credentials: "same-origin", cache: "no-store" })
       .then((response) => {
         if (!response.ok) throw new Error(String(response.status));
@@ -72,19 +61,48 @@
           button.disabled = false;
           button.removeAttribute("data-after-run");
         });
-        const link = document.getElementById("report-csv");
-        if (link && document.activeElement === document.body) link.focus();
+        if (then) then(document.getElementById("progress"));
       })
       .catch(() => {
-        if (attempt < 5) window.setTimeout(() => redraw(attempt + 1), 2000);
+        if (attempt < 5) window.setTimeout(() => redraw(attempt + 1, then), 2000);
       });
+  }
+
+  // The XLSX copy is written after the run: its link comes when it is ready.
+  function watchCopy(card) {
+    if (card && card.dataset.xlsx === "writing") {
+      window.setTimeout(() => redraw(0, watchCopy), 1500);
+    }
+  }
+
+  const state = section.dataset.state;
+  if (state !== "running" && state !== "stopping") {
+    watchCopy(section);
+    return;
+  }
+  const bar = document.getElementById("bar");
+  const text = document.getElementById("progress-text");
+  const message = document.getElementById("run-message");
+  const source = new EventSource("/events?run=" + encodeURIComponent(section.dataset.run));
+  source.onmessage = (event) => {
+    const snap = JSON.parse(event.data);
+    bar.max = Math.max(snap.requests_planned, 1);
+    bar.value = snap.requests_done;
+    text.textContent = snap.text;
+    message.textContent = snap.message;
+    section.dataset.state = snap.state;
+  };
+  function ended(card) {
+    const link = document.getElementById("report-csv");
+    if (link && document.activeElement === document.body) link.focus();
+    watchCopy(card);
   }
   source.addEventListener("done", () => {
     source.close();
-    redraw(0);
+    redraw(0, ended);
   });
   source.onerror = () => {
     source.close();
-    window.setTimeout(() => redraw(0), 2000);
+    window.setTimeout(() => redraw(0, ended), 2000);
   };
 })();
