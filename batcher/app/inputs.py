@@ -1,5 +1,5 @@
-"""A look at an input before it runs, for the page: the columns the loader finds in it, and
-the first rows it finds invalid."""
+"""A look at an input before it runs, for the page: the columns the loader finds in it, its
+first rows as read, and the first rows it finds invalid."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from batcher.domain.errors import InputError, UsageError
 from batcher.domain.models import Row, Status
 from batcher.loading import InputOptions, open_input
 
-__all__ = ["Columns", "detect_columns", "first_invalid_rows"]
+__all__ = ["Columns", "FirstRows", "detect_columns", "first_rows"]
 
 
 @dataclass(frozen=True)
@@ -78,15 +78,32 @@ def _with(options: InputOptions, **changes: Any) -> InputOptions:
     return dataclasses.replace(options, **changes)
 
 
-def first_invalid_rows(settings: Settings, job: Job, limit: int) -> list[Row]:
-    """The first `limit` rows that the loader marks invalid, with why (reads until found).
+@dataclass(frozen=True)
+class FirstRows:
+    """The start of an input as a run reads it: its first rows (as they will be sent, or why
+    not), and its first invalid rows (read on until found)."""
 
-    A dry run's result counts them and holds a few examples of each kind; the page lists more
-    of the invalid ones, read again here.
+    rows: list[Row]
+    invalid: list[Row]
+
+
+def first_rows(settings: Settings, job: Job, rows: int, invalid: int) -> FirstRows:
+    """The first `rows` rows of `job`'s input as read, and the first `invalid` invalid ones
+    (reads on until found, or to the end when `invalid` rows are not there).
+
+    A dry run's result counts rows and holds a few examples of each kind; the page shows the
+    first rows as batcher will send them, and more of the invalid ones, read again here.
     """
+    first: list[Row] = []
     found: list[Row] = []
     for chunk in open_input(job.input_path, input_options(settings, job)).chunks():
-        found.extend(row for row in chunk if row.status is Status.INVALID)
-        if len(found) >= limit:
+        for row in chunk:
+            if len(first) < rows:
+                first.append(row)
+            if row.status is Status.INVALID and len(found) < invalid:
+                found.append(row)
+            if len(first) >= rows and len(found) >= invalid:
+                return FirstRows(first, found)
+        if len(first) >= rows and not invalid:
             break
-    return found[:limit]
+    return FirstRows(first, found)

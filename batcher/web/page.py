@@ -21,7 +21,7 @@ from batcher import RunInfo, __version__
 from batcher.app.inputs import Columns
 from batcher.app.result import RunResult
 from batcher.app.undo import undone_report
-from batcher.domain.models import Status
+from batcher.domain.models import Row, Status
 from batcher.support.printable import escaped
 from batcher.web.runs import (
     ActiveRun,
@@ -307,10 +307,40 @@ def _plan_section(state: PageState) -> str:
         else ""
     }
   {f"<p>... and {more:,} more locations</p>" if more > 0 else ""}
+  {_first_rows_table(plan)}
   {_operations_table(result)}
   {invalid}
   {start}
 </section>"""
+
+
+def _first_rows_table(plan: PlanView) -> str:
+    """The first rows as batcher reads them: what each will send, or why it will not."""
+    if not plan.first:
+        return ""
+
+    def status(row: Row) -> str:
+        if row.status is Status.INVALID:
+            return f"invalid: {row.message}"
+        return "to send" if row.status is None else row.status.value
+
+    body = "".join(
+        f"<tr><td class='num' data-label='row'>{row.row:,}</td>"
+        f"<td data-label='contact id'><code>{e(row.contact_id)}</code></td>"
+        f"<td data-label='action'>{e('remove' if row.remove_all else row.action)}</td>"
+        f"<td data-label='tags'>{'all tags' if row.remove_all else e(', '.join(row.tags))}</td>"
+        f"<td data-label='location'><code>{e(row.location_id)}</code></td>"
+        f"<td data-label='status'>{e(status(row))}</td></tr>"
+        for row in plan.first
+    )
+    return f"""
+  <table id="first-rows" class="reflow">
+    <caption>The first {len(plan.first):,} rows as batcher reads them (a contact's repeated rows
+      are found when the whole file is read: see the counts above)</caption>
+    <thead><tr><th scope="col">row</th><th scope="col">contact id</th><th scope="col">action</th>
+      <th scope="col">tags</th><th scope="col">location</th><th scope="col">status</th></tr></thead>
+    <tbody>{body}</tbody>
+  </table>"""
 
 
 def _operations_table(result: RunResult) -> str:
@@ -550,7 +580,7 @@ def _runs_section(state: PageState) -> str:
     confirm; rows marked uncertain are left alone.{
         " " + e(SANDBOX_UNDO_NOTE) if state.sandbox else ""
     }</p>
-  <table id="runs">
+  <table id="runs" class="reflow">
     <thead><tr><th scope="col">started</th><th scope="col">input</th>
       <th scope="col">operation</th><th scope="col">target</th><th scope="col">state</th>
       <th scope="col">rows</th><th scope="col">report</th><th scope="col">next</th></tr></thead>

@@ -35,7 +35,7 @@ from typing import Any
 from batcher import RunInfo
 from batcher.app.execute import execute
 from batcher.app.export import export_report
-from batcher.app.inputs import first_invalid_rows
+from batcher.app.inputs import first_rows
 from batcher.app.jobs import Job, build_job
 from batcher.app.result import Preview, RunProgress, RunResult
 from batcher.app.undo import UndoResult, report_of, undo
@@ -61,6 +61,8 @@ __all__ = [
 
 # How many invalid rows the plan lists (their reasons; the report has them all).
 INVALID_SHOWN = 20
+# How many of the first rows the plan shows as read.
+FIRST_SHOWN = 5
 STATUS_ORDER = tuple(Status)
 _RUN_ID = re.compile(r"^[0-9a-f]{16}$")
 
@@ -147,10 +149,12 @@ def page_words(text: str) -> str:
 
 @dataclass
 class PlanView:
-    """A plan as the page shows it: the library's dry run, and the first invalid rows."""
+    """A plan as the page shows it: the library's dry run, the first rows as read and the
+    first invalid rows."""
 
     result: RunResult
     invalid: list[Row]
+    first: list[Row] = field(default_factory=list)
 
     @property
     def to_send(self) -> int:
@@ -160,8 +164,9 @@ class PlanView:
 def plan(settings: Settings, job: Job) -> PlanView:
     """The dry run, in the calling thread (the page calls this in a worker thread)."""
     result = asyncio.run(execute(settings, job, dry_run=True))
-    invalid = result.counts[Status.INVALID]
-    return PlanView(result, first_invalid_rows(settings, job, INVALID_SHOWN) if invalid else [])
+    invalid = INVALID_SHOWN if result.counts[Status.INVALID] else 0
+    look = first_rows(settings, job, FIRST_SHOWN, invalid)
+    return PlanView(result, look.invalid, look.rows)
 
 
 # A run's state as the page says it.

@@ -177,6 +177,14 @@ def test_upload_plan_run_watch_and_download_in_a_real_browser(
     assert "rows: add" in summary
     assert "60 requests" in browser.find_element(By.ID, "plan-requests").text
     assert browser.find_elements(By.CSS_SELECTOR, "#invalid-rows tbody tr")
+    # The preview: the first rows as batcher reads them, before anything is sent.
+    first = browser.find_elements(By.CSS_SELECTOR, "#first-rows tbody tr")
+    assert len(first) == 5
+    ids = next(csv.reader(source.read_text(encoding="utf-8-sig").splitlines()[1:2]))
+    cells = [cell.text for cell in first[0].find_elements(By.TAG_NAME, "td")]
+    assert cells[1] == ids[0].strip()
+    assert cells[2:4] == ["add", "vip, newsletter"]
+    assert cells[5] == "to send"
 
     browser.find_element(By.ID, "run-button").click()
     first_state = wait(
