@@ -57,6 +57,7 @@ from batcher.web.runs import (
     PlanView,
     Runs,
     UndoPlan,
+    page_words,
     plan,
     resumable,
     undo_plan,
@@ -150,10 +151,16 @@ class Page:
             setattr(state, key, value)
         if state.error and not state.focus:
             state.focus = "error"
-        upload = state.upload
+        upload, op = state.upload, state.operation
         if upload is not None and state.columns is None:
+            # The columns as the operation's choices read them (its sheet, id column, encoding).
             with contextlib.suppress(BatcherError):
-                state.columns = detect_columns(upload.path, encoding=self.settings.input.encoding)
+                state.columns = detect_columns(
+                    upload.path,
+                    sheet=op.sheet.strip() or None,
+                    id_column=op.id_column.strip() or None,
+                    encoding=op.encoding.strip() or self.settings.input.encoding,
+                )
         return state
 
     def _page(self, state: PageState, status: int = 200) -> web.Response:
@@ -161,7 +168,7 @@ class Page:
 
     def _message(self, exc: BaseException) -> str:
         if isinstance(exc, BatcherError):
-            return self.scrubber.scrub(str(exc))
+            return self.scrubber.scrub(page_words(str(exc)))
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             return (
                 "no space left on the device holding the state directory "
@@ -229,6 +236,7 @@ class Page:
             location_id=text("location_id"),
             id_column=text("id_column"),
             sheet=text("sheet"),
+            encoding=text("encoding"),
         )
 
     def check_csrf(self, given: object) -> None:

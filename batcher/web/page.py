@@ -29,6 +29,7 @@ from batcher.web.runs import (
     PlanView,
     RunRecord,
     UndoPlan,
+    page_words,
     resumable,
     state_name,
     undo_problem,
@@ -175,13 +176,14 @@ def _operation_section(state: PageState) -> str:
     }</td></tr>
     </table>"""
 
+    focus_action = state.focus == "action" and not columns.problem
     # "The file's action column" is the default only for a file that has one.
     chosen = op.action if op.action != "file" or columns.action else "add"
 
     def radio(value: str, label: str, disabled: bool = False) -> str:
         checked = " checked" if chosen == value else ""
         off = " disabled" if disabled else ""
-        focus = _focus(state, "action") if chosen == value else ""
+        focus = " autofocus" if focus_action and chosen == value else ""
         return (
             f'<label class="choice"><input type="radio" name="action" value="{value}"'
             f"{checked}{off}{focus}> {e(label)}</label>"
@@ -190,16 +192,52 @@ def _operation_section(state: PageState) -> str:
     file_action = (
         f"the file's {columns.action} column" if columns.action else "the file's action column"
     )
-    excel = upload.name.lower().endswith((".xlsx", ".xlsm"))
-    sheet = (
-        f"""<div class="field"><label for="sheet">Sheet</label>
-        <input id="sheet" name="sheet" value="{e(op.sheet)}" placeholder="the first sheet"></div>"""
-        if excel
-        else f'<input type="hidden" name="sheet" value="{e(op.sheet)}">'
+    # What the person must choose before the file can be read: the field for it gets the focus.
+    fix = ""
+    if columns.problem:
+        fix = "encoding" if columns.encodings else "id_column" if columns.all else "sheet"
+    focus = state.focus if state.focus != "action" or not fix else fix
+    problem = (
+        f'<p class="error" id="column-problem" role="alert">{e(page_words(columns.problem))}</p>'
+        if columns.problem
+        else ""
     )
-    options = "".join(
-        f'<option value="{e(c)}"{" selected" if c == (op.id_column or columns.id) else ""}>'
-        f"{e(c)}</option>"
+    if columns.sheets:
+        chosen_sheet = op.sheet or columns.sheets[0]
+        sheet_options = "".join(
+            f'<option value="{e(name)}"{" selected" if name == chosen_sheet else ""}>'
+            f"{e(name)}</option>"
+            for name in columns.sheets
+        )
+        sheet = f"""<div class="field"><label for="sheet">Sheet</label>
+      <select id="sheet" name="sheet"{" autofocus" if focus == "sheet" else ""}
+        aria-describedby="sheet-help">{sheet_options}</select>
+      <p class="help" id="sheet-help">The workbook's visible sheets; the plan reads the one
+        chosen.</p></div>"""
+    else:
+        sheet = f'<input type="hidden" name="sheet" value="{e(op.sheet)}">'
+    if columns.encodings:
+        chosen_encoding = op.encoding or columns.encodings[0][0]
+        readings = "".join(
+            f'<label class="choice"><input type="radio" name="encoding" value="{e(name)}"'
+            f"{' checked' if name == chosen_encoding else ''}"
+            f"{' autofocus' if focus == 'encoding' and name == chosen_encoding else ''}>"
+            f" {e(name)}: <q>{e(escaped(text))}</q></label>"
+            for name, text in columns.encodings
+        )
+        encoding = f"""<fieldset id="encodings"><legend>Encoding: which reading is right?</legend>
+      {readings}</fieldset>"""
+    else:
+        encoding = f'<input type="hidden" name="encoding" value="{e(op.encoding)}">'
+    chosen_id = op.id_column or columns.id
+    if chosen_id:
+        placeholder = ""
+    elif columns.all:  # not found: the person names it (the form cannot go without it)
+        placeholder = '<option value="" selected disabled>choose the contact id column</option>'
+    else:  # the header is not read yet (a sheet to choose): found in the sheet chosen
+        placeholder = '<option value="" selected>found in the sheet chosen</option>'
+    options = placeholder + "".join(
+        f'<option value="{e(c)}"{" selected" if c == chosen_id else ""}>{e(c)}</option>'
         for c in columns.all
     )
     tags_placeholder = (
@@ -210,6 +248,7 @@ def _operation_section(state: PageState) -> str:
   <h2 id="h-operation">2. The operation</h2>
   <p>File <strong id="upload-name">{shown_name(upload.name)}</strong> ({upload.size:,} bytes,
      uploaded {e(_when(upload.uploaded))}).</p>
+  {problem}
   {found}
   <form id="plan-form" method="post" action="/plan">
     {_csrf(state)}
@@ -232,9 +271,12 @@ def _operation_section(state: PageState) -> str:
             else "empty: the configured location"
         )
     }"></div>
-    <div class="field"><label for="id_column">Contact id column</label>
-      <select id="id_column" name="id_column">{options}</select></div>
     {sheet}
+    {encoding}
+    <div class="field"><label for="id_column">Contact id column</label>
+      <select id="id_column" name="id_column"{" autofocus" if focus == "id_column" else ""}{
+        " required" if columns.all else ""
+    }>{options}</select></div>
     <button type="submit" id="plan-button">See the plan</button>
     <p class="help">The plan reads the whole file and sends nothing.</p>
   </form>
@@ -294,7 +336,7 @@ def _plan_section(state: PageState) -> str:
 <section aria-labelledby="h-plan" id="plan">
   <h2 id="h-plan">3. The plan</h2>
   <p id="plan-summary">{rows:,} rows: {e(result.operation)}.</p>
-  {f'<p id="plan-reading">Read as {e(result.reading)}.</p>' if result.reading else ""}
+  {f'<p id="plan-reading">Read as {e(page_words(result.reading))}.</p>' if result.reading else ""}
   {resumed}
   <table id="plan-counts" aria-label="Rows by status">{lines}</table>
   <p id="plan-requests">{result.plan.requests:,} requests over {result.locations:,}

@@ -80,6 +80,8 @@ class Operation:
     location_id: str = ""
     id_column: str = ""
     sheet: str = ""
+    # The code page chosen for an 8-bit CSV ("": input.encoding).
+    encoding: str = ""
 
     def job(
         self,
@@ -103,6 +105,7 @@ class Operation:
             location_id=self.location_id.strip() or None,
             id_column=self.id_column.strip() or None,
             sheet=self.sheet.strip() or None,
+            encoding=self.encoding.strip() or None,
             report_path=report_path,
             sandbox=sandbox,
         )
@@ -134,6 +137,15 @@ def resumable(info: RunInfo, records: list[RunRecord]) -> RunRecord | None:
 
 # The CLI's advice, in the page's words: a run goes on with Resume in the runs list.
 _CLI_WORDS = (
+    ("name it with --id-column", "choose it in the Contact id column list"),
+    ("for --id-column", "(the Contact id column chosen)"),
+    ("with --sheet", "in the Sheet list"),
+    ("named by --sheet", "as chosen"),
+    (
+        "name the file's encoding: --encoding and the code page whose reading is right "
+        "(or input.encoding)",
+        "choose the encoding whose reading is right",
+    ),
     ("running the same command again", "resuming the run"),
     ("run the same command again", "press Resume in the runs list"),
     ("start the same run again", "press Resume in the runs list"),

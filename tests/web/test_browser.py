@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import xlsxwriter
 
 import batcher.web.runs
 from batcher.web import WebOptions, create_app
@@ -470,3 +471,46 @@ def test_the_csv_is_offered_before_the_xlsx_copy_is_done(
             gate.set()
         wait(browser, lambda d: d.find_elements(By.ID, "report-xlsx"))
         assert not browser.find_elements(By.ID, "xlsx-pending")
+
+
+def test_an_undetected_id_column_is_mapped_and_a_sheet_chosen(
+    server: str, browser: Any, tmp_path: Path
+) -> None:
+    """A file whose id column is "Record" is kept, the id column list has the focus, and the
+    plan reads the column chosen there; a workbook whose first sheet is empty offers its
+    sheets in a list, and the plan reads the one chosen."""
+    from selenium.webdriver.support.ui import Select
+
+    records = tmp_path / "records.csv"
+    records.write_text("Record,tags,action\ng9Tx27DdxE3tn8SefKjA,vip,add\n", encoding="utf-8")
+    browser.get(server)
+    browser.find_element(By.ID, "file").send_keys(str(records))
+    browser.find_element(By.ID, "upload-button").click()
+    problem = wait(browser, lambda d: d.find_element(By.ID, "column-problem")).text
+    assert "choose it in the Contact id column list" in problem
+    assert "--id-column" not in browser.page_source
+    assert browser.switch_to.active_element.get_attribute("id") == "id_column"
+    Select(browser.find_element(By.ID, "id_column")).select_by_value("Record")
+    browser.find_element(By.ID, "plan-button").click()
+    summary = wait(browser, lambda d: d.find_element(By.ID, "plan-summary")).text
+    assert summary.startswith("1 rows")
+    cells = browser.find_elements(By.CSS_SELECTOR, "#first-rows tbody td")
+    assert [cell.text for cell in cells[1:4]] == ["g9Tx27DdxE3tn8SefKjA", "add", "vip"]
+
+    book = tmp_path / "book.xlsx"
+    workbook = xlsxwriter.Workbook(str(book))
+    workbook.add_worksheet("Notes")
+    sheet = workbook.add_worksheet("Contacts")
+    sheet.write_row(0, 0, ["contact_id", "tags", "action"])
+    sheet.write_row(1, 0, ["g9Tx27DdxE3tn8SefKjA", "vip", "add"])
+    workbook.close()
+    browser.find_element(By.ID, "file").send_keys(str(book))
+    browser.find_element(By.ID, "upload-button").click()
+    wait(browser, lambda d: d.find_element(By.ID, "upload-name").text == "book.xlsx")
+    assert "is empty" in browser.find_element(By.ID, "column-problem").text
+    choice = Select(browser.find_element(By.ID, "sheet"))
+    assert [option.text for option in choice.options] == ["Notes", "Contacts"]
+    choice.select_by_visible_text("Contacts")
+    browser.find_element(By.ID, "plan-button").click()
+    reading = wait(browser, lambda d: d.find_element(By.ID, "plan-reading")).text
+    assert reading == 'Read as sheet "Contacts", as chosen.'
