@@ -267,7 +267,7 @@ class RunRecord:
 class Hooks:
     """What a run's work reports to the page: progress, the preview, the stop, extra notes."""
 
-    progress: Callable[[int, int], None]
+    progress: Callable[[RunProgress], None]
     confirm: Callable[[Preview], bool]
     stop: Stop
     note: Callable[[str], None]
@@ -291,6 +291,9 @@ class ActiveRun:
     thread: threading.Thread | None = None
     result: RunResult | None = None
     error: str = ""
+    # How far the run has got, as the library last told it (its ETA heeds the rate limit).
+    tick: RunProgress | None = None
+    tick_at: float = 0.0
     # The XLSX copy of the report is being written (after the run ended: the CSV is offered).
     writing_xlsx: bool = False
 
@@ -310,8 +313,9 @@ class ActiveRun:
             end = self.record.finished or now
             sending = max(end - self.sending_since, 1e-6)
             rate = rows_done / sending
-            if done and not self.done:
-                eta = (planned - done) * sending / done
+            left = None if self.tick is None or self.done else self.tick.eta_s
+            if left is not None:
+                eta = max(left - (now - self.tick_at), 0.0)
         if self.done:
             state = "finished" if self.record.exit_code in (0, 1) else "stopped"
             if self.error:
@@ -388,7 +392,7 @@ class Runs:
                     execute(
                         self.settings,
                         job,
-                        on_progress=hooks.progress,
+                        on_tick=hooks.progress,
                         confirm=hooks.confirm,
                         stop=hooks.stop,
                     )
@@ -427,9 +431,6 @@ class Runs:
 
         def begin(out: Path) -> tuple[Work, str]:
             def work(hooks: Hooks) -> RunResult:
-                def tick(progress: RunProgress) -> None:
-                    hooks.progress(progress.requests_done, progress.requests_total)
-
                 found = asyncio.run(
                     undo(
                         self.settings,
@@ -437,7 +438,7 @@ class Runs:
                         report_path=out,
                         sandbox=sandbox,
                         config_file=config_file,
-                        on_tick=tick,
+                        on_tick=hooks.progress,
                         confirm=hooks.confirm,
                         stop=hooks.stop,
                     )
@@ -524,8 +525,9 @@ class Runs:
         notes: list[str] = []
         result: RunResult | None = None
 
-        def progress(done: int, planned: int) -> None:
-            active.requests_done, active.requests_planned = done, planned
+        def progress(tick: RunProgress) -> None:
+            active.requests_done, active.requests_planned = tick.requests_done, tick.requests_total
+            active.tick, active.tick_at = tick, time.time()
 
         def confirm(preview: Preview) -> bool:
             # Not a question here (the user pressed Start after seeing the plan): the numbers
