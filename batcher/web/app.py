@@ -95,6 +95,9 @@ class WebOptions:
 
     config_file: Path | None = None
     sandbox: bool = False
+    # The sandbox's fixture for every run (`batcher.app.emulator.serve_fixture`); None: the
+    # config's `[sandbox] fixture`, or none.
+    fixture: Path | None = None
     host: str = "127.0.0.1"
     password: str = field(default="", repr=False)
     secret: str = field(default="", repr=False)
@@ -133,7 +136,8 @@ class Page:
 
     def _target(self) -> str:
         if self.options.sandbox:
-            return "the embedded sandbox"
+            fixture = self.options.fixture
+            return "the embedded sandbox" + (f" (fixture {fixture})" if fixture else "")
         return urlsplit(self.settings.api.base_url).netloc or self.settings.api.base_url
 
     def _state(self, **changes: object) -> PageState:
@@ -358,6 +362,7 @@ class Page:
                 upload.path,
                 config_file=self.options.config_file,
                 sandbox=self.options.sandbox,
+                fixture=self.options.fixture,
             )
             if self.runs.busy():
                 raise StateLockedError(
@@ -389,6 +394,7 @@ class Page:
                     config_file=self.options.config_file,
                     sandbox=self.options.sandbox,
                     report_path=report,
+                    fixture=self.options.fixture,
                 )
 
             active = self.runs.start(make_job, upload.name, upload.id, asdict(operation))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from batcher import RunInfo
+from batcher.app.emulator import sandbox_config
 from batcher.app.execute import execute
 from batcher.app.export import export_report
 from batcher.app.inputs import first_rows
@@ -91,11 +93,13 @@ class Operation:
         config_file: Path | None,
         sandbox: bool,
         report_path: Path | None = None,
+        fixture: Path | None = None,
     ) -> Job:
         """The Job `batcher run` would build from the same choices
-        (`batcher.app.jobs.build_job`)."""
+        (`batcher.app.jobs.build_job`); its sandbox with `fixture` when given (the page's
+        uploads are not beside the fixture their folder had: `serve_fixture`)."""
         remove_all = self.action == "remove-all"
-        return build_job(
+        job = build_job(
             settings,
             input_path,
             config_file=config_file,
@@ -109,6 +113,11 @@ class Operation:
             report_path=report_path,
             sandbox=sandbox,
         )
+        if sandbox and fixture is not None:
+            job = dataclasses.replace(
+                job, sandbox=sandbox_config(config_file, input_path, fixture=fixture)
+            )
+        return job
 
     @classmethod
     def saved(cls, choices: dict[str, str]) -> Operation:
