@@ -19,26 +19,58 @@ __all__ = [
     "emulator_config",
     "sandbox_config",
     "serve_emulator",
+    "serve_fixture",
 ]
 
 SANDBOX_FIXTURE_NAME = "sandbox-fixture.json"
 
 
-def sandbox_config(config_file: Path | None, input_path: Path) -> SandboxConfig:
+def sandbox_config(
+    config_file: Path | None, input_path: Path, *, fixture: Path | None = None
+) -> SandboxConfig:
     """The embedded emulator of a run: the config's [sandbox] table, and the input's fixture.
 
-    A `sandbox-fixture.json` beside the input (as in samples/) gives the contacts their state, so
-    the demo shows every kind of outcome; without one every well-formed id exists, untagged.
+    The fixture: `fixture` when given (`serve --fixture`, or the one `serve_fixture` found), else
+    the config's `[sandbox] fixture`, else a `sandbox-fixture.json` beside the input (as in
+    samples/). It gives the contacts their state, so the demo shows every kind of outcome;
+    without one every well-formed id exists, untagged.
     """
     source = config_path(config_file)
     try:
         config = load_config(source) if source is not None else SandboxConfig()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    fixture = input_path.parent / SANDBOX_FIXTURE_NAME
-    if config.fixture is None and fixture.is_file():
-        config = dataclasses.replace(config, fixture=fixture)
+    if fixture is not None:
+        return dataclasses.replace(config, fixture=fixture)
+    beside = input_path.parent / SANDBOX_FIXTURE_NAME
+    if config.fixture is None and beside.is_file():
+        config = dataclasses.replace(config, fixture=beside)
     return config
+
+
+def serve_fixture(
+    config_file: Path | None, given: Path | None, folder: Path | None = None
+) -> Path | None:
+    """The fixture of the page's sandbox (`serve --sandbox`), whose uploads live in the state
+    directory, away from the folder they came from: `given` (`--fixture`, which must exist),
+    else the config's `[sandbox] fixture` (None here: `sandbox_config` reads it), else a
+    `sandbox-fixture.json` in `folder` (the working directory) or in its `samples/` (serving
+    from the repository: the samples' own, so the page shows the CLI's counts for them)."""
+    if given is not None:
+        if not given.is_file():
+            raise UsageError(f"--fixture {given}: no such file; give the sandbox's fixture (JSON)")
+        return given
+    source = config_path(config_file)
+    try:
+        if source is not None and load_config(source).fixture is not None:
+            return None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    here = Path.cwd() if folder is None else folder
+    for candidate in (here / SANDBOX_FIXTURE_NAME, here / "samples" / SANDBOX_FIXTURE_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def emulator_config(

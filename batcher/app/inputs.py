@@ -1,5 +1,5 @@
-"""A look at an input before it runs, for the page: the columns the loader finds in it, and
-the first rows it finds invalid."""
+"""A look at an input before it runs, for the page: the columns the loader finds in it, its
+first rows as read, and the first rows it finds invalid."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Any
 
 from batcher.app.jobs import Job, input_options
 from batcher.domain.config import Settings
-from batcher.domain.errors import InputError, UsageError
+from batcher.domain.errors import EncodingUnclearError, InputError, NoIdColumnError, UsageError
 from batcher.domain.models import Row, Status
-from batcher.loading import InputOptions, open_input
+from batcher.loading import InputOptions, open_input, visible_sheets
 
-__all__ = ["Columns", "detect_columns", "first_invalid_rows"]
+__all__ = ["Columns", "FirstRows", "detect_columns", "first_rows"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,13 @@ class Columns:
     location: str | None
     export: bool
     has_rows: bool
+    # Why the file cannot be read as it is ("": it can), for a face that lets the user fix it:
+    # choose the id column (`all` holds the header then), the sheet, or the encoding.
+    problem: str = ""
+    # A workbook's visible sheets, in order (empty for a CSV).
+    sheets: tuple[str, ...] = ()
+    # Each likely code page's reading of a cell they disagree on (empty: the encoding is clear).
+    encodings: tuple[tuple[str, str], ...] = ()
 
 
 def detect_columns(
@@ -42,8 +49,51 @@ def detect_columns(
     Three looks at the file's start through the public `open_input`: one with the operation
     given (the id and location columns, and whether the file can be read at all), one without
     tags (the tags column) and one without an action (the action column).
+
+    What a person can settle by choosing is not an error but `problem` (without the stored
+    file's path): no id column found (`all` is the header), a code page the data cannot tell
+    (`encodings`: each one's reading), a sheet that cannot be read when the workbook has others
+    (`sheets`).
     """
-    base = InputOptions(sheet=sheet, id_column=id_column, encoding=encoding)
+    excel = path.name.lower().endswith((".xlsx", ".xlsm"))
+    sheets = tuple(visible_sheets(path)) if excel else ()
+    try:
+        options = InputOptions(sheet=sheet, id_column=id_column, encoding=encoding)
+        return _detect(path, options, sheets)
+    except NoIdColumnError as exc:
+        return _unread(path, exc, sheets, columns=exc.columns)
+    except EncodingUnclearError as exc:
+        return _unread(path, exc, sheets, encodings=exc.readings)
+    except InputError as exc:
+        if len(sheets) > 1:
+            return _unread(path, exc, sheets)
+        raise
+
+
+def _unread(
+    path: Path,
+    exc: InputError,
+    sheets: tuple[str, ...],
+    *,
+    columns: tuple[str, ...] = (),
+    encodings: tuple[tuple[str, str], ...] = (),
+) -> Columns:
+    """Columns of a file that needs a choice before it can be read (see `detect_columns`)."""
+    return Columns(
+        all=columns,
+        id="",
+        tags=None,
+        action=None,
+        location=None,
+        export=False,
+        has_rows=True,
+        problem=str(exc).removeprefix(f"{path}: "),
+        sheets=sheets,
+        encodings=encodings,
+    )
+
+
+def _detect(path: Path, base: InputOptions, sheets: tuple[str, ...]) -> Columns:
     table = open_input(path, _with(base, action="add", remove_all=True))
     tags: str | None = None
     action: str | None = None
@@ -58,6 +108,7 @@ def detect_columns(
         location=table.location_column,
         export=table.highlevel_export,
         has_rows=table.has_rows,
+        sheets=sheets,
     )
 
 
@@ -78,15 +129,32 @@ def _with(options: InputOptions, **changes: Any) -> InputOptions:
     return dataclasses.replace(options, **changes)
 
 
-def first_invalid_rows(settings: Settings, job: Job, limit: int) -> list[Row]:
-    """The first `limit` rows that the loader marks invalid, with why (reads until found).
+@dataclass(frozen=True)
+class FirstRows:
+    """The start of an input as a run reads it: its first rows (as they will be sent, or why
+    not), and its first invalid rows (read on until found)."""
 
-    A dry run's result counts them and holds a few examples of each kind; the page lists more
-    of the invalid ones, read again here.
+    rows: list[Row]
+    invalid: list[Row]
+
+
+def first_rows(settings: Settings, job: Job, rows: int, invalid: int) -> FirstRows:
+    """The first `rows` rows of `job`'s input as read, and the first `invalid` invalid ones
+    (reads on until found, or to the end when `invalid` rows are not there).
+
+    A dry run's result counts rows and holds a few examples of each kind; the page shows the
+    first rows as batcher will send them, and more of the invalid ones, read again here.
     """
+    first: list[Row] = []
     found: list[Row] = []
     for chunk in open_input(job.input_path, input_options(settings, job)).chunks():
-        found.extend(row for row in chunk if row.status is Status.INVALID)
-        if len(found) >= limit:
+        for row in chunk:
+            if len(first) < rows:
+                first.append(row)
+            if row.status is Status.INVALID and len(found) < invalid:
+                found.append(row)
+            if len(first) >= rows and len(found) >= invalid:
+                return FirstRows(first, found)
+        if len(first) >= rows and not invalid:
             break
-    return found[:limit]
+    return FirstRows(first, found)

@@ -129,21 +129,25 @@ def describe_operation(job: Job, options: InputOptions, table: InputTable) -> st
     `options` as the run reads its input (`input_options`)."""
     if job.described_as is not None:
         return job.described_as
+    # Plain words (the runs list shows them to people): what the row's own cells decide is said
+    # as such, with the column it comes from.
     if options.remove_all:
         what = "remove all tags"
     else:
-        action = options.action or f"the {table.action_column} column's action"
         tags = (
             json.dumps(list(options.tags), ensure_ascii=False)
             if options.tags is not None
-            else f"the {table.tags_column} column's tags"
+            else f"each row's tags (column {table.tags_column})"
         )
-        what = f"{action} {tags}"
+        if options.action is not None:
+            what = f"{options.action} {tags}"
+        else:
+            what = f"add or remove {tags} as each row's action says (column {table.action_column})"
     where = (
         f"location {options.location_id}"
         if options.location_id is not None
         else (
-            f"the {table.location_column} column's location"
+            f"each row's location (column {table.location_column})"
             if table.location_column is not None
             else f"location {options.default_location_id or '(none)'}"
         )

@@ -97,7 +97,11 @@ class Preview:
 
 @dataclass(frozen=True)
 class RunProgress:
-    """How far a run has got, for a progress display (`execute(on_tick=...)`)."""
+    """How far a run has got, for a progress display (`execute(on_tick=...)`).
+
+    `least_left_s`: the least time the requests left can take at the rate limit, per location
+    (the busiest one's: locations are paced side by side).
+    """
 
     rows_done: int
     rows_total: int
@@ -106,6 +110,7 @@ class RunProgress:
     retries: int
     rate_limited: int
     elapsed_s: float
+    least_left_s: float = 0.0
 
     @property
     def rows_per_s(self) -> float:
@@ -113,11 +118,13 @@ class RunProgress:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left at the pace so far; None before there is a pace."""
+        """Seconds left: the larger of the pace so far and what the rate limit allows for the
+        requests left (a fast start, before the limit bites, promised half the time it took);
+        None before there is a pace or a limit to go by."""
         rate = self.rows_per_s
         if rate <= 0:
-            return None
-        return max(self.rows_total - self.rows_done, 0) / rate
+            return self.least_left_s or None
+        return max(max(self.rows_total - self.rows_done, 0) / rate, self.least_left_s)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from batcher import __version__
-from batcher.app.emulator import emulator_config, serve_emulator
+from batcher.app.emulator import emulator_config, serve_emulator, serve_fixture
 from batcher.app.execute import execute
 from batcher.app.jobs import build_job
 from batcher.app.merging import merge_reports
@@ -414,8 +414,16 @@ def _list_runs(state_dir: Path, options: dict[str, Any], config_file: Path | Non
     is_flag=True,
     help="Runs go to the embedded emulator on loopback (no token needed): a demo, or a rehearsal.",
 )
+@click.option(
+    "--fixture",
+    type=click.Path(path_type=Path),
+    help="With --sandbox: the JSON contact universe (default: [sandbox] fixture, else "
+    "sandbox-fixture.json here or in ./samples).",
+)
 @opt.CONFIG
-def serve_command(port: int, host: str, sandbox: bool, config_file: Path | None) -> None:
+def serve_command(
+    port: int, host: str, sandbox: bool, fixture: Path | None, config_file: Path | None
+) -> None:
     """Serve the web page for uploads: plan, run, watch, stop, download the report.
 
     Prints the page's address once, with a secret made at this start: only that address (or,
@@ -428,9 +436,12 @@ def serve_command(port: int, host: str, sandbox: bool, config_file: Path | None)
         settings = _settings(config_file)
         holder.append(settings)
         password = check_bind(settings, host)
+        if fixture is not None and not sandbox:
+            fail("--fixture goes with --sandbox (the real API has its own contacts)", 2)
         options = WebOptions(
             config_file=config_file,
             sandbox=sandbox,
+            fixture=serve_fixture(config_file, fixture) if sandbox else None,
             host=host,
             password=password.text if password is not None else "",
             warn=warn,
@@ -453,7 +464,9 @@ def serve_command(port: int, host: str, sandbox: bool, config_file: Path | None)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
-            asyncio.run(serve_page(settings, options, port, announce))
+            asyncio.run(
+                serve_page(settings, options, port, announce, say=lambda line: echo(line, err=True))
+            )
         except KeyboardInterrupt:
             pass
         except OSError as exc:

@@ -75,6 +75,24 @@ class InputError(UsageError):
     """The input file cannot be used; the message names the file."""
 
 
+class NoIdColumnError(InputError):
+    """No contact id column was found (or none of the name asked for): `columns` is the
+    header as read, for a face that lets the user choose one."""
+
+    def __init__(self, message: str, *, columns: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.columns = columns
+
+
+class EncodingUnclearError(InputError):
+    """An 8-bit file whose sent cells read differently in the likely code pages: `readings`
+    is each code page's reading of the first such cell, for a face that lets the user choose."""
+
+    def __init__(self, message: str, *, readings: tuple[tuple[str, str], ...]) -> None:
+        super().__init__(message)
+        self.readings = readings
+
+
 class NothingToSendError(UsageError):
     """The input asks for nothing that can be sent: no rows, or every row invalid."""
 

@@ -43,15 +43,23 @@ from pathlib import Path
 from typing import TypeVar
 
 from batcher.domain.config import ApiSettings, InputSettings
-from batcher.domain.errors import InputError, UsageError
+from batcher.domain.errors import InputError, NoIdColumnError, UsageError
 from batcher.domain.models import Chunk
 from batcher.loading._common import INVISIBLE, STRIP, Caps, Reader, Slice, is_blank, shown
-from batcher.loading._excel import open_excel, sheet_rows
+from batcher.loading._excel import open_excel, sheet_rows, visible_sheets
 from batcher.loading._tags import parse_tags, read_tags, unique_tags
 from batcher.loading._xlsx_part import Limits
 from batcher.support.printable import UNSAFE
 
-__all__ = ["Caps", "InputOptions", "InputTable", "open_input", "parse_tags", "sheet_rows"]
+__all__ = [
+    "Caps",
+    "InputOptions",
+    "InputTable",
+    "open_input",
+    "parse_tags",
+    "sheet_rows",
+    "visible_sheets",
+]
 
 T = TypeVar("T")
 
@@ -368,15 +376,18 @@ def _find_id_column(
     if wanted is not None:
         index = _find(keys, _column_key(wanted))
         if index is None:
-            raise InputError(f"{path}: no column {wanted!r} for --id-column (columns: {seen})")
+            raise NoIdColumnError(
+                f"{path}: no column {wanted!r} for --id-column (columns: {seen})", columns=columns
+            )
         return index
     for key in _ID_NAMES:
         index = _find(keys, key)
         if index is not None:
             return index
-    raise InputError(
+    raise NoIdColumnError(
         f"{path}: no contact id column (looked for contact_id, contactId, Contact Id or id; "
-        f"columns: {seen}); name it with --id-column"
+        f"columns: {seen}); name it with --id-column",
+        columns=columns,
     )
 
 

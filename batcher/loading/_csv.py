@@ -28,7 +28,7 @@ from typing import IO, cast
 
 import pandas as pd
 
-from batcher.domain.errors import InputError, UsageError
+from batcher.domain.errors import EncodingUnclearError, InputError, UsageError
 from batcher.loading._common import STRIP, Caps, Slice, Source, has_rows, one_line, shown
 from batcher.loading._encoding import (
     Decided,
@@ -350,12 +350,13 @@ class _CsvFile:
             line, column_name, readings = found[0]
             also = ", ".join(f"{line:,}" for line, _, _ in found[1:_SHOWN_DIFFERENCES])
             more = " and more" if len(found) > _SHOWN_DIFFERENCES else ""
-            raise InputError(
+            raise EncodingUnclearError(
                 f"{self.path}: not UTF-8, and which code page it is cannot be told from the data: "
                 f"line {line:,}, {shown(column_name, 30)} reads {describe(readings)}"
                 + (f" (cells read differently on lines {also}{more} too)" if also else "")
                 + "; name the file's encoding: --encoding and the code page whose reading is "
-                "right (or input.encoding)"
+                "right (or input.encoding)",
+                readings=tuple(readings.items()),
             )
         return f"CSV{' (gzip)' if self.gzipped else ''}, {self.encoding_phrase()}, " + (
             self.delimiter_phrase

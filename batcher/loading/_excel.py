@@ -292,6 +292,14 @@ def _refuse_ole(path: Path) -> None:
     )
 
 
+def visible_sheets(path: Path, limits: Limits = DEFAULT_LIMITS) -> list[str]:
+    """The names of the workbook's visible sheets, in order (the tabs a person sees in Excel);
+    an InputError when it cannot be read."""
+    _refuse_ole(path)
+    with _errors(path), Book(path, limits) as book:
+        return [sheet.name for sheet in book.sheets if sheet.visible]
+
+
 def sheet_rows(path: Path, limits: Limits = DEFAULT_LIMITS) -> Iterator[list[str]]:
     """The first visible sheet's rows as text, from its header on, one list per sheet row (rows
     without cells as empty lists), for reading a batcher XLSX report back (`batcher merge`)."""

@@ -59,7 +59,9 @@ from batcher.web.runs import (
     PlanView,
     Runs,
     UndoPlan,
+    page_words,
     plan,
+    resumable,
     undo_plan,
     undo_problem,
 )
@@ -95,6 +97,9 @@ class WebOptions:
 
     config_file: Path | None = None
     sandbox: bool = False
+    # The sandbox's fixture for every run (`batcher.app.emulator.serve_fixture`); None: the
+    # config's `[sandbox] fixture`, or none.
+    fixture: Path | None = None
     host: str = "127.0.0.1"
     password: str = field(default="", repr=False)
     secret: str = field(default="", repr=False)
@@ -135,7 +140,8 @@ class Page:
 
     def _target(self) -> str:
         if self.options.sandbox:
-            return "the embedded sandbox"
+            fixture = self.options.fixture
+            return "the embedded sandbox" + (f" (fixture {fixture})" if fixture else "")
         return urlsplit(self.settings.api.base_url).netloc or self.settings.api.base_url
 
     def _state(self, **changes: object) -> PageState:
@@ -151,10 +157,18 @@ class Page:
         )
         for key, value in changes.items():
             setattr(state, key, value)
-        upload = state.upload
+        if state.error and not state.focus:
+            state.focus = "error"
+        upload, op = state.upload, state.operation
         if upload is not None and state.columns is None:
+            # The columns as the operation's choices read them (its sheet, id column, encoding).
             with contextlib.suppress(BatcherError):
-                state.columns = detect_columns(upload.path, encoding=self.settings.input.encoding)
+                state.columns = detect_columns(
+                    upload.path,
+                    sheet=op.sheet.strip() or None,
+                    id_column=op.id_column.strip() or None,
+                    encoding=op.encoding.strip() or self.settings.input.encoding,
+                )
         return state
 
     def _page(self, state: PageState, status: int = 200) -> web.Response:
@@ -162,7 +176,7 @@ class Page:
 
     def _message(self, exc: BaseException) -> str:
         if isinstance(exc, BatcherError):
-            return self.scrubber.scrub(str(exc))
+            return self.scrubber.scrub(page_words(str(exc)))
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             return (
                 "no space left on the device holding the state directory "
@@ -230,6 +244,7 @@ class Page:
             location_id=text("location_id"),
             id_column=text("id_column"),
             sheet=text("sheet"),
+            encoding=text("encoding"),
         )
 
     def check_csrf(self, given: object) -> None:
@@ -254,7 +269,14 @@ class Page:
             # The page after a run shows the operation it ran, ready to run again.
             with contextlib.suppress(TypeError):
                 operation = Operation(**current.record.choices)
-        return self._page(self._state(upload=upload, notice=notice, operation=operation))
+        focus = ""
+        if notice:
+            focus = "action"  # a new upload: the operation is next
+        elif "run" in request.query and current is not None and not current.done:
+            focus = "stop-button"  # a run just started: Stop is the one thing left to do
+        return self._page(
+            self._state(upload=upload, notice=notice, operation=operation, focus=focus)
+        )
 
     async def upload(self, request: web.Request) -> web.Response:
         """multipart: the `csrf` field first (the form puts it first), then the `file`."""
@@ -311,12 +333,40 @@ class Page:
 
     async def plan(self, request: web.Request) -> web.Response:
         upload, operation = await self._form(request)
+        return await self._plan(upload, operation)
+
+    async def resume(self, request: web.Request) -> web.Response:
+        """The plan of an unfinished page run, with the choices it saved (after a restart too):
+        Start continues it, never a new run beside it."""
+        form = await read_form(request)
+        self.check_csrf(request.headers.get("X-CSRF-Token") or form.get("csrf"))
+        try:
+            info = self._run_named(form.get("run"))
+            record = resumable(info, self.runs.records())
+            if record is None:
+                raise UsageError(
+                    "that run was not started from this page, or is finished: "
+                    "`batcher status` names the command that goes on with it"
+                )
+            upload = self.uploads.get(record.upload_id)
+            if upload is None:
+                raise _NotFoundError(
+                    "that run's upload is gone (uploads go after state.keep_days days): upload "
+                    "the same file again and choose the same operation; its plan goes on with "
+                    "the unfinished run"
+                )
+        except Exception as exc:
+            return self.error_page(exc)
+        return await self._plan(upload, Operation.saved(record.choices))
+
+    async def _plan(self, upload: Upload, operation: Operation) -> web.Response:
         try:
             job = operation.job(
                 self.settings,
                 upload.path,
                 config_file=self.options.config_file,
                 sandbox=self.options.sandbox,
+                fixture=self.options.fixture,
             )
             if self.runs.busy():
                 raise StateLockedError(
@@ -332,7 +382,9 @@ class Page:
             return self._page(
                 self._state(upload=upload, operation=operation, error=self._message(exc)), 400
             )
-        return self._page(self._state(upload=upload, operation=operation, plan=view))
+        return self._page(
+            self._state(upload=upload, operation=operation, plan=view, focus="run-button")
+        )
 
     async def run(self, request: web.Request) -> web.Response:
         upload, operation = await self._form(request)
@@ -346,11 +398,12 @@ class Page:
                     config_file=self.options.config_file,
                     sandbox=self.options.sandbox,
                     report_path=report,
+                    fixture=self.options.fixture,
                 )
                 # `batcher status` names the upload as the person knows it (cron team, CLI).
                 return dataclasses.replace(job, input_name=upload.name)
 
-            self.runs.start(make_job, upload.name, upload.id, asdict(operation))
+            active = self.runs.start(make_job, upload.name, upload.id, asdict(operation))
         except StateLockedError as exc:
             return self._page(
                 self._state(upload=upload, operation=operation, error=self._message(exc)), 409
@@ -359,10 +412,17 @@ class Page:
             return self._page(
                 self._state(upload=upload, operation=operation, error=self._message(exc)), 400
             )
-        raise web.HTTPSeeOther(f"/?upload={upload.id}#progress")
+        raise web.HTTPSeeOther(f"/?upload={upload.id}&run={active.record.id}#progress")
 
     def _undoable(self, given: object) -> RunInfo:
         """The finished run, with its report, that the form names (its state file's name)."""
+        info = self._run_named(given)
+        if problem := undo_problem(info):
+            raise UsageError(problem)
+        return info
+
+    def _run_named(self, given: object) -> RunInfo:
+        """The run in the state directory that the form names (its state file's name)."""
         name = given if isinstance(given, str) else ""
         runs = runs_in(self.state_dir) if name and self.state_dir.is_dir() else []
         info = next((info for info in runs if info.path.name == name), None)
@@ -371,8 +431,6 @@ class Page:
                 "that run is not in the state directory (any more); reload the page and choose "
                 "a run from the list"
             )
-        if problem := undo_problem(info):
-            raise UsageError(problem)
         return info
 
     def _check_free(self) -> None:
@@ -401,7 +459,7 @@ class Page:
             return self._page(self._state(error=self._message(exc)), 409)
         except Exception as exc:
             return self._page(self._state(error=self._message(exc)), 400)
-        return self._page(self._state(undo_plan=view))
+        return self._page(self._state(undo_plan=view, focus="undo-run-button"))
 
     async def undo_run(self, request: web.Request) -> web.Response:
         """Start the undo of a finished run (after its plan was shown) as a page run."""
@@ -410,7 +468,7 @@ class Page:
         try:
             info = self._undoable(form.get("run"))
             self._check_free()
-            self.runs.start_undo(
+            active = self.runs.start_undo(
                 info,
                 config_file=self.options.config_file,
                 sandbox=self.options.sandbox,
@@ -419,15 +477,16 @@ class Page:
             return self._page(self._state(error=self._message(exc)), 409)
         except Exception as exc:
             return self._page(self._state(error=self._message(exc)), 400)
-        raise web.HTTPSeeOther("/#progress")
+        raise web.HTTPSeeOther(f"/?run={active.record.id}#progress")
 
     async def stop(self, request: web.Request) -> web.Response:
         form = await read_form(request)
         self.check_csrf(request.headers.get("X-CSRF-Token") or form.get("csrf"))
         self.runs.stop_current("stopped from the page")
-        current = self.runs.current
-        where = f"?upload={current.record.upload_id}" if current is not None else ""
-        raise web.HTTPSeeOther(f"/{where}#progress")
+        # Back to the page the Stop was pressed on (its own upload, not the run's).
+        upload = form.get("upload")
+        known = isinstance(upload, str) and self.uploads.get(upload) is not None
+        raise web.HTTPSeeOther(f"/?upload={upload}#progress" if known else "/#progress")
 
     def _current(self, request: web.Request) -> ActiveRun | None:
         current = self.runs.current
@@ -689,6 +748,7 @@ def create_app(settings: Settings, options: WebOptions | None = None) -> web.App
             web.post("/plan", page.plan),
             web.post("/run", page.run),
             web.post("/stop", page.stop),
+            web.post("/resume", page.resume),
             web.post("/undo", page.undo_plan),
             web.post("/undo/run", page.undo_run),
             web.get("/progress", page.progress),

@@ -21,9 +21,19 @@ from batcher import RunInfo, __version__
 from batcher.app.inputs import Columns
 from batcher.app.result import RunResult
 from batcher.app.undo import undone_report
-from batcher.domain.models import Status
+from batcher.domain.models import Row, Status
 from batcher.support.printable import escaped
-from batcher.web.runs import ActiveRun, Operation, PlanView, RunRecord, UndoPlan, undo_problem
+from batcher.web.runs import (
+    ActiveRun,
+    Operation,
+    PlanView,
+    RunRecord,
+    UndoPlan,
+    page_words,
+    resumable,
+    state_name,
+    undo_problem,
+)
 from batcher.web.uploads import ALLOWED_SUFFIXES, Upload
 
 __all__ = ["PageState", "render", "render_login"]
@@ -55,6 +65,8 @@ class PageState:
     runs: Sequence[RunInfo] = ()
     records: Sequence[RunRecord] = ()
     undo_plan: UndoPlan | None = None
+    # The id of the element that gets the focus: the next thing to do after a POST ("": none).
+    focus: str = ""
 
 
 # The embedded sandbox starts empty for each run: an undo there cannot see the run's tags.
@@ -85,6 +97,12 @@ def _when(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _focus(state: PageState, element: str) -> str:
+    """` autofocus` on the element the page was drawn to go on with (WCAG 2.4.3: after a form,
+    the next thing to do has the focus, not the top of the page)."""
+    return " autofocus" if state.focus == element else ""
+
+
 def _csrf(state: PageState) -> str:
     return f'<input type="hidden" name="csrf" value="{e(state.csrf)}">'
 
@@ -103,7 +121,10 @@ def _operation_fields(state: PageState) -> str:
 def _messages(state: PageState) -> str:
     out = []
     if state.error:
-        out.append(f'<p class="error" role="alert" id="error">{e(state.error)}</p>')
+        out.append(
+            f'<p class="error" role="alert" id="error" tabindex="-1"{_focus(state, "error")}>'
+            f"{e(state.error)}</p>"
+        )
     if state.notice:
         out.append(f'<p class="notice" role="status" id="notice">{e(state.notice)}</p>')
     return "".join(out)
@@ -155,30 +176,68 @@ def _operation_section(state: PageState) -> str:
     }</td></tr>
     </table>"""
 
+    focus_action = state.focus == "action" and not columns.problem
     # "The file's action column" is the default only for a file that has one.
     chosen = op.action if op.action != "file" or columns.action else "add"
 
     def radio(value: str, label: str, disabled: bool = False) -> str:
         checked = " checked" if chosen == value else ""
         off = " disabled" if disabled else ""
+        focus = " autofocus" if focus_action and chosen == value else ""
         return (
             f'<label class="choice"><input type="radio" name="action" value="{value}"'
-            f"{checked}{off}> {e(label)}</label>"
+            f"{checked}{off}{focus}> {e(label)}</label>"
         )
 
     file_action = (
         f"the file's {columns.action} column" if columns.action else "the file's action column"
     )
-    excel = upload.name.lower().endswith((".xlsx", ".xlsm"))
-    sheet = (
-        f"""<div class="field"><label for="sheet">Sheet</label>
-        <input id="sheet" name="sheet" value="{e(op.sheet)}" placeholder="the first sheet"></div>"""
-        if excel
-        else f'<input type="hidden" name="sheet" value="{e(op.sheet)}">'
+    # What the person must choose before the file can be read: the field for it gets the focus.
+    fix = ""
+    if columns.problem:
+        fix = "encoding" if columns.encodings else "id_column" if columns.all else "sheet"
+    focus = state.focus if state.focus != "action" or not fix else fix
+    problem = (
+        f'<p class="error" id="column-problem" role="alert">{e(page_words(columns.problem))}</p>'
+        if columns.problem
+        else ""
     )
-    options = "".join(
-        f'<option value="{e(c)}"{" selected" if c == (op.id_column or columns.id) else ""}>'
-        f"{e(c)}</option>"
+    if columns.sheets:
+        chosen_sheet = op.sheet or columns.sheets[0]
+        sheet_options = "".join(
+            f'<option value="{e(name)}"{" selected" if name == chosen_sheet else ""}>'
+            f"{e(name)}</option>"
+            for name in columns.sheets
+        )
+        sheet = f"""<div class="field"><label for="sheet">Sheet</label>
+      <select id="sheet" name="sheet"{" autofocus" if focus == "sheet" else ""}
+        aria-describedby="sheet-help">{sheet_options}</select>
+      <p class="help" id="sheet-help">The workbook's visible sheets; the plan reads the one
+        chosen.</p></div>"""
+    else:
+        sheet = f'<input type="hidden" name="sheet" value="{e(op.sheet)}">'
+    if columns.encodings:
+        chosen_encoding = op.encoding or columns.encodings[0][0]
+        readings = "".join(
+            f'<label class="choice"><input type="radio" name="encoding" value="{e(name)}"'
+            f"{' checked' if name == chosen_encoding else ''}"
+            f"{' autofocus' if focus == 'encoding' and name == chosen_encoding else ''}>"
+            f" {e(name)}: <q>{e(escaped(text))}</q></label>"
+            for name, text in columns.encodings
+        )
+        encoding = f"""<fieldset id="encodings"><legend>Encoding: which reading is right?</legend>
+      {readings}</fieldset>"""
+    else:
+        encoding = f'<input type="hidden" name="encoding" value="{e(op.encoding)}">'
+    chosen_id = op.id_column or columns.id
+    if chosen_id:
+        placeholder = ""
+    elif columns.all:  # not found: the person names it (the form cannot go without it)
+        placeholder = '<option value="" selected disabled>choose the contact id column</option>'
+    else:  # the header is not read yet (a sheet to choose): found in the sheet chosen
+        placeholder = '<option value="" selected>found in the sheet chosen</option>'
+    options = placeholder + "".join(
+        f'<option value="{e(c)}"{" selected" if c == chosen_id else ""}>{e(c)}</option>'
         for c in columns.all
     )
     tags_placeholder = (
@@ -189,6 +248,7 @@ def _operation_section(state: PageState) -> str:
   <h2 id="h-operation">2. The operation</h2>
   <p>File <strong id="upload-name">{shown_name(upload.name)}</strong> ({upload.size:,} bytes,
      uploaded {e(_when(upload.uploaded))}).</p>
+  {problem}
   {found}
   <form id="plan-form" method="post" action="/plan">
     {_csrf(state)}
@@ -211,9 +271,12 @@ def _operation_section(state: PageState) -> str:
             else "empty: the configured location"
         )
     }"></div>
-    <div class="field"><label for="id_column">Contact id column</label>
-      <select id="id_column" name="id_column">{options}</select></div>
     {sheet}
+    {encoding}
+    <div class="field"><label for="id_column">Contact id column</label>
+      <select id="id_column" name="id_column"{" autofocus" if focus == "id_column" else ""}{
+        " required" if columns.all else ""
+    }>{options}</select></div>
     <button type="submit" id="plan-button">See the plan</button>
     <p class="help">The plan reads the whole file and sends nothing.</p>
   </form>
@@ -261,18 +324,22 @@ def _plan_section(state: PageState) -> str:
         if result.resumed
         else ""
     )
-    can_start = plan.to_send > 0 and not (state.current is not None and not state.current.done)
+    busy = state.current is not None and not state.current.done
+    # Held back only while another run goes on: the page lets it go when that run ends.
+    held = " disabled data-after-run" if busy else ""
     start = f"""
   <form id="run-form" method="post" action="/run">
     {_csrf(state)}{_operation_fields(state)}
-    <button type="submit" id="run-button" class="primary"{"" if can_start else " disabled"}>
+    <button type="submit" id="run-button" class="primary"{
+        held if plan.to_send > 0 else " disabled"
+    }{_focus(state, "run-button")}>
       Start: send {plan.to_send:,} rows to {e(result.target)}</button>
   </form>"""
     return f"""
 <section aria-labelledby="h-plan" id="plan">
   <h2 id="h-plan">3. The plan</h2>
   <p id="plan-summary">{rows:,} rows: {e(result.operation)}.</p>
-  {f'<p id="plan-reading">Read as {e(result.reading)}.</p>' if result.reading else ""}
+  {f'<p id="plan-reading">Read as {e(page_words(result.reading))}.</p>' if result.reading else ""}
   {resumed}
   <table id="plan-counts" aria-label="Rows by status">{lines}</table>
   <p id="plan-requests">{result.plan.requests:,} requests over {result.locations:,}
@@ -286,10 +353,40 @@ def _plan_section(state: PageState) -> str:
         else ""
     }
   {f"<p>... and {more:,} more locations</p>" if more > 0 else ""}
+  {_first_rows_table(plan)}
   {_operations_table(result)}
   {invalid}
   {start}
 </section>"""
+
+
+def _first_rows_table(plan: PlanView) -> str:
+    """The first rows as batcher reads them: what each will send, or why it will not."""
+    if not plan.first:
+        return ""
+
+    def status(row: Row) -> str:
+        if row.status is Status.INVALID:
+            return f"invalid: {row.message}"
+        return "to send" if row.status is None else row.status.value
+
+    body = "".join(
+        f"<tr><td class='num' data-label='row'>{row.row:,}</td>"
+        f"<td data-label='contact id'><code>{e(row.contact_id)}</code></td>"
+        f"<td data-label='action'>{e('remove' if row.remove_all else row.action)}</td>"
+        f"<td data-label='tags'>{'all tags' if row.remove_all else e(', '.join(row.tags))}</td>"
+        f"<td data-label='location'><code>{e(row.location_id)}</code></td>"
+        f"<td data-label='status'>{e(status(row))}</td></tr>"
+        for row in plan.first
+    )
+    return f"""
+  <table id="first-rows" class="reflow">
+    <caption>The first {len(plan.first):,} rows as batcher reads them (a contact's repeated rows
+      are found when the whole file is read: see the counts above)</caption>
+    <thead><tr><th scope="col">row</th><th scope="col">contact id</th><th scope="col">action</th>
+      <th scope="col">tags</th><th scope="col">location</th><th scope="col">status</th></tr></thead>
+    <tbody>{body}</tbody>
+  </table>"""
 
 
 def _operations_table(result: RunResult) -> str:
@@ -356,7 +453,9 @@ def _undo_plan_section(state: PageState) -> str:
   <form id="undo-run-form" method="post" action="/undo/run">
     {_csrf(state)}
     <input type="hidden" name="run" value="{e(view.info.path.name)}">
-    <button type="submit" id="undo-run-button" class="primary"{"" if can_start else " disabled"}>
+    <button type="submit" id="undo-run-button" class="primary"{"" if can_start else " disabled"}{
+        _focus(state, "undo-run-button")
+    }>
       Undo: send {view.to_send:,} operations to {e(run.target)}</button>
   </form>
 </section>"""
@@ -380,7 +479,12 @@ def _progress_section(state: PageState) -> str:
             f'<a id="report-csv" href="/runs/{e(record.id)}/report.csv" download>'
             "Download the report (CSV)</a>"
         )
-        if record.report_xlsx:
+        if current.writing_xlsx:
+            downloads += (
+                ' <span class="muted" id="xlsx-pending">· the XLSX copy is being written; '
+                "it appears here when ready</span>"
+            )
+        elif record.report_xlsx:
             downloads += (
                 f' · <a id="report-xlsx" href="/runs/{e(record.id)}/report.xlsx" download>XLSX</a>'
             )
@@ -388,14 +492,17 @@ def _progress_section(state: PageState) -> str:
             downloads += f' <span class="muted">(no XLSX: {e(record.xlsx_note)})</span>'
     stop = (
         f"""<form method="post" action="/stop" id="stop-form">{_csrf(state)}
-      <button type="submit" id="stop-button"{" disabled" if current.stop.requested else ""}>
+      <input type="hidden" name="upload" value="{e(state.upload.id if state.upload else "")}">
+      <button type="submit" id="stop-button"{" disabled" if current.stop.requested else ""}{
+            _focus(state, "stop-button")
+        }>
         Stop (requests in flight finish; the rest stays pending)</button></form>"""
         if not current.done
         else ""
     )
     return f"""
 <section aria-labelledby="h-progress" id="progress" data-run="{e(record.id)}"
-         data-state="{e(snap["state"])}"
+         data-state="{e(snap["state"])}" data-xlsx="{e(snap["xlsx"])}"
          data-next="/?upload={e(record.upload_id)}&amp;run={e(record.id)}#progress">
   <h2 id="h-progress">The run</h2>
   <p>{shown_name(record.input_name)}: <span id="run-operation">{
@@ -476,7 +583,18 @@ def _runs_section(state: PageState) -> str:
             else '<span class="muted" title="not started from this page">—</span>'
         )
         problem = undo_problem(info)
-        undo = (
+        saved = resumable(info, list(state.records))
+        busy = state.current is not None and not state.current.done
+        resume = (
+            f"""<form method="post" action="/resume" class="undo-form">{_csrf(state)}
+        <input type="hidden" name="run" value="{e(info.path.name)}">
+        <button type="submit" class="resume"{" disabled" if busy else ""}
+          aria-label="Resume this run with its saved choices: see its plan first">Resume…</button>
+        </form>"""
+            if saved is not None
+            else ""
+        )
+        undo = resume + (
             f'<button type="button" class="undo" disabled aria-disabled="true" '
             f'title="{e(problem)}" aria-label="Undo: {e(problem)}">Undo</button>'
             if problem
@@ -487,27 +605,31 @@ def _runs_section(state: PageState) -> str:
         )
         undone = undone_report(info.input)
         shown_as = f"undo of {undone}" if undone else _input_name(state, info)
+        # data-label: on a narrow screen each cell is a line that names its column.
         rows.append(
-            f"<tr><td class='when'>{e(info.created.replace('T', ' '))}</td>"
-            f"<td title='{shown_name(info.input)}'>{shown_name(shown_as)}</td>"
-            f"<td>{e(info.operation)}</td><td>{e(info.target)}</td>"
-            f"<td class='state-{e(info.state)}'>{e(info.state)}"
-            f"{', undone' if info.undone is not None else ''}</td><td>{e(counts)}</td>"
-            f"<td>{report}</td><td>{undo}</td></tr>"
+            f"<tr><td class='when' data-label='started'>{e(info.created.replace('T', ' '))}</td>"
+            f"<td data-label='input' title='{shown_name(info.input)}'>{shown_name(shown_as)}</td>"
+            f"<td data-label='operation'>{e(info.operation)}</td>"
+            f"<td data-label='target'>{e(info.target)}</td>"
+            f"<td data-label='state' class='state-{e(info.state)}'>"
+            f"{e(state_name(info.state))}"
+            f"{', undone' if info.undone is not None else ''}</td>"
+            f"<td data-label='rows'>{e(counts)}</td>"
+            f"<td data-label='report'>{report}</td><td data-label='next'>{undo}</td></tr>"
         )
     body = "".join(rows) or '<tr><td colspan="8" class="muted">No runs yet.</td></tr>'
     return f"""
-<section aria-labelledby="h-runs">
+<section aria-labelledby="h-runs" id="history">
   <h2 id="h-runs">Runs in the state directory</h2>
   <p class="help">Undo takes a finished run back from its own records (not from a report file
     that may have changed since): it shows the undo's plan first, and sends nothing until you
     confirm; rows marked uncertain are left alone.{
         " " + e(SANDBOX_UNDO_NOTE) if state.sandbox else ""
     }</p>
-  <table id="runs">
+  <table id="runs" class="reflow">
     <thead><tr><th scope="col">started</th><th scope="col">input</th>
       <th scope="col">operation</th><th scope="col">target</th><th scope="col">state</th>
-      <th scope="col">rows</th><th scope="col">report</th><th scope="col">undo</th></tr></thead>
+      <th scope="col">rows</th><th scope="col">report</th><th scope="col">next</th></tr></thead>
     <tbody>{body}</tbody>
   </table>
 </section>"""

@@ -82,6 +82,12 @@ def check_name(name: str) -> str:
             f"{display!r}: a file name must be at most {_MAX_NAME} characters; rename the file "
             "and upload it again"
         )
+    if name.lower().endswith(".xls"):
+        # The CLI's explanation (batcher.loading), in the page's words.
+        raise UsageError(
+            f"{display!r}: old binary Excel format (.xls): open it in Excel and save it as .xlsx "
+            "(File, Save As, Excel Workbook), then upload that"
+        )
     if not name.lower().endswith(ALLOWED_SUFFIXES):
         raise UsageError(
             f"{display!r}: not a CSV or Excel file; upload a .csv, .tsv, .txt, .csv.gz, .xlsx or "

@@ -94,11 +94,13 @@ class Page:
             value: dict[str, Any] = await response.json()
         return value
 
-    async def wait_for_run(self, limit_s: float = 60.0) -> dict[str, Any]:
+    async def wait_for_run(self, limit_s: float = 60.0, *, copy: bool = True) -> dict[str, Any]:
+        """The run's last progress once it has ended, and (`copy`) its XLSX copy is written."""
         async with asyncio.timeout(limit_s):
             while True:
                 snap = await self.progress()
-                if snap["state"] not in ("running", "stopping"):
+                ended = snap["state"] not in ("running", "stopping")
+                if ended and not (copy and snap.get("xlsx") == "writing"):
                     return snap
                 await asyncio.sleep(0.05)
 

@@ -9,6 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import xlsxwriter
 from click.testing import CliRunner
 
 from batcher.cli import main
@@ -119,11 +120,11 @@ async def test_an_excel_upload_runs_too(tmp_path: Path) -> None:
         ("contacts.pdf", b"%PDF-1.4", "not a CSV or Excel file", 400),
         ("../../etc/contacts.csv", CONTACTS, "path separator", 400),
         ("..\\contacts.csv", CONTACTS, "path separator", 400),
-        ("notes.csv", b"name,email\nAda,ada@example.com\n", "no contact id column", 400),
+        ("old.xls", b"\xd0\xcf\x11\xe0", "open it in Excel and save it as .xlsx", 400),
         ("contacts.csv", b"", "the file is empty", 400),
         ("big.csv", b"contact_id\n" + b"g9Tx27DdxE3tn8SefKjA\n" * 60_000, "larger than", 413),
     ],
-    ids=["not-csv", "path", "backslash", "no-id-column", "empty", "too-large"],
+    ids=["not-csv", "path", "backslash", "xls", "empty", "too-large"],
 )
 async def test_a_bad_upload_is_refused_with_a_clear_message_and_nothing_sent(
     tmp_path: Path, name: str, data: bytes, expected: str, code: int
@@ -132,7 +133,7 @@ async def test_a_bad_upload_is_refused_with_a_clear_message_and_nothing_sent(
     async with page_for(settings_for(state_dir, **{"serve.max_upload_mb": 1})) as page:
         status, text, _ = await page.upload(name, data)
         assert status == code
-        error = re.search(r'<p class="error" role="alert" id="error">([^<]*)</p>', text)
+        error = re.search(r'<p class="error" role="alert" id="error"[^>]*>([^<]*)</p>', text)
         assert error is not None, text
         assert expected in error.group(1)
         assert "Traceback" not in text
@@ -143,13 +144,24 @@ async def test_a_bad_upload_is_refused_with_a_clear_message_and_nothing_sent(
 
 
 async def test_a_code_page_upload_is_read_in_the_configured_encoding(tmp_path: Path) -> None:
-    """A cp1251 file whose tags only that code page reads right is refused at upload (exit 2's
-    line, showing the readings) unless input.encoding names it; then its plan says so."""
+    """A cp1251 file whose tags only that code page reads right is kept at upload, with a
+    choice of the likely code pages showing each one's reading; the one chosen reads it (as
+    input.encoding naming it does)."""
     data = "contact_id,tags,action\ng9Tx27DdxE3tn8SefKjA,клиент,add\n".encode("cp1251")
     async with page_for(settings_for(tmp_path / "a")) as page:
-        status, text, _ = await page.upload("contacts.csv", data)
-        assert status == 400
-        assert "&quot;клиент&quot; in cp1251" in text
+        status, text, upload_id = await page.upload("contacts.csv", data)
+        assert status == 200, text
+        assert 'id="column-problem"' in text
+        assert "choose the encoding whose reading is right" in text
+        assert "--encoding" not in text
+        readings = dict(
+            re.findall(r'name="encoding" value="([^"]+)"[^>]*> [^:]+: <q>([^<]*)', text)
+        )
+        assert readings["cp1251"] == "клиент"
+        assert len(readings) > 1
+        status, text = await page.post("/plan", {"upload": upload_id, "encoding": "cp1251"})
+        assert status == 200, text
+        assert "Read as CSV, cp1251 (as named)" in text
     settings = settings_for(tmp_path / "b", **{"input.encoding": "cp1251"})
     async with page_for(settings) as page:
         status, text, upload_id = await page.upload("contacts.csv", data)
@@ -297,3 +309,56 @@ async def test_a_report_keeps_a_non_ascii_file_name(tmp_path: Path) -> None:
             disposition = response.headers["Content-Disposition"]
         assert 'filename="kontakte-_-report.csv"' in disposition
         assert "filename*=UTF-8''kontakte-%C3%A4-report.csv" in disposition
+
+
+async def test_an_undetected_id_column_is_chosen_on_the_page(tmp_path: Path) -> None:
+    """A file whose id column is "Record" is kept at upload; the page says so in its own words
+    (no command-line flag), lists the header to choose from, and the plan reads the choice."""
+    data = b"Record,tags,action\ng9Tx27DdxE3tn8SefKjA,vip,add\n"
+    async with page_for(settings_for(tmp_path / ".batcher")) as page:
+        status, text, upload_id = await page.upload("records.csv", data)
+        assert status == 200, text
+        problem = re.search(r'id="column-problem"[^>]*>([^<]*)<', text)
+        assert problem is not None, text
+        assert "no contact id column" in problem.group(1)
+        assert "choose it in the Contact id column list" in problem.group(1)
+        assert "--id-column" not in text
+        assert re.search(r'<select id="id_column"[^>]*autofocus', text)
+        assert '<option value="Record">Record</option>' in text
+        status, text = await page.post("/plan", {"upload": upload_id, "id_column": "Record"})
+        assert status == 200, text
+        assert "<code>add [&quot;vip&quot;]</code>" in text
+        assert '<option value="Record" selected>' in text
+
+
+async def test_a_workbook_whose_first_sheet_is_not_data_lets_the_sheet_be_chosen(
+    tmp_path: Path,
+) -> None:
+    """A workbook with an empty first sheet is kept; the page lists its visible sheets (not the
+    hidden one) to choose from, and the plan reads the one chosen."""
+    book = tmp_path / "book.xlsx"
+    workbook = xlsxwriter.Workbook(str(book))
+    workbook.add_worksheet("Notes")
+    hidden = workbook.add_worksheet("Old")
+    hidden.write_row(0, 0, ["contact_id", "tags"])
+    hidden.hide()
+    sheet = workbook.add_worksheet("Contacts")
+    sheet.write_row(0, 0, ["contact_id", "tags", "action"])
+    sheet.write_row(1, 0, ["g9Tx27DdxE3tn8SefKjA", "vip", "add"])
+    workbook.close()
+    async with page_for(settings_for(tmp_path / ".batcher")) as page:
+        status, text, upload_id = await page.upload("book.xlsx", book.read_bytes())
+        assert status == 200, text
+        assert 'id="column-problem"' in text
+        assert "is empty" in text
+        sheets = re.findall(
+            r'<option value="([^"]*)"[^>]*>[^<]*</option>', text.split('id="sheet"')[1]
+        )
+        assert sheets[:2] == ["Notes", "Contacts"]
+        assert "Old" not in sheets
+        status, text = await page.post(
+            "/plan", {"upload": upload_id, "sheet": "Contacts", "action": "file"}
+        )
+        assert status == 200, text
+        assert "Read as sheet &quot;Contacts&quot;, as chosen." in text
+        assert '<option value="Contacts" selected>' in text

@@ -111,11 +111,11 @@ async def test_undo_of_an_unfinished_run_is_refused(tmp_path: Path) -> None:
         set_meta(state_file, "state", "ready")
         status, text = await page.get("/")
         assert 'action="/undo"' not in text  # the button is disabled, saying why
-        assert "not finished: only a finished run can be undone" in text
+        assert "unfinished: only a finished run can be undone" in text
         for path in ("/undo", "/undo/run"):
             status, text = await page.post(path, {"run": run_name})
             assert status == 400, text
-            assert re.search(r'class="error"[^>]*>that run is ready, not finished', text)
+            assert re.search(r'class="error"[^>]*>that run is unfinished: only a finished', text)
 
         set_meta(state_file, "state", "finished")
         set_meta(state_file, "report", str(tmp_path / "gone-report.csv"))

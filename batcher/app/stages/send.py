@@ -8,6 +8,7 @@ import contextlib
 import functools
 import gc
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from batcher.domain.config import Settings
 from batcher.domain.errors import BatcherError, FatalApiError, StopRun
 from batcher.domain.events import EventSink
 from batcher.domain.models import BatchOutcome
+from batcher.domain.planning import PlanStats
 from batcher.sending.breakers import ErrorRateBreaker, FailureBreaker
 from batcher.sending.client import BulkTagsClient
 from batcher.sending.lanes import Dispatch, Lanes
@@ -70,10 +72,19 @@ class Sent:
 
 
 class _Progress:
-    """Tells the caller how far sending has got, as batches settle."""
+    """Tells the caller how far sending has got, as batches settle, and the least time the
+    requests left take at the rate limit: the busiest location's (locations go side by side).
+
+    The busiest count is kept in O(1) a request: counts only go down, one at a time, so the
+    largest drops by one exactly when the last location holding it sends a request.
+    """
 
     def __init__(
-        self, planned: Planned, on_progress: Progress | None, on_tick: Tick | None
+        self,
+        planned: Planned,
+        settings: Settings,
+        on_progress: Progress | None,
+        on_tick: Tick | None,
     ) -> None:
         self._requests = planned.stats.requests
         self._rows = planned.rows
@@ -82,9 +93,27 @@ class _Progress:
         self._settled = 0
         self._rows_done = 0
         self._began = time.monotonic()
+        self._left = dict(planned.per_location)
+        self._holding = Counter(self._left.values())  # locations by requests left
+        self._busiest = max(self._left.values(), default=0)
+        self._pace = (settings.limits.requests_per_interval, settings.limits.interval_ms / 1000)
+
+    def _sent_one(self, location: str) -> None:
+        left = self._left.get(location, 0)
+        if left <= 0:
+            return
+        self._left[location] = left - 1
+        self._holding[left] -= 1
+        self._holding[left - 1] += 1
+        if left == self._busiest and not self._holding[left]:
+            self._busiest -= 1
+
+    def least_left_s(self) -> float:
+        return PlanStats(groups=1, requests=self._busiest).seconds_at(*self._pace)
 
     def settled(self, outcome: BatchOutcome, counters: Counters) -> None:
         self._settled += 1
+        self._sent_one(outcome.batch.location_id)
         if outcome.batch.part == 0:
             self._rows_done += len(outcome.batch.rows)
         if self._on_progress is not None:
@@ -99,6 +128,7 @@ class _Progress:
                     counters.retries,
                     counters.rate_limited,
                     time.monotonic() - self._began,
+                    self.least_left_s(),
                 )
             )
 
@@ -183,7 +213,9 @@ async def send(
     emit: EventSink,
 ) -> Sent:
     """Send every location's rounds side by side, until done, stopped or broken."""
-    sending = _Sending(settings, ledger, stop, _Progress(planned, on_progress, on_tick), emit)
+    sending = _Sending(
+        settings, ledger, stop, _Progress(planned, settings, on_progress, on_tick), emit
+    )
     limits = settings.limits
     stopped: BatcherError | None = None
     async with contextlib.AsyncExitStack() as stack:
