@@ -28,25 +28,37 @@ __version__ = "0.1.0"
 # name -> the module that defines it
 _API = {
     "BatcherError": "batcher.domain.errors",
+    "ConfigError": "batcher.domain.errors",
+    "InputError": "batcher.domain.errors",
     "Job": "batcher.app.jobs",
     "Preview": "batcher.app.result",
     "RunInfo": "batcher.state",
+    "Results": "batcher.app.api",
     "RunResult": "batcher.app.result",
     "Settings": "batcher.domain.config",
     "StateLockedError": "batcher.domain.errors",
     "Status": "batcher.domain.models",
     "Stop": "batcher.support.stopping",
     "UsageError": "batcher.domain.errors",
+    "apply": "batcher.app.api",
+    "apply_async": "batcher.app.api",
     "build_job": "batcher.app.jobs",
     "execute": "batcher.app.execute",
     "load_settings": "batcher.app.settings",
+    "plan": "batcher.app.api",
+    "plan_async": "batcher.app.api",
     "runs_in": "batcher.state",
+    "undo": "batcher.app.api",
+    "undo_async": "batcher.app.api",
 }
 
 __all__ = [
     "BatcherError",
+    "ConfigError",
+    "InputError",
     "Job",
     "Preview",
+    "Results",
     "RunInfo",
     "RunResult",
     "Settings",
@@ -55,19 +67,32 @@ __all__ = [
     "Stop",
     "UsageError",
     "__version__",
+    "apply",
+    "apply_async",
     "build_job",
     "execute",
     "load_settings",
+    "plan",
+    "plan_async",
     "runs_in",
+    "undo",
+    "undo_async",
 ]
 
 if TYPE_CHECKING:
+    from batcher.app.api import Results, apply, apply_async, plan, plan_async, undo, undo_async
     from batcher.app.execute import execute
     from batcher.app.jobs import Job, build_job
     from batcher.app.result import Preview, RunResult
     from batcher.app.settings import load_settings
     from batcher.domain.config import Settings
-    from batcher.domain.errors import BatcherError, StateLockedError, UsageError
+    from batcher.domain.errors import (
+        BatcherError,
+        ConfigError,
+        InputError,
+        StateLockedError,
+        UsageError,
+    )
     from batcher.domain.models import Status
     from batcher.state import RunInfo, runs_in
     from batcher.support.stopping import Stop

@@ -1,0 +1,134 @@
+"""Wrong arguments to the Python API raise batcher errors with a clear message, and the forms a
+script naturally writes (a path as text, tags as a list, a token in a mapping) are accepted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import batcher
+from batcher.domain.config import read_token
+
+ID = "a" * 20
+
+
+def test_build_job_takes_a_path_as_text_and_tags_as_a_list(tmp_path: Path) -> None:
+    """`build_job(settings, "x.csv", sandbox=True, tags=[...])` builds the job: the path becomes
+    a Path (the fixture looked for beside it) and the list the tags, checked as the file's."""
+    settings = batcher.Settings()
+    job = batcher.build_job(
+        settings, str(tmp_path / "x.csv"), sandbox=True, tags=["vip", " new ", "VIP"]
+    )
+    assert job.input_path == tmp_path / "x.csv"
+    assert job.sandbox is not None
+    assert job.input.tags == ("vip", "new")
+    with pytest.raises(batcher.UsageError, match="each tag must be text"):
+        batcher.build_job(settings, "x.csv", tags=["vip", 3])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    "rows", [[{"contact_id": ID}], pd.DataFrame([{"contact_id": ID}])], ids=["dicts", "frame"]
+)
+def test_build_job_refuses_rows_and_names_apply(rows: object) -> None:
+    """Rows in memory given to `build_job` (which reads a file) raise UsageError saying to use
+    `batcher.apply`, not an AttributeError."""
+    with pytest.raises(batcher.UsageError, match=r"batcher\.apply"):
+        batcher.build_job(batcher.Settings(), rows)  # type: ignore[arg-type]
+
+
+def test_a_mistyped_override_names_the_key_and_the_known_ones() -> None:
+    """An override key that is no setting is a ConfigError naming it and listing the known
+    key paths, not a bare KeyError."""
+    with pytest.raises(batcher.ConfigError) as caught:
+        batcher.load_settings(overrides={"base_ur": "http://127.0.0.1:1"})
+    assert str(caught.value).startswith("base_ur: unknown setting")
+    assert "api.base_url" in str(caught.value)
+    with pytest.raises(batcher.ConfigError, match=r"api\.base_ur: unknown setting"):
+        batcher.load_settings(overrides={"api.base_ur": "x"})
+
+
+def test_load_settings_takes_the_token_from_the_environ_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`load_settings(environ=...)` reads the token from that mapping (api.token_env names
+    which variable), not only from os.environ; the Settings' repr never shows it."""
+    monkeypatch.delenv("BATCHER_TOKEN", raising=False)
+    settings = batcher.load_settings(environ={"BATCHER_TOKEN": "tok-from-mapping"})
+    assert read_token(settings) == "tok-from-mapping"
+    assert "tok-from-mapping" not in repr(settings)
+    renamed = batcher.load_settings(
+        environ={"BATCHER_API_TOKEN_ENV": "MY_TOKEN", "MY_TOKEN": "other"}
+    )
+    assert read_token(renamed) == "other"
+    with pytest.raises(batcher.ConfigError, match="BATCHER_TOKEN is not set"):
+        read_token(batcher.load_settings(environ={}))
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("contacts.csv", "not a file path"),
+        (Path("contacts.csv"), "not a file path"),
+        ({"contact_id": ID}, "not dict"),
+        (42, "not int"),
+        ([{"contact_id": ID}, ("x",)], "row 2 is a tuple"),
+        ([{"contact_id": ID}, {"contact_id": "", "x": None}], "row 2 has no value"),
+        ([{"contact_id": ID, "tags": ["a", 1]}], "a list must hold text only"),
+        ([], "no columns"),
+    ],
+)
+def test_rows_that_cannot_be_rows_are_refused(
+    rows: object, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`plan` refuses, with a UsageError naming the row, what cannot be rows: a path, one
+    mapping, a row that is not a mapping, a row with no value, a list of non-text."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(batcher.UsageError, match=message):
+        batcher.plan(rows, action="add", tags="vip", sandbox=True)  # type: ignore[arg-type]
+
+
+def test_a_column_named_twice_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DataFrame whose columns read the same twice is refused naming the column."""
+    monkeypatch.chdir(tmp_path)
+    frame = pd.DataFrame([[ID, "x"]], columns=["contact_id", "contact_id"])
+    with pytest.raises(batcher.UsageError, match="'contact_id' is named twice"):
+        batcher.plan(frame, action="add", tags="vip", sandbox=True)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"config": 3}, "config: give a TOML file's path or a batcher.Settings"),
+        ({"config": "missing.toml"}, "missing.toml: config file not found"),
+        ({"state_dir": 3}, "state_dir: give a path"),
+        ({"token": ""}, "token: give the API token as non-empty text"),
+        ({"tags": 5}, "tags: give a list of tags or one text"),
+        ({"action": "ad"}, 'action \'ad\': give "add" or "remove"'),
+        ({"base_url": "http://example.com"}, "https"),
+    ],
+)
+def test_wrong_arguments_raise_usage_errors(
+    arguments: dict[str, object], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong argument to `apply` raises UsageError (or a subclass) naming it, before
+    anything is sent."""
+    monkeypatch.chdir(tmp_path)
+    given: dict[str, object] = {"action": "add", "tags": "vip", **arguments}
+    with pytest.raises(batcher.UsageError, match=message):
+        batcher.apply([{"contact_id": ID}], **given)  # type: ignore[arg-type]
+
+
+def test_undo_refuses_what_is_no_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`undo` of something that is neither Results nor a report path, or with a wrong
+    `uncertain`, raises UsageError; a file no run wrote is refused as the CLI refuses it."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(batcher.UsageError, match=r"give the Results of batcher\.apply"):
+        batcher.undo(3)  # type: ignore[arg-type]
+    report = tmp_path / "r.csv"
+    report.write_text("row\n1\n", encoding="utf-8")
+    with pytest.raises(batcher.UsageError, match="uncertain: give one of leave, revert"):
+        batcher.undo(report, uncertain="maybe")
+    with pytest.raises(batcher.UsageError, match="no run in"):
+        batcher.undo(report)
