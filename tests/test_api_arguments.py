@@ -3,6 +3,7 @@ script naturally writes (a path as text, tags as a list, a token in a mapping) a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -132,3 +133,61 @@ def test_undo_refuses_what_is_no_run(tmp_path: Path, monkeypatch: pytest.MonkeyP
         batcher.undo(report, uncertain="maybe")
     with pytest.raises(batcher.UsageError, match="no run in"):
         batcher.undo(report)
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ({"": "s3cret"}, "each key must be a location id"),
+        ({"loc": " "}, "the token of location loc must be non-empty text"),
+        ({}, "a mapping of location id to its token"),
+        (7, "not int"),
+    ],
+)
+def test_a_wrong_token_mapping_is_refused_without_showing_a_token(
+    token: object, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token mapping with an empty location or token, or a token of the wrong type, is a
+    UsageError naming what is wrong and never a token."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(batcher.UsageError, match=message) as caught:
+        batcher.apply([{"contact_id": ID}], action="add", tags="vip", token=token)  # type: ignore[arg-type]
+    assert "s3cret" not in str(caught.value)
+
+
+def test_a_token_per_location_goes_into_the_settings_environment_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`token={location: token}` names each location's variable in `api.location_tokens`
+    (Step 11) and holds the tokens in the settings' environment only, not os.environ; before
+    Step 11 it is a UsageError saying to give one token."""
+    from batcher.app.api import _settings
+    from batcher.domain.config import ApiSettings
+
+    monkeypatch.chdir(tmp_path)
+    tokens = {"locationAAAAAAAAAAAAA": "tok-a", "locationBBBBBBBBBBBBB": "tok-b"}
+    if not hasattr(ApiSettings(), "location_tokens"):
+        with pytest.raises(batcher.UsageError, match="give one token"):
+            _settings(None, base_url=None, state_dir=None, token=tokens)
+        return
+    settings = _settings(None, base_url=None, state_dir=None, token=tokens)
+    names = settings.api.location_tokens  # type: ignore[attr-defined]
+    assert set(names) == set(tokens)
+    assert settings.environ is not None
+    assert {settings.environ[names[loc]] for loc in tokens} == {"tok-a", "tok-b"}
+    assert not any(names[loc] in os.environ for loc in tokens)
+    assert "tok-a" not in repr(settings)
+
+
+def test_one_token_given_is_read_where_the_cli_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`token="..."` is what `read_token` finds for the run (under api.token_env), while
+    os.environ stays as it was."""
+    from batcher.app.api import _settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BATCHER_TOKEN", raising=False)
+    settings = _settings(None, base_url=None, state_dir=None, token=" tok-1 ")
+    assert read_token(settings) == "tok-1"
+    assert "BATCHER_TOKEN" not in os.environ

@@ -63,6 +63,8 @@ T = TypeVar("T")
 
 # Where the rows given are written while a call runs, under the state directory.
 _ROWS_DIR = "rows"
+# The variables (in `Settings.environ` only) that hold the tokens of a mapping per location.
+_LOCATION_TOKEN = "BATCHER_PYTHON_LOCATION_TOKEN_"
 # What the run's summary and `batcher status` call rows given in Python.
 _SHOWN_AS = Path("rows given in Python")
 
@@ -188,7 +190,7 @@ def _settings(
     *,
     base_url: str | None,
     state_dir: str | os.PathLike[str] | None,
-    token: str | None,
+    token: str | Mapping[str, str] | None,
 ) -> Settings:
     """The call's settings: `config` (a Settings, or a TOML file; None: ./batcher.toml if
     present, and BATCHER_* variables), with `base_url`, `state_dir` and `token` over it."""
@@ -204,12 +206,40 @@ def _settings(
         raise UsageError(
             f"config: give a TOML file's path or a batcher.Settings, not {type(config).__name__}"
         )
-    if token is None:
-        return settings
-    if not isinstance(token, str) or not token.strip():
-        raise UsageError("token: give the API token as non-empty text")
-    environ = os.environ if settings.environ is None else settings.environ
-    return dataclasses.replace(settings, environ={**environ, settings.api.token_env: token.strip()})
+    return settings if token is None else _with_tokens(settings, token)
+
+
+def _with_tokens(settings: Settings, token: str | Mapping[str, str]) -> Settings:
+    """`settings` sending with `token`: one token (in `api.token_env`'s place), or a token per
+    location (Step 11's `[api.location_tokens]`, each under a variable name of its own). The
+    tokens live in the settings' environment only (`Settings.environ`), never in a file."""
+    environ = dict(os.environ if settings.environ is None else settings.environ)
+    if isinstance(token, str):
+        if not token.strip():
+            raise UsageError("token: give the API token as non-empty text")
+        environ[settings.api.token_env] = token.strip()
+        return dataclasses.replace(settings, environ=environ)
+    if not isinstance(token, Mapping) or not token:
+        raise UsageError(
+            "token: give the API token as text, or a mapping of location id to its token, "
+            f"not {type(token).__name__}"
+        )
+    names: dict[str, str] = {}
+    for number, (location, value) in enumerate(token.items()):
+        if not isinstance(location, str) or not location.strip():
+            raise UsageError("token: each key must be a location id (non-empty text)")
+        if not isinstance(value, str) or not value.strip():
+            raise UsageError(f"token: the token of location {location} must be non-empty text")
+        names[location.strip()] = name = f"{_LOCATION_TOKEN}{number}"
+        environ[name] = value.strip()
+    if "location_tokens" not in {f.name for f in dataclasses.fields(settings.api)}:
+        raise UsageError(
+            "token: a token per location needs credentials per location ([api.location_tokens]), "
+            "which this version of batcher lacks; give one token"
+        )
+    per_location: dict[str, Any] = {"location_tokens": names}  # a field from Step 11 on
+    api = dataclasses.replace(settings.api, **per_location)
+    return dataclasses.replace(settings, api=api, environ=environ)
 
 
 async def apply_async(
@@ -221,7 +251,7 @@ async def apply_async(
     location_id: str | None = None,
     id_column: str | None = None,
     base_url: str | None = None,
-    token: str | None = None,
+    token: str | Mapping[str, str] | None = None,
     config: Settings | str | os.PathLike[str] | None = None,
     state_dir: str | os.PathLike[str] | None = None,
     report: str | os.PathLike[str] | None = None,
@@ -262,7 +292,7 @@ def apply(
     location_id: str | None = None,
     id_column: str | None = None,
     base_url: str | None = None,
-    token: str | None = None,
+    token: str | Mapping[str, str] | None = None,
     config: Settings | str | os.PathLike[str] | None = None,
     state_dir: str | os.PathLike[str] | None = None,
     report: str | os.PathLike[str] | None = None,
@@ -278,7 +308,8 @@ def apply(
     `action`, `location_id` unless given here; other columns are kept) or a DataFrame.
     `action`, `tags` (text "a,b" or a list), `remove_all_tags`, `location_id`, `id_column`: as
     the CLI's options. `base_url`, `token`, `config` (a TOML path or a Settings), `state_dir`:
-    the target, the credential and the settings (else as the CLI finds them). `report`: also
+    the target, the credential (one token, or a mapping of location id to its token) and the
+    settings (else as the CLI finds them). `report`: also
     write a report file (CSV, XLSX or JSONL). `sandbox`: run against the embedded emulator.
     `fresh`: start a new run even if this one is unfinished. `stop`: `stop.request(why)` from
     another thread ends the run gracefully; `on_progress` hears (requests settled, planned).
@@ -391,7 +422,7 @@ async def _rows_run(
     location_id: str | None,
     id_column: str | None,
     base_url: str | None,
-    token: str | None,
+    token: str | Mapping[str, str] | None,
     config: Settings | str | os.PathLike[str] | None,
     state_dir: str | os.PathLike[str] | None,
     report: str | os.PathLike[str] | None,
@@ -449,7 +480,7 @@ async def undo_async(
     uncertain: str = "leave",
     again: bool = False,
     base_url: str | None = None,
-    token: str | None = None,
+    token: str | Mapping[str, str] | None = None,
     config: Settings | str | os.PathLike[str] | None = None,
     state_dir: str | os.PathLike[str] | None = None,
     report: str | os.PathLike[str] | None = None,
@@ -509,7 +540,7 @@ def undo(
     uncertain: str = "leave",
     again: bool = False,
     base_url: str | None = None,
-    token: str | None = None,
+    token: str | Mapping[str, str] | None = None,
     config: Settings | str | os.PathLike[str] | None = None,
     state_dir: str | os.PathLike[str] | None = None,
     report: str | os.PathLike[str] | None = None,
