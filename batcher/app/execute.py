@@ -168,7 +168,7 @@ def _open_ledger(
     """The run's ledger, opened (a plan's as a scratch copy): `run.started` is told as soon as
     the run's id is known, before a new run's file is made; `run.continued` once it is open."""
     about = {
-        "input": str(job.input_path.resolve()),
+        "input": _kept_input(job),
         "operation": prepared.operation,
         "target": prepared.identity.target,
         "report": str(prepared.report_path.resolve()) if prepared.report_path is not None else "",
@@ -196,6 +196,15 @@ def _open_ledger(
             ledger.close()
             raise
     return ledger
+
+
+def _kept_input(job: Job) -> str:
+    """The input as the run's state names it (`batcher status`): the file's path, or, for rows
+    a Python caller gave (`shown_as`, and no undo), what the summary calls them: their file is
+    gone when the call returns. An undo keeps its generated file's name (it names the report)."""
+    if job.shown_as is not None and job.undoes is None:
+        return str(job.shown_as)
+    return str(job.input_path.resolve())
 
 
 def _check_plan(

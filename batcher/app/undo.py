@@ -613,7 +613,7 @@ def _undoable(
     if run.undone is not None and not again:
         raise UsageError(
             f"{named}: its run (started {_when(run.created)}) was undone on "
-            f"{_when(run.undone.finished)} by the undo whose report is {run.undone.report}; "
+            f"{_when(run.undone.finished)} by {run.undone.by}; "
             "give --again to undo it again"
         )
     return run

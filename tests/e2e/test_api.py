@@ -148,7 +148,8 @@ async def test_undo_takes_the_run_back_from_its_results(
     tmp_path: Path, make_sandbox: SandboxFactory
 ) -> None:
     """`undo_async(results)` removes exactly the tags the run added, reports each operation
-    (rows with nothing to undo say so), and refuses a second undo without `again`."""
+    (rows with nothing to undo say so), and refuses a second undo without `again`; the state
+    directory names the run's rows and the undo that took it back."""
     async with make_sandbox() as sandbox:
         settings = fast_settings(tmp_path, sandbox.url)
         results = await batcher.apply_async(ROWS, action="add", tags=["vip"], config=settings)
@@ -168,6 +169,13 @@ async def test_undo_takes_the_run_back_from_its_results(
         assert undone.exit_code == 0
         with pytest.raises(batcher.UsageError, match="again"):
             await batcher.undo_async(results, config=settings)
+        # The state directory names the run's input and its undo in words.
+        run = next(
+            i for i in batcher.runs_in(Path(settings.state.dir)) if i.run_id == results.run_id
+        )
+        assert run.input == "rows given in Python"
+        assert run.undone is not None
+        assert run.undone.by == f"undo run {undone.run_id} (which wrote no report file)"
 
 
 async def test_a_report_is_written_when_asked(tmp_path: Path, make_sandbox: SandboxFactory) -> None:
