@@ -78,6 +78,7 @@ def test_load_settings_takes_the_token_from_the_environ_given(
         ([{"contact_id": ID}, {"contact_id": "", "x": None}], "row 2 has no value"),
         ([{"contact_id": ID, "tags": ["a", 1]}], "a list must hold text only"),
         ([], "no columns"),
+        ([{"contact_id": ID, "note": "a\x00b"}], "row 1, column 'note': a NUL character"),
     ],
 )
 def test_rows_that_cannot_be_rows_are_refused(
@@ -191,3 +192,21 @@ def test_one_token_given_is_read_where_the_cli_reads_it(
     settings = _settings(None, base_url=None, state_dir=None, token=" tok-1 ")
     assert read_token(settings) == "tok-1"
     assert "BATCHER_TOKEN" not in os.environ
+
+
+def test_an_input_error_names_the_rows_not_their_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row the loader refuses as input (a cell over `input.max_cell_kb`) is an InputError
+    that names "rows" and the line, never the temporary file the rows were written to."""
+    from batcher.domain.config import InputSettings
+
+    monkeypatch.chdir(tmp_path)
+    settings = batcher.Settings(input=InputSettings(max_cell_kb=1))
+    rows = [{"contact_id": ID, "note": "x"}, {"contact_id": ID, "note": "y" * 4096}]
+    with pytest.raises(batcher.InputError) as caught:
+        batcher.plan(rows, action="add", tags="vip", sandbox=True, config=settings)
+    message = str(caught.value)
+    assert message.startswith("rows: ")
+    assert "line 3" in message
+    assert "rows.csv" not in message

@@ -22,6 +22,7 @@ loop), await `apply_async`, `plan_async` and `undo_async`; the others refuse (Us
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 from collections import Counter
@@ -38,7 +39,7 @@ from batcher.app.settings import load_settings
 from batcher.app.undo import UNCERTAIN_CHOICES
 from batcher.app.undo import undo as undo_run
 from batcher.domain.config import Settings, overridden
-from batcher.domain.errors import BatcherError, UsageError
+from batcher.domain.errors import BatcherError, InputError, UsageError
 from batcher.domain.fields import LIST_FIELDS, RESULT_FIELDS, UNCERTAIN
 from batcher.domain.models import Cell
 from batcher.loading import rows_frame, write_rows
@@ -440,30 +441,31 @@ async def _rows_run(
     with workspace(home, _ROWS_DIR, keep_home=not dry_run) as folder:
         path = folder / "rows.csv"
         write_rows(rows, path)
-        job = build_job(
-            settings,
-            path,
-            config_file=config_file,
-            action=action,
-            tags=tags,
-            remove_all_tags=remove_all_tags,
-            location_id=location_id,
-            id_column=id_column,
-            report_path=report,
-            sandbox=sandbox,
-            fresh=fresh,
-            allow_empty=allow_empty,
-        )
-        job = dataclasses.replace(
-            job,
-            # The file says how it is written: nothing is sniffed or guessed.
-            input=dataclasses.replace(job.input, encoding="utf-8", delimiter=","),
-            shown_as=_SHOWN_AS,
-            write_report=report is not None,
-        )
-        result = await execute(
-            settings, job, dry_run=dry_run, stop=stop, on_progress=on_progress, read_rows=kept
-        )
+        with _named_rows(path):
+            job = build_job(
+                settings,
+                path,
+                config_file=config_file,
+                action=action,
+                tags=tags,
+                remove_all_tags=remove_all_tags,
+                location_id=location_id,
+                id_column=id_column,
+                report_path=report,
+                sandbox=sandbox,
+                fresh=fresh,
+                allow_empty=allow_empty,
+            )
+            job = dataclasses.replace(
+                job,
+                # The file says how it is written: nothing is sniffed or guessed.
+                input=dataclasses.replace(job.input, encoding="utf-8", delimiter=","),
+                shown_as=_SHOWN_AS,
+                write_report=report is not None,
+            )
+            result = await execute(
+                settings, job, dry_run=dry_run, stop=stop, on_progress=on_progress, read_rows=kept
+            )
     return Results(
         columns=kept.columns,
         rows=kept.rows,
@@ -472,6 +474,16 @@ async def _rows_run(
         sandbox=sandbox,
         planned=dry_run,
     )
+
+
+@contextlib.contextmanager
+def _named_rows(path: Path) -> Iterator[None]:
+    """An input error names the rows as the caller knows them, not their file (its line N is
+    row N - 1 when no cell holds a line break: the header is line 1)."""
+    try:
+        yield
+    except InputError as exc:
+        raise InputError(str(exc).replace(str(path), "rows")) from None
 
 
 async def undo_async(

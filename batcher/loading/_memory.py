@@ -10,7 +10,8 @@ rows (the same rows always give the same bytes).
 - A cell is its text: None and NaN are empty; a list or tuple of text is its JSON array (a
   `tags` cell then reads as that list); a DataFrame's index is not a column.
 - A row whose every cell is empty is refused (a file's blank line is no row: the results
-  would no longer be one per row given).
+  would no longer be one per row given), and so is a NUL character (a file holding one is
+  taken for binary).
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ def write_rows(rows: object, path: Path) -> int:
             cells = [
                 _cell(value, count, column) for value, column in zip(values, header, strict=True)
             ]
+            if "\x00" in "".join(cells):
+                column = header[next(i for i, cell in enumerate(cells) if "\x00" in cell)]
+                raise UsageError(
+                    f"rows: row {count}, column {column!r}: a NUL character (a file would be "
+                    "taken for binary); remove it"
+                )
             if is_blank(cells):
                 raise UsageError(
                     f"rows: row {count} has no value in any column; drop it (a blank line is "
