@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 import batcher
-from batcher.domain.config import Settings
+from batcher.domain.config import ApiSettings, Settings
+from batcher.sandbox import EXAMPLE_LOCATION
 from tests.e2e.conftest import LOCATION, SandboxFactory, contact_ids, fast_settings
 
 IDS = contact_ids(4, seed=13)
@@ -202,3 +203,37 @@ async def test_the_blocking_calls_refuse_a_running_loop(tmp_path: Path) -> None:
         batcher.plan(ROWS, action="add", tags="vip", config=settings)
     with pytest.raises(batcher.UsageError, match="undo_async"):
         batcher.undo(tmp_path / "report.csv", config=settings)
+
+
+@pytest.mark.skipif(
+    not hasattr(ApiSettings(), "location_tokens"), reason="credentials per location: Step 11"
+)
+async def test_a_token_per_location_sends_each_location_with_its_own(
+    tmp_path: Path, make_sandbox: SandboxFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`token={location: token}` sends each location's rows with that location's token (a
+    token bound to one sub-account): the right ones settle every row; a token given to a
+    location it cannot reach stops that location only, and no token shows in a result."""
+    other_token = "tok-other-location-5d1e"
+    rows = [
+        {"contact_id": IDS[0], "location_id": LOCATION},
+        {"contact_id": IDS[1], "location_id": EXAMPLE_LOCATION},
+    ]
+    async with make_sandbox(tokens={other_token: frozenset({EXAMPLE_LOCATION})}) as sandbox:
+        monkeypatch.delenv("BATCHER_TOKEN")
+        settings = fast_settings(tmp_path, sandbox.url)
+        tokens = {LOCATION: sandbox.token, EXAMPLE_LOCATION: other_token}
+        results = await batcher.apply_async(
+            rows, action="add", tags=["vip"], config=settings, token=tokens
+        )
+        assert results.counts == {"success": 2}
+        assert sandbox.universe.tags(IDS[1]) == ("vip",)
+        swapped = {LOCATION: other_token, EXAMPLE_LOCATION: sandbox.token}
+        refused = await batcher.apply_async(
+            rows, action="add", tags=["new"], config=settings, token=swapped
+        )
+        assert refused.stopped is not None
+        assert [r["status"] for r in refused] == ["pending", "success"]
+        shown = json.dumps(list(refused)) + str(refused.stopped)
+        assert other_token not in shown
+        assert sandbox.token not in shown
