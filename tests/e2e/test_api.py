@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import batcher
-from batcher.domain.config import ApiSettings, Settings
+from batcher.domain.config import ApiSettings, RetrySettings, Settings
 from batcher.sandbox import EXAMPLE_LOCATION
 from tests.e2e.conftest import LOCATION, SandboxFactory, contact_ids, fast_settings
 
@@ -125,6 +125,26 @@ async def test_a_refused_token_stops_the_run_and_the_same_call_resumes_it(
         assert second.counts == {"success": 30}
         assert second.exit_code == 0
         assert [r["contact_id"] for r in second] == [r["contact_id"] for r in rows]
+
+
+async def test_a_change_that_may_have_landed_unanswered_is_uncertain(
+    tmp_path: Path, make_sandbox: SandboxFactory
+) -> None:
+    """When every attempt's connection drops after the sandbox applied the change, the rows
+    are `failed` with `uncertain` True (a bool) and the exit code is 1."""
+    async with make_sandbox(faults={"drop_after": 1.0}) as sandbox:
+        settings = fast_settings(
+            tmp_path,
+            sandbox.url,
+            retry=RetrySettings(attempts=2, initial_backoff_s=0.0, max_backoff_s=0.0),
+        )
+        results = await batcher.apply_async(ROWS[:1], action="add", tags=["vip"], config=settings)
+        (row,) = results
+        assert row["status"] == "failed"
+        assert row["uncertain"] is True
+        assert row["attempts"] == 2
+        assert results.exit_code == 1
+        assert sandbox.universe.tags(IDS[0]) == ("vip",)  # it did land
 
 
 async def test_plan_sends_nothing_and_keeps_no_run(
