@@ -36,6 +36,7 @@ from batcher.app.execute import execute
 from batcher.app.jobs import build_job
 from batcher.app.result import RunResult
 from batcher.app.settings import load_settings
+from batcher.app.stages.load import no_collections
 from batcher.app.undo import UNCERTAIN_CHOICES
 from batcher.app.undo import undo as undo_run
 from batcher.domain.config import Settings, overridden
@@ -150,17 +151,17 @@ class _Rows:
 
     def __call__(self, columns: tuple[str, ...], rows: Iterator[tuple[Cell, ...]]) -> None:
         self.columns = columns
-        self.rows = tuple(map(self._row, rows))
+        with no_collections():  # a dict and lists per row, no cycle (see no_collections)
+            self.rows = tuple(map(self._row, rows))
 
     def _row(self, cells: tuple[Cell, ...]) -> ResultRow:
-        row: ResultRow = dict(zip(self.columns, cells, strict=True))
+        values: list[Any] = list(cells)
         for index in LIST_FIELDS:
-            name = RESULT_FIELDS[index]
-            text = row[name]
-            row[name] = None if text is None else list(load(str(text)) or ())
-        name = RESULT_FIELDS[UNCERTAIN]
-        row[name] = row[name] == "true"
-        return row
+            text = values[index]
+            if text is not None:
+                values[index] = list(load(str(text)) or ())
+        values[UNCERTAIN] = values[UNCERTAIN] == "true"
+        return dict(zip(self.columns, values, strict=True))
 
 
 def _no_loop(name: str) -> None:

@@ -49,7 +49,8 @@ def write_rows(rows: object, path: Path) -> int:
         writer.writerow(header)
         for count, values in enumerate(records, 1):
             cells = [
-                _cell(value, count, column) for value, column in zip(values, header, strict=True)
+                value if value.__class__ is str else _cell(value, count, column)
+                for value, column in zip(values, header, strict=True)
             ]
             if "\x00" in "".join(cells):
                 column = header[next(i for i, cell in enumerate(cells) if "\x00" in cell)]
@@ -71,12 +72,12 @@ def rows_frame(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> pd.
     return pd.DataFrame.from_records(list(rows), columns=list(columns))
 
 
-def _frame(frame: pd.DataFrame) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+def _frame(frame: pd.DataFrame) -> tuple[list[str], Iterator[Sequence[Any]]]:
     header = _header(frame.columns)
     return header, frame.itertuples(index=False, name=None)
 
 
-def _mappings(rows: object) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+def _mappings(rows: object) -> tuple[list[str], Iterator[Sequence[Any]]]:
     if isinstance(rows, str | bytes | os.PathLike):
         raise UsageError(
             "rows: give the rows themselves (a list of dicts or a DataFrame), not a file path; "
@@ -96,7 +97,7 @@ def _mappings(rows: object) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
         columns.update(dict.fromkeys(row))
     keys = list(columns)
     header = _header(keys)
-    return header, (tuple(row.get(key) for key in keys) for row in listed)
+    return header, ([row.get(key) for key in keys] for row in listed)
 
 
 def _header(columns: Iterable[object]) -> list[str]:
