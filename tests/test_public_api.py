@@ -9,8 +9,11 @@ def test_the_public_names_are_exactly_these() -> None:
     """`batcher.__all__` names the documented API, no more and no less, and each resolves."""
     assert batcher.__all__ == [
         "BatcherError",
+        "ConfigError",
+        "InputError",
         "Job",
         "Preview",
+        "Results",
         "RunInfo",
         "RunResult",
         "Settings",
@@ -19,10 +22,16 @@ def test_the_public_names_are_exactly_these() -> None:
         "Stop",
         "UsageError",
         "__version__",
+        "apply",
+        "apply_async",
         "build_job",
         "execute",
         "load_settings",
+        "plan",
+        "plan_async",
         "runs_in",
+        "undo",
+        "undo_async",
     ]
     for name in batcher.__all__:
         assert getattr(batcher, name) is not None, name

@@ -49,7 +49,7 @@ def credentials_of(
     settings: Settings, locations: Iterable[str], environ: Mapping[str, str] | None = None
 ) -> tuple[LocationCredential, ...]:
     """Each location's credential, in the order given."""
-    env = os.environ if environ is None else environ
+    env = _environ(settings, environ)
     found = []
     for location in locations:
         credential = credential_for(settings.api, location)
@@ -101,7 +101,7 @@ def read_credentials(
     environ: Mapping[str, str] | None = None,
 ) -> RunCredentials:
     """The tokens of `locations`, read from the environment (`require` has checked them)."""
-    env = os.environ if environ is None else environ
+    env = _environ(settings, environ)
     api = settings.api
     places = tuple(locations)
     given: dict[str, str] = {}
@@ -128,3 +128,11 @@ def read_credentials(
         credential=lambda location: credential_for(api, location),
         shared=shared_by_all(api, places),
     )
+
+
+def _environ(settings: Settings, environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    """Where the tokens are read: `environ` if given, else the settings' own environment (a
+    Python caller's tokens: `batcher.app.api`), else the process's."""
+    if environ is not None:
+        return environ
+    return os.environ if settings.environ is None else settings.environ

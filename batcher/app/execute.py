@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from batcher.app.credentials import LocationCredential, credentials_of, require
@@ -28,11 +28,16 @@ from batcher.domain.config import Settings
 from batcher.domain.credentials import credential_variables
 from batcher.domain.errors import BatcherError
 from batcher.domain.events import Event, EventSink, notices
-from batcher.reports.formats import check_report_path, summary_path, write_summary
+from batcher.domain.models import Cell
+from batcher.reports.formats import check_report_path, report_columns, summary_path, write_summary
 from batcher.state import Ledger
 from batcher.support.stopping import Stop
 
-__all__ = ["execute"]
+__all__ = ["RowsReader", "execute"]
+
+# Hears the report's header and its rows (as `Ledger.report_rows` gives them), once the run has
+# settled: for a Python caller, who gets the rows without a report file.
+RowsReader = Callable[[tuple[str, ...], Iterator[tuple[Cell, ...]]], None]
 
 
 def _ignore(message: str) -> None:
@@ -68,6 +73,7 @@ async def execute(
     events: EventSink | None = None,
     on_tick: Tick | None = None,
     rejects: Path | None = None,
+    read_rows: RowsReader | None = None,
 ) -> RunResult:
     """Run (or, with `dry_run`, only plan) one job.
 
@@ -78,7 +84,8 @@ async def execute(
     graceful stop at any time. `on_progress` hears (requests settled, planned), `on_tick` a
     RunProgress. `rejects` is a file (CSV, XLSX or JSONL) for the rows that are not sent
     (invalid, duplicate). A run that writes a report also writes its summary beside it
-    (`summary_path`).
+    (`summary_path`). `read_rows`, if given, reads the report's rows from the ledger once the
+    run (or the plan) has settled, whether or not a report file is written.
     """
     emit = events or notices(notify)
     laps = _Laps()
@@ -120,6 +127,9 @@ async def execute(
         )
         laps.lap("report")
         _save_counts(ledger, assembled(reported), dry_run=dry_run)
+        if read_rows is not None:
+            message = _not_sent(stopped, dry_run=dry_run)
+            read_rows(report_columns(ledger.columns), ledger.report_rows(message, pending))
     result = dataclasses.replace(
         assembled(reported, time.monotonic() - laps.began), stages=laps.shown()
     )
@@ -176,7 +186,7 @@ def _open_ledger(
     """The run's ledger, opened (a plan's as a scratch copy): `run.started` is told as soon as
     the run's id is known, before a new run's file is made; `run.continued` once it is open."""
     about = {
-        "input": str(job.input_path.resolve()),
+        "input": _kept_input(job),
         "operation": prepared.operation,
         "target": prepared.identity.target,
         "report": str(prepared.report_path.resolve()) if prepared.report_path is not None else "",
@@ -205,6 +215,15 @@ def _open_ledger(
             ledger.close()
             raise
     return ledger
+
+
+def _kept_input(job: Job) -> str:
+    """The input as the run's state names it (`batcher status`): the file's path, or, for rows
+    a Python caller gave (`shown_as`, and no undo), what the summary calls them: their file is
+    gone when the call returns. An undo keeps its generated file's name (it names the report)."""
+    if job.shown_as is not None and job.undoes is None:
+        return str(job.shown_as)
+    return str(job.input_path.resolve())
 
 
 def _check_plan(

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,10 @@ __all__ = [
     "default_report_path",
     "describe_operation",
     "input_options",
+    "tags_text",
 ]
 
+_ACTIONS = ("add", "remove")
 # Rewrites the input's rows, a chunk at a time, before the ledger saves them.
 RowsFilter = Callable[[Iterator[Chunk]], Iterator[Chunk]]
 
@@ -69,6 +72,8 @@ class Job:
     as the person knows it when it is stored under another (the page keeps an upload as
     `input.csv`): kept in the run's meta for `batcher status`. `resumes`: the unfinished run
     this job finishes from its state alone (see `batcher.app.resume`), its input not read.
+    `write_report` False: no report file (a Python caller reads the rows from the ledger:
+    `batcher.app.api`).
     """
 
     input_path: Path
@@ -85,6 +90,7 @@ class Job:
     described_as: str | None = None
     input_name: str | None = None
     resumes: Recorded | None = None
+    write_report: bool = True
 
     def chunks(self, table: InputTable) -> Iterator[Chunk]:
         """The input's rows as the ledger saves them: the file's, through `rows` if given."""
@@ -164,18 +170,45 @@ def default_report_path(input_path: Path) -> Path:
     return Path(f"{name}-report.csv")
 
 
+def tags_text(tags: str | Iterable[str] | None) -> str | None:
+    """The tags as `--tags` gives them: text as it is ("a,b"), a list or tuple of tags as its
+    JSON array (read back as that list, each tag checked like the file's); UsageError for
+    anything else."""
+    if tags is None or isinstance(tags, str):
+        return tags
+    if isinstance(tags, bytes | dict) or not isinstance(tags, Iterable):
+        raise UsageError(f"tags: give a list of tags or one text, not {type(tags).__name__}")
+    listed = list(tags)
+    strange = [tag for tag in listed if not isinstance(tag, str)]
+    if strange:
+        raise UsageError(f"tags: each tag must be text, not {type(strange[0]).__name__}")
+    return json.dumps(listed, ensure_ascii=False)
+
+
+def _file_path(value: object, name: str) -> Path:
+    """A path given as text or a Path; UsageError for rows or anything else."""
+    if isinstance(value, str | os.PathLike):
+        return Path(value)
+    if isinstance(value, Iterable) or hasattr(value, "columns"):
+        raise UsageError(
+            f"{name}: build_job reads a file: give its path; for rows in memory (a list of "
+            "dicts, a DataFrame) use batcher.apply(rows, ...) or batcher.plan(rows, ...)"
+        )
+    raise UsageError(f"{name}: give a file path, not {type(value).__name__}")
+
+
 def build_job(
     settings: Settings,
-    input_path: Path,
+    input_path: str | os.PathLike[str],
     *,
-    config_file: Path | None = None,
+    config_file: str | os.PathLike[str] | None = None,
     action: str | None = None,
-    tags: str | None = None,
+    tags: str | Iterable[str] | None = None,
     remove_all_tags: bool = False,
     location_id: str | None = None,
     id_column: str | None = None,
     sheet: str | None = None,
-    report_path: Path | None = None,
+    report_path: str | os.PathLike[str] | None = None,
     sandbox: bool = False,
     fresh: bool = False,
     allow_empty: bool = False,
@@ -184,12 +217,20 @@ def build_job(
     shard: str | None = None,
     shards: str | None = None,
 ) -> Job:
-    """A Job from option values as a user gives them (None: not given).
+    """A Job from option values as a user gives them (None: not given). Paths may be text;
+    `tags` text ("a,b") or a list of tags (`tags_text`); rows in memory are refused (UsageError:
+    `batcher.apply` takes them).
 
     The shard comes from `shard` ("K/N"), else $BATCHER_SHARD, else `shards` with the scheduler's
     index variable (`batcher.app.sharding.resolve_shard`). `encoding` (--encoding) overrides
     `input.encoding`.
     """
+    path = _file_path(input_path, "input_path")
+    config = None if config_file is None else _file_path(config_file, "config_file")
+    report = None if report_path is None else _file_path(report_path, "report_path")
+    if action is not None and (not isinstance(action, str) or action.lower() not in _ACTIONS):
+        raise UsageError(f'action {action!r}: give "add" or "remove" (None: the action column)')
+    tags = tags_text(tags)
     chosen_shard, shard_count = resolve_shard(shard, shards)
     if remove_all_tags:
         if action is not None and action.lower() == "add":
@@ -212,11 +253,11 @@ def build_job(
         delimiter=delimiter,
     )
     return Job(
-        input_path=input_path,
+        input_path=path,
         input=options,
-        report_path=report_path,
+        report_path=report,
         fresh=fresh,
-        sandbox=sandbox_config(config_file, input_path) if sandbox else None,
+        sandbox=sandbox_config(config, path) if sandbox else None,
         allow_empty=allow_empty,
         shard=chosen_shard,
         shards=shard_count if chosen_shard is None else None,

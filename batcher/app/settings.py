@@ -19,7 +19,7 @@ def _ignore(message: str) -> None:
 
 
 def load_settings(
-    config_file: Path | None = None,
+    config_file: str | Path | None = None,
     *,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, object] | None = None,
@@ -28,12 +28,14 @@ def load_settings(
     """Build the one Settings object of a run.
 
     `config_file` None means `./batcher.toml` if it exists. `overrides` maps key paths such as
-    "api.base_url" to values from command-line options (None values are ignored).
+    "api.base_url" to values from command-line options (None values are ignored); an unknown
+    one is a ConfigError naming it and the known ones. `environ` (default `os.environ`) gives
+    the BATCHER_* variables and the token (`api.token_env`): a script can hand its own.
     Sections other than batcher's own (e.g. `[sandbox]`) are left to their readers.
     A config file that others may write is refused (it decides where the token goes);
     `warn` hears about one that its group may write.
     """
-    source = config_path(config_file)
+    source = config_path(None if config_file is None else Path(config_file))
     data: dict[str, Any] = {}
     if source is not None:
         try:

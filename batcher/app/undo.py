@@ -59,16 +59,15 @@ import functools
 import hashlib
 import json
 import os
-import shutil
 import sqlite3
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from batcher.app.directory import workspace
 from batcher.app.emulator import sandbox_config
-from batcher.app.execute import execute
+from batcher.app.execute import RowsReader, execute
 from batcher.app.jobs import Job, RowsFilter
 from batcher.app.result import Preview, RunResult, Tick
 from batcher.domain.config import Settings
@@ -76,7 +75,7 @@ from batcher.domain.errors import InputError, NothingToSendError, UsageError
 from batcher.domain.models import Chunk, ReportLine, Status
 from batcher.loading import Caps, InputOptions
 from batcher.state import Ledger, RunInfo, runs_in
-from batcher.support.files import open_private, private_dir
+from batcher.support.files import open_private
 from batcher.support.stopping import Stop
 
 __all__ = [
@@ -496,6 +495,7 @@ def undo_job(
     sandbox: bool = False,
     config_file: Path | None = None,
     fresh: bool = False,
+    write_report: bool = True,
 ) -> Job:
     """The Job that runs an undo's generated input, named after the report it takes back.
 
@@ -520,6 +520,7 @@ def undo_job(
         undoes=source.run.undo_key,
         shown_as=source.report,
         described_as=f"undo the changes in {source.report}",
+        write_report=write_report,
     )
 
 
@@ -546,6 +547,8 @@ async def undo(
     notify: Callable[[str], None] = _ignore,
     confirm: Callable[[Preview], bool] | None = None,
     stop: Stop | None = None,
+    write_report: bool = True,
+    read_rows: RowsReader | None = None,
 ) -> UndoResult:
     """Undo a run (or, with `dry_run`, show what that would send): the run whose latest report
     is the file `report` (see `find_run`), or `run` itself (the page); its records are read
@@ -553,7 +556,8 @@ async def undo(
 
     `report_path` is the undo's own report (default `<report name>-undo.csv` here);
     `uncertain` is "leave" or "revert" (see `inverse`); `again` undoes a run already undone.
-    The rest is as for `batcher.app.execute.execute`. Raises UsageError (exit 2, nothing sent)
+    `write_report` False: no report file (`read_rows` reads the rows). The rest is as for
+    `batcher.app.execute.execute`. Raises UsageError (exit 2, nothing sent)
     for a file no run in the state directory wrote as it is, an earlier command's report, a run
     already undone (without `again`), or a run with nothing to undo.
     """
@@ -562,11 +566,11 @@ async def undo(
     if uncertain not in UNCERTAIN_CHOICES:
         raise UsageError(f"--uncertain {uncertain!r}: give one of {', '.join(UNCERTAIN_CHOICES)}")
     named = report if report is not None else report_of(run)
-    out = None if dry_run else (report_path or default_undo_report_path(named))
+    out = None if dry_run or not write_report else (report_path or default_undo_report_path(named))
     if out is not None:
         _check_report_path(out, named)
     run = _undoable(settings, named, run, again, notify)
-    with _workspace(Path(settings.state.dir), keep_home=not dry_run) as folder:
+    with workspace(Path(settings.state.dir), UNDO_DIR, keep_home=not dry_run) as folder:
         source = write_undo_input(_entries(run), folder, named, run, revert=uncertain == "revert")
         if not source.operations and not source.skipped:
             counts = ", ".join(f"{n:,} {status}" for status, n in source.statuses.most_common())
@@ -574,7 +578,13 @@ async def undo(
                 f"{named}: nothing to undo: no row of the run changed a tag ({counts or 'no rows'})"
             )
         job = undo_job(
-            settings, source, report_path=out, sandbox=sandbox, config_file=config_file, fresh=fresh
+            settings,
+            source,
+            report_path=out,
+            sandbox=sandbox,
+            config_file=config_file,
+            fresh=fresh,
+            write_report=write_report,
         )
         result = await execute(
             settings,
@@ -584,6 +594,7 @@ async def undo(
             notify=notify,
             confirm=confirm,
             stop=stop,
+            read_rows=read_rows,
         )
     return UndoResult(run=result, source=source)
 
@@ -602,30 +613,7 @@ def _undoable(
     if run.undone is not None and not again:
         raise UsageError(
             f"{named}: its run (started {_when(run.created)}) was undone on "
-            f"{_when(run.undone.finished)} by the undo whose report is {run.undone.report}; "
+            f"{_when(run.undone.finished)} by {run.undone.by}; "
             "give --again to undo it again"
         )
     return run
-
-
-@contextlib.contextmanager
-def _workspace(state_dir: Path, *, keep_home: bool) -> Iterator[Path]:
-    """A private folder of its own under `state.dir/undo` for the generated input, removed
-    when the command ends (and `undo` with it, unless `keep_home`, when it made it)."""
-    home = state_dir / UNDO_DIR
-    created = not home.exists()
-    try:
-        private_dir(home)
-        folder = Path(tempfile.mkdtemp(prefix="undo-", dir=home))
-    except OSError as exc:
-        raise UsageError(
-            f"{home}: cannot write the undo's input there ({exc.strerror or exc}); "
-            "set state.dir to a writable folder"
-        ) from None
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-        if created and not keep_home:
-            with contextlib.suppress(OSError):
-                home.rmdir()

@@ -436,7 +436,4 @@ def _reports(info: RunInfo) -> Iterator[str]:
                 f"written {_stamp(record.written)})"
             )
     if info.undone is not None:
-        yield (
-            f"  undone     {_stamp(info.undone.finished)}, by the undo whose report is "
-            f"{info.undone.report}"
-        )
+        yield f"  undone     {_stamp(info.undone.finished)}, by {info.undone.by}"

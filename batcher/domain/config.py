@@ -151,11 +151,21 @@ class Settings:
     state: StateSettings = field(default_factory=StateSettings)
     run: RunSettings = field(default_factory=RunSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
+    # Where the tokens are read from (`read_token`): the environment the settings were loaded
+    # with (None: `os.environ`), so that a Python caller can hand its own. Not a section; never
+    # shown (it holds secrets).
+    environ: Mapping[str, str] | None = field(
+        default=None, repr=False, compare=False, metadata={"section": False}
+    )
 
 
 def _section_types() -> dict[str, type[Any]]:
     hints = get_type_hints(Settings)
-    return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+    return {
+        f.name: hints[f.name]
+        for f in dataclasses.fields(Settings)
+        if f.metadata.get("section", True)
+    }
 
 
 def _key_types(section_type: type[Any]) -> dict[str, type[Any]]:
@@ -375,15 +385,50 @@ def settings_from(
     values: dict[str, dict[str, object]] = {name: {} for name in sections}
     _from_file(data, sections, values)
     _from_environment(environ, sections, values)
-    for path, value in (overrides or {}).items():
-        if value is None:
-            continue
-        name, _, key = path.partition(".")
-        kind = _key_types(sections[name])[key]
-        values[name][key] = _coerce(path, kind, value, from_text=False)
-    settings = Settings(**{name: sections[name](**values[name]) for name in sections})
+    _from_overrides(overrides or {}, sections, values)
+    settings = Settings(
+        **{name: sections[name](**values[name]) for name in sections}, environ=environ
+    )
     _check(settings)
     return settings
+
+
+def overridden(settings: Settings, overrides: Mapping[str, object]) -> Settings:
+    """`settings` with `overrides` (key paths to values, None ignored) applied and checked,
+    as `settings_from` applies them."""
+    sections = _section_types()
+    values: dict[str, dict[str, object]] = {name: {} for name in sections}
+    _from_overrides(overrides, sections, values)
+    changed = dataclasses.replace(
+        settings,
+        **{
+            name: dataclasses.replace(getattr(settings, name), **values[name])
+            for name in sections
+            if values[name]
+        },
+    )
+    _check(changed)
+    return changed
+
+
+def _from_overrides(
+    overrides: Mapping[str, object],
+    sections: Mapping[str, type[Any]],
+    values: dict[str, dict[str, object]],
+) -> None:
+    for path, value in overrides.items():
+        if value is None:
+            continue
+        name, _, key = str(path).partition(".")
+        keys = _key_types(sections[name]) if name in sections else {}
+        if key not in keys:
+            known = ", ".join(
+                f"{section}.{k}" for section in sections for k in _key_types(sections[section])
+            )
+            raise ConfigError(
+                f"{path}: unknown setting (give a key path such as api.base_url; known: {known})"
+            )
+        values[name][key] = _coerce(path, keys[key], value, from_text=False)
 
 
 def _from_file(
@@ -420,7 +465,10 @@ def _from_environment(
 
 
 def read_token(settings: Settings, environ: Mapping[str, str] | None = None) -> str:
-    """The bearer token from the environment; the error names the variable, never a value."""
+    """The bearer token from the environment (`environ`, else the one the settings were loaded
+    with, else `os.environ`); the error names the variable, never a value."""
+    if environ is None:
+        environ = settings.environ
     env = os.environ if environ is None else environ
     token = env.get(settings.api.token_env, "").strip()
     if not token:
@@ -435,6 +483,7 @@ __all__ = [
     "VERSIONS",
     "Settings",
     "config_path",
+    "overridden",
     "read_config_file",
     "read_token",
     "settings_from",

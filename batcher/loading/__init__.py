@@ -47,6 +47,7 @@ from batcher.domain.errors import InputError, NoIdColumnError, UsageError
 from batcher.domain.models import Chunk
 from batcher.loading._common import INVISIBLE, STRIP, Caps, Reader, Slice, is_blank, shown
 from batcher.loading._excel import open_excel, sheet_rows, visible_sheets
+from batcher.loading._memory import is_frame, rows_frame, write_rows
 from batcher.loading._tags import parse_tags, read_tags, unique_tags
 from batcher.loading._xlsx_part import Limits
 from batcher.support.printable import UNSAFE
@@ -55,10 +56,13 @@ __all__ = [
     "Caps",
     "InputOptions",
     "InputTable",
+    "is_frame",
     "open_input",
     "parse_tags",
+    "rows_frame",
     "sheet_rows",
     "visible_sheets",
+    "write_rows",
 ]
 
 T = TypeVar("T")

@@ -148,6 +148,13 @@ class Undone:
     report: str
     run_id: str
 
+    @property
+    def by(self) -> str:
+        """The undo in words: its report, or its run id when it wrote none (a Python caller's)."""
+        if self.report:
+            return f"the undo whose report is {self.report}"
+        return f"undo run {self.run_id} (which wrote no report file)"
+
 
 @dataclass(frozen=True, slots=True)
 class RunInfo:

@@ -210,7 +210,7 @@ def undo_problem(info: RunInfo) -> str:
     if info.undone is not None:
         when = info.undone.finished.replace("T", " ").replace("Z", " UTC")
         return (
-            f"that run was undone on {when} (the undo's report is {info.undone.report}); "
+            f"that run was undone on {when} (by {info.undone.by}); "
             "`batcher undo` with --again undoes it again"
         )
     return ""

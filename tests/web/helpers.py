@@ -24,7 +24,10 @@ _UPLOAD = re.compile(r'name="upload" value="([0-9a-f]{16})"')
 
 
 def settings_for(state_dir: Path, **overrides: object) -> Settings:
-    return load_settings(environ={}, overrides={"state.dir": str(state_dir), **overrides})
+    """Settings from no BATCHER_* variable; the token read from os.environ when the page sends,
+    as the server reads it (a test sets it once its sandbox is up)."""
+    settings = load_settings(environ={}, overrides={"state.dir": str(state_dir), **overrides})
+    return dataclasses.replace(settings, environ=None)
 
 
 def multipart(csrf: str, name: str, data: bytes) -> tuple[bytes, str]:

@@ -18,7 +18,7 @@ from batcher.loading import InputTable
 from batcher.state import Ledger, RunInfo, prune_finished, runs_in
 from batcher.support.stopping import Stop
 
-__all__ = ["Loaded", "load"]
+__all__ = ["Loaded", "load", "no_collections"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def load(
     selection = Selection(job.shard, count_rows=dry_run)
     if not ledger.resumed:
         assert table is not None  # only a resume has no table, and it continues a run
-        with _no_collections():
+        with no_collections():
             ledger.load(table.columns, selection(stop.watch(job.chunks(table))))
     stop.loaded()
     return Loaded(
@@ -86,7 +86,7 @@ def _tidy_state_dir(state_dir: Path, ledger: Ledger, keep_days: int) -> tuple[Ru
 
 
 @contextlib.contextmanager
-def _no_collections() -> Iterator[None]:
+def no_collections() -> Iterator[None]:
     """No cyclic garbage collection: loading makes millions of short-lived objects and almost
     no cycles (a few hundred a million rows, collected afterwards); the collector's passes over
     them were a fourteenth of loading a million rows (2.9 s -> 2.7 s). Reference counting frees

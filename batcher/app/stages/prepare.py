@@ -68,7 +68,11 @@ def prepare(
     """
     if job.shards is not None and job.shard is None and not dry_run:
         raise missing_index(job.shards)
-    report_path = None if dry_run else (job.report_path or default_report_path(job.input_path))
+    report_path = (
+        None
+        if dry_run or not job.write_report
+        else (job.report_path or default_report_path(job.input_path))
+    )
     _check_outputs(job, report_path, rejects)
     stop.loading()  # until the input is loaded, a stop ends the run at once: nothing is sent yet
     recorded = job.resumes
