@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 
 from batcher import RunInfo
 from batcher.app.merging import MergeResult
+from batcher.app.rendering import NOT_SENT
 from batcher.app.result import UNCERTAIN_MEANS, Preview, RunProgress, RunResult, TagOperation
 from batcher.app.sharding import ShardLoad, dominant_location
 from batcher.app.status import InputStatus, RunStatus
@@ -111,8 +112,39 @@ def summary_lines(result: RunResult) -> Iterator[str]:
         *((("summary", str(result.summary_path)),) if result.summary_path is not None else ()),
     ):
         yield f"  {name:<10} {value}"
+    yield from lookup_lines(result, plan=False)
     yield from _counts_lines(result, total)
     yield from _time_and_reasons(result)
+
+
+def lookup_lines(result: RunResult, *, plan: bool) -> Iterator[str]:
+    """The rows given by email (Step 16): searches made (read-only), and per location how many
+    rows matched one contact, none, several; a plan also shows the first matches, to check a
+    few live before the run."""
+    found = result.resolution
+    if found is None:
+        return
+    searches = f"{result.searches:,} search{'es' if result.searches != 1 else ''}"
+    yield (
+        f"  by email   {found.rows:,} rows without a contact id, looked up by email: {searches} "
+        "(POST /contacts/search, read-only: no tag is changed by it)"
+    )
+    locations = sorted(
+        set(found.matched) | set(found.not_found) | set(found.ambiguous) | set(found.unanswered)
+    )
+    for location in locations:
+        parts = [
+            f"{found.matched.get(location, 0):,} matched",
+            f"{found.not_found.get(location, 0):,} not found",
+            f"{found.ambiguous.get(location, 0):,} ambiguous",
+        ]
+        if found.unanswered.get(location):
+            parts.append(f"{found.unanswered[location]:,} not yet looked up")
+        yield f"    location {location}: {', '.join(parts)}"
+    if plan and found.first:
+        yield "    first matches (check a few in HighLevel before the run):"
+        for match in found.first:
+            yield f"      {match.email} -> {match.contact_id} (location {match.location_id})"
 
 
 def _counts_lines(result: RunResult, total: int) -> Iterator[str]:
@@ -189,6 +221,7 @@ def plan_lines(result: RunResult, settings: Settings, rejects_path: object | Non
     )
     if result.reading:
         yield f"  read as {result.reading}"
+    yield from lookup_lines(result, plan=True)
     yield from _plan_statuses(result, rejects_path)
     groups = result.plan.groups
     rounds = f" in {result.rounds} rounds" if result.rounds > 1 else ""
@@ -205,7 +238,7 @@ def plan_lines(result: RunResult, settings: Settings, rejects_path: object | Non
     yield from _operation_lines(result.operations, result.operation_count)
     yield from _quota_lines(result, settings)
     if result.rejects_path is not None:
-        rejected = sum(result.counts[status] for status in (Status.INVALID, Status.DUPLICATE))
+        rejected = sum(result.counts[status] for status in NOT_SENT)
         yield f"  rejects  {rejected:,} rows not to be sent written to {result.rejects_path}"
     if result.shard is not None:
         yield f"  (shard {result.shard}: only the rows of its locations)"

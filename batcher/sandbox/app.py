@@ -26,6 +26,7 @@ from aiohttp import web
 from batcher.sandbox.config import SandboxConfig
 from batcher.sandbox.faults import Fate, Fault, FaultPlan
 from batcher.sandbox.ratelimit import RateLimiter
+from batcher.sandbox.search import Search, parse_search
 from batcher.sandbox.stats import AppliedRequest, SandboxStats
 from batcher.sandbox.universe import Universe
 from batcher.sandbox.validation import parse_update, version_problem
@@ -37,6 +38,7 @@ Warn = Callable[[str], None]
 _logger = logging.getLogger("batcher.sandbox")
 
 UPDATE_PATH = "/contacts/bulk/tags/update/{type}"
+SEARCH_PATH = "/contacts/search"
 STATS_PATH = "/_sandbox/stats"
 
 # Bodies as documented in API-NOTES.md ("Response", "Rate limits") and the task's 403 wording.
@@ -163,6 +165,41 @@ class _Endpoint:
             raw = raw[: len(raw) // 2]
         return await self._answer(fate, 201, raw, headers)
 
+    async def search(self, request: web.Request) -> web.StreamResponse:
+        """`POST /contacts/search` (see `batcher.sandbox.search`): the same checks in the same
+        order as a tag request, counted in the same rate limit; no faults are injected."""
+        fate = Fate(0.0, Fault.NONE, 0)  # no latency, no fault: a search is only read
+        self.stats.searches += 1
+        body = _loads(await request.read())
+        location = body.get("locationId") if isinstance(body, dict) else None
+        bucket = location if isinstance(location, str) else self._token_bucket
+        if request.headers.get("Authorization") != self._authorization:
+            return await self._answer(fate, 401, _UNAUTHORIZED, self.limiter.peek(bucket).headers)
+        verdict = self.limiter.admit(bucket)
+        self.stats.note_window(bucket, verdict.window_count)
+        headers = verdict.headers
+        if not verdict.allowed:
+            if self.limiter.config.retry_after:
+                headers["Retry-After"] = str(verdict.retry_after_s)
+            return await self._answer(fate, 429, _TOO_MANY, headers)
+        problem = version_problem(request.headers.get("Version"))
+        if problem is not None:
+            return await self._answer(fate, 400, {"statusCode": 400, "message": problem}, headers)
+        search = parse_search(body)
+        if not isinstance(search, Search):
+            status, message = search
+            return await self._answer(
+                fate, status, {"statusCode": status, "message": message}, headers
+            )
+        if search.location_id not in self.config.locations:
+            return await self._answer(fate, 403, _FORBIDDEN, headers)
+        contacts, total = self.universe.search(
+            search.location_id, search.groups, search.after, search.page_limit
+        )
+        self.stats.searches_answered += 1
+        answer = {"contacts": contacts, "total": total, "traceId": f"sandbox-{self.stats.searches}"}
+        return await self._answer(fate, 200, answer, headers)
+
     async def report_stats(self, request: web.Request) -> web.Response:
         return web.Response(body=_dumps(self.stats.to_json()), content_type="application/json")
 
@@ -246,6 +283,7 @@ class Sandbox:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post(UPDATE_PATH, self._endpoint.update_tags)
+        app.router.add_post(SEARCH_PATH, self._endpoint.search)
         app.router.add_get(STATS_PATH, self._endpoint.report_stats)
         # No access log: a benchmark sends thousands of requests. The shutdown timeout only
         # bounds a handler stuck in the injected `sleep`; slow requests are released by stop().

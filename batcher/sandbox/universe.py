@@ -7,11 +7,14 @@ Fixture format (JSON, UTF-8)::
         "sandboxLocation00001": {"qFSqySFkVvNzOSqgGqFi": ["tag-1", "tag-2"], "...": []},
         "otherLocation0000002": {"3ualbhnV7j3n3a9r2moD": []}
       },
-      "deleted": ["aDeletedContact00001"]
+      "deleted": ["aDeletedContact00001"],
+      "emails": {"qFSqySFkVvNzOSqgGqFi": "ada@example.com"}
     }
 
 `locations` maps a location id to its contacts, each to its tags in stored order; `deleted` lists
 contacts that answer "contact is deleted". Every id must be 20 letters/digits, and appear once.
+`emails` (optional, Step 16) gives contacts of `locations` an address for `POST /contacts/search`;
+two contacts may share one (an account that allows duplicates), in any case.
 
 An id absent from the fixture that is well-formed is, on first touch, created as a tagless contact
 of the requesting location (unless `strict_unknown`): a client can push any number of generated
@@ -68,6 +71,8 @@ class Universe:
         self._by_location: dict[str, dict[str, Tags]] = {}
         self._deleted: set[str] = set()
         self._interned: dict[Tags, Tags] = {(): ()}
+        # Step 16: contact id -> its email address as stored.
+        self.emails: dict[str, str] = {}
 
     @classmethod
     def from_fixture(cls, path: Path, *, strict_unknown: bool = False) -> Universe:
@@ -78,8 +83,10 @@ class Universe:
             raise ValueError(f"cannot read fixture {path}: {exc}") from None
         universe = cls(strict_unknown=strict_unknown)
         try:
-            if not isinstance(document, dict) or set(document) - {"locations", "deleted"}:
-                raise ValueError("the top level must be an object with 'locations', 'deleted'")
+            if not isinstance(document, dict) or set(document) - {"locations", "deleted", "emails"}:
+                raise ValueError(
+                    "the top level must be an object with 'locations', 'deleted', 'emails'"
+                )
             deleted = document.get("deleted", [])
             if not isinstance(deleted, list) or not all(isinstance(c, str) for c in deleted):
                 raise ValueError("'deleted' must be a list of contact ids")
@@ -95,6 +102,13 @@ class Universe:
                     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
                         raise ValueError(f"locations.{location_id}.{contact_id} must be a list")
                     universe.add_contact(location_id, contact_id, tags)
+            emails = document.get("emails", {})
+            if not isinstance(emails, dict) or not all(
+                isinstance(e, str) and universe.location_of(c) is not None
+                for c, e in emails.items()
+            ):
+                raise ValueError("'emails' must map contacts of 'locations' to addresses")
+            universe.emails.update(emails)
         except ValueError as exc:
             raise ValueError(f"fixture {path}: {exc}") from None
         return universe
@@ -125,6 +139,32 @@ class Universe:
 
     def location_of(self, contact_id: str) -> str | None:
         return next((loc for loc, c in self._by_location.items() if contact_id in c), None)
+
+    def search(
+        self, location_id: str, groups: Iterable[frozenset[str]], after: str | None, limit: int
+    ) -> tuple[list[Entry], int]:
+        """The location's contacts whose address (ignoring case) is in every one of `groups`,
+        in id order, after the contact `after`, at most `limit`; and how many there are."""
+        wanted = list(groups)
+        own = self._by_location.get(location_id, {})
+        matching = sorted(
+            contact_id
+            for contact_id, email in self.emails.items()
+            if contact_id in own and all(email.lower() in group for group in wanted)
+        )
+        total = len(matching)
+        if after is not None:
+            matching = [contact_id for contact_id in matching if contact_id > after]
+        return [
+            {
+                "id": contact_id,
+                "email": self.emails[contact_id],
+                "phone": None,
+                "locationId": location_id,
+                "searchAfter": [contact_id],
+            }
+            for contact_id in matching[:limit]
+        ], total
 
     def is_deleted(self, contact_id: str) -> bool:
         return contact_id in self._deleted

@@ -51,6 +51,7 @@ __all__ = [
     "Wire",
     "failure_message",
     "failure_reason",
+    "heard",
     "quota_message",
     "quota_reached",
 ]
@@ -161,17 +162,7 @@ class BatchSender:
             raise
         except ApiError as exc:
             slot.finish()
-            if isinstance(exc, RateLimitedError | DailyQuotaError):
-                self._counters.rate_limited += 1
-            if exc.rate != RateLimitInfo() and not isinstance(exc, DailyQuotaError):
-                # (the daily quota is told below, with when it comes back)
-                self._pacer.observe(location, exc.rate, since=slot.started)
-            if isinstance(exc, RateLimitedError):
-                # Every worker waits, not only this one (SPEC "Pacing and retries").
-                interval = exc.rate.interval_ms / 1000 if exc.rate.interval_ms else None
-                self._pacer.pause(
-                    location, exc.retry_after_s or interval or self._pacer.interval_s(location)
-                )
+            heard(self._pacer, self._counters, location, exc, slot.started)
             raise
         slot.finish()
         self._pacer.observe(location, answer.rate, since=slot.started)
@@ -281,6 +272,19 @@ class BatchSender:
         )
         explained.attempts = exc.attempts
         return explained
+
+
+def heard(pacer: Pacer, counters: Counters, location_id: str, exc: ApiError, since: float) -> None:
+    """What an attempt's error answer tells the location's budget: its headers, and a 429's
+    pause for every worker, not only this one (SPEC "Pacing and retries")."""
+    if isinstance(exc, RateLimitedError | DailyQuotaError):
+        counters.rate_limited += 1
+    if exc.rate != RateLimitInfo() and not isinstance(exc, DailyQuotaError):
+        # (the daily quota is told by the caller, with when it comes back)
+        pacer.observe(location_id, exc.rate, since=since)
+    if isinstance(exc, RateLimitedError):
+        interval = exc.rate.interval_ms / 1000 if exc.rate.interval_ms else None
+        pacer.pause(location_id, exc.retry_after_s or interval or pacer.interval_s(location_id))
 
 
 def quota_reached(stopped: Mapping[str, str]) -> QuotaReachedError:
