@@ -44,7 +44,7 @@ class Account:
         emails = {contact: email for email, contact in self.known.items()}
         for email, pair in self.twins.items():
             emails.update({contact: email.upper() for contact in pair})
-        document = {"locations": {LOCATION: dict.fromkeys(emails, [])}, "emails": emails}
+        document = {"locations": {LOCATION: {contact: [] for contact in emails}}, "emails": emails}
         path.write_text(json.dumps(document), encoding="utf-8")
         return path
 
