@@ -101,6 +101,8 @@ def apply(db: sqlite3.Connection) -> None:
         return
     if not db.execute("SELECT EXISTS (SELECT 1 FROM lookups)").fetchone()[0]:
         return  # nothing given by email: no scan of the rows
+    if unresolved(db):
+        raise ValueError("rows given by email are settled only once every address is answered")
     with transaction(db):
         db.execute(_RESOLVED)
         db.execute(_NOT_FOUND)

@@ -194,3 +194,28 @@ async def test_plan_resolves_and_sends_no_tag_change(
     assert "9,000 requests" not in text
     assert "ambiguous" in text
     assert not list((tmp_path / "state").glob("*.sqlite"))  # a plan leaves no state behind
+
+
+async def test_a_refused_search_stops_the_run_before_any_tag_change(
+    tmp_path: Path, make_sandbox: SandboxFactory
+) -> None:
+    """A search refused for its location (403) stops the run (exit 3) with nothing sent: the
+    rows given by id wait too, so that no contact is changed out of input order."""
+    ids = contact_ids(3, seed=5)
+    source = tmp_path / "mixed.csv"
+    source.write_text(
+        f"contact_id,email\n{ids[0]},\n,ada@example.com\n{ids[1]},bob@example.com\n",
+        encoding="utf-8",
+    )
+    options = InputOptions(action="add", tags=("vip",), default_location_id="elsewhere00000000001")
+    async with make_sandbox(rate=RATE) as sandbox:
+        result = await execute(
+            settings_for(tmp_path, sandbox),
+            Job(input_path=source, input=options, report_path=tmp_path / "report.csv"),
+        )
+    assert result.exit_code == 3
+    assert "contacts.readonly" in str(result.stopped)
+    assert sandbox.stats.total_requests == 0
+    lines = read_report(tmp_path / "report.csv")
+    assert [line["status"] for line in lines] == ["pending"] * 3
+    assert [line["resolved_by"] for line in lines] == ["id", "", "id"]

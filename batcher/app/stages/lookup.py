@@ -30,6 +30,7 @@ from batcher.domain.errors import (
     RESUME,
     ApiError,
     BatcherError,
+    DailyQuotaError,
     FatalApiError,
     Interrupted,
     StopRun,
@@ -108,15 +109,15 @@ async def lookup(
         ]
         try:
             await _search_all(searcher, ledger, queue, settings.limits.concurrency, stop)
-        except Interrupted:
-            stopped = stop.error() if stop.requested else None
+        except Interrupted as exc:
+            # Asked to stop, or a location's daily quota reached while searching.
+            stopped = stop.error() if stop.requested else _stopped(str(exc))
+        except DailyQuotaError as exc:
+            stopped = _stopped(f"the API answered 429 with X-RateLimit-Daily-Remaining: 0 ({exc})")
         except FatalApiError as exc:
             stopped = _explained(exc, prepared)
         except ApiError as exc:
-            stopped = StopRun(
-                f"a search for the rows given by email failed: {exc.message}",
-                advice="every answer so far is kept: " + RESUME,
-            )
+            stopped = _stopped(f"a search for the rows given by email failed: {exc.message}")
         searches = searcher.searches
     if stopped is None and stop.requested:
         stopped = stop.error()
@@ -162,6 +163,14 @@ async def _search_all(
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+
+
+def _stopped(why: str) -> StopRun:
+    """The stop of a run whose searches could not all be made: nothing was sent."""
+    return StopRun(
+        f"looking up the rows given by email stopped: {why}; no tag was changed",
+        advice="every answer so far is kept: " + RESUME,
+    )
 
 
 def _explained(exc: FatalApiError, prepared: Prepared) -> FatalApiError:
