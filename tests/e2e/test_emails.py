@@ -14,6 +14,7 @@ import pytest
 
 from batcher.app.execute import execute
 from batcher.app.jobs import Job
+from batcher.app.undo import undo
 from batcher.cli.output import plan_lines
 from batcher.domain.config import BatchSettings, LimitSettings, LookupSettings
 from batcher.loading import InputOptions
@@ -219,3 +220,29 @@ async def test_a_refused_search_stops_the_run_before_any_tag_change(
     lines = read_report(tmp_path / "report.csv")
     assert [line["status"] for line in lines] == ["pending"] * 3
     assert [line["resolved_by"] for line in lines] == ["id", "", "id"]
+
+
+async def test_undo_takes_back_rows_resolved_by_email(
+    tmp_path: Path, make_sandbox: SandboxFactory
+) -> None:
+    """A run by email is undone like any other: each contact found by email loses the tag."""
+    ids = contact_ids(3, seed=7)
+    fixture = tmp_path / "fixture.json"
+    emails = {ids[0]: "ada@example.com", ids[1]: "bob@example.com", ids[2]: "cy@example.com"}
+    fixture.write_text(
+        json.dumps({"locations": {LOCATION: {i: [] for i in ids}}, "emails": emails}),
+        encoding="utf-8",
+    )
+    source = write_emails(tmp_path / "in.csv", ["Ada@Example.com", "bob@example.com", "x@y.org"])
+    async with make_sandbox(fixture=fixture, rate=RATE) as sandbox:
+        settings = settings_for(tmp_path, sandbox)
+        run = await execute(
+            settings, Job(input_path=source, input=ADD_VIP, report_path=tmp_path / "report.csv")
+        )
+        tagged = {i: sandbox.universe.tags(i) for i in ids}
+        undone = await undo(settings, tmp_path / "report.csv", report_path=tmp_path / "undo.csv")
+        after = {i: sandbox.universe.tags(i) for i in ids}
+    assert run.exit_code == 0
+    assert tagged == {ids[0]: ("vip",), ids[1]: ("vip",), ids[2]: ()}
+    assert undone.exit_code == 0
+    assert after == dict.fromkeys(ids, ())
