@@ -174,8 +174,8 @@ GROUP BY 1, 2
 
 
 def summary(db: sqlite3.Connection, examples: int) -> Resolution:
-    """The rows given by email as their answers leave them, and the first `examples` matches
-    in input order."""
+    """The rows given by email as their answers leave them, and the first `examples` matched
+    addresses in input order (each once)."""
     kinds: dict[str, dict[str, int]] = {
         "matched": {},
         "not_found": {},
@@ -189,7 +189,8 @@ def summary(db: sqlite3.Connection, examples: int) -> Resolution:
         for location_id, email, contact_id in db.execute(
             "SELECT l.location_id, l.email, json_extract(s.contact_ids, '$[0]') "
             "FROM lookups AS l JOIN resolutions AS s USING (location_id, email) "
-            "WHERE json_array_length(s.contact_ids) = 1 ORDER BY l.row LIMIT ?",
+            "WHERE json_array_length(s.contact_ids) = 1 "
+            "GROUP BY l.location_id, l.email ORDER BY MIN(l.row) LIMIT ?",
             (examples,),
         )
     )
