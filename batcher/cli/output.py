@@ -147,10 +147,16 @@ def lookup_lines(result: RunResult, *, plan: bool) -> Iterator[str]:
             yield f"      {match.email} -> {match.contact_id} (location {match.location_id})"
 
 
+# The statuses only rows given by email can have (Step 16).
+_BY_EMAIL = (Status.NOT_FOUND, Status.AMBIGUOUS)
+
+
 def _counts_lines(result: RunResult, total: int) -> Iterator[str]:
     statuses = STATUS_ORDER + (UNDO_STATUSES if result.undoes else ())
     width = max(len(status.value) for status in statuses)
     for status in statuses:
+        if status in _BY_EMAIL and result.resolution is None and not result.counts[status]:
+            continue  # a run without rows given by email: no line that can only say 0
         yield f"  {status.value:<{width}}  {result.counts[status]:>9,}"
     yield f"  {'uncertain':<{width}}  {result.uncertain:>9,}"
     if result.uncertain:
