@@ -6,6 +6,7 @@ import asyncio
 import csv
 import json
 import math
+import signal
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,18 @@ from batcher.app.undo import undo
 from batcher.cli.output import plan_lines
 from batcher.domain.config import BatchSettings, LimitSettings, LookupSettings
 from batcher.loading import InputOptions
-from batcher.sandbox import RateConfig, Sandbox
+from batcher.sandbox import RateConfig, Sandbox, SandboxConfig
 
 from .conftest import LOCATION, SandboxFactory, contact_ids, fast_settings
+from .helpers import (
+    SECRET,
+    Gate,
+    batcher_argv,
+    finish,
+    reap_children,  # noqa: F401 - an autouse fixture: imported to take effect here
+    start,
+    write_config,
+)
 
 ADD_VIP = InputOptions(action="add", tags=("vip",), default_location_id=LOCATION)
 PER_SEARCH = 25
@@ -246,3 +256,50 @@ async def test_undo_takes_back_rows_resolved_by_email(
     assert tagged == {ids[0]: ("vip",), ids[1]: ("vip",), ids[2]: ()}
     assert undone.exit_code == 0
     assert after == dict.fromkeys(ids, ())
+
+
+async def test_a_sigkilled_lookup_resumes_without_repeating_answered_searches(
+    tmp_path: Path, sandboxes: list[Sandbox]
+) -> None:
+    """`batcher run` killed (SIGKILL) while its 41st search is out: the same command then asks
+    only for the 40 searches still unanswered, and tags every contact once."""
+    ids = contact_ids(2_000, seed=41)
+    emails = {contact: f"person{n}@example.com" for n, contact in enumerate(ids)}
+    fixture = tmp_path / "fixture.json"
+    fixture.write_text(
+        json.dumps({"locations": {LOCATION: {i: [] for i in ids}}, "emails": emails}),
+        encoding="utf-8",
+    )
+    source = write_emails(tmp_path / "migration.csv", list(emails.values()))
+    write_config(
+        tmp_path,
+        api={"location_id": LOCATION},
+        limits={"concurrency": 1},
+        lookup={"emails_per_search": PER_SEARCH},
+    )
+    gate = Gate(open_for=40)  # the sandbox's answers: the 41st is held
+    sandbox = Sandbox(SandboxConfig(token=SECRET, rate=None, fixture=fixture), sleep=gate)
+    await sandbox.start()
+    sandboxes.append(sandbox)
+    try:
+        argv = batcher_argv("run", source, sandbox.url, tmp_path / "report.csv")
+        first = await start(tmp_path, argv)
+        await gate.held(41)
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+        await gate.open()
+        answered_then = sandbox.stats.searches_answered
+        second = await start(tmp_path, argv)
+        _, stderr, code = await finish(second, [])
+    finally:
+        await gate.open()
+        await sandbox.stop()
+    assert code == 0, stderr
+    assert answered_then == 41
+    # 2,000 addresses, 25 a search: 80 searches; the 40 answered and recorded are not repeated.
+    assert sandbox.stats.searches_answered - answered_then == 40
+    tagged = [c for request in sandbox.stats.applied for c in request.update.contacts]
+    assert sorted(tagged) == sorted(ids)
+    lines = read_report(tmp_path / "report.csv")
+    assert {line["status"] for line in lines} == {"success"}
+    assert {line["resolved_by"] for line in lines} == {"email"}
