@@ -164,7 +164,7 @@ async def test_a_killed_lookup_resumes_without_repeating_finished_searches(
                 run.cancel()  # the process dies: no report, no clean-up of its own
             return search(*args)
 
-        sandbox.universe.search = killing  # type: ignore[method-assign]
+        sandbox.universe.search = killing  # type: ignore[method-assign,assignment]
         with pytest.raises(asyncio.CancelledError):
             await run
         killed_at = sandbox.stats.searches_answered
