@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 from dataclasses import dataclass
 
 from batcher.app.jobs import Job
@@ -102,10 +103,17 @@ async def lookup(
             sleep=functools.partial(interruptible_sleep, stop),
         )
         size = settings.lookup.emails_per_search
-        queue = [
-            (location_id, emails[at : at + size])
+        # The locations' searches taken in turn: a location waiting for its budget holds no
+        # worker back from the others (each location has its own limit).
+        per_location = [
+            [(location_id, emails[at : at + size]) for at in range(0, len(emails), size)]
             for location_id, emails in wanted.items()
-            for at in range(0, len(emails), size)
+        ]
+        queue = [
+            search
+            for turn in itertools.zip_longest(*per_location)
+            for search in turn
+            if search is not None
         ]
         try:
             await _search_all(searcher, ledger, queue, settings.limits.concurrency, stop)
