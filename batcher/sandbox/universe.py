@@ -71,8 +71,10 @@ class Universe:
         self._by_location: dict[str, dict[str, Tags]] = {}
         self._deleted: set[str] = set()
         self._interned: dict[Tags, Tags] = {(): ()}
-        # Step 16: contact id -> its email address as stored.
+        # Step 16: contact id -> its email address as stored, and each address (lower-cased)
+        # -> its contacts, for searches.
         self.emails: dict[str, str] = {}
+        self._by_email: dict[str, list[str]] = {}
 
     @classmethod
     def from_fixture(cls, path: Path, *, strict_unknown: bool = False) -> Universe:
@@ -108,7 +110,8 @@ class Universe:
                 for c, e in emails.items()
             ):
                 raise ValueError("'emails' must map contacts of 'locations' to addresses")
-            universe.emails.update(emails)
+            for contact_id, email in emails.items():
+                universe.set_email(contact_id, email)
         except ValueError as exc:
             raise ValueError(f"fixture {path}: {exc}") from None
         return universe
@@ -140,17 +143,28 @@ class Universe:
     def location_of(self, contact_id: str) -> str | None:
         return next((loc for loc, c in self._by_location.items() if contact_id in c), None)
 
+    def set_email(self, contact_id: str, email: str) -> None:
+        """Give a contact an address (several contacts may share one)."""
+        self.emails[contact_id] = email
+        self._by_email.setdefault(email.lower(), []).append(contact_id)
+
     def search(
         self, location_id: str, groups: Iterable[frozenset[str]], after: str | None, limit: int
     ) -> tuple[list[Entry], int]:
         """The location's contacts whose address (ignoring case) is in every one of `groups`,
-        in id order, after the contact `after`, at most `limit`; and how many there are."""
+        in id order, after the contact `after`, at most `limit`; and how many there are.
+        Without a group, every contact of the location with an address."""
         wanted = list(groups)
         own = self._by_location.get(location_id, {})
+        candidates: Iterable[str] = self.emails
+        if wanted:
+            smallest = min(wanted, key=len)
+            candidates = [c for email in smallest for c in self._by_email.get(email, ())]
         matching = sorted(
             contact_id
-            for contact_id, email in self.emails.items()
-            if contact_id in own and all(email.lower() in group for group in wanted)
+            for contact_id in candidates
+            if contact_id in own
+            and all(self.emails[contact_id].lower() in group for group in wanted)
         )
         total = len(matching)
         if after is not None:
