@@ -52,7 +52,7 @@ def detect_columns(
     action = _column(path, _with(base, tags=("x",)), "action")
     return Columns(
         all=table.columns,
-        id=table.id_column,
+        id=table.id_column or "",
         tags=tags,
         action=action,
         location=table.location_column,

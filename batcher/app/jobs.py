@@ -170,6 +170,7 @@ def build_job(
     remove_all_tags: bool = False,
     location_id: str | None = None,
     id_column: str | None = None,
+    email_column: str | None = None,
     sheet: str | None = None,
     report_path: Path | None = None,
     sandbox: bool = False,
@@ -199,6 +200,7 @@ def build_job(
         raise UsageError(f"--tags: {exc}") from None
     options = InputOptions(
         id_column=id_column,
+        email_column=email_column,
         sheet=sheet,
         action=action.lower() if action else None,
         tags=fixed_tags,
