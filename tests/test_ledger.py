@@ -176,6 +176,7 @@ def test_load_keeps_every_row_in_input_order_with_its_cells(ledger: Ledger) -> N
             message=PENDING,
             extra=("r1@example.com", "b,a"),
             line=2,
+            resolved_by="id",
         ),
         ReportLine(
             row=2,
@@ -187,6 +188,7 @@ def test_load_keeps_every_row_in_input_order_with_its_cells(ledger: Ledger) -> N
             message="contact id is empty",
             extra=("r2@example.com", "vip"),
             line=3,
+            resolved_by="id",
         ),
         ReportLine(
             row=3,
@@ -198,6 +200,7 @@ def test_load_keeps_every_row_in_input_order_with_its_cells(ledger: Ledger) -> N
             message=PENDING,
             extra=("r3@example.com", "vip"),
             line=4,
+            resolved_by="id",
         ),
     ]
 
@@ -535,6 +538,7 @@ def test_recorded_outcomes_show_in_the_lines(ledger: Ledger) -> None:
         attempts=2,
         extra=("r1@example.com", "vip"),
         line=2,
+        resolved_by="id",
     )
     assert (lines[2].status, lines[2].message, lines[2].old_tags, lines[2].tags_added) == (
         Status.ERROR,

@@ -538,10 +538,11 @@ def test_header_without_data_rows_opens_with_has_rows_false(tmp_path: Path, text
 
 
 def test_no_id_column_lists_the_columns(tmp_path: Path) -> None:
-    path = write(tmp_path / "in.csv", "email,tags,action\na@b.c,x,add\n")
+    path = write(tmp_path / "in.csv", "name,tags,action\nAda,x,add\n")
     assert input_error(path) == (
-        f"{path}: no contact id column (looked for contact_id, contactId, Contact Id or id; "
-        "columns: 'email', 'tags', 'action'); name it with --id-column"
+        f"{path}: no contact id column (looked for contact_id, contactId, Contact Id or id, "
+        "and for an email column; columns: 'name', 'tags', 'action'); name it with --id-column "
+        "(or --email-column)"
     )
 
 

@@ -79,7 +79,7 @@ LINES = (SUCCESS, ERROR, INVALID, FAILED)
 
 HEADER = (
     "row,line,contact_id,location_id,action,tags,status,message,old_tags,tags_added,tags_removed,"
-    "http_status,attempts,uncertain,email,input_status,input_Tags"
+    "http_status,attempts,uncertain,resolved_by,email,input_status,input_Tags"
 )
 
 
@@ -145,13 +145,13 @@ def test_csv_is_exact(tmp_path: Path) -> None:
     assert path.read_bytes().decode("utf-8") == (
         HEADER + "\r\n"
         '1,2,C0000000000000000001,LOC1,add,"[""vip"",""new""]",success,Tags added,"[""old""]",'
-        '"[""vip"",""new""]",[],201,1,false,ann@example.com,active,old\r\n'
+        '"[""vip"",""new""]",[],201,1,false,,ann@example.com,active,old\r\n'
         '2,3,C0000000000000000002,LOC1,add,"[""a,b"",""café ✓""]",error,Contact not found,,,,'
-        "201,2,false,"
+        "201,2,false,,"
         "'=1+1,'-5,'@SUM(A1)\r\n"
-        "3,5,,LOC1,add,[],invalid,empty contact id,,,,,,false,,\"'\rx\",'\tx\r\n"
+        "3,5,,LOC1,add,[],invalid,empty contact id,,,,,,false,,,\"'\rx\",'\tx\r\n"
         '4,7,C0000000000000000004,LOC1,remove,"[""vip""]",failed,'
-        "'=cmd|' /C calc'!A0,,,,503,6,true,"
+        "'=cmd|' /C calc'!A0,,,,503,6,true,,"
         "b@example.com,,\r\n"
     )
 
@@ -253,6 +253,7 @@ def test_jsonl_has_one_object_per_line_with_arrays_nulls_and_numbers(tmp_path: P
         "http_status": 201,
         "attempts": 1,
         "uncertain": False,
+        "resolved_by": "",
         "email": "ann@example.com",
         "input_status": "active",
         "input_Tags": "old",
@@ -285,19 +286,19 @@ def test_xlsx_reads_back_with_string_cells_numbers_and_no_formula(tmp_path: Path
     values = [[c.value for c in row] for row in rows[1:]]
     assert values[0] == [
         1, 2, "C0000000000000000001", "LOC1", "add", '["vip","new"]', "success", "Tags added",
-        '["old"]', '["vip","new"]', "[]", 201, 1, "false", "ann@example.com", "active", "old",
+        '["old"]', '["vip","new"]', "[]", 201, 1, "false", None, "ann@example.com", "active", "old",
     ]  # fmt: skip
     assert values[1][5] == '["a,b","café ✓"]'
     assert values[1][8:11] == [None, None, None]
-    assert values[1][14:] == ["=1+1", "-5", "@SUM(A1)"]  # left as they are: string cells
+    assert values[1][15:] == ["=1+1", "-5", "@SUM(A1)"]  # left as they are: string cells
     assert values[2][11:13] == [None, None]
     assert values[3][7] == "=cmd|' /C calc'!A0"
     assert values[3][13] == "true"
 
-    formula_cell = rows[2][14]
+    formula_cell = rows[2][15]
     assert formula_cell.value == "=1+1"
     assert formula_cell.data_type == "s"
-    assert rows[2][15].data_type == "s"  # "-5" stays text, not a number
+    assert rows[2][16].data_type == "s"  # "-5" stays text, not a number
     for number in (0, 1, 11, 12):  # row, line, http_status, attempts
         assert rows[1][number].data_type == "n"
     for row in rows[1:]:
@@ -486,7 +487,7 @@ def test_an_xlsx_report_wider_than_a_sheet_is_refused_before_sending(tmp_path: P
     with pytest.raises(UsageError) as refused:
         check_report_path(tmp_path / "r.xlsx", columns=fitting + 1)
     assert str(refused.value) == (
-        f"{tmp_path / 'r.xlsx'}: 16,385 columns (14 result fields and 16,371 input columns) do "
+        f"{tmp_path / 'r.xlsx'}: 16,385 columns (15 result fields and 16,370 input columns) do "
         "not fit in an XLSX sheet, which holds at most 16,384; use --report with .csv or .jsonl"
     )
 

@@ -20,6 +20,7 @@ from batcher.app.result import Preview, Progress, RunResult, Tick, pending_messa
 from batcher.app.stages.confirm import confirm as confirm_stage
 from batcher.app.stages.confirm import preview
 from batcher.app.stages.load import Loaded, load
+from batcher.app.stages.lookup import Looked, lookup
 from batcher.app.stages.plan import Planned, all_invalid, plan
 from batcher.app.stages.prepare import Prepared, prepare
 from batcher.app.stages.report import Reported, refuse_all_invalid, report
@@ -95,23 +96,37 @@ async def execute(
     with _open_ledger(settings, job, prepared, facts, emit, dry_run=dry_run) as ledger:
         loaded = load(ledger, job, prepared.table, settings, stop, dry_run=dry_run)
         laps.lap("load")
+        looked = await lookup(settings, job, prepared, ledger, stop, emit, dry_run=dry_run)
+        if looked.resolution is not None:
+            laps.lap("lookup")
         planned = plan(ledger, settings)
         _check_plan(ledger, job, prepared, loaded, planned, dry_run=dry_run)
         credentials = _credentials(settings, job, planned, dry_run=dry_run)
-        sent = Sent()
-        if not dry_run and planned.work and not stop.requested:
+        sent = Sent(stopped=looked.stopped)
+        if not dry_run and planned.work and not stop.requested and looked.stopped is None:
             laps.lap("plan")
             confirm_stage(confirm, preview(prepared, planned, credentials))
             laps.lap("confirm")  # a person's time to answer is no stage of the run
             sent = await send(
-                settings, job, prepared, ledger, planned, stop, on_progress, on_tick, emit
+                settings,
+                job,
+                prepared,
+                ledger,
+                planned,
+                stop,
+                on_progress,
+                on_tick,
+                emit,
+                looked.pacer,
             )
             laps.lap("send")
         stopped, pending = sent.outcome(stop)
         laps.lap("plan" if dry_run else "confirm")
 
         def assembled(reported: Reported, seconds: float = 0.0) -> RunResult:
-            result = _assembled(job, prepared, loaded, planned, sent, stopped, reported, seconds)
+            result = _assembled(
+                job, prepared, loaded, looked, planned, sent, stopped, reported, seconds
+            )
             return dataclasses.replace(result, planned_only=dry_run, credentials=credentials)
 
         reported = report(
@@ -257,6 +272,7 @@ def _assembled(
     job: Job,
     prepared: Prepared,
     loaded: Loaded,
+    looked: Looked,
     planned: Planned,
     sent: Sent,
     stopped: BatcherError | None,
@@ -277,9 +293,11 @@ def _assembled(
         locations=planned.locations,
         per_location=list(planned.per_location),
         least_seconds=planned.least_seconds,
-        requests=sent.requests,
-        retries=sent.retries,
-        rate_limited=sent.rate_limited,
+        requests=sent.requests + looked.requests,
+        retries=sent.retries + looked.retries,
+        rate_limited=sent.rate_limited + looked.rate_limited,
+        searches=looked.searches,
+        resolution=looked.resolution,
         seconds=seconds,
         resumed=loaded.resumed,
         stopped=stopped,

@@ -54,6 +54,9 @@ def identify(settings: Settings, job: Job, options: InputOptions) -> RunIdentity
     operation = asdict(options)
     operation.pop("chunk_rows", None)
     operation.pop("caps", None)  # how much is read before refusing: the same rows either way
+    if operation.get("email_column") is None:
+        # Not named (detected, or none): the key of a run started before Step 16 stays its key.
+        operation.pop("email_column", None)
     operation["target"] = target
     if job.shard is not None:
         operation["shard"] = str(job.shard)

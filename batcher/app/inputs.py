@@ -102,7 +102,7 @@ def _detect(path: Path, base: InputOptions, sheets: tuple[str, ...]) -> Columns:
     action = _column(path, _with(base, tags=("x",)), "action")
     return Columns(
         all=table.columns,
-        id=table.id_column,
+        id=table.id_column or "",
         tags=tags,
         action=action,
         location=table.location_column,

@@ -207,6 +207,7 @@ def build_job(
     remove_all_tags: bool = False,
     location_id: str | None = None,
     id_column: str | None = None,
+    email_column: str | None = None,
     sheet: str | None = None,
     report_path: str | os.PathLike[str] | None = None,
     sandbox: bool = False,
@@ -244,6 +245,7 @@ def build_job(
         raise UsageError(f"--tags: {exc}") from None
     options = InputOptions(
         id_column=id_column,
+        email_column=email_column,
         sheet=sheet,
         action=action.lower() if action else None,
         tags=fixed_tags,

@@ -57,7 +57,7 @@ __all__ = ["EXAMPLES", "NOT_SENT", "Split", "Tally", "render"]
 
 # The first rows of each kind that is never sent (invalid, duplicate) kept as examples for `plan`.
 EXAMPLES = 5
-NOT_SENT = (Status.INVALID, Status.DUPLICATE)
+NOT_SENT = (Status.INVALID, Status.DUPLICATE, Status.NOT_FOUND, Status.AMBIGUOUS)
 # How many distinct reasons of failed/error rows are counted (the summary shows the top ones).
 _REASONS_TRACKED = 1000
 _status_of = itemgetter(STATUS)

@@ -18,7 +18,7 @@ from batcher.app.sharding import Shard
 from batcher.domain.errors import BatcherError
 from batcher.domain.models import RUN_STATUSES, UNDO_STATUSES, Status
 from batcher.domain.planning import PlanStats
-from batcher.state import RunInfo
+from batcher.state import Resolution, RunInfo
 
 __all__ = [
     "TOP_OPERATIONS",
@@ -190,6 +190,11 @@ class RunResult:
     undoes: str | None = None
     # A plan (nothing sent): its exit status is 0 unless it refuses.
     planned_only: bool = False
+    # Step 16: the searches (pages) this command made for the rows given by email (read-only
+    # requests, counted in `requests` too), and those rows by how they were answered (None:
+    # the input has none).
+    searches: int = 0
+    resolution: Resolution | None = None
 
     def summary(self, *, final: bool = True) -> dict[str, object]:
         """The summary's facts, JSON-safe: for scripts (the JSON summary file, the
@@ -235,6 +240,15 @@ class RunResult:
         }
         if self.undoes:
             facts["undoes"] = self.undoes
+        if self.resolution is not None:
+            found = self.resolution
+            facts["lookup"] = {
+                "searches": self.searches,
+                "matched": sum(found.matched.values()),
+                "not_found": sum(found.not_found.values()),
+                "ambiguous": sum(found.ambiguous.values()),
+                "unanswered": sum(found.unanswered.values()),
+            }
         if final:
             facts["report_sha256"] = self.report_sha256
             facts["latest_complete_report"] = self.latest_complete_report

@@ -119,6 +119,12 @@ def run_identity(*, input_required: bool = True) -> list[Decorator]:
         click.option("--location-id", help="The location for every row (else column, config)."),
         click.option("--id-column", help="The column holding the contact id (else detected)."),
         click.option(
+            "--email-column",
+            help="The column of email addresses: a row without a contact id is resolved by its "
+            "address (POST /contacts/search, read-only) before sending (else detected: email, "
+            "E-mail...).",
+        ),
+        click.option(
             "--sheet",
             help="Excel sheet to read: a name, or a position among the visible sheets "
             "(default: the first visible sheet).",

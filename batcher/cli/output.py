@@ -14,6 +14,7 @@ from pathlib import Path
 from batcher import RunInfo
 from batcher.app.credentials import LocationCredential
 from batcher.app.merging import MergeResult
+from batcher.app.rendering import NOT_SENT
 from batcher.app.result import UNCERTAIN_MEANS, Preview, RunProgress, RunResult, TagOperation
 from batcher.app.resume import resume_command
 from batcher.app.sharding import ShardLoad, dominant_location
@@ -129,14 +130,51 @@ def summary_lines(result: RunResult) -> Iterator[str]:
         *((("summary", str(result.summary_path)),) if result.summary_path is not None else ()),
     ):
         yield f"  {name:<10} {value}"
+    yield from lookup_lines(result, plan=False)
     yield from _counts_lines(result, total)
     yield from _time_and_reasons(result)
+
+
+def lookup_lines(result: RunResult, *, plan: bool) -> Iterator[str]:
+    """The rows given by email (Step 16): searches made (read-only), and per location how many
+    rows matched one contact, none, several; a plan also shows the first matches, to check a
+    few live before the run."""
+    found = result.resolution
+    if found is None:
+        return
+    searches = f"{result.searches:,} search{'es' if result.searches != 1 else ''}"
+    yield (
+        f"  by email   {found.rows:,} rows without a contact id, looked up by email: {searches} "
+        "(POST /contacts/search, read-only: no tag is changed by it)"
+    )
+    locations = sorted(
+        set(found.matched) | set(found.not_found) | set(found.ambiguous) | set(found.unanswered)
+    )
+    for location in locations:
+        parts = [
+            f"{found.matched.get(location, 0):,} matched",
+            f"{found.not_found.get(location, 0):,} not found",
+            f"{found.ambiguous.get(location, 0):,} ambiguous",
+        ]
+        if found.unanswered.get(location):
+            parts.append(f"{found.unanswered[location]:,} not yet looked up")
+        yield f"    location {location}: {', '.join(parts)}"
+    if plan and found.first:
+        yield "    first matches (check a few in HighLevel before the run):"
+        for match in found.first:
+            yield f"      {match.email} -> {match.contact_id} (location {match.location_id})"
+
+
+# The statuses only rows given by email can have (Step 16).
+_BY_EMAIL = (Status.NOT_FOUND, Status.AMBIGUOUS)
 
 
 def _counts_lines(result: RunResult, total: int) -> Iterator[str]:
     statuses = STATUS_ORDER + (UNDO_STATUSES if result.undoes else ())
     width = max(len(status.value) for status in statuses)
     for status in statuses:
+        if status in _BY_EMAIL and result.resolution is None and not result.counts[status]:
+            continue  # a run without rows given by email: no line that can only say 0
         yield f"  {status.value:<{width}}  {result.counts[status]:>9,}"
     yield f"  {'uncertain':<{width}}  {result.uncertain:>9,}"
     if result.uncertain:
@@ -211,6 +249,7 @@ def plan_lines(result: RunResult, settings: Settings, rejects_path: object | Non
     )
     if result.reading:
         yield f"  read as {result.reading}"
+    yield from lookup_lines(result, plan=True)
     yield from _plan_statuses(result, rejects_path)
     groups = result.plan.groups
     rounds = f" in {result.rounds} rounds" if result.rounds > 1 else ""
@@ -228,7 +267,7 @@ def plan_lines(result: RunResult, settings: Settings, rejects_path: object | Non
     yield from _quota_lines(result, settings)
     yield from credential_lines(result.credentials)
     if result.rejects_path is not None:
-        rejected = sum(result.counts[status] for status in (Status.INVALID, Status.DUPLICATE))
+        rejected = sum(result.counts[status] for status in NOT_SENT)
         yield f"  rejects  {rejected:,} rows not to be sent written to {result.rejects_path}"
     if result.shard is not None:
         yield f"  (shard {result.shard}: only the rows of its locations)"

@@ -117,6 +117,26 @@ class RunSettings:
     error_window: int = 20
 
 
+# The most values one search may carry: `pageLimit` is documented up to 500 (LOOKUP-NOTES.md,
+# from a mirror of HighLevel's docs; UNVERIFIED against the official spec, which documents no body).
+MAX_SEARCH_PAGE = 500
+# Nothing documents how many filters one search may carry: more than this is not allowed, so
+# that a user who raises lookup.emails_per_search stays within one request's page of answers.
+MAX_EMAILS_PER_SEARCH = 100
+
+
+@dataclass(frozen=True)
+class LookupSettings:
+    # Step 16: the addresses one `POST /contacts/search` asks for, as an OR group of `eq`
+    # filters. No limit on the filters of a search is documented (LOOKUP-NOTES.md): 25 keeps a
+    # body small (under 2 kB), far from any limit an API gateway is likely to set, and still
+    # resolves 250 addresses per second at the burst limit of 100 requests per 10 s.
+    emails_per_search: int = 25
+    # Contacts per answer (`pageLimit`, at most 500); a full page is followed by the next one
+    # (`searchAfter`).
+    page_limit: int = MAX_SEARCH_PAGE
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     # The environment variable holding the page's password (at least 16 characters): needed
@@ -151,6 +171,7 @@ class Settings:
     state: StateSettings = field(default_factory=StateSettings)
     run: RunSettings = field(default_factory=RunSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
+    lookup: LookupSettings = field(default_factory=LookupSettings)
     # Where the tokens are read from (`read_token`): the environment the settings were loaded
     # with (None: `os.environ`), so that a Python caller can hand its own. Not a section; never
     # shown (it holds secrets).
@@ -290,6 +311,16 @@ def _check(settings: Settings) -> None:
         "must be between 0 and 1 (1 turns the canary and the error-rate breaker off)",
     )
     need(settings.run.error_window >= 1, "run.error_window", "must be at least 1")
+    need(
+        1 <= settings.lookup.emails_per_search <= MAX_EMAILS_PER_SEARCH,
+        "lookup.emails_per_search",
+        f"must be between 1 and {MAX_EMAILS_PER_SEARCH}",
+    )
+    need(
+        1 <= settings.lookup.page_limit <= MAX_SEARCH_PAGE,
+        "lookup.page_limit",
+        f"must be between 1 and {MAX_SEARCH_PAGE} (the documented pageLimit)",
+    )
     need(settings.state.keep_days >= 0, "state.keep_days", "must be at least 0")
     need(settings.serve.max_upload_mb >= 1, "serve.max_upload_mb", "must be at least 1")
     need(

@@ -20,6 +20,7 @@ __all__ = [
     "MESSAGE",
     "NUMBER_FIELDS",
     "OLD_TAGS",
+    "RESOLVED_BY",
     "RESULT_FIELDS",
     "ROW",
     "STATUS",
@@ -45,6 +46,7 @@ RESULT_FIELDS: tuple[str, ...] = (
     "http_status",
     "attempts",
     "uncertain",
+    "resolved_by",
 )
 
 
@@ -68,6 +70,8 @@ HTTP_STATUS = at("http_status")
 ATTEMPTS = at("attempts")
 # `true`/`false` text in a report row (CSV and XLSX cells); a JSON boolean in JSONL.
 UNCERTAIN = at("uncertain")
+# How the row's contact id was found: `id` (the id column), `email` (Step 16), or empty.
+RESOLVED_BY = at("resolved_by")
 # Where the input's own cells start.
 INPUT = len(RESULT_FIELDS)
 

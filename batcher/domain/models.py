@@ -20,6 +20,10 @@ class Status(StrEnum):
     DUPLICATE = "duplicate"
     FAILED = "failed"
     PENDING = "pending"
+    # A row given by email (no contact id) that no contact, or several contacts, answered to
+    # (Step 16): never sent, as batcher never guesses which contact was meant.
+    NOT_FOUND = "not_found"
+    AMBIGUOUS = "ambiguous"
     # Only in an undo's report: a row left alone because what the run did to its contact is
     # uncertain (the message says what to do), and a row of the run that changed nothing.
     SKIPPED = "skipped"
@@ -34,6 +38,8 @@ RUN_STATUSES = (
     Status.DUPLICATE,
     Status.FAILED,
     Status.PENDING,
+    Status.NOT_FOUND,
+    Status.AMBIGUOUS,
 )
 UNDO_STATUSES = (Status.SKIPPED, Status.NOTHING_TO_UNDO)
 
@@ -92,6 +98,9 @@ class Chunk:
     invalid: dict[int, str]
     cells: list[list[str]]
     settled: dict[int, tuple[Status, str]] = field(default_factory=dict)
+    # Rows without a contact id to be resolved by email (Step 16): index -> the address,
+    # normalised (`batcher.loading`); their `contact_ids` entry is empty until resolved.
+    emails: dict[int, str] = field(default_factory=dict)
 
     def before_sending(self) -> dict[int, tuple[Status, str]]:
         """Every row settled before sending (invalid, or as its producer says), by index."""
@@ -134,6 +143,7 @@ class Chunk:
             {where[i]: message for i, message in self.invalid.items() if i in where},
             [[column[i] for i in indices] for column in self.cells],
             {where[i]: settled for i, settled in self.settled.items() if i in where},
+            {where[i]: email for i, email in self.emails.items() if i in where},
         )
 
     def __len__(self) -> int:
@@ -254,6 +264,8 @@ class ReportLine:
     extra: tuple[str, ...] = ()
     line: int = 0
     uncertain: bool = False
+    # `id`, `email` (found by email, Step 16), or "" (no contact id).
+    resolved_by: str = ""
 
 
 # A report cell: text, a number, or None (no value). Lists travel as their compact JSON text.

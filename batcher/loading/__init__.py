@@ -21,6 +21,11 @@ Rules (SPEC "Input"):
 - Ids are trimmed of whitespace and invisible characters; a number cell in an Excel id column is
   never an id (Excel keeps 15 digits). A row that can never be sent is marked INVALID with a
   message saying why, tags with a control character or longer than `max_tag_length` included.
+- Contacts by email (Step 16): with an email column (`email`, `E-mail`, `Email Address`... or
+  `InputOptions.email_column`), a row with no contact id (no id column, or an empty cell) but an
+  address is to be resolved by email (`Chunk.emails`: the address trimmed and lower-cased, as
+  searches compare it); a row with both keeps its id. An address that is not one (no single
+  `@`, a space) or is longer than a search filter takes (75 characters) makes its row INVALID.
 - A tags cell is split on commas, unless its trimmed text is a JSON array of strings (a batcher
   report fed back as input): then it is that list.
 - A HighLevel contact export is recognised by its header: a column named `Contact Id` (case and
@@ -56,6 +61,7 @@ __all__ = [
     "Caps",
     "InputOptions",
     "InputTable",
+    "email_problem",
     "is_frame",
     "open_input",
     "parse_tags",
@@ -75,6 +81,10 @@ _NO_LOCATION = "no location id (give --location-id, a location_id column or api.
 
 # Normalised header name -> role; the id names are in order of preference (SPEC "Input").
 _ID_NAMES = ("contactid", "id")
+_EMAIL_NAMES = ("email", "emailaddress")
+# A search filter's value holds at most 75 characters (LOOKUP-NOTES.md, from a mirror of
+# HighLevel's search docs: UNVERIFIED): a longer address cannot be looked up.
+MAX_EMAIL_CHARS = 75
 _TAGS_NAME = "tags"
 _ACTION_NAME = "action"
 _LOCATION_NAME = "locationid"
@@ -119,6 +129,7 @@ class InputOptions:
     """
 
     id_column: str | None = None
+    email_column: str | None = None
     sheet: str | None = None
     action: str | None = None
     tags: tuple[str, ...] | None = None
@@ -153,7 +164,8 @@ def _given(value: T | None, default: T) -> T:
 class _Plan:
     """How to turn the raw cells of a chunk into Rows; built once by `open_input`."""
 
-    id_index: int
+    id_index: int | None
+    email_index: int | None
     tags_index: int | None
     action_index: int | None
     location_index: int | None
@@ -180,7 +192,7 @@ class InputTable:
 
     path: Path
     columns: tuple[str, ...]
-    id_column: str
+    id_column: str | None
     tags_column: str | None
     action_column: str | None
     location_column: str | None
@@ -192,6 +204,8 @@ class InputTable:
     highlevel_export: bool = False
     # How the file was read, for people: `CSV, UTF-8 (BOM), delimiter "," (sniffed)`.
     reading: str = ""
+    # The column of the addresses of rows without a contact id (Step 16), if any.
+    email_column: str | None = None
 
     def chunks(self) -> Iterator[Chunk]:
         """Yield the file's rows in input order, about `chunk_rows` at a time, as columns.
@@ -200,7 +214,10 @@ class InputTable:
         (a malformed line, a truncated gzip) raises InputError naming the file.
         """
         number = 0
-        for part in self._read(self._chunk_rows, self._plan.id_index):
+        plan = self._plan
+        watched = plan.id_index if plan.id_index is not None else plan.email_index
+        assert watched is not None  # open_input found one of them
+        for part in self._read(self._chunk_rows, watched):
             chunk = _to_chunk(part, self._plan, number)
             if len(chunk):
                 number = chunk.rows[-1]
@@ -290,7 +307,8 @@ def open_input(path: Path, options: InputOptions) -> InputTable:
 
     columns = tuple(source.header)
     keys = [_column_key(c) for c in columns]
-    id_index = _find_id_column(path, columns, keys, options.id_column)
+    email_index = _find_email_column(path, columns, keys, options.email_column)
+    id_index = _find_id_column(path, columns, keys, options.id_column, email_index)
     export = _is_highlevel_export(columns, keys)
     if export and options.tags is None and not options.remove_all:
         raise UsageError(
@@ -312,12 +330,15 @@ def open_input(path: Path, options: InputOptions) -> InputTable:
         )
 
     sent = tuple(
-        index for index in (id_index, tags_index, action_index, location_index) if index is not None
+        index
+        for index in (id_index, email_index, tags_index, action_index, location_index)
+        if index is not None
     )
     reading = source.reading if source.settle is None else source.settle(sent)
 
     plan = _Plan(
         id_index=id_index,
+        email_index=email_index,
         tags_index=tags_index,
         action_index=action_index,
         location_index=location_index,
@@ -337,11 +358,12 @@ def open_input(path: Path, options: InputOptions) -> InputTable:
     return InputTable(
         path=path,
         columns=columns,
-        id_column=columns[id_index],
+        id_column=name_of(id_index),
         tags_column=name_of(tags_index),
         action_column=name_of(action_index),
         location_column=name_of(location_index),
         _plan=plan,
+        email_column=name_of(email_index),
         _read=source.read,
         _chunk_rows=options.chunk_rows,
         has_rows=source.has_rows,
@@ -374,8 +396,13 @@ def _is_highlevel_export(columns: tuple[str, ...], keys: list[str]) -> bool:
 
 
 def _find_id_column(
-    path: Path, columns: tuple[str, ...], keys: list[str], wanted: str | None
-) -> int:
+    path: Path,
+    columns: tuple[str, ...],
+    keys: list[str],
+    wanted: str | None,
+    email_index: int | None,
+) -> int | None:
+    """The id column's index; None when there is none but an email column (Step 16)."""
     seen = ", ".join(repr(c) for c in columns)
     if wanted is not None:
         index = _find(keys, _column_key(wanted))
@@ -388,11 +415,47 @@ def _find_id_column(
         index = _find(keys, key)
         if index is not None:
             return index
+    if email_index is not None:
+        return None
     raise NoIdColumnError(
-        f"{path}: no contact id column (looked for contact_id, contactId, Contact Id or id; "
-        f"columns: {seen}); name it with --id-column",
+        f"{path}: no contact id column (looked for contact_id, contactId, Contact Id or id, "
+        f"and for an email column; columns: {seen}); name it with --id-column (or "
+        "--email-column)",
         columns=columns,
     )
+
+
+def _find_email_column(
+    path: Path, columns: tuple[str, ...], keys: list[str], wanted: str | None
+) -> int | None:
+    """The email column's index (named, or detected like the id column), or None."""
+    if wanted is not None:
+        index = _find(keys, _column_key(wanted))
+        if index is None:
+            seen = ", ".join(repr(c) for c in columns)
+            raise InputError(f"{path}: no column {wanted!r} for --email-column (columns: {seen})")
+        return index
+    for key in _EMAIL_NAMES:
+        index = _find(keys, key)
+        if index is not None:
+            return index
+    return None
+
+
+def email_problem(address: str) -> str:
+    """Why a trimmed address cannot be looked up ("" when it can): a search compares it whole,
+    so anything but one address is refused rather than searched for."""
+    local, at, domain = address.partition("@")
+    if not (at and local and domain) or "@" in domain or any(c.isspace() for c in address):
+        return f'email "{shown(address)}" is not an email address'
+    if UNSAFE.search(address):
+        return f'email "{shown(address)}" contains a control character'
+    if len(address) > MAX_EMAIL_CHARS:
+        return (
+            f"email has {len(address)} characters, more than the {MAX_EMAIL_CHARS} a search "
+            "filter takes"
+        )
+    return ""
 
 
 # --- rows ------------------------------------------------------------------------------------
@@ -430,7 +493,10 @@ def _build_chunk(part: Slice, plan: _Plan, number: int) -> Chunk:
         lines = list(range(part.lines, part.lines + size))
     else:
         lines = list(part.lines)
-    ids = list(map(str.strip, columns[plan.id_index], repeat(STRIP, size))) if size else []
+    if plan.id_index is None:
+        ids = [""] * size
+    else:
+        ids = list(map(str.strip, columns[plan.id_index], repeat(STRIP, size))) if size else []
     if not all(ids):
         # A blank line, or a line of empty cells, is not a row and takes no number.
         blank = {i for i, v in enumerate(ids) if not v and is_blank([c[i] for c in columns])}
@@ -478,10 +544,25 @@ def _build_chunk(part: Slice, plan: _Plan, number: int) -> Chunk:
         locations = [plan.default_location_id] * size
 
     tag_problems = {t: _tag_problem(t, plan.max_tag_length) for t in set(tags)}
-    numeric = part.numeric_ids or {}
-    bad = {i for i, v in enumerate(ids) if not v} if not all(ids) else set()
+    numeric = (part.numeric_ids or {}) if plan.id_index is not None else {}
+    # Rows without an id but with an address (Step 16), and why an address cannot be used.
+    emails: dict[int, str] = {}
+    email_problems: dict[str, str] = {}
+    if plan.email_index is not None and not all(ids):
+        cells_of = columns[plan.email_index]
+        for i, v in enumerate(ids):
+            if not v:
+                address = cells_of[i].strip(STRIP)
+                if address:
+                    emails[i] = address.lower()
+        email_problems = {a: p for a in set(emails.values()) if (p := email_problem(a))}
+    bad = {i for i, v in enumerate(ids) if not v and i not in emails} if not all(ids) else set()
+    if email_problems:
+        bad.update(i for i, address in emails.items() if address in email_problems)
     if not all(map(plan.id_regex.match, ids)):
-        bad.update(i for i, v in enumerate(ids) if plan.id_regex.match(v) is None)
+        bad.update(
+            i for i, v in enumerate(ids) if plan.id_regex.match(v) is None and i not in emails
+        )
     bad.update(_where(actions, lambda v: v not in _ACTIONS or (plan.remove_all and v == "add")))
     bad.update(_where(tags, lambda v: not (v or plan.remove_all) or bool(tag_problems[v])))
     bad.update(_where(locations, lambda v: not v or UNSAFE.search(v) is not None))
@@ -500,10 +581,14 @@ def _build_chunk(part: Slice, plan: _Plan, number: int) -> Chunk:
                 tag_problems[tags[i]],
                 numeric.get(lines[i]),
                 unreadable.get(cells[i], "") if unreadable else "",
+                emails.get(i),
+                email_problems,
             )
         )
         for i in sorted(bad)
     }
+    for i in invalid:  # a row that cannot be sent is not looked up
+        emails.pop(i, None)
     return Chunk(
         list(range(number + 1, number + 1 + size)),
         lines,
@@ -514,6 +599,7 @@ def _build_chunk(part: Slice, plan: _Plan, number: int) -> Chunk:
         plan.remove_all,
         invalid,
         columns,
+        emails=emails,
     )
 
 
@@ -542,6 +628,8 @@ def _problems(
     tag_problem: str,
     number: str | None,
     unreadable: str,
+    email: str | None,
+    email_problems: dict[str, str],
 ) -> Iterator[str]:
     """Every reason a row cannot be sent, each naming the thing and what it should be.
 
@@ -552,8 +640,11 @@ def _problems(
             f"contact id is a number in the sheet ({number}): Excel keeps only 15 digits, so "
             "format the id column as Text and enter the ids again"
         )
+    elif email is not None:
+        if email in email_problems:
+            yield email_problems[email]
     elif not contact_id:
-        yield "contact id is empty"
+        yield "contact id is empty" if plan.email_index is None else "no contact id and no email"
     elif plan.id_regex.match(contact_id) is None:
         yield f'contact id "{shown(contact_id)}" does not match {plan.id_pattern}'
     if not action:

@@ -300,6 +300,7 @@ def _cells(
             "http_status": line.http_status,
             "attempts": line.attempts,
             "uncertain": "true" if line.uncertain else "false",
+            "resolved_by": line.resolved_by,
         }
         yield (*(fields[name] for name in RESULT_FIELDS), *(text(cell) for cell in line.extra))
 

@@ -23,6 +23,7 @@ from batcher.domain.fields import (
     LIST_FIELDS,
     NUMBER_FIELDS,
     OLD_TAGS,
+    RESOLVED_BY,
     RESULT_FIELDS,
     TAGS_ADDED,
     TAGS_REMOVED,
@@ -65,13 +66,28 @@ def open_report(path: Path) -> ReportFile:
     raise InputError(f"{path}: not a batcher report (.csv, .xlsx or .jsonl)")
 
 
-def _header(path: Path, names: Sequence[str]) -> tuple[str, ...]:
-    """The input's columns from a report's header; InputError when it is not batcher's."""
-    if tuple(names[: len(RESULT_FIELDS)]) != RESULT_FIELDS:
-        raise InputError(
-            f"{path}: not a batcher report (its first columns are not {', '.join(RESULT_FIELDS)})"
-        )
-    return tuple(names[len(RESULT_FIELDS) :])
+def _header(path: Path, names: Sequence[str]) -> tuple[tuple[str, ...], bool]:
+    """The input's columns from a report's header, and whether the report was written before
+    Step 16 (no `resolved_by`: its rows are read as if it were there, empty); InputError when
+    it is not batcher's."""
+    if tuple(names[: len(RESULT_FIELDS)]) == RESULT_FIELDS:
+        return tuple(names[len(RESULT_FIELDS) :]), False
+    if tuple(names[: len(_BEFORE_STEP_16)]) == _BEFORE_STEP_16:
+        return tuple(names[len(_BEFORE_STEP_16) :]), True
+    raise InputError(
+        f"{path}: not a batcher report (its first columns are not {', '.join(RESULT_FIELDS)})"
+    )
+
+
+# The result fields of a report written before Step 16 added `resolved_by` (the last one).
+_BEFORE_STEP_16 = RESULT_FIELDS[:RESOLVED_BY]
+
+
+def _padded(values: Sequence[Any], legacy: bool) -> Sequence[Any]:
+    """A row of a report written before Step 16 with an empty `resolved_by` where it goes."""
+    if not legacy:
+        return values
+    return [*values[:RESOLVED_BY], "", *values[RESOLVED_BY:]]
 
 
 def _number(path: Path, value: Any, index: int, line: int) -> int | None:
@@ -131,7 +147,7 @@ def _open_csv(path: Path) -> ReportFile:
         header = next(reader, None)
         if header is None:
             raise InputError(f"{path}: empty file, not a batcher report")
-        columns = _header(path, [_uninert(name) for name in header])
+        columns, legacy = _header(path, [_uninert(name) for name in header])
     except (UnicodeDecodeError, csv.Error) as exc:
         fh.close()
         raise InputError(f"{path}: cannot be read as a CSV report ({exc})") from exc
@@ -142,7 +158,7 @@ def _open_csv(path: Path) -> ReportFile:
     def rows() -> Iterator[tuple[Cell, ...]]:
         try:
             for values in reader:
-                yield _cells(path, values, reader.line_num, csv_text=True)
+                yield _cells(path, _padded(values, legacy), reader.line_num, csv_text=True)
         except (UnicodeDecodeError, csv.Error) as exc:
             raise InputError(f"{path}: line {reader.line_num}: cannot be read ({exc})") from exc
 
@@ -160,7 +176,7 @@ def _open_jsonl(path: Path) -> ReportFile:
             # A shard with no rows: no line says its columns.
             return ReportFile(path, None, iter(()), file=fh)
         names = list(_json_line(path, first, 1))
-        columns = _header(path, names)
+        columns, legacy = _header(path, names)
     except UnicodeDecodeError as exc:
         fh.close()
         raise InputError(f"{path}: cannot be read as a JSONL report ({exc})") from exc
@@ -179,7 +195,7 @@ def _open_jsonl(path: Path) -> ReportFile:
                         f"{path}: line {number}: its keys differ from the first line's: not "
                         "a batcher report, or an edited one"
                     )
-                yield _cells(path, list(record.values()), number, csv_text=False)
+                yield _cells(path, _padded(list(record.values()), legacy), number, csv_text=False)
             number += 1
             try:
                 line = fh.readline()
@@ -204,12 +220,12 @@ def _open_xlsx(path: Path) -> ReportFile:
     header = next(sheet, None)
     if header is None:
         raise InputError(f"{path}: empty workbook, not a batcher report")
-    columns = _header(path, [str(name) for name in header])
+    columns, legacy = _header(path, [str(name) for name in header])
 
     def rows() -> Iterator[tuple[Cell, ...]]:
         for number, values in enumerate(sheet, start=2):
             if all(v == "" or v is None for v in values):
                 continue
-            yield _cells(path, values, number, csv_text=False)
+            yield _cells(path, _padded(values, legacy), number, csv_text=False)
 
     return ReportFile(path, columns, rows())

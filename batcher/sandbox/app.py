@@ -5,8 +5,10 @@ A request goes through the checks in the real service's order, and the first tha
 header (400), 4 `{type}` and 5 body (422; a body not sent as `application/json` is read as
 empty), 6 location access (403, or 401 for a location token: see `tokens.py`), 7 injected
 faults, 8 the update itself (201). Every answer of the endpoint carries the five X-RateLimit-*
-headers. `POST /oauth/locationToken` exchanges the agency token for a location token (not rate
-limited here). `GET /_sandbox/stats` is the bookkeeping.
+headers. `POST /contacts/search` (Step 16) goes through the same checks, 1 to 6 (its own body
+rules at 5: `batcher.sandbox.search`), then answers, no fault injected. `POST /oauth/locationToken`
+exchanges the agency token for a location token (not rate limited here). `GET /_sandbox/stats` is
+the bookkeeping.
 
 A sandbox listens on loopback unless its config says `allow_public`; then, once listening, it
 hands one warning line to `warn` (by default the `batcher.sandbox` logger, which Python prints
@@ -30,6 +32,7 @@ from aiohttp import web
 from batcher.sandbox.config import SandboxConfig
 from batcher.sandbox.faults import Fate, Fault, FaultPlan
 from batcher.sandbox.ratelimit import RateLimiter
+from batcher.sandbox.search import Search, parse_search
 from batcher.sandbox.stats import AppliedRequest, SandboxStats
 from batcher.sandbox.tokens import INVALID_JWT, Refusal, Tokens
 from batcher.sandbox.universe import Universe
@@ -50,6 +53,7 @@ _logger = logging.getLogger("batcher.sandbox")
 
 UPDATE_PATH = "/contacts/bulk/tags/update/{type}"
 EXCHANGE_PATH = "/oauth/locationToken"
+SEARCH_PATH = "/contacts/search"
 STATS_PATH = "/_sandbox/stats"
 
 # Bodies as documented in API-NOTES.md ("Response", "Rate limits") and the task's 403 wording.
@@ -225,6 +229,47 @@ class _Endpoint:
         self.stats.by_status[status] += 1
         return web.Response(status=status, body=_dumps(payload), content_type="application/json")
 
+    async def search(self, request: web.Request) -> web.StreamResponse:
+        """`POST /contacts/search` (see `batcher.sandbox.search`): the same checks in the same
+        order as a tag request (the token, the rate limit it is counted in, Version, the body
+        read only as `application/json`, the location the token may reach); no faults are
+        injected."""
+        fate = Fate(0.0, Fault.NONE, 0)  # no latency, no fault: a search is only read
+        self.stats.searches += 1
+        body = read_body(request.content_type, await request.read())
+        location = body.get("locationId") if isinstance(body, dict) else None
+        token = _bearer(request)
+        bucket = location if isinstance(location, str) else f"token:{token}"
+        if token is None or not self.tokens.known(token):
+            return await self._answer(fate, 401, _UNAUTHORIZED, self.limiter.peek(bucket).headers)
+        if (refusal := self.tokens.use(token)) is not None:
+            headers = self.limiter.peek(bucket).headers
+            return await self._answer(fate, refusal.status, _refused(refusal), headers)
+        verdict = self.limiter.admit(bucket)
+        self.stats.note_window(bucket, verdict.window_count)
+        headers = verdict.headers
+        if not verdict.allowed:
+            if self.limiter.config.retry_after:
+                headers["Retry-After"] = str(verdict.retry_after_s)
+            return await self._answer(fate, 429, _TOO_MANY, headers)
+        problem = version_problem(request.headers.get("Version"))
+        if problem is not None:
+            return await self._answer(fate, 400, {"statusCode": 400, "message": problem}, headers)
+        search = parse_search(body)
+        if not isinstance(search, Search):
+            status, message = search
+            return await self._answer(
+                fate, status, {"statusCode": status, "message": message}, headers
+            )
+        if (refusal := self.tokens.reach(token, search.location_id)) is not None:
+            return await self._answer(fate, refusal.status, _refused(refusal), headers)
+        contacts, total = self.universe.search(
+            search.location_id, search.groups, search.after, search.page_limit
+        )
+        self.stats.searches_answered += 1
+        answer = {"contacts": contacts, "total": total, "traceId": f"sandbox-{self.stats.searches}"}
+        return await self._answer(fate, 200, answer, headers)
+
     async def report_stats(self, request: web.Request) -> web.Response:
         return web.Response(body=_dumps(self.stats.to_json()), content_type="application/json")
 
@@ -317,6 +362,7 @@ class Sandbox:
         app = web.Application()
         app.router.add_post(UPDATE_PATH, self._endpoint.update_tags)
         app.router.add_post(EXCHANGE_PATH, self._endpoint.exchange)
+        app.router.add_post(SEARCH_PATH, self._endpoint.search)
         app.router.add_get(STATS_PATH, self._endpoint.report_stats)
         # No access log: a benchmark sends thousands of requests. The shutdown timeout only
         # bounds a handler stuck in the injected `sleep`; slow requests are released by stop().

@@ -40,6 +40,9 @@ class SandboxStats:
     # Bulk requests being answered now, and the most ever at once.
     in_flight: int = 0
     max_in_flight: int = 0
+    # Step 16: searches received (`POST /contacts/search`), and those answered 200.
+    searches: int = 0
+    searches_answered: int = 0
 
     def note_window(self, key: str, count: int) -> None:
         if count > self.max_window.get(key, 0):
@@ -62,6 +65,8 @@ class SandboxStats:
             "faults": dict(sorted(self.faults.items())),
             "max_window": self.max_window,
             "max_in_flight": self.max_in_flight,
+            "searches": self.searches,
+            "searches_answered": self.searches_answered,
             "applied": [
                 {
                     "type": r.update.type,

@@ -8,13 +8,16 @@ Fixture format (JSON, UTF-8)::
         "otherLocation0000002": {"3ualbhnV7j3n3a9r2moD": []}
       },
       "deleted": ["aDeletedContact00001"],
-      "tokens": {"token-of-other-location": ["otherLocation0000002"]}
+      "tokens": {"token-of-other-location": ["otherLocation0000002"]},
+      "emails": {"qFSqySFkVvNzOSqgGqFi": "ada@example.com"}
     }
 
 `locations` maps a location id to its contacts, each to its tags in stored order; `deleted` lists
 contacts that answer "contact is deleted"; `tokens` (optional) binds more sub-account tokens to
 the locations each may reach, as `[sandbox.tokens]` does. Every id must be 20 letters/digits, and
-appear once.
+appear once. `emails` (optional, Step 16) gives contacts of `locations` an address for
+`POST /contacts/search`; two contacts may share one (an account that allows duplicates), in any
+case.
 
 An id absent from the fixture that is well-formed is, on first touch, created as a tagless contact
 of the requesting location (unless `strict_unknown`): a client can push any number of generated
@@ -83,6 +86,10 @@ class Universe:
         self._interned: dict[Tags, Tags] = {(): ()}
         # The fixture's `tokens`: more sub-account tokens and the locations each may reach.
         self.tokens: dict[str, frozenset[str]] = {}
+        # Step 16: contact id -> its email address as stored, and each address (lower-cased)
+        # -> its contacts, for searches.
+        self.emails: dict[str, str] = {}
+        self._by_email: dict[str, list[str]] = {}
 
     @classmethod
     def from_fixture(cls, path: Path, *, strict_unknown: bool = False) -> Universe:
@@ -93,9 +100,11 @@ class Universe:
             raise ValueError(f"cannot read fixture {path}: {exc}") from None
         universe = cls(strict_unknown=strict_unknown)
         try:
-            if not isinstance(document, dict) or set(document) - {"locations", "deleted", "tokens"}:
+            keys = {"locations", "deleted", "tokens", "emails"}
+            if not isinstance(document, dict) or set(document) - keys:
                 raise ValueError(
-                    "the top level must be an object with 'locations', 'deleted', 'tokens'"
+                    "the top level must be an object with 'locations', 'deleted', 'tokens', "
+                    "'emails'"
                 )
             tokens = document.get("tokens", {})
             if not isinstance(tokens, dict) or not all(
@@ -122,6 +131,14 @@ class Universe:
                     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
                         raise ValueError(f"locations.{location_id}.{contact_id} must be a list")
                     universe.add_contact(location_id, contact_id, tags)
+            emails = document.get("emails", {})
+            if not isinstance(emails, dict) or not all(
+                isinstance(e, str) and universe.location_of(c) is not None
+                for c, e in emails.items()
+            ):
+                raise ValueError("'emails' must map contacts of 'locations' to addresses")
+            for contact_id, email in emails.items():
+                universe.set_email(contact_id, email)
         except ValueError as exc:
             raise ValueError(f"fixture {path}: {exc}") from None
         return universe
@@ -152,6 +169,43 @@ class Universe:
 
     def location_of(self, contact_id: str) -> str | None:
         return next((loc for loc, c in self._by_location.items() if contact_id in c), None)
+
+    def set_email(self, contact_id: str, email: str) -> None:
+        """Give a contact an address (several contacts may share one)."""
+        self.emails[contact_id] = email
+        self._by_email.setdefault(email.lower(), []).append(contact_id)
+
+    def search(
+        self, location_id: str, groups: Iterable[frozenset[str]], after: str | None, limit: int
+    ) -> tuple[list[Entry], int]:
+        """The location's contacts whose address (ignoring case) is in every one of `groups`,
+        in id order, after the contact `after`, at most `limit`; and how many there are.
+        Without a group, every contact of the location with an address."""
+        wanted = list(groups)
+        own = self._by_location.get(location_id, {})
+        candidates: Iterable[str] = self.emails
+        if wanted:
+            smallest = min(wanted, key=len)
+            candidates = [c for email in smallest for c in self._by_email.get(email, ())]
+        matching = sorted(
+            contact_id
+            for contact_id in candidates
+            if contact_id in own
+            and all(self.emails[contact_id].lower() in group for group in wanted)
+        )
+        total = len(matching)
+        if after is not None:
+            matching = [contact_id for contact_id in matching if contact_id > after]
+        return [
+            {
+                "id": contact_id,
+                "email": self.emails[contact_id],
+                "phone": None,
+                "locationId": location_id,
+                "searchAfter": [contact_id],
+            }
+            for contact_id in matching[:limit]
+        ], total
 
     def is_deleted(self, contact_id: str) -> bool:
         return contact_id in self._deleted

@@ -13,6 +13,14 @@ Wire facts (reference/API-NOTES.md, bulk-tags.openapi.json):
 - `400`/`422` NestJS errors (`message` is a list for 422), `401`, `403`, and `429` for both the
   burst and the daily limit, told apart by `X-RateLimit-Daily-Remaining: 0`.
 
+Contacts by email (Step 16, LOOKUP-NOTES.md): `search` makes ONE attempt at
+`POST {base}/contacts/search` (scope `contacts.readonly`, read-only) with `locationId`,
+`pageLimit`, `filters` (one OR group of `eq` filters on `email`) and, past the first page,
+`searchAfter`; the answer is `{"contacts": [{"id", "email", "searchAfter", ...}], "total": N}`.
+The body and the answer are documented only outside the official spec (UNVERIFIED): only the
+`id` and `email` of each contact are read, and only a contact whose email is exactly an
+address asked for (ignoring case) is kept, whatever else the search matched.
+
 Everything that comes from the server is untrusted (a proxy, a captive portal or a hostile host
 can answer in the API's place):
 - an answer's body is read in chunks and refused past MAX_ANSWER_BYTES (MalformedAnswerError,
@@ -30,7 +38,8 @@ can answer in the API's place):
 - redirects are never followed.
 
 Credentials: a batch is sent with its location's token (`send(batch, token)`; the client's own
-`token` when none is given), in the `Authorization` header of that request only. `exchange`
+`token` when none is given), in the `Authorization` header of that request only; a search too
+(`search(..., token=)`), with the token of the location it searches. `exchange`
 obtains a location's token with an agency token (`POST /oauth/locationToken`, form-encoded
 `companyId` and `locationId`, `Version: 2021-07-28`: oauth.openapi.json); the token obtained is
 learnt by the Scrubber before it is returned, so no text leaving here can hold it.
@@ -98,6 +107,18 @@ _RATE_HEADERS = {
     "daily_limit": "x-ratelimit-limit-daily",
     "daily_remaining": "x-ratelimit-daily-remaining",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One usable answer of a search: each address asked for that some contact of the page
+    has, with those contacts' ids (in the answer's order); the cursor of the next page when
+    this one was full (`searchAfter` of its last contact), else None."""
+
+    matches: dict[str, tuple[str, ...]]
+    next_after: list[Any] | None
+    http_status: int
+    rate: RateLimitInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,15 +258,18 @@ class BulkTagsClient:
     async def send(self, batch: Batch, token: str | None = None) -> Answer:
         """Make ONE attempt for `batch` with `token` (else the default one); return its usable
         201 or raise an ApiError subclass."""
-        headers = self._headers
-        if token is not None and token != self._token:
-            headers = {**headers, "Authorization": f"Bearer {token}"}
         status, reason, answer_headers, raw = await self._post(
-            self._url_for(batch.action.value), _encode_body(batch), headers
+            self._url_for(batch.action.value), _encode_body(batch), self._headers_for(token)
         )
         if status == HTTPStatus.CREATED:
             return self._parse_created(batch, raw, answer_headers)
-        raise self._error_for(status, reason, answer_headers, raw)
+        raise self._error_for(status, reason, answer_headers, raw, expected=HTTPStatus.CREATED)
+
+    def _headers_for(self, token: str | None) -> Mapping[str, str]:
+        """The JSON request's headers with `token` (else the default one) as its credential."""
+        if token is None or token == self._token:
+            return self._headers
+        return {**self._headers, "Authorization": f"Bearer {token}"}
 
     def learn(self, token: str) -> None:
         """Scrub `token` (a location token obtained elsewhere) from every text from now on."""
@@ -267,7 +291,7 @@ class BulkTagsClient:
             self._base_url + EXCHANGE_PATH, form, headers
         )
         if status != HTTPStatus.OK:
-            raise self._error_for(status, reason, answer_headers, raw)
+            raise self._error_for(status, reason, answer_headers, raw, expected=HTTPStatus.OK)
         data = _load_json(raw)
         token = data.get("access_token") if isinstance(data, dict) else None
         expires_in = data.get("expires_in") if isinstance(data, dict) else None
@@ -280,6 +304,92 @@ class BulkTagsClient:
         self.learn(token)
         lifetime = float(expires_in) if isinstance(expires_in, int | float) else 0.0
         return LocationToken(token, lifetime if math.isfinite(lifetime) else 0.0)
+
+    async def search(
+        self,
+        location_id: str,
+        emails: Iterable[str],
+        *,
+        page_limit: int,
+        search_after: list[Any] | None = None,
+        token: str | None = None,
+    ) -> SearchPage:
+        """Make ONE attempt at one page of the contacts of `location_id` whose email is one of
+        `emails` (lower-cased, as loading gives them), with `token` (else the default one) as
+        the batches of that location are sent; return the page or raise an ApiError."""
+        wanted = list(emails)
+        body: dict[str, Any] = {
+            "locationId": location_id,
+            "pageLimit": page_limit,
+            "filters": [
+                {
+                    "group": "OR",
+                    "filters": [
+                        {"field": "email", "operator": "eq", "value": email} for email in wanted
+                    ],
+                }
+            ],
+        }
+        if search_after is not None:
+            body["searchAfter"] = search_after
+        status, reason, headers, raw = await self._post(
+            f"{self._base_url}/contacts/search",
+            json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+            self._headers_for(token),
+        )
+        if status in (HTTPStatus.OK, HTTPStatus.CREATED):
+            return self._parse_search(set(wanted), page_limit, raw, status, headers)
+        raise self._error_for(status, reason, headers, raw, expected=HTTPStatus.OK)
+
+    def _parse_search(
+        self,
+        wanted: set[str],
+        page_limit: int,
+        raw: bytearray,
+        status: int,
+        headers: Mapping[str, str],
+    ) -> SearchPage:
+        """The matches of a search's answer: a contact counts only when its `email`, compared
+        ignoring case, is exactly an address asked for (a search may match more loosely)."""
+        data = _load_json(raw)
+        if not isinstance(data, dict) or not isinstance(data.get("contacts"), list):
+            # A search changes nothing: an unreadable answer is only worth asking again.
+            raise MalformedAnswerError(
+                f"HTTP {status}: a search answer without a 'contacts' list",
+                status=status,
+                headers=headers,
+            )
+        contacts = data["contacts"]
+        matches: dict[str, list[str]] = {}
+        for contact in contacts:
+            if not isinstance(contact, dict):
+                continue
+            contact_id, email = contact.get("id"), contact.get("email")
+            if not (isinstance(contact_id, str) and contact_id and isinstance(email, str)):
+                continue
+            address = email.strip().lower()
+            if address in wanted:
+                ids = matches.setdefault(address, [])
+                clean = self._clean(contact_id)
+                if clean not in ids:
+                    ids.append(clean)
+        next_after = None
+        if len(contacts) >= page_limit and isinstance(contacts[-1], dict):
+            cursor = contacts[-1].get("searchAfter")
+            if isinstance(cursor, list) and cursor:
+                next_after = cursor
+            else:
+                raise MalformedAnswerError(
+                    f"HTTP {status}: a full page of a search without a 'searchAfter' to go on",
+                    status=status,
+                    headers=headers,
+                )
+        return SearchPage(
+            {address: tuple(ids) for address, ids in matches.items()},
+            next_after,
+            status,
+            parse_rate_limit(headers),
+        )
 
     async def _post(
         self, url: str, body: bytes, headers: Mapping[str, str]
@@ -324,7 +434,13 @@ class BulkTagsClient:
         return status, reason, answer_headers, raw
 
     def _error_for(
-        self, status: int, reason: str, headers: Mapping[str, str], raw: bytearray
+        self,
+        status: int,
+        reason: str,
+        headers: Mapping[str, str],
+        raw: bytearray,
+        *,
+        expected: HTTPStatus,
     ) -> ApiError:
         """The typed error for any answer other than 201 (API-NOTES.md, "Response")."""
         if status >= HTTPStatus.BAD_REQUEST:
@@ -335,7 +451,7 @@ class BulkTagsClient:
             where = _header(headers, "location")
             detail = "redirect not followed" + (f" (Location: {where})" if where else "")
         else:
-            detail = f"unexpected status (the API answers {HTTPStatus.CREATED.value})"
+            detail = f"unexpected status (the API answers {expected.value})"
         message = f"HTTP {status}: {detail}" if detail else f"HTTP {status} {reason}".rstrip()
         rate = parse_rate_limit(headers)
         return _error_class(status, rate)(
@@ -685,6 +801,7 @@ __all__ = [
     "Answer",
     "BulkTagsClient",
     "LocationToken",
+    "SearchPage",
     "parse_rate_limit",
     "parse_retry_after",
 ]

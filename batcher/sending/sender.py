@@ -60,6 +60,8 @@ __all__ = [
     "credentials_refused",
     "failure_message",
     "failure_reason",
+    "heard",
+    "location_token",
     "quota_message",
     "quota_reached",
 ]
@@ -170,7 +172,9 @@ class BatchSender:
             if self._tokens is not None:
                 if (why := self._pacer.exhausted(location)) is not None:
                     raise Interrupted(why)
-                lost.token = await self._token(location, renew)
+                lost.token = await location_token(
+                    self._tokens, self._client, self._pacer, location, renew
+                )
             while True:
                 async with self._wire.turn() if self._wire is not None else nullcontext():
                     # The slot may have waited for its turn: what answers said meanwhile holds.
@@ -189,37 +193,11 @@ class BatchSender:
             raise
         except ApiError as exc:
             slot.finish()
-            if isinstance(exc, RateLimitedError | DailyQuotaError):
-                self._counters.rate_limited += 1
-            if exc.rate != RateLimitInfo() and not isinstance(exc, DailyQuotaError):
-                # (the daily quota is told below, with when it comes back)
-                self._pacer.observe(location, exc.rate, since=slot.started)
-            if isinstance(exc, RateLimitedError):
-                # Every worker waits, not only this one (SPEC "Pacing and retries").
-                interval = exc.rate.interval_ms / 1000 if exc.rate.interval_ms else None
-                self._pacer.pause(
-                    location, exc.retry_after_s or interval or self._pacer.interval_s(location)
-                )
+            heard(self._pacer, self._counters, location, exc, slot.started)
             raise
         slot.finish()
         self._pacer.observe(location, answer.rate, since=slot.started)
         return answer
-
-    async def _token(self, location: str, renew: str | None) -> str:
-        """The location's token (a new one after `renew` was refused); the exchange's refusal
-        of a location is an ExchangeError (transient trouble is retried like a request)."""
-        assert self._tokens is not None
-        try:
-            if renew is not None:
-                return await self._tokens.renew(location, renew, self._client, self._pacer)
-            return await self._tokens.token(location, self._client, self._pacer)
-        except (FatalApiError, RejectedError) as exc:
-            error = ExchangeError(
-                f"the location-token exchange answered {exc.message}", status=exc.status
-            )
-            error.attempts = exc.attempts
-            error.agency_refused = isinstance(exc, AuthError)
-            raise error from None
 
     async def _send(self, batch: Batch, lost: _Lost) -> Answer:
         """One attempt on the wire, noting in `lost` whether it may have reached the API."""
@@ -367,6 +345,38 @@ class BatchSender:
         )
         explained.attempts = exc.attempts
         return explained
+
+
+async def location_token(
+    tokens: Tokens, client: BulkTagsClient, pacer: Pacer, location: str, renew: str | None
+) -> str:
+    """The token of `location`'s next request, a tag request or a search (a new one after
+    `renew` was refused); the exchange's refusal of a location is an ExchangeError (transient
+    trouble is retried like a request)."""
+    try:
+        if renew is not None:
+            return await tokens.renew(location, renew, client, pacer)
+        return await tokens.token(location, client, pacer)
+    except (FatalApiError, RejectedError) as exc:
+        error = ExchangeError(
+            f"the location-token exchange answered {exc.message}", status=exc.status
+        )
+        error.attempts = exc.attempts
+        error.agency_refused = isinstance(exc, AuthError)
+        raise error from None
+
+
+def heard(pacer: Pacer, counters: Counters, location_id: str, exc: ApiError, since: float) -> None:
+    """What an attempt's error answer tells the location's budget: its headers, and a 429's
+    pause for every worker, not only this one (SPEC "Pacing and retries")."""
+    if isinstance(exc, RateLimitedError | DailyQuotaError):
+        counters.rate_limited += 1
+    if exc.rate != RateLimitInfo() and not isinstance(exc, DailyQuotaError):
+        # (the daily quota is told by the caller, with when it comes back)
+        pacer.observe(location_id, exc.rate, since=since)
+    if isinstance(exc, RateLimitedError):
+        interval = exc.rate.interval_ms / 1000 if exc.rate.interval_ms else None
+        pacer.pause(location_id, exc.retry_after_s or interval or pacer.interval_s(location_id))
 
 
 def quota_reached(stopped: Mapping[str, str]) -> QuotaReachedError:

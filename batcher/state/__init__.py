@@ -11,6 +11,7 @@ from batcher.state.directory import (
     runs_in,
 )
 from batcher.state.ledger import Ledger
+from batcher.state.lookups import Match, Resolution
 from batcher.state.reading import LAST_ROW, REPORT_BLOCK, live_counts
 from batcher.state.schema import ReportRecord
 
@@ -18,7 +19,9 @@ __all__ = [
     "LAST_ROW",
     "REPORT_BLOCK",
     "Ledger",
+    "Match",
     "ReportRecord",
+    "Resolution",
     "RunInfo",
     "StateLock",
     "Undone",

@@ -26,9 +26,10 @@ from typing import ParamSpec, Self, TypeVar
 from batcher.domain.errors import StateError
 from batcher.domain.models import Batch, BatchOutcome, Cell, Chunk, Inert, ReportLine
 from batcher.domain.planning import WorkItem
-from batcher.state import directory, reading, rows, schema
+from batcher.state import directory, lookups, reading, rows, schema
 from batcher.state.db import Named, connect, read_only, reason
 from batcher.state.directory import StateLock, prepare_state_dir, run_file
+from batcher.state.lookups import Resolution
 from batcher.state.outcomes import Outcomes
 from batcher.state.reading import LAST_ROW, Block, ReportReader
 from batcher.state.schema import ReportRecord, Schema
@@ -275,6 +276,35 @@ class Ledger:
     def row_at(self, index: int) -> int | None:
         """The number of the input row at `index` (0-based) in row order; None past the last."""
         return rows.row_at(self._db, index)
+
+    # -- rows given by email (Step 16) ------------------------------------------------------
+
+    @_state_errors
+    def unresolved(self) -> dict[str, list[str]]:
+        """The addresses still to look up, by location, each once."""
+        if not self._schema.lookups:
+            return {}
+        return lookups.unresolved(self._db)
+
+    @_state_errors
+    def record_resolutions(self, location_id: str, answers: Mapping[str, Sequence[str]]) -> None:
+        """Keep one search's answers (each address's matching contact ids), in one transaction."""
+        lookups.record(self._db, location_id, answers)
+
+    @_state_errors
+    def apply_resolutions(self) -> None:
+        """Settle the rows given by email once every address has its answer (see
+        `batcher.state.lookups`)."""
+        if self._schema.lookups:
+            lookups.apply(self._db)
+
+    @_state_errors
+    def resolution(self, examples: int) -> Resolution | None:
+        """The rows given by email, by how their addresses were answered; None when none."""
+        if not self._schema.lookups:
+            return None
+        found = lookups.summary(self._db, examples)
+        return found if found.rows else None
 
     # -- the work queue ---------------------------------------------------------------------
 

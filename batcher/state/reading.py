@@ -26,6 +26,7 @@ from batcher.domain.fields import (
     LOCATION_ID,
     MESSAGE,
     OLD_TAGS,
+    RESOLVED_BY,
     RESULT_FIELDS,
     ROW,
     STATUS,
@@ -74,6 +75,7 @@ _SELECTED = {
             WHEN (s.status IS NULL OR s.status = 'failed') AND r.pre_status IS NULL
                  AND {exposed} THEN 'true'
             ELSE 'false' END""",
+    "resolved_by": "{resolved_by}",
 }
 # The report, one row per input row in input order, as the report's columns.
 REPORT_ROWS = f"""
@@ -81,7 +83,7 @@ SELECT {", ".join(_SELECTED[name] for name in RESULT_FIELDS)}{{cells}}
 FROM rows AS r
 LEFT JOIN groups AS g ON g.id = r.group_id
 LEFT JOIN results AS s ON s.row = r.row AND s.part = 0
-LEFT JOIN temp.pending_messages AS p ON p.location_id = r.location_id
+LEFT JOIN temp.pending_messages AS p ON p.location_id = r.location_id{{lookups}}
 WHERE r.row BETWEEN :first AND :last
 ORDER BY r.row
 """
@@ -164,6 +166,17 @@ class ReportReader:
         # A state file of a version that kept no exposure has nothing uncertain.
         uncertain = "s.uncertain" if schema.uncertain else "0"
         exposed = _EXPOSED if schema.exposed else "0"
+        # How each row's contact id was found (Step 16): a row given by email is `email` once
+        # resolved, empty while not (or not found, ambiguous); a row with an id is `id`.
+        by_id = "CASE WHEN r.contact_id != '' THEN 'id' ELSE '' END"
+        emailed = schema.lookups and (
+            db.execute("SELECT 1 FROM lookups LIMIT 1").fetchone() is not None
+        )
+        resolved_by = (
+            f"CASE WHEN l.row IS NULL THEN {by_id} WHEN r.contact_id != '' THEN 'email' ELSE '' END"
+            if emailed
+            else by_id
+        )
         query = REPORT_ROWS.format(
             contact_id=text("r.contact_id"),
             location_id=text("r.location_id"),
@@ -178,6 +191,8 @@ class ReportReader:
             ),
             uncertain=uncertain,
             exposed=exposed,
+            resolved_by=resolved_by,
+            lookups="\nLEFT JOIN lookups AS l ON l.row = r.row" if emailed else "",
             cells="".join(f", {text(f'r.c{i}')}" for i in range(columns)),
         )
         make = inert.make if inert is not None else None
@@ -275,6 +290,7 @@ def lines(rows: Iterable[tuple[Cell, ...]]) -> Iterator[ReportLine]:
             extra=tuple(str(cell) for cell in cells[INPUT:]),
             line=int(cells[LINE] or 0),
             uncertain=cells[UNCERTAIN] == "true",
+            resolved_by=str(cells[RESOLVED_BY] or ""),
         )
 
 

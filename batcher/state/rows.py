@@ -105,6 +105,11 @@ def load(
     cells = "".join(f",\n    c{i} TEXT NOT NULL" for i in range(len(columns)))
     marks = ", ?" * len(columns)
     insert_settled = f"INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?{marks})"
+    # A row given by email: no group, round or status until its contact is known (Step 16,
+    # `batcher.state.lookups`): pending, never sent, until then.
+    insert_lookup = (
+        f"INSERT INTO rows VALUES (?, ?, '', ?, ?, ?, NULL, NULL, NULL, NULL, ''{marks})"
+    )
     with RepeatFinder() as repeats, written_once(db, path), transaction(db):
         db.execute("DROP TABLE rows")
         db.execute(ROWS_TABLE.format(cells=cells))
@@ -113,6 +118,9 @@ def load(
         for chunk in chunks:
             if len(chunk.cells) != len(columns):
                 raise ValueError(f"{len(chunk.cells)} cell columns for {len(columns)} columns")
+            rows_of = chunk.rows
+            if chunk.emails:  # their contacts are ordered once known (`batcher.state.lookups`)
+                chunk = _insert_lookups(db, chunk, groups, insert_lookup)
             maybe = repeats.add(chunk.rows, chunk.contact_ids)
             if maybe:
                 db.executemany("INSERT INTO temp.maybe VALUES (?)", zip(maybe, strict=True))
@@ -138,7 +146,7 @@ def load(
                     ),
                 )
             _insert_valid(db, valid, groups, marks)
-            count += len(chunk)
+            count += len(rows_of)
             if count >= committed + _LOAD_COMMIT_ROWS:
                 # Committed in parts: one transaction of a whole big file grows the WAL to the
                 # database's size, and SQLite finds pages in a big WAL ever more slowly. A run
@@ -155,6 +163,37 @@ def load(
         set_meta(db, "rows", str(count))
         set_meta(db, "state", "ready")
     return count
+
+
+def _insert_lookups(db: sqlite3.Connection, chunk: Chunk, groups: _GroupIds, insert: str) -> Chunk:
+    """Insert the rows of `chunk` to be resolved by email, and their addresses and groups in
+    `lookups`; return the chunk's other rows."""
+    at = sorted(chunk.emails)
+    found = chunk.take(at)
+    db.executemany(
+        insert,
+        zip(
+            found.rows,
+            found.lines,
+            found.location_ids,
+            found.actions,
+            dumped(found.tags),
+            *found.cells,
+            strict=True,
+        ),
+    )
+    db.executemany(
+        "INSERT INTO lookups VALUES (?, ?, ?, ?)",
+        zip(
+            found.rows,
+            found.location_ids,
+            [chunk.emails[i] for i in at],
+            groups.column(found),
+            strict=True,
+        ),
+    )
+    taken = set(at)
+    return chunk.take([i for i in range(len(chunk)) if i not in taken])
 
 
 def _insert_valid(db: sqlite3.Connection, chunk: Chunk, groups: _GroupIds, marks: str) -> None:

@@ -73,6 +73,18 @@ CREATE TABLE IF NOT EXISTS reports (  -- the report each invocation of the run w
     sha256 TEXT NOT NULL,          -- of the file's bytes, as written
     written TEXT NOT NULL          -- UTC, ISO 8601
 );
+CREATE TABLE IF NOT EXISTS lookups (  -- Step 16: rows given by email, without a contact id
+    row INTEGER PRIMARY KEY,
+    location_id TEXT NOT NULL,
+    email TEXT NOT NULL,           -- trimmed and lower-cased (batcher.loading)
+    group_id INTEGER NOT NULL      -- the row's group once its contact is known
+);
+CREATE TABLE IF NOT EXISTS resolutions (  -- each address's answer, kept as it arrives
+    location_id TEXT NOT NULL,
+    email TEXT NOT NULL,
+    contact_ids TEXT NOT NULL,     -- JSON array: the contacts whose email is exactly it
+    PRIMARY KEY (location_id, email)
+) WITHOUT ROWID;
 """
 
 # Created by `rows.load`, with one column per input column (c0, c1, ...): the report's input
@@ -109,6 +121,7 @@ class Schema(NamedTuple):
     exposed: bool  # the exposed table
     reports: bool  # the reports table
     permanent: bool  # results.permanent
+    lookups: bool  # the lookups and resolutions tables (Step 16)
 
     @classmethod
     def of(cls, db: sqlite3.Connection) -> Schema:
@@ -119,6 +132,7 @@ class Schema(NamedTuple):
             "exposed" in tables,
             "reports" in tables,
             "permanent" in columns,
+            "lookups" in tables,
         )
 
 
@@ -166,7 +180,7 @@ def migrate(db: sqlite3.Connection, *, run_id: str, invocation: bool) -> None:
                 "AND substr(message, 1, length(:refused)) = :refused",
                 {"refused": _REFUSED},
             )
-        if not (schema.exposed and schema.reports):
+        if not (schema.exposed and schema.reports and schema.lookups):
             script(db, ADDED_TABLES)
         if "run_id" not in meta:
             db.execute("INSERT INTO meta VALUES ('run_id', ?)", (run_id,))

@@ -146,6 +146,10 @@ def resumable(info: RunInfo, records: list[RunRecord]) -> RunRecord | None:
 
 # The CLI's advice, in the page's words: a run goes on with Resume in the runs list.
 _CLI_WORDS = (
+    (
+        "name it with --id-column (or --email-column)",
+        "choose it in the Contact id column list (or give the file an email column)",
+    ),
     ("name it with --id-column", "choose it in the Contact id column list"),
     ("for --id-column", "(the Contact id column chosen)"),
     ("with --sheet", "in the Sheet list"),

@@ -130,17 +130,20 @@ def test_plan_shows_the_first_invalid_rows_and_writes_the_rejects(
     )
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "invalid            7" in out
+    assert "invalid            6" in out
     # The first five, with their row and line numbers and why; then how many more.
     assert 'row 31 (line 32) "short": contact id "short" does not match' in out
-    assert out.count("does not match") + out.count("contact id is empty") == 5
-    assert "... and 2 more (listed in rejects.jsonl)" in out
+    assert out.count("does not match") == 5
+    assert "... and 1 more (listed in rejects.jsonl)" in out
+    # The row without an id is looked up by its email (Step 16): no such contact there.
+    assert "not_found          1" in out
+    assert 'has the email "person31@example.com"' in out
     assert 'row 38 (line 39) "' + ids[0] + '": duplicate of row 1' in out
     assert "to send" in out
     assert "of the daily quota" in out
     rejected = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
     assert [line["row"] for line in rejected] == list(range(31, 39))
-    assert {line["status"] for line in rejected} == {"invalid", "duplicate"}
+    assert {line["status"] for line in rejected} == {"invalid", "duplicate", "not_found"}
     assert set(rejected[0]) >= {"row", "line", "contact_id", "status", "message", "email"}
     assert list((tmp_path / ".batcher").glob("*.sqlite")) == []
 
@@ -182,6 +185,8 @@ def test_the_xlsx_report_has_filters_widths_and_a_summary_sheet_and_a_json_summa
         "duplicate": 0,
         "failed": 0,
         "pending": 0,
+        "not_found": 0,
+        "ambiguous": 0,
     }
     assert summary["requests"] == 3
     assert summary["exit_code"] == 0

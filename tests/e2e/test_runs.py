@@ -269,7 +269,9 @@ async def test_plan_sends_nothing_and_counts_requests(
         )
         assert sandbox.stats.total_requests == 0
     assert result.plan.requests == 3
-    assert result.counts == {Status.PENDING: 25, Status.DUPLICATE: 1, Status.INVALID: 1}
+    # The row without an id is looked up by its email (Step 16), read-only: no such contact.
+    assert result.counts == {Status.PENDING: 25, Status.DUPLICATE: 1, Status.NOT_FOUND: 1}
+    assert sandbox.stats.searches_answered == 1
     assert not (tmp_path / "report.csv").exists()
 
 

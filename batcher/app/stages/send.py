@@ -9,16 +9,22 @@ import functools
 import gc
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from batcher.app.credentials import read_credentials
+from batcher.app.credentials import (
+    RunCredentials,
+    credentials_of,
+    read_credentials,
+    require,
+    uses_one_credential,
+)
 from batcher.app.emulator import Sandbox
 from batcher.app.jobs import Job
 from batcher.app.result import Progress, RunProgress, Tick
 from batcher.app.stages.plan import Planned
 from batcher.app.stages.prepare import Prepared
-from batcher.domain.config import Settings
+from batcher.domain.config import Settings, read_token
 from batcher.domain.errors import BatcherError, FatalApiError, StopRun
 from batcher.domain.events import EventSink
 from batcher.domain.models import BatchOutcome
@@ -39,7 +45,7 @@ from batcher.sending.sender import (
 from batcher.state import Ledger
 from batcher.support.stopping import Stop, interruptible_sleep
 
-__all__ = ["Sent", "send"]
+__all__ = ["Sent", "make_pacer", "open_client", "send"]
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,7 @@ class _Sending:
         stop: Stop,
         progress: _Progress,
         emit: EventSink,
+        pacer: Pacer | None,
     ) -> None:
         limits = settings.limits
         self.stop_event = stop.event()
@@ -153,17 +160,7 @@ class _Sending:
         self.progress = progress
         self.failures = FailureBreaker(settings.retry.max_consecutive_failures)
         self.error_rate = ErrorRateBreaker(settings.run.max_error_rate, settings.run.error_window)
-        self.pacer = Pacer(
-            limits.requests_per_interval,
-            limits.interval_ms / 1000,
-            # The loop's clock (monotonic): the one its sleeps and timeouts run on.
-            clock=asyncio.get_running_loop().time,
-            sleep=self.sleep,
-            stop=self.stop_event,
-            daily_requests=limits.daily_requests,
-            daily_reserve=limits.daily_reserve,
-            events=emit,
-        )
+        self.pacer = pacer or make_pacer(settings, stop, emit)
         # The canary: each location's first request goes alone, so that the error-rate breaker
         # can stop a wrong location or file after one request.
         self.lanes = Lanes(
@@ -201,6 +198,61 @@ class _Sending:
         self.failures.observe(outcome)
 
 
+def make_pacer(settings: Settings, stop: Stop, emit: EventSink) -> Pacer:
+    """The run's per-location budgets: one for its searches (Step 16) and its tag requests,
+    which the API counts in the same limit."""
+    limits = settings.limits
+    return Pacer(
+        limits.requests_per_interval,
+        limits.interval_ms / 1000,
+        # The loop's clock (monotonic): the one its sleeps and timeouts run on.
+        clock=asyncio.get_running_loop().time,
+        sleep=functools.partial(interruptible_sleep, stop),
+        stop=stop.event(),
+        daily_requests=limits.daily_requests,
+        daily_reserve=limits.daily_reserve,
+        events=emit,
+    )
+
+
+async def open_client(
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    job: Job,
+    prepared: Prepared,
+    locations: Iterable[str],
+) -> tuple[BulkTagsClient, RunCredentials | None]:
+    """The run's client, entered on `stack`: to the API, or to the embedded sandbox (started
+    here) for a `--sandbox` run; and, with a credential per location, the tokens `locations`
+    send and search with (None: the client's own token serves every location).
+
+    A location of `locations` whose credential is not set is a ConfigError (exit 2) before
+    any request."""
+    base_url, token, credentials = settings.api.base_url, prepared.token, None
+    if job.sandbox is not None:
+        sandbox = await stack.enter_async_context(Sandbox(job.sandbox))
+        base_url, token = sandbox.url, sandbox.token
+    elif token is None and uses_one_credential(settings):
+        # A plan that searches (Step 16): it needs the token a run does.
+        token = read_token(settings)
+    elif token is None:  # a credential per location
+        places = tuple(locations)
+        require(credentials_of(settings, places))
+        credentials = read_credentials(settings, places, asyncio.get_running_loop().time)
+        token = credentials.default
+    client = await stack.enter_async_context(
+        BulkTagsClient(
+            base_url=base_url,
+            token=token,
+            tokens=credentials.secrets if credentials is not None else (),
+            version=settings.api.version,
+            timeout_s=settings.api.timeout_s,
+            max_connections=settings.limits.concurrency,
+        )
+    )
+    return client, credentials
+
+
 async def send(
     settings: Settings,
     job: Job,
@@ -211,32 +263,17 @@ async def send(
     on_progress: Progress | None,
     on_tick: Tick | None,
     emit: EventSink,
+    pacer: Pacer | None = None,
 ) -> Sent:
-    """Send every location's rounds side by side, until done, stopped or broken."""
-    sending = _Sending(
-        settings, ledger, stop, _Progress(planned, settings, on_progress, on_tick), emit
-    )
+    """Send every location's rounds side by side, until done, stopped or broken; `pacer`, if
+    given, holds the budgets the run's searches have used already."""
+    progress = _Progress(planned, settings, on_progress, on_tick)
+    sending = _Sending(settings, ledger, stop, progress, emit, pacer)
     limits = settings.limits
     stopped: BatcherError | None = None
     async with contextlib.AsyncExitStack() as stack:
-        base_url, token, credentials = settings.api.base_url, prepared.token, None
-        if job.sandbox is not None:
-            sandbox = await stack.enter_async_context(Sandbox(job.sandbox))
-            base_url, token = sandbox.url, sandbox.token
-        elif token is None:  # a credential per location, checked by the plan stage
-            locations = [location for location, _ in planned.per_location]
-            credentials = read_credentials(settings, locations, asyncio.get_running_loop().time)
-            token = credentials.default
-        client = await stack.enter_async_context(
-            BulkTagsClient(
-                base_url=base_url,
-                token=token,
-                tokens=credentials.secrets if credentials is not None else (),
-                version=settings.api.version,
-                timeout_s=settings.api.timeout_s,
-                max_connections=limits.concurrency,
-            )
-        )
+        locations = [location for location, _ in planned.per_location]
+        client, credentials = await open_client(stack, settings, job, prepared, locations)
         sending.sender = BatchSender(
             client,
             sending.pacer,
