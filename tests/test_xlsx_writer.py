@@ -23,7 +23,7 @@ COLUMNS = report_columns(["email", "note"])
 def row(n: int, *, message: str = "Tags added", email: str = "", note: str = "") -> list[Cell]:
     return [
         n, n + 1, f"C{n:019d}", "LOC1", "add", '["vip"]', "success", message, '["old"]',
-        '["vip"]', "[]", 201, 1, "false", email or f"p{n}@example.com", note,
+        '["vip"]', "[]", 201, 1, "false", "id", email or f"p{n}@example.com", note,
     ]  # fmt: skip
 
 
@@ -81,15 +81,15 @@ def test_awkward_text_reads_back_exactly_as_xlsxwriter_wrote_it(tmp_path: Path) 
     """Escapes, control characters, blanks at the edges, formulas-as-text, empty cells between
     full ones and numbers read back cell for cell as from xlsxwriter's own writer."""
     rows = [row(n, email=text, note=AWKWARD[-n]) for n, text in enumerate(AWKWARD, 1)]
-    rows.append([*row(99)[:8], None, None, None, None, None, "true", "", "last"])
-    rows.append([*row(100)[:11], "503", 2, "false", "x", ""])  # text in a number column
+    rows.append([*row(99)[:8], None, None, None, None, None, "true", "", "", "last"])
+    rows.append([*row(100)[:11], "503", 2, "false", "id", "x", ""])  # text in a number column
     ours, theirs = tmp_path / "ours.xlsx", tmp_path / "theirs.xlsx"
     write_rows(ours, ["email", "note"], lambda inert: rows)
     reference(theirs, COLUMNS, rows)
 
     got, expected = cells(ours), cells(theirs)
     assert got == expected
-    assert got[1][14] == ("=1+1", "s")  # a string cell, never a formula
+    assert got[1][15] == ("=1+1", "s")  # a string cell, never a formula
     assert got[1][0] == (1, "n")  # numbers as numbers
     assert got[-2][8:13] == [(None, "n")] * 5  # empty cells stay empty
     assert got[-1][11] == ("503", "s")
@@ -100,7 +100,7 @@ def test_text_that_looks_like_a_rich_string_stays_text(tmp_path: Path) -> None:
     cell read back as other text than the input's; here it reads back as written."""
     path = tmp_path / "r.xlsx"
     write_rows(path, ["email", "note"], lambda inert: [row(1, email="<r><t>rich?</t></r>")])
-    assert cells(path)[1][14] == ("<r><t>rich?</t></r>", "s")
+    assert cells(path)[1][15] == ("<r><t>rich?</t></r>", "s")
 
 
 def test_a_cell_longer_than_excel_holds_is_cut_as_xlsxwriter_cuts_it(tmp_path: Path) -> None:
@@ -113,8 +113,8 @@ def test_a_cell_longer_than_excel_holds_is_cut_as_xlsxwriter_cuts_it(tmp_path: P
     reference(theirs, COLUMNS, rows)
     got = cells(ours)
     assert got == cells(theirs)
-    assert got[1][14] == ("x" * 32_767, "s")
-    assert got[1][15] == ("😀" * 16_383, "s")
+    assert got[1][15] == ("x" * 32_767, "s")
+    assert got[1][16] == ("😀" * 16_383, "s")
 
 
 def test_many_rows_keep_their_order_the_filter_the_header_and_the_widths(tmp_path: Path) -> None:
@@ -129,7 +129,7 @@ def test_many_rows_keep_their_order_the_filter_the_header_and_the_widths(tmp_pat
     assert book.sheetnames == ["report", "Summary"]
     sheet = book["report"]
     assert sheet.freeze_panes == "A2"
-    assert sheet.auto_filter.ref == "A1:P2502"
+    assert sheet.auto_filter.ref == "A1:Q2502"
     assert all(cell.font.b for cell in sheet[1])
     assert [cell.value for cell in sheet[1]] == list(COLUMNS)
     read = [list(values) for values in sheet.iter_rows(min_row=2, values_only=True)]
@@ -185,13 +185,13 @@ def test_rows_written_whole_are_the_xml_of_rows_written_cell_by_cell() -> None:
     in a number column, goes the careful way whole."""
     encoder = xlsx._RowEncoder(COLUMNS)
     plain = [tuple(row(n, note="" if n % 3 else "x")) for n in range(1, 50)]
-    plain.append((*row(50)[:8], None, None, None, None, None, "true", "", "last"))
+    plain.append((*row(50)[:8], None, None, None, None, None, "true", "", "", "last"))
     assert encoder.rows(plain) == encoder._careful(plain)
     assert "<c/>" in encoder.rows(plain)
     assert "None" not in encoder.rows(plain)
     for odd in ("a & b", " lead", "tail ", "x\x01", "_x0041_", "\u00a0nbsp", "x" * 20_000):
         batch = [*plain, tuple(row(51, note=odd))]
         assert encoder.rows(batch) == encoder._careful(batch)
-    texty = [*plain, (*row(52)[:11], "503", 2, "false", "x", "")]
+    texty = [*plain, (*row(52)[:11], "503", 2, "false", "id", "x", "")]
     assert encoder.rows(texty) == encoder._careful(texty)
     assert "<t>503</t>" in encoder.rows(texty)
