@@ -66,6 +66,7 @@ async def execute(
     events: EventSink | None = None,
     on_tick: Tick | None = None,
     rejects: Path | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> RunResult:
     """Run (or, with `dry_run`, only plan) one job.
 
@@ -76,7 +77,8 @@ async def execute(
     graceful stop at any time. `on_progress` hears (requests settled, planned), `on_tick` a
     RunProgress. `rejects` is a file (CSV, XLSX or JSONL) for the rows that are not sent
     (invalid, duplicate). A run that writes a report also writes its summary beside it
-    (`summary_path`).
+    (`summary_path`). `clock` (epoch seconds) is the time the drip, the send window and the
+    schedule go by (tests pass one on the event loop's fake time).
     """
     emit = events or notices(notify)
     laps = _Laps()
@@ -86,7 +88,7 @@ async def execute(
     with _open_ledger(settings, job, prepared, facts, emit, dry_run=dry_run) as ledger:
         loaded = load(ledger, job, prepared.table, settings, stop, dry_run=dry_run)
         laps.lap("load")
-        planned = plan(ledger, settings)
+        planned = plan(ledger, settings, clock)
         _check_plan(ledger, job, prepared, loaded, planned, dry_run=dry_run)
         sent = Sent()
         if not dry_run and planned.work and not stop.requested:
@@ -94,7 +96,7 @@ async def execute(
             confirm_stage(confirm, preview(prepared, planned))
             laps.lap("confirm")  # a person's time to answer is no stage of the run
             sent = await send(
-                settings, job, prepared, ledger, planned, stop, on_progress, on_tick, emit
+                settings, job, prepared, ledger, planned, stop, on_progress, on_tick, emit, clock
             )
             laps.lap("send")
         stopped, pending = sent.outcome(stop)
@@ -239,6 +241,7 @@ def _assembled(
         locations=planned.locations,
         per_location=list(planned.per_location),
         least_seconds=planned.least_seconds,
+        schedule=planned.schedule,
         requests=sent.requests,
         retries=sent.retries,
         rate_limited=sent.rate_limited,

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from batcher.app.sharding import Shard
+from batcher.domain.drip import Schedule
 from batcher.domain.errors import BatcherError
 from batcher.domain.models import RUN_STATUSES, UNDO_STATUSES, Status
 from batcher.domain.planning import PlanStats
@@ -90,6 +91,7 @@ class Preview:
     reading: str = ""
     operations: tuple[TagOperation, ...] = ()
     operation_count: int = 0
+    schedule: Schedule | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,9 @@ class RunProgress:
     retries: int
     rate_limited: int
     elapsed_s: float
+    # Seconds until the schedule's last request is due, for a run with a drip or a window:
+    # its pace is the schedule's, not the pace so far.
+    due_in_s: float | None = None
 
     @property
     def rows_per_s(self) -> float:
@@ -110,7 +115,10 @@ class RunProgress:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left at the pace so far; None before there is a pace."""
+        """Seconds left: the schedule's with a drip or a window, else at the pace so far; None
+        before there is a pace."""
+        if self.due_in_s is not None:
+            return self.due_in_s
         rate = self.rows_per_s
         if rate <= 0:
             return None
@@ -135,6 +143,7 @@ class RunResult:
     # Requests each location needs, busiest first (what `plan` shows, with the daily share).
     per_location: list[tuple[str, int]] = field(default_factory=list)
     least_seconds: float = 0.0
+    schedule: Schedule | None = None
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0

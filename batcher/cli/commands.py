@@ -57,8 +57,12 @@ def main() -> None:
     set_logging("text")  # commands with --log-format choose again
 
 
-def _settings(config_file: Path | None, base_url: str | None = None) -> Settings:
-    return load_settings(config_file, overrides={"api.base_url": base_url}, warn=notify)
+def _settings(
+    config_file: Path | None, base_url: str | None = None, **overrides: object
+) -> Settings:
+    return load_settings(
+        config_file, overrides={"api.base_url": base_url, **overrides}, warn=notify
+    )
 
 
 def _run_job(
@@ -74,7 +78,14 @@ def _run_job(
     set_logging(log_format.lower())
     with one_line_errors(lambda: holder[0] if holder else None):
         config_file = options.pop("config_file")
-        settings = _settings(config_file, options.pop("base_url"))
+        settings = _settings(
+            config_file,
+            options.pop("base_url"),
+            **{
+                "limits.drip": options.pop("drip"),
+                "run.until_window_end": options.pop("until_window_end") or None,
+            },
+        )
         holder.append(settings)
         logs.set_scrubber(scrubber(settings))
         job = build_job(settings, config_file=config_file, **options)

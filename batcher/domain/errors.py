@@ -24,6 +24,8 @@
         ├── ErrorRateError            too many contacts answered `error` (the canary of a
         │                                location, or the recent requests): run.max_error_rate
         ├── QuotaReachedError         a location's daily quota (or its reserve) is reached
+        ├── WindowEndError            --until-window-end: the send window is closed, or
+        │                                nothing more can go before it ends
         └── StateError                the run's state or report cannot be written (disk full…)
 
 A second SIGINT/SIGTERM ends the process at once with exit 3 (see batcher.support.stopping).
@@ -176,6 +178,11 @@ class ErrorRateError(StopRun):
 
 class QuotaReachedError(StopRun):
     """Some locations' daily quota is reached: their rows stay pending; the others finished."""
+
+
+class WindowEndError(StopRun):
+    """`--until-window-end`: nothing more may go before the send window ends (or it is
+    closed); the rows left stay pending for the next run."""
 
 
 class StateError(StopRun):

@@ -40,16 +40,19 @@ import asyncio
 import bisect
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from batcher.domain.drip import Drip
 from batcher.domain.errors import Interrupted
 from batcher.domain.events import Event, EventSink, ignore
 from batcher.domain.models import RateLimitInfo
+from batcher.domain.windows import Window
 
-__all__ = ["Pacer", "Slot", "comes_back", "first_of"]
+__all__ = ["ContactBudget", "Pacer", "Slot", "comes_back", "first_of"]
 
 
 @dataclass(slots=True)
@@ -310,6 +313,122 @@ class Pacer:
     def interval_s(self, location_id: str) -> float:
         """The longest window that applies to `location_id` (the server's once it has said)."""
         return max(interval for _, interval in self._budget(location_id).windows)
+
+
+@dataclass(slots=True)
+class _Contacts:
+    """The drip's state of one location: contacts in flight, and completions in the period."""
+
+    in_flight: int = 0
+    completions: deque[tuple[float, int]] = field(default_factory=deque)
+    used: int = 0  # contacts of `completions`
+
+
+class ContactBudget:
+    """The drip and the send window beside the request budget (`batcher.domain.drip`): at most
+    `drip.contacts` contacts per location in any `drip.period_s` of `clock` (sliding, counted
+    from completion), and only while `window` is open.
+
+    `clock` is wall time in epoch seconds (the window is days and hours in a zone); waits run
+    on the event loop's clock, and every wait is read again when it ends. `history` holds what
+    earlier invocations of the run sent (`(completed, contacts)` per location), `on_sent` hears
+    each completion (to keep it). With `until_window_end`, a location whose next batch cannot
+    go before the open window ends (or the window is closed) gets no more batches: `stopped`
+    says why and when the next one is due.
+    """
+
+    def __init__(
+        self,
+        drip: Drip | None,
+        window: Window | None,
+        clock: Callable[[], float],
+        *,
+        history: dict[str, list[tuple[float, int]]] | None = None,
+        until_window_end: bool = False,
+        on_sent: Callable[[str, float, int], None] | None = None,
+    ) -> None:
+        self.drip = drip
+        self.window = window
+        self._clock = clock
+        self._until_window_end = until_window_end
+        self._on_sent = on_sent
+        self._locations: dict[str, _Contacts] = {}
+        self._stopped: dict[str, str] = {}
+        for location_id, sent in (history or {}).items():
+            state = self._state(location_id)
+            state.completions.extend(sent)
+            state.used = sum(contacts for _, contacts in sent)
+
+    def _state(self, location_id: str) -> _Contacts:
+        state = self._locations.get(location_id)
+        if state is None:
+            state = self._locations[location_id] = _Contacts()
+        return state
+
+    def due(self, location_id: str, contacts: int) -> float:
+        """When (the clock's instant) a batch of `contacts` may start: the budget and the
+        window both allow it; `math.inf` when only a completion can make room."""
+        now = self._clock()
+        at = now
+        drip = self.drip
+        if drip is not None:
+            state = self._state(location_id)
+            completions = state.completions
+            while completions and completions[0][0] <= now - drip.period_s:
+                state.used -= completions.popleft()[1]
+            used = state.in_flight + state.used
+            if used + contacts > drip.contacts:
+                # The oldest completions age out first; those in flight only by completing.
+                for completed, count in completions:
+                    used -= count
+                    at = completed + drip.period_s
+                    if used + contacts <= drip.contacts:
+                        break
+                else:
+                    return math.inf
+        return at if self.window is None else self.window.open_at(at)
+
+    def delay(self, location_id: str, contacts: int) -> float | None:
+        """Seconds until a batch of `contacts` may start for `location_id` (0: now); None while
+        only a completion can make room; `math.inf` once the location is stopped."""
+        if location_id in self._stopped:
+            return math.inf
+        now = self._clock()
+        at = self.due(location_id, contacts)
+        if self._until_window_end and self.window is not None and not math.isinf(at):
+            closes = self.window.closes_at(now)
+            if closes is None or at >= closes:
+                when = self.window.describe(at)
+                self._stopped[location_id] = (
+                    f"the send window ({self.window.text}) is closed; the next batch is due at "
+                    f"{when}"
+                    if closes is None
+                    else f"the send window ({self.window.text}) ends at "
+                    f"{self.window.describe(closes)} before the drip allows another batch; the "
+                    f"next one is due at {when}"
+                )
+                return math.inf
+        return None if math.isinf(at) else max(at - now, 0.0)
+
+    def take(self, location_id: str, contacts: int) -> None:
+        """A batch of `contacts` goes out now."""
+        self._state(location_id).in_flight += contacts
+
+    def done(self, location_id: str, contacts: int) -> None:
+        """A batch taken by `take` is done (answered, or given up: it may have gone out)."""
+        state = self._state(location_id)
+        state.in_flight -= contacts
+        if self.drip is None:
+            return
+        now = self._clock()
+        state.completions.append((now, contacts))
+        state.used += contacts
+        if self._on_sent is not None:
+            self._on_sent(location_id, now, contacts)
+
+    def stopped(self) -> dict[str, str]:
+        """Locations that get no more batches in this run because of the window, and why."""
+        return dict(self._stopped)
 
 
 def comes_back(retry_after_s: float | None, now: datetime | None = None) -> str:

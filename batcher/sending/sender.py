@@ -31,6 +31,7 @@ from batcher.domain.errors import (
     Interrupted,
     QuotaReachedError,
     RateLimitedError,
+    WindowEndError,
 )
 from batcher.domain.events import Event, EventSink, ignore
 from batcher.domain.models import (
@@ -53,6 +54,8 @@ __all__ = [
     "failure_reason",
     "quota_message",
     "quota_reached",
+    "window_message",
+    "window_reached",
 ]
 
 
@@ -292,6 +295,22 @@ def quota_reached(stopped: Mapping[str, str]) -> QuotaReachedError:
         f"{names}",
         advice="their rows stay pending: run the same command again when it resets",
     )
+
+
+def window_reached(stopped: Mapping[str, str]) -> WindowEndError:
+    """The run's stop when the send window stops some locations (`--until-window-end`)."""
+    reasons = sorted(set(stopped.values()))
+    count = len(stopped)
+    return WindowEndError(
+        f"stopped at the send window's end ({count} location{'s' if count != 1 else ''}): "
+        + "; ".join(reasons),
+        advice="their rows stay pending: run the same command again then",
+    )
+
+
+def window_message(reason: str) -> str:
+    """The message of a row left pending by `--until-window-end`."""
+    return f"not sent: {reason}; run the same command again then"
 
 
 def quota_message(reason: str) -> str:

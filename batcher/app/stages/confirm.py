@@ -24,6 +24,7 @@ def preview(prepared: Prepared, planned: Planned) -> Preview:
         prepared.table.reading,
         planned.operations,
         planned.operation_count,
+        planned.schedule,
     )
 
 

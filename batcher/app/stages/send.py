@@ -8,7 +8,7 @@ import contextlib
 import functools
 import gc
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from batcher.app.emulator import Sandbox
@@ -16,16 +16,24 @@ from batcher.app.jobs import Job
 from batcher.app.result import Progress, RunProgress, Tick
 from batcher.app.stages.plan import Planned
 from batcher.app.stages.prepare import Prepared
-from batcher.domain.config import Settings
+from batcher.domain.config import Settings, drip_of, window_of
 from batcher.domain.errors import BatcherError, FatalApiError, StopRun
 from batcher.domain.events import EventSink
 from batcher.domain.models import BatchOutcome
 from batcher.sending.breakers import ErrorRateBreaker, FailureBreaker
 from batcher.sending.client import BulkTagsClient
 from batcher.sending.lanes import Dispatch, Lanes
-from batcher.sending.pacing import Pacer
+from batcher.sending.pacing import ContactBudget, Pacer
 from batcher.sending.pool import run_pool
-from batcher.sending.sender import BatchSender, Counters, Wire, quota_message, quota_reached
+from batcher.sending.sender import (
+    BatchSender,
+    Counters,
+    Wire,
+    quota_message,
+    quota_reached,
+    window_message,
+    window_reached,
+)
 from batcher.state import Ledger
 from batcher.support.stopping import Stop, interruptible_sleep
 
@@ -36,32 +44,46 @@ __all__ = ["Sent", "send"]
 class Sent:
     """What sending did: requests made, retried, refused with 429; the error that stopped it
     (a breaker, a 401/403, the state file), and the locations whose daily quota was reached
-    (their rows stay pending), with why."""
+    or that the send window stopped (their rows stay pending), with why."""
 
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
     stopped: BatcherError | None = None
     quota: Mapping[str, str] = field(default_factory=dict)
+    windowed: Mapping[str, str] = field(default_factory=dict)
 
     def outcome(self, stop: Stop) -> tuple[BatcherError | None, dict[str, str]]:
         """Why the run stopped, if it did (this stage's error, else a stop asked for, else the
-        daily quota), and the pending message of each location stopped by its quota."""
+        daily quota, else the send window), and the pending message of each location stopped
+        by its quota or the window."""
         stopped = self.stopped
         if stop.requested and stopped is None:
             stopped = stop.error()
         if self.quota and stopped is None:
             stopped = quota_reached(self.quota)
-        return stopped, {location: quota_message(why) for location, why in self.quota.items()}
+        if self.windowed and stopped is None:
+            stopped = window_reached(self.windowed)
+        pending = {location: window_message(why) for location, why in self.windowed.items()}
+        pending.update({location: quota_message(why) for location, why in self.quota.items()})
+        return stopped, pending
 
 
 class _Progress:
     """Tells the caller how far sending has got, as batches settle."""
 
     def __init__(
-        self, planned: Planned, on_progress: Progress | None, on_tick: Tick | None
+        self,
+        planned: Planned,
+        on_progress: Progress | None,
+        on_tick: Tick | None,
+        clock: Callable[[], float],
     ) -> None:
         self._requests = planned.stats.requests
+        # With a drip or a window the time left is the schedule's (SPEC "Drip").
+        schedule = planned.schedule
+        self._due = schedule.last if schedule.paced else None
+        self._clock = clock
         self._rows = planned.rows
         self._on_progress = on_progress
         self._on_tick = on_tick
@@ -85,6 +107,7 @@ class _Progress:
                     counters.retries,
                     counters.rate_limited,
                     time.monotonic() - self._began,
+                    None if self._due is None else max(self._due - self._clock(), 0.0),
                 )
             )
 
@@ -100,6 +123,7 @@ class _Sending:
         stop: Stop,
         progress: _Progress,
         emit: EventSink,
+        clock: Callable[[], float],
     ) -> None:
         limits = settings.limits
         self.stop_event = stop.event()
@@ -123,7 +147,12 @@ class _Sending:
         # The canary: each location's first request goes alone, so that the error-rate breaker
         # can stop a wrong location or file after one request.
         self.lanes = Lanes(
-            ledger, settings.batch.size, self.pacer, self.stop_event, canary=self.error_rate.enabled
+            ledger,
+            settings.batch.size,
+            self.pacer,
+            self.stop_event,
+            canary=self.error_rate.enabled,
+            contacts=_contact_budget(settings, ledger, clock),
         )
         self.wire = Wire(limits.concurrency, self.stop_event)
         self.sender: BatchSender | None = None
@@ -157,6 +186,25 @@ class _Sending:
         self.failures.observe(outcome)
 
 
+def _contact_budget(
+    settings: Settings, ledger: Ledger, clock: Callable[[], float]
+) -> ContactBudget | None:
+    """The drip and the send window, if the run has either: what earlier invocations sent
+    within the period counts, each completion is kept, the window is noted for `status`."""
+    drip, window = drip_of(settings), window_of(settings)
+    if drip is None and window is None:
+        return None
+    ledger.set_window(window.text if window is not None else "")
+    return ContactBudget(
+        drip,
+        window,
+        clock,
+        history=None if drip is None else ledger.drip_sent(clock() - drip.period_s),
+        until_window_end=settings.run.until_window_end,
+        on_sent=ledger.record_drip,
+    )
+
+
 async def send(
     settings: Settings,
     job: Job,
@@ -167,9 +215,12 @@ async def send(
     on_progress: Progress | None,
     on_tick: Tick | None,
     emit: EventSink,
+    clock: Callable[[], float],
 ) -> Sent:
-    """Send every location's rounds side by side, until done, stopped or broken."""
-    sending = _Sending(settings, ledger, stop, _Progress(planned, on_progress, on_tick), emit)
+    """Send every location's rounds side by side, until done, stopped or broken (`clock`: the
+    drip's and the window's time, epoch seconds)."""
+    progress = _Progress(planned, on_progress, on_tick, clock)
+    sending = _Sending(settings, ledger, stop, progress, emit, clock)
     limits = settings.limits
     stopped: BatcherError | None = None
     async with contextlib.AsyncExitStack() as stack:
@@ -225,4 +276,5 @@ async def send(
         counters.rate_limited,
         stopped,
         sending.lanes.stopped(),
+        sending.lanes.windowed(),
     )

@@ -1,0 +1,170 @@
+"""Whole runs with a drip and a send window, on fake time: 10,000 rows at 1,000 contacts an hour
+in a 09:00-17:00 window (America/New_York) over two days, in one run that waits and in runs that
+stop at the window's end (`--until-window-end`) and resume.
+
+The client, the sandbox and the window share one clock: the event loop's fake time (see
+`test_pacing.VirtualTimeLoop`) plus a fixed starting instant, so days pass in a second and the
+sandbox counts contacts per hour on the same clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+import pytest
+from test_pacing import on_fake_time
+
+from batcher.app.execute import execute
+from batcher.app.jobs import Job
+from batcher.app.result import RunResult
+from batcher.domain.config import BatchSettings, LimitSettings, RunSettings, Settings
+from batcher.domain.errors import WindowEndError
+from batcher.loading import InputOptions
+from batcher.sandbox import Sandbox, SandboxConfig
+
+from .conftest import LOCATION, contact_ids, fast_settings
+
+NEW_YORK = ZoneInfo("America/New_York")
+WINDOW = "Mon-Fri 09:00-17:00 America/New_York"
+
+
+def at(*parts: int) -> float:
+    """An instant given as New York wall time."""
+    return datetime(*parts, tzinfo=NEW_YORK).timestamp()  # type: ignore[misc]
+
+
+def contacts_file(path: Path, count: int) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["contact_id"])
+        writer.writerows([contact] for contact in contact_ids(count))
+    return path
+
+
+def drip_settings(tmp_path: Path, url: str, *, until_window_end: bool) -> Settings:
+    return fast_settings(
+        tmp_path,
+        url,
+        batch=BatchSettings(size=500),
+        limits=LimitSettings(
+            concurrency=4, requests_per_interval=1000, interval_ms=1000, contacts_per_hour=1000
+        ),
+        run=RunSettings(window=WINDOW, until_window_end=until_window_end),
+    )
+
+
+T = TypeVar("T")
+
+
+def on_the_clock(
+    start: float, scenario: Callable[[Sandbox, Callable[[], float]], Awaitable[T]]
+) -> T:
+    """Run `scenario(sandbox, clock)` on fake time starting at `start`, with a sandbox on the
+    same clock."""
+
+    async def main() -> T:
+        loop = asyncio.get_running_loop()
+
+        def clock() -> float:
+            return start + loop.time()
+
+        async with Sandbox(SandboxConfig(rate=None), clock=loop.time, wall_clock=clock) as sandbox:
+            os.environ["BATCHER_TOKEN"] = sandbox.token
+            try:
+                return await scenario(sandbox, clock)
+            finally:
+                os.environ.pop("BATCHER_TOKEN", None)
+
+    return on_fake_time(main)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One invocation: its result, when it ended, and the requests the sandbox had by then."""
+
+    result: RunResult
+    ended: float
+    requests: int
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    return contacts_file(tmp_path / "in.csv", 10_000)
+
+
+def job(source: Path, tmp_path: Path) -> Job:
+    return Job(
+        input_path=source,
+        input=InputOptions(action="add", tags=("drip",)),
+        report_path=tmp_path / "report.csv",
+    )
+
+
+def test_ten_thousand_rows_at_a_thousand_an_hour_finish_on_the_planned_day_and_hour(
+    tmp_path: Path, source: Path
+) -> None:
+    """Started Monday 08:30 before the window opens, one run waits for 09:00, sends 8,000
+    contacts by 16:00, waits overnight and ends Tuesday 10:00: the hour `plan` said, with never
+    more than 1,000 contacts in any hour as the sandbox counted them."""
+
+    async def scenario(
+        sandbox: Sandbox, clock: Callable[[], float]
+    ) -> tuple[RunResult, RunResult, float]:
+        settings = drip_settings(tmp_path, sandbox.url, until_window_end=False)
+        planned = await execute(settings, job(source, tmp_path), dry_run=True, clock=clock)
+        result = await execute(settings, job(source, tmp_path), clock=clock)
+        return planned, result, clock()
+
+    planned, result, ended = on_the_clock(at(2026, 6, 1, 8, 30), scenario)
+    assert planned.schedule is not None
+    assert planned.schedule.last == at(2026, 6, 2, 10, 0)
+    assert result.exit_code == 0
+    assert result.requests == 20
+    assert ended == pytest.approx(at(2026, 6, 2, 10, 0), abs=60)
+
+
+def test_runs_stopped_at_the_window_end_resume_and_keep_the_budget(
+    tmp_path: Path, source: Path
+) -> None:
+    """With --until-window-end: at 08:30 the run stops at once (nothing sent, exit 3, naming
+    Monday 09:00); at 09:00 it sends 8,000 and stops when the next batch would fall after 17:00;
+    a rerun at 16:30 sends nothing (the budget remembers 16:00's batches and the window ends
+    first); Tuesday 09:00 finishes at 10:00. The sandbox never counts over 1,000 in an hour."""
+
+    async def scenario(
+        sandbox: Sandbox, clock: Callable[[], float]
+    ) -> tuple[list[Seen], dict[str, int]]:
+        settings = drip_settings(tmp_path, sandbox.url, until_window_end=True)
+        seen: list[Seen] = []
+        for wake in (
+            at(2026, 6, 1, 8, 30),
+            at(2026, 6, 1, 9, 0),
+            at(2026, 6, 1, 16, 30),
+            at(2026, 6, 2, 9, 0),
+        ):
+            await asyncio.sleep(max(wake - clock(), 0))
+            result = await execute(settings, job(source, tmp_path), clock=clock)
+            seen.append(Seen(result, clock(), sandbox.stats.total_requests))
+        return seen, dict(sandbox.stats.max_contacts_per_hour)
+
+    (early, first, late, last), most = on_the_clock(at(2026, 6, 1, 8, 30), scenario)
+    assert isinstance(early.result.stopped, WindowEndError)
+    assert (early.result.exit_code, early.requests) == (3, 0)
+    assert "Mon 2026-06-01 09:00 EDT" in str(early.result.stopped)
+    assert (first.result.exit_code, first.requests) == (3, 16)
+    assert first.ended == pytest.approx(at(2026, 6, 1, 16, 0), abs=60)
+    assert "Tue 2026-06-02 09:00 EDT" in str(first.result.stopped)
+    assert (late.result.exit_code, late.requests) == (3, 16)
+    assert (last.result.exit_code, last.requests, last.result.resumed) == (0, 20, True)
+    assert last.ended == pytest.approx(at(2026, 6, 2, 10, 0), abs=60)
+    assert most == {LOCATION: 1000}
+    with (tmp_path / "report.csv").open(encoding="utf-8", newline="") as fh:
+        assert {row["status"] for row in csv.DictReader(fh)} == {"success"}
