@@ -53,10 +53,11 @@ class Drip:
         return max(1, self.contacts // math.ceil(self.contacts / size))
 
     def describe(self) -> str:
-        """`1,000 contacts per 1 h`, as a person wrote it."""
-        for unit, seconds in (("d", 86400), ("h", 3600), ("m", 60)):
+        """`1,000 contacts per hour`, `500 contacts per 15 min`: as a person says it."""
+        for seconds, one, unit in ((86400, "day", "d"), (3600, "hour", "h"), (60, "minute", "min")):
             if self.period_s % seconds == 0:
-                return f"{self.contacts:,} contacts per {int(self.period_s // seconds)} {unit}"
+                count = int(self.period_s // seconds)
+                return f"{self.contacts:,} contacts per {one if count == 1 else f'{count} {unit}'}"
         return f"{self.contacts:,} contacts per {int(self.period_s)} s"
 
 

@@ -172,6 +172,7 @@ class RunInfo:
     finished: str = ""  # when it finished (UTC), if it did
     undoes: str = ""
     undone: Undone | None = None
+    window: str = ""  # the send window its latest invocation ran in (Step 14), if any
 
     @property
     def latest_report(self) -> str:
@@ -218,6 +219,7 @@ def runs_in(state_dir: Path) -> list[RunInfo]:
                 keeps_reports=keeps,
                 finished=meta.get("finished", ""),
                 undoes=meta.get("undoes", ""),
+                window=meta.get("window", ""),
             )
         )
     infos.sort(key=lambda info: info.created)

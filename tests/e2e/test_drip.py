@@ -25,10 +25,13 @@ from test_pacing import on_fake_time
 from batcher.app.execute import execute
 from batcher.app.jobs import Job
 from batcher.app.result import RunResult
+from batcher.app.status import list_runs
 from batcher.domain.config import BatchSettings, LimitSettings, RunSettings, Settings
 from batcher.domain.errors import WindowEndError
+from batcher.domain.models import Status
 from batcher.loading import InputOptions
 from batcher.sandbox import Sandbox, SandboxConfig
+from batcher.support.stopping import Stop
 
 from .conftest import LOCATION, contact_ids, fast_settings
 
@@ -141,9 +144,10 @@ def test_runs_stopped_at_the_window_end_resume_and_keep_the_budget(
 
     async def scenario(
         sandbox: Sandbox, clock: Callable[[], float]
-    ) -> tuple[list[Seen], dict[str, int]]:
+    ) -> tuple[list[Seen], dict[str, int], list[str]]:
         settings = drip_settings(tmp_path, sandbox.url, until_window_end=True)
         seen: list[Seen] = []
+        windows: list[str] = []
         for wake in (
             at(2026, 6, 1, 8, 30),
             at(2026, 6, 1, 9, 0),
@@ -153,9 +157,10 @@ def test_runs_stopped_at_the_window_end_resume_and_keep_the_budget(
             await asyncio.sleep(max(wake - clock(), 0))
             result = await execute(settings, job(source, tmp_path), clock=clock)
             seen.append(Seen(result, clock(), sandbox.stats.total_requests))
-        return seen, dict(sandbox.stats.max_contacts_per_hour)
+            windows.extend(run.window for run in list_runs(tmp_path / "state", clock()))
+        return seen, dict(sandbox.stats.max_contacts_per_hour), windows
 
-    (early, first, late, last), most = on_the_clock(at(2026, 6, 1, 8, 30), scenario)
+    (early, first, late, last), most, windows = on_the_clock(at(2026, 6, 1, 8, 30), scenario)
     assert isinstance(early.result.stopped, WindowEndError)
     assert (early.result.exit_code, early.requests) == (3, 0)
     assert "Mon 2026-06-01 09:00 EDT" in str(early.result.stopped)
@@ -166,5 +171,30 @@ def test_runs_stopped_at_the_window_end_resume_and_keep_the_budget(
     assert (last.result.exit_code, last.requests, last.result.resumed) == (0, 20, True)
     assert last.ended == pytest.approx(at(2026, 6, 2, 10, 0), abs=60)
     assert most == {LOCATION: 1000}
+    # `batcher status` says when an unfinished run's window opens next, or until when it is
+    # open (a finished run: nothing).
+    assert windows == [
+        f"{WINDOW}: opens next at Mon 2026-06-01 09:00 EDT",
+        f"{WINDOW}: open now, until Mon 2026-06-01 17:00 EDT",
+        f"{WINDOW}: open now, until Mon 2026-06-01 17:00 EDT",
+        "",
+    ]
     with (tmp_path / "report.csv").open(encoding="utf-8", newline="") as fh:
         assert {row["status"] for row in csv.DictReader(fh)} == {"success"}
+
+
+def test_a_stop_ends_the_wait_for_the_window_at_once(tmp_path: Path, source: Path) -> None:
+    """Waiting at 08:00 for a 09:00 window, a stop a minute later ends the run then: exit 3,
+    nothing sent, every row pending."""
+
+    async def scenario(sandbox: Sandbox, clock: Callable[[], float]) -> tuple[RunResult, float]:
+        settings = drip_settings(tmp_path, sandbox.url, until_window_end=False)
+        stop = Stop()
+        asyncio.get_running_loop().call_later(60, stop.request, "SIGTERM")
+        result = await execute(settings, job(source, tmp_path), clock=clock, stop=stop)
+        return result, clock()
+
+    result, ended = on_the_clock(at(2026, 6, 1, 8, 0), scenario)
+    assert result.exit_code == 3
+    assert (result.requests, result.counts[Status.PENDING]) == (0, 10_000)
+    assert ended == pytest.approx(at(2026, 6, 1, 8, 1), abs=5)
