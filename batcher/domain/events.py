@@ -14,6 +14,8 @@ Event names (SPEC "--log-format") and their fields:
 - `location.paused`: a 429 pauses a location for every worker: location_id, seconds.
 - `location.quota_reached`: a location's daily quota (or its reserve) is reached: location_id,
   reason; its rows stay pending.
+- `window.waiting`: outside the send window (`run.window`), the run waits until it opens:
+  opens (epoch seconds); told once per opening.
 - `request.failed`: a request got no per-contact answer after its retries: location_id,
   contacts, first_row, http_status, attempts, reason.
 - `notice`: anything else worth a line (a state file set aside, a config warning).

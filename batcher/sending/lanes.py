@@ -90,11 +90,8 @@ class Lanes:
         self._work = work
         self._canary = canary
         self._contacts = contacts
-        self._size = (
-            batch_size
-            if contacts is None or contacts.drip is None
-            else (contacts.drip.batch_size(batch_size))
-        )
+        drip = None if contacts is None else contacts.drip
+        self._size = batch_size if drip is None else drip.batch_size(batch_size)
         self._pacer = pacer
         self._stop = stop
         self._lanes = [

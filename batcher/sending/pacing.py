@@ -334,7 +334,8 @@ class ContactBudget:
     earlier invocations of the run sent (`(completed, contacts)` per location), `on_sent` hears
     each completion (to keep it). With `until_window_end`, a location whose next batch cannot
     go before the open window ends (or the window is closed) gets no more batches: `stopped`
-    says why and when the next one is due.
+    says why and when the next one is due; without it, `events` hears once per opening that
+    the run waits for the window (`window.waiting`).
     """
 
     def __init__(
@@ -346,9 +347,12 @@ class ContactBudget:
         history: dict[str, list[tuple[float, int]]] | None = None,
         until_window_end: bool = False,
         on_sent: Callable[[str, float, int], None] | None = None,
+        events: EventSink = ignore,
     ) -> None:
         self.drip = drip
         self.window = window
+        self._events = events
+        self._announced = 0.0  # the window's opening last told (`window.waiting`)
         self._clock = clock
         self._until_window_end = until_window_end
         self._on_sent = on_sent
@@ -365,50 +369,60 @@ class ContactBudget:
             state = self._locations[location_id] = _Contacts()
         return state
 
-    def due(self, location_id: str, contacts: int) -> float:
-        """When (the clock's instant) a batch of `contacts` may start: the budget and the
-        window both allow it; `math.inf` when only a completion can make room."""
-        now = self._clock()
-        at = now
+    def _free(self, location_id: str, contacts: int, now: float) -> float:
+        """When the drip has room for a batch of `contacts` (`now` if it has);
+        `math.inf` while only a completion can make room."""
         drip = self.drip
-        if drip is not None:
-            state = self._state(location_id)
-            completions = state.completions
-            while completions and completions[0][0] <= now - drip.period_s:
-                state.used -= completions.popleft()[1]
-            used = state.in_flight + state.used
-            if used + contacts > drip.contacts:
-                # The oldest completions age out first; those in flight only by completing.
-                for completed, count in completions:
-                    used -= count
-                    at = completed + drip.period_s
-                    if used + contacts <= drip.contacts:
-                        break
-                else:
-                    return math.inf
-        return at if self.window is None else self.window.open_at(at)
+        if drip is None:
+            return now
+        state = self._state(location_id)
+        completions = state.completions
+        while completions and completions[0][0] <= now - drip.period_s:
+            state.used -= completions.popleft()[1]
+        used = state.in_flight + state.used
+        if used + contacts <= drip.contacts:
+            return now
+        # The oldest completions age out first; those in flight only by completing.
+        for completed, count in completions:
+            used -= count
+            if used + contacts <= drip.contacts:
+                return completed + drip.period_s
+        return math.inf
 
     def delay(self, location_id: str, contacts: int) -> float | None:
-        """Seconds until a batch of `contacts` may start for `location_id` (0: now); None while
-        only a completion can make room; `math.inf` once the location is stopped."""
+        """Seconds until a batch of `contacts` may start for `location_id` (0: now): the drip
+        has room and the window is open; None while only a completion can make room;
+        `math.inf` once the location is stopped."""
         if location_id in self._stopped:
             return math.inf
         now = self._clock()
-        at = self.due(location_id, contacts)
-        if self._until_window_end and self.window is not None and not math.isinf(at):
-            closes = self.window.closes_at(now)
+        free = self._free(location_id, contacts, now)
+        window = self.window
+        if window is None or math.isinf(free):
+            return None if math.isinf(free) else free - now
+        at = window.open_at(free)
+        if self._until_window_end:
+            closes = window.closes_at(now)
             if closes is None or at >= closes:
-                when = self.window.describe(at)
                 self._stopped[location_id] = (
-                    f"the send window ({self.window.text}) is closed; the next batch is due at "
-                    f"{when}"
+                    f"the send window ({window.text}) is closed; the next batch is due at "
+                    f"{window.describe(at)}"
                     if closes is None
-                    else f"the send window ({self.window.text}) ends at "
-                    f"{self.window.describe(closes)} before the drip allows another batch; the "
-                    f"next one is due at {when}"
+                    else f"the send window ({window.text}) ends at {window.describe(closes)} "
+                    f"before the drip allows another batch; the next one is due at "
+                    f"{window.describe(at)}"
                 )
                 return math.inf
-        return None if math.isinf(at) else max(at - now, 0.0)
+        elif at > free and at != self._announced:
+            self._announced = at
+            self._events(
+                Event(
+                    "window.waiting",
+                    f"outside the send window ({window.text}): waiting until {window.describe(at)}",
+                    {"opens": at},
+                )
+            )
+        return at - now
 
     def take(self, location_id: str, contacts: int) -> None:
         """A batch of `contacts` goes out now."""

@@ -28,6 +28,7 @@ from batcher.app.result import RunResult
 from batcher.app.status import list_runs
 from batcher.domain.config import BatchSettings, LimitSettings, RunSettings, Settings
 from batcher.domain.errors import WindowEndError
+from batcher.domain.events import Event
 from batcher.domain.models import Status
 from batcher.loading import InputOptions
 from batcher.sandbox import Sandbox, SandboxConfig
@@ -184,17 +185,48 @@ def test_runs_stopped_at_the_window_end_resume_and_keep_the_budget(
 
 
 def test_a_stop_ends_the_wait_for_the_window_at_once(tmp_path: Path, source: Path) -> None:
-    """Waiting at 08:00 for a 09:00 window, a stop a minute later ends the run then: exit 3,
-    nothing sent, every row pending."""
+    """Waiting at 08:00 for a 09:00 window (and saying so, once), a stop a minute later ends
+    the run then: exit 3, nothing sent, every row pending."""
 
     async def scenario(sandbox: Sandbox, clock: Callable[[], float]) -> tuple[RunResult, float]:
         settings = drip_settings(tmp_path, sandbox.url, until_window_end=False)
         stop = Stop()
         asyncio.get_running_loop().call_later(60, stop.request, "SIGTERM")
-        result = await execute(settings, job(source, tmp_path), clock=clock, stop=stop)
+        result = await execute(
+            settings, job(source, tmp_path), clock=clock, stop=stop, events=told.append
+        )
         return result, clock()
 
+    told: list[Event] = []
     result, ended = on_the_clock(at(2026, 6, 1, 8, 0), scenario)
+    waiting = [event for event in told if event.name == "window.waiting"]
+    assert [event.message for event in waiting] == [
+        f"outside the send window ({WINDOW}): waiting until Mon 2026-06-01 09:00 EDT"
+    ]
     assert result.exit_code == 3
     assert (result.requests, result.counts[Status.PENDING]) == (0, 10_000)
     assert ended == pytest.approx(at(2026, 6, 1, 8, 1), abs=5)
+
+
+def test_a_small_drip_sends_batches_of_its_size_one_period_apart(tmp_path: Path) -> None:
+    """100 contacts per 15 minutes: 300 rows go as three requests of 100, at 0, 15 and 30
+    minutes, not one of 300 (the API's 500 is a maximum, not a rule)."""
+    source = contacts_file(tmp_path / "small.csv", 300)
+
+    async def scenario(sandbox: Sandbox, clock: Callable[[], float]) -> tuple[RunResult, float]:
+        settings = fast_settings(
+            tmp_path,
+            sandbox.url,
+            batch=BatchSettings(size=500),
+            limits=LimitSettings(drip="100/15m"),
+        )
+        result = await execute(settings, job(source, tmp_path), clock=clock)
+        sizes.extend(len(request.update.contacts) for request in sandbox.stats.applied)
+        return result, clock()
+
+    sizes: list[int] = []
+    start = at(2026, 6, 1, 12, 0)
+    result, ended = on_the_clock(start, scenario)
+    assert result.exit_code == 0
+    assert sizes == [100, 100, 100]
+    assert ended == pytest.approx(start + 30 * 60, abs=5)

@@ -152,7 +152,7 @@ class _Sending:
             self.pacer,
             self.stop_event,
             canary=self.error_rate.enabled,
-            contacts=_contact_budget(settings, ledger, clock),
+            contacts=_contact_budget(settings, ledger, clock, emit),
         )
         self.wire = Wire(limits.concurrency, self.stop_event)
         self.sender: BatchSender | None = None
@@ -187,7 +187,7 @@ class _Sending:
 
 
 def _contact_budget(
-    settings: Settings, ledger: Ledger, clock: Callable[[], float]
+    settings: Settings, ledger: Ledger, clock: Callable[[], float], emit: EventSink
 ) -> ContactBudget | None:
     """The drip and the send window, if the run has either: what earlier invocations sent
     within the period counts, each completion is kept, the window is noted for `status`."""
@@ -202,6 +202,7 @@ def _contact_budget(
         history=None if drip is None else ledger.drip_sent(clock() - drip.period_s),
         until_window_end=settings.run.until_window_end,
         on_sent=ledger.record_drip,
+        events=emit,
     )
 
 
