@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from test_pacing import on_fake_time
 
 from batcher.app.execute import execute
 from batcher.app.jobs import Job
-from batcher.app.result import RunResult
+from batcher.app.result import RunProgress, RunResult
 from batcher.app.status import list_runs
 from batcher.domain.config import BatchSettings, LimitSettings, RunSettings, Settings
 from batcher.domain.errors import WindowEndError
@@ -116,18 +117,33 @@ def test_ten_thousand_rows_at_a_thousand_an_hour_finish_on_the_planned_day_and_h
     tmp_path: Path, source: Path
 ) -> None:
     """Started Monday 08:30 before the window opens, one run waits for 09:00, sends 8,000
-    contacts by 16:00, waits overnight and ends Tuesday 10:00: the hour `plan` said, with never
-    more than 1,000 contacts in any hour as the sandbox counted them."""
+    contacts by 16:00, waits overnight and ends Tuesday 10:00: the hour `plan` said, never more
+    than 1,000 contacts in any hour as the sandbox counts them; its time left is the
+    schedule's."""
 
     async def scenario(
         sandbox: Sandbox, clock: Callable[[], float]
     ) -> tuple[RunResult, RunResult, float]:
         settings = drip_settings(tmp_path, sandbox.url, until_window_end=False)
         planned = await execute(settings, job(source, tmp_path), dry_run=True, clock=clock)
-        result = await execute(settings, job(source, tmp_path), clock=clock)
+        result = await execute(
+            settings,
+            job(source, tmp_path),
+            clock=clock,
+            on_tick=lambda progress: ticks.append((clock(), progress)),
+        )
+        most.update(sandbox.stats.max_contacts_per_hour)
         return planned, result, clock()
 
+    ticks: list[tuple[float, RunProgress]] = []
+    most: dict[str, int] = {}
     planned, result, ended = on_the_clock(at(2026, 6, 1, 8, 30), scenario)
+    assert most == {LOCATION: 1000}
+    # The time left is the schedule's: from the first answer (09:00 Monday) to Tuesday 10:00.
+    first_at, first = ticks[0]
+    assert first.eta_s == pytest.approx(at(2026, 6, 2, 10, 0) - first_at)
+    assert first_at == pytest.approx(at(2026, 6, 1, 9, 0), abs=60)
+    assert ticks[-1][1].eta_s == pytest.approx(0, abs=60)
     assert planned.schedule is not None
     assert planned.schedule.last == at(2026, 6, 2, 10, 0)
     assert result.exit_code == 0
@@ -230,3 +246,57 @@ def test_a_small_drip_sends_batches_of_its_size_one_period_apart(tmp_path: Path)
     assert result.exit_code == 0
     assert sizes == [100, 100, 100]
     assert ended == pytest.approx(start + 30 * 60, abs=5)
+
+
+@pytest.mark.parametrize(
+    ("window", "start", "rows", "last"),
+    [
+        # A night window over the spring-forward night is 7 hours: 7,000 contacts, the other
+        # 3,000 the next night (22:00, 23:00, and midnight into Monday).
+        ("22:00-06:00 America/New_York", (2026, 3, 7, 12, 0), 10_000, (2026, 3, 9, 0, 0, 0)),
+        ("22:00-06:00 Europe/Berlin", (2026, 3, 28, 12, 0), 10_000, (2026, 3, 30, 0, 0, 0)),
+        # Over the fall-back night it is 9 hours: 9,000, and the last 1,000 at 22:00 Sunday.
+        ("22:00-06:00 America/New_York", (2026, 10, 31, 12, 0), 10_000, (2026, 11, 1, 22, 0, 0)),
+        ("22:00-06:00 Europe/Berlin", (2026, 10, 24, 12, 0), 10_000, (2026, 10, 25, 22, 0, 0)),
+        # A boundary in the skipped hour opens when the clock jumps (03:00): 03, 04, 05.
+        ("Sun 02:30-06:00 America/New_York", (2026, 3, 8, 0, 0), 3_000, (2026, 3, 8, 5, 0, 0)),
+        # A boundary in the repeated hour is its first occurrence: 01:30 EDT, 01:30 EST, 02:30.
+        ("Sun 01:30-03:00 America/New_York", (2026, 11, 1, 0, 0), 3_000, (2026, 11, 1, 2, 30, 0)),
+        ("Sun 02:30-04:00 Europe/Berlin", (2026, 10, 25, 0, 0), 3_000, (2026, 10, 25, 3, 30, 0)),
+    ],
+)
+def test_a_drip_over_a_clock_change_ends_when_planned_and_keeps_the_budget(
+    tmp_path: Path,
+    window: str,
+    start: tuple[int, ...],
+    rows: int,
+    last: tuple[int, int, int, int, int, int],
+) -> None:
+    """1,000 contacts an hour in a window whose night or boundary has a clock change: `plan`'s
+    last request is when the run really ends, at the wall time a person there expects, and no
+    hour counts more than 1,000 at the sandbox."""
+    zone = ZoneInfo(window.split()[-1])
+    source = contacts_file(tmp_path / "in.csv", rows)
+
+    async def scenario(
+        sandbox: Sandbox, clock: Callable[[], float]
+    ) -> tuple[RunResult, RunResult, float, dict[str, int]]:
+        settings = dataclasses.replace(
+            drip_settings(tmp_path, sandbox.url, until_window_end=False),
+            run=RunSettings(window=window),
+        )
+        planned = await execute(settings, job(source, tmp_path), dry_run=True, clock=clock)
+        result = await execute(settings, job(source, tmp_path), clock=clock)
+        return planned, result, clock(), dict(sandbox.stats.max_contacts_per_hour)
+
+    *wall, fold = last
+    expected = datetime(*wall, tzinfo=zone, fold=fold).timestamp()  # type: ignore[misc]
+    planned, result, ended, most = on_the_clock(
+        datetime(*start, tzinfo=zone).timestamp(),  # type: ignore[misc]
+        scenario,
+    )
+    assert planned.schedule is not None
+    assert planned.schedule.last == expected
+    assert result.exit_code == 0
+    assert ended == pytest.approx(expected, abs=60)
+    assert most == {LOCATION: 1000}
