@@ -28,6 +28,9 @@ with the next burst, and its rate is fixed where ours follows the server's heade
 and its daily quota. What is kept from such libraries: waits are plain sleeps on an injected
 clock, so tests run on fake time.
 
+Beside the request budget, `ContactBudget` holds the drip (contacts per location per period,
+`batcher.domain.drip`) and the send window (`batcher.domain.windows`), on the run's wall clock.
+
 `try_start` (for the fair scheduler in `lanes.py`, which hands a batch to a worker only for a
 location that may send now) and `start` (for a retry, which waits its turn) return a `Slot`;
 `slot.finish()` records the completion. Every wait ends at once, with Interrupted, when `stop`

@@ -302,7 +302,7 @@ def window_reached(stopped: Mapping[str, str]) -> WindowEndError:
     reasons = sorted(set(stopped.values()))
     count = len(stopped)
     return WindowEndError(
-        f"stopped at the send window's end ({count} location{'s' if count != 1 else ''}): "
+        f"stopped by --until-window-end ({count} location{'s' if count != 1 else ''}): "
         + "; ".join(reasons),
         advice="their rows stay pending: run the same command again then",
     )
