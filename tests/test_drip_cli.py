@@ -87,3 +87,16 @@ def test_the_confirmation_shows_the_schedule_and_a_small_run_gets_no_warning() -
     ]
     small = Schedule(None, None, 500, 0.0, (Due("loc", 1000, 2, 0.0),))
     assert list(schedule_lines(small)) == []
+
+
+def test_a_window_without_a_drip_shows_when_the_last_request_is_due_and_still_warns(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window alone paces nothing: the plan shows the window and the last request's time (at
+    the rate limit, within the window), and the warning of automations all the same."""
+    monkeypatch.setenv("BATCHER_RUN_WINDOW", "Sat,Sun 10:00-11:00 Europe/Berlin")
+    result = cli.invoke(main, PLAN)
+    assert result.exit_code == 0, result.output
+    assert "  window Sat,Sun 10:00-11:00 Europe/Berlin\n" in result.output
+    assert re.search(r"6 requests: the last due (Sat|Sun) \S+ 10:00 CES?T", result.output)
+    assert "warning: 2,993 contacts with no drip" in result.output

@@ -154,3 +154,13 @@ def test_describe_reads_the_zone_abbreviation() -> None:
     """Instants are shown as a person in the zone reads them."""
     window = parse_window("Mon-Fri 09:00-17:00 Europe/Berlin")
     assert window.describe(wall(BERLIN, 2026, 6, 1, 9, 0)) == "Mon 2026-06-01 09:00 CEST"
+
+
+def test_open_time_runs_across_closed_hours() -> None:
+    """Two hours of sending from Monday 16:00 in a 09:00-17:00 window: one hour on Monday, the
+    other from Tuesday 09:00, ending at 10:00."""
+    window = parse_window("Mon-Fri 09:00-17:00 America/New_York")
+    assert window.after(wall(NEW_YORK, 2026, 6, 1, 16, 0), 7200) == wall(
+        NEW_YORK, 2026, 6, 2, 10, 0
+    )
+    assert window.after(wall(NEW_YORK, 2026, 6, 1, 7, 0), 60) == wall(NEW_YORK, 2026, 6, 1, 9, 1)

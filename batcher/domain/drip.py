@@ -82,7 +82,8 @@ def last_due(
     """When the last of a location's batches (their contact counts, in sending order) is due,
     starting at `start`, under the drip and within the window: the same rule as the run's (each
     batch as soon as it fits, its completion taken as its start); `sent` is what earlier
-    invocations sent, `(completed, contacts)`, oldest first. None: no batch."""
+    invocations sent, `(completed, contacts)`, oldest first. None: no batch. (Without a drip
+    every batch is due at once: the API's rate limit is the planner's, `Window.after`.)"""
     sends: deque[tuple[float, int]] = deque(sent)  # in the budget's window: (when, contacts)
     used = sum(contacts for _, contacts in sends)
     at = start

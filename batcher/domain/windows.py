@@ -81,6 +81,18 @@ class Window:
         start, end = self.spans(at)[0]
         return end if start <= at else None
 
+    def after(self, at: float, seconds: float) -> float:
+        """When `seconds` of open time have passed from `at` (waiting for the window first):
+        sending that takes `seconds` and pauses while the window is closed ends then."""
+        at = self.open_at(at)
+        while True:
+            closes = self.closes_at(at)
+            assert closes is not None  # `at` is open
+            if at + seconds <= closes:
+                return at + seconds
+            seconds -= closes - at
+            at = self.open_at(closes)
+
     def describe(self, at: float) -> str:
         """An instant as a person in the window's zone reads it: `Tue 2026-03-10 09:00 EDT`."""
         return datetime.fromtimestamp(at, self.zone).strftime("%a %Y-%m-%d %H:%M %Z")

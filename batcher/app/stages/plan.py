@@ -75,7 +75,8 @@ def _schedule(
     ledger: Ledger, settings: Settings, work: tuple[WorkItem, ...], size: int, start: float
 ) -> Schedule:
     """When each location's contacts are due, batch by batch as the lanes send them (a round
-    at a time), under the drip (with what earlier invocations sent) and the window."""
+    at a time), under the drip (with what earlier invocations sent) and the window; with a
+    window and no drip, at the rate limit within the window."""
     drip, window = drip_of(settings), window_of(settings)
     sent = {} if drip is None else ledger.drip_sent(start - drip.period_s)
     sizes: defaultdict[str, list[int]] = defaultdict(list)
@@ -86,15 +87,17 @@ def _schedule(
         sizes[location].extend([size] * full + ([rest] if rest else []))
         if item.part == 0:
             contacts[location] += item.members
-    due = [
-        Due(
-            location,
-            contacts[location],
-            len(batches),
-            last_due(batches, drip, window, start, sent.get(location, ())),
-        )
-        for location, batches in sizes.items()
-    ]
+    limits = settings.limits
+    due = []
+    for location, batches in sizes.items():
+        last = last_due(batches, drip, window, start, sent.get(location, ()))
+        if drip is None and window is not None and last is not None:
+            # Without a drip the API's rate limit sets the pace, and it sends only in the window.
+            seconds = PlanStats(groups=1, requests=len(batches)).seconds_at(
+                limits.requests_per_interval, limits.interval_ms / 1000
+            )
+            last = window.after(start, seconds)
+        due.append(Due(location, contacts[location], len(batches), last))
     due.sort(key=lambda d: (-d.contacts, d.location_id))
     return Schedule(drip, window, size, start, tuple(due))
 
