@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from batcher.domain.config import drip_of, settings_from, window_of
-from batcher.domain.drip import Drip, last_due, parse_drip
+from batcher.domain.drip import Drip, Due, Schedule, last_due, parse_drip
 from batcher.domain.errors import ConfigError
 from batcher.domain.windows import parse_window
 from batcher.sending.pacing import ContactBudget
@@ -39,6 +39,7 @@ class Clock:
         ("1000/h", Drip(1000, 3600)),
         ("10000/1d", Drip(10000, 86400)),
         (" 20 / 30s ", Drip(20, 30)),
+        ("1/1s", Drip(1, 1)),
     ],
 )
 def test_drip_forms(text: str, drip: Drip) -> None:
@@ -143,6 +144,9 @@ def test_the_schedule_follows_the_same_rule() -> None:
     assert last_due([500] * 20, drip, None, start) == start + 9 * HOUR
     assert last_due([500] * 20, None, None, start) == start
     assert last_due([], drip, window, start) is None
+    # Batches that do not fill the budget: each waits for the oldest completion to age out.
+    small = Drip(2, HOUR)
+    assert last_due([1, 1, 1, 1], small, None, 0.0, [(-1800.0, 1)]) == 1800.0 + HOUR
     # What an earlier invocation sent within the hour holds the first batch back.
     assert last_due([500], drip, None, start, [(start - 10, 1000)]) == start - 10 + HOUR
 
@@ -167,3 +171,36 @@ def test_settings_give_the_drip_and_the_window_and_refuse_wrong_ones() -> None:
     ):
         with pytest.raises(ConfigError, match=key):
             settings_from(data, {})
+
+
+@pytest.mark.parametrize(
+    ("period", "said"),
+    [
+        (86400, "per day"),
+        (2 * 86400, "per 2 d"),
+        (3600, "per hour"),
+        (7200, "per 2 h"),
+        (60, "per minute"),
+        (900, "per 15 min"),
+        (90, "per 90 s"),
+    ],
+)
+def test_a_drip_is_said_as_a_person_says_it(period: int, said: str) -> None:
+    """The plan names the period in the largest whole unit."""
+    assert Drip(1500, period).describe() == f"1,500 contacts {said}"
+
+
+def test_the_schedule_warns_only_a_large_run_without_a_drip() -> None:
+    """More than 1,000 contacts and no drip: the warning; at 1,000, or with a drip: none. The
+    run's last request is its busiest location's; a window alone also shapes a run."""
+    one = (Due("a", 600, 2, 10.0), Due("b", 401, 1, 30.0), Due("c", 0, 0, None))
+    assert Schedule(None, None, 500, 0.0, one).warn
+    assert not Schedule(Drip(10, HOUR), None, 10, 0.0, one).warn
+    assert not Schedule(None, None, 500, 0.0, (*one[:1], Due("b", 400, 1, 30.0))).warn
+    assert Schedule(None, None, 500, 0.0, one).last == 30.0
+    assert not Schedule(None, None, 500, 0.0, one).paced
+    window = parse_window("Mon 09:00-10:00 Europe/Berlin")
+    assert Schedule(None, window, 500, 0.0, one).paced
+    assert Schedule(Drip(10, HOUR), None, 10, 0.0, one).paced
+    assert Schedule(None, window, 500, 0.0, one).when(0.0) == "Thu 1970-01-01 01:00 CET"
+    assert Schedule(None, None, 500, 0.0, one).when(0.0) == "Thu 1970-01-01 00:00 UTC"

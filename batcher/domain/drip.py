@@ -50,7 +50,7 @@ class Drip:
 
     def batch_size(self, size: int) -> int:
         """The batch size that fits the budget (see the module docstring)."""
-        return max(1, self.contacts // math.ceil(self.contacts / size))
+        return self.contacts // math.ceil(self.contacts / size)
 
     def describe(self) -> str:
         """`1,000 contacts per hour`, `500 contacts per 15 min`: as a person says it."""
