@@ -47,6 +47,8 @@ def test_several_ranges_day_lists_and_every_day() -> None:
     wrapped = parse_window("Fri-Mon 10:00-11:00 UTC")
     tuesday = wall(ZoneInfo("UTC"), 2026, 6, 2, 12, 0)
     assert wrapped.open_at(tuesday) == wall(ZoneInfo("UTC"), 2026, 6, 5, 10, 0)
+    monday = wall(ZoneInfo("UTC"), 2026, 6, 8, 9, 0)
+    assert wrapped.open_at(monday) == wall(ZoneInfo("UTC"), 2026, 6, 8, 10, 0)
 
 
 def test_a_window_over_midnight_runs_into_the_next_day() -> None:
@@ -164,3 +166,59 @@ def test_open_time_runs_across_closed_hours() -> None:
         NEW_YORK, 2026, 6, 2, 10, 0
     )
     assert window.after(wall(NEW_YORK, 2026, 6, 1, 7, 0), 60) == wall(NEW_YORK, 2026, 6, 1, 9, 1)
+    # Ending exactly at the close is that day's, not the next opening.
+    assert window.after(wall(NEW_YORK, 2026, 6, 1, 16, 0), 3600) == wall(
+        NEW_YORK, 2026, 6, 1, 17, 0
+    )
+
+
+def test_touching_and_overlapping_ranges_are_one_span() -> None:
+    """09:00-12:00 and 12:00-17:00 are open from 09:00 to 17:00 without a gap; a range inside
+    another changes nothing."""
+    utc = ZoneInfo("UTC")
+    monday = (2026, 6, 1)
+    for text in ("09:00-12:00 12:00-17:00 UTC", "09:00-17:00 10:00-12:00 UTC"):
+        window = parse_window(text)
+        assert window.closes_at(wall(utc, *monday, 10, 0)) == wall(utc, *monday, 17, 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "opens", "closes"),
+    [
+        ("Mon 00:00-24:00 UTC", (2026, 6, 1, 0, 0), (2026, 6, 2, 0, 0)),
+        ("Mon 23:59-24:00 UTC", (2026, 6, 1, 23, 59), (2026, 6, 2, 0, 0)),
+        ("Mon 09:00-09:00 UTC", (2026, 6, 1, 9, 0), (2026, 6, 2, 9, 0)),
+    ],
+)
+def test_midnight_at_the_end_and_a_whole_day(
+    text: str, opens: tuple[int, ...], closes: tuple[int, ...]
+) -> None:
+    """24:00 is the day's end; a range that ends where it starts is a whole day."""
+    utc = ZoneInfo("UTC")
+    window = parse_window(text)
+    span = window.spans(wall(utc, 2026, 6, 1, 0, 0))[0]
+    assert span == (wall(utc, *opens), wall(utc, *closes))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["24:00-25:00 UTC", "24:00-01:00 UTC", "09:60-10:00 UTC", "09:00-10:60 UTC", "09:00-24:01 UTC"],
+)
+def test_times_past_the_clock_are_refused(text: str) -> None:
+    """Hours past 23 (24:00 only as an end), minutes past 59."""
+    with pytest.raises(ValueError, match="not a time range"):
+        parse_window(text)
+
+
+def test_the_last_minute_of_an_hour_is_a_time() -> None:
+    """23:59 and xx:59 are times like any other."""
+    utc = ZoneInfo("UTC")
+    window = parse_window("Mon 23:00-23:59 UTC")
+    assert window.closes_at(wall(utc, 2026, 6, 1, 23, 30)) == wall(utc, 2026, 6, 1, 23, 59)
+
+
+def test_a_range_wholly_in_the_skipped_hour_does_not_open_that_night() -> None:
+    """Sun 02:00-02:30 does not exist on the spring-forward Sunday: the window opens the next
+    Sunday at 02:00."""
+    window = parse_window("Sun 02:00-02:30 America/New_York")
+    assert window.open_at(wall(NEW_YORK, 2026, 3, 8, 0, 0)) == wall(NEW_YORK, 2026, 3, 15, 2, 0)
