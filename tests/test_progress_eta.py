@@ -1,5 +1,5 @@
 """The ETA a run's progress gives (RunProgress.eta_s): never less than the rate limit allows
-for the requests left, the busiest location's."""
+for the requests left, the busiest location's; with a drip or a window, the schedule's."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from batcher.app.result import RunProgress
 from batcher.app.settings import load_settings
 from batcher.app.stages.plan import Planned
 from batcher.app.stages.send import _Progress
+from batcher.domain.drip import Schedule
 from batcher.domain.planning import PlanStats
 from batcher.sending.sender import Counters
 
@@ -45,6 +46,13 @@ def test_before_any_pace_the_limit_still_gives_an_eta() -> None:
     assert progress(rows_done=0).eta_s is None
 
 
+def test_a_drip_or_a_window_gives_the_schedules_eta() -> None:
+    """With a drip or a window the ETA is when the schedule's last request is due (2 h), not
+    the pace so far (1 s), and never less than the rate limit allows for the requests left."""
+    assert progress(least_left_s=0.5, due_in_s=7200.0).eta_s == 7200.0
+    assert progress(rows_done=0, due_in_s=0.0, least_left_s=30.0).eta_s == 30.0
+
+
 def settle(tracker: _Progress, location: str) -> None:
     batch = SimpleNamespace(location_id=location, part=1, rows=())
     tracker.settled(SimpleNamespace(batch=batch), Counters())  # type: ignore[arg-type]
@@ -70,9 +78,10 @@ def test_the_least_time_left_follows_the_busiest_location(tmp_path: Path) -> Non
         least_seconds=2.0,
         operations=(),
         operation_count=0,
+        schedule=Schedule(None, None, 500, 0.0, ()),
     )
     ticks: list[RunProgress] = []
-    tracker = _Progress(planned, settings, None, ticks.append)
+    tracker = _Progress(planned, settings, None, ticks.append, clock=lambda: 0.0)
     assert tracker.least_left_s() == 2.0
     for location, least in (("a", 1.0), ("b", 1.0), ("a", 0.0), ("b", 0.0), ("a", 0.0)):
         settle(tracker, location)

@@ -18,7 +18,15 @@ from batcher.domain.config import ApiSettings, Settings
 
 # The options of `run` and `plan` that do not change which run they mean: how it goes, where the
 # report goes, what is printed. Every other option identifies the run, and `status` takes it.
-HOW_IT_GOES = {"report_path", "fresh", "allow_empty", "quiet", "log_format"}
+HOW_IT_GOES = {
+    "report_path",
+    "fresh",
+    "allow_empty",
+    "quiet",
+    "log_format",
+    "drip",
+    "until_window_end",
+}
 ONLY = {run: {"yes", "strict"}, plan: {"rejects_path"}, status: set()}
 
 

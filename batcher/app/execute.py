@@ -75,6 +75,7 @@ async def execute(
     on_tick: Tick | None = None,
     rejects: Path | None = None,
     read_rows: RowsReader | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> RunResult:
     """Run (or, with `dry_run`, only plan) one job.
 
@@ -86,7 +87,9 @@ async def execute(
     RunProgress. `rejects` is a file (CSV, XLSX or JSONL) for the rows that are not sent
     (invalid, duplicate). A run that writes a report also writes its summary beside it
     (`summary_path`). `read_rows`, if given, reads the report's rows from the ledger once the
-    run (or the plan) has settled, whether or not a report file is written.
+    run (or the plan) has settled, whether or not a report file is written. `clock` (epoch
+    seconds) is the time the drip, the send window and the schedule go by (tests pass one on
+    the event loop's fake time).
     """
     emit = events or notices(notify)
     laps = _Laps()
@@ -99,7 +102,7 @@ async def execute(
         looked = await lookup(settings, job, prepared, ledger, stop, emit, dry_run=dry_run)
         if looked.resolution is not None:
             laps.lap("lookup")
-        planned = plan(ledger, settings)
+        planned = plan(ledger, settings, clock)
         _check_plan(ledger, job, prepared, loaded, planned, dry_run=dry_run)
         credentials = _credentials(settings, job, planned, dry_run=dry_run)
         sent = Sent(stopped=looked.stopped)
@@ -118,6 +121,7 @@ async def execute(
                 on_tick,
                 emit,
                 looked.pacer,
+                clock=clock,
             )
             laps.lap("send")
         stopped, pending = sent.outcome(stop)
@@ -293,6 +297,7 @@ def _assembled(
         locations=planned.locations,
         per_location=list(planned.per_location),
         least_seconds=planned.least_seconds,
+        schedule=planned.schedule,
         requests=sent.requests + looked.requests,
         retries=sent.retries + looked.retries,
         rate_limited=sent.rate_limited + looked.rate_limited,

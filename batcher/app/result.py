@@ -15,6 +15,7 @@ from pathlib import Path
 
 from batcher.app.credentials import LocationCredential
 from batcher.app.sharding import Shard
+from batcher.domain.drip import Schedule
 from batcher.domain.errors import BatcherError
 from batcher.domain.models import RUN_STATUSES, UNDO_STATUSES, Status
 from batcher.domain.planning import PlanStats
@@ -93,6 +94,7 @@ class Preview:
     operation_count: int = 0
     # Each location's credential and whether it is set (Step 11).
     credentials: tuple[LocationCredential, ...] = ()
+    schedule: Schedule | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,9 @@ class RunProgress:
     rate_limited: int
     elapsed_s: float
     least_left_s: float = 0.0
+    # Seconds until the schedule's last request is due, for a run with a drip or a window:
+    # its pace is the schedule's, not the pace so far.
+    due_in_s: float | None = None
 
     @property
     def rows_per_s(self) -> float:
@@ -118,9 +123,12 @@ class RunProgress:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left: the larger of the pace so far and what the rate limit allows for the
-        requests left (a fast start, before the limit bites, promised half the time it took);
-        None before there is a pace or a limit to go by."""
+        """Seconds left: with a drip or a window, the schedule's (never less than the rate
+        limit allows); else the larger of the pace so far and what the rate limit allows for
+        the requests left (a fast start, before the limit bites, promised half the time it
+        took); None before there is a pace or a limit to go by."""
+        if self.due_in_s is not None:
+            return max(self.due_in_s, self.least_left_s)
         rate = self.rows_per_s
         if rate <= 0:
             return self.least_left_s or None
@@ -147,6 +155,7 @@ class RunResult:
     # Requests each location needs, busiest first (what `plan` shows, with the daily share).
     per_location: list[tuple[str, int]] = field(default_factory=list)
     least_seconds: float = 0.0
+    schedule: Schedule | None = None
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0

@@ -14,6 +14,7 @@ send.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from batcher.app.jobs import Job, describe_operation, input_options
 from batcher.app.sharding import missing_index
 from batcher.app.undo import undone_report
 from batcher.domain.config import Settings
+from batcher.domain.windows import parse_window
 from batcher.loading import open_input
 from batcher.state import RunInfo, live_counts, runs_in
 
@@ -43,6 +45,8 @@ class RunStatus:
     info: RunInfo
     counts: dict[str, int] = field(default_factory=dict)
     live: bool = False
+    # For an unfinished run with a send window: when it opens next, or that it is open now.
+    window: str = ""
 
     @property
     def state(self) -> str:
@@ -67,20 +71,37 @@ class RunStatus:
         return undone_report(self.info.input)
 
 
-def _status(info: RunInfo) -> RunStatus:
+def _status(info: RunInfo, now: float) -> RunStatus:
     if info.state == FINISHED or info.state == LOADING:
         return RunStatus(info, dict(info.counts), live=False)
     counts = live_counts(info.path)
+    window = _window(info.window, now)
     if counts is None:
-        return RunStatus(info, dict(info.counts), live=False)
-    return RunStatus(info, counts, live=True)
+        return RunStatus(info, dict(info.counts), live=False, window=window)
+    return RunStatus(info, counts, live=True, window=window)
 
 
-def list_runs(state_dir: Path) -> list[RunStatus]:
-    """Every run in `state_dir`, oldest first; none when the directory does not exist."""
+def _window(text: str, now: float) -> str:
+    """An unfinished run's send window, and when it opens next (or until when it is open)."""
+    if not text:
+        return ""
+    try:
+        window = parse_window(text)
+    except ValueError:  # kept by a run that accepted it: only a zone gone from the system
+        return text
+    closes = window.closes_at(now)
+    if closes is None:
+        return f"{text}: opens next at {window.describe(window.open_at(now))}"
+    return f"{text}: open now, until {window.describe(closes)}"
+
+
+def list_runs(state_dir: Path, now: float | None = None) -> list[RunStatus]:
+    """Every run in `state_dir`, oldest first; none when the directory does not exist. `now`
+    (epoch seconds, default the time now) is when a run's send window is judged."""
     if not state_dir.is_dir():
         return []
-    return [_status(info) for info in runs_in(state_dir)]
+    moment = time.time() if now is None else now
+    return [_status(info, moment) for info in runs_in(state_dir)]
 
 
 @dataclass(frozen=True)

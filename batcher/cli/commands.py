@@ -64,8 +64,12 @@ def main() -> None:
     set_logging("text")  # commands with --log-format choose again
 
 
-def _settings(config_file: Path | None, base_url: str | None = None) -> Settings:
-    return load_settings(config_file, overrides={"api.base_url": base_url}, warn=notify)
+def _settings(
+    config_file: Path | None, base_url: str | None = None, **overrides: object
+) -> Settings:
+    return load_settings(
+        config_file, overrides={"api.base_url": base_url, **overrides}, warn=notify
+    )
 
 
 def _run_job(
@@ -84,7 +88,14 @@ def _run_job(
     set_logging(log_format.lower(), quiet=quiet)
     with one_line_errors(lambda: holder[0] if holder else None):
         config_file = options.pop("config_file")
-        settings = _settings(config_file, options.pop("base_url", None))
+        settings = _settings(
+            config_file,
+            options.pop("base_url", None),
+            **{
+                "limits.drip": options.pop("drip"),
+                "run.until_window_end": options.pop("until_window_end") or None,
+            },
+        )
         holder.append(settings)
         logs.set_scrubber(scrubber(settings))
         if resume is None:
@@ -132,6 +143,7 @@ def run(quiet: bool, yes: bool, **options: Any) -> None:
 @click.argument("run_id", metavar="RUN_ID")
 @opt.CONFIG
 @opt.report("Report file: .csv, .xlsx or .jsonl (default: where the run's last report went).")
+@opt.with_options(opt.drip_options())
 @opt.QUIET
 @opt.LOG_FORMAT
 @opt.YES
@@ -141,8 +153,9 @@ def resume(quiet: bool, yes: bool, strict: bool, run_id: str, **options: Any) ->
 
     For a run whose input is gone or changed (the next night's export replaced it): every row
     was saved when the run started. Same pacing, report and exit status as `run`; the report
-    goes where the run's last report went unless --report. `batcher status` lists the runs
-    and names this command for each unfinished one.
+    goes where the run's last report went unless --report; the drip and the send window are
+    the config's, or --drip and --until-window-end, as for `run`. `batcher status` lists the
+    runs and names this command for each unfinished one.
     """
     _, result = _run_job(options, dry_run=False, quiet=quiet, yes=yes, resume=run_id)
     _summary(result, strict=strict)

@@ -168,8 +168,29 @@ def job_options() -> list[Decorator]:
             is_flag=True,
             help="A file with a header and no rows is 'nothing to do' (exit 0), not an error.",
         ),
+        *drip_options(),
         QUIET,
         LOG_FORMAT,
+    ]
+
+
+def drip_options() -> list[Decorator]:
+    """The drip and the send window's stop, shared by `run`, `plan` and `resume` (a resumed
+    run goes at the pace its command gives, as `run` does)."""
+    return [
+        click.option(
+            "--drip",
+            metavar="N/PERIOD",
+            help="At most N contacts per location per PERIOD (s, m, h or d), e.g. 500/15m, so "
+            "that the CRM's automations are not set off for every contact at once "
+            "(limits.drip, limits.contacts_per_hour).",
+        ),
+        click.option(
+            "--until-window-end",
+            is_flag=True,
+            help="Outside the send window (run.window), or when nothing more can go before it "
+            "ends, stop (exit 3, rows pending) instead of waiting: for cron.",
+        ),
     ]
 
 

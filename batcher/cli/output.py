@@ -21,6 +21,7 @@ from batcher.app.sharding import ShardLoad, dominant_location
 from batcher.app.status import InputStatus, RunStatus
 from batcher.app.undo import UndoInput
 from batcher.domain.config import Settings
+from batcher.domain.drip import LARGE_RUN, Schedule
 from batcher.domain.errors import RESUME, BatcherError
 from batcher.domain.models import RUN_STATUSES, UNDO_STATUSES, Status
 from batcher.domain.planning import PlanStats
@@ -37,6 +38,7 @@ __all__ = [
     "plan_lines",
     "preview_lines",
     "run_lines",
+    "schedule_lines",
     "shard_lines",
     "summary_lines",
     "undo_line",
@@ -78,6 +80,7 @@ def preview_lines(preview: Preview) -> Iterator[str]:
         yield f"  read as {preview.reading}"
     yield from _operation_lines(list(preview.operations), preview.operation_count)
     yield from credential_lines(preview.credentials)
+    yield from schedule_lines(preview.schedule)
 
 
 def credential_lines(credentials: Sequence[LocationCredential]) -> Iterator[str]:
@@ -92,6 +95,39 @@ def credential_lines(credentials: Sequence[LocationCredential]) -> Iterator[str]
         yield f"    {credential.location_id}  {credential.text}"
     if len(credentials) > len(shown):
         yield f"    ... and {len(credentials) - len(shown):,} more locations, each set"
+
+
+def schedule_lines(schedule: Schedule | None) -> Iterator[str]:
+    """The drip and the window, when each location's last request is due, and the warning that
+    a large run without a drip may set off the CRM's automations for every contact."""
+    if schedule is None or not schedule.locations:
+        return
+    if schedule.paced:
+        parts = []
+        if schedule.drip is not None:
+            parts.append(
+                f"drip {schedule.drip.describe()} per location, in batches of at most "
+                f"{schedule.batch_size:,}"
+            )
+        if schedule.window is not None:
+            parts.append(f"window {schedule.window.text}")
+        yield "  " + "; ".join(parts)
+        shown = schedule.locations[:PLAN_LOCATIONS]
+        for due in shown:
+            last = "" if due.last is None else f": the last due {schedule.when(due.last)}"
+            yield (
+                f"  {due.location_id}  {due.contacts:>9,} contacts in {due.requests:,} "
+                f"request{'s' if due.requests != 1 else ''}{last}"
+            )
+        if len(schedule.locations) > len(shown):
+            yield f"  ... and {len(schedule.locations) - len(shown):,} more locations"
+    if schedule.warn:
+        yield (
+            f"  warning: {schedule.contacts:,} contacts with no drip (over {LARGE_RUN:,}): each "
+            'tag change may start the CRM\'s automations ("Tag Added" workflows, webhooks) for '
+            "every contact, all at once; to spread them out use --drip N/PERIOD (e.g. --drip "
+            "500/1h) or limits.contacts_per_hour"
+        )
 
 
 def _operation_lines(operations: list[TagOperation], count: int) -> Iterator[str]:
@@ -266,6 +302,7 @@ def plan_lines(result: RunResult, settings: Settings, rejects_path: object | Non
     yield from _operation_lines(result.operations, result.operation_count)
     yield from _quota_lines(result, settings)
     yield from credential_lines(result.credentials)
+    yield from schedule_lines(result.schedule)
     if result.rejects_path is not None:
         rejected = sum(result.counts[status] for status in NOT_SENT)
         yield f"  rejects  {rejected:,} rows not to be sent written to {result.rejects_path}"
@@ -397,6 +434,8 @@ def input_status_lines(found: InputStatus) -> Iterator[str]:
         )
         yield f"  rows       {_counts(run)}"
         yield f"  to send    {run.to_send:,} rows (pending and failed)"
+        if run.window:
+            yield f"  window     {run.window}"
         yield from _reports(run.info)
     elif found.last is not None:
         yield (
@@ -439,6 +478,8 @@ def run_lines(run: RunStatus, config_file: Path | None = None) -> Iterator[str]:
     operation = "undo: remove what the run added, add back what it removed"
     yield f"  operation  {operation if undone else info.operation}"
     yield f"  target     {info.target}"
+    if run.window:
+        yield f"  window     {run.window}"
     yield from _reports(info)
     yield f"  rows       {_counts(run)}{'' if run.finished or run.live else ' (when it stopped)'}"
 

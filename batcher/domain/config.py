@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
+from batcher.domain.drip import Drip, parse_drip
 from batcher.domain.errors import ConfigError
 from batcher.domain.models import MAX_CONTACTS_PER_REQUEST
 from batcher.domain.net import is_loopback
+from batcher.domain.windows import Window, parse_window
 
 DEFAULT_CONFIG_FILE = "batcher.toml"
 
@@ -72,6 +74,10 @@ class LimitSettings:
     # other integrations.
     daily_requests: int = 200_000
     daily_reserve: int = 0
+    # The drip (SPEC "Drip"): contacts changed per location per hour, 0 = only the API's rate
+    # limit; `drip` ("500/15m", `--drip`) says it with another period and wins when set.
+    contacts_per_hour: int = 0
+    drip: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,11 @@ class RunSettings:
     # answered requests, come back `error` (a wrong location or a wrong file). 1 turns both off.
     max_error_rate: float = 0.5
     error_window: int = 20
+    # When a run may send: e.g. "Mon-Fri 09:00-17:00 America/New_York" (batcher.domain.windows);
+    # empty: any time. Outside it a run waits, or with `until_window_end` (--until-window-end,
+    # for cron) stops (exit 3) when nothing more can go before the window's end.
+    window: str = ""
+    until_window_end: bool = False
 
 
 # The most values one search may carry: `pageLimit` is documented up to 500 (LOOKUP-NOTES.md,
@@ -321,6 +332,17 @@ def _check(settings: Settings) -> None:
         "lookup.page_limit",
         f"must be between 1 and {MAX_SEARCH_PAGE} (the documented pageLimit)",
     )
+    need(settings.limits.contacts_per_hour >= 0, "limits.contacts_per_hour", "must be at least 0")
+    for path, parse in (("limits.drip", drip_of), ("run.window", window_of)):
+        try:
+            parse(settings)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    need(
+        window_of(settings) is not None or not settings.run.until_window_end,
+        "run.until_window_end",
+        "needs a send window (run.window)",
+    )
     need(settings.state.keep_days >= 0, "state.keep_days", "must be at least 0")
     need(settings.serve.max_upload_mb >= 1, "serve.max_upload_mb", "must be at least 1")
     need(
@@ -370,6 +392,19 @@ def _check(settings: Settings) -> None:
             raise ConfigError(
                 f"input.encoding: unknown encoding {settings.input.encoding!r}"
             ) from None
+
+
+def drip_of(settings: Settings) -> Drip | None:
+    """The run's drip: `limits.drip`, else `limits.contacts_per_hour`; None when neither is set."""
+    limits = settings.limits
+    if limits.drip:
+        return parse_drip(limits.drip)
+    return Drip(limits.contacts_per_hour, 3600) if limits.contacts_per_hour else None
+
+
+def window_of(settings: Settings) -> Window | None:
+    """The run's send window (`run.window`); None: any time."""
+    return parse_window(settings.run.window) if settings.run.window.strip() else None
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -514,8 +549,10 @@ __all__ = [
     "VERSIONS",
     "Settings",
     "config_path",
+    "drip_of",
     "overridden",
     "read_config_file",
     "read_token",
     "settings_from",
+    "window_of",
 ]

@@ -27,6 +27,8 @@
         ├── QuotaReachedError         a location's daily quota (or its reserve) is reached
         ├── CredentialsRefusedError   some locations' credentials were refused (401/403): their
         │                                rows stay pending, the other locations finished
+        ├── WindowEndError            --until-window-end: the send window is closed, or
+        │                                nothing more can go before it ends
         └── StateError                the run's state or report cannot be written (disk full…)
 
 A second SIGINT/SIGTERM ends the process at once with exit 3 (see batcher.support.stopping).
@@ -214,6 +216,11 @@ class QuotaReachedError(StopRun):
 class CredentialsRefusedError(StopRun):
     """The API refused some locations' credentials (401/403, or the agency exchange): their rows
     stay pending; the other locations finished."""
+
+
+class WindowEndError(StopRun):
+    """`--until-window-end`: nothing more may go before the send window ends (or it is
+    closed); the rows left stay pending for the next run."""
 
 
 class StateError(StopRun):

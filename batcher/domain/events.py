@@ -16,6 +16,8 @@ Event names (SPEC "--log-format") and their fields:
   reason; its rows stay pending.
 - `location.refused`: a location's own credential was refused (401/403, or the agency
   exchange): location_id, reason (naming the credential); its rows stay pending.
+- `window.waiting`: outside the send window (`run.window`), the run waits until it opens:
+  opens (epoch seconds); told once per opening.
 - `request.failed`: a request got no per-contact answer after its retries: location_id,
   contacts, first_row, http_status, attempts, reason.
 - `notice`: anything else worth a line (a state file set aside, a config warning).

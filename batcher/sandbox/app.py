@@ -98,6 +98,7 @@ class _Endpoint:
         self.universe = universe
         self.stats = stats
         self.limiter = RateLimiter(config.rate, clock, wall_clock)
+        self._wall_clock = wall_clock
         self.plan = FaultPlan(config.faults)
         self.stopping = asyncio.Event()  # set at shutdown: releases the "slow" requests
         self._sleep = sleep
@@ -169,6 +170,7 @@ class _Endpoint:
             self.stats.lost_changes.update(lost)
         else:
             entries, errors = self.universe.apply(update, self.stats.changes)
+        self.stats.note_contacts(update.location_id, len(update.contacts), self._wall_clock())
         if self.config.record_requests:
             assert version is not None  # checked above
             self.stats.applied.append(AppliedRequest(version, update, body))

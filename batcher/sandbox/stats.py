@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from batcher.sandbox.universe import TagUpdate
@@ -43,6 +43,22 @@ class SandboxStats:
     # Step 16: searches received (`POST /contacts/search`), and those answered 200.
     searches: int = 0
     searches_answered: int = 0
+    # Per location: the most contacts whose tags applied requests changed within any one hour
+    # of the sandbox's wall clock (sliding: every hour, not only clock hours), for the drip.
+    max_contacts_per_hour: dict[str, int] = field(default_factory=dict)
+    _hour: dict[str, deque[tuple[float, int]]] = field(default_factory=dict, repr=False)
+    _hour_total: Counter[str] = field(default_factory=Counter, repr=False)
+
+    def note_contacts(self, location_id: str, contacts: int, at: float) -> None:
+        """An applied request of `contacts` for `location_id` at `at` (epoch seconds)."""
+        recent = self._hour.setdefault(location_id, deque())
+        recent.append((at, contacts))
+        self._hour_total[location_id] += contacts
+        while recent[0][0] <= at - 3600:
+            self._hour_total[location_id] -= recent.popleft()[1]
+        total = self._hour_total[location_id]
+        if total > self.max_contacts_per_hour.get(location_id, 0):
+            self.max_contacts_per_hour[location_id] = total
 
     def note_window(self, key: str, count: int) -> None:
         if count > self.max_window.get(key, 0):
@@ -67,6 +83,7 @@ class SandboxStats:
             "max_in_flight": self.max_in_flight,
             "searches": self.searches,
             "searches_answered": self.searches_answered,
+            "max_contacts_per_hour": self.max_contacts_per_hour,
             "applied": [
                 {
                     "type": r.update.type,

@@ -14,6 +14,11 @@ batch only once the first has settled, so that a wrong location or a wrong file 
 
 A location whose daily quota is reached (the pacer says it is exhausted) gets no more batches:
 its rows stay pending, and `stopped()` tells why.
+
+With a `ContactBudget` (the drip and the send window), a lane's next batch also waits until its
+contacts fit the location's budget and the window is open (batches are cut to fit: see
+`batcher.domain.drip`); a location the window stops (`--until-window-end`) gets no more batches,
+and `windowed()` tells why.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Protocol
 
 from batcher.domain.models import Batch
 from batcher.domain.planning import WorkItem, cut
-from batcher.sending.pacing import Pacer, Slot, first_of
+from batcher.sending.pacing import ContactBudget, Pacer, Slot, first_of
 
 __all__ = ["Dispatch", "Lanes", "WorkSource"]
 
@@ -80,10 +85,13 @@ class Lanes:
         stop: asyncio.Event,
         *,
         canary: bool,
+        contacts: ContactBudget | None = None,
     ) -> None:
         self._work = work
         self._canary = canary
-        self._size = batch_size
+        self._contacts = contacts
+        drip = None if contacts is None else contacts.drip
+        self._size = batch_size if drip is None else drip.batch_size(batch_size)
         self._pacer = pacer
         self._stop = stop
         self._lanes = [
@@ -138,6 +146,16 @@ class Lanes:
                     if batch is None:
                         busy = busy or not lane.finished  # a round still in flight
                         continue
+                    if self._contacts is not None:
+                        later = self._contacts.delay(lane.location_id, len(batch.rows))
+                        if later is not None and math.isinf(later):
+                            lane.finished = True  # the window stops it; windowed() says why
+                            continue
+                        if later != 0:  # None: only a completion makes room, and wakes us
+                            busy = True
+                            if later is not None:
+                                soonest = min(soonest, later)
+                            continue
                     busy = True
                     # One reading of the budget: read twice, a wait that ends between the two
                     # readings could be taken for "no wait to time" and never be woken.
@@ -149,6 +167,8 @@ class Lanes:
                             # completion wakes us
                         lane.ahead = None
                         lane.in_flight += 1
+                        if self._contacts is not None:
+                            self._contacts.take(lane.location_id, len(batch.rows))
                         lane.canary = self._canary and lane.dispatched == 0
                         lane.dispatched += 1
                         self._turn = (self._turn + step + 1) % count
@@ -172,6 +192,8 @@ class Lanes:
                 lane.in_flight -= 1
                 lane.canary = False
                 break
+        if self._contacts is not None:
+            self._contacts.done(batch.location_id, len(batch.rows))
         self._settled.set()
 
     def stopped(self) -> dict[str, str]:
@@ -181,3 +203,7 @@ class Lanes:
             for lane in self._lanes
             if (reason := self._pacer.exhausted(lane.location_id)) is not None
         }
+
+    def windowed(self) -> dict[str, str]:
+        """Locations that got no more batches because the send window stopped them, and why."""
+        return {} if self._contacts is None else self._contacts.stopped()

@@ -28,6 +28,9 @@ with the next burst, and its rate is fixed where ours follows the server's heade
 and its daily quota. What is kept from such libraries: waits are plain sleeps on an injected
 clock, so tests run on fake time.
 
+Beside the request budget, `ContactBudget` holds the drip (contacts per location per period,
+`batcher.domain.drip`) and the send window (`batcher.domain.windows`), on the run's wall clock.
+
 `try_start` (for the fair scheduler in `lanes.py`, which hands a batch to a worker only for a
 location that may send now) and `start` (for a retry, which waits its turn) return a `Slot`;
 `slot.finish()` records the completion. Every wait ends at once, with Interrupted, when `stop`
@@ -40,15 +43,18 @@ import asyncio
 import bisect
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
+from batcher.domain.drip import Drip
 from batcher.domain.errors import Interrupted
 from batcher.domain.events import Event, EventSink, ignore
 from batcher.domain.models import RateLimitInfo
+from batcher.domain.windows import Window
 
-__all__ = ["Pacer", "Slot", "comes_back", "first_of"]
+__all__ = ["ContactBudget", "Pacer", "Slot", "comes_back", "first_of"]
 
 
 @dataclass(slots=True)
@@ -327,6 +333,136 @@ class Pacer:
     def interval_s(self, location_id: str) -> float:
         """The longest window that applies to `location_id` (the server's once it has said)."""
         return max(interval for _, interval in self._budget(location_id).windows)
+
+
+@dataclass(slots=True)
+class _Contacts:
+    """The drip's state of one location: contacts in flight, and completions in the period."""
+
+    in_flight: int = 0
+    completions: deque[tuple[float, int]] = field(default_factory=deque)
+    used: int = 0  # contacts of `completions`
+
+
+class ContactBudget:
+    """The drip and the send window beside the request budget (`batcher.domain.drip`): at most
+    `drip.contacts` contacts per location in any `drip.period_s` of `clock` (sliding, counted
+    from completion), and only while `window` is open.
+
+    `clock` is wall time in epoch seconds (the window is days and hours in a zone); waits run
+    on the event loop's clock, and every wait is read again when it ends. `history` holds what
+    earlier invocations of the run sent (`(completed, contacts)` per location), `on_sent` hears
+    each completion (to keep it). With `until_window_end`, a location whose next batch cannot
+    go before the open window ends (or the window is closed) gets no more batches: `stopped`
+    says why and when the next one is due; without it, `events` hears once per opening that
+    the run waits for the window (`window.waiting`).
+    """
+
+    def __init__(
+        self,
+        drip: Drip | None,
+        window: Window | None,
+        clock: Callable[[], float],
+        *,
+        history: dict[str, list[tuple[float, int]]] | None = None,
+        until_window_end: bool = False,
+        on_sent: Callable[[str, float, int], None] | None = None,
+        events: EventSink = ignore,
+    ) -> None:
+        self.drip = drip
+        self.window = window
+        self._events = events
+        self._announced = 0.0  # the window's opening last told (`window.waiting`)
+        self._clock = clock
+        self._until_window_end = until_window_end
+        self._on_sent = on_sent
+        self._locations: dict[str, _Contacts] = {}
+        self._stopped: dict[str, str] = {}
+        for location_id, sent in (history or {}).items():
+            state = self._state(location_id)
+            state.completions.extend(sent)
+            state.used = sum(contacts for _, contacts in sent)
+
+    def _state(self, location_id: str) -> _Contacts:
+        state = self._locations.get(location_id)
+        if state is None:
+            state = self._locations[location_id] = _Contacts()
+        return state
+
+    def _free(self, location_id: str, contacts: int, now: float) -> float:
+        """When the drip has room for a batch of `contacts` (`now` if it has);
+        `math.inf` while only a completion can make room."""
+        drip = self.drip
+        if drip is None:
+            return now
+        state = self._state(location_id)
+        completions = state.completions
+        while completions and completions[0][0] <= now - drip.period_s:
+            state.used -= completions.popleft()[1]
+        used = state.in_flight + state.used
+        if used + contacts <= drip.contacts:
+            return now
+        # The oldest completions age out first; those in flight only by completing.
+        for completed, count in completions:
+            used -= count
+            if used + contacts <= drip.contacts:
+                return completed + drip.period_s
+        return math.inf
+
+    def delay(self, location_id: str, contacts: int) -> float | None:
+        """Seconds until a batch of `contacts` may start for `location_id` (0: now): the drip
+        has room and the window is open; None while only a completion can make room;
+        `math.inf` once the location is stopped."""
+        if location_id in self._stopped:
+            return math.inf
+        now = self._clock()
+        free = self._free(location_id, contacts, now)
+        window = self.window
+        if window is None or math.isinf(free):
+            return None if math.isinf(free) else free - now
+        at = window.open_at(free)
+        if self._until_window_end:
+            closes = window.closes_at(now)
+            if closes is None or at >= closes:
+                self._stopped[location_id] = (
+                    f"the send window ({window.text}) is closed; the next batch is due at "
+                    f"{window.describe(at)}"
+                    if closes is None
+                    else f"the send window ({window.text}) ends at {window.describe(closes)} "
+                    f"before the drip allows another batch; the next one is due at "
+                    f"{window.describe(at)}"
+                )
+                return math.inf
+        elif at > free and at != self._announced:
+            self._announced = at
+            self._events(
+                Event(
+                    "window.waiting",
+                    f"outside the send window ({window.text}): waiting until {window.describe(at)}",
+                    {"opens": at},
+                )
+            )
+        return at - now
+
+    def take(self, location_id: str, contacts: int) -> None:
+        """A batch of `contacts` goes out now."""
+        self._state(location_id).in_flight += contacts
+
+    def done(self, location_id: str, contacts: int) -> None:
+        """A batch taken by `take` is done (answered, or given up: it may have gone out)."""
+        state = self._state(location_id)
+        state.in_flight -= contacts
+        if self.drip is None:
+            return
+        now = self._clock()
+        state.completions.append((now, contacts))
+        state.used += contacts
+        if self._on_sent is not None:
+            self._on_sent(location_id, now, contacts)
+
+    def stopped(self) -> dict[str, str]:
+        """Locations that get no more batches in this run because of the window, and why."""
+        return dict(self._stopped)
 
 
 def comes_back(retry_after_s: float | None) -> str:

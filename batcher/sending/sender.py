@@ -38,6 +38,7 @@ from batcher.domain.errors import (
     QuotaReachedError,
     RateLimitedError,
     RejectedError,
+    WindowEndError,
 )
 from batcher.domain.events import Event, EventSink, ignore
 from batcher.domain.models import (
@@ -64,6 +65,8 @@ __all__ = [
     "location_token",
     "quota_message",
     "quota_reached",
+    "window_message",
+    "window_reached",
 ]
 
 
@@ -400,6 +403,22 @@ def credentials_refused(refused: Mapping[str, str]) -> CredentialsRefusedError:
         f"({names}); the other locations finished",
         advice="each report line says which credential to fix; then " + RESUME,
     )
+
+
+def window_reached(stopped: Mapping[str, str]) -> WindowEndError:
+    """The run's stop when the send window stops some locations (`--until-window-end`)."""
+    reasons = sorted(set(stopped.values()))
+    count = len(stopped)
+    return WindowEndError(
+        f"stopped by --until-window-end ({count} location{'s' if count != 1 else ''}): "
+        + "; ".join(reasons),
+        advice="their rows stay pending: run the same command again then",
+    )
+
+
+def window_message(reason: str) -> str:
+    """The message of a row left pending by `--until-window-end`."""
+    return f"not sent: {reason}; run the same command again then"
 
 
 def quota_message(reason: str) -> str:

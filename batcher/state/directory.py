@@ -182,6 +182,7 @@ class RunInfo:
     undoes: str = ""
     undone: Undone | None = None
     input_name: str = ""  # the input's name as its person knows it (a page upload's own name)
+    window: str = ""  # the send window its latest invocation ran in (Step 14), if any
 
     @property
     def shown_input(self) -> str:
@@ -252,6 +253,7 @@ def runs_in(state_dir: Path) -> list[RunInfo]:
                 finished=meta.get("finished", ""),
                 undoes=meta.get("undoes", ""),
                 input_name=meta.get("input_name", ""),
+                window=meta.get("window", ""),
             )
         )
     infos.sort(key=lambda info: info.created)

@@ -26,7 +26,7 @@ from typing import ParamSpec, Self, TypeVar
 from batcher.domain.errors import StateError
 from batcher.domain.models import Batch, BatchOutcome, Cell, Chunk, Inert, ReportLine
 from batcher.domain.planning import WorkItem
-from batcher.state import directory, lookups, reading, rows, schema
+from batcher.state import directory, drip, lookups, reading, rows, schema
 from batcher.state.db import Named, connect, read_only, reason
 from batcher.state.directory import StateLock, prepare_state_dir, run_file
 from batcher.state.lookups import Resolution
@@ -349,6 +349,29 @@ class Ledger:
         """Keep that a request of `batch` may have reached the API without an answer, for a
         request that ends with no outcome to record (its rows stay pending)."""
         self._outcomes.record_exposed(batch)
+
+    # -- the drip ---------------------------------------------------------------------------
+
+    @_state_errors
+    def record_drip(self, location_id: str, at: float, contacts: int) -> None:
+        """Keep that a request of `contacts` to `location_id` completed `at` (a run with a drip:
+        see `batcher.state.drip`)."""
+        drip.record_sent(self._db, location_id, at, contacts)
+
+    @_state_errors
+    def drip_sent(self, since: float) -> dict[str, list[tuple[float, int]]]:
+        """Each location's requests recorded by `record_drip` that completed after `since`."""
+        return drip.sent_since(self._db, since)
+
+    @_state_errors
+    def set_window(self, text: str) -> None:
+        """Keep the send window this invocation runs in, for `batcher status`."""
+        drip.set_window(self._db, text)
+
+    @_state_errors
+    def window(self) -> str:
+        """The send window the run's latest invocation ran in ("" without one)."""
+        return drip.window(self._db)
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -355,6 +355,7 @@ def _plan_section(state: PageState) -> str:
   {f"<p>... and {more:,} more locations</p>" if more > 0 else ""}
   {_first_rows_table(plan)}
   {_operations_table(result)}
+  {_schedule(result)}
   {invalid}
   {start}
 </section>"""
@@ -387,6 +388,35 @@ def _first_rows_table(plan: PlanView) -> str:
       <th scope="col">tags</th><th scope="col">location</th><th scope="col">status</th></tr></thead>
     <tbody>{body}</tbody>
   </table>"""
+
+
+def _schedule(result: RunResult) -> str:
+    """The drip and the window, when the last request is due, and the warning that a large run
+    without a drip may set off the CRM's automations for every contact (as `plan` says)."""
+    schedule = result.schedule
+    if schedule is None or not schedule.locations:
+        return ""
+    parts = []
+    if schedule.drip is not None:
+        parts.append(f"Drip: {schedule.drip.describe()} per location")
+    if schedule.window is not None:
+        parts.append(f"window {schedule.window.text}")
+    last = schedule.last
+    paced = (
+        f'<p id="plan-schedule">{e("; ".join(parts))}: the last request is due '
+        f"{e(schedule.when(last))}.</p>"
+        if schedule.paced and last is not None
+        else ""
+    )
+    warning = (
+        f'<p class="notice" id="plan-automations">{schedule.contacts:,} contacts and no drip: '
+        "each tag change may start the CRM&#39;s automations (&quot;Tag Added&quot; workflows, "
+        "webhooks) for every contact, all at once. To spread them out, set "
+        "<code>limits.contacts_per_hour</code> (or <code>limits.drip</code>) in the config.</p>"
+        if schedule.warn
+        else ""
+    )
+    return paced + warning
 
 
 def _operations_table(result: RunResult) -> str:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import aiohttp
 
-from batcher.sandbox import AppliedRequest, FaultConfig, RateConfig, Sandbox, TagUpdate
+from batcher.sandbox import (
+    AppliedRequest,
+    FaultConfig,
+    RateConfig,
+    Sandbox,
+    SandboxConfig,
+    TagUpdate,
+)
+from batcher.sandbox.stats import SandboxStats
 
 from .conftest import SandboxFactory
 from .helpers import CONTACT, LOCATION, body, post
@@ -79,3 +87,27 @@ async def test_faults_are_counted_by_kind(
             report = await response.json()
     assert report["faults"] == {"fail_first": 2}
     assert report["by_status"] == {"201": 1, "503": 2}
+
+
+def test_the_most_contacts_in_any_hour_slides_with_the_wall_clock() -> None:
+    """Contacts count in every hour-long span (not only clock hours), per location: 600 at
+    09:30 and 600 at 10:10 are 1,200 in one hour; 10:30 lets the first go."""
+    stats = SandboxStats()
+    stats.note_contacts("a", 600, 9.5 * 3600)
+    stats.note_contacts("b", 100, 9.9 * 3600)
+    stats.note_contacts("a", 600, (10 + 1 / 6) * 3600)
+    stats.note_contacts("a", 500, 10.5 * 3600)
+    assert stats.max_contacts_per_hour == {"a": 1200, "b": 100}
+    assert stats.to_json()["max_contacts_per_hour"] == {"a": 1200, "b": 100}
+
+
+async def test_applied_requests_count_their_contacts_on_the_wall_clock(
+    session: aiohttp.ClientSession,
+) -> None:
+    """The endpoint notes each applied request's contacts at its `wall_clock`'s time."""
+    now = [0.0]
+    async with Sandbox(SandboxConfig(rate=None), wall_clock=lambda: now[0]) as sandbox:
+        await post(session, sandbox, body([CONTACT, FRESH], ["a"]))
+        now[0] = 3600.0
+        await post(session, sandbox, body([CONTACT], ["b"]))
+    assert sandbox.stats.max_contacts_per_hour == {LOCATION: 2}

@@ -322,7 +322,8 @@ async def test_an_undetected_id_column_is_chosen_on_the_page(tmp_path: Path) -> 
         assert problem is not None, text
         assert "no contact id column" in problem.group(1)
         assert "choose it in the Contact id column list" in problem.group(1)
-        assert "--id-column" not in text and "--email-column" not in text
+        assert "--id-column" not in text
+        assert "--email-column" not in text
         assert re.search(r'<select id="id_column"[^>]*autofocus', text)
         assert '<option value="Record">Record</option>' in text
         status, text = await page.post("/plan", {"upload": upload_id, "id_column": "Record"})
@@ -362,3 +363,36 @@ async def test_a_workbook_whose_first_sheet_is_not_data_lets_the_sheet_be_chosen
         assert status == 200, text
         assert "Read as sheet &quot;Contacts&quot;, as chosen." in text
         assert '<option value="Contacts" selected>' in text
+
+
+async def test_the_plan_shows_the_drip_schedule_or_the_automations_warning(
+    tmp_path: Path,
+) -> None:
+    """Without a drip the page warns that ~3,000 tag changes may set off automations at once;
+    with `limits.contacts_per_hour` and `run.window` it shows when the last request is due, in
+    the window's zone, and no warning (as `plan` does)."""
+    for overrides, shown, absent in (
+        ({}, 'id="plan-automations"', 'id="plan-schedule"'),
+        (
+            {
+                "limits.contacts_per_hour": 1000,
+                "run.window": "Mon-Fri 09:00-17:00 Europe/Berlin",
+            },
+            'id="plan-schedule"',
+            'id="plan-automations"',
+        ),
+    ):
+        state_dir = tmp_path / str(len(overrides))
+        async with page_for(settings_for(state_dir, **overrides)) as page:
+            _, _, upload_id = await page.upload("contacts.csv", CONTACTS)
+            operation = {"upload": upload_id, "action": "add", "tags": "vip"}
+            status, text = await page.post("/plan", operation)
+        assert status == 200, text
+        assert shown in text
+        assert absent not in text
+        if overrides:
+            assert re.search(
+                r"Drip: 1,000 contacts per hour per location; window Mon-Fri 09:00-17:00 "
+                r"Europe/Berlin: the last request is due \w{3} \d{4}-\d\d-\d\d \d\d:\d\d CES?T",
+                text,
+            )

@@ -28,6 +28,7 @@ def preview(
         planned.operations,
         planned.operation_count,
         credentials,
+        schedule=planned.schedule,
     )
 
 

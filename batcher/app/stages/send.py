@@ -9,7 +9,7 @@ import functools
 import gc
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from batcher.app.credentials import (
@@ -24,7 +24,7 @@ from batcher.app.jobs import Job
 from batcher.app.result import Progress, RunProgress, Tick
 from batcher.app.stages.plan import Planned
 from batcher.app.stages.prepare import Prepared
-from batcher.domain.config import Settings, read_token
+from batcher.domain.config import Settings, drip_of, read_token, window_of
 from batcher.domain.errors import BatcherError, FatalApiError, StopRun
 from batcher.domain.events import EventSink
 from batcher.domain.models import BatchOutcome
@@ -32,7 +32,7 @@ from batcher.domain.planning import PlanStats
 from batcher.sending.breakers import ErrorRateBreaker, FailureBreaker
 from batcher.sending.client import BulkTagsClient
 from batcher.sending.lanes import Dispatch, Lanes
-from batcher.sending.pacing import Pacer
+from batcher.sending.pacing import ContactBudget, Pacer
 from batcher.sending.pool import run_pool
 from batcher.sending.sender import (
     BatchSender,
@@ -41,6 +41,8 @@ from batcher.sending.sender import (
     credentials_refused,
     quota_message,
     quota_reached,
+    window_message,
+    window_reached,
 )
 from batcher.state import Ledger
 from batcher.support.stopping import Stop, interruptible_sleep
@@ -52,8 +54,9 @@ __all__ = ["Sent", "make_pacer", "open_client", "send"]
 class Sent:
     """What sending did: requests made, retried, refused with 429; the error that stopped it
     (a breaker, a credential every location shares refused, the state file), the locations
-    whose daily quota was reached, with why, and those whose own credential was refused, with
-    that credential's name and their rows' message (their rows stay pending)."""
+    whose daily quota was reached or that the send window stopped, with why, and those whose
+    own credential was refused, with that credential's name and their rows' message (their
+    rows stay pending)."""
 
     requests: int = 0
     retries: int = 0
@@ -61,11 +64,12 @@ class Sent:
     stopped: BatcherError | None = None
     quota: Mapping[str, str] = field(default_factory=dict)
     refused: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    windowed: Mapping[str, str] = field(default_factory=dict)
 
     def outcome(self, stop: Stop) -> tuple[BatcherError | None, dict[str, str]]:
         """Why the run stopped, if it did (this stage's error, else a stop asked for, else a
-        refused credential, else the daily quota), and the pending message of each location
-        stopped by its quota or its credential."""
+        refused credential, else the daily quota, else the send window), and the pending
+        message of each location stopped by its credential, its quota or the window."""
         stopped = self.stopped
         if stop.requested and stopped is None:
             stopped = stop.error()
@@ -73,8 +77,12 @@ class Sent:
             stopped = credentials_refused({k: label for k, (label, _) in self.refused.items()})
         if self.quota and stopped is None:
             stopped = quota_reached(self.quota)
-        pending = {location: quota_message(why) for location, why in self.quota.items()}
-        return stopped, {**pending, **{k: message for k, (_, message) in self.refused.items()}}
+        if self.windowed and stopped is None:
+            stopped = window_reached(self.windowed)
+        pending = {location: window_message(why) for location, why in self.windowed.items()}
+        pending.update({location: quota_message(why) for location, why in self.quota.items()})
+        pending.update({location: message for location, (_, message) in self.refused.items()})
+        return stopped, pending
 
 
 class _Progress:
@@ -91,8 +99,13 @@ class _Progress:
         settings: Settings,
         on_progress: Progress | None,
         on_tick: Tick | None,
+        clock: Callable[[], float],
     ) -> None:
         self._requests = planned.stats.requests
+        # With a drip or a window the time left is the schedule's (SPEC "Drip").
+        schedule = planned.schedule
+        self._due = schedule.last if schedule.paced else None
+        self._clock = clock
         self._rows = planned.rows
         self._on_progress = on_progress
         self._on_tick = on_tick
@@ -135,6 +148,7 @@ class _Progress:
                     counters.rate_limited,
                     time.monotonic() - self._began,
                     self.least_left_s(),
+                    None if self._due is None else max(self._due - self._clock(), 0.0),
                 )
             )
 
@@ -151,6 +165,7 @@ class _Sending:
         progress: _Progress,
         emit: EventSink,
         pacer: Pacer | None,
+        clock: Callable[[], float],
     ) -> None:
         limits = settings.limits
         self.stop_event = stop.event()
@@ -164,7 +179,12 @@ class _Sending:
         # The canary: each location's first request goes alone, so that the error-rate breaker
         # can stop a wrong location or file after one request.
         self.lanes = Lanes(
-            ledger, settings.batch.size, self.pacer, self.stop_event, canary=self.error_rate.enabled
+            ledger,
+            settings.batch.size,
+            self.pacer,
+            self.stop_event,
+            canary=self.error_rate.enabled,
+            contacts=_contact_budget(settings, ledger, clock, emit),
         )
         self.wire = Wire(limits.concurrency, self.stop_event)
         self.sender: BatchSender | None = None
@@ -253,6 +273,26 @@ async def open_client(
     return client, credentials
 
 
+def _contact_budget(
+    settings: Settings, ledger: Ledger, clock: Callable[[], float], emit: EventSink
+) -> ContactBudget | None:
+    """The drip and the send window, if the run has either: what earlier invocations sent
+    within the period counts, each completion is kept, the window is noted for `status`."""
+    drip, window = drip_of(settings), window_of(settings)
+    if drip is None and window is None:
+        return None
+    ledger.set_window(window.text if window is not None else "")
+    return ContactBudget(
+        drip,
+        window,
+        clock,
+        history=None if drip is None else ledger.drip_sent(clock() - drip.period_s),
+        until_window_end=settings.run.until_window_end,
+        on_sent=ledger.record_drip,
+        events=emit,
+    )
+
+
 async def send(
     settings: Settings,
     job: Job,
@@ -264,11 +304,14 @@ async def send(
     on_tick: Tick | None,
     emit: EventSink,
     pacer: Pacer | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
 ) -> Sent:
     """Send every location's rounds side by side, until done, stopped or broken; `pacer`, if
-    given, holds the budgets the run's searches have used already."""
-    progress = _Progress(planned, settings, on_progress, on_tick)
-    sending = _Sending(settings, ledger, stop, progress, emit, pacer)
+    given, holds the budgets the run's searches have used already (`clock`: the drip's and the
+    window's time, epoch seconds)."""
+    progress = _Progress(planned, settings, on_progress, on_tick, clock)
+    sending = _Sending(settings, ledger, stop, progress, emit, pacer, clock)
     limits = settings.limits
     stopped: BatcherError | None = None
     async with contextlib.AsyncExitStack() as stack:
@@ -317,4 +360,5 @@ async def send(
         stopped,
         {k: why for k, why in sending.lanes.stopped().items() if k not in refused},
         refused,
+        windowed=sending.lanes.windowed(),
     )
