@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +120,41 @@ def test_a_signal_while_another_thread_loads_is_the_graceful_stop() -> None:
         signalled.set()
         worker.join(timeout=60)
     assert [str(e) for e in seen] == [LOADING.format("SIGINT")]
+
+
+def _signalled_twice(tmp_path: Path, apart_s: str) -> subprocess.CompletedProcess[str]:
+    """A process that takes SIGINT twice, `apart_s` apart by its stop's clock, then says so."""
+    script = (
+        "import signal\n"
+        "from batcher.support.stopping import SAME_SIGNAL_S, Stop, signals_stop\n"
+        "now = [0.0]\n"
+        "stop = Stop()\n"
+        "with signals_stop(stop, clock=lambda: now[0]):\n"
+        "    stop.loaded()\n"
+        "    signal.raise_signal(signal.SIGINT)\n"
+        f"    now[0] = {apart_s}\n"
+        "    signal.raise_signal(signal.SIGINT)\n"
+        "print('went on:', stop.reason)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+
+
+def test_the_same_signal_twice_at_once_is_one_graceful_stop(tmp_path: Path) -> None:
+    """GNU timeout signals the command and then its process group: two signals back to back
+    are one graceful stop (one notice, the process goes on to write its report), not the
+    second signal that ends it at once."""
+    done = _signalled_twice(tmp_path, "0.0")
+    assert done.returncode == 0, done
+    assert done.stdout == "went on: interrupted by SIGINT\n"
+    assert done.stderr.count("SIGINT received") == 1
+
+
+def test_a_second_signal_a_moment_later_still_stops_at_once(tmp_path: Path) -> None:
+    """A second signal SAME_SIGNAL_S or more after the first (a person's second Ctrl-C) ends the
+    process at once, exit 3, with its one line."""
+    done = _signalled_twice(tmp_path, "SAME_SIGNAL_S")
+    assert done.returncode == 3, done
+    assert "went on" not in done.stdout
+    assert "SIGINT received again: stopped at once" in done.stderr

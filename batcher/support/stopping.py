@@ -3,8 +3,10 @@
 SPEC "Stopping": on SIGINT/SIGTERM no new request starts, every wait (pacing, backoff,
 Retry-After) ends at once, the requests in flight finish, the report is written with the rest
 `pending`, exit 3. A second signal exits at once (exit 3, one line; a half-written report is
-deleted). The web page's stop button and a library caller ask for the same graceful stop through
-`Stop.request`.
+deleted), unless it comes within `SAME_SIGNAL_S` of the first: GNU `timeout` (cron's) sends its
+signal to the command and then to the command's process group, so one stop arrives twice, back
+to back, and must stay graceful; a person pressing Ctrl-C twice is slower. The web page's stop
+button and a library caller ask for the same graceful stop through `Stop.request`.
 
 From the input's opening until it is loaded (`Stop.loading` to `Stop.loaded`) nothing has been
 sent: a signal then ends the run at once, with Interrupted (exit 3, one line; no report, as the
@@ -24,7 +26,8 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from types import FrameType
 from typing import TypeVar
 
@@ -32,7 +35,11 @@ from batcher.domain.errors import Interrupted
 from batcher.support import logs
 from batcher.support.files import discard_unfinished
 
-__all__ = ["Stop", "interruptible_sleep", "signals_stop"]
+__all__ = ["SAME_SIGNAL_S", "Stop", "interruptible_sleep", "signals_stop"]
+
+# A repeat within this long is the same stop (see the module); a person's second Ctrl-C takes
+# longer than this to come.
+SAME_SIGNAL_S = 1.0
 
 T = TypeVar("T")
 
@@ -115,8 +122,9 @@ async def interruptible_sleep(stop: Stop, seconds: float) -> None:
 
 
 @contextlib.contextmanager
-def signals_stop(stop: Stop) -> Iterator[None]:
-    """SIGINT/SIGTERM: the first asks `stop` for a graceful stop, the second aborts at once.
+def signals_stop(stop: Stop, clock: Callable[[], float] = time.monotonic) -> Iterator[None]:
+    """SIGINT/SIGTERM: the first asks `stop` for a graceful stop, the second aborts at once
+    (one within `SAME_SIGNAL_S` of the first is the same stop: see the module).
 
     Installed with `signal.signal` (not the loop's handlers) so that a signal also lands while
     the process is busy outside the event loop: loading a file (where it raises, see the
@@ -124,8 +132,12 @@ def signals_stop(stop: Stop) -> Iterator[None]:
     inside a signal handler.
     """
 
+    first_at: list[float] = []  # when the first signal came
+
     def handler(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
+        if first_at and clock() - first_at[0] < SAME_SIGNAL_S:
+            return  # the same stop, delivered twice (`timeout` and its process group)
         if stop.requested:
             # At once, from wherever the process is: raising here could land in an asyncio task
             # that nobody awaits (aiohttp writing a body) and be lost. Everything recorded is
@@ -139,6 +151,7 @@ def signals_stop(stop: Stop) -> Iterator[None]:
                     "kept: run the same command again to resume\n".encode(),
                 )
             os._exit(3)  # SPEC "Exit status": stopped early
+        first_at.append(clock())
         stop.request(f"interrupted by {name}", at_once=True)
         del frame
         if stop.loading_here():
