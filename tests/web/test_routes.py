@@ -322,7 +322,8 @@ async def test_an_undetected_id_column_is_chosen_on_the_page(tmp_path: Path) -> 
         assert problem is not None, text
         assert "no contact id column" in problem.group(1)
         assert "choose it in the Contact id column list" in problem.group(1)
-        assert "--id-column" not in text and "--email-column" not in text
+        assert "--id-column" not in text
+        assert "--email-column" not in text
         assert re.search(r'<select id="id_column"[^>]*autofocus', text)
         assert '<option value="Record">Record</option>' in text
         status, text = await page.post("/plan", {"upload": upload_id, "id_column": "Record"})
