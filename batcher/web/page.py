@@ -190,9 +190,7 @@ def _operation_section(state: PageState) -> str:
         )
 
     file_action = (
-        f"the file's {columns.action} column"
-        if columns.action
-        else "the file's action column (choose it under Columns)"
+        f"the file's {columns.action} column" if columns.action else "the file's action column"
     )
     # What the person must choose before the file can be read: the field for it gets the focus.
     fix = ""
