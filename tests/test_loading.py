@@ -577,7 +577,8 @@ def test_no_action_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as info:
         open_input(path, InputOptions())
     assert str(info.value) == (
-        f"{path}: no action column; give --action add or --action remove, or add an action column"
+        f"{path}: no action column; give --action add or --action remove, or add an action column "
+        "(or name it with --action-column)"
     )
 
 
@@ -586,7 +587,8 @@ def test_no_tags_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as info:
         open_input(path, InputOptions())
     assert str(info.value) == (
-        f"{path}: no tags column; give --tags, --remove-all-tags or add a tags column"
+        f"{path}: no tags column; give --tags, --remove-all-tags or add a tags column (or name it "
+        "with --tags-column)"
     )
 
 

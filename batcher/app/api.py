@@ -246,6 +246,9 @@ async def apply_async(
     remove_all_tags: bool = False,
     location_id: str | None = None,
     id_column: str | None = None,
+    tags_column: str | None = None,
+    action_column: str | None = None,
+    location_column: str | None = None,
     base_url: str | None = None,
     token: str | Mapping[str, str] | None = None,
     config: Settings | str | os.PathLike[str] | None = None,
@@ -266,6 +269,9 @@ async def apply_async(
         remove_all_tags=remove_all_tags,
         location_id=location_id,
         id_column=id_column,
+        tags_column=tags_column,
+        action_column=action_column,
+        location_column=location_column,
         base_url=base_url,
         token=token,
         config=config,
@@ -287,6 +293,9 @@ def apply(
     remove_all_tags: bool = False,
     location_id: str | None = None,
     id_column: str | None = None,
+    tags_column: str | None = None,
+    action_column: str | None = None,
+    location_column: str | None = None,
     base_url: str | None = None,
     token: str | Mapping[str, str] | None = None,
     config: Settings | str | os.PathLike[str] | None = None,
@@ -302,13 +311,14 @@ def apply(
 
     `rows`: mappings of column to value (a file's rows: a contact id column, and `tags`,
     `action`, `location_id` unless given here; other columns are kept) or a DataFrame.
-    `action`, `tags` (text "a,b" or a list), `remove_all_tags`, `location_id`, `id_column`: as
-    the CLI's options. `base_url`, `token`, `config` (a TOML path or a Settings), `state_dir`:
-    the target, the credential (one token, or a mapping of location id to its token) and the
-    settings (else as the CLI finds them). `report`: also
-    write a report file (CSV, XLSX or JSONL). `sandbox`: run against the embedded emulator.
-    `fresh`: start a new run even if this one is unfinished. `stop`: `stop.request(why)` from
-    another thread ends the run gracefully; `on_progress` hears (requests settled, planned).
+    `action`, `tags` (text "a,b" or a list), `remove_all_tags`, `location_id`, `id_column`,
+    `tags_column`, `action_column`, `location_column`: as the CLI's options. `base_url`,
+    `token`, `config` (a TOML path or a Settings), `state_dir`: the target, the credential (one
+    token, or a mapping of location id to its token) and the settings (else as the CLI finds
+    them). `report`: also write a report file (CSV, XLSX or JSONL). `sandbox`: run against the
+    embedded emulator. `fresh`: start a new run even if this one is unfinished. `stop`:
+    `stop.request(why)` from another thread ends the run gracefully; `on_progress` hears
+    (requests settled, planned).
 
     Raises UsageError (or a subclass: ConfigError, InputError) for wrong arguments, settings or
     rows, before anything is sent; a run stopped early raises nothing: see `Results.stopped`.
@@ -322,6 +332,9 @@ def apply(
             remove_all_tags=remove_all_tags,
             location_id=location_id,
             id_column=id_column,
+            tags_column=tags_column,
+            action_column=action_column,
+            location_column=location_column,
             base_url=base_url,
             token=token,
             config=config,
@@ -344,6 +357,9 @@ async def plan_async(
     remove_all_tags: bool = False,
     location_id: str | None = None,
     id_column: str | None = None,
+    tags_column: str | None = None,
+    action_column: str | None = None,
+    location_column: str | None = None,
     base_url: str | None = None,
     config: Settings | str | os.PathLike[str] | None = None,
     state_dir: str | os.PathLike[str] | None = None,
@@ -359,6 +375,9 @@ async def plan_async(
         remove_all_tags=remove_all_tags,
         location_id=location_id,
         id_column=id_column,
+        tags_column=tags_column,
+        action_column=action_column,
+        location_column=location_column,
         base_url=base_url,
         token=None,
         config=config,
@@ -380,6 +399,9 @@ def plan(
     remove_all_tags: bool = False,
     location_id: str | None = None,
     id_column: str | None = None,
+    tags_column: str | None = None,
+    action_column: str | None = None,
+    location_column: str | None = None,
     base_url: str | None = None,
     config: Settings | str | os.PathLike[str] | None = None,
     state_dir: str | os.PathLike[str] | None = None,
@@ -399,6 +421,9 @@ def plan(
             remove_all_tags=remove_all_tags,
             location_id=location_id,
             id_column=id_column,
+            tags_column=tags_column,
+            action_column=action_column,
+            location_column=location_column,
             base_url=base_url,
             config=config,
             state_dir=state_dir,
@@ -417,6 +442,9 @@ async def _rows_run(
     remove_all_tags: bool,
     location_id: str | None,
     id_column: str | None,
+    tags_column: str | None,
+    action_column: str | None,
+    location_column: str | None,
     base_url: str | None,
     token: str | Mapping[str, str] | None,
     config: Settings | str | os.PathLike[str] | None,
@@ -446,6 +474,9 @@ async def _rows_run(
                 remove_all_tags=remove_all_tags,
                 location_id=location_id,
                 id_column=id_column,
+                tags_column=tags_column,
+                action_column=action_column,
+                location_column=location_column,
                 report_path=report,
                 sandbox=sandbox,
                 fresh=fresh,

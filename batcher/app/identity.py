@@ -54,9 +54,11 @@ def identify(settings: Settings, job: Job, options: InputOptions) -> RunIdentity
     operation = asdict(options)
     operation.pop("chunk_rows", None)
     operation.pop("caps", None)  # how much is read before refusing: the same rows either way
-    if operation.get("email_column") is None:
-        # Not named (detected, or none): the key of a run started before Step 16 stays its key.
-        operation.pop("email_column", None)
+    for named in ("email_column", "tags_column", "action_column", "location_column"):
+        if operation.get(named) is None:
+            # Not named (detected, or none): the key of a run started before the option was
+            # there (Step 16's email column, the mapped columns) stays its key.
+            operation.pop(named, None)
     operation["target"] = target
     if job.shard is not None:
         operation["shard"] = str(job.shard)

@@ -3,6 +3,7 @@ first rows as read, and the first rows it finds invalid."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +40,23 @@ class Columns:
     sheets: tuple[str, ...] = ()
     # Each likely code page's reading of a cell they disagree on (empty: the encoding is clear).
     encodings: tuple[tuple[str, str], ...] = ()
+    # The tags, action and location columns found by their usual names, whatever was chosen.
+    detected: tuple[str | None, str | None, str | None] = (None, None, None)
 
 
 def detect_columns(
-    path: Path, *, sheet: str | None = None, id_column: str | None = None, encoding: str = ""
+    path: Path,
+    *,
+    sheet: str | None = None,
+    id_column: str | None = None,
+    encoding: str = "",
+    mapped: tuple[str, str, str] = ("", "", ""),
 ) -> Columns:
     """The file's columns as the loader sees them; InputError/UsageError when it cannot be used.
+
+    `mapped`: the tags, action and location columns chosen ("": detected); the columns found
+    are those, and `detected` the ones found by name. A choice the header does not have (a
+    stale one, after another sheet was chosen) is left out here: the plan says what is wrong.
 
     Three looks at the file's start through the public `open_input`: one with the operation
     given (the id and location columns, and whether the file can be read at all), one without
@@ -59,7 +71,14 @@ def detect_columns(
     sheets = tuple(visible_sheets(path)) if excel else ()
     try:
         options = InputOptions(sheet=sheet, id_column=id_column, encoding=encoding)
-        return _detect(path, options, sheets)
+        found = _detect(path, options, sheets)
+        tags, action, location = (name.strip() or None for name in mapped)
+        if tags is None and action is None and location is None:
+            return found
+        chosen = _with(options, tags_column=tags, action_column=action, location_column=location)
+        with contextlib.suppress(InputError):
+            return dataclasses.replace(_detect(path, chosen, sheets), detected=found.detected)
+        return found
     except NoIdColumnError as exc:
         return _unread(path, exc, sheets, columns=exc.columns)
     except EncodingUnclearError as exc:
@@ -97,7 +116,7 @@ def _detect(path: Path, base: InputOptions, sheets: tuple[str, ...]) -> Columns:
     table = open_input(path, _with(base, action="add", remove_all=True))
     tags: str | None = None
     action: str | None = None
-    if not table.highlevel_export:
+    if not table.highlevel_export or base.tags_column is not None:
         tags = _column(path, _with(base, action="add"), "tags")
     action = _column(path, _with(base, tags=("x",)), "action")
     return Columns(
@@ -109,6 +128,7 @@ def _detect(path: Path, base: InputOptions, sheets: tuple[str, ...]) -> Columns:
         export=table.highlevel_export,
         has_rows=table.has_rows,
         sheets=sheets,
+        detected=(tags, action, table.location_column),
     )
 
 

@@ -125,6 +125,21 @@ def run_identity(*, input_required: bool = True) -> list[Decorator]:
             "E-mail...).",
         ),
         click.option(
+            "--tags-column",
+            metavar="NAME",
+            help="The column holding the tags, when not named tags (else detected).",
+        ),
+        click.option(
+            "--action-column",
+            metavar="NAME",
+            help="The column holding the action, when not named action (else detected).",
+        ),
+        click.option(
+            "--location-column",
+            metavar="NAME",
+            help="The column holding the location id, when not named location_id (else detected).",
+        ),
+        click.option(
             "--sheet",
             help="Excel sheet to read: a name, or a position among the visible sheets "
             "(default: the first visible sheet).",

@@ -33,6 +33,11 @@ Rules (SPEC "Input"):
   `Business Name`, `Company Name`, `Created`, `Last Activity` (matched like any column). Its
   `Tags` column holds the contacts' current tags, so it is never the operation: `tags` or
   `remove_all` must be given (else a UsageError), and the column is only carried to the report.
+- Mapping: `InputOptions.tags_column`, `action_column`, `location_column` name the column of each
+  role when its name is not the usual one (matched like any column; a name not in the header is
+  an InputError naming it and the header). A tags column named so is the operation even in a
+  HighLevel export: the person said so. `tags`/`remove_all`, `action` and `location_id` given
+  still win over the column, as over a detected one.
 Duplicates are not found here: that needs the whole input and is the ledger's job.
 """
 
@@ -130,6 +135,10 @@ class InputOptions:
 
     id_column: str | None = None
     email_column: str | None = None
+    # The columns of the tags, the action and the location when not named as usual (mapping).
+    tags_column: str | None = None
+    action_column: str | None = None
+    location_column: str | None = None
     sheet: str | None = None
     action: str | None = None
     tags: tuple[str, ...] | None = None
@@ -309,24 +318,38 @@ def open_input(path: Path, options: InputOptions) -> InputTable:
     keys = [_column_key(c) for c in columns]
     email_index = _find_email_column(path, columns, keys, options.email_column)
     id_index = _find_id_column(path, columns, keys, options.id_column, email_index)
+    named_tags = _named(path, columns, keys, options.tags_column, "--tags-column")
+    named_action = _named(path, columns, keys, options.action_column, "--action-column")
+    named_location = _named(path, columns, keys, options.location_column, "--location-column")
     export = _is_highlevel_export(columns, keys)
-    if export and options.tags is None and not options.remove_all:
+    if export and options.tags is None and not options.remove_all and named_tags is None:
         raise UsageError(
             f"{path} is a HighLevel contact export: its Tags column holds the contacts' current "
             'tags, not tags to apply; give --tags "a,b" (or --remove-all-tags)'
         )
-    tags_index = None if options.tags is not None or options.remove_all else _find(keys, _TAGS_NAME)
-    action_index = None if options.action is not None else _find(keys, _ACTION_NAME)
-    location_index = None if options.location_id is not None else _find(keys, _LOCATION_NAME)
+    tags_index = (
+        None
+        if options.tags is not None or options.remove_all
+        else _given(named_tags, _find(keys, _TAGS_NAME))
+    )
+    action_index = (
+        None if options.action is not None else _given(named_action, _find(keys, _ACTION_NAME))
+    )
+    location_index = (
+        None
+        if options.location_id is not None
+        else _given(named_location, _find(keys, _LOCATION_NAME))
+    )
 
     if options.action is None and action_index is None:
         raise UsageError(
             f"{path}: no action column; give --action add or --action remove, "
-            "or add an action column"
+            "or add an action column (or name it with --action-column)"
         )
     if options.tags is None and tags_index is None and not options.remove_all:
         raise UsageError(
-            f"{path}: no tags column; give --tags, --remove-all-tags or add a tags column"
+            f"{path}: no tags column; give --tags, --remove-all-tags or add a tags column (or "
+            "name it with --tags-column)"
         )
 
     sent = tuple(
@@ -425,16 +448,26 @@ def _find_id_column(
     )
 
 
+def _named(
+    path: Path, columns: tuple[str, ...], keys: list[str], wanted: str | None, option: str
+) -> int | None:
+    """The index of the column named `wanted` for `option` (None: not named); an InputError
+    naming the column and the header when there is none of that name."""
+    if wanted is None:
+        return None
+    index = _find(keys, _column_key(wanted))
+    if index is None:
+        seen = ", ".join(repr(c) for c in columns)
+        raise InputError(f"{path}: no column {wanted!r} for {option} (columns: {seen})")
+    return index
+
+
 def _find_email_column(
     path: Path, columns: tuple[str, ...], keys: list[str], wanted: str | None
 ) -> int | None:
     """The email column's index (named, or detected like the id column), or None."""
     if wanted is not None:
-        index = _find(keys, _column_key(wanted))
-        if index is None:
-            seen = ", ".join(repr(c) for c in columns)
-            raise InputError(f"{path}: no column {wanted!r} for --email-column (columns: {seen})")
-        return index
+        return _named(path, columns, keys, wanted, "--email-column")
     for key in _EMAIL_NAMES:
         index = _find(keys, key)
         if index is not None:

@@ -161,13 +161,15 @@ class Page:
             state.focus = "error"
         upload, op = state.upload, state.operation
         if upload is not None and state.columns is None:
-            # The columns as the operation's choices read them (its sheet, id column, encoding).
+            # The columns as the operation's choices read them (its sheet, id column, encoding,
+            # the columns chosen).
             with contextlib.suppress(BatcherError):
                 state.columns = detect_columns(
                     upload.path,
                     sheet=op.sheet.strip() or None,
                     id_column=op.id_column.strip() or None,
                     encoding=op.encoding.strip() or self.settings.input.encoding,
+                    mapped=(op.tags_column, op.action_column, op.location_column),
                 )
         return state
 
@@ -245,6 +247,9 @@ class Page:
             id_column=text("id_column"),
             sheet=text("sheet"),
             encoding=text("encoding"),
+            tags_column=text("tags_column"),
+            action_column=text("action_column"),
+            location_column=text("location_column"),
         )
 
     def check_csrf(self, given: object) -> None:

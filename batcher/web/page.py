@@ -255,7 +255,7 @@ def _operation_section(state: PageState) -> str:
     <input type="hidden" name="upload" value="{e(upload.id)}">
     <fieldset>
       <legend>Action for every row</legend>
-      {radio("file", f"Use {file_action}", disabled=columns.action is None)}
+      {radio("file", f"Use {file_action}", disabled=columns.action is None and not columns.all)}
       {radio("add", "Add tags")}
       {radio("remove", "Remove tags")}
       {radio("remove-all", "Remove all tags")}
@@ -277,10 +277,43 @@ def _operation_section(state: PageState) -> str:
       <select id="id_column" name="id_column"{" autofocus" if focus == "id_column" else ""}{
         " required" if columns.all else ""
     }>{options}</select></div>
+    {_mapping_fields(state)}
     <button type="submit" id="plan-button">See the plan</button>
     <p class="help">The plan reads the whole file and sends nothing.</p>
   </form>
 </section>"""
+
+
+# The columns a person may choose from the header (`Operation`'s field, label, what it is for).
+_MAPPED = (
+    ("tags_column", "Tags column", "the tags of each row, when no tags are given above"),
+    ("action_column", "Action column", "each row's add or remove, with the file's action"),
+    ("location_column", "Location column", "each row's location, when none is given above"),
+)
+
+
+def _mapping_fields(state: PageState) -> str:
+    """A list of the header's columns for each of the tags, action and location columns, the
+    one batcher detects (or none) first: for a file that calls them otherwise."""
+    columns, op = state.columns, state.operation
+    if columns is None or not columns.all:
+        return ""
+    fields = []
+    for (name, label, use), found in zip(_MAPPED, columns.detected, strict=True):
+        chosen = getattr(op, name)
+        default = f"detected: {found}" if found else "(none)"
+        options = f'<option value=""{" selected" if not chosen else ""}>{e(default)}</option>'
+        options += "".join(
+            f'<option value="{e(c)}"{" selected" if c == chosen else ""}>{e(c)}</option>'
+            for c in columns.all
+        )
+        fields.append(
+            f"""<div class="field"><label for="{name}">{label}</label>
+      <select id="{name}" name="{name}" aria-describedby="{name}-help">{options}</select>
+      <p class="help" id="{name}-help">The file's column of {e(use)}.</p></div>"""
+        )
+    return f"""<fieldset id="columns"><legend>Columns</legend>
+      {"".join(fields)}</fieldset>"""
 
 
 def _plan_section(state: PageState) -> str:

@@ -84,6 +84,10 @@ class Operation:
     sheet: str = ""
     # The code page chosen for an 8-bit CSV ("": input.encoding).
     encoding: str = ""
+    # The columns of the tags, action and location chosen from the header ("": detected).
+    tags_column: str = ""
+    action_column: str = ""
+    location_column: str = ""
 
     def job(
         self,
@@ -108,6 +112,9 @@ class Operation:
             remove_all_tags=remove_all,
             location_id=self.location_id.strip() or None,
             id_column=self.id_column.strip() or None,
+            tags_column=self.tags_column.strip() or None,
+            action_column=self.action_column.strip() or None,
+            location_column=self.location_column.strip() or None,
             sheet=self.sheet.strip() or None,
             encoding=self.encoding.strip() or None,
             report_path=report_path,
@@ -152,6 +159,11 @@ _CLI_WORDS = (
     ),
     ("name it with --id-column", "choose it in the Contact id column list"),
     ("for --id-column", "(the Contact id column chosen)"),
+    ("for --tags-column", "(the Tags column chosen)"),
+    ("for --action-column", "(the Action column chosen)"),
+    ("for --location-column", "(the Location column chosen)"),
+    ("(or name it with --tags-column)", "(or choose it in the Tags column list)"),
+    ("(or name it with --action-column)", "(or choose it in the Action column list)"),
     ("with --sheet", "in the Sheet list"),
     ("named by --sheet", "as chosen"),
     (

@@ -477,12 +477,13 @@ def test_an_undetected_id_column_is_mapped_and_a_sheet_chosen(
     server: str, browser: Any, tmp_path: Path
 ) -> None:
     """A file whose id column is "Record" is kept, the id column list has the focus, and the
-    plan reads the column chosen there; a workbook whose first sheet is empty offers its
+    plan reads the column chosen there, and the tags and action columns ("Labels", "Do")
+    chosen in theirs; a workbook whose first sheet is empty offers its
     sheets in a list, and the plan reads the one chosen."""
     from selenium.webdriver.support.ui import Select
 
     records = tmp_path / "records.csv"
-    records.write_text("Record,tags,action\ng9Tx27DdxE3tn8SefKjA,vip,add\n", encoding="utf-8")
+    records.write_text("Record,Labels,Do\ng9Tx27DdxE3tn8SefKjA,vip,remove\n", encoding="utf-8")
     browser.get(server)
     browser.find_element(By.ID, "file").send_keys(str(records))
     browser.find_element(By.ID, "upload-button").click()
@@ -491,11 +492,16 @@ def test_an_undetected_id_column_is_mapped_and_a_sheet_chosen(
     assert "--id-column" not in browser.page_source
     assert browser.switch_to.active_element.get_attribute("id") == "id_column"
     Select(browser.find_element(By.ID, "id_column")).select_by_value("Record")
+    tags_column = Select(browser.find_element(By.ID, "tags_column"))
+    assert tags_column.first_selected_option.text == "(none)"
+    tags_column.select_by_value("Labels")
+    Select(browser.find_element(By.ID, "action_column")).select_by_value("Do")
+    browser.find_element(By.CSS_SELECTOR, 'input[name="action"][value="file"]').click()
     browser.find_element(By.ID, "plan-button").click()
     summary = wait(browser, lambda d: d.find_element(By.ID, "plan-summary")).text
     assert summary.startswith("1 rows")
     cells = browser.find_elements(By.CSS_SELECTOR, "#first-rows tbody td")
-    assert [cell.text for cell in cells[1:4]] == ["g9Tx27DdxE3tn8SefKjA", "add", "vip"]
+    assert [cell.text for cell in cells[1:4]] == ["g9Tx27DdxE3tn8SefKjA", "remove", "vip"]
 
     book = tmp_path / "book.xlsx"
     workbook = xlsxwriter.Workbook(str(book))
