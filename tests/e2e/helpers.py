@@ -48,6 +48,13 @@ import sys
 
 _WHERE = os.environ.get("BATCHER_TEST_PAUSE", "")
 
+if os.environ.get("BATCHER_TEST_REPEAT") == "at-once":
+    # A test's second signal comes a moment after the first, sooner than a person's: it is
+    # the second signal all the same (the window itself is pinned in tests/test_stopping.py).
+    from batcher.support import stopping
+
+    stopping.SAME_SIGNAL_S = 0.0
+
 
 def _pause(label):
     os.write(2, ("@MARK@ %s\\n" % label).encode())
@@ -154,14 +161,22 @@ def write_hooks(directory: Path) -> Path:
     return directory
 
 
-def child_env(hooks: Path | None = None, pause: str = "") -> dict[str, str]:
-    """The environment of a `python -m batcher` child: this worktree's code, the test token."""
+def child_env(
+    hooks: Path | None = None, pause: str = "", *, repeat_at_once: bool = False
+) -> dict[str, str]:
+    """The environment of a `python -m batcher` child: this worktree's code, the test token;
+    with `hooks`, parked at `pause`, and with `repeat_at_once` a second signal however soon
+    after the first is the second signal (not GNU timeout's duplicate of the first)."""
     paths = [str(hooks)] if hooks is not None else []
     paths.append(str(ROOT))
     env = {**os.environ, "BATCHER_TOKEN": SECRET, "PYTHONPATH": os.pathsep.join(paths)}
     env.pop("BATCHER_TEST_PAUSE", None)
+    env.pop("BATCHER_TEST_REPEAT", None)
     if pause:
         env["BATCHER_TEST_PAUSE"] = pause
+    if repeat_at_once:
+        assert hooks is not None, "the switch lives in the hooks"
+        env["BATCHER_TEST_REPEAT"] = "at-once"
     return env
 
 

@@ -255,7 +255,8 @@ async def test_a_second_sigint_exits_3_at_once_and_the_rerun_resends_no_settled_
     config(tmp_path)
     async with gated(hold=3) as (sandbox, gate):
         argv = batcher_argv("run", source, sandbox.url, report)
-        process = await start(tmp_path, argv)
+        env = child_env(write_hooks(tmp_path / "hooks"), repeat_at_once=True)
+        process = await start(tmp_path, argv, env)
         seen: list[str] = []
         await gate.held(3)
         process.send_signal(signal.SIGINT)
@@ -297,7 +298,8 @@ async def test_a_second_sigint_inside_an_http_write_leaves_no_traceback(
     async with Sandbox(SandboxConfig(token=SECRET, rate=None)) as sandbox:
         sandboxes.append(sandbox)
         argv = batcher_argv("run", source, sandbox.url, tmp_path / "report.jsonl")
-        env = child_env(write_hooks(tmp_path / "hooks"), pause="writing-a-body")
+        hooks = write_hooks(tmp_path / "hooks")
+        env = child_env(hooks, pause="writing-a-body", repeat_at_once=True)
         process = await start(tmp_path, argv, env)
         seen: list[str] = []
         await read_until(process.stderr, HOOK_MARK, seen)  # in the 3rd request's body writer

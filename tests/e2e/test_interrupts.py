@@ -287,7 +287,7 @@ async def test_a_second_ctrl_c_while_writing_the_report_stops_at_once_publishing
     sandbox, _ = await gated(hold=None)
     report = tmp_path / "report.csv"
     argv = batcher_argv("run", source, sandbox.url, report)
-    env = child_env(write_hooks(tmp_path / "hooks"), pause="report")
+    env = child_env(write_hooks(tmp_path / "hooks"), pause="report", repeat_at_once=True)
     process = await start(tmp_path, argv, env)
     seen: list[str] = []
     await read_until(process.stderr, HOOK_MARK, seen)
