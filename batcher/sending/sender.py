@@ -339,15 +339,7 @@ class BatchSender:
             )
         else:
             text, advice = exc.message, RESUME
-        explained = type(exc)(
-            text,
-            status=exc.status,
-            retry_after_s=exc.retry_after_s,
-            rate=exc.rate,
-            advice=advice,
-        )
-        explained.attempts = exc.attempts
-        return explained
+        return exc.reworded(text, advice=advice)
 
 
 async def location_token(

@@ -226,17 +226,7 @@ def _explained(
             "contacts.readonly scope as well as contacts.write; no tag was changed"
         )
         advice = f"{credential.fix(location)}, then {RESUME}"
-    explained = type(exc)(
-        text,
-        status=exc.status,
-        retry_after_s=exc.retry_after_s,
-        rate=exc.rate,
-        advice=advice,
-    )
-    explained.attempts = exc.attempts
-    if isinstance(exc, ExchangeError) and isinstance(explained, ExchangeError):
-        explained.agency_refused = exc.agency_refused
-    return explained
+    return exc.reworded(text, advice=advice)
 
 
 class _SearchFailed(Exception):
