@@ -114,11 +114,10 @@ class _Endpoint:
     async def _update_tags(self, request: web.Request) -> web.StreamResponse:
         fate = self.plan.draw()  # before the first await: draws follow the arrival order
         self.stats.total_requests += 1
-        body = read_body(request.content_type, await request.read())
-        admitted = await self._admit(request, body, fate)
+        admitted = await self._admit(request, fate)
         if isinstance(admitted, web.Response):
             return admitted
-        token, headers = admitted
+        body, token, headers = admitted
         version = request.headers.get("Version")
 
         update = parse_update(request.match_info["type"], body)
@@ -172,12 +171,14 @@ class _Endpoint:
         return await self._answer(fate, 201, raw, headers)
 
     async def _admit(
-        self, request: web.Request, body: object, fate: Fate
-    ) -> tuple[str, dict[str, str]] | web.Response:
+        self, request: web.Request, fate: Fate
+    ) -> tuple[object, str, dict[str, str]] | web.Response:
         """The checks a tag request and a search share, in this order: the token (known, then
         not refused), the rate limit it is counted in (a 429, with Retry-After when the config
-        says so), then Version. The answer that refuses the request, or its token and the
-        rate-limit headers the rest of its answer carries."""
+        says so), then Version. The answer that refuses the request, or its body (read only as
+        `application/json`), its token and the rate-limit headers the rest of its answer
+        carries."""
+        body = read_body(request.content_type, await request.read())
         location = body.get("locationId") if isinstance(body, dict) else None
         token = _bearer(request)
         # Requests whose locationId cannot be read are counted against the token itself.
@@ -200,7 +201,7 @@ class _Endpoint:
         problem = version_problem(request.headers.get("Version"))
         if problem is not None:
             return await self._answer(fate, 400, {"statusCode": 400, "message": problem}, headers)
-        return token, headers
+        return body, token, headers
 
     async def exchange(self, request: web.Request) -> web.Response:
         """`POST /oauth/locationToken`: the agency token, a form with `companyId` and
@@ -251,11 +252,10 @@ class _Endpoint:
         injected."""
         fate = Fate(0.0, Fault.NONE, 0)  # no latency, no fault: a search is only read
         self.stats.searches += 1
-        body = read_body(request.content_type, await request.read())
-        admitted = await self._admit(request, body, fate)
+        admitted = await self._admit(request, fate)
         if isinstance(admitted, web.Response):
             return admitted
-        token, headers = admitted
+        body, token, headers = admitted
         search = parse_search(body)
         if not isinstance(search, Search):
             status, message = search
