@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Self
 
 from batcher.domain.models import RateLimitInfo
 
@@ -137,6 +138,19 @@ class ApiError(BatcherError):
         # from what happened on the wire, never read from the message.
         self.exposed = exposed
 
+    def reworded(self, message: str, *, advice: str) -> Self:
+        """The same error (class, status, rate limit, attempts) told as `message` with what to
+        do about it: a stop explained to the user."""
+        again = type(self)(
+            message,
+            status=self.status,
+            retry_after_s=self.retry_after_s,
+            rate=self.rate,
+            advice=advice,
+        )
+        again.attempts = self.attempts
+        return again
+
 
 class TransientError(ApiError):
     """Worth another attempt: the request may succeed if sent again later."""
@@ -186,6 +200,11 @@ class ExchangeError(FatalApiError):
     cannot be sent to."""
 
     agency_refused = False
+
+    def reworded(self, message: str, *, advice: str) -> Self:
+        again = super().reworded(message, advice=advice)
+        again.agency_refused = self.agency_refused
+        return again
 
 
 class StopRun(BatcherError):

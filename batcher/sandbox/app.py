@@ -114,30 +114,11 @@ class _Endpoint:
     async def _update_tags(self, request: web.Request) -> web.StreamResponse:
         fate = self.plan.draw()  # before the first await: draws follow the arrival order
         self.stats.total_requests += 1
-        body = read_body(request.content_type, await request.read())
-        location = body.get("locationId") if isinstance(body, dict) else None
-        token = _bearer(request)
-        # Requests whose locationId cannot be read are counted against the token itself.
-        bucket = location if isinstance(location, str) else f"token:{token}"
-
-        if token is None or not self.tokens.known(token):
-            return await self._answer(fate, 401, _UNAUTHORIZED, self.limiter.peek(bucket).headers)
-        if (refusal := self.tokens.use(token)) is not None:
-            headers = self.limiter.peek(bucket).headers
-            return await self._answer(fate, refusal.status, _refused(refusal), headers)
-
-        verdict = self.limiter.admit(bucket)
-        self.stats.note_window(bucket, verdict.window_count)
-        headers = verdict.headers
-        if not verdict.allowed:
-            if self.limiter.config.retry_after:
-                headers["Retry-After"] = str(verdict.retry_after_s)
-            return await self._answer(fate, 429, _TOO_MANY, headers)
-
+        admitted = await self._admit(request, fate)
+        if isinstance(admitted, web.Response):
+            return admitted
+        body, token, headers = admitted
         version = request.headers.get("Version")
-        problem = version_problem(version)
-        if problem is not None:
-            return await self._answer(fate, 400, {"statusCode": 400, "message": problem}, headers)
 
         update = parse_update(request.match_info["type"], body)
         if isinstance(update, list):
@@ -172,7 +153,7 @@ class _Endpoint:
             entries, errors = self.universe.apply(update, self.stats.changes)
         self.stats.note_contacts(update.location_id, len(update.contacts), self._wall_clock())
         if self.config.record_requests:
-            assert version is not None  # checked above
+            assert version is not None  # checked by `_admit`
             self.stats.applied.append(AppliedRequest(version, update, body))
         if fate.fault is Fault.DROP_AFTER:
             await self._sleep(fate.latency_s)
@@ -188,6 +169,39 @@ class _Endpoint:
         if fate.fault is Fault.MALFORMED:
             raw = raw[: len(raw) // 2]
         return await self._answer(fate, 201, raw, headers)
+
+    async def _admit(
+        self, request: web.Request, fate: Fate
+    ) -> tuple[object, str, dict[str, str]] | web.Response:
+        """The checks a tag request and a search share, in this order: the token (known, then
+        not refused), the rate limit it is counted in (a 429, with Retry-After when the config
+        says so), then Version. The answer that refuses the request, or its body (read only as
+        `application/json`), its token and the rate-limit headers the rest of its answer
+        carries."""
+        body = read_body(request.content_type, await request.read())
+        location = body.get("locationId") if isinstance(body, dict) else None
+        token = _bearer(request)
+        # Requests whose locationId cannot be read are counted against the token itself.
+        bucket = location if isinstance(location, str) else f"token:{token}"
+
+        if token is None or not self.tokens.known(token):
+            return await self._answer(fate, 401, _UNAUTHORIZED, self.limiter.peek(bucket).headers)
+        if (refusal := self.tokens.use(token)) is not None:
+            headers = self.limiter.peek(bucket).headers
+            return await self._answer(fate, refusal.status, _refused(refusal), headers)
+
+        verdict = self.limiter.admit(bucket)
+        self.stats.note_window(bucket, verdict.window_count)
+        headers = verdict.headers
+        if not verdict.allowed:
+            if self.limiter.config.retry_after:
+                headers["Retry-After"] = str(verdict.retry_after_s)
+            return await self._answer(fate, 429, _TOO_MANY, headers)
+
+        problem = version_problem(request.headers.get("Version"))
+        if problem is not None:
+            return await self._answer(fate, 400, {"statusCode": 400, "message": problem}, headers)
+        return body, token, headers
 
     async def exchange(self, request: web.Request) -> web.Response:
         """`POST /oauth/locationToken`: the agency token, a form with `companyId` and
@@ -238,25 +252,10 @@ class _Endpoint:
         injected."""
         fate = Fate(0.0, Fault.NONE, 0)  # no latency, no fault: a search is only read
         self.stats.searches += 1
-        body = read_body(request.content_type, await request.read())
-        location = body.get("locationId") if isinstance(body, dict) else None
-        token = _bearer(request)
-        bucket = location if isinstance(location, str) else f"token:{token}"
-        if token is None or not self.tokens.known(token):
-            return await self._answer(fate, 401, _UNAUTHORIZED, self.limiter.peek(bucket).headers)
-        if (refusal := self.tokens.use(token)) is not None:
-            headers = self.limiter.peek(bucket).headers
-            return await self._answer(fate, refusal.status, _refused(refusal), headers)
-        verdict = self.limiter.admit(bucket)
-        self.stats.note_window(bucket, verdict.window_count)
-        headers = verdict.headers
-        if not verdict.allowed:
-            if self.limiter.config.retry_after:
-                headers["Retry-After"] = str(verdict.retry_after_s)
-            return await self._answer(fate, 429, _TOO_MANY, headers)
-        problem = version_problem(request.headers.get("Version"))
-        if problem is not None:
-            return await self._answer(fate, 400, {"statusCode": 400, "message": problem}, headers)
+        admitted = await self._admit(request, fate)
+        if isinstance(admitted, web.Response):
+            return admitted
+        body, token, headers = admitted
         search = parse_search(body)
         if not isinstance(search, Search):
             status, message = search

@@ -14,17 +14,12 @@ once after a 401, `location_token`); the exchange's refusal is an ExchangeError.
 
 from __future__ import annotations
 
-import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
-from batcher.domain.config import RetrySettings
 from batcher.domain.errors import ApiError, AuthError, MalformedAnswerError
-from batcher.sending.client import BulkTagsClient, SearchPage
-from batcher.sending.pacing import Pacer
-from batcher.sending.retrying import RetryPolicy
-from batcher.sending.sender import Counters, heard, location_token
-from batcher.sending.tokens import Tokens
+from batcher.sending.client import SearchPage
+from batcher.sending.sender import PacedRequests, heard, location_token
 
 __all__ = ["Searcher"]
 
@@ -34,31 +29,14 @@ MAX_PAGES = 20
 
 
 class Searcher:
-    """Looks addresses up, paced and retried, each location with its token from `tokens`
-    (None: the client's own); counts its requests in `counters` (and `searches`, the
-    searches answered)."""
+    """Looks addresses up through `requests` (paced and retried, each location with its
+    token), in pages of up to `page_limit` contacts; counts the searches answered in
+    `searches`."""
 
-    def __init__(
-        self,
-        client: BulkTagsClient,
-        pacer: Pacer,
-        retry: RetrySettings,
-        counters: Counters,
-        *,
-        page_limit: int,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        tokens: Tokens | None = None,
-    ) -> None:
-        self._client = client
-        self._tokens = tokens
-        self._pacer = pacer
-        self._counters = counters
+    def __init__(self, requests: PacedRequests, *, page_limit: int) -> None:
+        self._requests = requests
         self._page_limit = page_limit
-        self._policy = RetryPolicy(retry, sleep=sleep, on_retry=self._count_retry)
         self.searches = 0
-
-    def _count_retry(self, error: ApiError, wait_s: float) -> None:
-        self._counters.retries += 1
 
     async def __call__(self, location_id: str, emails: Sequence[str]) -> dict[str, list[str]]:
         """Each of `emails` with the ids of the contacts whose email it is (none, one, several).
@@ -69,7 +47,7 @@ class Searcher:
         found: dict[str, list[str]] = {email: [] for email in emails}
         after: list[object] | None = None
         for _ in range(MAX_PAGES):
-            page, _attempts = await self._policy.call(
+            page, _attempts = await self._requests.policy.call(
                 functools.partial(self._page, location_id, emails, after, [])
             )
             self.searches += 1
@@ -97,7 +75,7 @@ class Searcher:
         try:
             return await self._attempt(location_id, emails, after, used)
         except AuthError:
-            tokens = self._tokens
+            tokens = self._requests.tokens
             if renewed or tokens is None or not tokens.exchanged(location_id):
                 raise
             renewed.append(True)
@@ -112,25 +90,26 @@ class Searcher:
         *,
         renew: str | None = None,
     ) -> SearchPage:
-        slot = await self._pacer.start(location_id)
+        requests = self._requests
+        slot = await requests.pacer.start(location_id)
         try:
             token = None
-            if self._tokens is not None:
+            if requests.tokens is not None:
                 token = await location_token(
-                    self._tokens, self._client, self._pacer, location_id, renew
+                    requests.tokens, requests.client, requests.pacer, location_id, renew
                 )
                 used[0] = token
-            self._counters.requests += 1
-            page = await self._client.search(
+            requests.counters.requests += 1
+            page = await requests.client.search(
                 location_id, emails, page_limit=self._page_limit, search_after=after, token=token
             )
         except ApiError as exc:
             slot.finish()
-            heard(self._pacer, self._counters, location_id, exc, slot.started)
+            heard(requests.pacer, requests.counters, location_id, exc, slot.started)
             raise
         except BaseException:
             slot.finish()
             raise
         slot.finish()
-        self._pacer.observe(location_id, page.rate, since=slot.started)
+        requests.pacer.observe(location_id, page.rate, since=slot.started)
         return page

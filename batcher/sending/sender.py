@@ -57,6 +57,7 @@ from batcher.sending.tokens import Tokens
 __all__ = [
     "BatchSender",
     "Counters",
+    "PacedRequests",
     "Wire",
     "credentials_refused",
     "failure_message",
@@ -119,7 +120,33 @@ class _Lost:
     token: str | None = None
 
 
-class BatchSender:
+class PacedRequests:
+    """What a tag request (`BatchSender`) and a search (`searcher.Searcher`) go through: the
+    client, the pacer that keeps each location within its budget, the retry policy (`sleep`
+    is its wait; each retry counted in `counters`), and each location's token from `tokens`
+    (None: the client's own)."""
+
+    def __init__(
+        self,
+        *,
+        client: BulkTagsClient,
+        tokens: Tokens | None,
+        pacer: Pacer,
+        counters: Counters,
+        retry: RetrySettings,
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self.client = client
+        self.tokens = tokens
+        self.pacer = pacer
+        self.counters = counters
+        self.policy = RetryPolicy(retry, sleep=sleep, on_retry=self._count_retry)
+
+    def _count_retry(self, error: ApiError, wait_s: float) -> None:
+        self.counters.retries += 1
+
+
+class BatchSender(PacedRequests):
     """Sends one batch with pacing and retries; turns a lost batch into `failed` outcomes.
 
     The batch's first attempt uses the pacing slot the scheduler took for it; a retry waits for
@@ -149,8 +176,9 @@ class BatchSender:
         credential: Callable[[str], Credential] | None = None,
         shared: bool = True,
     ) -> None:
-        self._client = client
-        self._tokens = tokens
+        super().__init__(
+            client=client, tokens=tokens, pacer=pacer, counters=counters, retry=retry, sleep=sleep
+        )
         self._credential = credential
         self._shared = shared
         # Locations paused because their credential was refused: the credential's name, and
@@ -159,55 +187,49 @@ class BatchSender:
         self._on_exposed = on_exposed
         self._wire = wire
         self._events = events
-        self._pacer = pacer
-        self._counters = counters
         self._token_source = token_source
-        self._policy = RetryPolicy(retry, sleep=sleep, on_retry=self._count_retry)
-
-    def _count_retry(self, error: ApiError, wait_s: float) -> None:
-        self._counters.retries += 1
 
     async def _attempt(
         self, batch: Batch, slot: Slot, lost: _Lost, *, renew: str | None = None
     ) -> Answer:
         location = batch.location_id
         try:
-            if self._tokens is not None:
-                if (why := self._pacer.exhausted(location)) is not None:
+            if self.tokens is not None:
+                if (why := self.pacer.exhausted(location)) is not None:
                     raise Interrupted(why)
                 lost.token = await location_token(
-                    self._tokens, self._client, self._pacer, location, renew
+                    self.tokens, self.client, self.pacer, location, renew
                 )
             while True:
                 async with self._wire.turn() if self._wire is not None else nullcontext():
                     # The slot may have waited for its turn: what answers said meanwhile holds.
-                    if (why := self._pacer.exhausted(location)) is not None:
+                    if (why := self.pacer.exhausted(location)) is not None:
                         raise Interrupted(why)
-                    if not self._pacer.paused(location):
+                    if not self.pacer.paused(location):
                         slot.sent()
-                        self._counters.requests += 1
+                        self.counters.requests += 1
                         answer = await self._send(batch, lost)
                         break
                 # A 429 paused the location meanwhile: wait it out, as a retry does.
                 slot.finish()
-                slot = await self._pacer.start(location)
+                slot = await self.pacer.start(location)
         except Interrupted:
             slot.finish()
             raise
         except ApiError as exc:
             slot.finish()
-            heard(self._pacer, self._counters, location, exc, slot.started)
+            heard(self.pacer, self.counters, location, exc, slot.started)
             raise
         slot.finish()
-        self._pacer.observe(location, answer.rate, since=slot.started)
+        self.pacer.observe(location, answer.rate, since=slot.started)
         return answer
 
     async def _send(self, batch: Batch, lost: _Lost) -> Answer:
         """One attempt on the wire, noting in `lost` whether it may have reached the API."""
         try:
             if lost.token is None:  # the client's own token
-                return await self._client.send(batch)
-            return await self._client.send(batch, lost.token)
+                return await self.client.send(batch)
+            return await self.client.send(batch, lost.token)
         except ApiError as exc:
             lost.exposed = lost.exposed or exc.exposed
             raise
@@ -234,24 +256,24 @@ class BatchSender:
         renewed: list[bool] = []
 
         async def attempt() -> Answer:
-            slot = first.pop() if first else await self._pacer.start(batch.location_id)
+            slot = first.pop() if first else await self.pacer.start(batch.location_id)
             try:
                 return await self._attempt(batch, slot, lost)
             except AuthError:
                 # An obtained location token may have expired or been revoked: a new one, once.
-                tokens = self._tokens
+                tokens = self.tokens
                 if renewed or tokens is None or not tokens.exchanged(batch.location_id):
                     raise
                 renewed.append(True)
-                slot = await self._pacer.start(batch.location_id)
+                slot = await self.pacer.start(batch.location_id)
                 return await self._attempt(batch, slot, lost, renew=lost.token)
 
         try:
-            answer, attempts = await self._policy.call(attempt)
+            answer, attempts = await self.policy.call(attempt)
         except Interrupted:
             return None  # stopped while waiting: the rows stay pending for the next run
         except DailyQuotaError as exc:
-            self._pacer.exhaust(
+            self.pacer.exhaust(
                 batch.location_id,
                 "the API answered 429 with X-RateLimit-Daily-Remaining: 0; "
                 + comes_back(exc.retry_after_s),
@@ -312,7 +334,7 @@ class BatchSender:
             return False
         credential = self._credential(location)
         reason = f"the API refused {credential.label} for location {location} ({exc.message})"
-        self._pacer.refuse(location, reason)
+        self.pacer.refuse(location, reason)
         self.refused.setdefault(
             location,
             (credential.label, f"not sent: {reason}; {credential.fix(location)}, then {RESUME}"),
@@ -339,15 +361,7 @@ class BatchSender:
             )
         else:
             text, advice = exc.message, RESUME
-        explained = type(exc)(
-            text,
-            status=exc.status,
-            retry_after_s=exc.retry_after_s,
-            rate=exc.rate,
-            advice=advice,
-        )
-        explained.attempts = exc.attempts
-        return explained
+        return exc.reworded(text, advice=advice)
 
 
 async def location_token(

@@ -19,13 +19,16 @@ import shutil
 import sqlite3
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from batcher.domain.config import ApiSettings, Settings
 from batcher.sandbox import Sandbox
+
+from .conftest import fast_settings
 
 # The worktree under test: children import this code, not whatever is installed.
 ROOT = Path(__file__).resolve().parents[2]
@@ -277,6 +280,25 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def per_location_settings(
+    tmp_path: Path, base_url: str, variables: Mapping[str, str], api: ApiSettings | None = None
+) -> Settings:
+    """The fast settings, each location's token read from its variable of `variables` (or the
+    `api` given)."""
+    settings = fast_settings(tmp_path, base_url)
+    api = api or ApiSettings(base_url=base_url, timeout_s=10.0, location_tokens=variables)
+    return Settings(**{**settings.__dict__, "api": api})
+
+
+def set_location_tokens(
+    monkeypatch: pytest.MonkeyPatch, variables: Mapping[str, str], letters: str
+) -> None:
+    """Each variable of `variables` holds `token-of-location-<letter>-0001`, the letters in
+    their order."""
+    for letter, variable in zip(letters, variables.values(), strict=True):
+        monkeypatch.setenv(variable, f"token-of-location-{letter}-0001")
 
 
 def status_counts(lines: list[dict[str, Any]]) -> dict[str, int]:

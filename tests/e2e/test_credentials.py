@@ -18,7 +18,16 @@ from batcher.loading import InputOptions
 from batcher.sandbox import Sandbox, SandboxConfig
 
 from .conftest import LOCATION, SandboxFactory, contact_ids, fast_settings
-from .helpers import SECRET, batcher_lines, child_env, finish, start
+from .helpers import (
+    SECRET,
+    batcher_lines,
+    child_env,
+    finish,
+    per_location_settings,
+    read_csv,
+    set_location_tokens,
+    start,
+)
 
 A, B, C = LOCATION, "mainStreetLocation01", "oakAvenueLocation001"
 TOKENS = {
@@ -44,17 +53,6 @@ def write_locations(path: Path, per_location: int, locations: tuple[str, ...]) -
     return path
 
 
-def per_location_settings(tmp_path: Path, base_url: str) -> Settings:
-    settings = fast_settings(tmp_path, base_url)
-    api = ApiSettings(base_url=base_url, timeout_s=10.0, location_tokens=VARIABLES)
-    return Settings(**{**settings.__dict__, "api": api})
-
-
-def report_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def by_location(rows: list[dict[str, str]]) -> dict[str, Counter[str]]:
     found: dict[str, Counter[str]] = {}
     for row in rows:
@@ -64,8 +62,7 @@ def by_location(rows: list[dict[str, str]]) -> dict[str, Counter[str]]:
 
 @pytest.fixture
 def location_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
-    for letter, variable in zip("abc", VARIABLES.values(), strict=True):
-        monkeypatch.setenv(variable, f"token-of-location-{letter}-0001")
+    set_location_tokens(monkeypatch, VARIABLES, "abc")
 
 
 async def test_three_locations_each_with_its_own_token_complete(
@@ -76,9 +73,9 @@ async def test_three_locations_each_with_its_own_token_complete(
     source = write_locations(tmp_path / "in.csv", 40, (A, B, C))
     job = Job(input_path=source, input=ADD_VIP, report_path=tmp_path / "report.csv")
     async with make_sandbox(tokens=TOKENS) as sandbox:
-        result = await execute(per_location_settings(tmp_path, sandbox.url), job)
+        result = await execute(per_location_settings(tmp_path, sandbox.url, VARIABLES), job)
     assert result.exit_code == 0, result.stopped
-    assert by_location(report_rows(tmp_path / "report.csv")) == {
+    assert by_location(read_csv(tmp_path / "report.csv")) == {
         location: Counter(success=40) for location in (A, B, C)
     }
     assert sandbox.stats.by_status.keys() == {201}
@@ -96,9 +93,9 @@ async def test_a_token_revoked_mid_run_pauses_its_location_and_a_rerun_completes
     source = write_locations(tmp_path / "in.csv", 60, (A, B, C))
     job = Job(input_path=source, input=ADD_VIP, report_path=tmp_path / "report.csv")
     async with make_sandbox(tokens=TOKENS, revoke_after={"token-of-location-b-0001": 3}) as sandbox:
-        settings = per_location_settings(tmp_path, sandbox.url)
+        settings = per_location_settings(tmp_path, sandbox.url, VARIABLES)
         first = await execute(settings, job)
-        rows = report_rows(tmp_path / "report.csv")
+        rows = read_csv(tmp_path / "report.csv")
         monkeypatch.setenv(VARIABLES[B], "token-of-location-b-0002")
         second = await execute(settings, job)
 
@@ -118,7 +115,7 @@ async def test_a_token_revoked_mid_run_pauses_its_location_and_a_rerun_completes
     assert message.count("run the same command again") == 1
     assert second.exit_code == 0
     assert second.resumed
-    assert by_location(report_rows(tmp_path / "report.csv"))[B] == Counter(success=60)
+    assert by_location(read_csv(tmp_path / "report.csv"))[B] == Counter(success=60)
 
 
 async def test_a_location_without_a_credential_is_exit_2_before_any_request(
@@ -134,7 +131,7 @@ async def test_a_location_without_a_credential_is_exit_2_before_any_request(
     job = Job(input_path=source, input=ADD_VIP, report_path=tmp_path / "report.csv")
     async with make_sandbox(tokens=TOKENS) as sandbox:
         with pytest.raises(ConfigError) as refused:
-            await execute(per_location_settings(tmp_path, sandbox.url), job)
+            await execute(per_location_settings(tmp_path, sandbox.url, VARIABLES), job)
     assert refused.value.exit_code == 2
     assert f"location {C}: $BATCHER_TOKEN_C is not set" in str(refused.value)
     assert sandbox.stats.total_requests == 0
@@ -151,7 +148,7 @@ async def test_plan_lists_each_location_s_credential_and_whether_it_is_set(
     source = write_locations(tmp_path / "in.csv", 10, (A, B, C))
     job = Job(input_path=source, input=ADD_VIP)
     async with make_sandbox(tokens=TOKENS) as sandbox:
-        settings = per_location_settings(tmp_path, sandbox.url)
+        settings = per_location_settings(tmp_path, sandbox.url, VARIABLES)
         result = await execute(settings, job, dry_run=True)
     text = "\n".join(plan_lines(result, settings, None))
     assert f"{A}  $BATCHER_TOKEN_A (set)" in text
@@ -209,7 +206,7 @@ async def test_agency_mode_with_tokens_expiring_completes_and_shows_no_token(
         process = await start(tmp_path, [sys.executable, *argv], env)
         stdout, stderr, code = await finish(process, [])
     assert code == 0, batcher_lines(stderr)
-    assert by_location(report_rows(report)) == {A: Counter(success=100), C: Counter(success=100)}
+    assert by_location(read_csv(report)) == {A: Counter(success=100), C: Counter(success=100)}
     issued = sandbox.tokens.issued
     assert len(issued) > 2  # each location's token expired at least once on the way
     assert sandbox.stats.by_status[401] >= 1
@@ -231,7 +228,7 @@ async def test_a_credential_every_location_shares_refused_stops_the_run_at_once(
     source = write_locations(tmp_path / "in.csv", 30, (A, B))
     job = Job(input_path=source, input=ADD_VIP, report_path=tmp_path / "report.csv")
     async with make_sandbox(tokens=TOKENS) as sandbox:
-        settings = per_location_settings(tmp_path, sandbox.url)
+        settings = per_location_settings(tmp_path, sandbox.url, VARIABLES)
         api = ApiSettings(
             base_url=sandbox.url,
             timeout_s=10.0,
@@ -241,7 +238,7 @@ async def test_a_credential_every_location_shares_refused_stops_the_run_at_once(
     assert isinstance(result.stopped, AuthError)
     assert "$SHARED_TOKEN" in str(result.stopped)
     assert result.exit_code == 3
-    assert by_location(report_rows(tmp_path / "report.csv")) == {
+    assert by_location(read_csv(tmp_path / "report.csv")) == {
         A: Counter(pending=30),
         B: Counter(pending=30),
     }
@@ -270,7 +267,7 @@ async def test_the_agency_refused_for_one_location_pauses_only_that_location(
             company_id=COMPANY,
         )
         result = await execute(Settings(**{**settings.__dict__, "api": api}), job)
-        rows = report_rows(tmp_path / "report.csv")
+        rows = read_csv(tmp_path / "report.csv")
         monkeypatch.setenv("AGENCY_TOKEN", "an-agency-token-revoked")
         stopped = await execute(Settings(**{**settings.__dict__, "api": api}), job)
     assert result.exit_code == 3

@@ -12,12 +12,13 @@ import pytest
 
 from batcher.app.execute import execute
 from batcher.app.jobs import Job
-from batcher.domain.config import ApiSettings, Settings
+from batcher.domain.config import ApiSettings
 from batcher.domain.errors import ExchangeError, ForbiddenError
 from batcher.loading import InputOptions
 from batcher.sandbox import Sandbox, SandboxConfig
 
-from .conftest import SandboxFactory, contact_ids, fast_settings
+from .conftest import SandboxFactory, contact_ids
+from .helpers import per_location_settings, read_csv, set_location_tokens
 
 B, C = "mainStreetLocation01", "oakAvenueLocation001"
 TOKENS = {"token-of-location-b-0001": frozenset({B}), "token-of-location-c-0001": frozenset({C})}
@@ -64,17 +65,6 @@ class Accounts:
         return path
 
 
-def settings_for(tmp_path: Path, sandbox: Sandbox, api: ApiSettings | None = None) -> Settings:
-    settings = fast_settings(tmp_path, sandbox.url)
-    api = api or ApiSettings(base_url=sandbox.url, timeout_s=10.0, location_tokens=VARIABLES)
-    return Settings(**{**settings.__dict__, "api": api})
-
-
-def report_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def tagged(sandbox: Sandbox) -> dict[str, set[str]]:
     """The contacts each location's tag requests named."""
     found: dict[str, set[str]] = {}
@@ -85,8 +75,7 @@ def tagged(sandbox: Sandbox) -> dict[str, set[str]]:
 
 @pytest.fixture
 def location_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
-    for letter, variable in zip("bc", VARIABLES.values(), strict=True):
-        monkeypatch.setenv(variable, f"token-of-location-{letter}-0001")
+    set_location_tokens(monkeypatch, VARIABLES, "bc")
 
 
 async def test_a_run_by_email_with_a_token_per_location_resolves_and_tags_in_both(
@@ -99,9 +88,9 @@ async def test_a_run_by_email_with_a_token_per_location_resolves_and_tags_in_bot
     source = accounts.rows(tmp_path / "in.csv")
     job = Job(input_path=source, input=ADD_VIP, report_path=tmp_path / "report.csv")
     async with make_sandbox(tokens=TOKENS, fixture=accounts.fixture(tmp_path / "f.json")) as sb:
-        result = await execute(settings_for(tmp_path, sb), job)
+        result = await execute(per_location_settings(tmp_path, sb.url, VARIABLES), job)
     assert result.exit_code == 0, result.stopped
-    rows = report_rows(tmp_path / "report.csv")
+    rows = read_csv(tmp_path / "report.csv")
     assert Counter((row["status"], row["resolved_by"]) for row in rows) == {
         ("success", "email"): 2 * PER_LOCATION
     }
@@ -128,9 +117,9 @@ async def test_a_search_refused_for_one_location_s_token_stops_the_run_before_an
     source = accounts.rows(tmp_path / "in.csv")
     job = Job(input_path=source, input=ADD_VIP, report_path=tmp_path / "report.csv")
     async with make_sandbox(tokens=TOKENS, fixture=accounts.fixture(tmp_path / "f.json")) as sb:
-        settings = settings_for(tmp_path, sb)
+        settings = per_location_settings(tmp_path, sb.url, VARIABLES)
         first = await execute(settings, job)
-        refused_rows = report_rows(tmp_path / "report.csv")
+        refused_rows = read_csv(tmp_path / "report.csv")
         tag_requests = sb.stats.total_requests
         monkeypatch.setenv(VARIABLES[C], "token-of-location-c-0001")
         second = await execute(settings, job)
@@ -145,7 +134,7 @@ async def test_a_search_refused_for_one_location_s_token_stops_the_run_before_an
     assert Counter(row["status"] for row in refused_rows) == {"pending": 2 * PER_LOCATION}
     assert second.exit_code == 0, second.stopped
     assert second.resumed
-    assert Counter(row["status"] for row in report_rows(tmp_path / "report.csv")) == {
+    assert Counter(row["status"] for row in read_csv(tmp_path / "report.csv")) == {
         "success": 2 * PER_LOCATION
     }
     assert tagged(sb) == {
@@ -182,10 +171,10 @@ async def test_searches_through_the_agency_use_exchanged_tokens_and_one_refused_
                 agency_token_env="AGENCY_TOKEN",
                 company_id=COMPANY,
             )
-            settings = settings_for(tmp_path / folder, sandbox, api)
+            settings = per_location_settings(tmp_path / folder, sandbox.url, VARIABLES, api)
             report = tmp_path / folder / "report.csv"
             job = Job(input_path=source, input=ADD_VIP, report_path=report)
-            results.append((await execute(settings, job), sandbox, report_rows(report)))
+            results.append((await execute(settings, job), sandbox, read_csv(report)))
     (done, done_sandbox, done_rows), (stopped, stopped_sandbox, stopped_rows) = results
     assert done.exit_code == 0, done.stopped
     assert Counter(row["status"] for row in done_rows) == {"success": 2 * PER_LOCATION}

@@ -49,7 +49,7 @@ from batcher.domain.errors import (
 from batcher.domain.events import Event, EventSink
 from batcher.sending.pacing import Pacer
 from batcher.sending.searcher import Searcher
-from batcher.sending.sender import Counters
+from batcher.sending.sender import Counters, PacedRequests
 from batcher.state import Ledger, Resolution
 from batcher.support.stopping import Stop, interruptible_sleep
 
@@ -104,15 +104,15 @@ async def lookup(
     searches = 0
     async with contextlib.AsyncExitStack() as stack:
         client, credentials = await open_client(stack, settings, job, prepared, wanted)
-        searcher = Searcher(
-            client,
-            pacer,
-            settings.retry,
-            counters,
-            page_limit=settings.lookup.page_limit,
-            sleep=functools.partial(interruptible_sleep, stop),
+        requests = PacedRequests(
+            client=client,
             tokens=None if credentials is None else credentials.tokens,
+            pacer=pacer,
+            counters=counters,
+            retry=settings.retry,
+            sleep=functools.partial(interruptible_sleep, stop),
         )
+        searcher = Searcher(requests, page_limit=settings.lookup.page_limit)
         size = settings.lookup.emails_per_search
         # The locations' searches taken in turn: a location waiting for its budget holds no
         # worker back from the others (each location has its own limit).
@@ -226,17 +226,7 @@ def _explained(
             "contacts.readonly scope as well as contacts.write; no tag was changed"
         )
         advice = f"{credential.fix(location)}, then {RESUME}"
-    explained = type(exc)(
-        text,
-        status=exc.status,
-        retry_after_s=exc.retry_after_s,
-        rate=exc.rate,
-        advice=advice,
-    )
-    explained.attempts = exc.attempts
-    if isinstance(exc, ExchangeError) and isinstance(explained, ExchangeError):
-        explained.agency_refused = exc.agency_refused
-    return explained
+    return exc.reworded(text, advice=advice)
 
 
 class _SearchFailed(Exception):
