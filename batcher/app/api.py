@@ -24,12 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import os
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from batcher.app.directory import workspace
 from batcher.app.execute import execute
@@ -62,6 +63,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 # Where the rows given are written while a call runs, under the state directory.
 _ROWS_DIR = "rows"
@@ -176,9 +178,19 @@ def _no_loop(name: str) -> None:
     )
 
 
-def _run(name: str, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    _no_loop(name)
-    return asyncio.run(call())
+def _blocking(call: Callable[P, Coroutine[Any, Any, T]], doc: str) -> Callable[P, T]:
+    """`call` (an `..._async` function) for code without an event loop: the same arguments
+    (for type checkers too), run on a loop of its own; `doc` is its docstring."""
+    name = call.__name__.removesuffix("_async")
+
+    @functools.wraps(call)
+    def blocking(*args: P.args, **kwargs: P.kwargs) -> T:
+        _no_loop(name)
+        return asyncio.run(call(*args, **kwargs))
+
+    blocking.__name__ = blocking.__qualname__ = name
+    blocking.__doc__ = doc
+    return blocking
 
 
 def _path(value: object, name: str) -> Path:
@@ -285,28 +297,8 @@ async def apply_async(
     )
 
 
-def apply(
-    rows: Iterable[Mapping[str, object]] | pd.DataFrame,
-    *,
-    action: str | None = None,
-    tags: str | Iterable[str] | None = None,
-    remove_all_tags: bool = False,
-    location_id: str | None = None,
-    id_column: str | None = None,
-    tags_column: str | None = None,
-    action_column: str | None = None,
-    location_column: str | None = None,
-    base_url: str | None = None,
-    token: str | Mapping[str, str] | None = None,
-    config: Settings | str | os.PathLike[str] | None = None,
-    state_dir: str | os.PathLike[str] | None = None,
-    report: str | os.PathLike[str] | None = None,
-    sandbox: bool = False,
-    fresh: bool = False,
-    allow_empty: bool = False,
-    stop: Stop | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> Results:
+apply = _blocking(
+    apply_async,
     """Send the rows' tag operations, as `batcher run` does, and return each row's result.
 
     `rows`: mappings of column to value (a file's rows: a contact id column, and `tags`,
@@ -322,31 +314,8 @@ def apply(
 
     Raises UsageError (or a subclass: ConfigError, InputError) for wrong arguments, settings or
     rows, before anything is sent; a run stopped early raises nothing: see `Results.stopped`.
-    """
-    return _run(
-        "apply",
-        lambda: apply_async(
-            rows,
-            action=action,
-            tags=tags,
-            remove_all_tags=remove_all_tags,
-            location_id=location_id,
-            id_column=id_column,
-            tags_column=tags_column,
-            action_column=action_column,
-            location_column=location_column,
-            base_url=base_url,
-            token=token,
-            config=config,
-            state_dir=state_dir,
-            report=report,
-            sandbox=sandbox,
-            fresh=fresh,
-            allow_empty=allow_empty,
-            stop=stop,
-            on_progress=on_progress,
-        ),
-    )
+    """,
+)
 
 
 async def plan_async(
@@ -391,46 +360,13 @@ async def plan_async(
     )
 
 
-def plan(
-    rows: Iterable[Mapping[str, object]] | pd.DataFrame,
-    *,
-    action: str | None = None,
-    tags: str | Iterable[str] | None = None,
-    remove_all_tags: bool = False,
-    location_id: str | None = None,
-    id_column: str | None = None,
-    tags_column: str | None = None,
-    action_column: str | None = None,
-    location_column: str | None = None,
-    base_url: str | None = None,
-    config: Settings | str | os.PathLike[str] | None = None,
-    state_dir: str | os.PathLike[str] | None = None,
-    sandbox: bool = False,
-    allow_empty: bool = False,
-) -> Results:
+plan = _blocking(
+    plan_async,
     """What `apply` with the same arguments would do, as `batcher plan` shows it: nothing is
     sent, no token is needed and no state is kept. Each row's result is what is known before
     sending: `invalid` and `duplicate` rows as the run would report them, the others `pending`
-    ("would be sent"); `run.plan.requests` is the requests the run would make."""
-    return _run(
-        "plan",
-        lambda: plan_async(
-            rows,
-            action=action,
-            tags=tags,
-            remove_all_tags=remove_all_tags,
-            location_id=location_id,
-            id_column=id_column,
-            tags_column=tags_column,
-            action_column=action_column,
-            location_column=location_column,
-            base_url=base_url,
-            config=config,
-            state_dir=state_dir,
-            sandbox=sandbox,
-            allow_empty=allow_empty,
-        ),
-    )
+    ("would be sent"); `run.plan.requests` is the requests the run would make.""",
+)
 
 
 async def _rows_run(
@@ -572,43 +508,14 @@ async def undo_async(
     )
 
 
-def undo(
-    results_or_report: Results | str | os.PathLike[str],
-    *,
-    uncertain: str = "leave",
-    again: bool = False,
-    base_url: str | None = None,
-    token: str | Mapping[str, str] | None = None,
-    config: Settings | str | os.PathLike[str] | None = None,
-    state_dir: str | os.PathLike[str] | None = None,
-    report: str | os.PathLike[str] | None = None,
-    sandbox: bool | None = None,
-    fresh: bool = False,
-    dry_run: bool = False,
-    stop: Stop | None = None,
-) -> Results:
+undo = _blocking(
+    undo_async,
     """Take a run back, as `batcher undo` does (SPEC "Undo"): the run of `results` (what
     `apply` returned; its state directory and sandbox unless given), or the run whose latest
     report is the file given. Returns the undo's own results: one row per operation, with
     `undoes_row` naming the run's row. `uncertain="revert"`, `again`, `dry_run` (nothing sent)
-    as `--uncertain revert`, `--again`, `--plan`; the other arguments as for `apply`."""
-    return _run(
-        "undo",
-        lambda: undo_async(
-            results_or_report,
-            uncertain=uncertain,
-            again=again,
-            base_url=base_url,
-            token=token,
-            config=config,
-            state_dir=state_dir,
-            report=report,
-            sandbox=sandbox,
-            fresh=fresh,
-            dry_run=dry_run,
-            stop=stop,
-        ),
-    )
+    as `--uncertain revert`, `--again`, `--plan`; the other arguments as for `apply`.""",
+)
 
 
 def _run_of(settings: Settings, results: Results) -> RunInfo:
