@@ -23,6 +23,7 @@ from batcher.domain.errors import (
     DailyQuotaError,
     ForbiddenError,
     MalformedAnswerError,
+    ProxyAuthError,
     RateLimitedError,
     RejectedError,
     ServerError,
@@ -757,14 +758,42 @@ async def test_an_exception_holding_the_request_is_never_rendered_into_a_message
     info = aiohttp.RequestInfo(
         URL(ADD_URL), "POST", {"Authorization": f"Bearer {TOKEN}"}, URL(ADD_URL)
     )
-    exc = aiohttp.ClientHttpProxyError(info, (), status=407, message="Proxy Auth Required")
+    exc = aiohttp.ClientHttpProxyError(info, (), status=502, message="Bad Gateway")
     assert TOKEN in repr(exc.request_info)  # what must not get out
     mocked.post(ADD_URL, exception=exc)
 
     with pytest.raises(TransportError) as caught:
         await client.send(make_batch())
 
-    assert caught.value.message == "no answer: ClientHttpProxyError (HTTP 407 Proxy Auth Required)"
+    assert caught.value.message == "no answer: ClientHttpProxyError (HTTP 502 Bad Gateway)"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param({"status": 407, "reason": "Proxy Authentication Required"}, id="plain HTTP"),
+        pytest.param(
+            {"exception": aiohttp.ClientHttpProxyError(_CONNECT, (), status=407, message="auth")},
+            id="CONNECT",
+        ),
+    ],
+)
+async def test_a_proxy_refusing_its_credentials_is_a_stop_about_the_proxy(
+    mocked: aioresponses, client: BulkTagsClient, answer: dict[str, Any]
+) -> None:
+    """A 407, whether the proxy answers a plain-HTTP request or refuses the CONNECT, is a
+    ProxyAuthError: the run stops (exit 3) telling to fix the proxy's credentials; it is never
+    a rejected row ("fix the row") nor a transport error retried for nothing."""
+    mocked.post(ADD_URL, **answer)
+
+    with pytest.raises(ProxyAuthError) as caught:
+        await client.send(make_batch())
+
+    assert caught.value.exit_code == 3
+    assert not caught.value.permanent
+    assert not caught.value.exposed
+    assert "407" in caught.value.message
+    assert "fix the proxy's user and password" in str(caught.value)
 
 
 async def test_a_transport_error_text_is_scrubbed_in_any_case(

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Self
+from typing import Any, Self
 
 from batcher.domain.models import RateLimitInfo
 
@@ -192,6 +192,19 @@ class ForbiddenError(FatalApiError):
 
 class DailyQuotaError(FatalApiError):
     pass
+
+
+class ProxyAuthError(FatalApiError):
+    """The proxy refused its credentials (407): no request reaches the API until the proxy's
+    settings are fixed, whichever row or location (never a row's fault, never retried)."""
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "advice",
+            "fix the proxy's user and password (in HTTPS_PROXY / HTTP_PROXY, or ~/.netrc), "
+            "then " + RESUME,
+        )
+        super().__init__(message, **kwargs)
 
 
 class ExchangeError(FatalApiError):

@@ -73,6 +73,7 @@ from batcher.domain.errors import (
     DailyQuotaError,
     ForbiddenError,
     MalformedAnswerError,
+    ProxyAuthError,
     RateLimitedError,
     RejectedError,
     ServerError,
@@ -426,12 +427,23 @@ class BulkTagsClient:
                 headers=answer_headers,
                 exposed=_exposed_status(status),
             ) from None
+        except aiohttp.ClientHttpProxyError as exc:
+            if exc.status != HTTPStatus.PROXY_AUTHENTICATION_REQUIRED:
+                raise self._transport_error(exc) from exc
+            # The proxy refused CONNECT for its credentials: nothing reached the API.
+            raise ProxyAuthError(
+                self._clean(f"the proxy refused its credentials: {_describe(exc)}"),
+                status=exc.status,
+            ) from exc
         # Refused, reset, dropped (ServerDisconnectedError), TLS, proxy and payload errors.
         except aiohttp.ClientError as exc:
-            raise TransportError(
-                self._clean(f"no answer: {_describe(exc)}"), exposed=_may_have_arrived(exc)
-            ) from exc
+            raise self._transport_error(exc) from exc
         return status, reason, answer_headers, raw
+
+    def _transport_error(self, exc: aiohttp.ClientError) -> TransportError:
+        return TransportError(
+            self._clean(f"no answer: {_describe(exc)}"), exposed=_may_have_arrived(exc)
+        )
 
     def _error_for(
         self,
@@ -453,6 +465,8 @@ class BulkTagsClient:
         else:
             detail = f"unexpected status (the API answers {expected.value})"
         message = f"HTTP {status}: {detail}" if detail else f"HTTP {status} {reason}".rstrip()
+        if status == HTTPStatus.PROXY_AUTHENTICATION_REQUIRED:  # the proxy's answer, not the API's
+            message = f"the proxy refused its credentials: {message}"
         rate = parse_rate_limit(headers)
         return _error_class(status, rate)(
             self._clean(message),
@@ -646,6 +660,8 @@ def _error_class(status: int, rate: RateLimitInfo) -> type[ApiError]:
         return AuthError
     if status == HTTPStatus.FORBIDDEN:
         return ForbiddenError
+    if status == HTTPStatus.PROXY_AUTHENTICATION_REQUIRED:  # a plain-HTTP URL through a proxy
+        return ProxyAuthError
     if status == HTTPStatus.TOO_MANY_REQUESTS:
         # Burst and daily exhaustion both answer 429; the daily one says so in its headers.
         return DailyQuotaError if rate.daily_remaining == 0 else RateLimitedError

@@ -35,6 +35,7 @@ from batcher.domain.errors import (
     FatalApiError,
     ForbiddenError,
     Interrupted,
+    ProxyAuthError,
     QuotaReachedError,
     RateLimitedError,
     RejectedError,
@@ -343,6 +344,8 @@ class BatchSender(PacedRequests):
 
     def _explained(self, exc: FatalApiError, batch: Batch) -> FatalApiError:
         """The run-ending error, with what to do about it (SPEC "Exit status": 3)."""
+        if isinstance(exc, ProxyAuthError):
+            return exc  # about the proxy, not the token or the location: it says so itself
         if isinstance(exc, ExchangeError) and self._credential is not None:
             credential = self._credential(batch.location_id)
             text = f"{credential.label} failed for location {batch.location_id} ({exc.message})"

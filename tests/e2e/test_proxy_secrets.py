@@ -109,7 +109,11 @@ async def test_proxy_credentials_are_in_no_output_and_no_file(
         stdout, stderr = await asyncio.wait_for(child.communicate(), BOUND_S)
     assert heads, "the run went through the proxy"
     assert b"Proxy-Authorization: Basic" in heads[0], "and offered it the credentials"
-    assert child.returncode in (1, 3), stderr.decode()
+    # The proxy's refusal stops the run (exit 3, the rows pending for the next run): never a
+    # row's fault, never "fix the row".
+    assert child.returncode == 3, stderr.decode()
+    assert b"the proxy refused its credentials" in stderr
+    assert b"fix the proxy's user and password" in stderr
     assert b"407" in stdout + stderr  # the refusal is reported...
     written = files_under(work)
     assert work / "in-report.csv" in written

@@ -44,6 +44,7 @@ from batcher.domain.errors import (
     ExchangeError,
     FatalApiError,
     Interrupted,
+    ProxyAuthError,
     StopRun,
 )
 from batcher.domain.events import Event, EventSink
@@ -197,6 +198,8 @@ def _failed(
     """The stop of the lookup when a search of `location` failed with `exc`."""
     if isinstance(exc, DailyQuotaError):
         return _stopped(f"the API answered 429 with X-RateLimit-Daily-Remaining: 0 ({exc})")
+    if isinstance(exc, ProxyAuthError):
+        return exc  # about the proxy, not the token: it says so itself
     if isinstance(exc, FatalApiError):
         return _explained(exc, location, prepared, credentials)
     return _stopped(f"a search for the rows given by email failed: {exc.message}")
