@@ -414,6 +414,40 @@ def test_work_lists_each_group_with_its_rows_to_send(ledger: Ledger) -> None:
     ]
 
 
+def test_a_load_without_cells_plans_the_same_and_keeps_no_cells(state_dir: Path) -> None:
+    """A ledger loaded without the input's cells (a plan that gives no rows back) has the same
+    work, members, counts, first invalid rows and columns as one loaded with them, and no
+    cell in its rows table."""
+    rows = [
+        _row(1, tags=("a",)),
+        _row(2, tags=("b",)),
+        _row(3, contact=1, tags=("b",)),
+        _row(4, contact=1, tags=("b",)),
+        _row(5, invalid="bad id"),
+        _row(6, tags=_tags(60), location="LOC2"),
+    ]
+    seen = []
+    for key, cells in (("with", True), ("without", False)):
+        with Ledger.open(state_dir, key) as opened:
+            opened.load(COLUMNS, [Chunk.of_rows(rows, len(COLUMNS))], cells=cells)
+            seen.append(
+                (
+                    opened.work(),
+                    _members(opened),
+                    opened.status_counts(),
+                    opened.first_rows("invalid", 5),
+                    opened.first_rows("duplicate", 5),
+                    opened.columns,
+                )
+            )
+            names = [c[1] for c in opened._db.execute("PRAGMA table_info(rows)")]
+            assert any(name.startswith("c") and name[1:].isdigit() for name in names) is cells
+    assert seen[0] == seen[1]
+    # Both kinds of rows settled before sending are there.
+    assert seen[0][3]
+    assert seen[0][4]
+
+
 def test_work_of_a_long_tag_set_has_one_item_per_part(ledger: Ledger) -> None:
     """A 120-tag group (tags in any order) is three work items, parts 0..2, each with all rows."""
     load(ledger, COLUMNS, [[_row(1, tags=_tags(120)), _row(2, tags=tuple(reversed(_tags(120))))]])

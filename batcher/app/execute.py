@@ -97,7 +97,11 @@ async def execute(
     prepared = prepare(settings, job, stop, dry_run=dry_run, rejects=rejects)
     facts = _facts(settings, job, prepared)
     with _open_ledger(settings, job, prepared, facts, emit, dry_run=dry_run) as ledger:
-        loaded = load(ledger, job, prepared.table, settings, stop, dry_run=dry_run)
+        # A plan keeps no input cells unless rows are written or read back (its rejects, the
+        # Python API's plan).
+        wanted = (prepared.report_path, rejects, read_rows)
+        keep = not dry_run or any(rows is not None for rows in wanted)
+        loaded = load(ledger, job, prepared.table, settings, stop, dry_run=dry_run, cells=keep)
         laps.lap("load")
         looked = await lookup(settings, job, prepared, ledger, stop, emit, dry_run=dry_run)
         if looked.resolution is not None:

@@ -262,10 +262,10 @@ class Ledger:
     # -- rows -----------------------------------------------------------------------------
 
     @_state_errors
-    def load(self, columns: Sequence[str], chunks: Iterable[Chunk]) -> int:
+    def load(self, columns: Sequence[str], chunks: Iterable[Chunk], *, cells: bool = True) -> int:
         """Write every input row once, then order each contact's rows. Returns the row count
-        (see `batcher.state.rows`)."""
-        return rows.load(self._db, self.path, columns, chunks)
+        (see `batcher.state.rows`; without `cells`, it gives no report rows)."""
+        return rows.load(self._db, self.path, columns, chunks, cells=cells)
 
     @_state_errors
     def row_count(self) -> int:

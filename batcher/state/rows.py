@@ -7,6 +7,7 @@ C-level `map`s do: group ids and tag JSON are worked out per distinct value.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -84,11 +85,19 @@ class _GroupIds:
 
 
 def load(
-    db: sqlite3.Connection, path: Path, columns: Sequence[str], chunks: Iterable[Chunk]
+    db: sqlite3.Connection,
+    path: Path,
+    columns: Sequence[str],
+    chunks: Iterable[Chunk],
+    *,
+    cells: bool = True,
 ) -> int:
     """Write every input row once, then order each contact's rows. Returns the row count.
 
-    `path` is the state file (synced once the load is written: `db.written_once`).
+    `path` is the state file (synced once the load is written: `db.written_once`). Without
+    `cells`, the input's cells are not kept (a plan that gives no rows back: they were half of
+    its writing, 0.9 s of a million six-column rows); the columns are, and such a ledger can
+    give no report rows.
     """
     if len(columns) > MAX_INPUT_COLUMNS:
         raise UsageError(
@@ -102,8 +111,8 @@ def load(
     from batcher.state.repeats import RepeatFinder
 
     count = committed = 0
-    cells = "".join(f",\n    c{i} TEXT NOT NULL" for i in range(len(columns)))
-    marks = ", ?" * len(columns)
+    kept = len(columns) if cells else 0
+    marks = ", ?" * kept
     insert_settled = f"INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?{marks})"
     # A row given by email: no group, round or status until its contact is known (Step 16,
     # `batcher.state.lookups`): pending, never sent, until then.
@@ -112,12 +121,16 @@ def load(
     )
     with RepeatFinder() as repeats, written_once(db, path), transaction(db):
         db.execute("DROP TABLE rows")
-        db.execute(ROWS_TABLE.format(cells=cells))
+        db.execute(
+            ROWS_TABLE.format(cells="".join(f",\n    c{i} TEXT NOT NULL" for i in range(kept)))
+        )
         db.execute("DROP TABLE IF EXISTS temp.maybe")  # left by a load that failed
         db.execute("CREATE TEMP TABLE maybe (row INTEGER PRIMARY KEY)")
         for chunk in chunks:
             if len(chunk.cells) != len(columns):
                 raise ValueError(f"{len(chunk.cells)} cell columns for {len(columns)} columns")
+            if not cells:
+                chunk = dataclasses.replace(chunk, cells=[])
             rows_of = chunk.rows
             if chunk.emails:  # their contacts are ordered once known (`batcher.state.lookups`)
                 chunk = _insert_lookups(db, chunk, groups, insert_lookup)

@@ -44,13 +44,15 @@ def load(
     stop: Stop,
     *,
     dry_run: bool,
+    cells: bool = True,
 ) -> Loaded:
     """Tidy the state directory (a run, not a plan), then write every row of a new run (a
     shard keeps only its own rows, with their input `row` and `line` numbers). A signal's stop
     meanwhile ends the run at once (`Stop.watch`); once loaded, a stop is graceful again.
 
     A run finished from its state alone (`table` None: `batcher resume`) must find its run
-    unfinished and its id the one asked; else UsageError (nothing was sent)."""
+    unfinished and its id the one asked; else UsageError (nothing was sent). Without `cells`
+    the input's cells are not kept: for a plan that gives no rows back."""
     if job.resumes is not None and not (ledger.resumed and ledger.run_id == job.resumes.run_id):
         raise UsageError(
             f"run {job.resumes.run_id} is no longer unfinished (another command finished or "
@@ -63,7 +65,7 @@ def load(
     if not ledger.resumed:
         assert table is not None  # only a resume has no table, and it continues a run
         with no_collections():
-            ledger.load(table.columns, selection(stop.watch(job.chunks(table))))
+            ledger.load(table.columns, selection(stop.watch(job.chunks(table))), cells=cells)
     stop.loaded()
     return Loaded(
         run_id=ledger.run_id,
