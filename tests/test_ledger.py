@@ -414,10 +414,10 @@ def test_work_lists_each_group_with_its_rows_to_send(ledger: Ledger) -> None:
     ]
 
 
-def test_a_load_without_cells_plans_the_same_and_keeps_no_cells(state_dir: Path) -> None:
-    """A ledger loaded without the input's cells (a plan that gives no rows back) has the same
-    work, members, counts, first invalid rows and columns as one loaded with them, and no
-    cell in its rows table."""
+def test_a_plan_s_ledger_without_cells_plans_the_same(state_dir: Path) -> None:
+    """A plan's scratch ledger loaded without the input's cells (a plan that gives no rows
+    back) has the same work, members, counts, first invalid rows and columns as a run's, no
+    cell in its rows table, and no index for sending."""
     rows = [
         _row(1, tags=("a",)),
         _row(2, tags=("b",)),
@@ -428,7 +428,7 @@ def test_a_load_without_cells_plans_the_same_and_keeps_no_cells(state_dir: Path)
     ]
     seen = []
     for key, cells in (("with", True), ("without", False)):
-        with Ledger.open(state_dir, key) as opened:
+        with Ledger.open(state_dir, key, scratch=not cells) as opened:
             opened.load(COLUMNS, [Chunk.of_rows(rows, len(COLUMNS))], cells=cells)
             seen.append(
                 (
@@ -442,6 +442,8 @@ def test_a_load_without_cells_plans_the_same_and_keeps_no_cells(state_dir: Path)
             )
             names = [c[1] for c in opened._db.execute("PRAGMA table_info(rows)")]
             assert any(name.startswith("c") and name[1:].isdigit() for name in names) is cells
+            indexes = {name for (name,) in opened._db.execute("SELECT name FROM sqlite_master")}
+            assert ("rows_by_group" in indexes) is cells
     assert seen[0] == seen[1]
     # Both kinds of rows settled before sending are there.
     assert seen[0][3]

@@ -264,8 +264,11 @@ class Ledger:
     @_state_errors
     def load(self, columns: Sequence[str], chunks: Iterable[Chunk], *, cells: bool = True) -> int:
         """Write every input row once, then order each contact's rows. Returns the row count
-        (see `batcher.state.rows`; without `cells`, it gives no report rows)."""
-        return rows.load(self._db, self.path, columns, chunks, cells=cells)
+        (see `batcher.state.rows`; without `cells`, it gives no report rows). A plan's scratch
+        ledger never sends: its rows are not indexed for sending."""
+        return rows.load(
+            self._db, self.path, columns, chunks, cells=cells, sending=self._scratch is None
+        )
 
     @_state_errors
     def row_count(self) -> int:
