@@ -95,8 +95,8 @@ def test_a_full_disk_while_recording_answers_stops_the_run_naming_it(
     """Once loaded, the state file may not grow: the first answer cannot be recorded."""
     load = Ledger.load
 
-    def then_full(self: Ledger, columns: Any, chunks: Iterable[Any]) -> int:
-        count = load(self, columns, chunks)
+    def then_full(self: Ledger, columns: Any, chunks: Iterable[Any], **kwargs: Any) -> int:
+        count = load(self, columns, chunks, **kwargs)
         pages = self._db.execute("PRAGMA page_count").fetchone()[0]
         self._db.execute(f"PRAGMA max_page_count = {pages}")
         return count

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 
 class Action(StrEnum):
@@ -195,9 +195,13 @@ class Batch:
     contact_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ContactOutcome:
-    """What became of one contact of a batch: the API's per-contact answer, or why none came."""
+class ContactOutcome(NamedTuple):
+    """What became of one contact of a batch: the API's per-contact answer, or why none came.
+
+    A NamedTuple, not a frozen dataclass: one is made for each contact the API answers in its
+    own way (a million a run when answers name each contact's old tags), and a frozen
+    dataclass's `__init__` (an `object.__setattr__` per field) took 1.9 µs to the tuple's 0.8.
+    """
 
     status: Status
     message: str

@@ -375,9 +375,9 @@ async def test_the_load_runs_without_the_cyclic_collector_which_comes_back_after
     seen: list[bool] = []
     load = Ledger.load
 
-    def watched(self: Ledger, *args: Any) -> int:
+    def watched(self: Ledger, *args: Any, **kwargs: Any) -> int:
         seen.append(gc.isenabled())
-        return load(self, *args)
+        return load(self, *args, **kwargs)
 
     monkeypatch.setattr(Ledger, "load", watched)
     source = write_csv(tmp_path / "in.csv", contact_ids(30))
