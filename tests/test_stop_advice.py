@@ -30,13 +30,8 @@ from batcher.domain.models import BatchOutcome, ContactOutcome, RateLimitInfo, S
 from batcher.sending.breakers import ErrorRateBreaker, FailureBreaker
 from batcher.sending.lanes import Dispatch
 from batcher.sending.pacing import Pacer
-from batcher.sending.sender import (
-    BatchSender,
-    Counters,
-    credentials_refused,
-    quota_message,
-    quota_reached,
-)
+from batcher.sending.sender import BatchSender, Counters
+from batcher.sending.stops import credentials_refused, quota_message, quota_reached
 from batcher.state import Ledger
 from batcher.support.stopping import Stop
 

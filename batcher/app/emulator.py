@@ -7,15 +7,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from batcher.domain.config import config_path
 from batcher.domain.errors import ConfigError, UsageError
-from batcher.sandbox import Sandbox, SandboxConfig, config_from_options, load_config, serve
+from batcher.sandbox import SandboxConfig, config_from_options, load_config
+
+if TYPE_CHECKING:
+    from batcher.sandbox import Sandbox
 
 __all__ = [
     "SANDBOX_FIXTURE_NAME",
-    "Sandbox",
     "SandboxConfig",
+    "embedded",
     "emulator_config",
     "sandbox_config",
     "serve_emulator",
@@ -99,8 +103,18 @@ def emulator_config(
         raise UsageError(str(exc)) from None
 
 
+def embedded(config: SandboxConfig) -> Sandbox:
+    """The emulator inside this process, as a run's `--sandbox` starts it (an async context)."""
+    # The server is imported when one is started (see `batcher.sandbox`), here and below.
+    from batcher.sandbox import Sandbox
+
+    return Sandbox(config)
+
+
 async def serve_emulator(
     config: SandboxConfig, announce: Callable[[str], None], *, warn: Callable[[str], None]
 ) -> None:
     """Serve the emulator until cancelled; `announce(url)` once it listens."""
+    from batcher.sandbox import serve
+
     await serve(config, announce, warn=warn)

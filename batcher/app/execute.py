@@ -24,7 +24,7 @@ from batcher.app.stages.lookup import Looked, lookup
 from batcher.app.stages.plan import Planned, all_invalid, plan
 from batcher.app.stages.prepare import Prepared, prepare
 from batcher.app.stages.report import Reported, refuse_all_invalid, report
-from batcher.app.stages.send import Sent, send
+from batcher.app.stages.sent import Sent
 from batcher.domain.config import Settings
 from batcher.domain.credentials import credential_variables
 from batcher.domain.errors import BatcherError
@@ -114,6 +114,10 @@ async def execute(
             laps.lap("plan")
             confirm_stage(confirm, preview(prepared, planned, credentials))
             laps.lap("confirm")  # a person's time to answer is no stage of the run
+            # Imported here: a plan never sends, and the HTTP client (aiohttp, its TLS context)
+            # is a fifth of a second of its start.
+            from batcher.app.stages.send import send
+
             sent = await send(
                 settings,
                 job,

@@ -10,7 +10,8 @@ rows that name none) and EXAMPLE_LOCATION, the one in the API documentation's ow
 only listens on loopback unless `allow_public` is set, and then warns (`warn`, `public_warning`).
 """
 
-from batcher.sandbox.app import Sandbox, public_warning, serve
+from typing import TYPE_CHECKING, Any
+
 from batcher.sandbox.config import (
     DEFAULT_LOCATION,
     DEFAULT_TOKEN,
@@ -49,3 +50,18 @@ __all__ = [
     "public_warning",
     "serve",
 ]
+
+if TYPE_CHECKING:
+    from batcher.sandbox.app import Sandbox, public_warning, serve
+
+# The server (aiohttp's web framework) is imported when it is asked for: a command that only
+# reads the sandbox's settings (every `batcher plan`, through the run's job) starts without it.
+_SERVER = frozenset({"Sandbox", "public_warning", "serve"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SERVER:
+        from batcher.sandbox import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

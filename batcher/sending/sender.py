@@ -19,7 +19,7 @@ turned them into those); nothing here imports aiohttp.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -29,17 +29,14 @@ from batcher.domain.errors import (
     RESUME,
     ApiError,
     AuthError,
-    CredentialsRefusedError,
     DailyQuotaError,
     ExchangeError,
     FatalApiError,
     ForbiddenError,
     Interrupted,
     ProxyAuthError,
-    QuotaReachedError,
     RateLimitedError,
     RejectedError,
-    WindowEndError,
 )
 from batcher.domain.events import Event, EventSink, ignore
 from batcher.domain.models import (
@@ -60,15 +57,10 @@ __all__ = [
     "Counters",
     "PacedRequests",
     "Wire",
-    "credentials_refused",
     "failure_message",
     "failure_reason",
     "heard",
     "location_token",
-    "quota_message",
-    "quota_reached",
-    "window_message",
-    "window_reached",
 ]
 
 
@@ -397,53 +389,6 @@ def heard(pacer: Pacer, counters: Counters, location_id: str, exc: ApiError, sin
     if isinstance(exc, RateLimitedError):
         interval = exc.rate.interval_ms / 1000 if exc.rate.interval_ms else None
         pacer.pause(location_id, exc.retry_after_s or interval or pacer.interval_s(location_id))
-
-
-def quota_reached(stopped: Mapping[str, str]) -> QuotaReachedError:
-    """The run's stop when some locations' daily quota is reached (the others finished)."""
-    names = ", ".join(f"{location} ({reason})" for location, reason in sorted(stopped.items()))
-    count = len(stopped)
-    return QuotaReachedError(
-        f"the daily request quota of {count} location{'s' if count != 1 else ''} is reached: "
-        f"{names}",
-        advice="their rows stay pending: run the same command again when it resets",
-    )
-
-
-def credentials_refused(refused: Mapping[str, str]) -> CredentialsRefusedError:
-    """The run's stop when some locations' credentials (location -> the credential's name)
-    were refused (the others finished)."""
-    count = len(refused)
-    names = ", ".join(f"{location}: {label}" for location, label in sorted(refused.items()))
-    return CredentialsRefusedError(
-        f"the API refused the credential of {count} location{'s' if count != 1 else ''} "
-        f"({names}); the other locations finished",
-        advice="each report line says which credential to fix; then " + RESUME,
-    )
-
-
-def window_reached(stopped: Mapping[str, str]) -> WindowEndError:
-    """The run's stop when the send window stops some locations (`--until-window-end`)."""
-    reasons = sorted(set(stopped.values()))
-    count = len(stopped)
-    return WindowEndError(
-        f"stopped by --until-window-end ({count} location{'s' if count != 1 else ''}): "
-        + "; ".join(reasons),
-        advice="their rows stay pending: run the same command again then",
-    )
-
-
-def window_message(reason: str) -> str:
-    """The message of a row left pending by `--until-window-end`."""
-    return f"not sent: {reason}; run the same command again then"
-
-
-def quota_message(reason: str) -> str:
-    """The message of a row left pending because its location's daily quota is reached."""
-    return (
-        f"not sent: the location's daily request quota is reached ({reason}); run the same "
-        "command again when it resets"
-    )
 
 
 def failure_reason(exc: ApiError) -> str:

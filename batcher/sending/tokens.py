@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from batcher.sending.client import BulkTagsClient
-from batcher.sending.pacing import Pacer
+if TYPE_CHECKING:  # a plan reads credentials without importing the HTTP client
+    from batcher.sending.client import BulkTagsClient
+    from batcher.sending.pacing import Pacer
 
 __all__ = ["EXCHANGE_BUDGET", "Agency", "Tokens"]
 

@@ -29,12 +29,12 @@ import contextlib
 import functools
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from batcher.app.credentials import RunCredentials
 from batcher.app.jobs import Job
 from batcher.app.rendering import EXAMPLES
 from batcher.app.stages.prepare import Prepared
-from batcher.app.stages.send import make_pacer, open_client
 from batcher.domain.config import Settings
 from batcher.domain.errors import (
     RESUME,
@@ -49,10 +49,11 @@ from batcher.domain.errors import (
 )
 from batcher.domain.events import Event, EventSink
 from batcher.sending.pacing import Pacer
-from batcher.sending.searcher import Searcher
-from batcher.sending.sender import Counters, PacedRequests
 from batcher.state import Ledger, Resolution
 from batcher.support.stopping import Stop, interruptible_sleep
+
+if TYPE_CHECKING:
+    from batcher.sending.searcher import Searcher
 
 __all__ = ["Looked", "lookup"]
 
@@ -99,6 +100,12 @@ async def lookup(
             {"addresses": addresses, "locations": len(wanted)},
         )
     )
+    # Imported here: a file without addresses never searches, and the HTTP client (aiohttp,
+    # its TLS context) is a fifth of a second of a plan's start.
+    from batcher.app.stages.send import make_pacer, open_client
+    from batcher.sending.searcher import Searcher
+    from batcher.sending.sender import Counters, PacedRequests
+
     counters = Counters()
     pacer = make_pacer(settings, stop, emit)
     stopped: BatcherError | None = None

@@ -9,8 +9,7 @@ import functools
 import gc
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 
 from batcher.app.credentials import (
     RunCredentials,
@@ -19,11 +18,12 @@ from batcher.app.credentials import (
     require,
     uses_one_credential,
 )
-from batcher.app.emulator import Sandbox
+from batcher.app.emulator import embedded
 from batcher.app.jobs import Job
 from batcher.app.result import Progress, RunProgress, Tick
 from batcher.app.stages.plan import Planned
 from batcher.app.stages.prepare import Prepared
+from batcher.app.stages.sent import Sent
 from batcher.domain.config import Settings, drip_of, read_token, window_of
 from batcher.domain.errors import BatcherError, FatalApiError, StopRun
 from batcher.domain.events import EventSink
@@ -34,55 +34,11 @@ from batcher.sending.client import BulkTagsClient
 from batcher.sending.lanes import Dispatch, Lanes
 from batcher.sending.pacing import ContactBudget, Pacer
 from batcher.sending.pool import run_pool
-from batcher.sending.sender import (
-    BatchSender,
-    Counters,
-    Wire,
-    credentials_refused,
-    quota_message,
-    quota_reached,
-    window_message,
-    window_reached,
-)
+from batcher.sending.sender import BatchSender, Counters, Wire
 from batcher.state import Ledger
 from batcher.support.stopping import Stop, interruptible_sleep
 
-__all__ = ["Sent", "make_pacer", "open_client", "send"]
-
-
-@dataclass(frozen=True)
-class Sent:
-    """What sending did: requests made, retried, refused with 429; the error that stopped it
-    (a breaker, a credential every location shares refused, the state file), the locations
-    whose daily quota was reached or that the send window stopped, with why, and those whose
-    own credential was refused, with that credential's name and their rows' message (their
-    rows stay pending)."""
-
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    stopped: BatcherError | None = None
-    quota: Mapping[str, str] = field(default_factory=dict)
-    refused: Mapping[str, tuple[str, str]] = field(default_factory=dict)
-    windowed: Mapping[str, str] = field(default_factory=dict)
-
-    def outcome(self, stop: Stop) -> tuple[BatcherError | None, dict[str, str]]:
-        """Why the run stopped, if it did (this stage's error, else a stop asked for, else a
-        refused credential, else the daily quota, else the send window), and the pending
-        message of each location stopped by its credential, its quota or the window."""
-        stopped = self.stopped
-        if stop.requested and stopped is None:
-            stopped = stop.error()
-        if self.refused and stopped is None:
-            stopped = credentials_refused({k: label for k, (label, _) in self.refused.items()})
-        if self.quota and stopped is None:
-            stopped = quota_reached(self.quota)
-        if self.windowed and stopped is None:
-            stopped = window_reached(self.windowed)
-        pending = {location: window_message(why) for location, why in self.windowed.items()}
-        pending.update({location: quota_message(why) for location, why in self.quota.items()})
-        pending.update({location: message for location, (_, message) in self.refused.items()})
-        return stopped, pending
+__all__ = ["make_pacer", "open_client", "send"]
 
 
 class _Progress:
@@ -250,7 +206,7 @@ async def open_client(
     any request."""
     base_url, token, credentials = settings.api.base_url, prepared.token, None
     if job.sandbox is not None:
-        sandbox = await stack.enter_async_context(Sandbox(job.sandbox))
+        sandbox = await stack.enter_async_context(embedded(job.sandbox))
         base_url, token = sandbox.url, sandbox.token
     elif token is None and uses_one_credential(settings):
         # A plan that searches (Step 16): it needs the token a run does.
