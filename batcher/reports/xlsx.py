@@ -12,7 +12,9 @@ bold frozen header, the column widths, the autofilter and the Summary sheet, who
 ``sheet1.xml`` has only the header. Its parts are copied into the report's zip, and its
 ``sheet1.xml`` is split after the header: the rows are streamed in between. The skeleton is made
 twice: once after the first rows (their widths are the columns', and the sheet's XML starts with
-them) and once after the last (the autofilter's range and the Summary's facts).
+them) and once after the last (the autofilter's range and the Summary's facts). The zip is
+written by `batcher.reports.zipping`, so that a part of the rows another process deflated goes
+into the sheet as it is.
 
 The data sheet's cells:
 - text cells are inline strings (``t="inlineStr"``: no shared-string table to hold in memory),
@@ -20,8 +22,9 @@ The data sheet's cells:
 - ``row``, ``line``, ``http_status`` and ``attempts`` are numbers when they are integers;
 - an empty cell (None or "") is ``<c/>``; rows and cells carry no ``r`` reference (optional in
   ECMA-376 Part 1, 18.3.1.3 and 18.3.1.4): each takes the next row or column, as readers place
-  them. So a part of the rows can be written by another process (`write_sheet_rows`, deflated
-  to keep its file small) without knowing where it starts, and copied in (`copy_sheet_rows`).
+  them. So a part of the rows can be written by another process (`write_sheet_rows`, packed:
+  deflated as the sheet's own data is) without knowing where it starts, and appended to the
+  sheet's data without being inflated (`copy_sheet_rows`).
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ import itertools
 import operator
 import re
 import zipfile
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from batcher.domain.fields import NUMBER_FIELDS, RESULT_FIELDS
 from batcher.domain.models import Cell
+from batcher.reports.zipping import ZIP64_FROM, DeflatedMember, Packer, ZipWriter
 
 __all__ = ["copy_sheet_rows", "write_sheet_rows", "write_xlsx"]
 
@@ -75,13 +78,6 @@ _CONTROL = re.compile("([\x00-\x08\x0b-\x1f])")
 _CELL_MAX = 32_767
 # Rows are encoded and handed to the zip this many at a time.
 _BATCH = 1_000
-# The zip's deflate level: 1 compresses the repetitive XML about as well as the default (6), in
-# a fraction of the time (benchmarks/million.py: the report stage).
-_LEVEL = 1
-# Past 2 GiB, a zip member needs a Zip64 record, which must be asked for before it is written;
-# asked for only then: Excel takes such a record in a small file for damage (Apache POI's
-# documentation of Zip64Mode.Always).
-_ZIP64_FROM = 2**31 - 1
 
 Summary = Callable[[], Mapping[str, object]]
 TooMany = Callable[[], Exception]
@@ -109,10 +105,13 @@ def write_xlsx(
     head = re.sub(rb"<dimension ref=\"[^\"]*\"/>", b"", head, count=1)  # rows still unknown
     encode = _RowEncoder(columns)
     sample_bytes = len(encode.rows(sample).encode("utf-8"))
-    big = sample_bytes * 2 * max_rows // max(len(sample), 1) >= _ZIP64_FROM
+    # Past 2 GiB, a zip member needs a Zip64 record, which must be asked for before it is
+    # written; asked for only then: Excel takes such a record in a small file for damage (Apache
+    # POI's documentation of Zip64Mode.Always).
+    big = sample_bytes * 2 * max_rows // max(len(sample), 1) >= ZIP64_FROM
     count = 0
-    with zipfile.ZipFile(file, "w", zipfile.ZIP_DEFLATED, compresslevel=_LEVEL) as book:
-        with book.open(_SHEET, "w", force_zip64=big) as sheet:
+    with ZipWriter(file) as book:
+        with book.stream(_SHEET, zip64=big) as sheet:
             sheet.write(head)
             for batch in _batches(itertools.chain(sample, source)):
                 if count + len(batch) > max_rows:
@@ -120,45 +119,42 @@ def write_xlsx(
                 sheet.write(encode.rows(batch).encode("utf-8"))
                 count += len(batch)
             if rest is not None:
-                count += rest(sheet)
+                # A file object to `rest`, as a zip member is to zipfile's callers: it writes
+                # rows into it, or appends a packed part (`copy_sheet_rows`).
+                count += rest(cast(IO[bytes], sheet))
                 if count > max_rows:
                     raise too_many()
             parts = _skeleton(columns, widths, count, summary() if summary else None)
             sheet.write(_split(parts[_SHEET])[1])
         for name, data in parts.items():
             if name != _SHEET:
-                book.writestr(name, data)
+                book.add(name, data)
     return count
 
 
 def write_sheet_rows(
     file: IO[bytes], columns: Sequence[str], rows: Iterable[Sequence[Cell]], *, packed: bool
 ) -> int:
-    """Write the `<row>` elements of `rows` to `file` (into the sheet, or `packed`: deflated,
-    into a part another process writes, for `copy_sheet_rows`); return the number of rows."""
+    """Write the `<row>` elements of `rows` to `file` (into the sheet, or `packed`: into a part
+    another process writes, for `copy_sheet_rows`); return the number of rows."""
     encode = _RowEncoder(columns)
-    packer = zlib.compressobj(_LEVEL) if packed else None
+    packer = Packer(file) if packed else None
+    write = file.write if packer is None else packer.write
     count = 0
     for batch in _batches(iter(rows)):
-        data = encode.rows(batch).encode("utf-8")
-        file.write(data if packer is None else packer.compress(data))
+        write(encode.rows(batch).encode("utf-8"))
         count += len(batch)
     if packer is not None:
-        file.write(packer.flush())
+        packer.close()
     return count
 
 
-def copy_sheet_rows(part: IO[bytes], sheet: IO[bytes]) -> None:
-    """Copy a part `write_sheet_rows` wrote (read from its start) into the sheet."""
-    unpacker = zlib.decompressobj()
-    while chunk := part.read(1 << 16):
-        # At most 1 MiB inflated at a time: the XML deflates about thirtyfold.
-        while chunk:
-            sheet.write(unpacker.decompress(chunk, 1 << 20))
-            chunk = unpacker.unconsumed_tail
-    sheet.write(unpacker.flush())
-    if not unpacker.eof:
-        raise ValueError("the report's part ends early")
+def copy_sheet_rows(part: IO[bytes], sheet: IO[bytes] | DeflatedMember) -> None:
+    """Append a part `write_sheet_rows` packed (the file `part`) to the sheet `write_xlsx`
+    gives its `rest`, as it is: deflated."""
+    if not isinstance(sheet, DeflatedMember):
+        raise TypeError("a packed part goes into the sheet write_xlsx gives its rest")
+    sheet.append_packed(part)
 
 
 def _batches(rows: Iterator[Sequence[Cell]]) -> Iterator[list[Sequence[Cell]]]:
