@@ -181,15 +181,19 @@ def test_more_rows_than_the_limit_are_refused(tmp_path: Path) -> None:
 
 def test_rows_written_whole_are_the_xml_of_rows_written_cell_by_cell() -> None:
     """The template path (a row formatted at once, the batch looked at once) gives the very XML
-    of the careful path, empty cells and None included; a batch with one awkward cell, or text
-    in a number column, goes the careful way whole."""
+    of the careful path, with empty cells and None, or none at all; a batch with one awkward
+    cell, or text in a number column, goes the careful way whole."""
     encoder = xlsx._RowEncoder(COLUMNS)
     plain = [tuple(row(n, note="" if n % 3 else "x")) for n in range(1, 50)]
     plain.append((*row(50)[:8], None, None, None, None, None, "true", "", "", "last"))
     assert encoder.rows(plain) == encoder._careful(plain)
     assert "<c/>" in encoder.rows(plain)
     assert "None" not in encoder.rows(plain)
-    for odd in ("a & b", " lead", "tail ", "x\x01", "_x0041_", "\u00a0nbsp", "x" * 20_000):
+    full = [tuple(row(n, note="x")) for n in range(1, 50)]  # no empty cell at all
+    assert encoder.rows(full) == encoder._careful(full)
+    assert "<c/>" not in encoder.rows(full)
+    for odd in ("a & b", " lead", "tail ", " ", "x\x01", "a\x00b", "_x0041_", "\u00a0nbsp",
+                "x" * 20_000):  # fmt: skip
         batch = [*plain, tuple(row(51, note=odd))]
         assert encoder.rows(batch) == encoder._careful(batch)
     texty = [*plain, (*row(52)[:11], "503", 2, "false", "id", "x", "")]

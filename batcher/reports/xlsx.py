@@ -199,7 +199,8 @@ class _RowEncoder:
         if self._numbers is None or self._texts is None:
             return self._careful(rows)
         # Numbers as numbers: a number column holding anything but integers goes with care.
-        if not set(map(type, itertools.chain.from_iterable(map(self._numbers, rows)))) <= _INT:
+        kinds = set(map(type, itertools.chain.from_iterable(map(self._numbers, rows))))
+        if not kinds <= _INT:
             return self._careful(rows)
         # An empty cell is "" for the template (None would print as "None").
         filled = [
@@ -207,10 +208,13 @@ class _RowEncoder:
             for r in rows
         ]
         texts = list(itertools.chain.from_iterable(map(self._texts, filled)))
-        xml = "".join(map(self._template.__mod__, filled))
-        if "<t> " in xml or " </t>" in xml or not _plain(texts):
+        if not _plain(texts):
             return self._careful(rows)
-        return xml.replace(_EMPTY, "<c/>").replace(_EMPTY_NUMBER, "<c/>")
+        xml = "".join(map(self._template.__mod__, filled))
+        # Empty cells made `<c/>`; a pass over the XML each, skipped when there are none.
+        if "" in texts:
+            xml = xml.replace(_EMPTY, "<c/>")
+        return xml.replace(_EMPTY_NUMBER, "<c/>") if type(None) in kinds else xml
 
     def _careful(self, rows: Iterable[Sequence[Cell]]) -> str:
         """`rows` for rows with something to take care of: a run of text cells at a time,
@@ -238,25 +242,26 @@ def _number(value: Cell) -> str:
 
 def _fast(cells: Sequence[str]) -> str:
     """Text cells with nothing in them to take care of (`_plain`), as XML."""
-    joined = _OPEN + _BETWEEN.join(cells) + _CLOSE
-    if "<t> " in joined or " </t>" in joined:
-        return "".join(map(_cell, cells))
-    return joined.replace(_EMPTY, "<c/>")
+    return (_OPEN + _BETWEEN.join(cells) + _CLOSE).replace(_EMPTY, "<c/>")
 
 
 def _plain(texts: Sequence[Cell]) -> bool:
-    """Whether text cells (None or str) hold nothing to escape, no blank but the space, and
-    none that may be too long: looked for in their UTF-8 bytes end to end, at C speed."""
+    """Whether text cells (str, "" when empty) hold nothing to escape, no blank but the space
+    and no space at their edges, and none that may be too long: looked for in their UTF-8
+    bytes end to end, each cell after a NUL (which a cell holding one fails on anyway), at C
+    speed (the edges looked for in the XML took twice as long: `<` is everywhere in it)."""
     try:
-        data = "".join(filter(None, texts)).encode("utf-8")  # type: ignore[arg-type]
+        data = "\x00".join(texts).encode("utf-8")  # type: ignore[arg-type]
     except (TypeError, UnicodeEncodeError):  # not text, or half a surrogate pair
         return False
-    if len(data.translate(None, _ASCII_SPECIAL)) != len(data) or b"_x" in data:
+    separators = max(len(texts) - 1, 0)
+    if len(data) - len(data.translate(None, _ASCII_SPECIAL)) != separators or b"_x" in data:
+        return False
+    if data[:1] == b" " or data[-1:] == b" " or b"\x00 " in data or b" \x00" in data:
         return False
     if not data.isascii() and any(special in data for special in _UTF8_SPECIAL):
         return False
-    longest = max(map(len, filter(None, texts)), default=0)  # type: ignore[arg-type]
-    return longest <= _CELL_MAX // 2
+    return max(map(len, texts), default=0) <= _CELL_MAX // 2  # type: ignore[arg-type]
 
 
 def _cell(value: Cell) -> str:
