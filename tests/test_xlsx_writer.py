@@ -192,6 +192,9 @@ def test_rows_written_whole_are_the_xml_of_rows_written_cell_by_cell() -> None:
     full = [tuple(row(n, note="x")) for n in range(1, 50)]  # no empty cell at all
     assert encoder.rows(full) == encoder._careful(full)
     assert "<c/>" not in encoder.rows(full)
+    wide = [*full, tuple(row(50, email="e" * 16_000, note="n" * 16_000))]  # long, none too long
+    assert encoder.rows(wide) == encoder._careful(wide)
+    assert "n" * 16_000 in encoder.rows(wide)
     for odd in ("a & b", " lead", "tail ", " ", "x\x01", "a\x00b", "_x0041_", "\u00a0nbsp",
                 "x" * 20_000):  # fmt: skip
         batch = [*plain, tuple(row(51, note=odd))]

@@ -210,7 +210,11 @@ class _RowEncoder:
         texts = list(itertools.chain.from_iterable(map(self._texts, filled)))
         if not _plain(texts):
             return self._careful(rows)
-        xml = "".join(map(self._template.__mod__, filled))
+        lines = list(map(self._template.__mod__, filled))
+        # A cell that may be too long is in a row that long: the cells are measured only then.
+        if max(map(len, lines), default=0) > _CELL_MAX // 2 and not _short(texts):
+            return self._careful(rows)
+        xml = "".join(lines)
         # Empty cells made `<c/>`; a pass over the XML each, skipped when there are none.
         if "" in texts:
             xml = xml.replace(_EMPTY, "<c/>")
@@ -228,7 +232,8 @@ class _RowEncoder:
                 if number:
                     add("".join(map(_number, cells)))
                 elif all(type(cell) is str for cell in cells) and _plain(cells):
-                    add(_fast(cells))  # type: ignore[arg-type]
+                    texts: Sequence[str] = cells  # type: ignore[assignment]
+                    add(_fast(texts) if _short(texts) else "".join(map(_cell, texts)))
                 else:
                     add("".join(map(_cell, cells)))
             add("</row>")
@@ -247,9 +252,9 @@ def _fast(cells: Sequence[str]) -> str:
 
 def _plain(texts: Sequence[Cell]) -> bool:
     """Whether text cells (str, "" when empty) hold nothing to escape, no blank but the space
-    and no space at their edges, and none that may be too long: looked for in their UTF-8
-    bytes end to end, each cell after a NUL (which a cell holding one fails on anyway), at C
-    speed (the edges looked for in the XML took twice as long: `<` is everywhere in it)."""
+    and no space at their edges: looked for in their UTF-8 bytes end to end, each cell after a
+    NUL (which a cell holding one fails on anyway), at C speed (the edges looked for in the XML
+    took twice as long: `<` is everywhere in it)."""
     try:
         data = "\x00".join(texts).encode("utf-8")  # type: ignore[arg-type]
     except (TypeError, UnicodeEncodeError):  # not text, or half a surrogate pair
@@ -259,9 +264,12 @@ def _plain(texts: Sequence[Cell]) -> bool:
         return False
     if data[:1] == b" " or data[-1:] == b" " or b"\x00 " in data or b" \x00" in data:
         return False
-    if not data.isascii() and any(special in data for special in _UTF8_SPECIAL):
-        return False
-    return max(map(len, texts), default=0) <= _CELL_MAX // 2  # type: ignore[arg-type]
+    return data.isascii() or not any(special in data for special in _UTF8_SPECIAL)
+
+
+def _short(texts: Sequence[str]) -> bool:
+    """Whether no text cell may be too long for Excel (`_cell` cuts those)."""
+    return max(map(len, texts), default=0) <= _CELL_MAX // 2
 
 
 def _cell(value: Cell) -> str:
