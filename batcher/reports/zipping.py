@@ -32,7 +32,7 @@ __all__ = ["ZIP64_FROM", "DeflatedMember", "Packer", "ZipWriter", "crc32_combine
 
 # The deflate level: 1 compresses the report's repetitive XML about as well as the default (6),
 # in a fraction of the time (benchmarks/million.py: the report stage).
-LEVEL = 1
+_LEVEL = 1
 # Past this, a size or an offset takes a Zip64 record: zipfile's limit (2 GiB: readers that
 # take the 32-bit fields as signed), followed here so that a file reads alike in both.
 ZIP64_FROM = 2**31 - 1
@@ -83,7 +83,7 @@ def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
     if not 0 <= length2 < 1 << 64:
         raise ValueError(f"a length of {length2} bytes is out of range")
     shift = 1 << 31  # x^0
-    k = 3  # x^(8n) = product of x^(2^(k+3)) for the bits k set in n
+    k = 3  # x^(8n) is the product of x^(2^(j+3)) over the bits j set in n
     while length2:
         if length2 & 1:
             shift = _multiply(_X_2K[k], shift)
@@ -96,7 +96,7 @@ class _Deflater:
     """A raw deflate stream, with the CRC-32 and length of what went in."""
 
     def __init__(self) -> None:
-        self._compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, _RAW)
+        self._compressor = zlib.compressobj(_LEVEL, zlib.DEFLATED, _RAW)
         self.crc = 0
         self.size = 0
 
