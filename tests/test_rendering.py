@@ -112,8 +112,9 @@ def test_two_processes_write_the_same_xlsx_sheet_and_counts_as_one(
     filled: Ledger, tmp_path: Path, helper: str
 ) -> None:
     """An XLSX report split between two processes (the helper's rows deflated into its part,
-    inflated into the sheet) has the very sheet XML one process writes, and reads back the
-    same; so does one whose helper failed, its rows written by this process."""
+    appended to the sheet as they are) has the very sheet XML one process writes, its CRCs
+    right, and reads back the same; so does one whose helper failed, its rows written by this
+    process."""
     one = _render(filled, tmp_path / "one.xlsx", None)
     failing = (sys.executable, "-c", "import sys; sys.exit('helper broke')")
     split = ALWAYS if helper == "works" else Split(from_rows=2, command=failing)
@@ -123,6 +124,9 @@ def test_two_processes_write_the_same_xlsx_sheet_and_counts_as_one(
         "report: the second writer failed (helper broke); this process writes the rest"
     ])  # fmt: skip
     assert _sheet(tmp_path / "two.xlsx") == _sheet(tmp_path / "one.xlsx")
+    for name in ("one.xlsx", "two.xlsx"):
+        with zipfile.ZipFile(tmp_path / name) as book:
+            assert book.testzip() is None  # every member's CRC right
     assert two == one
     read = [
         list(openpyxl.load_workbook(tmp_path / name)["report"].iter_rows(values_only=True))

@@ -7,14 +7,14 @@ import io
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import openpyxl  # test-only: reads the XLSX back independently of the writer
 import pytest
 import xlsxwriter
 
 from batcher.domain.models import Cell
-from batcher.reports import xlsx
+from batcher.reports import xlsx, zipping
 from batcher.reports.formats import RESULT_FIELDS, XLSX_MAX_DATA_ROWS, report_columns, write_rows
 
 COLUMNS = report_columns(["email", "note"])
@@ -181,17 +181,76 @@ def test_more_rows_than_the_limit_are_refused(tmp_path: Path) -> None:
 
 def test_rows_written_whole_are_the_xml_of_rows_written_cell_by_cell() -> None:
     """The template path (a row formatted at once, the batch looked at once) gives the very XML
-    of the careful path, empty cells and None included; a batch with one awkward cell, or text
-    in a number column, goes the careful way whole."""
+    of the careful path, with empty cells and None, or none at all; a batch with one awkward
+    cell, or text in a number column, goes the careful way whole."""
     encoder = xlsx._RowEncoder(COLUMNS)
     plain = [tuple(row(n, note="" if n % 3 else "x")) for n in range(1, 50)]
     plain.append((*row(50)[:8], None, None, None, None, None, "true", "", "", "last"))
     assert encoder.rows(plain) == encoder._careful(plain)
     assert "<c/>" in encoder.rows(plain)
     assert "None" not in encoder.rows(plain)
-    for odd in ("a & b", " lead", "tail ", "x\x01", "_x0041_", "\u00a0nbsp", "x" * 20_000):
+    full = [tuple(row(n, note="x")) for n in range(1, 50)]  # no empty cell at all
+    assert encoder.rows(full) == encoder._careful(full)
+    assert "<c/>" not in encoder.rows(full)
+    wide = [*full, tuple(row(50, email="e" * 16_000, note="n" * 16_000))]  # long, none too long
+    assert encoder.rows(wide) == encoder._careful(wide)
+    assert "n" * 16_000 in encoder.rows(wide)
+    for odd in ("a & b", " lead", "tail ", " ", "x\x01", "a\x00b", "_x0041_", "\u00a0nbsp",
+                "x" * 20_000):  # fmt: skip
         batch = [*plain, tuple(row(51, note=odd))]
         assert encoder.rows(batch) == encoder._careful(batch)
     texty = [*plain, (*row(52)[:11], "503", 2, "false", "id", "x", "")]
     assert encoder.rows(texty) == encoder._careful(texty)
     assert "<t>503</t>" in encoder.rows(texty)
+
+
+def _two_parts(path: Path, rows: list[list[Cell]], middle: int) -> int:
+    """`rows` written as two processes write them: the first ones into the sheet, the others
+    into a packed part, appended."""
+    part = io.BytesIO()
+    assert xlsx.write_sheet_rows(part, COLUMNS, rows[middle:], packed=True) == len(rows) - middle
+
+    def rest(sheet: IO[bytes]) -> int:
+        xlsx.copy_sheet_rows(part, sheet)
+        return len(rows) - middle
+
+    with path.open("wb") as file:
+        return xlsx.write_xlsx(file, COLUMNS, rows[:middle], None, 10_000, Exception, rest)
+
+
+@pytest.mark.parametrize("middle", [0, 1, 1_200, 2_500])
+def test_a_report_written_in_two_parts_is_the_one_written_whole(
+    tmp_path: Path, middle: int
+) -> None:
+    """A sheet whose last rows come from a packed part (none, or all of them, too) reads back
+    cell for cell as the one written whole, with every CRC right."""
+    rows = [row(n, note=AWKWARD[n % len(AWKWARD)] if n % 5 == 0 else "") for n in range(2_500)]
+    with (tmp_path / "whole.xlsx").open("wb") as file:
+        xlsx.write_xlsx(file, COLUMNS, rows, None, 10_000, Exception)
+    assert _two_parts(tmp_path / "two.xlsx", rows, middle) == 2_500
+    for name in ("whole.xlsx", "two.xlsx"):
+        with zipfile.ZipFile(tmp_path / name) as book:
+            assert book.testzip() is None
+    assert cells(tmp_path / "two.xlsx") == cells(tmp_path / "whole.xlsx")
+    assert len(cells(tmp_path / "two.xlsx")) == 2_501
+
+
+def test_a_report_that_may_pass_2_gib_has_zip64_and_reads_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the rows may reach 2 GiB (the limit lowered here), the sheet is a Zip64 member, the
+    zip ends with Zip64 records, and the report still reads back cell for cell, CRCs right;
+    below it, no Zip64 record at all (Excel takes one in a small file for damage)."""
+    rows = [row(n) for n in range(3_000)]
+    _two_parts(tmp_path / "small.xlsx", rows, 1_000)
+    with zipfile.ZipFile(tmp_path / "small.xlsx") as book:
+        assert {info.extract_version for info in book.infolist()} == {20}
+    monkeypatch.setattr(xlsx, "ZIP64_FROM", 10_000)
+    monkeypatch.setattr(zipping, "ZIP64_FROM", 10_000)
+    _two_parts(tmp_path / "big.xlsx", rows, 1_000)
+    with zipfile.ZipFile(tmp_path / "big.xlsx") as book:
+        assert book.testzip() is None
+        assert book.getinfo("xl/worksheets/sheet1.xml").extract_version == 45
+        assert book.getinfo("xl/worksheets/sheet1.xml").file_size > 10_000
+    assert b"PK\x06\x06" in (tmp_path / "big.xlsx").read_bytes()
+    assert cells(tmp_path / "big.xlsx") == cells(tmp_path / "small.xlsx")

@@ -12,7 +12,9 @@ bold frozen header, the column widths, the autofilter and the Summary sheet, who
 ``sheet1.xml`` has only the header. Its parts are copied into the report's zip, and its
 ``sheet1.xml`` is split after the header: the rows are streamed in between. The skeleton is made
 twice: once after the first rows (their widths are the columns', and the sheet's XML starts with
-them) and once after the last (the autofilter's range and the Summary's facts).
+them) and once after the last (the autofilter's range and the Summary's facts). The zip is
+written by `batcher.reports.zipping`, so that a part of the rows another process deflated goes
+into the sheet as it is.
 
 The data sheet's cells:
 - text cells are inline strings (``t="inlineStr"``: no shared-string table to hold in memory),
@@ -20,8 +22,9 @@ The data sheet's cells:
 - ``row``, ``line``, ``http_status`` and ``attempts`` are numbers when they are integers;
 - an empty cell (None or "") is ``<c/>``; rows and cells carry no ``r`` reference (optional in
   ECMA-376 Part 1, 18.3.1.3 and 18.3.1.4): each takes the next row or column, as readers place
-  them. So a part of the rows can be written by another process (`write_sheet_rows`, deflated
-  to keep its file small) without knowing where it starts, and copied in (`copy_sheet_rows`).
+  them. So a part of the rows can be written by another process (`write_sheet_rows`, packed:
+  deflated as the sheet's own data is) without knowing where it starts, and appended to the
+  sheet's data without being inflated (`copy_sheet_rows`).
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ import itertools
 import operator
 import re
 import zipfile
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from batcher.domain.fields import NUMBER_FIELDS, RESULT_FIELDS
 from batcher.domain.models import Cell
+from batcher.reports.zipping import ZIP64_FROM, DeflatedMember, Packer, ZipWriter
 
 __all__ = ["copy_sheet_rows", "write_sheet_rows", "write_xlsx"]
 
@@ -75,13 +78,6 @@ _CONTROL = re.compile("([\x00-\x08\x0b-\x1f])")
 _CELL_MAX = 32_767
 # Rows are encoded and handed to the zip this many at a time.
 _BATCH = 1_000
-# The zip's deflate level: 1 compresses the repetitive XML about as well as the default (6), in
-# a fraction of the time (benchmarks/million.py: the report stage).
-_LEVEL = 1
-# Past 2 GiB, a zip member needs a Zip64 record, which must be asked for before it is written;
-# asked for only then: Excel takes such a record in a small file for damage (Apache POI's
-# documentation of Zip64Mode.Always).
-_ZIP64_FROM = 2**31 - 1
 
 Summary = Callable[[], Mapping[str, object]]
 TooMany = Callable[[], Exception]
@@ -109,10 +105,13 @@ def write_xlsx(
     head = re.sub(rb"<dimension ref=\"[^\"]*\"/>", b"", head, count=1)  # rows still unknown
     encode = _RowEncoder(columns)
     sample_bytes = len(encode.rows(sample).encode("utf-8"))
-    big = sample_bytes * 2 * max_rows // max(len(sample), 1) >= _ZIP64_FROM
+    # Past 2 GiB, a zip member needs a Zip64 record, which must be asked for before it is
+    # written; asked for only then: Excel takes such a record in a small file for damage (Apache
+    # POI's documentation of Zip64Mode.Always).
+    big = sample_bytes * 2 * max_rows // max(len(sample), 1) >= ZIP64_FROM
     count = 0
-    with zipfile.ZipFile(file, "w", zipfile.ZIP_DEFLATED, compresslevel=_LEVEL) as book:
-        with book.open(_SHEET, "w", force_zip64=big) as sheet:
+    with ZipWriter(file) as book:
+        with book.stream(_SHEET, zip64=big) as sheet:
             sheet.write(head)
             for batch in _batches(itertools.chain(sample, source)):
                 if count + len(batch) > max_rows:
@@ -120,45 +119,42 @@ def write_xlsx(
                 sheet.write(encode.rows(batch).encode("utf-8"))
                 count += len(batch)
             if rest is not None:
-                count += rest(sheet)
+                # A file object to `rest`, as a zip member is to zipfile's callers: it writes
+                # rows into it, or appends a packed part (`copy_sheet_rows`).
+                count += rest(cast(IO[bytes], sheet))
                 if count > max_rows:
                     raise too_many()
             parts = _skeleton(columns, widths, count, summary() if summary else None)
             sheet.write(_split(parts[_SHEET])[1])
         for name, data in parts.items():
             if name != _SHEET:
-                book.writestr(name, data)
+                book.add(name, data)
     return count
 
 
 def write_sheet_rows(
     file: IO[bytes], columns: Sequence[str], rows: Iterable[Sequence[Cell]], *, packed: bool
 ) -> int:
-    """Write the `<row>` elements of `rows` to `file` (into the sheet, or `packed`: deflated,
-    into a part another process writes, for `copy_sheet_rows`); return the number of rows."""
+    """Write the `<row>` elements of `rows` to `file` (into the sheet, or `packed`: into a part
+    another process writes, for `copy_sheet_rows`); return the number of rows."""
     encode = _RowEncoder(columns)
-    packer = zlib.compressobj(_LEVEL) if packed else None
+    packer = Packer(file) if packed else None
+    write = file.write if packer is None else packer.write
     count = 0
     for batch in _batches(iter(rows)):
-        data = encode.rows(batch).encode("utf-8")
-        file.write(data if packer is None else packer.compress(data))
+        write(encode.rows(batch).encode("utf-8"))
         count += len(batch)
     if packer is not None:
-        file.write(packer.flush())
+        packer.close()
     return count
 
 
-def copy_sheet_rows(part: IO[bytes], sheet: IO[bytes]) -> None:
-    """Copy a part `write_sheet_rows` wrote (read from its start) into the sheet."""
-    unpacker = zlib.decompressobj()
-    while chunk := part.read(1 << 16):
-        # At most 1 MiB inflated at a time: the XML deflates about thirtyfold.
-        while chunk:
-            sheet.write(unpacker.decompress(chunk, 1 << 20))
-            chunk = unpacker.unconsumed_tail
-    sheet.write(unpacker.flush())
-    if not unpacker.eof:
-        raise ValueError("the report's part ends early")
+def copy_sheet_rows(part: IO[bytes], sheet: IO[bytes] | DeflatedMember) -> None:
+    """Append a part `write_sheet_rows` packed (the file `part`) to the sheet `write_xlsx`
+    gives its `rest`, as it is: deflated."""
+    if not isinstance(sheet, DeflatedMember):
+        raise TypeError("a packed part goes into the sheet write_xlsx gives its rest")
+    sheet.append_packed(part)
 
 
 def _batches(rows: Iterator[Sequence[Cell]]) -> Iterator[list[Sequence[Cell]]]:
@@ -203,7 +199,8 @@ class _RowEncoder:
         if self._numbers is None or self._texts is None:
             return self._careful(rows)
         # Numbers as numbers: a number column holding anything but integers goes with care.
-        if not set(map(type, itertools.chain.from_iterable(map(self._numbers, rows)))) <= _INT:
+        kinds = set(map(type, itertools.chain.from_iterable(map(self._numbers, rows))))
+        if not kinds <= _INT:
             return self._careful(rows)
         # An empty cell is "" for the template (None would print as "None").
         filled = [
@@ -211,10 +208,17 @@ class _RowEncoder:
             for r in rows
         ]
         texts = list(itertools.chain.from_iterable(map(self._texts, filled)))
-        xml = "".join(map(self._template.__mod__, filled))
-        if "<t> " in xml or " </t>" in xml or not _plain(texts):
+        if not _plain(texts):
             return self._careful(rows)
-        return xml.replace(_EMPTY, "<c/>").replace(_EMPTY_NUMBER, "<c/>")
+        lines = list(map(self._template.__mod__, filled))
+        # A cell that may be too long is in a row that long: the cells are measured only then.
+        if max(map(len, lines), default=0) > _CELL_MAX // 2 and not _short(texts):
+            return self._careful(rows)
+        xml = "".join(lines)
+        # Empty cells made `<c/>`; a pass over the XML each, skipped when there are none.
+        if "" in texts:
+            xml = xml.replace(_EMPTY, "<c/>")
+        return xml.replace(_EMPTY_NUMBER, "<c/>") if type(None) in kinds else xml
 
     def _careful(self, rows: Iterable[Sequence[Cell]]) -> str:
         """`rows` for rows with something to take care of: a run of text cells at a time,
@@ -228,7 +232,8 @@ class _RowEncoder:
                 if number:
                     add("".join(map(_number, cells)))
                 elif all(type(cell) is str for cell in cells) and _plain(cells):
-                    add(_fast(cells))  # type: ignore[arg-type]
+                    texts: Sequence[str] = cells  # type: ignore[assignment]
+                    add(_fast(texts) if _short(texts) else "".join(map(_cell, texts)))
                 else:
                     add("".join(map(_cell, cells)))
             add("</row>")
@@ -242,25 +247,29 @@ def _number(value: Cell) -> str:
 
 def _fast(cells: Sequence[str]) -> str:
     """Text cells with nothing in them to take care of (`_plain`), as XML."""
-    joined = _OPEN + _BETWEEN.join(cells) + _CLOSE
-    if "<t> " in joined or " </t>" in joined:
-        return "".join(map(_cell, cells))
-    return joined.replace(_EMPTY, "<c/>")
+    return (_OPEN + _BETWEEN.join(cells) + _CLOSE).replace(_EMPTY, "<c/>")
 
 
 def _plain(texts: Sequence[Cell]) -> bool:
-    """Whether text cells (None or str) hold nothing to escape, no blank but the space, and
-    none that may be too long: looked for in their UTF-8 bytes end to end, at C speed."""
+    """Whether text cells (str, "" when empty) hold nothing to escape, no blank but the space
+    and no space at their edges: looked for in their UTF-8 bytes end to end, each cell after a
+    NUL (which a cell holding one fails on anyway), at C speed (the edges looked for in the XML
+    took twice as long: `<` is everywhere in it)."""
     try:
-        data = "".join(filter(None, texts)).encode("utf-8")  # type: ignore[arg-type]
+        data = "\x00".join(texts).encode("utf-8")  # type: ignore[arg-type]
     except (TypeError, UnicodeEncodeError):  # not text, or half a surrogate pair
         return False
-    if len(data.translate(None, _ASCII_SPECIAL)) != len(data) or b"_x" in data:
+    separators = max(len(texts) - 1, 0)
+    if len(data) - len(data.translate(None, _ASCII_SPECIAL)) != separators or b"_x" in data:
         return False
-    if not data.isascii() and any(special in data for special in _UTF8_SPECIAL):
+    if data[:1] == b" " or data[-1:] == b" " or b"\x00 " in data or b" \x00" in data:
         return False
-    longest = max(map(len, filter(None, texts)), default=0)  # type: ignore[arg-type]
-    return longest <= _CELL_MAX // 2
+    return data.isascii() or not any(special in data for special in _UTF8_SPECIAL)
+
+
+def _short(texts: Sequence[str]) -> bool:
+    """Whether no text cell may be too long for Excel (`_cell` cuts those)."""
+    return max(map(len, texts), default=0) <= _CELL_MAX // 2
 
 
 def _cell(value: Cell) -> str:
