@@ -1000,7 +1000,7 @@ def test_a_write_that_fails_stops_the_run_with_a_state_error(ledger: Ledger) -> 
     """A ledger that cannot record (disk full, file gone) raises StateError (exit 3)."""
     load(ledger, COLUMNS, [[_row(1)]])
     batch = _batch(ledger, [1])
-    ledger._db.execute("DROP TABLE results")  # any sqlite failure on the write will do
+    ledger._db.execute("DROP TABLE settled")  # any sqlite failure on the write will do
     with pytest.raises(StateError, match="cannot record outcomes") as raised:
         ledger.record(BatchOutcome(batch, (OK,), 201, 1))
     assert raised.value.exit_code == 3

@@ -45,6 +45,31 @@ def test_rows_the_api_refused_are_not_counted_as_worth_retrying(tmp_path: Path) 
         assert ledger.retryable_failed() == 1
 
 
+# A state file's answers as Step 14 kept them: one wide `results` row per (row, part), without
+# `permanent` (see `batcher.state.schema.ANSWERS`).
+BEFORE_STEP_15 = """
+CREATE TABLE wide (
+    row INTEGER NOT NULL,
+    part INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT NOT NULL,
+    old_tags TEXT,
+    tags_added TEXT,
+    tags_removed TEXT,
+    http_status INTEGER,
+    attempts INTEGER NOT NULL,
+    uncertain INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (row, part)
+) WITHOUT ROWID;
+INSERT INTO wide SELECT row, part, status, message, old_tags, tags_added, tags_removed,
+    http_status, attempts, uncertain FROM results;
+DROP VIEW results;
+DROP TABLE settled;
+DROP TABLE answers;
+ALTER TABLE wide RENAME TO results;
+"""
+
+
 def test_an_older_state_file_learns_which_failed_rows_were_refused_when_continued(
     tmp_path: Path,
 ) -> None:
@@ -56,8 +81,7 @@ def test_an_older_state_file_learns_which_failed_rows_were_refused_when_continue
         ledger.record(_lost((3,), ServerError("HTTP 503: Service Unavailable", status=503)))
         path = ledger.path
     db = sqlite3.connect(path)
-    db.execute("ALTER TABLE results DROP COLUMN permanent")
-    db.commit()
+    db.executescript(BEFORE_STEP_15)
     db.close()
     with Ledger.open(tmp_path, "k") as ledger:
         assert ledger.resumed

@@ -15,10 +15,15 @@ from batcher.state.work import Answered
 
 __all__ = ["Outcomes"]
 
-# One outcome for many rows, given as a JSON array of row numbers (see `Outcomes.record`).
+# One answer for many rows, given as a JSON array of row numbers (see `Outcomes.record`).
 RECORD_ROWS = """
-INSERT OR REPLACE INTO results
-SELECT each.value, ?, ?, ?, ?, ?, ?, ?, ?, 0, ? FROM json_each(?) AS each
+INSERT OR REPLACE INTO settled SELECT each.value, ?, ?, ? FROM json_each(?) AS each
+"""
+RECORD_ROW = "INSERT OR REPLACE INTO settled VALUES (?, ?, ?, ?)"
+ADD_ANSWER = "INSERT INTO answers VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)"
+KNOWN_ANSWERS = """
+SELECT id, status, message, tags_added, tags_removed, http_status, attempts, uncertain, permanent
+FROM answers
 """
 # Rows whose request for `part` may have reached the API without an answer, and which of a
 # batch's rows (a JSON array) such a request of an earlier invocation left.
@@ -27,15 +32,22 @@ EXPOSED_AMONG = "SELECT row FROM exposed WHERE part = ? AND row IN (SELECT value
 # A batch answered in more ways than this is recorded a row at a time (see `Outcomes.record`).
 _FEW_OUTCOMES = 8
 
+# An answer as the answers table keeps it: status, message, tags added and removed (JSON),
+# HTTP status, attempts, uncertain, permanent.
+Answer = tuple[str, str, str | None, str | None, int | None, int, int, int]
 
-def _fields(result: ContactOutcome) -> tuple[str, str, str | None, str | None, str | None]:
-    """An outcome's fields as the results table keeps them."""
+
+def _answer(result: ContactOutcome, outcome: BatchOutcome, message: str, unsure: int) -> Answer:
+    """What the answers table keeps of a contact's outcome in a batch's: all but its old tags."""
     return (
         result.status.value,
-        result.message,
-        dump(result.old_tags),
+        message,
         dump(result.tags_added),
         dump(result.tags_removed),
+        outcome.http_status,
+        outcome.attempts,
+        unsure,
+        int(outcome.permanent),
     )
 
 
@@ -48,14 +60,19 @@ class Outcomes:
         self._db = db
         self._answered = answered
         self._exposed_any = exposed_any
+        # Each answer the file holds, by its fields (read when the first batch is recorded),
+        # and those the open transaction added: forgotten if it does not commit.
+        self._ids: dict[Answer, int] | None = None
+        self._added: list[Answer] = []
 
     def record(self, outcome: BatchOutcome) -> None:
         """Write one batch's per-contact outcomes in one transaction.
 
-        Contacts answered alike share one outcome object (the client sees to it): each distinct
-        outcome is encoded once and written for all its rows by one statement, the rows passed
-        as one JSON array (`json_each`): binding a row's nine fields from Python cost more than
-        SQLite's own work for it.
+        Each distinct answer is kept once (`answers`) and each row points at its own with its
+        contact's old tags (`settled`). Contacts answered alike share one outcome object (the
+        client sees to it): each distinct outcome is encoded once; a batch answered in a few
+        ways is written by one statement per answer, the rows passed as one JSON array
+        (`json_each`), as binding each row's fields from Python cost more than SQLite's work.
 
         A row a request of which may have reached the API without an answer (this one's
         attempts, or an earlier invocation's: see `batcher.domain.uncertain`) is judged from its
@@ -66,14 +83,22 @@ class Outcomes:
         batch = outcome.batch
         self._answered.up_to = max(self._answered.up_to, max(batch.rows, default=0))
         results = by_identity(outcome.outcomes)
-        with transaction(self._db):
-            exposed = self._exposed(outcome, results)
-            if exposed:
-                self._record_judged(outcome, results, exposed)
-            elif len(results) > _FEW_OUTCOMES:
-                self._record_each(outcome, results)
-            else:
-                self._record_alike(outcome, results)
+        try:
+            with transaction(self._db):
+                exposed = self._exposed(outcome, results)
+                if exposed:
+                    self._record_judged(outcome, results, exposed)
+                elif len(results) > _FEW_OUTCOMES:
+                    self._record_each(outcome, results)
+                else:
+                    self._record_alike(outcome, results)
+        except BaseException:
+            if self._ids is not None:
+                for fields in self._added:
+                    del self._ids[fields]
+            raise
+        finally:
+            self._added.clear()
 
     def record_exposed(self, batch: Batch) -> None:
         """Keep that a request of `batch` may have reached the API without an answer, for a
@@ -82,6 +107,19 @@ class Outcomes:
         with transaction(self._db):
             self._db.execute(EXPOSE_ROWS, (batch.part, encode(batch.rows)))
         self._exposed_any = True
+
+    def _id(self, fields: Answer) -> int:
+        """The id of the answer `fields`, added to the answers table if new."""
+        ids = self._ids
+        if ids is None:
+            ids = self._ids = {
+                tuple(found): answer_id for answer_id, *found in self._db.execute(KNOWN_ANSWERS)
+            }
+        answer_id = ids.get(fields)
+        if answer_id is None:
+            answer_id = ids[fields] = int(self._db.execute(ADD_ANSWER, fields).lastrowid or 0)
+            self._added.append(fields)
+        return answer_id
 
     def _record_alike(self, outcome: BatchOutcome, results: Mapping[int, ContactOutcome]) -> None:
         """`record` for a batch answered in a few ways: a statement per distinct outcome."""
@@ -93,16 +131,10 @@ class Outcomes:
             for row, result in zip(batch.rows, outcome.outcomes, strict=True):
                 rows_of.setdefault(id(result), []).append(row)
         for key, rows in rows_of.items():
+            result = results[key]
+            answer_id = self._id(_answer(result, outcome, result.message, 0))
             self._db.execute(
-                RECORD_ROWS,
-                (
-                    batch.part,
-                    *_fields(results[key]),
-                    outcome.http_status,
-                    outcome.attempts,
-                    int(outcome.permanent),
-                    encode(rows),
-                ),
+                RECORD_ROWS, (batch.part, answer_id, dump(result.old_tags), encode(rows))
             )
 
     def _exposed(
@@ -145,40 +177,38 @@ class Outcomes:
         """`record` for a batch with exposed rows: a statement a row, each exposed one judged
         (`batcher.domain.uncertain.judge`: once per distinct outcome) and marked uncertain
         unless its answer proves that the lost attempt changed nothing."""
-        encoded = {key: _fields(result) for key, result in results.items()}
-        judged: dict[int, str | None] = {}
-        batch, http_status, attempts = outcome.batch, outcome.http_status, outcome.attempts
-        permanent = int(outcome.permanent)
+        batch = outcome.batch
+        plain: dict[int, tuple[int, str | None]] = {}
+        judged: dict[int, tuple[int, str | None]] = {}
         records = []
         for row, result in zip(batch.rows, outcome.outcomes, strict=True):
-            status, message, *lists = encoded[id(result)]
-            unsure = 0
-            if row in exposed:
-                key = id(result)
-                if key not in judged:
-                    judged[key] = judge(batch, result)
-                said = judged[key]
-                if said is not None:
-                    message, unsure = said, 1
-            records.append(
-                (row, batch.part, status, message, *lists, http_status, attempts, unsure, permanent)
-            )
-        self._db.executemany(
-            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", records
-        )
+            key = id(result)
+            known = judged if row in exposed else plain
+            if key not in known:
+                said = judge(batch, result) if known is judged else None
+                fields = (
+                    _answer(result, outcome, result.message, 0)
+                    if said is None
+                    else _answer(result, outcome, said, 1)
+                )
+                known[key] = (self._id(fields), dump(result.old_tags))
+            records.append((row, batch.part, *known[key]))
+        self._db.executemany(RECORD_ROW, records)
 
     def _record_each(self, outcome: BatchOutcome, results: Mapping[int, ContactOutcome]) -> None:
         """`record` for a batch answered in many ways (the API's answers name each contact's
         tags before the change, which differ from contact to contact): a statement a row, in one
         `executemany`, each distinct outcome encoded once; a statement per outcome cost ten
         times more."""
-        encoded = {key: _fields(result) for key, result in results.items()}
-        batch, http_status, attempts = outcome.batch, outcome.http_status, outcome.attempts
-        permanent = int(outcome.permanent)
+        encoded = {
+            key: (self._id(_answer(result, outcome, result.message, 0)), dump(result.old_tags))
+            for key, result in results.items()
+        }
+        part = outcome.batch.part
         self._db.executemany(
-            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            RECORD_ROW,
             [
-                (row, batch.part, *encoded[id(result)], http_status, attempts, permanent)
-                for row, result in zip(batch.rows, outcome.outcomes, strict=True)
+                (row, part, *encoded[id(result)])
+                for row, result in zip(outcome.batch.rows, outcome.outcomes, strict=True)
             ],
         )

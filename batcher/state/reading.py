@@ -65,7 +65,7 @@ _SELECTED = {
     "status": """CASE WHEN r.pre_status IS NOT NULL THEN r.pre_status{parted}
             WHEN s.status IS NULL THEN 'pending' ELSE s.status END""",
     "message": "{message}",
-    "old_tags": "s.old_tags",
+    "old_tags": "{old_tags}",
     "tags_added": "s.tags_added",
     "tags_removed": "s.tags_removed",
     "http_status": "s.http_status",
@@ -80,10 +80,15 @@ _SELECTED = {
 REPORT_ROWS = f"""
 SELECT {", ".join(_SELECTED[name] for name in RESULT_FIELDS)}{{cells}}
 FROM rows AS r{{groups}}
-LEFT JOIN results AS s ON s.row = r.row AND s.part = 0{{pending}}{{lookups}}
+{{answers}}{{pending}}{{lookups}}
 WHERE r.row BETWEEN :first AND :last
 ORDER BY r.row
 """
+# Each row's first part's answer (`s`): from its answers table, or an older file's wide one
+# (`batcher.state.schema.ANSWERS`); the first's rows are narrow, each with its old tags (`t`).
+_ANSWERS = """LEFT JOIN settled AS t ON t.row = r.row AND t.part = 0
+LEFT JOIN answers AS s ON s.id = t.answer"""
+_WIDE = "LEFT JOIN results AS s ON s.row = r.row AND s.part = 0"
 # Past any row number (SQLite's largest integer): the report's rows up to the last row.
 LAST_ROW = 2**63 - 1
 # Report rows are fetched, merged and passed on this many at a time.
@@ -200,6 +205,8 @@ class ReportReader:
             exposed=exposed,
             resolved_by=resolved_by,
             lookups="\nLEFT JOIN lookups AS l ON l.row = r.row" if emailed else "",
+            answers=_ANSWERS if schema.answers else _WIDE,
+            old_tags="t.old_tags" if schema.answers else "s.old_tags",
             cells="".join(f", {text(f'r.c{i}')}" for i in range(columns)),
         )
         make = inert.make if inert is not None else None
@@ -352,7 +359,7 @@ def retryable_failed(db: sqlite3.Connection, schema: Schema) -> int:
 # Rows by status as the report would give them now (a row of several parts as `_merged` folds
 # it): failed if a part failed, pending while a part is unanswered, error if a part was refused.
 LIVE_COUNTS = """
-WITH answers AS (
+WITH by_row AS (
     SELECT row, COUNT(*) AS n, MAX(status = 'failed') AS failed, MAX(status = 'error') AS error
     FROM results GROUP BY row
 )
@@ -365,7 +372,7 @@ SELECT CASE WHEN r.pre_status IS NOT NULL THEN r.pre_status
        COUNT(*)
 FROM rows AS r
 LEFT JOIN groups AS g ON g.id = r.group_id
-LEFT JOIN answers AS a ON a.row = r.row
+LEFT JOIN by_row AS a ON a.row = r.row
 GROUP BY status
 """
 

@@ -42,20 +42,36 @@ CREATE TABLE groups (
     remove_all INTEGER NOT NULL,
     parts INTEGER NOT NULL         -- requests per member: one per 50-tag slice
 );
-CREATE TABLE results (             -- one per (row, part) that a request settled
-    row INTEGER NOT NULL,
-    part INTEGER NOT NULL,
+"""
+# How a state file keeps answers since Step 15: each distinct answer once, and a narrow row per
+# (row, part) pointing at it (a request's 500 answers differ only in the contacts' old tags,
+# and writing eleven fields a row was two fifths of the send's cost). `results` is the view
+# every reader but the report's query reads: the table of that name that older files hold
+# (the same columns, one row per (row, part)), which `migrate` turns into these when such a
+# file is continued.
+ANSWERS = """
+CREATE TABLE answers (             -- each distinct way a request settled rows (most share a few)
+    id INTEGER PRIMARY KEY,
     status TEXT NOT NULL,          -- success, error or failed
     message TEXT NOT NULL,
-    old_tags TEXT,
     tags_added TEXT,
     tags_removed TEXT,
     http_status INTEGER,
     attempts INTEGER NOT NULL,
-    uncertain INTEGER NOT NULL DEFAULT 0,  -- 1: see batcher.domain.uncertain
-    permanent INTEGER NOT NULL DEFAULT 0,  -- 1: failed, and sending it again cannot help
+    uncertain INTEGER NOT NULL,    -- 1: see batcher.domain.uncertain
+    permanent INTEGER NOT NULL     -- 1: failed, and sending it again cannot help
+);
+CREATE TABLE settled (             -- one per (row, part) that a request settled
+    row INTEGER NOT NULL,
+    part INTEGER NOT NULL,
+    answer INTEGER NOT NULL,       -- answers.id
+    old_tags TEXT,                 -- the contact's own: kept per row, not in its answer
     PRIMARY KEY (row, part)
 ) WITHOUT ROWID;
+CREATE VIEW results AS
+SELECT s.row, s.part, a.status, a.message, s.old_tags, a.tags_added, a.tags_removed,
+       a.http_status, a.attempts, a.uncertain, a.permanent
+FROM settled AS s JOIN answers AS a ON a.id = s.answer;
 """
 # Tables a state file written before Step 9 lacks: created with the others, and added when such
 # a file is opened to be continued (see `migrate`).
@@ -125,6 +141,7 @@ class Schema(NamedTuple):
     reports: bool  # the reports table
     permanent: bool  # results.permanent
     lookups: bool  # the lookups and resolutions tables (Step 16)
+    answers: bool  # answers kept once each (`ANSWERS`), not a wide `results` table
 
     @classmethod
     def of(cls, db: sqlite3.Connection) -> Schema:
@@ -136,6 +153,7 @@ class Schema(NamedTuple):
             "reports" in tables,
             "permanent" in columns,
             "lookups" in tables,
+            "answers" in tables,
         )
 
 
@@ -147,7 +165,7 @@ def new_run_id() -> str:
 def create(db: sqlite3.Connection, *, run_id: str, about: Mapping[str, str]) -> None:
     """The tables of a new run, its rows table still without the input's columns (`rows.load`
     gives it them), and its meta: loading, created now, its id, `about` it."""
-    db.executescript(SCHEMA + ADDED_TABLES)
+    db.executescript(SCHEMA + ANSWERS + ADDED_TABLES)
     db.execute(ROWS_TABLE.format(cells=""))
     with transaction(db):
         db.executemany(
@@ -165,7 +183,8 @@ def create(db: sqlite3.Connection, *, run_id: str, about: Mapping[str, str]) -> 
 def migrate(db: sqlite3.Connection, *, run_id: str, invocation: bool) -> None:
     """Give a state file of an older version what this one keeps (a run it started is being
     continued): the `uncertain` and `permanent` columns, the `exposed` and `reports` tables, its
-    `run_id`; and, with `invocation`, count this command as the run's next invocation.
+    `run_id`, its answers kept once each (`ANSWERS`); and, with `invocation`, count this command
+    as the run's next invocation.
 
     A file from before Step 15 said that a failed row's request was refused only in its message
     (`batcher.sending.sender.failure_message`): read once here, into `permanent`."""
@@ -185,6 +204,8 @@ def migrate(db: sqlite3.Connection, *, run_id: str, invocation: bool) -> None:
             )
         if not (schema.exposed and schema.reports and schema.lookups):
             script(db, ADDED_TABLES)
+        if not schema.answers:
+            _narrow(db)
         if "run_id" not in meta:
             db.execute("INSERT INTO meta VALUES ('run_id', ?)", (run_id,))
         if invocation:
@@ -194,6 +215,34 @@ def migrate(db: sqlite3.Connection, *, run_id: str, invocation: bool) -> None:
             )
 
 
+def _narrow(db: sqlite3.Connection) -> None:
+    """Turn a wide `results` table (before Step 15, its columns complete) into `ANSWERS`: each
+    distinct answer once, each row pointing at its own."""
+    db.execute("ALTER TABLE results RENAME TO wide_results")
+    script(db, ANSWERS)
+    fields = ", ".join(_ANSWER_FIELDS)
+    db.execute(f"INSERT INTO answers ({fields}) SELECT DISTINCT {fields} FROM wide_results")
+    db.execute(f"CREATE INDEX answer_fields ON answers ({fields})")
+    same = " AND ".join(f"a.{name} IS w.{name}" for name in _ANSWER_FIELDS)
+    db.execute(
+        "INSERT INTO settled SELECT w.row, w.part, a.id, w.old_tags "
+        f"FROM wide_results AS w JOIN answers AS a ON {same}"
+    )
+    db.execute("DROP INDEX answer_fields")
+    db.execute("DROP TABLE wide_results")
+
+
+# The fields of an answer (`ANSWERS`), in its table's order.
+_ANSWER_FIELDS = (
+    "status",
+    "message",
+    "tags_added",
+    "tags_removed",
+    "http_status",
+    "attempts",
+    "uncertain",
+    "permanent",
+)
 # How the message of a row whose request the API refused began before Step 15.
 _REFUSED = "the API refused the request:"
 
