@@ -1015,3 +1015,51 @@ def test_sqlite_sorts_in_two_threads_only_with_a_second_core(
     monkeypatch.setattr(db_module, "cores", lambda: cores)
     with Ledger.open(state_dir, KEY) as ledger:
         assert ledger._db.execute("PRAGMA threads").fetchone()[0] == threads
+
+
+def _own(n: int) -> ContactOutcome:
+    """A success naming contact `n`'s own old tags: a new object each call."""
+    return ContactOutcome(Status.SUCCESS, "Tags added", (f"own-{n % 3}",), ("vip",), ())
+
+
+def test_each_distinct_answer_is_kept_once_and_each_row_keeps_its_old_tags(ledger: Ledger) -> None:
+    """Answers alike in all but the contacts' old tags are one row of `answers`, across batches
+    and whether recorded a statement per answer (few) or per row (many ways); the report gives
+    each row its own old tags."""
+    load(ledger, COLUMNS, [[_row(i) for i in range(1, 25)]])
+    ledger.record(BatchOutcome(_batch(ledger, [1, 2]), (OK, OK), 201, 1))
+    many = list(range(3, 25))  # more ways than a statement per outcome takes
+    ledger.record(BatchOutcome(_batch(ledger, many), tuple(_own(n) for n in many), 201, 1))
+    again = [OK._replace(old_tags=(f"own-{n % 3}",)) for n in (3, 4)]
+    ledger.record(BatchOutcome(_batch(ledger, [3, 4]), tuple(again), 201, 1))
+
+    answers = ledger._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+    assert answers == 1
+    rows = ledger._db.execute("SELECT row, old_tags FROM results ORDER BY row").fetchall()
+    assert rows == [(1, '["old"]'), (2, '["old"]')] + [(n, f'["own-{n % 3}"]') for n in many]
+    lines = {line.row: line for line in reading.lines(ledger.report_rows(PENDING))}
+    assert lines[5].old_tags == ("own-2",)
+    assert lines[5].tags_added == ("vip",)
+    assert lines[5].status is Status.SUCCESS
+
+
+def test_an_answer_a_failed_write_added_is_written_again(ledger: Ledger) -> None:
+    """A batch whose transaction does not commit takes its new answers with it: the next batch
+    answered so writes them again, rather than pointing at an answer the file never kept."""
+    load(ledger, COLUMNS, [[_row(i) for i in range(1, 21)]])
+    rows = list(range(1, 11))
+    failing = BatchOutcome(_batch(ledger, rows), tuple(_own(n) for n in rows), 201, 1)
+    ledger._db.execute("ALTER TABLE settled RENAME TO kept")  # the row writes fail
+    with pytest.raises(StateError):
+        ledger.record(failing)
+    ledger._db.execute("ALTER TABLE kept RENAME TO settled")
+    assert ledger._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 0
+
+    ledger.record(failing)
+    found = ledger._db.execute("SELECT row, status FROM results ORDER BY row").fetchall()
+    assert found == [(n, "success") for n in rows]
+    later = list(range(11, 21))
+    ledger.record(BatchOutcome(_batch(ledger, later), tuple(_own(n) for n in later), 201, 1))
+
+    found = ledger._db.execute("SELECT row, status FROM results ORDER BY row").fetchall()
+    assert found == [(n, "success") for n in range(1, 21)]

@@ -32,6 +32,7 @@ from batcher.domain.events import Event, EventSink, notices
 from batcher.domain.models import Cell
 from batcher.reports.formats import check_report_path, report_columns, summary_path, write_summary
 from batcher.state import Ledger
+from batcher.support.collecting import fewer_collections
 from batcher.support.stopping import Stop
 
 __all__ = ["RowsReader", "execute"]
@@ -96,7 +97,10 @@ async def execute(
     stop = stop or Stop()
     prepared = prepare(settings, job, stop, dry_run=dry_run, rejects=rejects)
     facts = _facts(settings, job, prepared)
-    with _open_ledger(settings, job, prepared, facts, emit, dry_run=dry_run) as ledger:
+    with (
+        fewer_collections(),
+        _open_ledger(settings, job, prepared, facts, emit, dry_run=dry_run) as ledger,
+    ):
         # A plan keeps no input cells unless rows are written or read back (its rejects, the
         # Python API's plan).
         wanted = (prepared.report_path, rejects, read_rows)

@@ -50,6 +50,7 @@ from batcher.reports.formats import (
     write_rows,
 )
 from batcher.state import LAST_ROW, REPORT_BLOCK, Ledger
+from batcher.support.collecting import fewer_collections
 from batcher.support.files import unfinished
 from batcher.support.machine import cores
 
@@ -330,7 +331,8 @@ def _part(job: Mapping[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     """`python -m batcher.app.rendering`: one helper's work, its job read from stdin."""
-    json.dump(_part(json.loads(sys.stdin.readline())), sys.stdout)
+    with fewer_collections():
+        json.dump(_part(json.loads(sys.stdin.readline())), sys.stdout)
 
 
 if __name__ == "__main__":

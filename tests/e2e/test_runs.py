@@ -27,6 +27,7 @@ from batcher.domain.models import Status
 from batcher.loading import InputOptions
 from batcher.sandbox import RateConfig
 from batcher.state import Ledger
+from batcher.support.collecting import FEWER
 
 from .conftest import LOCATION, SandboxFactory, contact_ids, fast_settings, write_csv
 
@@ -386,3 +387,23 @@ async def test_the_load_runs_without_the_cyclic_collector_which_comes_back_after
     assert result.exit_code == 0
     assert seen == [False]
     assert gc.isenabled()
+
+
+async def test_a_run_collects_garbage_less_often_while_it_works(
+    tmp_path: Path, make_sandbox: SandboxFactory
+) -> None:
+    """Raised while the run works (`batcher.support.collecting`), the caller's after it."""
+    seen: list[tuple[int, ...]] = []
+
+    def confirm(_: object) -> bool:
+        seen.append(gc.get_threshold())
+        return True
+
+    before = gc.get_threshold()
+    async with make_sandbox() as sandbox:
+        source = write_csv(tmp_path / "in.csv", contact_ids(30))
+        settings = fast_settings(tmp_path, sandbox.url)
+        result = await execute(settings, job(tmp_path, source), confirm=confirm)
+    assert result.exit_code == 0
+    assert seen == [tuple(max(own, ours) for own, ours in zip(before, FEWER, strict=True))]
+    assert gc.get_threshold() == before
