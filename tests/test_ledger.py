@@ -1063,3 +1063,28 @@ def test_an_answer_a_failed_write_added_is_written_again(ledger: Ledger) -> None
 
     found = ledger._db.execute("SELECT row, status FROM results ORDER BY row").fetchall()
     assert found == [(n, "success") for n in range(1, 21)]
+
+
+@pytest.mark.parametrize("bound_values", [None, 20, 9])
+def test_rows_inserted_many_a_statement_are_each_kept_as_given(
+    ledger: Ledger, bound_values: int | None
+) -> None:
+    """Valid rows go in many a statement (`rows._ROWS_A_STATEMENT`), as many as SQLite's limit on
+    bound values allows (9: one a statement), the last few one a statement: every row is kept
+    with its own cells and line, whether the chunk asks one thing or several."""
+    if bound_values is not None:
+        ledger._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, bound_values)
+    one_ask = [_row(n) for n in range(1, 151)]  # two statements of 64 rows, then 22
+    several = [_row(n, location=f"LOC{n % 3}", tags=(f"t{n % 2}",)) for n in range(151, 301)]
+    load(ledger, COLUMNS, [one_ask, several])
+
+    lines = _by_row(ledger)
+    assert sorted(lines) == list(range(1, 301))
+    for asked in one_ask + several:
+        line = lines[asked.row]
+        assert (line.contact_id, line.location_id, line.tags) == (
+            asked.contact_id,
+            asked.location_id,
+            asked.tags,
+        )
+        assert (line.extra, line.line) == (asked.extra, asked.line)
