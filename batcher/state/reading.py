@@ -84,8 +84,9 @@ FROM rows AS r{{groups}}
 WHERE r.row BETWEEN :first AND :last
 ORDER BY r.row
 """
-# Each row's first part's answer (`s`): from its answers table, or an older file's wide one
-# (`batcher.state.schema.ANSWERS`); the first's rows are narrow, each with its old tags (`t`).
+# Each row's first part's answer (`s`). In a file of this version, the row's entry in `settled`
+# (`t`, which also holds the contact's old tags) and the answer it points at; in an older one,
+# its row of the wide `results` table (see `batcher.state.schema.ANSWERS`).
 _ANSWERS = """LEFT JOIN settled AS t ON t.row = r.row AND t.part = 0
 LEFT JOIN answers AS s ON s.id = t.answer"""
 _WIDE = "LEFT JOIN results AS s ON s.row = r.row AND s.part = 0"

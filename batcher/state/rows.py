@@ -260,17 +260,15 @@ def _insert_rows(
     db: sqlite3.Connection, values: str, width: int, rows: Iterable[tuple[object, ...]]
 ) -> None:
     """INSERT INTO rows each of `rows`, the `width` values that fill the `?`s of `values` (one
-    row's parenthesized values), `_ROWS_A_STATEMENT` rows a statement as SQLite's limit on
-    bound values allows (the last few a statement each)."""
+    row's parenthesized values): `_ROWS_A_STATEMENT` rows a statement, or as many as SQLite's
+    limit on bound values allows, and the last few a statement each."""
     flat = list(itertools.chain.from_iterable(rows))
-    per = max(1, min(_ROWS_A_STATEMENT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
+    limit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    per = max(1, min(_ROWS_A_STATEMENT, limit // width))
     step = per * width
     whole = len(flat) - len(flat) % step
-    if per > 1 and whole:
-        many = "INSERT INTO rows VALUES " + ", ".join([values] * per)
-        db.executemany(many, (flat[at : at + step] for at in range(0, whole, step)))
-    else:
-        whole = 0
+    many = "INSERT INTO rows VALUES " + ", ".join([values] * per)
+    db.executemany(many, (flat[at : at + step] for at in range(0, whole, step)))
     one = "INSERT INTO rows VALUES " + values
     db.executemany(one, (flat[at : at + width] for at in range(whole, len(flat), width)))
 
