@@ -31,6 +31,7 @@ from batcher.domain.models import (
 from batcher.domain.planning import WorkItem
 from batcher.state import Ledger, ordering, reading, work
 from batcher.state import db as db_module
+from batcher.state import outcomes as outcomes_module
 from batcher.state import rows as rows_module
 
 COLUMNS = ("email", "tags")
@@ -1088,3 +1089,23 @@ def test_rows_inserted_many_a_statement_are_each_kept_as_given(
             asked.tags,
         )
         assert (line.extra, line.line) == (asked.extra, asked.line)
+
+
+def test_answers_that_differ_by_contact_are_each_recorded_past_the_remembered_ones(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorder remembers a bounded number of answers (`outcomes._KEPT_ANSWERS`): past it,
+    it forgets them and writes again the ones that come back; every row keeps its own."""
+    monkeypatch.setattr(outcomes_module, "_KEPT_ANSWERS", 3)
+    load(ledger, COLUMNS, [[_row(i) for i in range(1, 41)]])
+
+    def said(n: int) -> ContactOutcome:
+        return ContactOutcome(Status.ERROR, f"contact {n % 10} is deleted")
+
+    for first in (1, 21):
+        rows = list(range(first, first + 20))
+        ledger.record(BatchOutcome(_batch(ledger, rows), tuple(said(n) for n in rows), 201, 1))
+
+    found = ledger._db.execute("SELECT row, status, message FROM results ORDER BY row").fetchall()
+    assert found == [(n, "error", f"contact {n % 10} is deleted") for n in range(1, 41)]
+    assert len(ledger._outcomes._ids) <= 3

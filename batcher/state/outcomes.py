@@ -21,16 +21,14 @@ INSERT OR REPLACE INTO settled SELECT each.value, ?, ?, ? FROM json_each(?) AS e
 """
 RECORD_ROW = "INSERT OR REPLACE INTO settled VALUES (?, ?, ?, ?)"
 ADD_ANSWER = "INSERT INTO answers VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)"
-KNOWN_ANSWERS = """
-SELECT id, status, message, tags_added, tags_removed, http_status, attempts, uncertain, permanent
-FROM answers
-"""
 # Rows whose request for `part` may have reached the API without an answer, and which of a
 # batch's rows (a JSON array) such a request of an earlier invocation left.
 EXPOSE_ROWS = "INSERT OR IGNORE INTO exposed SELECT each.value, ? FROM json_each(?) AS each"
 EXPOSED_AMONG = "SELECT row FROM exposed WHERE part = ? AND row IN (SELECT value FROM json_each(?))"
 # A batch answered in more ways than this is recorded a row at a time (see `Outcomes.record`).
 _FEW_OUTCOMES = 8
+# Answers whose ids the recorder remembers, at most (see `Outcomes._id`).
+_KEPT_ANSWERS = 1 << 16
 
 # An answer as the answers table keeps it: status, message, tags added and removed (JSON),
 # HTTP status, attempts, uncertain, permanent.
@@ -60,17 +58,17 @@ class Outcomes:
         self._db = db
         self._answered = answered
         self._exposed_any = exposed_any
-        # Each answer the file holds, by its fields (read when the first batch is recorded),
-        # and those the open transaction added: forgotten if it does not commit.
-        self._ids: dict[Answer, int] | None = None
+        # The answers this recorder wrote, by their fields, and those the open transaction
+        # added: forgotten if it does not commit.
+        self._ids: dict[Answer, int] = {}
         self._added: list[Answer] = []
 
     def record(self, outcome: BatchOutcome) -> None:
         """Write one batch's per-contact outcomes in one transaction.
 
-        Each distinct answer is kept once (`answers`) and each row points at its own with its
-        contact's old tags (`settled`). Contacts answered alike share one outcome object (the
-        client sees to it): each distinct outcome is encoded once; a batch answered in a few
+        Each distinct answer is kept once (`answers`, see `_id`) and each row points at its own
+        with its contact's old tags (`settled`). Contacts answered alike share one outcome object
+        (the client sees to it): each distinct outcome is encoded once; a batch answered in a few
         ways is written by one statement per answer, the rows passed as one JSON array
         (`json_each`), as binding each row's fields from Python cost more than SQLite's work.
 
@@ -93,9 +91,8 @@ class Outcomes:
                 else:
                     self._record_alike(outcome, results)
         except BaseException:
-            if self._ids is not None:
-                for fields in self._added:
-                    del self._ids[fields]
+            for fields in self._added:
+                self._ids.pop(fields, None)
             raise
         finally:
             self._added.clear()
@@ -109,15 +106,17 @@ class Outcomes:
         self._exposed_any = True
 
     def _id(self, fields: Answer) -> int:
-        """The id of the answer `fields`, added to the answers table if new."""
-        ids = self._ids
-        if ids is None:
-            ids = self._ids = {
-                tuple(found): answer_id for answer_id, *found in self._db.execute(KNOWN_ANSWERS)
-            }
-        answer_id = ids.get(fields)
+        """The id of the answer `fields`, added to the answers table if this recorder has not
+        written it yet. Keeping each answer once saves space and time, and is no rule: a
+        resumed run starts remembering none, and past `_KEPT_ANSWERS` (answers that differ by
+        contact) the remembered ones are forgotten, so memory stays bounded; an answer then
+        written again is another row pointed at by the rows after it."""
+        answer_id = self._ids.get(fields)
         if answer_id is None:
-            answer_id = ids[fields] = int(self._db.execute(ADD_ANSWER, fields).lastrowid or 0)
+            if len(self._ids) >= _KEPT_ANSWERS:
+                self._ids.clear()
+            answer_id = int(self._db.execute(ADD_ANSWER, fields).lastrowid or 0)
+            self._ids[fields] = answer_id
             self._added.append(fields)
         return answer_id
 

@@ -43,14 +43,14 @@ CREATE TABLE groups (
     parts INTEGER NOT NULL         -- requests per member: one per 50-tag slice
 );
 """
-# How a state file keeps answers since Step 15: each distinct answer once, and a narrow row per
-# (row, part) pointing at it (a request's 500 answers differ only in the contacts' old tags,
-# and writing eleven fields a row was two fifths of the send's cost). `results` is the view
-# every reader but the report's query reads: the table of that name that older files hold
-# (the same columns, one row per (row, part)), which `migrate` turns into these when such a
-# file is continued.
+# How a state file keeps answers since Step 15: each distinct answer once (as far as the
+# recorder remembers: `batcher.state.outcomes`), and a narrow row per (row, part) pointing at it
+# (a request's 500 answers differ only in the contacts' old tags, and writing eleven fields a
+# row was two fifths of the send's cost). `results` is the view every reader but the report's
+# query reads: the table of that name that older files hold (the same columns, one row per
+# (row, part)), which `migrate` turns into these when such a file is continued.
 ANSWERS = """
-CREATE TABLE answers (             -- each distinct way a request settled rows (most share a few)
+CREATE TABLE answers (             -- the ways requests settled rows (most share a few)
     id INTEGER PRIMARY KEY,
     status TEXT NOT NULL,          -- success, error or failed
     message TEXT NOT NULL,
