@@ -1044,6 +1044,40 @@ def test_each_distinct_answer_is_kept_once_and_each_row_keeps_its_old_tags(ledge
     assert lines[5].status is Status.SUCCESS
 
 
+@pytest.mark.parametrize("bound_values", [None, 20, 9])
+def test_a_batch_answered_in_many_ways_keeps_each_rows_own_answer(
+    ledger: Ledger, bound_values: int | None
+) -> None:
+    """A batch answered in many ways is written many rows a statement (`db.insert_many`), as
+    many as SQLite's limit on bound values allows (9: two a statement): each of its rows, not
+    consecutive, keeps its own status, message and old tags, and rows outside it none."""
+    load(ledger, COLUMNS, [[_row(i) for i in range(1, 301)]])
+    rows = list(range(1, 301, 2))  # 150 rows: two statements of 64, then 22
+    batch = _batch(ledger, rows)
+    if bound_values is not None:
+        ledger._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, bound_values)
+
+    def said(n: int) -> ContactOutcome:
+        if n % 7 == 0:
+            return ContactOutcome(Status.ERROR, f"contact {n} is deleted")
+        return _own(n)
+
+    ledger.record(BatchOutcome(batch, tuple(said(n) for n in rows), 201, 1))
+
+    found = ledger._db.execute(
+        "SELECT row, status, message, old_tags FROM results ORDER BY row"
+    ).fetchall()
+    assert found == [
+        (n, "error", f"contact {n} is deleted", None)
+        if n % 7 == 0
+        else (n, "success", "Tags added", f'["own-{n % 3}"]')
+        for n in rows
+    ]
+    assert ledger._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 1 + len(
+        [n for n in rows if n % 7 == 0]
+    )
+
+
 def test_an_answer_a_failed_write_added_is_written_again(ledger: Ledger) -> None:
     """A batch whose transaction does not commit takes its new answers with it: the next batch
     answered so writes them again, rather than pointing at an answer the file never kept."""
@@ -1070,7 +1104,7 @@ def test_an_answer_a_failed_write_added_is_written_again(ledger: Ledger) -> None
 def test_rows_inserted_many_a_statement_are_each_kept_as_given(
     ledger: Ledger, bound_values: int | None
 ) -> None:
-    """Valid rows go in many a statement (`rows._ROWS_A_STATEMENT`), as many as SQLite's limit on
+    """Valid rows go in many a statement (`db._ROWS_A_STATEMENT`), as many as SQLite's limit on
     bound values allows (9: one a statement), the last few one a statement: every row is kept
     with its own cells and line, whether the chunk asks one thing or several."""
     if bound_values is not None:

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from batcher.support.crash import write_crash_file
-from batcher.support.secrets import REDACTED, SECRET, Scrubber, proxy_credentials, strip_userinfo
+from batcher.support.secrets import (
+    MIN_PIECE,
+    REDACTED,
+    SECRET,
+    Scrubber,
+    proxy_credentials,
+    strip_userinfo,
+)
 
 TOKEN = "tok-Made-Up-9f8e7d6c5b4a3210zyxw"
 
@@ -112,3 +119,32 @@ def test_many_long_tokens_are_each_found_by_any_piece_and_a_short_one_whole() ->
     assert scrubber.scrub(f"echo {piece} back") == f"echo {REDACTED} back"
     assert scrubber.found_in("a SHORT one")
     assert not scrubber.found_in("Tags updated vip newsletter")
+
+
+@pytest.mark.parametrize("token", ["sandbox-token", "pit-0f3c9e2a-77d1-4b8e-9a51-c2d4e6f80a1b"])
+@pytest.mark.parametrize("jwt", [False, True])
+def test_a_piece_is_found_wherever_it_sits_in_a_long_text(token: str, jwt: bool) -> None:
+    """A piece of a token is found in a text of many tags whatever the token's size (a short
+    token's few pieces are searched for; a JWT's hundreds are looked up in the runs of
+    characters they use): alone, inside a longer run of the token's characters, at the text's
+    ends, and in another case; a short secret beside them is found whole, and 30 short secrets
+    with no long one are each found."""
+    jwt_token = "eyJhbGciOi." + "".join(chr(97 + (i * 11) % 26) for i in range(600)) + "-_x9"
+    scrubber = Scrubber(token, tokens=[jwt_token] if jwt else [], others=["pw1"])
+    tags = " ".join(f"tag{n:02d} customer-since-20{n:02d}" for n in range(2000))
+    assert not scrubber.found_in(tags)
+    secrets = [token] + ([jwt_token] if jwt else [])
+    for secret in secrets:
+        piece = secret[-MIN_PIECE:]
+        for text in (
+            f"{tags} {piece}",
+            f"{piece}{tags}",
+            f"{tags}{piece.upper()}",
+            f"{tags} {secret[:3]}{piece}{secret[:5]} {tags}",
+        ):
+            assert scrubber.found_in(text), (secret[:12], text[:20], text[-20:])
+    assert not scrubber.found_in(f"{tags} {token[-MIN_PIECE + 1 :]}")
+    assert scrubber.found_in(f"{tags} xPW1x")
+    many = Scrubber(None, others=[f"s{n:02d}" for n in range(30)])
+    assert all(many.found_in(f"{tags} s{n:02d}") for n in range(30))
+    assert not many.found_in("tag01 vip")

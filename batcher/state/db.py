@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from batcher.support.machine import cores
 __all__ = [
     "Named",
     "connect",
+    "insert_many",
     "now",
     "read_only",
     "reason",
@@ -93,6 +95,30 @@ def transaction(db: sqlite3.Connection) -> Iterator[None]:
                 db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+# Rows inserted by one statement (a multi-row VALUES), at most: SQLite then steps once for them
+# all, where a statement a row steps once a row (a million six-column input rows: 1.4 s of CPU
+# instead of 1.9-2.3 s; 500 settled rows: 0.26 ms instead of 0.48 with `executemany`).
+_ROWS_A_STATEMENT = 64
+
+
+def insert_many(
+    db: sqlite3.Connection, insert: str, values: str, width: int, rows: Iterable[tuple[object, ...]]
+) -> None:
+    """`insert` (an INSERT up to its VALUES keyword) of each of `rows`, the `width` values that
+    fill the `?`s of `values` (one row's parenthesized values): `_ROWS_A_STATEMENT` rows a
+    statement, or as many as SQLite's limit on bound values allows, and the last few a
+    statement each."""
+    flat = list(itertools.chain.from_iterable(rows))
+    limit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    per = max(1, min(_ROWS_A_STATEMENT, limit // width))
+    step = per * width
+    whole = len(flat) - len(flat) % step
+    many = f"{insert} VALUES " + ", ".join([values] * per)
+    db.executemany(many, (flat[at : at + step] for at in range(0, whole, step)))
+    one = f"{insert} VALUES {values}"
+    db.executemany(one, (flat[at : at + width] for at in range(whole, len(flat), width)))
 
 
 def script(db: sqlite3.Connection, statements: str) -> None:

@@ -9,7 +9,6 @@ value.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from batcher.domain.errors import UsageError
 from batcher.domain.models import MAX_INPUT_COLUMNS, Chunk, Group
 from batcher.domain.planning import group_of, tag_parts
 from batcher.state.codec import dump, dumped, encode
-from batcher.state.db import transaction, written_once
+from batcher.state.db import insert_many, transaction, written_once
 from batcher.state.ordering import order_contacts
 from batcher.state.schema import ROWS_TABLE, SETTLED_INDEX, WORK_INDEX, get_meta, set_meta
 
@@ -26,10 +25,6 @@ __all__ = ["load", "row_at", "row_count"]
 
 # Rows loaded between commits (see `load`).
 _LOAD_COMMIT_ROWS = 250_000
-# Valid rows inserted by one statement (a multi-row VALUES), at most: SQLite then steps once for
-# them all, where a statement a row stepped once a row (a million six-column rows: 1.4 s of CPU
-# instead of 1.9-2.3 s).
-_ROWS_A_STATEMENT = 64
 
 
 class _GroupIds:
@@ -231,15 +226,17 @@ def _insert_valid(db: sqlite3.Connection, chunk: Chunk, groups: _GroupIds, marks
         location, action, tags = same
         group = groups.of(location, action, tags, chunk.remove_all)
         asked = f"{_sql_text(location)}, {_sql_text(action)}, {_sql_text(tags)}, {group}"
-        _insert_rows(
+        insert_many(
             db,
+            "INSERT INTO rows",
             f"(?, ?, ?, {asked}, 1, NULL, NULL, ''{marks})",
             3 + cells,
             zip(chunk.rows, chunk.lines, chunk.contact_ids, *chunk.cells, strict=True),
         )
     elif len(chunk):
-        _insert_rows(
+        insert_many(
             db,
+            "INSERT INTO rows",
             f"(?, ?, ?, ?, ?, ?, ?, 1, NULL, NULL, ''{marks})",
             7 + cells,
             zip(
@@ -254,23 +251,6 @@ def _insert_valid(db: sqlite3.Connection, chunk: Chunk, groups: _GroupIds, marks
                 strict=True,
             ),
         )
-
-
-def _insert_rows(
-    db: sqlite3.Connection, values: str, width: int, rows: Iterable[tuple[object, ...]]
-) -> None:
-    """INSERT INTO rows each of `rows`, the `width` values that fill the `?`s of `values` (one
-    row's parenthesized values): `_ROWS_A_STATEMENT` rows a statement, or as many as SQLite's
-    limit on bound values allows, and the last few a statement each."""
-    flat = list(itertools.chain.from_iterable(rows))
-    limit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    per = max(1, min(_ROWS_A_STATEMENT, limit // width))
-    step = per * width
-    whole = len(flat) - len(flat) % step
-    many = "INSERT INTO rows VALUES " + ", ".join([values] * per)
-    db.executemany(many, (flat[at : at + step] for at in range(0, whole, step)))
-    one = "INSERT INTO rows VALUES " + values
-    db.executemany(one, (flat[at : at + width] for at in range(whole, len(flat), width)))
 
 
 def _same_ask(chunk: Chunk) -> tuple[str, str, tuple[str, ...]] | None:
