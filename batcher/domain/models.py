@@ -279,10 +279,13 @@ Cell = str | int | None
 @dataclass(frozen=True)
 class Inert:
     """How to make text cells inert for a spreadsheet: cells starting with one of `suspects`
-    are passed to `make` (which returns them unchanged when they are harmless after all)."""
+    are passed to `make` (which returns them unchanged when they are harmless after all).
+    `make` puts an apostrophe before a cell starting with one of `triggers` (a subset of
+    `suspects`) whatever follows, so a reader may do that itself without calling it."""
 
     suspects: frozenset[str]
     make: Callable[[str], str]
+    triggers: frozenset[str] = frozenset()
 
 
 T = TypeVar("T")

@@ -168,7 +168,7 @@ def write_report(path: Path, input_columns: Sequence[str], lines: Iterable[Repor
 RowSource = Callable[[Inert | None], Iterable[Sequence[Cell]]]
 
 # What a CSV report does to text cells that a spreadsheet would run as a formula.
-INERT = Inert(suspects=_SUSPECT_FIRST, make=lambda text: _inert(text))
+INERT = Inert(suspects=_SUSPECT_FIRST, make=lambda text: _inert(text), triggers=_TRIGGERS)
 
 
 # Writes more rows at the end of a report (another process's part, see `batcher.app.rendering`):

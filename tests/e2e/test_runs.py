@@ -320,13 +320,14 @@ async def test_a_csv_report_makes_every_formula_cell_inert_and_no_other(
     tmp_path: Path, make_sandbox: SandboxFactory
 ) -> None:
     """The report rendered from the ledger guards exactly the cells `_inert` would: formula
-    starts (ASCII and fullwidth), behind blanks too; plain text, digits, accents and dashes
-    inside a cell are left alone."""
+    starts (ASCII and fullwidth, each of them: SQL marks these itself), behind blanks too;
+    plain text, digits, accents and dashes inside a cell are left alone."""
     from batcher.reports.formats import _inert
 
     notes = [
         "=HYPERLINK(1)", " =1+1", "\u00a0@SUM(A1)", "\uff1d1", "\tx", "-2", "+1 555",
         "plain", "Zoë", "été", "a-b", "12345", "[x]", "",
+        "@x", "\rx", "\uff0b1", "\uff0d1", "\uff201", "\u3000=1",
     ]  # fmt: skip
     ids = contact_ids(len(notes))
     source = write_csv(tmp_path / "in.csv", ids, note=notes)
@@ -338,7 +339,8 @@ async def test_a_csv_report_makes_every_formula_cell_inert_and_no_other(
     assert [line["note"] for line in lines][:7] == [
         "'=HYPERLINK(1)", "' =1+1", "'\u00a0@SUM(A1)", "'\uff1d1", "'\tx", "'-2", "'+1 555",
     ]  # fmt: skip
-    assert [line["note"] for line in lines][7:] == notes[7:]
+    assert [line["note"] for line in lines][7:14] == notes[7:14]
+    assert [line["note"] for line in lines][14:] == [f"'{note}" for note in notes[14:]]
 
 
 async def test_a_report_written_by_two_processes_is_the_one_a_single_process_writes(
