@@ -9,6 +9,10 @@ different lists, as `million.py --old-tags` gives), read by the client (`_parse_
 each contact's outcome, the scrub) and recorded in a fresh state file (`Outcomes.record`). Each
 round does it once at the collector's default threshold and once at the one a run sets, and
 prints their CPU seconds and the ratio; the answers are made once, before the first round.
+
+Then, at a run's threshold, the reading alone with the sandbox's short token and with a token
+the size of a HighLevel OAuth access token (a JWT of about 900 characters): every answer is
+looked through for pieces of the token (`Scrubber.found_in`), and a long token has many.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import gc
 import json
 import random
 import statistics
+import string
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +36,12 @@ from batcher.state.work import Answered
 from batcher.support.collecting import fewer_collections
 
 TAGS = ("2026-promo", "vip")
+_BASE64URL = string.ascii_letters + string.digits + "-_"
+# A JWT's shape: a header, a payload and a signature, base64url, joined by dots.
+LONG_TOKEN = ".".join(
+    "".join(random.Random(n).choices(_BASE64URL, k=size)) for n, size in enumerate((36, 600, 342))
+)
+SHORT_TOKEN = "sandbox-token"
 
 
 def answers(requests: int) -> list[tuple[Batch, bytes]]:
@@ -62,7 +73,7 @@ def read_and_record(made: list[tuple[Batch, bytes]], folder: Path) -> tuple[floa
     db = connect(folder / f"{time.monotonic_ns()}.sqlite", create=True, throwaway=False)
     schema.create(db, run_id="bench", about={})
     outcomes = Outcomes(db, Answered(0), exposed_any=False)
-    client = BulkTagsClient(base_url="http://127.0.0.1:9", token="sandbox-token")
+    client = BulkTagsClient(base_url="http://127.0.0.1:9", token=SHORT_TOKEN)
     reading = recording = 0.0
     for batch, body in made:
         started = time.process_time()
@@ -73,6 +84,15 @@ def read_and_record(made: list[tuple[Batch, bytes]], folder: Path) -> tuple[floa
         recording += time.process_time() - read
     db.close()
     return reading, recording
+
+
+def read_cpu(made: list[tuple[Batch, bytes]], token: str) -> float:
+    """CPU seconds reading the answers with `token` as the client's."""
+    client = BulkTagsClient(base_url="http://127.0.0.1:9", token=token)
+    started = time.process_time()
+    for batch, body in made:
+        client._parse_created(batch, bytearray(body), {})
+    return time.process_time() - started
 
 
 def main() -> None:
@@ -98,6 +118,16 @@ def main() -> None:
         f"{args.requests * 500:,} contacts: at Python's default threshold, "
         f"{statistics.median(ratios):.2f}x the CPU at a run's (median)"
     )
+    longer = []
+    with fewer_collections():
+        for _ in range(args.n):
+            short, long = read_cpu(made, SHORT_TOKEN), read_cpu(made, LONG_TOKEN)
+            longer.append(long / short)
+            print(
+                f"reading with a {len(SHORT_TOKEN)}-character token {short:.2f} s, "
+                f"with a {len(LONG_TOKEN)}-character one {long:.2f} s"
+            )
+    print(f"a JWT-sized token: {statistics.median(longer):.2f}x the CPU of reading (median)")
 
 
 if __name__ == "__main__":
