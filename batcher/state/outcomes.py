@@ -19,8 +19,6 @@ __all__ = ["Outcomes"]
 RECORD_ROWS = """
 INSERT OR REPLACE INTO settled SELECT each.value, ?, ?, ? FROM json_each(?) AS each
 """
-# Rows with their own answer and old tags: `insert_many`'s INSERT, its VALUES one row's.
-RECORD_ROWS_EACH = "INSERT OR REPLACE INTO settled"
 ADD_ANSWER = "INSERT INTO answers VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)"
 # Rows whose request for `part` may have reached the API without an answer, and which of a
 # batch's rows (a JSON array) such a request of an earlier invocation left.
@@ -193,7 +191,7 @@ class Outcomes:
                 )
                 known[key] = (self._id(fields), dump(result.old_tags))
             records.append((row, batch.part, *known[key]))
-        insert_many(self._db, RECORD_ROWS_EACH, "(?, ?, ?, ?)", 4, records)
+        self._settle(records)
 
     def _record_each(self, outcome: BatchOutcome, results: Mapping[int, ContactOutcome]) -> None:
         """`record` for a batch answered in many ways (the API's answers name each contact's
@@ -210,13 +208,13 @@ class Outcomes:
                 answer_id = ids[fields] = self._id(_answer(result, outcome, result.message, 0))
             encoded[key] = (answer_id, dump(result.old_tags))
         part = outcome.batch.part
-        insert_many(
-            self._db,
-            RECORD_ROWS_EACH,
-            "(?, ?, ?, ?)",
-            4,
+        self._settle(
             [
                 (row, part, *encoded[id(result)])
                 for row, result in zip(outcome.batch.rows, outcome.outcomes, strict=True)
-            ],
+            ]
         )
+
+    def _settle(self, records: list[tuple[int, int, int, str | None]]) -> None:
+        """Write rows each with its own answer: (row, part, answer id, old tags)."""
+        insert_many(self._db, "INSERT OR REPLACE INTO settled", "(?, ?, ?, ?)", 4, records)
