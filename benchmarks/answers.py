@@ -11,7 +11,7 @@ round does it once at the collector's default threshold and once at the one a ru
 prints their CPU seconds and the ratio; the answers are made once, before the first round.
 
 Then, at a run's threshold, the reading alone with the sandbox's short token and with a token
-the size of a HighLevel OAuth access token (a JWT of about 900 characters): every answer is
+the size of a HighLevel OAuth access token (a JWT of about 1,000 characters): every answer is
 looked through for pieces of the token (`Scrubber.found_in`), and a long token has many.
 """
 
